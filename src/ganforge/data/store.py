@@ -1,0 +1,225 @@
+"""The dataset store: one file of uint8 pixels, int64 labels and a JSON manifest.
+
+The file is a plain safetensors file (tensors ``images`` [N, C, H, W] uint8 and ``labels`` [N] int64, the
+manifest as JSON in the header's ``__metadata__``), so any safetensors reader can open it and nothing in it is
+ever unpickled. Pixels are stored channel-first so a batch goes from the store to the network without a
+transpose, and the data section is 8-byte aligned so it can be memory-mapped when it does not fit in RAM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge.errors import DataError
+
+STORE_SUFFIX = ".gfs"
+FORMAT_VERSION = 1
+_WRITE_CHUNK_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a store holds and where it came from (recorded in the file and in every run's config)."""
+
+    count: int
+    channels: int
+    height: int
+    width: int
+    label_names: list[str]
+    fingerprint: str  # sha256 of shape, pixels and labels: the key of metric caches
+    source: str = ""  # what `prepare` read, as the user named it
+    source_fingerprint: str = ""  # sha256 of the source's file names and sizes plus the prepare options
+    skipped: list[dict[str, str]] | None = None  # [{"path": ..., "reason": ...}] for every rejected input
+    options: dict[str, Any] | None = None  # the prepare options that produced this store
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def has_labels(self) -> bool:
+        return len(self.label_names) > 0
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, ensure_ascii=False)
+
+    @staticmethod
+    def from_json(text: str) -> Manifest:
+        raw = json.loads(text)
+        known = set(Manifest.__dataclass_fields__)
+        return Manifest(**{k: v for k, v in raw.items() if k in known})
+
+
+def content_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 over shape, pixels and labels, read in chunks so a memory-mapped array is never copied whole."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(list(images.shape)).encode())
+    for start in range(0, len(images), _rows_per_chunk(images)):
+        digest.update(np.ascontiguousarray(images[start : start + _rows_per_chunk(images)]).tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def _rows_per_chunk(images: np.ndarray) -> int:
+    row_bytes = max(1, int(np.prod(images.shape[1:])))
+    return max(1, _WRITE_CHUNK_BYTES // row_bytes)
+
+
+def write_store(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray, manifest: Manifest) -> None:
+    """Write atomically: a temp file beside the target, fsync, rename. A crash leaves the old file or none."""
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
+    path = Path(path)
+    n, c, h, w = images.shape
+    image_bytes = n * c * h * w
+    header: dict[str, Any] = {
+        "__metadata__": {"manifest": manifest.to_json()},
+        "images": {"dtype": "U8", "shape": [n, c, h, w], "data_offsets": [0, image_bytes]},
+        # Labels start on an 8-byte boundary so the int64 view is aligned.
+        "labels": {"dtype": "I64", "shape": [n], "data_offsets": [_align8(image_bytes), _align8(image_bytes) + 8 * n]},
+    }
+    if image_bytes % 8:
+        # safetensors forbids gaps between tensors, so pad the images with a hidden byte tensor.
+        header["_pad"] = {"dtype": "U8", "shape": [_align8(image_bytes) - image_bytes],
+                          "data_offsets": [image_bytes, _align8(image_bytes)]}
+    header_bytes = json.dumps(header, ensure_ascii=False).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            for start in range(0, n, _rows_per_chunk(images)):
+                f.write(np.ascontiguousarray(images[start : start + _rows_per_chunk(images)]).tobytes())
+            f.write(b"\0" * (_align8(image_bytes) - image_bytes))
+            f.write(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _align8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """A prepared dataset, opened read-only: pixels in RAM when they fit, memory-mapped otherwise."""
+
+    def __init__(self, path: str | os.PathLike[str], *, in_memory: bool | None = None,
+                 name: str | None = None) -> None:
+        self.path = Path(path)
+        self.name = name or self.path.name.removesuffix(STORE_SUFFIX)  # short name for run folders
+        self.manifest, images_offset, labels_offset = _read_header(self.path)
+        m = self.manifest
+        images = np.memmap(self.path, np.uint8, "r", images_offset, (m.count, m.channels, m.height, m.width))
+        labels = np.memmap(self.path, "<i8", "r", labels_offset, (m.count,))
+        if in_memory is None:
+            in_memory = images.nbytes < _available_ram_bytes() // 2
+        self.images: np.ndarray = np.array(images) if in_memory else images
+        self.labels: np.ndarray = np.array(labels)
+        self.in_memory = in_memory
+
+    def __len__(self) -> int:
+        return self.manifest.count
+
+    def uint8_batch(self, indices: np.ndarray) -> torch.Tensor:
+        """Pixels of the given rows as a uint8 tensor [B, C, H, W] on the CPU."""
+        if self.in_memory:
+            return torch.from_numpy(self.images[indices])
+        # Memory-mapped reads are fastest in file order; undo the sort afterwards.
+        order = np.argsort(indices, kind="stable")
+        rows = np.empty((len(indices), *self.images.shape[1:]), np.uint8)
+        rows[order] = self.images[indices[order]]
+        return torch.from_numpy(rows)
+
+    def iter_uint8(self, batch_size: int, limit: int | None = None) -> Iterator[torch.Tensor]:
+        """The first `limit` images (all by default) in order, in uint8 batches."""
+        stop = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, stop, batch_size):
+            yield torch.from_numpy(np.array(self.images[start : min(start + batch_size, stop)]))
+
+
+def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1], the range every generator's tanh produces."""
+    return images_uint8.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounding to nearest and clipping what the generator overshoots."""
+    return images.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class DeviceBatches:
+    """Serves float batches in [-1, 1] on the training device; the whole store lives there when it fits."""
+
+    def __init__(self, store: Store, device: torch.device, resident_limit_bytes: int = 4 << 30) -> None:
+        self.store = store
+        self.device = device
+        self.resident: torch.Tensor | None = None
+        self.labels = torch.from_numpy(store.labels).to(device)
+        if store.in_memory and store.images.nbytes <= resident_limit_bytes:
+            self.resident = torch.from_numpy(store.images).to(device)
+
+    def images(self, indices: torch.Tensor) -> torch.Tensor:
+        if self.resident is not None:
+            batch = self.resident.index_select(0, indices.to(self.device))
+        else:
+            batch = self.store.uint8_batch(indices.numpy()).to(self.device, non_blocking=True)
+        return to_float(batch)
+
+
+def _read_header(path: Path) -> tuple[Manifest, int, int]:
+    if not path.exists():
+        raise DataError(f"{path}: no such store; create one with `ganforge prepare SOURCE --out {path}`.")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a store; run `ganforge prepare {path} --out data{STORE_SUFFIX}` "
+                        "first and pass the store to --data.")
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > 256 << 20:
+                raise ValueError("header too large")
+            header = json.loads(f.read(header_len))
+        manifest = Manifest.from_json(header["__metadata__"]["manifest"])
+        data_start = 8 + header_len
+        images_offset = data_start + header["images"]["data_offsets"][0]
+        labels_offset = data_start + header["labels"]["data_offsets"][0]
+        if header["images"]["shape"] != [manifest.count, *manifest.shape]:
+            raise ValueError("manifest and image tensor disagree")
+        if labels_offset + 8 * manifest.count > path.stat().st_size:
+            raise ValueError("file is truncated")
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise DataError(f"{path} is not a readable ganforge store ({exc}); prepare it again with "
+                        "`ganforge prepare`.") from exc
+    return manifest, images_offset, labels_offset
+
+
+def _available_ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30

@@ -1,0 +1,24 @@
+"""Errors meant for users: one sentence naming what is wrong, where, and what to do.
+
+The CLI prints a GanforgeError without a traceback (``--debug`` shows one); anything else is a bug.
+"""
+
+
+class GanforgeError(Exception):
+    """Base class of every error a user can fix."""
+
+
+class DataError(GanforgeError):
+    """A dataset source or store cannot be read or holds nothing usable."""
+
+
+class ConfigError(GanforgeError):
+    """A flag or configuration value is invalid or inconsistent."""
+
+
+class CheckpointError(GanforgeError):
+    """A run folder or checkpoint is missing, damaged or incompatible."""
+
+
+class TrainingDiverged(GanforgeError):
+    """A loss became NaN or infinite; no checkpoint with non-finite values is written."""

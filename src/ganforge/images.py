@@ -1,0 +1,41 @@
+"""Image grids and PNG files with text metadata (seed, psi, run), shared by training and the tools."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin
+
+
+def grid_shape(count: int, columns: int | None = None) -> tuple[int, int]:
+    """(rows, columns) of the most square grid that holds `count` images."""
+    columns = columns or max(1, math.ceil(math.sqrt(count)))
+    return math.ceil(count / columns), columns
+
+
+def make_grid(images_uint8: torch.Tensor, columns: int | None = None, padding: int = 2) -> Image.Image:
+    """uint8 [N, C, H, W] -> one PIL image, row-major, with `padding` px of black between cells."""
+    n, c, h, w = images_uint8.shape
+    rows, cols = grid_shape(n, columns)
+    canvas = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)
+    pixels = images_uint8.permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(n):
+        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        canvas[top : top + h, left : left + w] = pixels[i]
+    return to_pil(canvas)
+
+
+def to_pil(hwc_uint8: np.ndarray) -> Image.Image:
+    return Image.fromarray(hwc_uint8[:, :, 0] if hwc_uint8.shape[2] == 1 else hwc_uint8)
+
+
+def save_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
+    """Save a PNG, embedding `text` as tEXt chunks (readable with `Image.open(path).text`)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, pnginfo=info)

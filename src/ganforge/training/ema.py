@@ -1,0 +1,27 @@
+"""Exponential moving average of G's weights (Karras et al. 2018; Yazici et al. 2019).
+
+The decay is set by a half-life in images, as in StyleGAN2-ADA, so it means the same at any batch size:
+beta = 0.5 ** (batch / (ema_kimg * 1000)). Buffers (BatchNorm statistics) are copied, not averaged.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def make_ema_copy(generator: nn.Module) -> nn.Module:
+    ema = copy.deepcopy(generator).eval()
+    ema.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, generator: nn.Module, batch: int, ema_kimg: float) -> None:
+    beta = 0.5 ** (batch / (ema_kimg * 1000.0))
+    for p_ema, p in zip(ema.parameters(), generator.parameters(), strict=True):
+        p_ema.lerp_(p.detach(), 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), generator.buffers(), strict=True):
+        b_ema.copy_(b)

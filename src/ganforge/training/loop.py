@@ -1,0 +1,217 @@
+"""The one training loop every model runs through (Goodfellow et al. 2014, Algorithm 1).
+
+Per iteration: `d_steps` D updates on fresh real and fake batches, then one G update. Progress is counted
+in real images shown to D; every tick prints a status line, appends to log.jsonl, writes a sample grid from
+fixed latents and refreshes loss.png; every `snap` ticks, at the end and on SIGINT/SIGTERM a checkpoint is
+written. Numbers stay on the device until the tick ends.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ganforge.config import TrainConfig
+from ganforge.data.sampler import EpochSampler
+from ganforge.data.store import DeviceBatches, Store, to_uint8
+from ganforge.errors import TrainingDiverged
+from ganforge.images import make_grid, save_png
+from ganforge.losses import build_loss
+from ganforge.models import build_networks
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.ema import make_ema_copy, update_ema
+from ganforge.training.plots import plot_curves
+from ganforge.training.runlog import RunLog
+from ganforge.training.state import TrainingState
+from ganforge.training.stats import TickStats
+from ganforge.training.steps import discriminator_step, generator_step
+
+TickHook = Callable[[TrainingState, dict[str, Any]], None]  # may add entries to the tick's log record
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_state(config: TrainConfig, store: Store, device: torch.device) -> TrainingState:
+    torch.manual_seed(config.seed)  # weights first, so the same seed gives the same initial networks
+    networks = build_networks(config.model, store.manifest.shape)
+    generator, discriminator = networks.generator.to(device), networks.discriminator.to(device)
+    betas = (config.beta1, config.beta2)
+    return TrainingState(
+        config=config,
+        generator=generator,
+        discriminator=discriminator,
+        generator_ema=make_ema_copy(generator) if config.ema_kimg > 0 else None,
+        opt_g=torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas),
+        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas),
+        sampler=EpochSampler(len(store), config.seed),
+        latent_rng=torch.Generator().manual_seed(config.seed + 1),
+        stats=TickStats(device),
+    )
+
+
+def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
+          tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write) -> TrainingState:
+    """Train until `config.kimg`, resuming from the run's latest checkpoint if there is one."""
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = DeviceBatches(store, device)
+    state = build_state(config, store, device)
+    log = RunLog(run_dir)
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None:
+        state.restore(*ckpt.load_checkpoint(latest))
+        log.truncate_after(state.counters.cur_nimg)
+        echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
+    loss = build_loss(config.loss)
+    z_dim = config.model.z_dim
+    grid_latents = torch.randn(config.grid_size, z_dim, generator=torch.Generator().manual_seed(config.seed + 2))
+    if not (run_dir / "reals.png").exists():
+        reals = store.uint8_batch(np.arange(min(config.grid_size, len(store))))
+        save_png(make_grid(reals), run_dir / "reals.png")
+
+    stop_signal: list[int] = []
+    previous_handlers = _install_stop_handlers(stop_signal)
+    counters = state.counters
+    total_nimg = config.total_nimg
+    bar = tqdm(total=total_nimg, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
+               disable=None if progress else True, leave=False)
+    tick_start_time = time.perf_counter()
+    tick_start_nimg_session = counters.cur_nimg
+    try:
+        while counters.cur_nimg < total_nimg and not stop_signal:
+            for _ in range(config.d_steps - 1):
+                discriminator_step(state, loss, data.images(state.sampler.next_indices(config.batch)),
+                                   _latents(state, config.batch, device), keep_fakes=False)
+            fakes = discriminator_step(state, loss, data.images(state.sampler.next_indices(config.batch)),
+                                       _latents(state, config.batch, device), keep_fakes=True)
+            generator_step(state, loss, fakes)
+            if state.generator_ema is not None:
+                update_ema(state.generator_ema, state.generator, config.batch, config.ema_kimg)
+            counters.cur_nimg += config.batch * config.d_steps
+            bar.update(config.batch * config.d_steps)
+
+            done = counters.cur_nimg >= total_nimg
+            if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
+                continue
+            seconds = time.perf_counter() - tick_start_time
+            record = _finish_tick(state, run_dir, log, seconds, counters.cur_nimg - tick_start_nimg_session,
+                                  grid_latents, tick_hooks)
+            echo(_status_line(record))
+            if counters.tick % config.snap == 0 or done:
+                _save(state, run_dir)
+            tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
+        if stop_signal:
+            counters.train_seconds += time.perf_counter() - tick_start_time
+            _save(state, run_dir)
+            echo(f"stopped by signal {stop_signal[0]} at kimg {counters.cur_nimg / 1000:.1f}; "
+                 f"continue with `ganforge train --resume {run_dir}`")
+    finally:
+        bar.close()
+        log.close()
+        _restore_handlers(previous_handlers)
+    return state
+
+
+def _latents(state: TrainingState, batch: int, device: torch.device) -> torch.Tensor:
+    return torch.randn(batch, state.config.model.z_dim, generator=state.latent_rng).to(device, non_blocking=True)
+
+
+def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: float, session_nimg: int,
+                 grid_latents: torch.Tensor, tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
+    counters = state.counters
+    means = state.stats.means()
+    tick_nimg = counters.cur_nimg - counters.tick_start_nimg
+    if not all(v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("loss")):
+        raise TrainingDiverged(
+            f"the loss became non-finite during the tick ending at kimg {counters.cur_nimg / 1000:.1f} "
+            f"(loss_d={means['loss_d']}, loss_g={means['loss_g']}); resume from the last checkpoint with lower "
+            "--lr-g/--lr-d: `ganforge train --resume RUN --lr-d ...`.")
+    counters.tick += 1
+    counters.tick_start_nimg = counters.cur_nimg
+    counters.train_seconds += seconds
+    state.stats.reset()
+    record: dict[str, Any] = {
+        "tick": counters.tick,
+        "nimg": counters.cur_nimg,
+        "kimg": counters.cur_nimg / 1000,
+        "time_s": round(counters.train_seconds, 3),
+        "img_per_s": session_nimg / seconds if seconds > 0 else 0.0,
+        "sec_per_kimg": seconds / (tick_nimg / 1000) if tick_nimg else 0.0,
+        **means,
+        "peak_mem_gb": _peak_memory_gb(state.stats.device),
+        "lr_g": state.opt_g.param_groups[0]["lr"],
+        "lr_d": state.opt_d.param_groups[0]["lr"],
+    }
+    _write_samples(state, run_dir, grid_latents)
+    for hook in tick_hooks:
+        hook(state, record)
+    log.append(record)
+    rows = [r for r in log.records() if "tick" in r]
+    plot_curves({name: [(r["kimg"], r[name]) for r in rows] for name in ("loss_d", "loss_g")},
+                run_dir / "loss.png")
+    return record
+
+
+@torch.no_grad()
+def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tensor) -> None:
+    generator = state.generator_ema if state.generator_ema is not None else state.generator
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    images = torch.cat([generator(z.to(device)) for z in grid_latents.split(256)])
+    generator.train(was_training)
+    grid = make_grid(to_uint8(images))
+    text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
+    save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
+    save_png(grid, run_dir / "samples" / "latest.png", text)
+
+
+def _save(state: TrainingState, run_dir: Path) -> None:
+    tensors, meta = state.capture()
+    ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, state.counters.cur_nimg), tensors, meta)
+    ckpt.prune_checkpoints(run_dir, state.config.keep)
+
+
+def _status_line(r: dict[str, Any]) -> str:
+    return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f} img/s {r['img_per_s']:<7.0f} "
+            f"sec/kimg {r['sec_per_kimg']:<6.2f} loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "
+            f"D(x) {r['d_real']:.2f} D(G(z)) {r['d_fake']:.2f} acc real {r['acc_real']:.0%} "
+            f"fake {r['acc_fake']:.0%} mem {r['peak_mem_gb']:.2f}GB")
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def _install_stop_handlers(stop_signal: list[int]) -> dict[int, Any]:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_signal.append(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, request_stop)
+        except ValueError:  # not the main thread (e.g. inside a server): leave signals alone
+            pass
+    return previous
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)

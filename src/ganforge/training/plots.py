@@ -1,0 +1,49 @@
+"""A loss-curve PNG drawn with Pillow, so the core needs no plotting library."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
+
+
+def plot_curves(series: dict[str, list[tuple[float, float]]], path: Path, x_label: str = "kimg",
+                size: tuple[int, int] = (640, 360)) -> None:
+    """One line per named series of (x, y) points on shared axes; non-finite points are left out."""
+    width, height = size
+    left, right, top, bottom = 60, 20, 20, 40
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    points = [(x, y) for pts in series.values() for x, y in pts if math.isfinite(y)]
+    if not points:
+        image.save(path)
+        return
+    x_min, x_max = min(p[0] for p in points), max(p[0] for p in points)
+    y_min, y_max = min(p[1] for p in points), max(p[1] for p in points)
+    x_span, y_span = (x_max - x_min) or 1.0, (y_max - y_min) or 1.0
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x_min) / x_span * (width - left - right),
+                height - bottom - (y - y_min) / y_span * (height - top - bottom))
+
+    draw.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
+    for frac in (0.0, 0.5, 1.0):
+        y_value = y_min + frac * y_span
+        _, y_px = to_px(x_min, y_value)
+        draw.text((4, y_px - 6), f"{y_value:.3g}", fill=(0, 0, 0))
+        x_value = x_min + frac * x_span
+        x_px, _ = to_px(x_value, y_min)
+        draw.text((x_px - 10, height - bottom + 6), f"{x_value:.4g}", fill=(0, 0, 0))
+    draw.text((width // 2 - 10, height - 16), x_label, fill=(0, 0, 0))
+    for i, (name, pts) in enumerate(series.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        line = [to_px(x, y) for x, y in pts if math.isfinite(y)]
+        if len(line) > 1:
+            draw.line(line, fill=colour, width=2)
+        elif line:
+            draw.ellipse([line[0][0] - 2, line[0][1] - 2, line[0][0] + 2, line[0][1] + 2], fill=colour)
+        draw.text((left + 10 + 90 * i, top + 4), name, fill=colour)
+    image.save(path)

@@ -1,0 +1,55 @@
+"""Numbered run folders (`runs/00001-dcgan-mnist`) and the resolved config they record.
+
+A run folder holds config.json, log.jsonl, samples/, loss.png and checkpoints/: everything `--resume`,
+`generate` and `evaluate` need, with no other state anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import ganforge
+from ganforge.config import TrainConfig
+from ganforge.errors import CheckpointError
+
+CONFIG_FILE = "config.json"
+_NUMBERED = re.compile(r"^(\d{5})-")
+
+
+def create_run_dir(parent: Path, model_name: str, data_name: str) -> Path:
+    """The next free number under `parent`; safe against two runs starting at once."""
+    parent.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model_name}-{data_name}")
+    while True:
+        taken = [int(m.group(1)) for p in parent.iterdir() if (m := _NUMBERED.match(p.name))]
+        run_dir = parent / f"{max(taken, default=0) + 1:05d}-{slug}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+
+
+def write_run_config(run_dir: Path, config: TrainConfig, dataset: dict[str, Any]) -> None:
+    record = {"ganforge_version": ganforge.__version__, "train": config.to_dict(), "dataset": dataset}
+    tmp = run_dir / f".{CONFIG_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, run_dir / CONFIG_FILE)
+
+
+def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder; pass a folder made by `ganforge train` "
+                              "(e.g. runs/00001-dcgan-mnist).")
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}; it is not a ganforge run folder.")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); restore it from the checkpoint metadata.") from exc
+    return TrainConfig.from_dict(record["train"]), record.get("dataset", {})

@@ -1,0 +1,54 @@
+"""The run's record of progress: log.jsonl (one JSON object per tick or event), TensorBoard when installed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+LOG_FILE = "log.jsonl"
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+        self.path = run_dir / LOG_FILE
+        self._writer: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # optional extra: ganforge[tensorboard]
+            except ImportError:
+                pass
+            else:
+                self._writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        rows = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill: everything after it is unreliable
+        return rows
+
+    def truncate_after(self, nimg: int) -> None:
+        """Drop rows from after the checkpoint being resumed, so the log reads as one uninterrupted history."""
+        kept = [r for r in self.records() if r.get("nimg", 0) <= nimg]
+        tmp = self.path.with_name(f".{LOG_FILE}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._writer is not None and "tick" in record:
+            for key, value in record.items():
+                if isinstance(value, int | float) and key not in ("tick", "nimg"):
+                    self._writer.add_scalar(key, value, record["nimg"])
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

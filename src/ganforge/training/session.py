@@ -1,0 +1,65 @@
+"""Start a new run or resume one: resolve the config, open the data, set up the run folder, call the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ganforge.config import TrainConfig, apply_overrides, changed_settings
+from ganforge.data.embedded import embedded_store_path
+from ganforge.data.store import Store
+from ganforge.errors import DataError
+from ganforge.models import build_networks
+from ganforge.training.loop import train
+from ganforge.training.rundir import create_run_dir, read_run_config, write_run_config
+from ganforge.training.runlog import RunLog
+
+
+def open_training_store(config: TrainConfig) -> Store:
+    if config.data:
+        return Store(config.data)
+    return Store(embedded_store_path(), name="mnist")  # run folders read "00001-dcgan-mnist"
+
+
+def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
+    m = store.manifest
+    return {"path": config.data or "(embedded MNIST sample)", "name": store.name, "count": m.count,
+            "shape": list(m.shape), "label_names": m.label_names, "fingerprint": m.fingerprint}
+
+
+def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | None, dry_run: bool = False,
+                    progress: bool = True, echo: Callable[[str], None] = print) -> Path | None:
+    if resume is not None:
+        saved, dataset = read_run_config(resume)
+        config = apply_overrides(saved, overrides)
+        store = open_training_store(config)
+        if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):
+            raise DataError(f"{store.path} is not the dataset {resume} was trained on (its content fingerprint "
+                            "changed); resume with the original store.")
+    else:
+        config = apply_overrides(TrainConfig(), overrides)
+        store = open_training_store(config)
+    networks = build_networks(config.model, store.manifest.shape)
+    sizes = {name: sum(p.numel() for p in net.parameters())
+             for name, net in (("G", networks.generator), ("D", networks.discriminator))}
+    echo(f"data {dataset_record(store, config)['path']}: {len(store)} images, "
+         f"{'x'.join(map(str, store.manifest.shape))}; model {config.model.name}: "
+         f"G {sizes['G'] / 1e6:.2f}M, D {sizes['D'] / 1e6:.2f}M parameters")
+    if dry_run:
+        echo(config.to_json())
+        return None
+    if resume is None:
+        run_dir = create_run_dir(Path(config.out), config.model.name, store.name)
+        write_run_config(run_dir, config, dataset_record(store, config))
+        echo(f"run folder {run_dir}")
+    else:
+        run_dir = resume
+        changes = changed_settings(saved, config)
+        if changes:
+            write_run_config(run_dir, config, dataset_record(store, config))
+            RunLog(run_dir, tensorboard=False).append(
+                {"event": "resume-overrides", "changes": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}})
+            echo("resume overrides: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
+    train(config, run_dir, store, progress=progress, echo=echo)
+    return run_dir

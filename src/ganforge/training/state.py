@@ -1,0 +1,122 @@
+"""Everything a run needs to continue bit-identically, gathered in one object with capture/restore.
+
+The parts with a schedule or a random stream (data order, latents, dropout and label-noise draws, per-tick
+sums) each save their own state, so a checkpoint written at any step resumes the exact same trajectory.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import ganforge
+from ganforge.config import TrainConfig
+from ganforge.data.sampler import EpochSampler
+from ganforge.errors import CheckpointError
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.stats import TickStats
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Counters:
+    cur_nimg: int = 0  # real images shown to D so far
+    tick: int = 0  # completed ticks
+    tick_start_nimg: int = 0  # cur_nimg when the current tick began
+    train_seconds: float = 0.0  # wall time spent training, summed over sessions (not part of the trajectory)
+
+
+@dataclass
+class TrainingState:
+    config: TrainConfig
+    generator: nn.Module
+    discriminator: nn.Module
+    generator_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sampler: EpochSampler
+    latent_rng: torch.Generator  # CPU generator: the same latents on any device
+    stats: TickStats
+    counters: Counters = field(default_factory=Counters)
+
+    def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {**ckpt.module_tensors("G", self.generator), **ckpt.module_tensors("D", self.discriminator)}
+        if self.generator_ema is not None:
+            tensors.update(ckpt.module_tensors("G_ema", self.generator_ema))
+        opt_g_tensors, opt_g_meta = ckpt.optimizer_tensors("opt_G", self.opt_g)
+        opt_d_tensors, opt_d_meta = ckpt.optimizer_tensors("opt_D", self.opt_d)
+        stat_tensors, stat_counts = self.stats.state_dict()
+        tensors.update({**opt_g_tensors, **opt_d_tensors, **stat_tensors})
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.latent"] = self.latent_rng.get_state()
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = s
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "ganforge_version": ganforge.__version__,
+            "config": self.config.to_dict(),
+            "counters": self.counters.__dict__,
+            "opt_G": opt_g_meta,
+            "opt_D": opt_d_meta,
+            "stat_counts": stat_counts,
+            "sampler": self.sampler.state_dict(),
+            "rng_python": _jsonable(random.getstate()),
+            "rng_numpy": _jsonable(np.random.get_state()),
+        }
+        return tensors, meta
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint format {meta.get('format')} is not {CHECKPOINT_FORMAT}; "
+                                  f"it was written by ganforge {meta.get('ganforge_version')}.")
+        ckpt.load_module("G", self.generator, tensors)
+        ckpt.load_module("D", self.discriminator, tensors)
+        if self.generator_ema is not None:
+            if any(k.startswith("G_ema.") for k in tensors):
+                ckpt.load_module("G_ema", self.generator_ema, tensors)
+            else:  # EMA switched on at resume: start the average from the current G
+                self.generator_ema.load_state_dict(self.generator.state_dict())
+        ckpt.load_optimizer("opt_G", self.opt_g, tensors, meta["opt_G"])
+        ckpt.load_optimizer("opt_D", self.opt_d, tensors, meta["opt_D"])
+        # Resume may lower the learning rate (seed 004 does, stage by stage): the config wins over the state.
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.config.lr_g
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.config.lr_d
+        self.stats.load_state_dict(tensors, meta["stat_counts"])
+        self.sampler.load_state_dict(meta["sampler"])
+        self.counters = Counters(**meta["counters"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.latent_rng.set_state(tensors["rng.latent"])
+        cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+        random.setstate(_python_state(meta["rng_python"]))
+        np.random.set_state(_numpy_state(meta["rng_numpy"]))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _python_state(raw: list[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = raw
+    return (version, tuple(internal), gauss)
+
+
+def _numpy_state(raw: list[Any]) -> tuple[Any, ...]:
+    name, keys, pos, has_gauss, cached = raw
+    return (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)

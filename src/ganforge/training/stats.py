@@ -1,0 +1,48 @@
+"""Per-tick training statistics, summed on the device and read once per tick (no host sync per step)."""
+
+from __future__ import annotations
+
+import torch
+
+STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake")
+
+
+class TickStats:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in STAT_NAMES}
+        self.counts = {name: 0 for name in STAT_NAMES}
+
+    @torch.no_grad()
+    def add_discriminator(self, loss: torch.Tensor, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
+        self._add("loss_d", loss)
+        self._add("d_real", torch.sigmoid(real_logits).mean())  # D(x): D's probability that a real is real
+        self._add("d_fake", torch.sigmoid(fake_logits).mean())  # D(G(z))
+        self._add("acc_real", (real_logits > 0).float().mean())  # fraction of reals D calls real
+        self._add("acc_fake", (fake_logits < 0).float().mean())  # fraction of fakes D calls fake
+
+    @torch.no_grad()
+    def add_generator(self, loss: torch.Tensor) -> None:
+        self._add("loss_g", loss)
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        self.sums[name] += value.detach().to(torch.float64)
+        self.counts[name] += 1
+
+    def means(self) -> dict[str, float]:
+        """Reads the device once; a stat with no samples this tick is NaN."""
+        values = torch.stack([self.sums[n] for n in STAT_NAMES]).cpu().tolist()
+        return {n: (v / self.counts[n] if self.counts[n] else float("nan")) for n, v in zip(STAT_NAMES, values)}
+
+    def reset(self) -> None:
+        for name in STAT_NAMES:
+            self.sums[name].zero_()
+            self.counts[name] = 0
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        return {f"stats.{n}": t for n, t in self.sums.items()}, dict(self.counts)
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], counts: dict[str, int]) -> None:
+        for name in STAT_NAMES:
+            self.sums[name] = tensors[f"stats.{name}"].to(self.device)
+            self.counts[name] = int(counts[name])
