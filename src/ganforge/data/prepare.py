@@ -1,0 +1,298 @@
+"""`ganforge prepare SRC --out STORE`: a source -> decoded, normalised images -> one store, plus a report.
+
+Every input that cannot be used is skipped with a reason; the store's manifest lists them all and the report
+counts them. Pixels are decoded straight into one preallocated array (a temp file beside the output when it
+would not fit comfortably in RAM), so a big dataset is never held twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ganforge.data.decode import (
+    SkipInput,
+    Target,
+    decode,
+    from_pixels,
+    is_grey,
+    open_image,
+    pillow_limits,
+    to_array,
+)
+from ganforge.data.sources import ArraySource, FileSource, open_source
+from ganforge.data.store import Manifest, content_fingerprint, write_store
+from ganforge.errors import ConfigError, DataError
+
+CROP_MODES = ("center", "pad", "none")
+LABEL_MODES = ("folders", "none")
+_PILLOW_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's default: 1 GiB / 4 bytes / 3
+_CHANNEL_PEEKS = 100  # inputs whose headers decide channels=None
+_SPILL_MAX_BYTES = 2 << 30  # decode into a temp file above this (or above a quarter of free RAM)
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How `prepare` turns a source into a store; recorded in the manifest and in the source fingerprint."""
+
+    resolution: tuple[int, int] | None = None  # (height, width); None = the first usable image's size
+    crop: str = "center"  # other aspect ratios: "center" fills and crops, "pad" letterboxes, "none" stretches
+    channels: int | None = None  # 1 or 3; None = 1 when the first ~100 inputs are all greyscale, else 3
+    labels: str = "none"  # "folders" = one class per first-level subfolder; IDX/.npz labels are always kept
+    min_size: int = 0  # skip images whose shorter side is below this many pixels (before resizing)
+    background: tuple[int, int, int] = (255, 255, 255)  # RGB that transparent pixels are composited on
+    pad_color: tuple[int, int, int] = (0, 0, 0)  # RGB of the bars that crop="pad" adds
+    max_pixels: int = _PILLOW_MAX_PIXELS  # larger images are skipped as decompression bombs
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None:
+            object.__setattr__(self, "resolution", tuple(self.resolution))  # JSON gives a list
+            if len(self.resolution) != 2 or not all(isinstance(v, int) and v > 0 for v in self.resolution):
+                raise ConfigError(f"resolution {self.resolution!r} must be (height, width) both > 0.")
+        if self.crop not in CROP_MODES:
+            raise ConfigError(f"crop {self.crop!r} is not one of {', '.join(CROP_MODES)}.")
+        if self.channels not in (1, 3, None):
+            raise ConfigError(f"channels {self.channels!r} must be 1 (grey), 3 (RGB) or None (auto).")
+        if self.labels not in LABEL_MODES:
+            raise ConfigError(f"labels {self.labels!r} is not one of {', '.join(LABEL_MODES)}.")
+        if self.min_size < 0 or self.max_pixels <= 0:
+            raise ConfigError("min_size must be >= 0 and max_pixels > 0.")
+        for name in ("background", "pad_color"):
+            color = tuple(getattr(self, name))
+            object.__setattr__(self, name, color)
+            if len(color) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in color):
+                raise ConfigError(f"{name} {color!r} must be an RGB triple of integers in 0..255.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """"128" -> (128, 128); "64x32" is WIDTH x HEIGHT (as image viewers write it) -> (height 32, width 64)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?", text)
+    if match is None or int(match[1]) == 0 or (match[2] is not None and int(match[2]) == 0):
+        raise ConfigError(f"--resolution {text!r}: expected a size in pixels such as 128 (square) or 64x32 "
+                          "(width x height).")
+    width = int(match[1])
+    return (width, width) if match[2] is None else (int(match[2]), width)
+
+
+@dataclass(frozen=True)
+class PrepareReport:
+    """What `prepare` did, for the CLI to print."""
+
+    kept: int  # images in the store
+    total: int  # inputs considered: kept plus skipped
+    skipped: dict[str, int]  # skip reason -> count, most frequent first
+    shape: tuple[int, int, int]  # (channels, height, width) of every stored image
+    classes: int  # number of label names; 0 = unlabelled
+    out: Path
+    seconds: float
+
+    def summary(self) -> str:
+        skips = ", ".join(f"{reason} {n}" for reason, n in self.skipped.items()) or "none"
+        labels = f"{self.classes} classes" if self.classes else "none"
+        c, h, w = self.shape
+        return (f"kept {self.kept} of {self.total}; skipped: {skips}; "
+                f"store: {self.out} ({c} x {h} x {w}, labels: {labels}); {self.seconds:.1f} s")
+
+
+@dataclass
+class _Decoded:
+    images: np.ndarray  # uint8 [kept, C, H, W]; may be a view of a temp memmap
+    labels: np.ndarray  # int64 [kept]
+    label_names: list[str]
+    skipped: list[dict[str, str]]
+    total: int
+
+
+def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str],
+            options: PrepareOptions | None = None, progress: bool = True, *,
+            spill_bytes: int | None = None) -> PrepareReport:
+    """Read `source`, normalise every usable image, write the store `out` atomically and report.
+
+    `spill_bytes`: decode into a temp file beside `out` when the pixels exceed this many bytes (default: a
+    quarter of free RAM, at most 2 GiB).
+    """
+    start = time.perf_counter()
+    options = options or PrepareOptions()
+    src, out = Path(source), Path(out)
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; pass the store's file name, e.g. {out / 'data.gfs'}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spill_path = out.with_name(f".{out.name}.decode-{os.getpid()}")
+    if spill_bytes is None:
+        spill_bytes = min(_SPILL_MAX_BYTES, _free_ram_bytes() // 4)
+    # The largest member worth reading: max_pixels of 16-bit RGBA, uncompressed, plus room for metadata.
+    max_member_bytes = options.max_pixels * 8 + (16 << 20)
+    try:
+        with pillow_limits(options.max_pixels), open_source(src, max_member_bytes) as data:
+            if isinstance(data, FileSource):
+                decoded = _decode_files(data, options, _Spill(spill_path, spill_bytes), progress)
+            else:
+                decoded = _convert_arrays(data, options, _Spill(spill_path, spill_bytes), progress)
+            if len(decoded.images) == 0:
+                raise DataError(_nothing_usable(src, decoded))
+            manifest = _manifest(str(source), data.seen, decoded, options)
+            write_store(out, decoded.images, decoded.labels, manifest)
+    finally:
+        spill_path.unlink(missing_ok=True)
+    counts = Counter(s["reason"] for s in decoded.skipped)
+    return PrepareReport(len(decoded.images), decoded.total, dict(counts.most_common()), manifest.shape,
+                         len(manifest.label_names), out, time.perf_counter() - start)
+
+
+class _Spill:
+    """Allocates the decode buffer: RAM when small, a memmap'd temp file beside the output when large."""
+
+    def __init__(self, path: Path, limit_bytes: int) -> None:
+        self.path, self.limit_bytes = path, limit_bytes
+
+    def allocate(self, shape: tuple[int, int, int, int]) -> np.ndarray:
+        if int(np.prod(shape)) <= self.limit_bytes:
+            return np.empty(shape, np.uint8)
+        return np.memmap(self.path, np.uint8, "w+", shape=shape)
+
+
+def _decode_files(data: FileSource, options: PrepareOptions, spill: _Spill, progress: bool) -> _Decoded:
+    skipped = list(data.skipped)
+    channels = options.channels or _guess_channels(data, progress)
+    target = None if options.resolution is None else _target(options, options.resolution, channels)
+    buffer: np.ndarray | None = None
+    names: list[str | None] = []
+    for entry in tqdm(data.entries, desc="decoding", unit="img", file=sys.stderr, disable=not progress):
+        try:
+            if options.labels == "folders" and entry.label is None:
+                raise SkipInput("not in a class folder")
+            with entry.open() as fp:
+                if target is None:
+                    img = open_image(fp, options.min_size)
+                    target = _target(options, (img.height, img.width), channels)
+                    _note(progress, f"resolution {img.width}x{img.height} (width x height) from "
+                                    f"{entry.name}; pass a resolution to choose another")
+                    pixels = to_array(img, target)
+                else:
+                    pixels = decode(fp, target, options.min_size)
+        except SkipInput as skip:
+            skipped.append({"path": entry.name, "reason": skip.reason})
+            continue
+        if buffer is None:
+            buffer = spill.allocate((len(data.entries), target.channels, target.height, target.width))
+        buffer[len(names)] = pixels
+        names.append(entry.label)
+    if buffer is None:
+        c, (h, w) = channels, options.resolution or (0, 0)
+        buffer = np.empty((0, c, h, w), np.uint8)
+    labels, label_names = _folder_labels(names) if options.labels == "folders" else (_zeros(len(names)), [])
+    return _Decoded(buffer[: len(names)], labels, label_names, skipped, len(data.seen))
+
+
+def _guess_channels(data: FileSource, progress: bool) -> int:
+    votes: list[bool] = []
+    for entry in data.entries[: 10 * _CHANNEL_PEEKS]:  # bounded even when most inputs are broken
+        if len(votes) == _CHANNEL_PEEKS:
+            break
+        try:
+            with entry.open() as fp:
+                grey = is_grey(fp)
+        except SkipInput:
+            continue
+        if grey is not None:
+            votes.append(grey)
+    channels = 1 if votes and all(votes) else 3
+    _note(progress, f"channels {channels} ({'all' if channels == 1 else 'not all'} of the first {len(votes)} "
+                    "readable inputs are greyscale)")
+    return channels
+
+
+def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: _Spill, progress: bool) -> _Decoded:
+    n, h, w, c = data.images.shape
+    channels = options.channels or (1 if c == 1 else 3)
+    height, width = options.resolution or (h, w)
+    labels = data.labels if data.labels is not None else _zeros(n)
+    label_names = [] if data.labels is None else [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
+    if min(h, w) < options.min_size:
+        too_small = [{"path": f"{data.name}[{i}]", "reason": "too small"} for i in range(n)]
+        nothing = np.empty((0, channels, height, width), np.uint8)
+        return _Decoded(nothing, _zeros(0), label_names, too_small, n)
+    as_is = (height, width) == (h, w) and (c, channels) in ((1, 1), (3, 3), (1, 3))
+    if data.images.dtype == np.uint8 and as_is:
+        # Already right: hand the store a view, so nothing is copied (broadcast repeats grey as RGB).
+        images = np.broadcast_to(data.images.transpose(0, 3, 1, 2), (n, channels, h, w))
+        return _Decoded(images, labels, label_names, [], n)
+    target = _target(options, (height, width), channels)
+    buffer = spill.allocate((n, channels, height, width))
+    kept: list[int] = []
+    skipped: list[dict[str, str]] = []
+    for i in tqdm(range(n), desc="converting", unit="img", file=sys.stderr, disable=not progress):
+        pixels = data.images[i]
+        if pixels.dtype != np.uint8:
+            if not np.isfinite(pixels).all():
+                skipped.append({"path": f"{data.name}[{i}]", "reason": "non-finite pixels"})
+                continue
+            pixels = np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+        try:
+            buffer[len(kept)] = to_array(from_pixels(pixels), target)
+        except SkipInput as skip:
+            skipped.append({"path": f"{data.name}[{i}]", "reason": skip.reason})
+            continue
+        kept.append(i)
+    return _Decoded(buffer[: len(kept)], labels[kept], label_names, skipped, n)
+
+
+def _target(options: PrepareOptions, size: tuple[int, int], channels: int) -> Target:
+    return Target(size[0], size[1], channels, options.crop, options.background, options.pad_color)
+
+
+def _folder_labels(names: list[str | None]) -> tuple[np.ndarray, list[str]]:
+    label_names = sorted({n for n in names if n is not None})
+    index = {name: i for i, name in enumerate(label_names)}
+    return np.array([index[n] for n in names if n is not None], np.int64), label_names
+
+
+def _zeros(n: int) -> np.ndarray:
+    return np.zeros(n, np.int64)
+
+
+def _manifest(source: str, seen: list[tuple[str, int]], decoded: _Decoded,
+              options: PrepareOptions) -> Manifest:
+    # Names and sizes, not contents: cheap enough to recompute on every run to notice a changed source.
+    digest = hashlib.sha256(json.dumps([sorted(seen), options.to_dict()], ensure_ascii=False).encode())
+    n, c, h, w = decoded.images.shape
+    return Manifest(count=n, channels=c, height=h, width=w, label_names=decoded.label_names,
+                    fingerprint=content_fingerprint(decoded.images, decoded.labels), source=source,
+                    source_fingerprint=digest.hexdigest(), skipped=decoded.skipped, options=options.to_dict())
+
+
+def _nothing_usable(src: Path, decoded: _Decoded) -> str:
+    if decoded.total == 0:
+        return (f"{src} holds no images; pass a folder of images (jpg, png, webp, bmp, tif, gif), a .zip, "
+                "an IDX file or an .npz.")
+    counts = Counter(s["reason"] for s in decoded.skipped).most_common()
+    reasons = ", ".join(f"{reason} {n}" for reason, n in counts)
+    return (f"{src}: none of its {decoded.total} inputs is a usable image (skipped: {reasons}); "
+            "fix or replace them, or check the min_size, labels and max_pixels options.")
+
+
+def _note(progress: bool, message: str) -> None:
+    if progress:
+        tqdm.write(f"prepare: {message}", file=sys.stderr)
+
+
+def _free_ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30

@@ -1,0 +1,405 @@
+"""Enumerating the inputs of a source: an image folder, a .zip or .tar of images, an IDX file or an .npz.
+
+Folders and archives become a list of `Entry` (one encoded image each, opened lazily) plus the inputs
+rejected before decoding (junk, unsafe paths, empty files). IDX and .npz files already hold decoded pixels and
+become one `ArraySource`. Nothing here decodes an image; that is the doctor's job (`decode.py`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import stat
+import struct
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import numpy as np
+
+from ganforge.data.decode import SkipInput
+from ganforge.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# Files and folders that operating systems and NAS boxes drop beside photos; never images.
+_JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "@eadir"})
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"  # unsigned bytes, 3 dimensions: [N, H, W]
+_IDX_LABELS_MAGIC = b"\x00\x00\x08\x01"  # unsigned bytes, 1 dimension: [N]
+_NPZ_LABEL_KEYS = ("labels", "y")
+_NPZ_IMAGE_KEYS = ("images", "x")  # preferred when an .npz holds several image-shaped arrays
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One encoded image in a folder or archive."""
+
+    name: str  # relative, "/"-separated and printable: what reports and the manifest show
+    size: int  # bytes on disk or uncompressed in the archive
+    label: str | None  # first-level folder (the class for labels="folders"); None for top-level files
+    opener: Callable[[], BinaryIO]
+
+    def open(self) -> BinaryIO:
+        """The encoded bytes; raises SkipInput("unreadable") when the file vanished or cannot be read."""
+        try:
+            return self.opener()
+        except SkipInput:
+            raise
+        except (OSError, RuntimeError) as exc:  # RuntimeError: an encrypted zip member
+            raise SkipInput("unreadable") from exc
+
+
+@dataclass
+class FileSource:
+    """A folder or archive: encoded images to decode plus what was rejected while listing."""
+
+    entries: list[Entry] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # [{"path", "reason"}]
+    seen: list[tuple[str, int]] = field(default_factory=list)  # (name, size) of all inputs: the fingerprint
+
+    def skip(self, name: str, reason: str, size: int = 0) -> None:
+        self.skipped.append({"path": name, "reason": reason})
+        self.seen.append((name, size))
+
+    def add(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        self.seen.append((entry.name, entry.size))
+
+
+@dataclass
+class ArraySource:
+    """Decoded pixels from an IDX or .npz file."""
+
+    images: np.ndarray  # [N, H, W, C], C in (1, 3, 4); uint8, or float in [0, 1]
+    labels: np.ndarray | None  # [N] int64 >= 0, or None when the source has none
+    name: str  # file name, for skip reports ("train.npz[17]")
+    seen: list[tuple[str, int]]  # (name, size) of the files read, for the fingerprint
+
+
+@contextmanager
+def open_source(path: Path, max_member_bytes: int) -> Iterator[FileSource | ArraySource]:
+    """Lists `path` by kind; archives stay open until the block ends. Unreadable sources raise DataError."""
+    if not os.path.lexists(path):
+        raise DataError(f"{path}: no such file or folder; pass an image folder, a .zip or .tar of images, "
+                        "an IDX file (e.g. train-images-idx3-ubyte.gz) or an .npz.")
+    lower = path.name.lower()
+    if path.is_dir():
+        yield _list_folder(path)
+    elif lower.endswith(".zip"):
+        with _archive_errors(path):
+            zf = zipfile.ZipFile(path)
+        with zf:
+            yield _list_zip(zf, max_member_bytes)
+    elif lower.endswith(_TAR_SUFFIXES):
+        with _archive_errors(path):
+            tf = tarfile.open(path)
+        with tf:
+            with _archive_errors(path):
+                listing = _list_tar(tf, max_member_bytes)
+            yield listing
+    elif lower.endswith(".npz"):
+        yield read_npz(path)
+    elif _is_idx(path):
+        yield read_idx(path)
+    else:
+        raise DataError(f"{path}: not a source prepare can read; pass an image folder, a .zip or .tar of "
+                        "images, an IDX file or an .npz.")
+
+
+@contextmanager
+def _archive_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable archive ({exc}); check the download, or unpack what you can "
+                        "and pass the folder.") from exc
+
+
+def printable(name: str) -> str:
+    """A name that JSON and terminals accept: undecodable bytes in POSIX file names become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _is_junk(part: str) -> bool:
+    # Hidden names cover macOS's ._* resource forks, .DS_Store and .git alike.
+    return part.startswith(".") or part.lower() in _JUNK_NAMES
+
+
+def _list_folder(root: Path) -> FileSource:
+    source = FileSource()
+    visited: set[str] = set()
+
+    def unreadable(exc: OSError) -> None:
+        source.skip(printable(os.path.relpath(exc.filename or root, root)), "unreadable")
+
+    # followlinks so symlinked class folders work; the visited set of real paths stops loops.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        rel_dir = os.path.relpath(dirpath, root)
+        real = os.path.realpath(dirpath)
+        if real in visited:
+            dirnames.clear()
+            source.skip(printable(rel_dir) + "/", "symlink loop")
+            continue
+        visited.add(real)
+        for name in sorted(d for d in dirnames if _is_junk(d)):
+            source.skip(printable(_join(rel_dir, name)) + "/", "junk file")
+        dirnames[:] = sorted(d for d in dirnames if not _is_junk(d))
+        for name in sorted(filenames):
+            _add_file(source, Path(dirpath, name), _join(rel_dir, name))
+    source.entries.sort(key=lambda e: e.name)
+    if not source.entries:
+        _refuse_idx_folder(root, source)
+    return source
+
+
+def _join(rel_dir: str, name: str) -> str:
+    return name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+
+
+def _add_file(source: FileSource, path: Path, rel: str) -> None:
+    name = printable(rel)
+    if _is_junk(path.name):
+        return source.skip(name, "junk file")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return source.skip(name, "unsupported file type")
+    try:
+        st = path.stat()  # follows symlinks: a dangling one lands here
+    except OSError:
+        return source.skip(name, "unreadable")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        return source.skip(name, "not a regular file")
+    if st.st_size == 0:
+        return source.skip(name, "empty file")
+    label = rel.split("/")[0] if "/" in rel else None
+    source.add(Entry(name, st.st_size, None if label is None else printable(label), lambda: open(path, "rb")))
+
+
+def _refuse_idx_folder(root: Path, source: FileSource) -> None:
+    idx = sorted(name for name, _ in source.seen if "idx" in name.lower())
+    if idx:
+        raise DataError(f"{root} holds IDX files ({', '.join(idx)}), not images; pass one file, e.g. "
+                        f"`ganforge prepare {root / idx[-1]}`; its labels file is picked up beside it.")
+
+
+def _archive_label(parts: list[str], strip_top: bool) -> str | None:
+    parts = parts[1:] if strip_top else parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def _unsafe(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:", name)) or ".." in parts
+
+
+def _single_top_folder(names: list[str]) -> bool:
+    """Whether every member sits in one top folder (`cars/…`), which is then not a class but the root."""
+    tops = {n.split("/")[0] for n in names}
+    return len(tops) == 1 and all("/" in n for n in names)
+
+
+def _list_zip(zf: zipfile.ZipFile, max_member_bytes: int) -> FileSource:
+    source = FileSource()
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    strip_top = _single_top_folder([i.filename for i in infos])
+    for info in infos:
+        name = printable(info.filename)
+        parts = info.filename.split("/")
+        if _unsafe(info.filename):
+            source.skip(name, "unsafe zip path", info.file_size)
+        elif reason := _member_reason(parts, info.file_size, max_member_bytes):
+            source.skip(name, reason, info.file_size)
+        else:
+            label = _archive_label(parts, strip_top)
+            opener = _zip_opener(zf, info, max_member_bytes)
+            source.add(Entry(name, info.file_size, None if label is None else printable(label), opener))
+    return source
+
+
+def _member_reason(parts: list[str], size: int, max_member_bytes: int) -> str | None:
+    if any(_is_junk(p) for p in parts):
+        return "junk file"
+    if Path(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES:
+        return "unsupported file type"
+    if size == 0:
+        return "empty file"
+    if size > max_member_bytes:
+        return "oversize archive member"
+    return None
+
+
+def _zip_opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Callable[[], BinaryIO]:
+    def opener() -> BinaryIO:
+        try:
+            with zf.open(info) as member:
+                return _bounded(member, limit)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # CRC mismatch, broken deflate stream
+            raise SkipInput("corrupt or truncated") from exc
+        except NotImplementedError as exc:  # a compression method zipfile lacks
+            raise SkipInput("unreadable") from exc
+
+    return opener
+
+
+def _bounded(member: IO[bytes], limit: int) -> BinaryIO:
+    # The size in an archive header can lie; a zip bomb only shows itself while inflating.
+    data = member.read(limit + 1)
+    if len(data) > limit:
+        raise SkipInput("oversize archive member")
+    return io.BytesIO(data)
+
+
+def _list_tar(tf: tarfile.TarFile, max_member_bytes: int) -> FileSource:
+    source = FileSource()
+    members = [m for m in tf.getmembers() if not m.isdir()]  # reads a compressed tar once, front to back
+    strip_top = _single_top_folder([m.name for m in members])
+    # Archive order, not sorted: a compressed tar only reads quickly front to back.
+    for m in members:
+        name = printable(m.name)
+        parts = m.name.split("/")
+        if _unsafe(m.name):
+            source.skip(name, "unsafe tar path", m.size)
+        elif not m.isfile():  # links would let one member alias another or point outside
+            source.skip(name, "not a regular file", m.size)
+        elif reason := _member_reason(parts, m.size, max_member_bytes):
+            source.skip(name, reason, m.size)
+        else:
+            label = _archive_label(parts, strip_top)
+            source.add(Entry(name, m.size, None if label is None else printable(label),
+                             _tar_opener(tf, m, max_member_bytes)))
+    return source
+
+
+def _tar_opener(tf: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> Callable[[], BinaryIO]:
+    def opener() -> BinaryIO:
+        try:
+            fp = tf.extractfile(member)
+            if fp is None:
+                raise SkipInput("unreadable")
+            return _bounded(fp, limit)
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise SkipInput("corrupt or truncated") from exc
+
+    return opener
+
+
+def _read_maybe_gz(path: Path, limit: int = -1) -> bytes:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read(limit)
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot be read ({exc}); download it again.") from exc
+
+
+def _is_idx(path: Path) -> bool:
+    if "idx" in path.name.lower():
+        return True
+    try:
+        return _read_maybe_gz(path, 4) == _IDX_IMAGES_MAGIC
+    except DataError:
+        return False  # not gzip after all: the caller reports an unknown source
+
+
+def read_idx(path: Path) -> ArraySource:
+    """MNIST-style IDX images [N, H, W] uint8, with the sibling labels file when there is one."""
+    data = _read_maybe_gz(path)
+    if data[:4] == _IDX_LABELS_MAGIC:
+        raise DataError(f"{path} is an IDX labels file; pass the images file beside it "
+                        "(e.g. train-images-idx3-ubyte.gz).")
+    images = _parse_idx(path, data, _IDX_IMAGES_MAGIC, 3)
+    seen = [(path.name, path.stat().st_size)]
+    labels = None
+    label_path = _idx_label_path(path)
+    if label_path is not None:
+        labels = _parse_idx(label_path, _read_maybe_gz(label_path), _IDX_LABELS_MAGIC, 1).astype(np.int64)
+        seen.append((label_path.name, label_path.stat().st_size))
+        if len(labels) != len(images):
+            raise DataError(f"{label_path} holds {len(labels)} labels but {path} holds {len(images)} images; "
+                            "pass a matching pair.")
+    return ArraySource(images[..., None], labels, path.name, seen)
+
+
+def _parse_idx(path: Path, data: bytes, magic: bytes, ndim: int) -> np.ndarray:
+    if data[:4] != magic:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
+                        f"(header {data[:4].hex()}); pass an images file such as train-images-idx3-ubyte.gz.")
+    try:
+        dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    except struct.error as exc:
+        raise DataError(f"{path}: the IDX header is truncated; download the file again.") from exc
+    offset, expected = 4 + 4 * ndim, int(np.prod(dims))
+    if len(data) - offset < expected:
+        raise DataError(f"{path}: truncated, {len(data) - offset} of {expected} bytes present; "
+                        "download it again.")
+    return np.frombuffer(data, np.uint8, expected, offset).reshape(dims)
+
+
+def _idx_label_path(images_path: Path) -> Path | None:
+    stem = images_path.name.removesuffix(".gz")
+    label_stem = stem.replace("images", "labels").replace("idx3", "idx1")
+    if label_stem == stem:
+        return None
+    for name in (label_stem + ".gz", label_stem):
+        candidate = images_path.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_npz(path: Path) -> ArraySource:
+    """An .npz holding one image array (N,H,W), (N,H,W,C) or (N,C,H,W) and optionally `labels` or `y`."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable .npz ({exc}); save it with numpy.savez.") from exc
+    label_key = next((k for k in _NPZ_LABEL_KEYS if k in arrays), None)
+    candidates = [k for k, a in arrays.items() if k != label_key and a.ndim in (3, 4)]
+    preferred = [k for k in _NPZ_IMAGE_KEYS if k in candidates]
+    if len(candidates) != 1 and len(preferred) != 1:
+        raise DataError(f"{path}: cannot tell which array holds the images (keys: "
+                        f"{', '.join(arrays) or 'none'}); save exactly one [N, H, W(, C)] array, or name it "
+                        "`images`, and labels as `labels`.")
+    key = preferred[0] if len(preferred) == 1 else candidates[0]
+    images = _channels_last(path, key, arrays[key])
+    labels = None if label_key is None else _npz_labels(path, label_key, arrays[label_key], len(images))
+    return ArraySource(images, labels, path.name, [(path.name, path.stat().st_size)])
+
+
+def _channels_last(path: Path, key: str, images: np.ndarray) -> np.ndarray:
+    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"{path}: array `{key}` is {images.dtype}; save uint8 [0, 255] or float [0, 1] "
+                        "pixels.")
+    if images.dtype != np.uint8 and images.size:
+        low, high = float(np.nanmin(images)), float(np.nanmax(images))  # NaN images are skipped one by one
+        if low < 0 or high > 1:
+            raise DataError(f"{path}: float array `{key}` spans [{low:g}, {high:g}]; float pixels must be in "
+                            "[0, 1] (divide 0..255 values by 255, map [-1, 1] with (x + 1) / 2).")
+    if images.ndim == 3:
+        return images[..., None]
+    last, first = images.shape[3] in (1, 3, 4), images.shape[1] in (1, 3, 4)
+    if last != first:
+        return images if last else images.transpose(0, 2, 3, 1)
+    raise DataError(f"{path}: array `{key}` has shape {images.shape}; the channel axis (1, 3 or 4 channels) "
+                    "must be unambiguous: save (N, H, W, C) or (N, C, H, W).")
+
+
+def _npz_labels(path: Path, key: str, labels: np.ndarray, count: int) -> np.ndarray:
+    labels = labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
+    if labels.shape != (count,):
+        raise DataError(f"{path}: `{key}` has shape {labels.shape} but there are {count} images; save one "
+                        "label per image.")
+    as_int = labels.astype(np.int64) if labels.dtype.kind in "iubf" else None
+    fractional = as_int is not None and labels.dtype.kind == "f" and not np.array_equal(as_int, labels)
+    if as_int is None or fractional or (as_int < 0).any():
+        raise DataError(f"{path}: `{key}` must hold class indices 0, 1, 2 ...; found {labels.dtype} values.")
+    return as_int

@@ -1,0 +1,84 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from data_slices import mnist_store
+from PIL import Image
+
+from ganforge.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    store = mnist_store(root / "digits.gfs", 256)
+    result = CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(root / "runs"), "--kimg", "0.5",
+                                       "--batch", "32", "--tick-kimg", "0.25", "--g-width", "8", "--d-width", "8",
+                                       "--ema-kimg", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return root / "runs" / "00001-dcgan-digits"
+
+
+def test_python_dash_m_and_console_script_show_every_command():
+    out = subprocess.run([sys.executable, "-m", "ganforge", "--help"], capture_output=True, text=True, check=True)
+    for command in ("prepare", "train", "generate"):
+        assert command in out.stdout
+
+
+def test_train_writes_the_documented_run_folder(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "log.jsonl", "loss.png", "reals.png", "samples", "checkpoints"} <= names
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["train"]["kimg"] == 0.5 and config["dataset"]["shape"] == [1, 28, 28]
+    rows = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
+    assert [r["tick"] for r in rows] == [1, 2]
+    for key in ("kimg", "img_per_s", "sec_per_kimg", "loss_d", "loss_g", "d_real", "d_fake", "acc_real",
+                "acc_fake", "peak_mem_gb"):
+        assert key in rows[-1]
+    assert Image.open(trained_run / "samples" / "latest.png").size == Image.open(trained_run / "reals.png").size
+
+
+def test_dry_run_prints_config_and_creates_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--dry-run", "--model", "mlp", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert '"name": "mlp"' in result.output and "G 1.49M" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "missing.gfs"], "missing.gfs: no such store"),
+    (["train", "--model", "nope", "--dry-run"], "--model 'nope' is not a model"),
+    (["train", "--batch", "0", "--dry-run"], "--batch must be at least 1"),
+    (["train", "--resume", "no/such/run"], "no such run folder"),
+    (["generate", "no/such/run"], "no such run folder"),
+    (["generate", "x", "--seeds", "5-1"], "runs backwards"),
+])
+def test_bad_input_is_one_clear_line_without_traceback(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_resume_refuses_to_change_the_architecture(trained_run):
+    result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), "--g-width", "16"])
+    assert result.exit_code == 2 and "--g-width" in result.output
+
+
+def test_generate_grid_embeds_run_and_seeds(trained_run, tmp_path):
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(main, ["generate", str(trained_run), "--seeds", "0-8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    image = Image.open(out)
+    assert image.text["seeds"] == "0,1,2,3,4,5,6,7,8" and image.text["run"] == str(trained_run)
+    assert image.size == (3 * 30 + 2, 3 * 30 + 2)  # 3x3 cells of 28 px with 2 px padding
+
+
+def test_a_seed_renders_the_same_image_whatever_else_is_generated(trained_run, tmp_path):
+    CliRunner().invoke(main, ["generate", str(trained_run), "--seeds", "3,4,5", "--out", str(tmp_path / "a")])
+    CliRunner().invoke(main, ["generate", str(trained_run), "--seeds", "5", "--out", str(tmp_path / "b")])
+    first, alone = Image.open(tmp_path / "a" / "seed0005.png"), Image.open(tmp_path / "b" / "seed0005.png")
+    assert first.tobytes() == alone.tobytes() and first.text["seed"] == "5"
+    assert Image.open(tmp_path / "a" / "seed0004.png").tobytes() != first.tobytes()

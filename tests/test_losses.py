@@ -1,0 +1,63 @@
+import math
+
+import pytest
+import torch
+
+from ganforge.config import LossConfig
+from ganforge.errors import ConfigError
+from ganforge.losses import build_loss
+
+LOGITS = torch.tensor([2.0, -1.0, 0.5])
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_discriminator_loss_is_binary_cross_entropy_on_logits():
+    loss = build_loss(LossConfig("nonsaturating"))
+    real, fake = torch.tensor([2.0]), torch.tensor([-1.0])
+    expected = -math.log(sigmoid(2.0)) - math.log(1 - sigmoid(-1.0))
+    assert loss.discriminator_loss(real, fake).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nonsaturating_generator_maximises_log_d_of_fakes():
+    loss = build_loss(LossConfig("nonsaturating"))
+    expected = sum(-math.log(sigmoid(v)) for v in LOGITS.tolist()) / 3
+    assert loss.generator_loss(LOGITS).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_minimax_generator_minimises_log_one_minus_d_of_fakes():
+    loss = build_loss(LossConfig("minimax"))
+    expected = sum(math.log(1 - sigmoid(v)) for v in LOGITS.tolist()) / 3
+    assert loss.generator_loss(LOGITS).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_minimax_gradient_vanishes_where_nonsaturating_does_not():
+    # Goodfellow et al.'s motivation: when D confidently rejects fakes, log(1 - D) saturates.
+    logits = torch.tensor([-8.0], requires_grad=True)
+    build_loss(LossConfig("minimax")).generator_loss(logits).backward()
+    saturating = abs(logits.grad.item())
+    logits.grad = None
+    build_loss(LossConfig("nonsaturating")).generator_loss(logits).backward()
+    assert saturating < 1e-3 < abs(logits.grad.item())
+
+
+def test_one_sided_label_smoothing_lowers_only_the_real_target():
+    smooth = build_loss(LossConfig(label_smoothing=0.1))
+    real, fake = torch.tensor([0.0]), torch.tensor([-30.0])
+    expected = -(0.9 * math.log(0.5) + 0.1 * math.log(0.5))
+    assert smooth.discriminator_loss(real, fake).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_label_flips_happen_at_the_requested_rate():
+    torch.manual_seed(0)
+    noisy = build_loss(LossConfig(label_flip=0.25))
+    real = torch.full((20000,), 30.0)  # confident "real": a flipped target costs ~30, a kept one ~0
+    per_sample = noisy.discriminator_loss(real, torch.full((20000,), -30.0)) / 2
+    assert per_sample.item() / 30 == pytest.approx(0.25, abs=0.02)
+
+
+def test_unknown_loss_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="minimax, nonsaturating"):
+        build_loss(LossConfig(name="wgan-typo"))
