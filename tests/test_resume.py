@@ -2,54 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
-from data_slices import mnist_store
 
-from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from data_slices import mnist_store
+from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
+from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history
 
 # Every random stream in play: dropout, label flips, EMA, shuffled epochs (512 images, 3 epochs).
 TRAIN = ["--kimg", "1.5", "--batch", "32", "--tick-kimg", "0.2", "--snap", "1", "--keep", "2", "--seed", "7",
          "--d-dropout", "0.2", "--label-flip", "0.05", "--ema-kimg", "0.5", "--g-width", "16", "--d-width", "16",
          "--no-progress"]
-
-
-def ganforge(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    return subprocess.Popen([sys.executable, "-m", "ganforge", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, **kwargs)
-
-
-def run_to_end(*args: str) -> str:
-    proc = ganforge(*args)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    return out
-
-
-def only_run(parent: Path) -> Path:
-    (run_dir,) = parent.iterdir()
-    return run_dir
-
-
-def assert_identical(a: Path, b: Path) -> None:
-    tensors_a, meta_a = load_checkpoint(a)
-    tensors_b, meta_b = load_checkpoint(b)
-    assert tensors_a.keys() == tensors_b.keys()
-    different = [k for k in tensors_a if not torch.equal(tensors_a[k], tensors_b[k])]
-    assert not different, f"tensors differ after resume: {different[:5]}"
-    for key in ("counters", "sampler", "rng_python", "rng_numpy", "opt_G", "opt_D"):
-        if key == "counters":
-            meta_a[key].pop("train_seconds"), meta_b[key].pop("train_seconds")
-        assert meta_a[key] == meta_b[key], key
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +46,6 @@ def test_sigkill_then_resume_is_bit_identical(reference, tmp_path, kill_after_s)
     assert_identical(reference_final, final)
     # The log reads as one uninterrupted history: the same ticks with the same statistics, none repeated.
     assert tick_history(run_dir) == tick_history(reference_final.parents[1])
-
-
-def tick_history(run_dir: Path) -> list[tuple[int, int, float, float]]:
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [(r["tick"], r["nimg"], r["loss_d"], r["loss_g"]) for r in rows if "tick" in r]
 
 
 @pytest.mark.slow

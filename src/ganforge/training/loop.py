@@ -211,7 +211,7 @@ def _install_stop_handlers(stop_signal: list[int]) -> dict[int, Any]:
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop_signal.append(signum)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             previous[signum] = signal.signal(signum, request_stop)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ganforge.config import TrainConfig, apply_overrides, changed_settings
 from ganforge.data.embedded import embedded_store_path
 from ganforge.data.store import Store
@@ -30,6 +32,8 @@ def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
 
 def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | None, dry_run: bool = False,
                     progress: bool = True, echo: Callable[[str], None] = print) -> Path | None:
+    # Before any torch op creates the CPU thread pool, whose threads inherit the setting (see loop.train).
+    torch.set_flush_denormal(True)
     if resume is not None:
         saved, dataset = read_run_config(resume)
         config = apply_overrides(saved, overrides)

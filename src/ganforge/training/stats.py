@@ -32,7 +32,8 @@ class TickStats:
     def means(self) -> dict[str, float]:
         """Reads the device once; a stat with no samples this tick is NaN."""
         values = torch.stack([self.sums[n] for n in STAT_NAMES]).cpu().tolist()
-        return {n: (v / self.counts[n] if self.counts[n] else float("nan")) for n, v in zip(STAT_NAMES, values)}
+        pairs = zip(STAT_NAMES, values, strict=True)
+        return {n: (v / self.counts[n] if self.counts[n] else float("nan")) for n, v in pairs}
 
     def reset(self) -> None:
         for name in STAT_NAMES:

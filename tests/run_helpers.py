@@ -1,0 +1,48 @@
+"""Running `python -m ganforge` in a subprocess and comparing the checkpoints runs end with."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ganforge.training.checkpoint import load_checkpoint
+
+
+def ganforge(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    return subprocess.Popen([sys.executable, "-m", "ganforge", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kwargs)
+
+
+def run_to_end(*args: str) -> str:
+    proc = ganforge(*args)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return out
+
+
+def only_run(parent: Path) -> Path:
+    (run_dir,) = parent.iterdir()
+    return run_dir
+
+
+def assert_identical(a: Path, b: Path) -> None:
+    tensors_a, meta_a = load_checkpoint(a)
+    tensors_b, meta_b = load_checkpoint(b)
+    assert tensors_a.keys() == tensors_b.keys()
+    different = [k for k in tensors_a if not torch.equal(tensors_a[k], tensors_b[k])]
+    assert not different, f"tensors differ after resume: {different[:5]}"
+    for key in ("counters", "sampler", "rng_python", "rng_numpy", "opt_G", "opt_D"):
+        if key == "counters":
+            meta_a[key].pop("train_seconds"), meta_b[key].pop("train_seconds")
+        assert meta_a[key] == meta_b[key], key
+
+
+def tick_history(run_dir: Path) -> list[tuple[int, int, float, float]]:
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [(r["tick"], r["nimg"], r["loss_d"], r["loss_g"]) for r in rows if "tick" in r]
