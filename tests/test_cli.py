@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from data_slices import mnist_store
 from PIL import Image
 
+from data_slices import mnist_store
 from ganforge.cli import main
 
 

@@ -21,7 +21,8 @@ def test_dcgan_64_matches_the_pytorch_example_size():
     # ngf = ndf = 64 at 64x64x3 is the PyTorch DCGAN example: 3,576,704 G and 2,765,568 D parameters.
     nets = build_networks(ModelConfig(), (3, 64, 64))
     assert sum(p.numel() for p in nets.generator.parameters()) == 3_576_704
-    assert sum(p.numel() for p in nets.discriminator.parameters()) == 2_765_568 + 64 + 1  # + biases of the BN-free input conv and head
+    # D: the example's 2,765,568 plus the biases of the BN-free input conv (64) and of the head (1).
+    assert sum(p.numel() for p in nets.discriminator.parameters()) == 2_765_568 + 64 + 1
 
 
 def test_dcgan_follows_radford_rules():
