@@ -7,8 +7,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from data_slices import mnist_store
 from ganforge.cli import main
+
+from data_slices import mnist_store
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from data_slices import SHARED_DATA
 from PIL import Image
-from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history
 
 from ganforge.data.store import Store
 from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
+
+from data_slices import SHARED_DATA
+from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history
 
 CARS = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
 TRAIN = ["--kimg", "0.6", "--batch", "16", "--tick-kimg", "0.1", "--snap", "1", "--g-width", "8", "--d-width", "8",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from data_slices import mnist_store
 from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
+
+from data_slices import mnist_store
 from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history
 
 # Every random stream in play: dropout, label flips, EMA, shuffled epochs (512 images, 3 epochs).

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ganforge.data.arrays import ArraySource
 from ganforge.data.decode import (
     SkipInput,
     Target,
@@ -32,7 +33,7 @@ from ganforge.data.decode import (
     pillow_limits,
     to_array,
 )
-from ganforge.data.sources import ArraySource, FileSource, open_source
+from ganforge.data.sources import FileSource, open_source
 from ganforge.data.store import Manifest, content_fingerprint, write_store
 from ganforge.errors import ConfigError, DataError
 

@@ -1,0 +1,145 @@
+"""Sources that already hold decoded pixels: MNIST-style IDX files (.gz or not) and .npz arrays."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ganforge.errors import DataError
+
+_IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"  # unsigned bytes, 3 dimensions: [N, H, W]
+_IDX_LABELS_MAGIC = b"\x00\x00\x08\x01"  # unsigned bytes, 1 dimension: [N]
+_NPZ_LABEL_KEYS = ("labels", "y")
+_NPZ_IMAGE_KEYS = ("images", "x")  # preferred when an .npz holds several image-shaped arrays
+
+
+@dataclass
+class ArraySource:
+    """Decoded pixels from an IDX or .npz file."""
+
+    images: np.ndarray  # [N, H, W, C], C in (1, 3, 4); uint8, or float in [0, 1]
+    labels: np.ndarray | None  # [N] int64 >= 0, or None when the source has none
+    name: str  # file name, for skip reports ("train.npz[17]")
+    seen: list[tuple[str, int]]  # (name, size) of the files read, for the fingerprint
+
+
+def _read_maybe_gz(path: Path, limit: int = -1) -> bytes:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read(limit)
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot be read ({exc}); download it again.") from exc
+
+
+def is_idx(path: Path) -> bool:
+    if "idx" in path.name.lower():
+        return True
+    try:
+        return _read_maybe_gz(path, 4) == _IDX_IMAGES_MAGIC
+    except DataError:
+        return False  # not gzip after all: the caller reports an unknown source
+
+
+def read_idx(path: Path) -> ArraySource:
+    """MNIST-style IDX images [N, H, W] uint8, with the sibling labels file when there is one."""
+    data = _read_maybe_gz(path)
+    if data[:4] == _IDX_LABELS_MAGIC:
+        raise DataError(f"{path} is an IDX labels file; pass the images file beside it "
+                        "(e.g. train-images-idx3-ubyte.gz).")
+    images = _parse_idx(path, data, _IDX_IMAGES_MAGIC, 3)
+    seen = [(path.name, path.stat().st_size)]
+    labels = None
+    label_path = _idx_label_path(path)
+    if label_path is not None:
+        labels = _parse_idx(label_path, _read_maybe_gz(label_path), _IDX_LABELS_MAGIC, 1).astype(np.int64)
+        seen.append((label_path.name, label_path.stat().st_size))
+        if len(labels) != len(images):
+            raise DataError(f"{label_path} holds {len(labels)} labels but {path} holds {len(images)} images; "
+                            "pass a matching pair.")
+    return ArraySource(images[..., None], labels, path.name, seen)
+
+
+def _parse_idx(path: Path, data: bytes, magic: bytes, ndim: int) -> np.ndarray:
+    if data[:4] != magic:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
+                        f"(header {data[:4].hex()}); pass an images file such as train-images-idx3-ubyte.gz.")
+    try:
+        dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    except struct.error as exc:
+        raise DataError(f"{path}: the IDX header is truncated; download the file again.") from exc
+    offset, expected = 4 + 4 * ndim, int(np.prod(dims))
+    if len(data) - offset < expected:
+        raise DataError(f"{path}: truncated, {len(data) - offset} of {expected} bytes present; "
+                        "download it again.")
+    return np.frombuffer(data, np.uint8, expected, offset).reshape(dims)
+
+
+def _idx_label_path(images_path: Path) -> Path | None:
+    stem = images_path.name.removesuffix(".gz")
+    label_stem = stem.replace("images", "labels").replace("idx3", "idx1")
+    if label_stem == stem:
+        return None
+    for name in (label_stem + ".gz", label_stem):
+        candidate = images_path.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_npz(path: Path) -> ArraySource:
+    """An .npz holding one image array (N,H,W), (N,H,W,C) or (N,C,H,W) and optionally `labels` or `y`."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable .npz ({exc}); save it with numpy.savez.") from exc
+    label_key = next((k for k in _NPZ_LABEL_KEYS if k in arrays), None)
+    candidates = [k for k, a in arrays.items() if k != label_key and a.ndim in (3, 4)]
+    preferred = [k for k in _NPZ_IMAGE_KEYS if k in candidates]
+    if len(candidates) != 1 and len(preferred) != 1:
+        raise DataError(f"{path}: cannot tell which array holds the images (keys: "
+                        f"{', '.join(arrays) or 'none'}); save exactly one [N, H, W(, C)] array, or name it "
+                        "`images`, and labels as `labels`.")
+    key = preferred[0] if len(preferred) == 1 else candidates[0]
+    images = _channels_last(path, key, arrays[key])
+    labels = None if label_key is None else _npz_labels(path, label_key, arrays[label_key], len(images))
+    return ArraySource(images, labels, path.name, [(path.name, path.stat().st_size)])
+
+
+def _channels_last(path: Path, key: str, images: np.ndarray) -> np.ndarray:
+    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"{path}: array `{key}` is {images.dtype}; save uint8 [0, 255] or float [0, 1] "
+                        "pixels.")
+    if images.dtype != np.uint8 and images.size:
+        low, high = float(np.nanmin(images)), float(np.nanmax(images))  # NaN images are skipped one by one
+        if low < 0 or high > 1:
+            raise DataError(f"{path}: float array `{key}` spans [{low:g}, {high:g}]; float pixels must be in "
+                            "[0, 1] (divide 0..255 values by 255, map [-1, 1] with (x + 1) / 2).")
+    if images.ndim == 3:
+        return images[..., None]
+    last, first = images.shape[3] in (1, 3, 4), images.shape[1] in (1, 3, 4)
+    if last != first:
+        return images if last else images.transpose(0, 2, 3, 1)
+    raise DataError(f"{path}: array `{key}` has shape {images.shape}; the channel axis (1, 3 or 4 channels) "
+                    "must be unambiguous: save (N, H, W, C) or (N, C, H, W).")
+
+
+def _npz_labels(path: Path, key: str, labels: np.ndarray, count: int) -> np.ndarray:
+    labels = labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
+    if labels.shape != (count,):
+        raise DataError(f"{path}: `{key}` has shape {labels.shape} but there are {count} images; save one "
+                        "label per image.")
+    as_int = labels.astype(np.int64) if labels.dtype.kind in "iubf" else None
+    fractional = as_int is not None and labels.dtype.kind == "f" and not np.array_equal(as_int, labels)
+    if as_int is None or fractional or (as_int < 0).any():
+        raise DataError(f"{path}: `{key}` must hold class indices 0, 1, 2 ...; found {labels.dtype} values.")
+    return as_int
