@@ -29,7 +29,6 @@ def test_dcgan_follows_radford_rules():
     nets = build_networks(ModelConfig(), (3, 64, 64))
     g_layers = list(nets.generator.modules())
     assert not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in g_layers)
-    assert isinstance(g_layers[-1], torch.nn.Tanh)
     first_d_block = nets.discriminator.blocks[0]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in first_d_block)  # no BN on D's input layer
     assert any(isinstance(m, torch.nn.LeakyReLU) and m.negative_slope == 0.2 for m in first_d_block)
@@ -38,6 +37,37 @@ def test_dcgan_follows_radford_rules():
 def test_dcgan_d_dropout_is_applied():
     nets = build_networks(ModelConfig(d_dropout=0.3), (1, 28, 28))
     assert sum(isinstance(m, torch.nn.Dropout) for m in nets.discriminator.modules()) == 2
+
+
+@pytest.mark.parametrize("name", ["dcgan", "mlp"])
+@pytest.mark.parametrize("options", [{"spectral_norm": True}, {"mbstd": True}, {"g_upsample": "resize"},
+                                     {"conditional": True, "num_classes": 10}])
+def test_model_options_build_and_run(name, options):
+    nets = build_networks(ModelConfig(name=name, g_width=8, d_width=8, **options), (1, 28, 28))
+    labels = torch.tensor([3, 7, 7, 1]) if options.get("conditional") else None
+    images = nets.generator(torch.randn(4, nets.z_dim), labels)
+    logits = nets.discriminator(images, labels)
+    assert images.shape == (4, 1, 28, 28) and logits.shape == (4,)
+    logits.sum().backward()
+
+
+def test_spectral_norm_keeps_d_layers_near_unit_spectral_norm():
+    nets = build_networks(ModelConfig(spectral_norm=True, d_width=8), (1, 28, 28))
+    nets.discriminator.train()
+    for _ in range(20):  # power iteration converges over forward passes
+        nets.discriminator(torch.randn(2, 1, 28, 28))
+    conv = nets.discriminator.blocks[1][0]
+    sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=0.05)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in nets.discriminator.modules())
+
+
+def test_minibatch_stddev_sees_a_collapsed_batch():
+    from ganforge.models.layers import MinibatchStdDev
+
+    collapsed = torch.ones(8, 3, 4, 4)
+    varied = torch.randn(8, 3, 4, 4)
+    assert MinibatchStdDev()(collapsed)[:, -1].max() < 1e-3 < MinibatchStdDev()(varied)[:, -1].min()
 
 
 def test_unknown_model_and_unreachable_resolution_give_clear_errors():

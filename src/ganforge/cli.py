@@ -19,10 +19,19 @@ TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
     "kimg": ("kimg",), "batch": ("batch",), "lr_g": ("lr_g",), "lr_d": ("lr_d",), "beta1": ("beta1",),
     "beta2": ("beta2",), "d_steps": ("d_steps",), "ema_kimg": ("ema_kimg",), "seed": ("seed",),
     "tick_kimg": ("tick_kimg",), "snap": ("snap",), "keep": ("keep",), "device": ("device",), "out": ("out",),
-    "grid_size": ("grid_size",),
+    "grid_size": ("grid_size",), "ema_rampup": ("ema_rampup",),
+    "g_activation": ("model", "g_activation"), "d_batchnorm": ("model", "d_batchnorm"),
+    "spectral_norm": ("model", "spectral_norm"), "mbstd": ("model", "mbstd"), "g_upsample": ("model", "g_upsample"),
+    "cond": ("model", "conditional"), "gp_lambda": ("loss", "gp_lambda"), "gp_mode": ("loss", "gp_mode"),
+    "drift": ("loss", "drift"), "clip": ("loss", "clip"), "r1_gamma": ("loss", "r1_gamma"),
+    "r1_every": ("loss", "r1_every"), "instance_noise": ("loss", "instance_noise"),
+    "instance_noise_kimg": ("loss", "instance_noise_kimg"), "augment": ("augment", "name"),
+    "ada_target": ("augment", "target"), "ada_kimg": ("augment", "ada_kimg"),
+    "diffaugment_policy": ("augment", "policy"),
 }
 # What defines the trajectory's starting point cannot change on resume; hyperparameters can.
-FIXED_ON_RESUME = {"data", "model", "z_dim", "g_width", "d_width", "seed", "out"}
+FIXED_ON_RESUME = {"data", "model", "z_dim", "g_width", "d_width", "seed", "out", "g_activation", "d_batchnorm",
+                   "spectral_norm", "mbstd", "g_upsample", "cond", "d_dropout"}
 
 
 class _Group(click.Group):
@@ -82,7 +91,28 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--beta1", type=float, help="Adam beta1. [0.5]")
 @click.option("--beta2", type=float, help="Adam beta2. [0.999]")
 @click.option("--d-steps", type=int, help="D updates per G update. [1]")
-@click.option("--loss", help="Adversarial loss: nonsaturating, minimax. [nonsaturating]")
+@click.option("--preset", help="A named recipe (see --list-presets); other flags override its settings.")
+@click.option("--list-presets", is_flag=True, help="List the presets and exit.")
+@click.option("--loss", help="nonsaturating, minimax, wgan, wgan-gp, hinge, lsgan. [nonsaturating]")
+@click.option("--gp-lambda", type=float, help="Gradient-penalty weight for wgan-gp. [10]")
+@click.option("--gp-mode", type=click.Choice(["two-sided", "one-sided"]), help="Gradient-penalty form. [two-sided]")
+@click.option("--drift", type=float, help="Critic drift penalty epsilon * E[D(x)^2]. [0]")
+@click.option("--clip", type=float, help="Weight-clipping bound for --loss wgan. [0.01]")
+@click.option("--r1-gamma", type=float, help="R1 penalty on reals; 0 = off. [0]")
+@click.option("--r1-every", type=int, help="Lazy R1: every N D steps. [16]")
+@click.option("--instance-noise", type=float, help="Std of noise added to D's inputs, annealed to 0. [0]")
+@click.option("--instance-noise-kimg", type=float, help="Instance-noise anneal length; 0 = the whole run. [0]")
+@click.option("--augment", type=click.Choice(["none", "diffaugment", "ada"]), help="Augmentation before D. [none]")
+@click.option("--ada-target", type=float, help="ADA target for E[sign(D(real))]. [0.6]")
+@click.option("--ada-kimg", type=float, help="ADA adjustment speed. [500]")
+@click.option("--diffaugment-policy", help="DiffAugment ops. [color,translation,cutout]")
+@click.option("--cond/--no-cond", default=None, help="Class-conditional training on the store's labels. [off]")
+@click.option("--spectral-norm/--no-spectral-norm", default=None, help="Spectral normalisation in D. [off]")
+@click.option("--mbstd/--no-mbstd", default=None, help="Minibatch-stddev feature in D. [off]")
+@click.option("--d-batchnorm/--no-d-batchnorm", default=None, help="BatchNorm in D's hidden layers. [on]")
+@click.option("--g-upsample", type=click.Choice(["transposed", "resize"]), help="G upsampling. [transposed]")
+@click.option("--g-activation", type=click.Choice(["relu", "lrelu"]), help="G hidden activation. [relu]")
+@click.option("--ema-rampup", type=float, help="EMA ramp-up fraction (StyleGAN2: 0.05); 0 = off. [0]")
 @click.option("--label-smoothing", type=float, help="One-sided label smoothing: real target 1-s. [0]")
 @click.option("--label-flip", type=float, help="Probability of flipping each D target (label noise). [0]")
 @click.option("--ema-kimg", type=float, help="Half-life of G's weight average in kimg; 0 = off. [0]")
@@ -96,38 +126,49 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--grid-size", type=int, help="Images in the per-tick sample grid. [64]")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and the networks' sizes, then exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (status lines only).")
-def train(resume: Path | None, dry_run: bool, no_progress: bool, **flags: Any) -> None:
+def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | None, list_presets: bool,
+          **flags: Any) -> None:
     """Train a GAN; with no flags, a DCGAN on the embedded MNIST sample (CPU, minutes)."""
+    from ganforge.presets import describe_presets, preset_overrides
     from ganforge.training.session import start_or_resume
 
+    if list_presets:
+        click.echo(describe_presets())
+        return
     given = {name: value for name, value in flags.items() if value is not None}
     if resume is not None:
-        fixed = sorted(FIXED_ON_RESUME & set(given))
+        fixed = sorted(FIXED_ON_RESUME & set(given)) + (["preset"] if preset else [])
         if fixed:
             raise ConfigError(f"--resume continues a run as it was set up; drop "
                               f"{', '.join('--' + f.replace('_', '-') for f in fixed)} (they cannot change mid-run)")
-    overrides = {TRAIN_FLAGS[name]: str(v) if isinstance(v, Path) else v for name, v in given.items()}
+    overrides = preset_overrides(preset) if preset else {}
+    overrides.update({TRAIN_FLAGS[name]: str(v) if isinstance(v, Path) else v for name, v in given.items()})
     start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--seeds", default=None, help="Seeds to render, e.g. 0-63 or 1,5,9. [0-63]")
+@click.option("--seeds", default=None, help="Seeds to render, e.g. 0-63 or 1,5,9. [0-63, or as many as --grid]")
 @click.option("--n", "count", type=click.IntRange(1, 100_000), help="Render seeds 0..N-1 (instead of --seeds).")
+@click.option("--grid", "grid_text", help="ROWSxCOLUMNS, e.g. 4x8: one grid of that shape (seeds 0.. by default).")
+@click.option("--truncation", "psi", type=float, default=1.0, show_default=True,
+              help="psi: pull each latent toward the mean latent; 1 = none, 0.7 = fewer odd images, less variety.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("grid.png"), show_default=True,
               help="A .png path for one grid, or a folder for one PNG per seed.")
 @click.option("--columns", type=click.IntRange(1, 1024), help="Grid columns. [square]")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
-def generate(run_dir: Path, seeds: str | None, count: int | None, out: Path, columns: int | None,
-             device: str) -> None:
-    """Render images from a trained run (its EMA generator when it has one)."""
+def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str | None, psi: float, out: Path,
+             columns: int | None, device: str) -> None:
+    """Render images from a trained run or an exported folder (the EMA generator when there is one)."""
     from ganforge import generate as gen
 
     if seeds and count:
         raise ConfigError("give either --seeds or --n, not both")
-    seed_list = list(range(count)) if count else gen.parse_seeds(seeds or "0-63")
-    generator, config, nimg = gen.load_generator(run_dir, device)
-    images = gen.render(generator, gen.seed_latents(seed_list, config.model.z_dim))
-    written = gen.write_images(images, seed_list, out, run_dir, columns)
-    click.echo(f"wrote {len(seed_list)} images from {run_dir} (kimg {nimg / 1000:.1f}) to "
+    if grid_text and columns:
+        raise ConfigError("give either --grid or --columns, not both (--grid sets the columns)")
+    grid = gen.parse_grid(grid_text) if grid_text else None
+    default_count = grid[0] * grid[1] if grid else 64
+    seed_list = list(range(count or default_count)) if not seeds else gen.parse_seeds(seeds)
+    written, nimg = gen.generate_images(run_dir, seed_list, out, psi=psi, columns=columns, grid=grid, device=device)
+    click.echo(f"wrote {len(seed_list)} images from {run_dir} (kimg {nimg / 1000:.1f}, psi {psi:g}) to "
                f"{written[0] if len(written) == 1 else out}")

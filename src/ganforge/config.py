@@ -23,9 +23,20 @@ class ModelConfig:
     g_width: int = 64  # G channels at the output resolution (DCGAN's ngf); MLP: hidden width unit
     d_width: int = 64  # D channels at the input resolution (DCGAN's ndf)
     d_dropout: float = 0.0  # dropout after each D activation (the Keras variant of seeds 001/003 uses 0.3)
+    g_activation: str = "relu"  # G's hidden activation: "relu" (Radford et al.) or "lrelu" (the Keras GAN of seed 003)
+    d_batchnorm: bool = True  # BatchNorm in D's hidden layers; off for WGAN-GP, whose penalty is per-sample
+    spectral_norm: bool = False  # spectral normalisation of D's layers, BatchNorm dropped (Miyato et al. 2018)
+    mbstd: bool = False  # minibatch-stddev feature before D's output against mode collapse (Karras et al. 2018)
+    g_upsample: str = "transposed"  # "transposed" convs or "resize" (nearest + conv, against checkerboards)
+    conditional: bool = False  # class-conditional: conditional BatchNorm in G, projection D (Miyato & Koyama)
+    num_classes: int = 0  # set from the store's labels when conditional
 
     def __post_init__(self) -> None:
         _require(self.z_dim >= 1, "--z-dim must be at least 1")
+        _require(self.g_upsample in ("transposed", "resize"), "--g-upsample must be transposed or resize")
+        _require(self.g_activation in ("relu", "lrelu"), "--g-activation must be relu or lrelu")
+        _require(not self.conditional or self.num_classes >= 2,
+                 "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
         _require(self.g_width >= 1 and self.d_width >= 1, "--g-width and --d-width must be at least 1")
         _require(0.0 <= self.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
 
@@ -35,17 +46,44 @@ class LossConfig:
     name: str = "nonsaturating"  # adversarial loss from `ganforge.losses.LOSSES`
     label_smoothing: float = 0.0  # one-sided: D's target for reals becomes 1 - s (Salimans et al. 2016)
     label_flip: float = 0.0  # probability of flipping each of D's targets (seed 003's label noise)
+    gp_lambda: float = 10.0  # gradient-penalty weight for wgan-gp (Gulrajani et al. 2017)
+    gp_mode: str = "two-sided"  # "two-sided" (||grad|| - 1)^2 or "one-sided" max(0, ||grad|| - 1)^2
+    drift: float = 0.0  # epsilon * E[D(x)^2] keeping critic outputs near 0 (ProGAN uses 0.001)
+    clip: float = 0.01  # weight-clipping bound c for --loss wgan (Arjovsky et al. 2017)
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 E||grad D(x_real)||^2 (Mescheder et al. 2018); 0 = off
+    r1_every: int = 16  # lazy regularisation: apply R1 every N D steps, scaled by N (StyleGAN2)
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0 (Sonderby et al.)
+    instance_noise_kimg: float = 0.0  # anneal length in kimg; 0 = the whole run
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")
         _require(0.0 <= self.label_flip < 0.5, "--label-flip must be in [0, 0.5)")
+        _require(self.gp_mode in ("two-sided", "one-sided"), "--gp-mode must be two-sided or one-sided")
+        _require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.instance_noise >= 0,
+                 "--gp-lambda, --drift, --r1-gamma and --instance-noise must not be negative")
+        _require(self.clip > 0, "--clip must be positive")
+        _require(self.r1_every >= 1, "--r1-every must be at least 1")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    name: str = "none"  # "none", "diffaugment" (Zhao et al. 2020) or "ada" (Karras et al. 2020)
+    target: float = 0.6  # ADA: target of E[sign(D(x_real))], the overfitting heuristic r_t
+    ada_kimg: float = 500.0  # ADA: kimg for p to move by 1 at full speed
+    policy: str = "color,translation,cutout"  # DiffAugment operations
+
+    def __post_init__(self) -> None:
+        _require(self.name in ("none", "diffaugment", "ada"), "--augment must be none, diffaugment or ada")
+        _require(0.0 < self.target < 1.0, "--ada-target must be in (0, 1)")
+        _require(self.ada_kimg > 0, "--ada-kimg must be positive")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = ""  # store path (from `ganforge prepare`); empty = the embedded MNIST sample
     model: ModelConfig = field(default_factory=ModelConfig)  # architecture
-    loss: LossConfig = field(default_factory=LossConfig)  # adversarial objective and D-label tricks
+    loss: LossConfig = field(default_factory=LossConfig)  # adversarial objective, penalties, D-label tricks
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # differentiable augmentation before D
     kimg: float = 100.0  # length of training in thousands of real images shown to D
     batch: int = 64  # images per D step and per G step
     lr_g: float = 2e-4  # Adam learning rate of G (Radford et al.)
@@ -54,6 +92,7 @@ class TrainConfig:
     beta2: float = 0.999  # Adam beta2
     d_steps: int = 1  # D updates per G update (k in Goodfellow et al.'s Algorithm 1)
     ema_kimg: float = 0.0  # half-life of G's weight average in kimg (StyleGAN uses 10); 0 turns it off
+    ema_rampup: float = 0.0  # early on, cap the half-life at this fraction of images seen (StyleGAN2: 0.05); 0 = off
     seed: int = 0  # seeds weights, data order, latents and the fixed sample grid
     tick_kimg: float = 4.0  # progress unit: one status line, sample grid and log row per tick
     snap: int = 5  # checkpoint every this many ticks (and at the end, and on SIGINT/SIGTERM)
@@ -69,6 +108,7 @@ class TrainConfig:
         _require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "Adam betas must be in [0, 1)")
         _require(self.d_steps >= 1, "--d-steps must be at least 1")
         _require(self.ema_kimg >= 0, "--ema-kimg must be zero (off) or positive")
+        _require(self.ema_rampup >= 0, "--ema-rampup must be zero (off) or positive")
         _require(self.tick_kimg > 0, "--tick-kimg must be positive")
         _require(self.snap >= 1, "--snap must be at least 1 tick")
         _require(self.keep >= 1, "--keep must be at least 1")
@@ -131,7 +171,8 @@ def from_dict(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-_NESTED: dict[tuple[str, str], type] = {("TrainConfig", "model"): ModelConfig, ("TrainConfig", "loss"): LossConfig}
+_NESTED: dict[tuple[str, str], type] = {("TrainConfig", "model"): ModelConfig, ("TrainConfig", "loss"): LossConfig,
+                                        ("TrainConfig", "augment"): AugmentConfig}
 
 
 def _require(condition: bool, message: str) -> None:

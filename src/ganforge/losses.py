@@ -1,7 +1,8 @@
-"""Adversarial losses by name, all written on D's raw logits.
+"""Adversarial losses by name, all written on D's raw outputs ("logits"; a critic's scores for WGAN).
 
-A loss turns D's logits on reals and fakes into D's loss, and D's logits on fakes into G's loss. New losses
-(WGAN, hinge, least squares, ...) join the `LOSSES` table; the training loop only calls the two methods.
+A loss turns D's outputs on reals and fakes into D's loss, and D's outputs on fakes into G's loss. Penalties
+that need D itself (gradient penalty, R1, weight clipping) live in `regularizers.py`; the loop only calls these
+two methods. Each formula cites its paper; the tests check them on known logits.
 """
 
 from __future__ import annotations
@@ -62,9 +63,58 @@ class MinimaxLoss(_BinaryCrossEntropyD):
         return -F.softplus(fake_logits).mean()  # log(1 - sigmoid(l)) = -softplus(l)
 
 
+class WassersteinLoss:
+    """WGAN (Arjovsky et al. 2017): the critic maximises E[D(x)] - E[D(G(z))], G maximises E[D(G(z))].
+
+    Needs a Lipschitz critic: weight clipping (`--loss wgan`) or a gradient penalty (`--loss wgan-gp`, Gulrajani
+    et al. 2017), both added by `regularizers.build_regularizers`, plus several critic steps per G step.
+    """
+
+    def __init__(self, config: LossConfig) -> None:
+        pass
+
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return fake_logits.mean() - real_logits.mean()
+
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.mean()
+
+
+class HingeLoss:
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))],
+    G minimises -E[D(G(z))]."""
+
+    def __init__(self, config: LossConfig) -> None:
+        pass
+
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.mean()
+
+
+class LeastSquaresLoss:
+    """LSGAN (Mao et al. 2017, Eq. 9 with a=0, b=c=1): D minimises 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2],
+    G minimises 1/2 E[(D(G(z)) - 1)^2]. One-sided label smoothing lowers the real target b."""
+
+    def __init__(self, config: LossConfig) -> None:
+        self.real_target = 1.0 - config.label_smoothing
+
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((real_logits - self.real_target).pow(2).mean() + fake_logits.pow(2).mean())
+
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (fake_logits - 1.0).pow(2).mean()
+
+
 LOSSES: dict[str, type] = {
     "nonsaturating": NonSaturatingLoss,
     "minimax": MinimaxLoss,
+    "wgan": WassersteinLoss,
+    "wgan-gp": WassersteinLoss,
+    "hinge": HingeLoss,
+    "lsgan": LeastSquaresLoss,
 }
 
 

@@ -184,6 +184,9 @@ class DeviceBatches:
         if store.in_memory and store.images.nbytes <= resident_limit_bytes:
             self.resident = torch.from_numpy(store.images).to(device)
 
+    def labels_of(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.labels.index_select(0, indices.to(self.device))
+
     def images(self, indices: torch.Tensor) -> torch.Tensor:
         if self.resident is not None:
             batch = self.resident.index_select(0, indices.to(self.device))

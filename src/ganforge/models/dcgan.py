@@ -14,6 +14,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
+from ganforge.models.layers import ConditionalBatchNorm, MinibatchStdDev, ProjectionHead, apply_spectral_norm
 
 
 def plan_stages(height: int, width: int) -> tuple[int, int, int]:
@@ -29,38 +30,66 @@ def plan_stages(height: int, width: int) -> tuple[int, int, int]:
 
 
 class DcganGenerator(nn.Module):
-    def __init__(self, z_dim: int, image_shape: tuple[int, int, int], width: int) -> None:
+    def __init__(self, config: ModelConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         channels, height, img_width = image_shape
         stages, start_h, start_w = plan_stages(height, img_width)
-        ch = width * 2 ** (stages - 1)
+        self.num_classes = config.num_classes if config.conditional else 0
+        ch = config.g_width * 2 ** (stages - 1)
         # z [B, z_dim, 1, 1] -> [B, ch, start_h, start_w]: the "project and reshape" of the paper as a conv.
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, (start_h, start_w), 1, 0, bias=False),
-                                   nn.BatchNorm2d(ch), nn.ReLU(True)]
+        self.stem = nn.ConvTranspose2d(config.z_dim, ch, (start_h, start_w), 1, 0, bias=False)
+        self.ups, norms = nn.ModuleList(), [self._norm(ch)]
         for _ in range(stages - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            self.ups.append(_upsample(ch, ch // 2, config.g_upsample))
+            norms.append(self._norm(ch // 2))
             ch //= 2
-        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.norms = nn.ModuleList(norms)
+        self.to_image = _upsample(ch, channels, config.g_upsample)
+        self.activation = nn.ReLU() if config.g_activation == "relu" else nn.LeakyReLU(0.2)
         self.apply(init_weights)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])
+    def _norm(self, features: int) -> nn.Module:
+        if self.num_classes:
+            return ConditionalBatchNorm(features, self.num_classes)
+        return nn.BatchNorm2d(features)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.stem(z[:, :, None, None])
+        for i, norm in enumerate(self.norms):
+            if i > 0:
+                x = self.ups[i - 1](x)
+            x = self.activation(norm(x, labels) if self.num_classes else norm(x))
+        return torch.tanh(self.to_image(x))
+
+
+def _upsample(in_ch: int, out_ch: int, mode: str) -> nn.Module:
+    if mode == "resize":
+        # Nearest-neighbour resize then a 3x3 conv: no uneven kernel overlap, so no checkerboard (Odena et al. 2016).
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False))
+    # Kernel 4 is divisible by stride 2, which keeps the overlap even (seed 003's advice).
+    return nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False)
 
 
 class DcganDiscriminator(nn.Module):
-    def __init__(self, image_shape: tuple[int, int, int], width: int, dropout: float) -> None:
+    def __init__(self, config: ModelConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         channels, height, img_width = image_shape
         stages, start_h, start_w = plan_stages(height, img_width)
+        batchnorm = config.d_batchnorm and not config.spectral_norm  # SN-GAN's D has no BatchNorm either
+        width, dropout = config.d_width, config.d_dropout
         blocks: list[nn.Module] = [self._block(channels, width, batchnorm=False, dropout=dropout)]
         ch = width
         for _ in range(stages - 1):
-            blocks.append(self._block(ch, ch * 2, batchnorm=True, dropout=dropout))
+            blocks.append(self._block(ch, ch * 2, batchnorm=batchnorm, dropout=dropout))
             ch *= 2
         self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Conv2d(ch, 1, (start_h, start_w), 1, 0)
+        self.mbstd = MinibatchStdDev() if config.mbstd else None
+        self.head = nn.Conv2d(ch + int(config.mbstd), 1, (start_h, start_w), 1, 0)
+        self.projection = (ProjectionHead((ch + int(config.mbstd)) * start_h * start_w, config.num_classes)
+                           if config.conditional else None)
         self.apply(init_weights)
+        if config.spectral_norm:
+            apply_spectral_norm(self)
 
     @staticmethod
     def _block(in_ch: int, out_ch: int, *, batchnorm: bool, dropout: float) -> nn.Sequential:
@@ -72,11 +101,18 @@ class DcganDiscriminator(nn.Module):
             layers.append(nn.Dropout(dropout))
         return nn.Sequential(*layers)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = images
         for block in self.blocks:
             x = block(x)
-        return self.head(x).flatten()
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        logits = self.head(x).flatten()
+        if self.projection is not None:
+            if labels is None:
+                raise ValueError("a conditional discriminator needs labels")
+            logits = logits + self.projection(x, labels)
+        return logits
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Every block's activations max-pooled to 4x4 and concatenated: the DCGAN paper's feature probe."""
@@ -93,11 +129,10 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
 
 def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
-    return (DcganGenerator(config.z_dim, image_shape, config.g_width),
-            DcganDiscriminator(image_shape, config.d_width, config.d_dropout))
+    return DcganGenerator(config, image_shape), DcganDiscriminator(config, image_shape)

@@ -1,7 +1,9 @@
 """Exponential moving average of G's weights (Karras et al. 2018; Yazici et al. 2019).
 
 The decay is set by a half-life in images, as in StyleGAN2-ADA, so it means the same at any batch size:
-beta = 0.5 ** (batch / (ema_kimg * 1000)). Buffers (BatchNorm statistics) are copied, not averaged.
+beta = 0.5 ** (batch / (ema_kimg * 1000)). With a ramp-up the half-life is also capped at `rampup` times the
+images seen so far, so the average forgets the random initial weights quickly. Buffers (BatchNorm statistics)
+are copied, not averaged.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ def make_ema_copy(generator: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_ema(ema: nn.Module, generator: nn.Module, batch: int, ema_kimg: float) -> None:
-    beta = 0.5 ** (batch / (ema_kimg * 1000.0))
+def update_ema(ema: nn.Module, generator: nn.Module, batch: int, ema_kimg: float, rampup: float = 0.0,
+               cur_nimg: int = 0) -> None:
+    ema_nimg = ema_kimg * 1000.0
+    if rampup > 0:
+        ema_nimg = min(ema_nimg, cur_nimg * rampup)
+    beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
     for p_ema, p in zip(ema.parameters(), generator.parameters(), strict=True):
         p_ema.lerp_(p.detach(), 1.0 - beta)
     for b_ema, b in zip(ema.buffers(), generator.buffers(), strict=True):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ganforge.augment import build_augment
 from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
 from ganforge.data.store import DeviceBatches, Store, to_uint8
@@ -28,13 +29,14 @@ from ganforge.errors import TrainingDiverged
 from ganforge.images import make_grid, save_png
 from ganforge.losses import build_loss
 from ganforge.models import build_networks
+from ganforge.regularizers import build_regularizers
 from ganforge.training import checkpoint as ckpt
 from ganforge.training.ema import make_ema_copy, update_ema
 from ganforge.training.plots import plot_curves
 from ganforge.training.runlog import RunLog
 from ganforge.training.state import TrainingState
 from ganforge.training.stats import TickStats
-from ganforge.training.steps import discriminator_step, generator_step
+from ganforge.training.steps import Objective, discriminator_step, generator_step
 
 TickHook = Callable[[TrainingState, dict[str, Any]], None]  # may add entries to the tick's log record
 
@@ -64,7 +66,15 @@ def build_state(config: TrainConfig, store: Store, device: torch.device) -> Trai
         sampler=EpochSampler(len(store), config.seed),
         latent_rng=torch.Generator().manual_seed(config.seed + 1),
         stats=TickStats(device),
+        augment=build_augment(config.augment.name, batch=config.batch, target=config.augment.target,
+                              ada_kimg=config.augment.ada_kimg, policy=config.augment.policy),
     )
+
+
+def build_objective(config: TrainConfig, state: TrainingState) -> Objective:
+    noise_kimg = config.loss.instance_noise_kimg or config.kimg
+    return Objective(build_loss(config.loss), build_regularizers(config.loss), state.augment,
+                     config.loss.instance_noise, int(noise_kimg * 1000))
 
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
@@ -84,9 +94,11 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         state.restore(*ckpt.load_checkpoint(latest))
         log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
-    loss = build_loss(config.loss)
-    z_dim = config.model.z_dim
-    grid_latents = torch.randn(config.grid_size, z_dim, generator=torch.Generator().manual_seed(config.seed + 2))
+    objective = build_objective(config, state)
+    grid_latents = torch.randn(config.grid_size, config.model.z_dim,
+                               generator=torch.Generator().manual_seed(config.seed + 2))
+    # Conditional runs: the grid cycles through the classes, so each column of a 10-wide grid is one class.
+    grid_labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
     if not (run_dir / "reals.png").exists():
         reals = store.uint8_batch(np.arange(min(config.grid_size, len(store))))
         save_png(make_grid(reals), run_dir / "reals.png")
@@ -101,14 +113,16 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     tick_start_nimg_session = counters.cur_nimg
     try:
         while counters.cur_nimg < total_nimg and not stop_signal:
-            for _ in range(config.d_steps - 1):
-                discriminator_step(state, loss, data.images(state.sampler.next_indices(config.batch)),
-                                   _latents(state, config.batch, device), keep_fakes=False)
-            fakes = discriminator_step(state, loss, data.images(state.sampler.next_indices(config.batch)),
-                                       _latents(state, config.batch, device), keep_fakes=True)
-            generator_step(state, loss, fakes)
+            for d_step in range(config.d_steps):
+                indices = state.sampler.next_indices(config.batch)
+                labels = data.labels_of(indices) if config.model.conditional else None
+                latents = _latents(state, config.batch, device)
+                fakes = discriminator_step(state, objective, data.images(indices), labels, latents,
+                                           keep_fakes=d_step == config.d_steps - 1)
+            generator_step(state, objective, fakes, labels)
             if state.generator_ema is not None:
-                update_ema(state.generator_ema, state.generator, config.batch, config.ema_kimg)
+                update_ema(state.generator_ema, state.generator, config.batch, config.ema_kimg, config.ema_rampup,
+                           counters.cur_nimg)
             counters.cur_nimg += config.batch * config.d_steps
             bar.update(config.batch * config.d_steps)
 
@@ -117,7 +131,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 continue
             seconds = time.perf_counter() - tick_start_time
             record = _finish_tick(state, run_dir, log, seconds, counters.cur_nimg - tick_start_nimg_session,
-                                  grid_latents, tick_hooks)
+                                  (grid_latents, grid_labels), tick_hooks)
             echo(_status_line(record))
             if counters.tick % config.snap == 0 or done:
                 _save(state, run_dir)
@@ -139,7 +153,7 @@ def _latents(state: TrainingState, batch: int, device: torch.device) -> torch.Te
 
 
 def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: float, session_nimg: int,
-                 grid_latents: torch.Tensor, tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
+                 grid: tuple[torch.Tensor, torch.Tensor | None], tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
     counters = state.counters
     means = state.stats.means()
     tick_nimg = counters.cur_nimg - counters.tick_start_nimg
@@ -163,8 +177,9 @@ def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: floa
         "peak_mem_gb": _peak_memory_gb(state.stats.device),
         "lr_g": state.opt_g.param_groups[0]["lr"],
         "lr_d": state.opt_d.param_groups[0]["lr"],
+        "augment_p": state.augment.probability,
     }
-    _write_samples(state, run_dir, grid_latents)
+    _write_samples(state, run_dir, *grid)
     for hook in tick_hooks:
         hook(state, record)
     log.append(record)
@@ -175,14 +190,18 @@ def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: floa
 
 
 @torch.no_grad()
-def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tensor) -> None:
+def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tensor,
+                   grid_labels: torch.Tensor | None) -> None:
     generator = state.generator_ema if state.generator_ema is not None else state.generator
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device
-    images = torch.cat([generator(z.to(device)) for z in grid_latents.split(256)])
+    labels = grid_labels.split(256) if grid_labels is not None else [None] * len(grid_latents.split(256))
+    images = torch.cat([generator(z.to(device), y if y is None else y.to(device))
+                        for z, y in zip(grid_latents.split(256), labels, strict=True)])
     generator.train(was_training)
-    grid = make_grid(to_uint8(images))
+    columns = state.config.model.num_classes if state.config.model.conditional else None
+    grid = make_grid(to_uint8(images), columns)
     text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
     save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
     save_png(grid, run_dir / "samples" / "latest.png", text)

@@ -11,7 +11,7 @@ import torch
 from ganforge.config import TrainConfig, apply_overrides, changed_settings
 from ganforge.data.embedded import embedded_store_path
 from ganforge.data.store import Store
-from ganforge.errors import DataError
+from ganforge.errors import ConfigError, DataError
 from ganforge.models import build_networks
 from ganforge.training.loop import train
 from ganforge.training.rundir import create_run_dir, read_run_config, write_run_config
@@ -22,6 +22,16 @@ def open_training_store(config: TrainConfig) -> Store:
     if config.data:
         return Store(config.data)
     return Store(embedded_store_path(), name="mnist")  # run folders read "00001-dcgan-mnist"
+
+
+def class_count(store: Store) -> int:
+    """The store's number of classes for --cond, or a clear error when it has no labels."""
+    names = store.manifest.label_names
+    if len(names) < 2:
+        raise ConfigError(f"--cond needs class labels, but {store.path} has {len(names)} class(es); prepare the "
+                          "data with `ganforge prepare SRC --labels folders` (one subfolder per class) or from IDX "
+                          "files with their labels file.")
+    return len(names)
 
 
 def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
@@ -42,8 +52,10 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
             raise DataError(f"{store.path} is not the dataset {resume} was trained on (its content fingerprint "
                             "changed); resume with the original store.")
     else:
+        store = open_training_store(TrainConfig(data=overrides.get(("data",), "")))
+        if overrides.get(("model", "conditional")):
+            overrides = {**overrides, ("model", "num_classes"): class_count(store)}
         config = apply_overrides(TrainConfig(), overrides)
-        store = open_training_store(config)
     networks = build_networks(config.model, store.manifest.shape)
     sizes = {name: sum(p.numel() for p in net.parameters())
              for name, net in (("G", networks.generator), ("D", networks.discriminator))}

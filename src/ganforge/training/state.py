@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import ganforge
+from ganforge.augment import Augment
 from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
 from ganforge.errors import CheckpointError
@@ -29,6 +30,7 @@ class Counters:
     cur_nimg: int = 0  # real images shown to D so far
     tick: int = 0  # completed ticks
     tick_start_nimg: int = 0  # cur_nimg when the current tick began
+    d_steps: int = 0  # D updates so far (lazy regularizers key on it)
     train_seconds: float = 0.0  # wall time spent training, summed over sessions (not part of the trajectory)
 
 
@@ -43,6 +45,7 @@ class TrainingState:
     sampler: EpochSampler
     latent_rng: torch.Generator  # CPU generator: the same latents on any device
     stats: TickStats
+    augment: Augment
     counters: Counters = field(default_factory=Counters)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -67,6 +70,7 @@ class TrainingState:
             "opt_D": opt_d_meta,
             "stat_counts": stat_counts,
             "sampler": self.sampler.state_dict(),
+            "augment": self.augment.state_dict(),
             "rng_python": _jsonable(random.getstate()),
             "rng_numpy": _jsonable(np.random.get_state()),
         }
@@ -92,6 +96,7 @@ class TrainingState:
             group["lr"] = self.config.lr_d
         self.stats.load_state_dict(tensors, meta["stat_counts"])
         self.sampler.load_state_dict(meta["sampler"])
+        self.augment.load_state_dict(meta["augment"])
         self.counters = Counters(**meta["counters"])
         torch.set_rng_state(tensors["rng.torch"])
         self.latent_rng.set_state(tensors["rng.latent"])
