@@ -61,3 +61,23 @@ def test_label_flips_happen_at_the_requested_rate():
 def test_unknown_loss_lists_the_known_ones():
     with pytest.raises(ConfigError, match="minimax, nonsaturating"):
         build_loss(LossConfig(name="wgan-typo"))
+
+
+def test_wasserstein_critic_and_generator_losses():
+    loss = build_loss(LossConfig("wgan"))
+    real, fake = torch.tensor([3.0, 1.0]), torch.tensor([-1.0, 0.0])
+    assert loss.discriminator_loss(real, fake).item() == pytest.approx(-0.5 - 2.0)
+    assert loss.generator_loss(fake).item() == pytest.approx(0.5)
+
+
+def test_hinge_loss_ignores_confident_correct_outputs():
+    loss = build_loss(LossConfig("hinge"))
+    assert loss.discriminator_loss(torch.tensor([2.0]), torch.tensor([-3.0])).item() == 0.0
+    assert loss.discriminator_loss(torch.tensor([0.5]), torch.tensor([0.0])).item() == pytest.approx(0.5 + 1.0)
+    assert loss.generator_loss(torch.tensor([0.25, 0.75])).item() == pytest.approx(-0.5)
+
+
+def test_least_squares_losses_match_mao_et_al():
+    loss = build_loss(LossConfig("lsgan"))
+    assert loss.discriminator_loss(torch.tensor([0.0]), torch.tensor([1.0])).item() == pytest.approx(1.0)
+    assert loss.generator_loss(torch.tensor([0.0, 2.0])).item() == pytest.approx(0.5)

@@ -54,6 +54,11 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+from ganforge.cli_explore import register  # noqa: E402  (TEMPORARY, explore/serve helper; the lead wires this)
+
+register(main)
+
+
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Store file to write (.gfs).")
@@ -144,6 +149,33 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
     overrides = preset_overrides(preset) if preset else {}
     overrides.update({TRAIN_FLAGS[name]: str(v) if isinstance(v, Path) else v for name, v in given.items()})
     start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo)
+
+
+@main.command("preview-augment")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--augment", "name", type=click.Choice(["ada", "diffaugment"]), default="ada", show_default=True)
+@click.option("--p", "probability", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="ADA probability to preview (ADA adapts it during training).")
+@click.option("--n", "count", type=click.IntRange(1, 64), default=8, show_default=True, help="Real images (rows).")
+@click.option("--copies", type=click.IntRange(1, 16), default=7, show_default=True, help="Augmented copies per row.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("augment.png"), show_default=True)
+def preview_augment(store: Path, name: str, probability: float, count: int, copies: int, seed: int,
+                    out: Path) -> None:
+    """Write a grid of reals from STORE, each followed by augmented copies: what D sees with --augment."""
+    import numpy as np
+    import torch
+
+    from ganforge.augment import build_augment, preview_grid
+    from ganforge.data.store import Store
+    from ganforge.images import make_grid, save_png
+
+    data = Store(store)
+    torch.manual_seed(seed)
+    augment = build_augment(name, batch=count, initial_p=probability)
+    rows = preview_grid(data.uint8_batch(np.arange(min(count, len(data)))), augment, copies)
+    save_png(make_grid(rows, 1 + copies), out, {"augment": name, "p": str(probability)})
+    click.echo(f"wrote {out}: {min(count, len(data))} reals (first column) with {copies} {name} copies each")
 
 
 @main.command()

@@ -54,6 +54,7 @@ class LossConfig:
     r1_every: int = 16  # lazy regularisation: apply R1 every N D steps, scaled by N (StyleGAN2)
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0 (Sonderby et al.)
     instance_noise_kimg: float = 0.0  # anneal length in kimg; 0 = the whole run
+    recon_weight: float = 1.0  # adversarial autoencoder: weight of the pixel MSE against the adversarial term
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")

@@ -74,9 +74,9 @@ class AdaptiveAugment:
         if not ada_kimg > 0:
             raise ConfigError(f"--ada-kimg must be positive (the paper uses 500), got {ada_kimg}")
         if interval < 1:
-            raise ConfigError(f"--ada-interval must be at least 1 D step (the paper uses 4), got {interval}")
+            raise ConfigError(f"the ADA interval must be at least 1 D step (the paper uses 4), got {interval}")
         if not 0.0 <= initial_p <= 1.0:
-            raise ConfigError(f"--ada-p must be in [0, 1], got {initial_p}")
+            raise ConfigError(f"the initial ADA probability p must be in [0, 1], got {initial_p}")
         self.batch, self.target, self.ada_kimg, self.interval = batch, target, ada_kimg, interval
         self.p = float(initial_p)
         # Sum of sign(D(x_real)) since the last adjustment: a device tensor so observing never syncs; it is created
@@ -117,7 +117,7 @@ class AdaptiveAugment:
             quarter_turns = self._gate(k, 0.0)
         if "xint" in self.ops:
             t = (torch.rand(batch, 2, device=device) * 2 - 1) * XINT_MAX
-            shift = self._gate(torch.round(t * torch.tensor([width, height], device=device)), 0.0)
+            shift = self._gate(torch.round(torch.stack([t[:, 0] * width, t[:, 1] * height], dim=1)), 0.0)
         if "scale" in self.ops:
             s = self._gate(torch.exp2(torch.randn(batch, device=device) * SCALE_STD), 1.0)
             scale_x, scale_y = scale_x / s, scale_y / s  # output -> input: divide by the zoom
@@ -127,13 +127,13 @@ class AdaptiveAugment:
 
         # F R = [[fx c, fx s], [-s, c]] with exact integer cos/sin of k * 90 degrees. For odd k the axes swap:
         # transpose first, then each output axis reads one input axis with sign (column sum of F R).
-        k = quarter_turns.long()
-        cos = torch.tensor([1.0, 0.0, -1.0, 0.0], device=device)[k]
-        sin = torch.tensor([0.0, 1.0, 0.0, -1.0], device=device)[k]
+        k = quarter_turns
+        cos = (k == 0).float() - (k == 2).float()
+        sin = (k == 1).float() - (k == 3).float()
         fx = 1 - 2 * flip
         sign_x, sign_y = fx * cos - sin, fx * sin + cos
         if height == width:
-            swap = (k % 2 == 1).view(batch, 1, 1, 1)
+            swap = ((k == 1) | (k == 3)).view(batch, 1, 1, 1)
             images = torch.where(swap, images.transpose(-1, -2), images)
 
         centre_y, centre_x = (height - 1) / 2, (width - 1) / 2
@@ -163,8 +163,8 @@ class AdaptiveAugment:
 
     def observe_real_logits(self, logits: torch.Tensor) -> None:
         signs = logits.detach().float().sign().sum()
-        if self._sign_sum is None:
-            self._sign_sum = torch.tensor(self._pending_sign_sum, device=signs.device)
+        if self._sign_sum is None:  # a fill kernel, not a host-to-device copy
+            self._sign_sum = torch.full((), self._pending_sign_sum, device=signs.device)
         self._sign_sum += signs
         self._sign_count += logits.numel()
         self._steps += 1

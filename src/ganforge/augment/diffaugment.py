@@ -58,29 +58,34 @@ def contrast(images: torch.Tensor) -> torch.Tensor:
     return mean + (images - mean) * _uniform(images, 0.5, 1.5)
 
 
+def _integers(u: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """Uniform integers in [low, high] from uniform floats u in [0, 1), kept as float32 (no host round trip)."""
+    return torch.floor(low + u * (high - low + 1)).clamp(max=high)
+
+
 def translation(images: torch.Tensor) -> torch.Tensor:
     batch, _, height, width = images.shape
-    limits = torch.tensor([int(height * TRANSLATION_RATIO), int(width * TRANSLATION_RATIO)], device=images.device)
+    max_y, max_x = int(height * TRANSLATION_RATIO), int(width * TRANSLATION_RATIO)
     u = torch.rand(batch, 2, device=images.device)
-    shift = torch.floor(u * (2 * limits + 1)).clamp(max=2 * limits) - limits  # [B, (y, x)], integers in [-max, max]
-    source_y = pixel_grid(batch, height, images.device) - shift[:, :1]
-    source_x = pixel_grid(batch, width, images.device) - shift[:, 1:]
+    shift_y, shift_x = _integers(u[:, :1], -max_y, max_y), _integers(u[:, 1:], -max_x, max_x)  # [B, 1] each
+    source_y = pixel_grid(batch, height, images.device) - shift_y
+    source_x = pixel_grid(batch, width, images.device) - shift_x
     return resample(images, source_y, source_x, padding="zeros")
+
+
+def _cut_axis(u: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, length] True inside the cut: half the side, centred anywhere (even sizes may reach either edge)."""
+    size = int(length * CUTOUT_RATIO)
+    start = _integers(u, 0, length - size % 2) - size // 2  # [B, 1]
+    index = pixel_grid(u.shape[0], length, u.device)
+    return (index >= start) & (index < start + size)
 
 
 def cutout(images: torch.Tensor) -> torch.Tensor:
     batch, _, height, width = images.shape
-    size = torch.tensor([height // 2, width // 2], device=images.device, dtype=torch.float32)
-    # Centre anywhere in the image (one more position for even sizes so the rectangle can reach both edges).
     u = torch.rand(batch, 2, device=images.device)
-    positions = torch.tensor([height, width], device=images.device, dtype=torch.float32) + 1 - size % 2
-    start = torch.floor(u * positions).clamp(max=positions - 1) - torch.div(size, 2, rounding_mode="floor")
-    rows = pixel_grid(batch, height, images.device)
-    cols = pixel_grid(batch, width, images.device)
-    inside_y = (rows >= start[:, :1]) & (rows < start[:, :1] + size[0])  # [B, H]
-    inside_x = (cols >= start[:, 1:]) & (cols < start[:, 1:] + size[1])  # [B, W]
-    keep = ~(inside_y.unsqueeze(2) & inside_x.unsqueeze(1))  # [B, H, W]
-    return images * keep.unsqueeze(1).to(images.dtype)
+    cut = _cut_axis(u[:, :1], height).unsqueeze(2) & _cut_axis(u[:, 1:], width).unsqueeze(1)  # [B, H, W]
+    return images * (~cut).unsqueeze(1).to(images.dtype)
 
 
 OPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -98,7 +103,7 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     unknown = [name for name in names if name not in POLICIES]
     if unknown or not names:
         raise ConfigError(
-            f"DiffAugment policy {policy!r} is invalid: give a comma-separated list of "
+            f"--diffaugment-policy {policy!r} is invalid: give a comma-separated list of "
             f"{', '.join(POLICIES)} (or use `--augment none` for no augmentation)"
         )
     return tuple(op for name in names for op in POLICIES[name])

@@ -24,19 +24,20 @@ from tqdm import tqdm
 from ganforge.augment import build_augment
 from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
-from ganforge.data.store import DeviceBatches, Store, to_uint8
+from ganforge.data.store import DeviceBatches, Store, to_float, to_uint8
 from ganforge.errors import TrainingDiverged
 from ganforge.images import make_grid, save_png
 from ganforge.losses import build_loss
-from ganforge.models import build_networks
+from ganforge.models import MODELS, build_networks
 from ganforge.regularizers import build_regularizers
 from ganforge.training import checkpoint as ckpt
 from ganforge.training.ema import make_ema_copy, update_ema
+from ganforge.training.objective import Objective
 from ganforge.training.plots import plot_curves
 from ganforge.training.runlog import RunLog
+from ganforge.training.schemes import SCHEMES
 from ganforge.training.state import TrainingState
 from ganforge.training.stats import TickStats
-from ganforge.training.steps import Objective, discriminator_step, generator_step
 
 TickHook = Callable[[TrainingState, dict[str, Any]], None]  # may add entries to the tick's log record
 
@@ -55,13 +56,16 @@ def build_state(config: TrainConfig, store: Store, device: torch.device) -> Trai
     np.random.seed(config.seed)
     networks = build_networks(config.model, store.manifest.shape)
     generator, discriminator = networks.generator.to(device), networks.discriminator.to(device)
+    encoder = networks.encoder.to(device) if networks.encoder is not None else None
+    g_side = [*generator.parameters(), *(encoder.parameters() if encoder is not None else [])]
     betas = (config.beta1, config.beta2)
     return TrainingState(
         config=config,
         generator=generator,
         discriminator=discriminator,
         generator_ema=make_ema_copy(generator) if config.ema_kimg > 0 else None,
-        opt_g=torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas),
+        encoder=encoder,
+        opt_g=torch.optim.Adam(g_side, lr=config.lr_g, betas=betas),
         opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas),
         sampler=EpochSampler(len(store), config.seed),
         latent_rng=torch.Generator().manual_seed(config.seed + 1),
@@ -95,10 +99,12 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
     objective = build_objective(config, state)
+    discriminator_step, generator_step = SCHEMES[MODELS[config.model.name].scheme]
     grid_latents = torch.randn(config.grid_size, config.model.z_dim,
                                generator=torch.Generator().manual_seed(config.seed + 2))
     # Conditional runs: the grid cycles through the classes, so each column of a 10-wide grid is one class.
     grid_labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
+    preview_reals = to_float(store.uint8_batch(np.arange(min(32, len(store)))))
     if not (run_dir / "reals.png").exists():
         reals = store.uint8_batch(np.arange(min(config.grid_size, len(store))))
         save_png(make_grid(reals), run_dir / "reals.png")
@@ -117,9 +123,9 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 indices = state.sampler.next_indices(config.batch)
                 labels = data.labels_of(indices) if config.model.conditional else None
                 latents = _latents(state, config.batch, device)
-                fakes = discriminator_step(state, objective, data.images(indices), labels, latents,
+                carry = discriminator_step(state, objective, data.images(indices), labels, latents,
                                            keep_fakes=d_step == config.d_steps - 1)
-            generator_step(state, objective, fakes, labels)
+            generator_step(state, objective, carry, labels)
             if state.generator_ema is not None:
                 update_ema(state.generator_ema, state.generator, config.batch, config.ema_kimg, config.ema_rampup,
                            counters.cur_nimg)
@@ -131,7 +137,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 continue
             seconds = time.perf_counter() - tick_start_time
             record = _finish_tick(state, run_dir, log, seconds, counters.cur_nimg - tick_start_nimg_session,
-                                  (grid_latents, grid_labels), tick_hooks)
+                                  (grid_latents, grid_labels, preview_reals), tick_hooks)
             echo(_status_line(record))
             if counters.tick % config.snap == 0 or done:
                 _save(state, run_dir)
@@ -153,7 +159,8 @@ def _latents(state: TrainingState, batch: int, device: torch.device) -> torch.Te
 
 
 def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: float, session_nimg: int,
-                 grid: tuple[torch.Tensor, torch.Tensor | None], tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
+                 previews: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor],
+                 tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
     counters = state.counters
     means = state.stats.means()
     tick_nimg = counters.cur_nimg - counters.tick_start_nimg
@@ -179,7 +186,7 @@ def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: floa
         "lr_d": state.opt_d.param_groups[0]["lr"],
         "augment_p": state.augment.probability,
     }
-    _write_samples(state, run_dir, *grid)
+    _write_samples(state, run_dir, *previews)
     for hook in tick_hooks:
         hook(state, record)
     log.append(record)
@@ -191,7 +198,7 @@ def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: floa
 
 @torch.no_grad()
 def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tensor,
-                   grid_labels: torch.Tensor | None) -> None:
+                   grid_labels: torch.Tensor | None, preview_reals: torch.Tensor) -> None:
     generator = state.generator_ema if state.generator_ema is not None else state.generator
     was_training = generator.training
     generator.eval()
@@ -205,6 +212,18 @@ def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tens
     text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
     save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
     save_png(grid, run_dir / "samples" / "latest.png", text)
+    if state.encoder is not None:
+        _write_reconstructions(state, run_dir, preview_reals.to(device))
+
+
+@torch.no_grad()
+def _write_reconstructions(state: TrainingState, run_dir: Path, reals: torch.Tensor) -> None:
+    """Autoencoders: the first reals (odd columns) beside their reconstructions (even columns)."""
+    assert state.encoder is not None
+    state.encoder.eval(), state.generator.eval()
+    pairs = torch.stack([reals, state.generator(state.encoder(reals))], dim=1).flatten(0, 1)
+    state.encoder.train(), state.generator.train()
+    save_png(make_grid(to_uint8(pairs), 16), run_dir / "samples" / "reconstructions.png")
 
 
 def _save(state: TrainingState, run_dir: Path) -> None:
@@ -214,10 +233,12 @@ def _save(state: TrainingState, run_dir: Path) -> None:
 
 
 def _status_line(r: dict[str, Any]) -> str:
+    extras = "".join(f" {label} {r[key]:.3f}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"))
+                     if r.get(key))
     return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f} img/s {r['img_per_s']:<7.0f} "
             f"sec/kimg {r['sec_per_kimg']:<6.2f} loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "
             f"D(x) {r['d_real']:.2f} D(G(z)) {r['d_fake']:.2f} acc real {r['acc_real']:.0%} "
-            f"fake {r['acc_fake']:.0%} mem {r['peak_mem_gb']:.2f}GB")
+            f"fake {r['acc_fake']:.0%}{extras} mem {r['peak_mem_gb']:.2f}GB")
 
 
 def _peak_memory_gb(device: torch.device) -> float:

@@ -40,6 +40,7 @@ class TrainingState:
     generator: nn.Module
     discriminator: nn.Module
     generator_ema: nn.Module | None
+    encoder: nn.Module | None  # autoencoding schemes only; trained by opt_g with the generator
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     sampler: EpochSampler
@@ -52,6 +53,8 @@ class TrainingState:
         tensors = {**ckpt.module_tensors("G", self.generator), **ckpt.module_tensors("D", self.discriminator)}
         if self.generator_ema is not None:
             tensors.update(ckpt.module_tensors("G_ema", self.generator_ema))
+        if self.encoder is not None:
+            tensors.update(ckpt.module_tensors("E", self.encoder))
         opt_g_tensors, opt_g_meta = ckpt.optimizer_tensors("opt_G", self.opt_g)
         opt_d_tensors, opt_d_meta = ckpt.optimizer_tensors("opt_D", self.opt_d)
         stat_tensors, stat_counts = self.stats.state_dict()
@@ -87,6 +90,8 @@ class TrainingState:
                 ckpt.load_module("G_ema", self.generator_ema, tensors)
             else:  # EMA switched on at resume: start the average from the current G
                 self.generator_ema.load_state_dict(self.generator.state_dict())
+        if self.encoder is not None:
+            ckpt.load_module("E", self.encoder, tensors)
         ckpt.load_optimizer("opt_G", self.opt_g, tensors, meta["opt_G"])
         ckpt.load_optimizer("opt_D", self.opt_d, tensors, meta["opt_D"])
         # Resume may lower the learning rate (seed 004 does, stage by stage): the config wins over the state.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake")
+STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake", "loss_recon")
 
 
 class TickStats:
@@ -25,15 +25,17 @@ class TickStats:
     def add_generator(self, loss: torch.Tensor) -> None:
         self._add("loss_g", loss)
 
+    def add(self, name: str, value: torch.Tensor) -> None:
+        self._add(name, value)
+
     def _add(self, name: str, value: torch.Tensor) -> None:
         self.sums[name] += value.detach().to(torch.float64)
         self.counts[name] += 1
 
     def means(self) -> dict[str, float]:
-        """Reads the device once; a stat with no samples this tick is NaN."""
+        """Reads the device once; stats with no samples this tick (another scheme's) are left out."""
         values = torch.stack([self.sums[n] for n in STAT_NAMES]).cpu().tolist()
-        pairs = zip(STAT_NAMES, values, strict=True)
-        return {n: (v / self.counts[n] if self.counts[n] else float("nan")) for n, v in pairs}
+        return {n: v / self.counts[n] for n, v in zip(STAT_NAMES, values, strict=True) if self.counts[n]}
 
     def reset(self) -> None:
         for name in STAT_NAMES:

@@ -1,42 +1,18 @@
-"""One D update and one G update: the two halves of an iteration, shared by every model, loss and trick.
+"""The GAN iteration: one D update and one G update, shared by every GAN model, loss and trick.
 
-What varies between GAN recipes enters here only through objects the run's config selects: the adversarial
-loss, D's regularizers, the augmentation applied to everything D sees, and instance noise.
+What varies between GAN recipes enters only through the run's `Objective`: the adversarial loss, D's
+regularizers, the augmentation applied to everything D sees, and instance noise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ganforge.augment import Augment
-from ganforge.losses import AdversarialLoss
-from ganforge.regularizers import Regularizer
+from ganforge.training.objective import Objective
 from ganforge.training.state import TrainingState
 
 
-@dataclass
-class Objective:
-    loss: AdversarialLoss
-    regularizers: list[Regularizer]
-    augment: Augment
-    instance_noise: float = 0.0  # std at the start of training
-    instance_noise_nimg: int = 0  # images over which the std falls linearly to zero
-
-    def noise_std(self, cur_nimg: int) -> float:
-        if self.instance_noise <= 0:
-            return 0.0
-        return self.instance_noise * max(0.0, 1.0 - cur_nimg / max(1, self.instance_noise_nimg))
-
-    def d_input(self, images: torch.Tensor, cur_nimg: int) -> torch.Tensor:
-        """What D sees: augmented (ADA / DiffAugment), then blurred by instance noise (Sonderby et al. 2017)."""
-        images = self.augment(images)
-        std = self.noise_std(cur_nimg)
-        return images + std * torch.randn_like(images) if std > 0 else images
-
-
-def discriminator_step(state: TrainingState, objective: Objective, reals: torch.Tensor, labels: torch.Tensor | None,
+def gan_discriminator_step(state: TrainingState, objective: Objective, reals: torch.Tensor, labels: torch.Tensor | None,
                        latents: torch.Tensor, *, keep_fakes: bool) -> torch.Tensor:
     """Update D on a real and a fake batch (separate batches, so BatchNorm never mixes them: Radford et al.).
 
@@ -67,7 +43,7 @@ def discriminator_step(state: TrainingState, objective: Objective, reals: torch.
     return fakes
 
 
-def generator_step(state: TrainingState, objective: Objective, fakes: torch.Tensor,
+def gan_generator_step(state: TrainingState, objective: Objective, fakes: torch.Tensor,
                    labels: torch.Tensor | None) -> None:
     # D's weights need no gradients here; skipping them saves ~10 % of the G step (benchmarked on CPU).
     state.discriminator.requires_grad_(False)
@@ -78,3 +54,4 @@ def generator_step(state: TrainingState, objective: Objective, fakes: torch.Tens
     state.opt_g.step()
     state.discriminator.requires_grad_(True)
     state.stats.add_generator(g_loss)
+

@@ -1,0 +1,54 @@
+"""The adversarial autoencoder's iteration (Makhzani et al. 2016, Sec. 2), in the loop's two-step shape.
+
+D step ("regularization phase", D part): D learns to tell prior samples z ~ N(0, I) ("real") from codes E(x)
+("fake"). G step: the encoder and decoder minimise the reconstruction error plus the adversarial loss of E(x)
+under D, so the code distribution is pulled to the prior while the autoencoder learns (the paper's
+reconstruction and regularization phases, taken together in one update of E and the decoder).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ganforge.training.objective import Objective
+from ganforge.training.state import TrainingState
+
+
+def aae_discriminator_step(state: TrainingState, objective: Objective, reals: torch.Tensor,
+                           labels: torch.Tensor | None, latents: torch.Tensor, *,
+                           keep_fakes: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    assert state.encoder is not None
+    D = state.discriminator
+    with torch.set_grad_enabled(keep_fakes):
+        codes = state.encoder(reals)
+    real_logits = D(latents)  # prior samples
+    fake_logits = D(codes.detach())
+    d_loss = objective.loss.discriminator_loss(real_logits, fake_logits)
+    total = d_loss
+    for regularizer in objective.regularizers:
+        term = regularizer.penalty(D, latents, codes.detach(), real_logits, state.counters.d_steps)
+        if term is not None:
+            total = total + term
+    state.opt_d.zero_grad(set_to_none=True)
+    total.backward()
+    state.opt_d.step()
+    for regularizer in objective.regularizers:
+        regularizer.after_step(D)
+    state.counters.d_steps += 1
+    state.stats.add_discriminator(d_loss, real_logits, fake_logits)
+    return codes, reals
+
+
+def aae_generator_step(state: TrainingState, objective: Objective, carry: tuple[torch.Tensor, torch.Tensor],
+                       labels: torch.Tensor | None) -> None:
+    codes, reals = carry
+    state.discriminator.requires_grad_(False)
+    adversarial = objective.loss.generator_loss(state.discriminator(codes))
+    reconstruction = F.mse_loss(state.generator(codes), reals)
+    state.opt_g.zero_grad(set_to_none=True)
+    (adversarial + state.config.loss.recon_weight * reconstruction).backward()
+    state.opt_g.step()
+    state.discriminator.requires_grad_(True)
+    state.stats.add_generator(adversarial)
+    state.stats.add("loss_recon", reconstruction)
