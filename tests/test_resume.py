@@ -64,3 +64,24 @@ def test_sigint_saves_a_checkpoint_mid_tick_and_resume_is_bit_identical(referenc
     assert len(list_checkpoints(run_dir)) == 1
     run_to_end("train", "--resume", str(run_dir), "--snap", "1")
     assert_identical(reference_final, latest_checkpoint(run_dir))
+
+
+@pytest.mark.slow
+def test_zoo_state_resumes_bit_identically(reference, tmp_path):
+    """ADA's p and sign counters, lazy R1's step count and annealed instance noise all survive a SIGKILL."""
+    store, _ = reference
+    zoo = ["--kimg", "0.8", "--batch", "32", "--tick-kimg", "0.2", "--snap", "1", "--seed", "3", "--augment", "ada",
+           "--ada-kimg", "1", "--r1-gamma", "1", "--r1-every", "3", "--instance-noise", "0.1", "--loss", "hinge",
+           "--g-width", "8", "--d-width", "8", "--no-progress"]
+    run_to_end("train", "--data", str(store), "--out", str(tmp_path / "a"), *zoo)
+    proc = ganforge("train", "--data", str(store), "--out", str(tmp_path / "b"), *zoo)
+    while not ((tmp_path / "b").exists() and any((tmp_path / "b").iterdir())
+               and list_checkpoints(only_run(tmp_path / "b"))):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_to_end("train", "--resume", str(only_run(tmp_path / "b")))
+    a, b = only_run(tmp_path / "a"), only_run(tmp_path / "b")
+    assert_identical(latest_checkpoint(a), latest_checkpoint(b))
+    assert tick_history(a) == tick_history(b)
