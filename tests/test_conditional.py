@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from ganforge.cli import main
 from ganforge.data.store import Store, to_float
@@ -41,3 +42,20 @@ def test_conditional_generator_draws_the_requested_digit(tmp_path):
         predicted = classifier(images.flatten(1)).argmax(1)
     accuracy = (predicted == requested).float().mean().item()
     assert accuracy > 0.6, f"only {accuracy:.0%} of generated digits are the requested class (chance: 10%)"
+
+
+def test_generate_class_and_per_class_grid(tmp_path):
+    store_path = mnist_store(tmp_path / "digits.gfs", 256)
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "--data", str(store_path), "--cond", "--kimg", "0.2", "--tick-kimg", "0.1",
+                                  "--g-width", "8", "--d-width", "8", "--out", str(tmp_path / "runs"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    result = runner.invoke(main, ["generate", str(run_dir), "--seeds", "0-3", "--class", "7",
+                                  "--out", str(tmp_path / "sevens.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "sevens.png").text["class"] == "7"
+    result = runner.invoke(main, ["generate", str(run_dir), "--seeds", "0-2", "--out", str(tmp_path / "all.png")])
+    assert result.exit_code == 0 and Image.open(tmp_path / "all.png").size == (10 * 30 + 2, 3 * 30 + 2)
+    result = runner.invoke(main, ["generate", str(run_dir), "--class", "cat", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "choose one of: 0, 1, 2" in result.output

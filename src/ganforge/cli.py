@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ganforge import __version__
+from ganforge.cli_explore import register as register_explore_commands
 from ganforge.errors import ConfigError, GanforgeError
 
 # CLI flag -> path in TrainConfig. Flags left out keep the default (or, on --resume, the run's value).
@@ -52,11 +53,6 @@ class _Group(click.Group):
 def main(ctx: click.Context, debug: bool) -> None:
     """Train GANs on a folder of images; generate, evaluate and explore what they learn."""
     ctx.obj = {"debug": debug}
-
-
-from ganforge.cli_explore import register  # noqa: E402  (TEMPORARY, explore/serve helper; the lead wires this)
-
-register(main)
 
 
 @main.command()
@@ -189,8 +185,10 @@ def preview_augment(store: Path, name: str, probability: float, count: int, copi
               help="A .png path for one grid, or a folder for one PNG per seed.")
 @click.option("--columns", type=click.IntRange(1, 1024), help="Grid columns. [square]")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+@click.option("--class", "class_name",
+              help="Conditional runs: render this class (label name or index). Without it: one column per class.")
 def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str | None, psi: float, out: Path,
-             columns: int | None, device: str) -> None:
+             columns: int | None, device: str, class_name: str | None) -> None:
     """Render images from a trained run or an exported folder (the EMA generator when there is one)."""
     from ganforge import generate as gen
 
@@ -201,6 +199,10 @@ def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str
     grid = gen.parse_grid(grid_text) if grid_text else None
     default_count = grid[0] * grid[1] if grid else 64
     seed_list = list(range(count or default_count)) if not seeds else gen.parse_seeds(seeds)
-    written, nimg = gen.generate_images(run_dir, seed_list, out, psi=psi, columns=columns, grid=grid, device=device)
+    written, nimg = gen.generate_images(run_dir, seed_list, out, psi=psi, columns=columns, grid=grid, device=device,
+                                        class_name=class_name)
     click.echo(f"wrote {len(seed_list)} images from {run_dir} (kimg {nimg / 1000:.1f}, psi {psi:g}) to "
                f"{written[0] if len(written) == 1 else out}")
+
+
+register_explore_commands(main)  # interpolate, arithmetic, project, export, serve

@@ -1,13 +1,16 @@
-"""Images from a trained run: load G (the EMA copy when the run kept one) and render latents drawn per seed.
+"""Images from a trained run or an exported generator: load G, draw latents per seed, truncate, render.
 
 Each seed fixes one latent, z = randn(z_dim) from a generator seeded with it, so image 7 is the same image
-whatever else is generated beside it, on any device.
+whatever else is generated beside it, on any device. `load_generator` is the one entry point for every source
+(a run folder, or a folder written by `ganforge export`); it is also `ganforge.load_generator`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -18,9 +21,17 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import build_networks
 from ganforge.training import checkpoint as ckpt
-from ganforge.training.rundir import read_run_config
+from ganforge.training.rundir import CONFIG_FILE, read_run_config
 
 MAX_IMAGES = 100_000
+SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and the web UI
+PSI_RANGE = (-1.0, 2.0)  # psi < 0 gives the "opposite" image, > 1 exaggerates; far outside is only noise
+
+
+class LoadedGenerator(NamedTuple):
+    generator: nn.Module  # z [B, z_dim] -> images [B, C, H, W] in [-1, 1], eval mode
+    config: TrainConfig  # the training run's resolved configuration
+    nimg: int  # real images shown to D when the weights were saved
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -33,17 +44,51 @@ def parse_seeds(text: str) -> list[int]:
         start, end = int(match.group(1)), int(match.group(2) or match.group(1))
         if end < start:
             raise ConfigError(f"--seeds: range {part!r} runs backwards; write {end}-{start}")
-        seeds.extend(range(start, end + 1))
-        if len(seeds) > MAX_IMAGES:
+        if end > SEED_MAX:
+            raise ConfigError(f"--seeds: {end} is above the largest seed {SEED_MAX}; use smaller seeds")
+        if len(seeds) + end - start + 1 > MAX_IMAGES:
             raise ConfigError(f"--seeds asks for more than {MAX_IMAGES} images")
+        seeds.extend(range(start, end + 1))
     if not seeds:
         raise ConfigError("--seeds is empty; give seeds like 0-63")
     return seeds
 
 
-def load_generator(run_dir: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig, int]:
-    """(G in eval mode, the run's config, images it was trained on) from a run folder's latest checkpoint."""
-    run_dir = Path(run_dir)
+def parse_grid(text: str) -> tuple[int, int]:
+    """'4x8' -> (4 rows, 8 columns)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ConfigError(f"--grid: cannot read {text!r}; write ROWSxCOLUMNS, e.g. 4x8")
+    rows, columns = int(match.group(1)), int(match.group(2))
+    if rows * columns > MAX_IMAGES:
+        raise ConfigError(f"--grid {text} holds more than {MAX_IMAGES} images; use a smaller grid")
+    return rows, columns
+
+
+def check_psi(psi: float, flag: str = "--truncation") -> float:
+    if not PSI_RANGE[0] <= psi <= PSI_RANGE[1]:
+        raise ConfigError(f"{flag} {psi} is outside [{PSI_RANGE[0]}, {PSI_RANGE[1]}]; 1 = no truncation, "
+                          "0.5-0.8 trades variety for typical images")
+    return psi
+
+
+def load_generator(path: Path | str, device: torch.device | str = "cpu") -> LoadedGenerator:
+    """(G in eval mode, the run's config, images it was trained on) from a run folder or an exported folder.
+
+    A run folder gives its latest checkpoint's EMA generator when the run kept one, else G. An exported folder
+    (config.json with a "ganforge_export" key) gives what `ganforge export` wrote, in whichever format.
+    """
+    path = Path(path)
+    if is_export_folder(path):
+        # Imported here, not at the top: export.py imports this module to load the runs it exports.
+        from ganforge.export import load_exported
+
+        return load_exported(path, device)
+    return load_run_generator(path, device)[0]
+
+
+def load_run_generator(run_dir: Path, device: torch.device | str = "cpu") -> tuple[LoadedGenerator, str]:
+    """A run folder's generator and which weights it holds: "G_ema" when the run kept an average, else "G"."""
     config, dataset = read_run_config(run_dir)
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is None:
@@ -53,29 +98,148 @@ def load_generator(run_dir: Path, device: torch.device | str = "cpu") -> tuple[n
     generator = build_networks(config.model, (shape[0], shape[1], shape[2])).generator
     prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
     ckpt.load_module(prefix, generator, tensors)
-    return generator.to(device).eval(), config, int(meta["counters"]["cur_nimg"])
+    loaded = LoadedGenerator(generator.to(device).eval(), config, int(meta["counters"]["cur_nimg"]))
+    return loaded, prefix
+
+
+def source_record(path: Path) -> dict[str, Any]:
+    """The JSON record (config.json) of a run folder or an exported folder: dataset shape, names, fingerprint."""
+    try:
+        record = json.loads((Path(path) / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} has no readable {CONFIG_FILE} ({exc}); pass a run folder or an exported "
+                              "folder.") from exc
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path / CONFIG_FILE} is not a JSON object; pass a run or exported folder.")
+    return record
+
+
+def class_names(config: TrainConfig) -> list[str]:
+    """Classes a user may pick from in the web UI: none yet (its conditional controls are still to come; the CLI's
+    `generate --class` drives conditional runs)."""
+    return []
+
+
+def require_unconditional(config: TrainConfig, what: str) -> None:
+    if getattr(config.model, "conditional", False):
+        raise ConfigError(f"{what} does not drive class-conditional generators yet; use an unconditional run "
+                          "(trained without --cond)")
+
+
+def is_export_folder(path: Path) -> bool:
+    try:
+        record = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False  # read_run_config reports what is wrong with the folder
+    return isinstance(record, dict) and "ganforge_export" in record
 
 
 def seed_latents(seeds: list[int], z_dim: int) -> torch.Tensor:
+    """z [N, z_dim], one N(0, I) draw per seed from its own torch.Generator (independent of batch and device)."""
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
+def mean_latent(z_dim: int) -> torch.Tensor:
+    """The latent that truncation pulls toward: exactly zero here.
+
+    Our generators read z ~ N(0, I) directly (no mapping network), so the mean of the latent distribution is
+    known, not estimated: it is the origin. StyleGAN must average many mapped w = f(z) because its truncation
+    works in W, whose mean is unknown; a model with a mapping network would estimate its mean here.
+    """
+    return torch.zeros(z_dim)
+
+
+def truncate(latents: torch.Tensor, psi: float) -> torch.Tensor:
+    """z' = z_mean + psi * (z - z_mean) (Karras et al. 2019, Eq. 3 applied in Z): psi < 1 trades variety for
+    images from the dense middle of the distribution, where G is usually best trained."""
+    if psi == 1.0:
+        return latents
+    center = mean_latent(latents.shape[1]).to(latents)
+    return center + psi * (latents - center)
+
+
+def _device_of(generator: nn.Module) -> torch.device:
+    parameter = next(generator.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")  # e.g. an ONNX session wrapper
+
+
 @torch.no_grad()
-def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """uint8 [N, C, H, W] images for latents [N, z_dim], in batches."""
-    device = next(generator.parameters()).device
-    return torch.cat([to_uint8(generator(z.to(device))).cpu() for z in latents.split(batch)])
+def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64, labels: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """uint8 [N, C, H, W] images for latents [N, z_dim] (and class labels [N] for conditional G), in batches."""
+    device = _device_of(generator)
+    if labels is None:
+        return torch.cat([to_uint8(generator(z.to(device))).cpu() for z in latents.split(batch)])
+    return torch.cat([to_uint8(generator(z.to(device), y.to(device))).cpu()
+                      for z, y in zip(latents.split(batch), labels.split(batch), strict=True)])
 
 
-def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Path, columns: int | None) -> list[Path]:
-    """A grid when `out` ends in .png, else one seedNNNN.png per image in the folder `out`."""
+def resolve_class(source: Path, config: TrainConfig, text: str) -> int:
+    """--class NAME (a label name from the store, e.g. a subfolder) or its index -> the class index."""
+    if not config.model.conditional:
+        raise ConfigError(f"--class needs a class-conditional run; {source} was trained without --cond")
+    names = list(source_record(source).get("dataset", {}).get("label_names") or [])
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < config.model.num_classes:
+        return int(text)
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    raise ConfigError(f"--class {text!r} is not a class of {source}; choose one of: {shown}")
+
+
+def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Path, columns: int | None,
+                 text: dict[str, str] | None = None) -> list[Path]:
+    """A grid when `out` ends in .png, else one seedNNNN.png per image in the folder `out`.
+
+    `text` (psi, kimg, grid) is written into every PNG's metadata beside the run and the seed(s).
+    """
+    extra = dict(text or {})
     if out.suffix.lower() == ".png":
-        text = {"run": str(run_dir), "seeds": ",".join(map(str, seeds)) if len(seeds) <= 1024 else "many"}
-        save_png(make_grid(images, columns), out, text)
+        seeds_text = ",".join(map(str, seeds)) if len(seeds) <= 1024 else f"{seeds[0]}..{seeds[-1]} (many)"
+        save_png(make_grid(images, columns), out, {"run": str(run_dir), "seeds": seeds_text, **extra})
         return [out]
     written = []
     for seed, image in zip(seeds, images, strict=True):
         path = out / f"seed{seed:04d}.png"
-        save_png(to_pil(image.permute(1, 2, 0).numpy()), path, {"run": str(run_dir), "seed": str(seed)})
+        save_png(to_pil(image.permute(1, 2, 0).numpy()), path, {"run": str(run_dir), "seed": str(seed), **extra})
         written.append(path)
     return written
+
+
+def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1.0, columns: int | None = None,
+                    grid: tuple[int, int] | None = None, device: str = "cpu",
+                    class_name: str | None = None) -> tuple[list[Path], int]:
+    """What `ganforge generate` does: (files written, nimg of the weights used).
+
+    Conditional runs render every seed in `class_name`, or, without it, a per-class grid: one row per seed,
+    one column per class.
+    """
+    check_psi(psi)
+    if grid is not None:
+        rows, columns = grid
+        if len(seeds) != rows * columns:
+            raise ConfigError(f"--grid {rows}x{columns} holds {rows * columns} images but {len(seeds)} seeds were "
+                              f"given; give {rows * columns} seeds or leave --seeds out")
+        if out.suffix.lower() != ".png":
+            raise ConfigError(f"--grid writes one image; give --out a .png name instead of {out}")
+    generator, config, nimg = load_generator(source, device)
+    latents = truncate(seed_latents(seeds, config.model.z_dim), psi)
+    text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}"}
+    if class_name is not None:
+        label = resolve_class(source, config, class_name)
+        images = render(generator, latents, labels=torch.full((len(seeds),), label, dtype=torch.long))
+        text["class"] = class_name
+    elif config.model.conditional:
+        classes = config.model.num_classes
+        if out.suffix.lower() != ".png":
+            raise ConfigError("a per-class grid writes one image; give --out a .png name, or pick one --class")
+        labels = torch.arange(classes).repeat(len(seeds))
+        images = render(generator, latents.repeat_interleave(classes, dim=0), labels=labels)
+        save_png(make_grid(images, classes), out, {"run": str(source), "seeds": ",".join(map(str, seeds)),
+                                                   "layout": "rows = seeds, columns = classes", **text})
+        return [out], nimg
+    else:
+        images = render(generator, latents)
+    if grid is not None:
+        text["grid"] = f"{grid[0]}x{grid[1]}"
+    return write_images(images, seeds, out, source, columns, text), nimg

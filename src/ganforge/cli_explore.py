@@ -1,0 +1,133 @@
+"""The exploring and shipping commands: interpolate, arithmetic, project, export, serve. Parse, call one function.
+
+`register(main)` adds them to the `ganforge` group; the work is in ganforge.explore, ganforge.export and
+ganforge.serve, imported inside each command so `ganforge --help` stays fast and optional extras stay optional.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ganforge.errors import ConfigError
+
+_SOURCE = click.argument("source", metavar="RUN", type=click.Path(path_type=Path))
+_DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+_PSI = click.option("--truncation", "psi", type=float, default=1.0, show_default=True,
+                    help="psi: pull latents toward the mean latent; 1 = none.")
+
+
+def _seed_list(text: str, flag: str) -> list[int]:
+    from ganforge.generate import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--seeds", flag, 1)) from exc
+
+
+@click.command()
+@_SOURCE
+@click.option("--seeds", default="0-3", show_default=True, help="Keypoint seeds, walked in order, e.g. 3,17,42.")
+@click.option("--frames", type=click.IntRange(1, 2000), default=60, show_default=True,
+              help="Frames per transition (per grid row for .png).")
+@click.option("--method", type=click.Choice(["slerp", "lerp"]), default="slerp", show_default=True,
+              help="Great-circle (keeps z typical) or straight-line interpolation.")
+@click.option("--loop", is_flag=True, help="Walk back to the first seed (a seamless animation).")
+@click.option("--fps", type=click.IntRange(1, 60), default=30, show_default=True, help="Animation frame rate.")
+@click.option("--scale", type=click.IntRange(1, 32), help="Enlarge frames N times. [to about 256 px]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("walk.gif"), show_default=True,
+              help=".gif, .mp4 (needs imageio-ffmpeg) or .png (a grid, one row per transition).")
+@_PSI
+@_DEVICE
+def interpolate(source: Path, seeds: str, frames: int, method: str, loop: bool, fps: int, scale: int | None,
+                out: Path, psi: float, device: str) -> None:
+    """Walk the latent space between seeds: an animation or a grid of interpolation rows."""
+    from ganforge.explore.interpolate import interpolate as run
+
+    count = run(source, _seed_list(seeds, "--seeds"), out, frames=frames, method=method, psi=psi, loop=loop,
+                fps=fps, scale=scale, device=device)
+    click.echo(f"wrote {count} frames to {out}")
+
+
+@click.command()
+@_SOURCE
+@click.option("--a", "a", required=True, help="Seeds averaged into the first concept, e.g. 1,2,3.")
+@click.option("--b", "b", required=True, help="Seeds averaged into the concept subtracted.")
+@click.option("--c", "c", required=True, help="Seeds averaged into the concept added.")
+@click.option("--variations", type=int, help="Noisy copies of the result shown beside it. [columns - 1]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("arithmetic.png"), show_default=True,
+              help="The grid: rows a, b, c (samples, then their mean), then the result and its variations.")
+@_PSI
+@_DEVICE
+def arithmetic(source: Path, a: str, b: str, c: str, variations: int | None, out: Path, psi: float,
+               device: str) -> None:
+    """Vector arithmetic as in the DCGAN paper: render mean(a) - mean(b) + mean(c)."""
+    from ganforge.explore.arithmetic import arithmetic as run
+
+    run(source, _seed_list(a, "--a"), _seed_list(b, "--b"), _seed_list(c, "--c"), out, psi=psi,
+        variations=variations, device=device)
+    click.echo(f"wrote {out}")
+
+
+@click.command()
+@_SOURCE
+@click.argument("image", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--steps", type=click.IntRange(1, 100_000), default=300, show_default=True, help="Adam steps.")
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Adam learning rate on the latent.")
+@click.option("--starts", type=click.IntRange(1, 10_000), default=64, show_default=True,
+              help="Random latents tried; the best one is optimised.")
+@click.option("--feature-weight", type=float, default=1.0, show_default=True,
+              help="Weight of the random-conv feature loss beside pixel MSE (0 = pixels only).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random starts.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("projection"), show_default=True,
+              help="Folder for latent.npy, projected.png, target.png, progress.png.")
+@_DEVICE
+def project(source: Path, image: Path, steps: int, lr: float, starts: int, feature_weight: float, seed: int,
+            out: Path, device: str) -> None:
+    """Find the latent whose image best reproduces IMAGE (pixel + feature loss)."""
+    from ganforge.explore.project import project as run
+
+    result = run(source, image, out, steps=steps, lr=lr, starts=starts, feature_weight=feature_weight, seed=seed,
+                 device=device)
+    click.echo(f"projected {image} in {steps} steps: pixel MSE {result.pixel_mse:.4f}; wrote {out}/latent.npy, "
+               "projected.png, target.png, progress.png")
+
+
+@click.command()
+@_SOURCE
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "torchscript"]), default="safetensors",
+              show_default=True, help="safetensors (data only), onnx (any runtime), torchscript (torch only).")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder to write. [RUN-NAME-FORMAT]")
+def export(source: Path, fmt: str, out: Path | None) -> None:
+    """Write G (its EMA copy when there is one) with config.json and MODEL_CARD.md."""
+    from ganforge.export import export_generator
+
+    report = export_generator(source, out or Path(f"{source.name}-{fmt}"), fmt)
+    check = report.check
+    verified = (f"not verified ({check['skipped']})" if "skipped" in check
+                else f"{check['method']}: max abs diff {check['max_abs_diff']:.2g}")
+    click.echo(f"exported {report.weights} to {report.file} ({verified}); loads with "
+               f"ganforge.generate.load_generator({str(report.folder)!r})")
+
+
+@click.command()
+@_SOURCE
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; anything but loopback exposes the server to the network.")
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
+@_DEVICE
+def serve(source: Path, host: str, port: int, device: str) -> None:
+    """Explore a run or exported generator in the browser; /run follows a training run."""
+    try:
+        from ganforge.serve.app import serve as run
+    except ImportError as exc:
+        raise ConfigError(f"ganforge serve needs the serve extra ({exc.name} is missing): "
+                          "pip install 'ganforge[serve]'") from exc
+    run(source, host=host, port=port, device=device, echo=click.echo)
+
+
+def register(group: click.Group) -> None:
+    for command in (interpolate, arithmetic, project, export, serve):
+        group.add_command(command)

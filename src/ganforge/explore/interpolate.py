@@ -1,0 +1,128 @@
+"""Latent walks (the DCGAN paper's Section 6.1 test against memorisation): smooth paths between seeds' latents.
+
+A walk through keypoints z_0 .. z_k renders `frames` images per transition. Lerp moves on the straight
+chord; slerp (Shoemake 1985) moves on the great circle, which keeps ||z|| near sqrt(z_dim), where almost all
+of a Gaussian prior's mass lies (White 2016, "Sampling Generative Networks"), so mid-frames look as typical
+as the ends. Out: an animated GIF (Pillow), an MP4 (imageio-ffmpeg, optional), or a PNG grid with one row
+per transition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.errors import ConfigError
+from ganforge.generate import check_psi, load_generator, render, require_unconditional, seed_latents, truncate
+from ganforge.images import make_grid, save_png, to_pil
+
+METHODS = ("lerp", "slerp")
+MAX_FRAMES = 2000  # all transitions together: a longer walk is minutes of video and a huge GIF
+MAX_GRID_COLUMNS = 64
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """[z_dim], [z_dim], t [F] -> [F, z_dim] on the straight line from a to b."""
+    return a[None] + t[:, None] * (b - a)[None]
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """[z_dim], [z_dim], t [F] -> [F, z_dim] on the arc from a to b (norms interpolated linearly)."""
+    cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    if float(omega.sin()) < 1e-6:  # (anti)parallel: the arc is undefined or the chord; either way, lerp
+        return lerp(a, b, t)
+    weights_a = torch.sin((1 - t) * omega) / omega.sin()
+    weights_b = torch.sin(t * omega) / omega.sin()
+    return weights_a[:, None] * a[None] + weights_b[:, None] * b[None]
+
+
+def walk(keypoints: torch.Tensor, frames: int, method: str = "slerp", *, include_end: bool = True) -> torch.Tensor:
+    """[K, z_dim] keypoints -> latents [(K-1) * frames (+1 if include_end), z_dim], `frames` per transition."""
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r} is not an interpolation; choose lerp or slerp")
+    step = lerp if method == "lerp" else slerp
+    t = torch.arange(frames, dtype=torch.float32) / frames
+    parts = [step(keypoints[i], keypoints[i + 1], t) for i in range(len(keypoints) - 1)]
+    if include_end:
+        parts.append(keypoints[-1:])
+    return torch.cat(parts)
+
+
+def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, method: str = "slerp",
+                psi: float = 1.0, loop: bool = False, fps: int = 30, scale: int | None = None,
+                device: str = "cpu") -> int:
+    """What `ganforge interpolate` does; returns the number of images rendered."""
+    check_psi(psi)
+    if len(seeds) < 2:
+        raise ConfigError("--seeds needs at least two seeds to walk between, e.g. --seeds 3,17,42")
+    if frames < 1:
+        raise ConfigError("--frames must be at least 1")
+    suffix = out.suffix.lower()
+    if suffix not in (".gif", ".mp4", ".png"):
+        raise ConfigError(f"--out {out}: write .gif (animation), .mp4 (video) or .png (grid of rows)")
+    keys = seeds + [seeds[0]] if loop else seeds
+    transitions = len(keys) - 1
+    if suffix == ".png" and frames > MAX_GRID_COLUMNS:
+        raise ConfigError(f"--frames {frames} is too wide for a grid row; use at most {MAX_GRID_COLUMNS} with .png")
+    if transitions * frames > MAX_FRAMES:
+        raise ConfigError(f"{transitions} transitions x --frames {frames} is over {MAX_FRAMES} frames; "
+                          "use fewer seeds or frames")
+    generator, config, nimg = load_generator(source, device)
+    require_unconditional(config, "ganforge interpolate")
+    keypoints = truncate(seed_latents(keys, config.model.z_dim), psi)
+    text = {"run": str(source), "seeds": ",".join(map(str, keys)), "method": method, "psi": f"{psi:g}",
+            "frames": str(frames), "kimg": f"{nimg / 1000:.1f}"}
+    if suffix == ".png":
+        # One row per transition, both ends included, as in the DCGAN paper's Figure 4.
+        columns = max(frames, 2)
+        rows = [walk(keypoints[i : i + 2], columns - 1, method) for i in range(transitions)]
+        images = render(generator, torch.cat(rows))
+        save_png(make_grid(images, columns=columns), out, text)
+        return len(images)
+    # A looping animation must not show its first frame twice in a row, so it leaves the end out.
+    images = render(generator, walk(keypoints, frames, method, include_end=not loop))
+    pictures = _upscale(images, scale)
+    if suffix == ".gif":
+        write_gif(pictures, out, fps)
+    else:
+        write_mp4(pictures, out, fps)
+    return len(images)
+
+
+def _upscale(images: torch.Tensor, scale: int | None) -> list[np.ndarray]:
+    """uint8 [N, C, H, W] -> HWC RGB frames, enlarged by nearest neighbour to ~256 px unless `scale` is given."""
+    factor = scale or max(1, 256 // max(images.shape[2], images.shape[3]))
+    frames = images.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+    if frames.shape[1] == 1:
+        frames = frames.expand(-1, 3, -1, -1)  # grey -> RGB: video codecs and GIF palettes expect colour
+    return list(frames.permute(0, 2, 3, 1).contiguous().numpy())
+
+
+def write_gif(frames: list[np.ndarray], out: Path, fps: int) -> None:
+    pictures = [to_pil(frame) for frame in frames]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # GIF delays are whole hundredths of a second; `loop=0` repeats forever.
+    pictures[0].save(out, save_all=True, append_images=pictures[1:], duration=max(20, round(1000 / fps)),
+                     loop=0, optimize=False)
+
+
+def write_mp4(frames: list[np.ndarray], out: Path, fps: int) -> None:
+    try:
+        import imageio_ffmpeg  # optional extra: ganforge[video]
+    except ImportError as exc:
+        raise ConfigError(f"--out {out}: MP4 needs imageio-ffmpeg (pip install 'ganforge[video]'); or write a .gif"
+                          ) from exc
+    height, width = frames[0].shape[:2]
+    # H.264 in yuv420p wants even sizes; pad with black rather than resample.
+    pad_h, pad_w = height % 2, width % 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio_ffmpeg.write_frames(str(out), (width + pad_w, height + pad_h), fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv420p", macro_block_size=1, quality=8)
+    writer.send(None)  # the generator protocol: prime it before sending frames
+    for frame in frames:
+        writer.send(np.ascontiguousarray(np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)))))
+    writer.close()
+

@@ -1,0 +1,274 @@
+"""Ship a trained generator: G (its EMA copy when the run kept one) as safetensors, ONNX or TorchScript, with
+config.json and MODEL_CARD.md, in a folder that `ganforge.load_generator`, `generate` and `serve` read back.
+
+Formats, safest first: safetensors holds tensors only and is rebuilt from the model registry (needs ganforge);
+ONNX is a graph any onnxruntime can run (checked against onnxruntime to 1e-4 when it is installed); TorchScript
+is a graph with TorchScript code that `torch.jit.load` runs without ganforge (load only files you trust).
+ONNX uses torch's TorchScript-based exporter (`dynamo=False`): the dynamo exporter needs onnxscript, and the
+legacy one handles these plain conv/linear graphs exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import ganforge
+from ganforge.config import TrainConfig
+from ganforge.errors import CheckpointError, ConfigError, GanforgeError
+from ganforge.generate import LoadedGenerator, is_export_folder, load_run_generator, source_record
+from ganforge.models import build_networks
+from ganforge.training.rundir import CONFIG_FILE
+
+FORMATS = {"safetensors": "generator.safetensors", "onnx": "generator.onnx", "torchscript": "generator.pt"}
+CHECK_LATENTS = 8  # random latents each exported graph is compared on
+ONNX_TOLERANCE = 1e-4  # max |onnxruntime - torch| per pixel, in G's [-1, 1] output units
+EXPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    folder: Path
+    file: Path
+    weights: str  # "G_ema" or "G"
+    check: dict[str, Any]  # how the written file was verified against the torch generator
+
+
+def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
+    """Write `out`/{generator file, config.json, MODEL_CARD.md} from a run folder's latest checkpoint."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not a format; choose one of: {', '.join(FORMATS)}")
+    if is_export_folder(run_dir):
+        raise ConfigError(f"{run_dir} is already an exported folder; export from the run folder it came from")
+    _check_out_folder(out)
+    (generator, config, nimg), weights = load_run_generator(run_dir, "cpu")
+    record = source_record(run_dir)
+    dataset = record.get("dataset", {})
+    if fmt != "safetensors" and getattr(config.model, "conditional", False):
+        raise ConfigError(f"--format {fmt} traces G(z) only, and this run is class-conditional; use "
+                          "--format safetensors")
+    out.mkdir(parents=True, exist_ok=True)
+    path, z_dim = out / FORMATS[fmt], config.model.z_dim
+    if fmt == "safetensors":
+        save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path))
+        check = _compare_weights(generator, _load_graph(out, "safetensors", config, dataset))
+    elif fmt == "onnx":
+        _write_onnx(generator, config.model.z_dim, path)
+        check = _check_onnx(generator, out, config, dataset)
+    else:
+        _write_torchscript(generator, config.model.z_dim, path)
+        check = _compare(generator, _load_graph(out, "torchscript", config, dataset), z_dim,
+                         "torchscript reload", 1e-5)
+    meta = {
+        "ganforge_export": EXPORT_VERSION, "format": fmt, "file": path.name, "weights": weights,
+        "z_dim": config.model.z_dim, "image_shape": dataset.get("shape"), "nimg": nimg,
+        "input": {"name": "z", "shape": ["batch", config.model.z_dim], "dtype": "float32", "prior": "N(0, I)"},
+        "output": {"name": "images", "shape": ["batch", *dataset.get("shape", [])], "range": [-1.0, 1.0]},
+        "train": config.to_dict(), "dataset": dataset, "source_run": str(run_dir), "check": check,
+        "ganforge_version": ganforge.__version__, "torch_version": torch.__version__,
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    write_model_card(out, run_dir, meta)
+    return ExportReport(out, path, weights, check)
+
+
+def _check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder name")
+    if out.is_dir() and any(out.iterdir()) and not is_export_folder(out):
+        raise ConfigError(f"--out {out} is a folder with other files in it; give a new or empty folder")
+
+
+def load_exported(folder: Path, device: torch.device | str = "cpu") -> LoadedGenerator:
+    """A folder written by `export_generator`, as (G, the run's config, nimg)."""
+    meta = source_record(folder)
+    if meta.get("ganforge_export") != EXPORT_VERSION or meta.get("format") not in FORMATS:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is not an export this ganforge reads (version "
+                              f"{meta.get('ganforge_export')!r}, format {meta.get('format')!r}); export it again")
+    config = TrainConfig.from_dict(meta["train"])
+    generator = _load_graph(folder, meta["format"], config, meta.get("dataset", {}))
+    return LoadedGenerator(generator.to(device).eval(), config, int(meta.get("nimg", 0)))
+
+
+def _load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any]) -> nn.Module:
+    path = folder / FORMATS[fmt]
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again")
+    try:
+        if fmt == "safetensors":
+            shape = dataset["shape"]
+            generator = build_networks(config.model, (shape[0], shape[1], shape[2])).generator
+            generator.load_state_dict(load_file(str(path)), strict=True)
+            return generator.eval()
+        if fmt == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but still the format
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu").eval()
+        return OnnxGenerator(path)
+    except GanforgeError:
+        raise
+    except Exception as exc:  # safetensors, torch.jit and onnxruntime each raise their own error types
+        raise CheckpointError(f"{path} cannot be loaded ({exc}); export it again") from exc
+
+
+class OnnxGenerator(nn.Module):
+    """An ONNX graph behind the nn.Module interface the tools use: z [B, z_dim] -> images [B, C, H, W]."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        try:
+            import onnxruntime  # optional extra: ganforge[onnx]
+        except ImportError as exc:
+            raise ConfigError(f"loading {path} needs onnxruntime: pip install 'ganforge[onnx]'") from exc
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: z.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(np.asarray(out)).to(z.device)
+
+
+def _write_onnx(generator: nn.Module, z_dim: int, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation on every call
+        try:
+            torch.onnx.export(generator, (torch.zeros(2, z_dim),), str(path), dynamo=False, opset_version=17,
+                              input_names=["z"], output_names=["images"],
+                              dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}})
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"ONNX export needs {exc.name}: pip install 'ganforge[onnx]'") from exc
+
+
+def _write_torchscript(generator: nn.Module, z_dim: int, path: Path) -> None:
+    # Traced, not scripted: every model is a fixed graph of z, and tracing needs no TorchScript annotations.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace/save announce their deprecation on every call
+        traced = torch.jit.trace(generator, torch.zeros(2, z_dim), check_trace=False)
+        torch.jit.save(traced, str(path))
+
+
+def _check_onnx(generator: nn.Module, folder: Path, config: TrainConfig, dataset: dict[str, Any]) -> dict[str, Any]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return {"method": "onnxruntime", "skipped": "onnxruntime is not installed (pip install 'ganforge[onnx]')"}
+    check = _compare(generator, _load_graph(folder, "onnx", config, dataset), config.model.z_dim,
+                     "onnxruntime", ONNX_TOLERANCE)
+    return {**check, "onnxruntime_version": onnxruntime.__version__}
+
+
+def _compare_weights(reference: nn.Module, reloaded: nn.Module) -> dict[str, Any]:
+    """Bit-exact tensor comparison: safetensors stores the weights themselves, so nothing may differ at all
+    (and a class-conditional G, which needs labels to run, is checked as well)."""
+    expected, found = reference.state_dict(), reloaded.state_dict()
+    different = [k for k in expected if k not in found or not torch.equal(expected[k], found[k])]
+    if different or found.keys() != expected.keys():
+        raise CheckpointError(f"the safetensors export does not reload to the same weights ({different[:3]}); "
+                              "please report this with the run's config.json")
+    return {"method": "safetensors reload", "tensors": len(expected), "max_abs_diff": 0.0}
+
+
+@torch.no_grad()
+def _compare(reference: nn.Module, exported: nn.Module, z_dim: int, method: str, tolerance: float) -> dict[str, Any]:
+    """Max |exported(z) - reference(z)| on random latents (a batch size unlike the trace's, to test dynamic B)."""
+    latents = torch.randn(CHECK_LATENTS, z_dim, generator=torch.Generator().manual_seed(0))
+    difference = float((exported(latents) - reference(latents)).abs().max())
+    if not difference <= tolerance:
+        raise CheckpointError(f"the {method} export differs from the torch generator by {difference:.3g} "
+                              f"(allowed {tolerance:g}); please report this with the run's config.json")
+    return {"method": method, "latents": CHECK_LATENTS, "max_abs_diff": difference, "tolerance": tolerance}
+
+
+def write_model_card(out: Path, run_dir: Path, meta: dict[str, Any]) -> None:
+    """MODEL_CARD.md: what the generator is, what it was trained on, how long, and the metrics the run logged."""
+    train, dataset = meta["train"], meta["dataset"]
+    model = train["model"]
+    weights = (f"G-EMA (weight average, half-life {train['ema_kimg']:g} kimg)" if meta["weights"] == "G_ema"
+               else "G (the run kept no weight average)")
+    shape = "x".join(map(str, dataset.get("shape", []))) or "?"
+    lines = [
+        f"# {run_dir.name}: a {model['name']} generator trained with ganforge",
+        "",
+        "**Everything this model outputs is a synthetic image**, made up by a neural network; label it as such.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| model | {model['name']}, z_dim {model['z_dim']}, g_width {model['g_width']}; output {shape} (CxHxW) "
+        "in [-1, 1] |",
+        f"| weights | {weights} |",
+        f"| trained on | {dataset.get('name', '?')} ({dataset.get('path', '?')}): {dataset.get('count', '?')} images, "
+        f"content fingerprint `{str(dataset.get('fingerprint', '?'))[:16]}` |",
+        f"| training length | {meta['nimg'] / 1000:.1f} kimg of {train['kimg']:g} planned; loss "
+        f"{train['loss']['name']}, batch {train['batch']}, seed {train['seed']} |",
+        f"| file | `{meta['file']}` ({meta['format']}); check: {_describe_check(meta['check'])} |",
+        f"| made by | ganforge {meta['ganforge_version']}, torch {meta['torch_version']} |",
+        "",
+        "## Metrics",
+        "",
+        *_metric_lines(run_dir),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from ganforge.generate import load_generator, render, seed_latents",
+        "",
+        f'G, config, nimg = load_generator("{out.name}")  # also takes the run folder',
+        f"images = render(G, seed_latents([0, 1, 2], {model['z_dim']}))  # uint8 [3, C, H, W]",
+        "```",
+        "",
+        f"or `ganforge generate {out.name} --seeds 0-15` and `ganforge serve {out.name}`. Input: z ~ N(0, I) of "
+        f"shape [batch, {model['z_dim']}], float32.",
+        "",
+        "## Limitations",
+        "",
+        "A GAN reproduces its training set's content and biases and may reproduce near-copies of training images; "
+        "it has not been checked for either beyond the metrics above.",
+    ]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+
+
+def _describe_check(check: dict[str, Any]) -> str:
+    if "skipped" in check:
+        return f"not verified, {check['skipped']}"
+    if "tensors" in check:
+        return f"{check['method']}: all {check['tensors']} tensors bit-identical to the run's"
+    return f"{check['method']} max abs diff {check['max_abs_diff']:.2g} on {check['latents']} random latents"
+
+
+def _metric_lines(run_dir: Path) -> list[str]:
+    """A table of every log.jsonl value whose key starts with fid/kid, with the protocol fields logged beside it."""
+    rows: list[str] = []
+    try:
+        lines = (run_dir / "log.jsonl").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut short by a kill; the rest is unreliable
+        for key, value in record.items():
+            if not key.lower().startswith(("fid", "kid")):
+                continue
+            where = f"{record['kimg']:g}" if isinstance(record.get("kimg"), int | float) else "?"
+            if isinstance(value, dict):  # a protocol-stamped score: {"scores": {...}, extractor, n_fake, ...}
+                protocol = {k: v for k, v in value.items() if k != "scores" and not isinstance(v, dict | list)}
+                scores = value.get("scores", {})
+            else:
+                protocol = {k: record[k] for k in ("protocol", "extractor", "n_real", "n_fake") if k in record}
+                scores = {key: value}
+            text = ", ".join(f"{k}={v}" for k, v in protocol.items()) or "not logged"
+            rows += [f"| {where} | {name} | {score:.4g} | {text} |" for name, score in scores.items()
+                     if isinstance(score, int | float)]
+    if not rows:
+        return ["No FID/KID was logged for this run (`log.jsonl` has none), so there are no numbers to report."]
+    return ["| kimg | metric | value | protocol |", "|---|---|---|---|", *rows]

@@ -1,0 +1,219 @@
+"""The web app: two static pages and a JSON/PNG API over one generator (FastAPI; `pip install 'ganforge[serve]'`).
+
+Every image is a GET with its controls as query parameters (so a page, a script and an HTTP cache can all use
+it), every parameter is range-checked, unknown parameters are refused, and a bad request gets a 400 with
+{"error": ..., "param": ...}. Nothing from the client is ever used as a file system path: the run page's files
+are two fixed names inside the served run folder.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
+import ipaddress
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from ganforge.errors import ConfigError
+from ganforge.generate import (
+    PSI_RANGE,
+    SEED_MAX,
+    class_names,
+    is_export_folder,
+    load_generator,
+    render,
+    require_unconditional,
+)
+from ganforge.serve.render import BadParameter, Renderer, latent_from_text, latent_to_text
+
+STATIC = Path(__file__).parent / "static"
+MAX_FRAMES = 16  # images in one interpolation strip
+MAX_BATCH = 64  # images in one grid request
+MAX_SCALE = 16  # nearest-neighbour enlargement factor
+CACHE_SECONDS = 3600  # images depend only on their parameters and the checkpoint (whose nimg the page sends)
+
+Seed = Annotated[int, Query(ge=0, le=SEED_MAX, description="latent seed, 0..2^32-1")]
+Psi = Annotated[float, Query(ge=PSI_RANGE[0], le=PSI_RANGE[1], description="truncation psi; 1 = none")]
+Scale = Annotated[int, Query(ge=1, le=MAX_SCALE, description="nearest-neighbour enlargement")]
+Method = Annotated[str, Query(pattern="^(lerp|slerp)$", description="interpolation: lerp or slerp")]
+
+
+def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> FastAPI:
+    """An app serving the generator in `source` (a run folder or an exported folder)."""
+    generator, config, nimg = load_generator(source, device)
+    require_unconditional(config, "ganforge serve")
+    renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel)
+    is_run = not is_export_folder(source)
+    shape = list(render(generator, torch.zeros(1, config.model.z_dim)).shape[1:])
+    app = FastAPI(title="ganforge", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(BadParameter)
+    async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "param": exc.param}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        param = str(first["loc"][-1]) if first.get("loc") else ""
+        return JSONResponse({"error": f"{param}: {first['msg']}", "param": param}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
+
+    def png_response(data: bytes) -> Response:
+        return Response(data, media_type="image/png", headers={"Cache-Control": f"public, max-age={CACHE_SECONDS}"})
+
+    @app.get("/", include_in_schema=False)
+    def generator_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/run", include_in_schema=False)
+    def run_page() -> FileResponse:
+        return FileResponse(STATIC / "run.html")
+
+    @app.get("/api/info")
+    def info(request: Request) -> dict[str, Any]:
+        _only(request)
+        return {"name": source.name, "source": "run" if is_run else "export", "model": config.model.name,
+                "z_dim": config.model.z_dim, "image_shape": shape,
+                "nimg": nimg, "kimg": round(nimg / 1000, 3), "classes": class_names(config), "has_run_page": is_run,
+                "limits": {"seed_max": SEED_MAX, "psi_min": PSI_RANGE[0], "psi_max": PSI_RANGE[1],
+                           "frames_max": MAX_FRAMES, "batch_max": MAX_BATCH, "scale_max": MAX_SCALE}}
+
+    @app.get("/api/image.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def image(request: Request, seed: Seed | None = None, z: Annotated[str | None, Query(max_length=65536)] = None,
+              psi: Psi = 1.0, seed_b: Seed | None = None, t: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+              method: Method = "slerp", scale: Scale = 1) -> Response:
+        """One image: from `seed` or a pasted latent `z`; with `seed_b`, the point `t` of the way to it."""
+        _only(request, "seed", "z", "psi", "seed_b", "t", "method", "scale", "v")
+        if (seed is None) == (z is None):
+            raise BadParameter("seed", "give exactly one of seed (0..2^32-1) or z (a latent as text)")
+        start = renderer.seed_latent(seed) if seed is not None else latent_from_text(z or "", config.model.z_dim)
+        text = {"psi": f"{psi:g}", **({"seed": str(seed)} if seed is not None else {"latent": "imported"})}
+        if seed_b is None:
+            return png_response(renderer.png(("one", seed, z, psi, scale), lambda: start[None], psi, scale, None,
+                                             text))
+        text.update(seed_b=str(seed_b), t=f"{t:g}", method=method)
+        return png_response(renderer.png(
+            ("between", seed, z, seed_b, t, method, psi, scale),
+            lambda: renderer.between(start, renderer.seed_latent(seed_b), [t], method), psi, scale, None, text))
+
+    @app.get("/api/strip.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def strip(request: Request, seed: Seed, seed_b: Seed, frames: Annotated[int, Query(ge=2, le=MAX_FRAMES)] = 8,
+              psi: Psi = 1.0, method: Method = "slerp", scale: Scale = 1) -> Response:
+        """`frames` images from seed to seed_b, ends included, in one row."""
+        _only(request, "seed", "seed_b", "frames", "psi", "method", "scale", "v")
+        t = [i / (frames - 1) for i in range(frames)]
+        text = {"seed": str(seed), "seed_b": str(seed_b), "frames": str(frames), "psi": f"{psi:g}", "method": method}
+        return png_response(renderer.png(
+            ("strip", seed, seed_b, frames, psi, method, scale),
+            lambda: renderer.between(renderer.seed_latent(seed), renderer.seed_latent(seed_b), t, method),
+            psi, scale, frames, text))
+
+    @app.get("/api/grid.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def grid(request: Request, seed: Seed = 0, n: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 16, psi: Psi = 1.0,
+             scale: Scale = 1) -> Response:
+        """Seeds seed .. seed+n-1 (wrapping at 2^32) in a square grid."""
+        _only(request, "seed", "n", "psi", "scale", "v")
+        seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n)]
+        text = {"seeds": f"{seeds[0]}..{seeds[-1]}", "psi": f"{psi:g}"}
+        return png_response(renderer.png(("grid", seed, n, psi, scale),
+                                         lambda: torch.stack([renderer.seed_latent(s) for s in seeds]),
+                                         psi, scale, None, text))
+
+    @app.get("/api/latent")
+    def latent(request: Request, seed: Seed) -> dict[str, Any]:
+        """A seed's latent as text, for export; paste it back as the `z` of /api/image.png."""
+        _only(request, "seed")
+        return {"seed": seed, "z_dim": config.model.z_dim, "z": latent_to_text(renderer.seed_latent(seed))}
+
+    @app.get("/api/run/status")
+    def run_status(request: Request) -> dict[str, Any]:
+        """The run's latest log row and the modification times of its sample grid and loss plot."""
+        _only(request)
+        if not is_run:
+            return {"run": False}
+        files = {name: _mtime(source / rel) for name, rel in RUN_FILES.items()}
+        return {"run": True, "name": source.name, "latest": _last_tick(source / "log.jsonl"), "files": files}
+
+    @app.get("/api/run/{name}.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def run_file(request: Request, name: str) -> Response:
+        """samples (samples/latest.png) or loss (loss.png) of the run; any other name is a 404."""
+        _only(request, "v")
+        if not is_run or name not in RUN_FILES or not (source / RUN_FILES[name]).is_file():
+            return JSONResponse({"error": f"no {name}.png here; this serves samples.png and loss.png of a run "
+                                          "folder once training has written them", "param": "name"}, status_code=404)
+        return FileResponse(source / RUN_FILES[name], media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+RUN_FILES = {"samples": "samples/latest.png", "loss": "loss.png"}  # fixed names: the client picks a key, not a path
+
+
+def _only(request: Request, *allowed: str) -> None:
+    """Refuse unknown and repeated parameters: a typo like `sed=5` must not silently render seed 0."""
+    for name in request.query_params:
+        if name not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise BadParameter(name, f"unknown parameter {name!r}; this endpoint takes: {known}")
+        if len(request.query_params.getlist(name)) > 1:
+            raise BadParameter(name, f"{name} is given more than once")
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _last_tick(log: Path) -> dict[str, Any] | None:
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line being written right now
+        if "tick" in record:
+            keep = ("tick", "kimg", "loss_d", "loss_g", "d_real", "d_fake", "img_per_s")
+            return {k: record[k] for k in keep if k in record}
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def serve(source: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          echo: Callable[[str], None] = print) -> None:
+    """Run the app with uvicorn until Ctrl-C."""
+    try:
+        import uvicorn  # optional extra: ganforge[serve]
+    except ImportError as exc:
+        raise ConfigError("ganforge serve needs uvicorn and fastapi: pip install 'ganforge[serve]'") from exc
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port; use 1-65535 (e.g. 8000)")
+    app = create_app(source, device)
+    if not is_loopback(host):
+        echo(f"warning: --host {host} makes this server reachable from other machines; it has no authentication "
+             "and anyone who can reach it can use the CPU/GPU. Use 127.0.0.1 unless you mean it.")
+    shown = f"[{host}]" if ":" in host else host
+    echo(f"serving {source} on http://{shown}:{port}/ (training run page: /run, API docs: /api/docs); Ctrl-C stops")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

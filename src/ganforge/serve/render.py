@@ -1,0 +1,105 @@
+"""What the web app draws: latents from seeds or pasted text, truncated and rendered to PNG bytes.
+
+Everything here is deterministic in its inputs (seed, psi, t, ...), so PNGs are cached by their parameters and
+served with a long Cache-Control; the page adds the checkpoint's nimg to its URLs so a new checkpoint is never
+hidden by a cached image.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+import torch
+from PIL import PngImagePlugin
+from torch import nn
+
+from ganforge.explore.interpolate import lerp, slerp
+from ganforge.generate import render, seed_latents, truncate
+from ganforge.images import make_grid
+
+LATENT_ABS_MAX = 10.0  # |z_i| above this has probability < 1e-22 under N(0, 1): a typo, not a latent
+CACHE_ENTRIES = 512  # PNGs kept; at 28-128 px each is a few kB
+MAX_OUTPUT_SIDE = 2048  # px: scale x grid size is capped so one request cannot ask for a huge image
+
+
+class BadParameter(ValueError):
+    """A query parameter the client must fix; the app answers 400 with {"error", "param"}."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def latent_to_text(z: torch.Tensor) -> str:
+    """[z_dim] -> "0.12345679,-1.2345679,...": 9 significant digits round-trip float32 exactly."""
+    return ",".join(f"{v:.9g}" for v in z.tolist())
+
+
+def latent_from_text(text: str, z_dim: int, param: str = "z") -> torch.Tensor:
+    """Parse `latent_to_text` output (commas and/or whitespace between numbers); errors name the problem."""
+    if len(text) > z_dim * 32:
+        raise BadParameter(param, f"{param} is too long for {z_dim} numbers")
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if len(parts) != z_dim:
+        raise BadParameter(param, f"{param} must hold exactly {z_dim} numbers (this generator's z_dim), got "
+                                  f"{len(parts)}")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError as exc:
+        raise BadParameter(param, f"{param} holds something that is not a number ({exc})") from exc
+    if not all(math.isfinite(v) and abs(v) <= LATENT_ABS_MAX for v in values):
+        raise BadParameter(param, f"{param} values must be finite and within +-{LATENT_ABS_MAX:g}")
+    return torch.tensor(values, dtype=torch.float32)
+
+
+class Renderer:
+    """A loaded generator behind a render semaphore and a PNG cache; safe to call from many threads."""
+
+    def __init__(self, generator: nn.Module, z_dim: int, source_name: str, nimg: int, max_parallel: int = 2) -> None:
+        self.generator, self.z_dim, self.source_name, self.nimg = generator, z_dim, source_name, nimg
+        # Inference in eval mode under no_grad only reads the weights, so threads may share G; the semaphore
+        # stops 200 concurrent requests from each starting a forward pass and thrashing the CPU's cores.
+        self._gate = threading.BoundedSemaphore(max_parallel)
+        self._cache: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def seed_latent(self, seed: int) -> torch.Tensor:
+        return seed_latents([seed], self.z_dim)[0]
+
+    def between(self, a: torch.Tensor, b: torch.Tensor, t: list[float], method: str) -> torch.Tensor:
+        """[len(t), z_dim] latents from a to b."""
+        return (slerp if method == "slerp" else lerp)(a, b, torch.tensor(t, dtype=torch.float32))
+
+    def png(self, key: Hashable, make_latents: Callable[[], torch.Tensor], psi: float, scale: int,
+            columns: int | None, text: dict[str, str]) -> bytes:
+        """PNG bytes of G(truncate(latents, psi)) as a grid, scaled by nearest neighbour; cached under `key`."""
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        latents = make_latents()
+        with self._gate:
+            images = render(self.generator, truncate(latents, psi))
+        grid = make_grid(images, columns, padding=2 if len(images) > 1 else 0)
+        if max(grid.size) * scale > MAX_OUTPUT_SIDE:
+            raise BadParameter("scale", f"scale {scale} would make a {grid.size[0] * scale}x{grid.size[1] * scale} "
+                                        f"px image; the limit is {MAX_OUTPUT_SIDE} px a side")
+        if scale > 1:
+            grid = grid.resize((grid.size[0] * scale, grid.size[1] * scale), resample=0)  # 0 = nearest: crisp pixels
+        info = PngImagePlugin.PngInfo()
+        for name, value in {**text, "run": self.source_name, "kimg": f"{self.nimg / 1000:.1f}",
+                            "Description": "Synthetic image made by a GAN (ganforge); not a photograph.",
+                            "Software": "ganforge"}.items():
+            info.add_text(name, value)
+        buffer = io.BytesIO()
+        grid.save(buffer, format="PNG", pnginfo=info)
+        data = buffer.getvalue()
+        with self._cache_lock:
+            self._cache[key] = data
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return data

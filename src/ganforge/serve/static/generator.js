@@ -1,0 +1,127 @@
+"use strict";
+// The generator page: every image is fetched from a GET endpoint whose query holds all the controls, so the
+// errors the API returns as JSON can be shown, and the URL alone reproduces the image.
+const $ = (id) => document.getElementById(id);
+let info = null;
+let current = { seed: 0, z: null }; // z: an imported latent as text; null while rendering a seed
+const objectUrls = {};
+const timers = {};
+
+function debounce(name, fn, ms = 150) {
+  clearTimeout(timers[name]);
+  timers[name] = setTimeout(fn, ms);
+}
+
+function showError(message) { $("error").textContent = message || ""; }
+
+function randomSeed() {
+  const value = new Uint32Array(1);
+  crypto.getRandomValues(value);
+  return value[0] % (info.limits.seed_max + 1);
+}
+
+function psi() { return Number($("psi").value).toFixed(2); }
+
+async function showImage(imgId, url) {
+  const response = await fetch(url);
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({ error: response.statusText }));
+    showError(body.error);
+    return false;
+  }
+  const blob = await response.blob();
+  const old = objectUrls[imgId];
+  objectUrls[imgId] = URL.createObjectURL(blob);
+  $(imgId).src = objectUrls[imgId];
+  if (old) URL.revokeObjectURL(old);
+  showError("");
+  return true;
+}
+
+function imageQuery(extra = {}) {
+  const query = new URLSearchParams();
+  if (current.z !== null) query.set("z", current.z); else query.set("seed", current.seed);
+  query.set("psi", psi());
+  for (const [key, value] of Object.entries(extra)) query.set(key, value);
+  query.set("v", info.nimg); // a new checkpoint gets new URLs, so no cache serves an old image
+  return query;
+}
+
+async function render() {
+  if (!(await showImage("image", "/api/image.png?" + imageQuery()))) return;
+  const what = current.z !== null ? "imported latent" : `seed ${current.seed}`;
+  $("caption").textContent = `${what} · ψ ${psi()} · synthetic image from ${info.name} (kimg ${info.kimg})`;
+  $("image").dataset.seed = current.z !== null ? "imported" : String(current.seed);
+  const side = Math.max(info.image_shape[1], info.image_shape[2]);
+  const scale = Math.min(info.limits.scale_max, Math.max(1, Math.floor(512 / side)));
+  $("download").href = "/api/image.png?" + imageQuery({ scale });
+  $("download").download = current.z !== null ? `ganforge-latent-psi${psi()}.png`
+                                               : `ganforge-seed${current.seed}-psi${psi()}.png`;
+}
+
+function useSeed(seed) {
+  current = { seed, z: null };
+  $("seed").value = seed;
+  return render();
+}
+
+function readSeed(id) {
+  const value = Math.floor(Number($(id).value));
+  if (!Number.isFinite(value) || value < 0 || value > info.limits.seed_max) {
+    showError(`${id}: give a whole number from 0 to ${info.limits.seed_max}`);
+    return null;
+  }
+  return value;
+}
+
+async function interpolate(stripToo) {
+  const a = readSeed("seed-a"), b = readSeed("seed-b");
+  if (a === null || b === null) return;
+  const common = { seed: a, seed_b: b, psi: psi(), method: $("method").value, v: info.nimg };
+  await showImage("between", "/api/image.png?" + new URLSearchParams({ ...common, t: $("t").value }));
+  if (stripToo) await showImage("strip", "/api/strip.png?" + new URLSearchParams({ ...common, frames: 8 }));
+}
+
+async function exportLatent() {
+  if (current.z !== null) { $("latent").value = current.z; return; }
+  const response = await fetch(`/api/latent?seed=${current.seed}`);
+  const body = await response.json();
+  if (!response.ok) { showError(body.error); return; }
+  $("latent").value = body.z;
+}
+
+async function start() {
+  info = await (await fetch("/api/info")).json();
+  $("meta").textContent = `${info.name} · ${info.model} · z ${info.z_dim} · ` +
+    `${info.image_shape.join("×")} · kimg ${info.kimg}`;
+  if (!info.has_run_page) $("run-link").hidden = true;
+  for (const id of ["seed", "seed-a", "seed-b"]) $(id).max = info.limits.seed_max;
+  $("psi").min = info.limits.psi_min;
+  $("psi").max = info.limits.psi_max;
+  if (info.classes.length) { // conditional generators: the selector is ready, the API will take a class later
+    for (const name of info.classes) $("class").add(new Option(name, name));
+    $("class-row").hidden = false;
+  }
+  $("generate").onclick = () => {
+    const noise = document.querySelector("input[name=noise]:checked").value;
+    return noise === "random" ? useSeed(randomSeed()) : render();
+  };
+  $("randomise").onclick = () => useSeed(randomSeed());
+  $("seed").onchange = () => { const s = readSeed("seed"); if (s !== null) useSeed(s); };
+  $("psi").oninput = () => {
+    $("psi-value").textContent = psi();
+    debounce("psi", () => { render(); interpolate(true); });
+  };
+  $("export").onclick = exportLatent;
+  $("import").onclick = () => { current = { seed: null, z: $("latent").value.trim() }; render(); };
+  $("interpolate").onclick = () => interpolate(true);
+  $("method").onchange = () => interpolate(true);
+  $("t").oninput = () => {
+    $("t-value").textContent = Number($("t").value).toFixed(2);
+    debounce("t", () => interpolate(false), 60);
+  };
+  await useSeed(0);
+  await interpolate(true);
+}
+
+start().catch((error) => showError(`could not reach the server: ${error}`));

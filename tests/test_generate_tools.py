@@ -1,0 +1,167 @@
+"""generate's new flags (--grid, --truncation) and the explore tools (interpolate, arithmetic, project), end to end
+from the CLI on a tiny DCGAN trained on real MNIST digits."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganforge.explore.arithmetic import combine
+from ganforge.explore.interpolate import lerp, slerp, walk
+from ganforge.explore.project import load_target, project
+from ganforge.generate import load_generator, mean_latent, render, seed_latents, truncate
+
+from explore_helpers import invoke, invoke_error, one_thread, train_tiny_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    with one_thread():
+        yield train_tiny_run(tmp_path_factory.mktemp("tools"), ema=False)
+
+
+def cells(image: Image.Image, rows: int, columns: int, size: int = 28, padding: int = 2) -> list[np.ndarray]:
+    pixels = np.asarray(image)
+    return [pixels[padding + r * (size + padding):][:size, padding + c * (size + padding):][:, :size]
+            for r in range(rows) for c in range(columns)]
+
+
+def test_grid_and_truncation_are_written_into_the_png(run_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    invoke("generate", run_dir, "--grid", "2x5", "--truncation", "0.7", "--out", out)
+    image = Image.open(out)
+    assert image.size == (5 * 30 + 2, 2 * 30 + 2)
+    assert image.text["grid"] == "2x5" and image.text["psi"] == "0.7" and image.text["run"] == str(run_dir)
+    assert image.text["seeds"] == "0,1,2,3,4,5,6,7,8,9"
+
+
+def test_one_png_per_seed_records_seed_and_psi(run_dir, tmp_path):
+    invoke("generate", run_dir, "--seeds", "7,9", "--truncation", "0.5", "--out", tmp_path / "each")
+    image = Image.open(tmp_path / "each" / "seed0009.png")
+    assert image.text["seed"] == "9" and image.text["psi"] == "0.5"
+
+
+def test_truncation_zero_collapses_every_seed_onto_the_mean_image(run_dir, tmp_path):
+    out = tmp_path / "mean.png"
+    invoke("generate", run_dir, "--grid", "1x3", "--truncation", "0", "--out", out)
+    first, *others = cells(Image.open(out), 1, 3)
+    assert all(np.array_equal(first, other) for other in others)
+    invoke("generate", run_dir, "--grid", "1x3", "--out", tmp_path / "free.png")
+    free = cells(Image.open(tmp_path / "free.png"), 1, 3)
+    assert not np.array_equal(free[0], free[1])
+
+
+def test_truncation_pulls_latents_linearly_toward_the_zero_mean():
+    z = seed_latents([1, 2], 16)
+    assert torch.equal(mean_latent(16), torch.zeros(16))
+    assert torch.allclose(truncate(z, 0.5), 0.5 * z) and truncate(z, 1.0) is z
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "3x3", "--seeds", "0-3"], "--grid 3x3 holds 9 images but 4 seeds"),
+    (["--grid", "3by3"], "--grid: cannot read '3by3'"),
+    (["--grid", "2x2", "--columns", "2"], "either --grid or --columns"),
+    (["--grid", "2x2", "--out", "folder"], "--grid writes one image"),
+    (["--truncation", "3"], "--truncation 3.0 is outside"),
+    (["--seeds", "4294967296"], "above the largest seed"),
+])
+def test_bad_generate_flags_are_one_clear_line(run_dir, tmp_path, args, message):
+    args = [a if a != "folder" else str(tmp_path / "folder") for a in args]
+    assert message in invoke_error("generate", run_dir, *args)
+
+
+def test_slerp_stays_on_the_shell_where_gaussian_latents_live_and_hits_both_ends():
+    a, b = seed_latents([0, 1], 512)
+    t = torch.linspace(0, 1, 9)
+    path = slerp(a, b, t)
+    assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
+    mid_norm_slerp, mid_norm_lerp = path[4].norm(), lerp(a, b, t)[4].norm()
+    # Independent Gaussians are nearly orthogonal: the chord's midpoint has norm ~ |a| / sqrt(2), the arc's ~ |a|.
+    assert mid_norm_slerp > 0.95 * min(a.norm(), b.norm()) and mid_norm_lerp < 0.8 * a.norm()
+
+
+def test_walk_renders_frames_per_transition_and_ends_on_the_last_keypoint():
+    keys = seed_latents([3, 17, 42], 8)
+    path = walk(keys, 5, "lerp")
+    assert path.shape == (2 * 5 + 1, 8) and torch.equal(path[0], keys[0]) and torch.equal(path[5], keys[1])
+    assert torch.equal(path[-1], keys[2]) and walk(keys, 5, "slerp", include_end=False).shape == (10, 8)
+
+
+def test_interpolate_writes_a_gif_with_every_frame(run_dir, tmp_path):
+    out = tmp_path / "walk.gif"
+    assert "wrote 21 frames" in invoke("interpolate", run_dir, "--seeds", "3,17,42", "--frames", "10", "--out", out)
+    with Image.open(out) as gif:
+        assert gif.n_frames == 21 and gif.size == (252, 252)  # 28 px enlarged 9x to about 256
+
+
+def test_interpolate_png_is_one_row_per_transition_from_seed_to_seed(run_dir, tmp_path):
+    out = tmp_path / "rows.png"
+    invoke("interpolate", run_dir, "--seeds", "3,17,42", "--frames", "6", "--method", "lerp", "--out", out)
+    grid = Image.open(out)
+    assert grid.size == (6 * 30 + 2, 2 * 30 + 2) and grid.text["method"] == "lerp"
+    generator, config, _ = load_generator(run_dir)
+    ends = render(generator, seed_latents([3, 17, 42], config.model.z_dim))[:, 0].numpy()
+    row_cells = cells(grid, 2, 6)
+    assert np.array_equal(row_cells[0], ends[0]) and np.array_equal(row_cells[5], ends[1])
+    assert np.array_equal(row_cells[6], ends[1]) and np.array_equal(row_cells[11], ends[2])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is None, reason="imageio-ffmpeg not installed")
+def test_interpolate_writes_an_mp4_when_imageio_ffmpeg_is_installed(run_dir, tmp_path):
+    import imageio_ffmpeg
+
+    out = tmp_path / "walk.mp4"
+    invoke("interpolate", run_dir, "--seeds", "1,2", "--frames", "12", "--loop", "--out", out)
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    assert meta["size"] == (252, 252) and sum(1 for _ in reader) == 24  # there and back, first frame not repeated
+
+
+def test_interpolate_refuses_a_single_seed_and_unknown_suffixes(run_dir, tmp_path):
+    assert "at least two seeds" in invoke_error("interpolate", run_dir, "--seeds", "5")
+    assert "write .gif" in invoke_error("interpolate", run_dir, "--out", tmp_path / "walk.avi")
+
+
+def test_arithmetic_grid_shows_groups_means_and_the_combined_latent(run_dir, tmp_path):
+    out = tmp_path / "arith.png"
+    invoke("arithmetic", run_dir, "--a", "1,2,3", "--b", "4,5,6", "--c", "7,8,9", "--out", out)
+    grid = Image.open(out)
+    assert grid.size == (4 * 30 + 2, 4 * 30 + 2) and grid.text["a"] == "1,2,3"
+    generator, config, _ = load_generator(run_dir)
+    z = [seed_latents(s, config.model.z_dim) for s in ([1, 2, 3], [4, 5, 6], [7, 8, 9])]
+    expected = render(generator, combine(*z)[None])[0, 0].numpy()
+    layout = cells(grid, 4, 4)
+    assert np.array_equal(layout[12], expected)  # the last row starts with mean(a) - mean(b) + mean(c)
+    assert np.array_equal(layout[3], render(generator, z[0].mean(0, keepdim=True))[0, 0].numpy())
+    assert torch.allclose(combine(*z), z[0].mean(0) - z[1].mean(0) + z[2].mean(0))
+
+
+def test_projection_recovers_a_generated_image_better_than_its_starting_point(run_dir, tmp_path):
+    generator, config, _ = load_generator(run_dir)
+    target = render(generator, seed_latents([12345], config.model.z_dim))[0]
+    Image.fromarray(target[0].numpy()).save(tmp_path / "target.png")
+    result = project(run_dir, tmp_path / "target.png", tmp_path / "proj", steps=80, starts=8)
+    assert result.losses[-1] < 0.5 * result.losses[0]
+    files = {p.name for p in (tmp_path / "proj").iterdir()}
+    assert files == {"latent.npy", "projected.png", "target.png", "progress.png"}
+    latent = np.load(tmp_path / "proj" / "latent.npy")
+    assert latent.shape == (config.model.z_dim,) and latent.dtype == np.float32
+    again = render(generator, torch.from_numpy(latent)[None])[0]
+    assert torch.equal(again, torch.from_numpy(np.array(Image.open(tmp_path / "proj" / "projected.png")))[None])
+    assert Image.open(tmp_path / "proj" / "progress.png").size == (9 * 30 + 2, 32)  # target + 8 snapshots
+
+
+def test_project_command_takes_a_real_photo_sized_rgb_image(run_dir, tmp_path):
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    photo.save(tmp_path / "photo.jpg")
+    assert load_target(tmp_path / "photo.jpg", (1, 28, 28)).shape == (1, 1, 28, 28)
+    output = invoke("project", run_dir, tmp_path / "photo.jpg", "--steps", "5", "--starts", "2", "--out",
+                    tmp_path / "p")
+    assert "pixel MSE" in output and (tmp_path / "p" / "latent.npy").is_file()
+
+
+def test_project_reports_an_unreadable_image(run_dir, tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    assert "cannot be read as an image" in invoke_error("project", run_dir, tmp_path / "junk.png")

@@ -1,0 +1,150 @@
+"""The web app's API through FastAPI's test client: images by GET, every parameter checked, JSON errors."""
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from ganforge.generate import SEED_MAX
+
+from explore_helpers import invoke, invoke_error, one_thread, train_tiny_run
+
+try:
+    from fastapi.testclient import TestClient
+
+    from ganforge.serve.app import create_app, is_loopback
+except (ImportError, RuntimeError) as exc:  # starlette's TestClient raises RuntimeError without httpx2/httpx
+    pytest.skip(f"needs the serve extra and httpx2 (pip install 'ganforge[serve]' httpx2): {exc}",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    with one_thread():
+        yield train_tiny_run(tmp_path_factory.mktemp("serve"), ema=False)
+
+
+@pytest.fixture(scope="module")
+def client(run_dir):
+    return TestClient(create_app(run_dir))
+
+
+def png(response) -> Image.Image:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_info_describes_the_generator_and_reports_no_classes_for_unconditional_runs(client, run_dir):
+    info = client.get("/api/info").json()
+    assert info["name"] == run_dir.name and info["z_dim"] == 100 and info["image_shape"] == [1, 28, 28]
+    assert info["classes"] == [] and info["source"] == "run" and info["limits"]["seed_max"] == SEED_MAX
+    assert str(run_dir.parent) not in json.dumps(info)  # the folder's name only, never where it lives
+
+
+def test_image_embeds_seed_and_psi_and_is_the_same_for_the_same_query(client):
+    image = png(client.get("/api/image.png", params={"seed": 42, "psi": 0.7}))
+    assert image.size == (28, 28) and image.text["seed"] == "42" and image.text["psi"] == "0.7"
+    assert "Synthetic" in image.text["Description"]
+    again = client.get("/api/image.png", params={"seed": 42, "psi": 0.7})
+    assert again.content == client.get("/api/image.png?seed=42&psi=0.7").content
+    assert png(client.get("/api/image.png?seed=43&psi=0.7")).tobytes() != image.tobytes()
+    assert "max-age" in again.headers["cache-control"]
+
+
+def test_exported_latent_text_imports_back_to_the_same_image(client):
+    latent = client.get("/api/latent", params={"seed": 7}).json()
+    assert latent["z_dim"] == 100 and len(latent["z"].split(",")) == 100
+    by_seed = png(client.get("/api/image.png", params={"seed": 7, "psi": 0.9}))
+    by_latent = png(client.get("/api/image.png", params={"z": latent["z"], "psi": 0.9}))
+    assert by_seed.tobytes() == by_latent.tobytes() and by_latent.text["latent"] == "imported"
+
+
+def test_interpolation_starts_at_seed_and_strip_has_one_cell_per_frame(client):
+    start = png(client.get("/api/image.png", params={"seed": 1, "seed_b": 2, "t": 0}))
+    assert start.tobytes() == png(client.get("/api/image.png?seed=1")).tobytes()
+    middle = png(client.get("/api/image.png", params={"seed": 1, "seed_b": 2, "t": 0.5, "method": "lerp"}))
+    assert middle.text["t"] == "0.5" and middle.text["method"] == "lerp"
+    strip = png(client.get("/api/strip.png", params={"seed": 1, "seed_b": 2, "frames": 5}))
+    assert strip.size == (5 * 30 + 2, 32)
+
+
+def test_grid_and_scale_give_the_documented_sizes(client):
+    assert png(client.get("/api/grid.png", params={"seed": SEED_MAX, "n": 4})).size == (62, 62)  # seeds wrap
+    assert png(client.get("/api/image.png", params={"seed": 3, "scale": 8})).size == (224, 224)
+
+
+@pytest.mark.parametrize("url, param", [
+    ("/api/image.png?seed=-1", "seed"),
+    (f"/api/image.png?seed={SEED_MAX + 1}", "seed"),
+    ("/api/image.png?seed=abc", "seed"),
+    ("/api/image.png?seed=1&psi=2.5", "psi"),
+    ("/api/image.png?seed=1&psi=nan", "psi"),
+    ("/api/image.png", "seed"),
+    ("/api/image.png?seed=1&z=0.5", "seed"),
+    ("/api/image.png?z=1,2,3", "z"),
+    ("/api/image.png?z=" + ",".join(["1e9"] * 100), "z"),
+    ("/api/image.png?seed=1&seed_b=2&t=1.5", "t"),
+    ("/api/image.png?seed=1&method=cubic", "method"),
+    ("/api/image.png?seed=1&sed=2", "sed"),
+    ("/api/image.png?seed=1&seed=2", "seed"),
+    ("/api/image.png?seed=1&scale=17", "scale"),
+    ("/api/strip.png?seed=1&seed_b=2&frames=17", "frames"),
+    ("/api/strip.png?seed=1&seed_b=2&frames=1", "frames"),
+    ("/api/grid.png?n=65", "n"),
+    ("/api/grid.png?n=64&scale=16", "scale"),
+    ("/api/latent?seed=1&psi=1", "psi"),
+])
+def test_bad_parameters_get_a_400_naming_the_parameter(client, url, param):
+    response = client.get(url)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["param"] == param and param in body["error"]
+
+
+def test_run_page_files_are_fixed_names_never_client_paths(client):
+    assert png(client.get("/api/run/samples.png")).size[0] > 28
+    assert png(client.get("/api/run/loss.png")).size == (640, 360)
+    for url in ("/api/run/config.png", "/api/run/..%2Fconfig.json", "/api/run/../../etc/passwd",
+                "/static/..%2F..%2Fgenerate.py"):
+        response = client.get(url)
+        assert response.status_code == 404 and "error" in response.json(), url
+    status = client.get("/api/run/status").json()
+    assert status["run"] and status["latest"]["tick"] == 2 and status["files"]["samples"] is not None
+
+
+def test_pages_are_served_with_the_synthetic_image_label(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "SYNTHETIC IMAGE" in page.text
+    assert client.get("/run").status_code == 200 and client.get("/static/generator.js").status_code == 200
+
+
+def test_an_exported_folder_serves_without_a_run_page(run_dir, tmp_path):
+    invoke("export", run_dir, "--out", tmp_path / "e")
+    exported = TestClient(create_app(tmp_path / "e"))
+    assert exported.get("/api/info").json()["source"] == "export"
+    assert exported.get("/api/run/status").json() == {"run": False}
+    assert exported.get("/api/run/samples.png").status_code == 404
+    assert png(exported.get("/api/image.png?seed=5")).size == (28, 28)
+
+
+def test_only_loopback_counts_as_private():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
+
+
+def test_serve_command_rejects_bad_ports_and_missing_runs(run_dir, tmp_path):
+    assert "--port 70000 is not a TCP port" in invoke_error("serve", run_dir, "--port", "70000")
+    assert "no such run folder" in invoke_error("serve", tmp_path / "none")
+
+
+def test_serve_binds_loopback_by_default_and_warns_before_binding_elsewhere(run_dir, monkeypatch):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))  # instead of blocking
+    assert "warning" not in invoke("serve", run_dir, "--port", "8123")
+    output = invoke("serve", run_dir, "--host", "0.0.0.0", "--port", "8124")
+    assert "warning: --host 0.0.0.0 makes this server reachable from other machines" in output
+    assert [(c["host"], c["port"]) for c in calls] == [("127.0.0.1", 8123), ("0.0.0.0", 8124)]

@@ -1,0 +1,102 @@
+"""End to end in a real browser: Debian's chromium, headless, driven by Playwright against a live server.
+
+Needs `apt-get install -y chromium` and `pip install playwright` (never `playwright install`: the system chromium
+is used). Skipped with the reason when either is missing. Set GANFORGE_SCREENSHOTS=DIR to keep the screenshots.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from explore_helpers import one_thread, train_tiny_run
+from serve_helpers import running_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install 'ganforge[serve]'")
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with one_thread():
+        run_dir = train_tiny_run(tmp_path_factory.mktemp("browser"), ema=False)
+        with running_server(run_dir) as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        yield page
+        browser.close()
+
+
+def image_state(page) -> tuple[str, str]:
+    return page.eval_on_selector("#image", "img => [img.src, img.dataset.seed || '']")
+
+
+def wait_for_new_image(page, old_src: str) -> None:
+    page.wait_for_function("old => { const img = document.querySelector('#image');"
+                           " return img.src !== old && img.complete && img.naturalWidth > 0; }", arg=old_src,
+                           timeout=15000)
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    keep = os.environ.get("GANFORGE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(keep) / name)
+
+
+def test_generate_shows_a_new_image_and_the_seed_control_changes_it(page, server, tmp_path):
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#image').dataset.seed === '0'", timeout=15000)
+    assert page.locator("#synthetic-label").is_visible()
+    first_src, _ = image_state(page)
+
+    page.click("#generate")  # noise "random" (the default): a new seed, a new image
+    wait_for_new_image(page, first_src)
+    second_src, second_seed = image_state(page)
+    assert second_seed != "0" and page.input_value("#seed") == second_seed
+
+    page.fill("#seed", "1234")
+    page.dispatch_event("#seed", "change")
+    wait_for_new_image(page, second_src)
+    assert image_state(page)[1] == "1234" and "seed 1234" in page.inner_text("#caption")
+    assert page.get_attribute("#download", "download") == "ganforge-seed1234-psi1.00.png"
+
+    page.check("input[name=noise][value=fixed]")  # fixed noise: Generate keeps seed 1234
+    third_src, _ = image_state(page)
+    page.click("#generate")
+    wait_for_new_image(page, third_src)
+    assert image_state(page)[1] == "1234" and page.inner_text("#error") == ""
+    screenshot(page, tmp_path, "generator.png")
+
+
+def test_a_bad_latent_shows_the_servers_error(page, server):
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#image').dataset.seed === '0'", timeout=15000)
+    page.fill("#latent", "1, 2, 3")
+    page.click("#import")
+    page.wait_for_function("document.querySelector('#error').textContent.includes('exactly 100 numbers')",
+                           timeout=15000)
+
+
+def test_run_page_shows_samples_and_losses(page, server, tmp_path):
+    page.goto(server + "/run")
+    for name in ("samples", "loss"):
+        page.wait_for_function("id => { const img = document.getElementById(id);"
+                               " return img.complete && img.naturalWidth > 0; }", arg=name, timeout=15000)
+    assert "tick 2" in page.inner_text("#stats")
+    screenshot(page, tmp_path, "run.png")
