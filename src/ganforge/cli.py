@@ -28,11 +28,13 @@ TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
     "r1_every": ("loss", "r1_every"), "instance_noise": ("loss", "instance_noise"),
     "instance_noise_kimg": ("loss", "instance_noise_kimg"), "augment": ("augment", "name"),
     "ada_target": ("augment", "target"), "ada_kimg": ("augment", "ada_kimg"),
-    "diffaugment_policy": ("augment", "policy"),
+    "diffaugment_policy": ("augment", "policy"), "fmap_base": ("model", "fmap_base"),
+    "fmap_max": ("model", "fmap_max"), "fade_kimg": ("fade_kimg",), "stable_kimg": ("stable_kimg",),
 }
 # What defines the trajectory's starting point cannot change on resume; hyperparameters can.
 FIXED_ON_RESUME = {"data", "model", "z_dim", "g_width", "d_width", "seed", "out", "g_activation", "d_batchnorm",
-                   "spectral_norm", "mbstd", "g_upsample", "cond", "d_dropout"}
+                   "spectral_norm", "mbstd", "g_upsample", "cond", "d_dropout", "fmap_base", "fmap_max",
+                   "fade_kimg", "stable_kimg"}
 
 
 class _Group(click.Group):
@@ -114,6 +116,13 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--g-upsample", type=click.Choice(["transposed", "resize"]), help="G upsampling. [transposed]")
 @click.option("--g-activation", type=click.Choice(["relu", "lrelu"]), help="G hidden activation. [relu]")
 @click.option("--ema-rampup", type=float, help="EMA ramp-up fraction (StyleGAN2: 0.05); 0 = off. [0]")
+@click.option("--phase-kimg", type=float, help="progan: kimg of each fade-in and each stabilisation phase. [600]")
+@click.option("--fade-kimg", type=float, help="progan: fade-in length (overrides --phase-kimg). [600]")
+@click.option("--stable-kimg", type=float, help="progan: stabilisation length (overrides --phase-kimg). [600]")
+@click.option("--fmap-base", type=int, help="progan: channels min(fmap_max, fmap_base / 2^stage). [8192]")
+@click.option("--fmap-max", type=int, help="progan: channel cap. [512]")
+@click.option("--summary", is_flag=True, help="Print the networks' layer tables and parameter counts, then exit.")
+@click.option("--resolution", type=int, help="With --summary and no --data: the square image size. [store's]")
 @click.option("--label-smoothing", type=float, help="One-sided label smoothing: real target 1-s. [0]")
 @click.option("--label-flip", type=float, help="Probability of flipping each D target (label noise). [0]")
 @click.option("--ema-kimg", type=float, help="Half-life of G's weight average in kimg; 0 = off. [0]")
@@ -128,9 +137,9 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and the networks' sizes, then exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (status lines only).")
 def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | None, list_presets: bool,
-          **flags: Any) -> None:
+          summary: bool, resolution: int | None, phase_kimg: float | None, **flags: Any) -> None:
     """Train a GAN; with no flags, a DCGAN on the embedded MNIST sample (CPU, minutes)."""
-    from ganforge.presets import describe_presets, preset_overrides
+    from ganforge.presets import MODEL_RECIPES, describe_presets, preset_overrides
     from ganforge.training.session import start_or_resume
 
     if list_presets:
@@ -142,9 +151,27 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
         if fixed:
             raise ConfigError(f"--resume continues a run as it was set up; drop "
                               f"{', '.join('--' + f.replace('_', '-') for f in fixed)} (they cannot change mid-run)")
+    if phase_kimg is not None:
+        given = {"fade_kimg": phase_kimg, "stable_kimg": phase_kimg, **given}
+    # A family with its own recipe (progan: z 512, WGAN-GP, Adam 1e-3 ...) starts from it unless a preset is named.
+    preset = preset or (given.get("model") if given.get("model") in MODEL_RECIPES else None)
     overrides = preset_overrides(preset) if preset else {}
     overrides.update({TRAIN_FLAGS[name]: str(v) if isinstance(v, Path) else v for name, v in given.items()})
+    if summary:
+        click.echo(model_summary(overrides, resolution))
+        return
     start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo)
+
+
+def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None) -> str:
+    from ganforge.config import TrainConfig, apply_overrides
+    from ganforge.models import summarize
+    from ganforge.training.session import open_training_store
+
+    config = apply_overrides(TrainConfig(), overrides)
+    if resolution is not None:
+        return summarize(config.model, (3, resolution, resolution))
+    return summarize(config.model, open_training_store(config).manifest.shape)
 
 
 @main.command("preview-augment")

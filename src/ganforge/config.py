@@ -30,6 +30,8 @@ class ModelConfig:
     g_upsample: str = "transposed"  # "transposed" convs or "resize" (nearest + conv, against checkerboards)
     conditional: bool = False  # class-conditional: conditional BatchNorm in G, projection D (Miyato & Koyama)
     num_classes: int = 0  # set from the store's labels when conditional
+    fmap_base: int = 8192  # ProGAN: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s)
+    fmap_max: int = 512  # ProGAN: channel cap (512 in the paper)
 
     def __post_init__(self) -> None:
         _require(self.z_dim >= 1, "--z-dim must be at least 1")
@@ -94,6 +96,8 @@ class TrainConfig:
     d_steps: int = 1  # D updates per G update (k in Goodfellow et al.'s Algorithm 1)
     ema_kimg: float = 0.0  # half-life of G's weight average in kimg (StyleGAN uses 10); 0 turns it off
     ema_rampup: float = 0.0  # early on, cap the half-life at this fraction of images seen (StyleGAN2: 0.05); 0 = off
+    fade_kimg: float = 600.0  # progressive growing: fade-in length per new resolution (Karras et al. 2018)
+    stable_kimg: float = 600.0  # progressive growing: stabilisation length per resolution
     seed: int = 0  # seeds weights, data order, latents and the fixed sample grid
     tick_kimg: float = 4.0  # progress unit: one status line, sample grid and log row per tick
     snap: int = 5  # checkpoint every this many ticks (and at the end, and on SIGINT/SIGTERM)

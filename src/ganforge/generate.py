@@ -21,6 +21,8 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import build_networks
 from ganforge.training import checkpoint as ckpt
+from ganforge.training.growing import Grows
+from ganforge.training.schedule import build_schedule
 from ganforge.training.rundir import CONFIG_FILE, read_run_config
 
 MAX_IMAGES = 100_000
@@ -98,7 +100,11 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu") -> tup
     generator = build_networks(config.model, (shape[0], shape[1], shape[2])).generator
     prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
     ckpt.load_module(prefix, generator, tensors)
-    loaded = LoadedGenerator(generator.to(device).eval(), config, int(meta["counters"]["cur_nimg"]))
+    nimg = int(meta["counters"]["cur_nimg"])
+    if isinstance(generator, Grows):  # a growing run mid-way: render at the resolution it has reached
+        phase = build_schedule(config, (shape[0], shape[1], shape[2])).phase_at(max(0, nimg - 1))
+        generator.set_phase(phase.resolution, phase.alpha)
+    loaded = LoadedGenerator(generator.to(device).eval(), config, nimg)
     return loaded, prefix
 
 

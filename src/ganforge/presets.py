@@ -31,10 +31,19 @@ PRESETS: dict[str, tuple[str, Overrides]] = {
     "sngan": ("Miyato et al. 2018: spectral norm in D, hinge loss, Adam 2e-4 / (0, 0.9)",
               {("loss", "name"): "hinge", ("model", "spectral_norm"): True, ("beta1",): 0.0, ("beta2",): 0.9}),
     "lsgan": ("Mao et al. 2017: least-squares loss, Adam 2e-4 / 0.5", {("loss", "name"): "lsgan"}),
+    "progan": ("Karras et al. 2018: progressive growing 600+600 kimg per resolution, WGAN-GP with drift 0.001, "
+               "Adam 1e-3 / (0, 0.99), z 512, minibatch stddev, G EMA",
+               {("model", "name"): "progan", ("model", "z_dim"): 512, ("model", "mbstd"): True,
+                ("loss", "name"): "wgan-gp", ("loss", "drift"): 0.001, ("lr_g",): 1e-3, ("lr_d",): 1e-3,
+                ("beta1",): 0.0, ("beta2",): 0.99, ("ema_kimg",): 10.0, ("batch",): 64}),
     "small-data": ("few thousand images: ADA augmentation, R1 gamma 0.1 every 16 steps, G EMA with ramp-up",
                    {("augment", "name"): "ada", ("loss", "r1_gamma"): 0.1, ("ema_kimg",): 10.0,
                     ("ema_rampup",): 0.05}),
 }
+
+
+# Models whose own paper recipe is the sensible default: `--model progan` alone means `--preset progan`.
+MODEL_RECIPES = {"progan"}
 
 
 def preset_overrides(name: str) -> Overrides:

@@ -32,9 +32,11 @@ from ganforge.models import MODELS, build_networks
 from ganforge.regularizers import build_regularizers
 from ganforge.training import checkpoint as ckpt
 from ganforge.training.ema import make_ema_copy, update_ema
+from ganforge.training.growing import Phase
 from ganforge.training.objective import Objective
 from ganforge.training.plots import plot_curves
 from ganforge.training.runlog import RunLog
+from ganforge.training.schedule import Schedule, build_schedule
 from ganforge.training.schemes import SCHEMES
 from ganforge.training.state import TrainingState
 from ganforge.training.stats import TickStats
@@ -99,6 +101,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
     objective = build_objective(config, state)
+    schedule = build_schedule(config, store.manifest.shape)
     discriminator_step, generator_step = SCHEMES[MODELS[config.model.name].scheme]
     grid_latents = torch.randn(config.grid_size, config.model.z_dim,
                                generator=torch.Generator().manual_seed(config.seed + 2))
@@ -119,25 +122,26 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     tick_start_nimg_session = counters.cur_nimg
     try:
         while counters.cur_nimg < total_nimg and not stop_signal:
+            phase = _enter_phase(state, schedule)
             for d_step in range(config.d_steps):
-                indices = state.sampler.next_indices(config.batch)
+                indices = state.sampler.next_indices(phase.batch)
                 labels = data.labels_of(indices) if config.model.conditional else None
-                latents = _latents(state, config.batch, device)
-                carry = discriminator_step(state, objective, data.images(indices), labels, latents,
+                reals = schedule.prepare_reals(data.images(indices), phase)
+                carry = discriminator_step(state, objective, reals, labels, _latents(state, phase.batch, device),
                                            keep_fakes=d_step == config.d_steps - 1)
             generator_step(state, objective, carry, labels)
             if state.generator_ema is not None:
-                update_ema(state.generator_ema, state.generator, config.batch, config.ema_kimg, config.ema_rampup,
+                update_ema(state.generator_ema, state.generator, phase.batch, config.ema_kimg, config.ema_rampup,
                            counters.cur_nimg)
-            counters.cur_nimg += config.batch * config.d_steps
-            bar.update(config.batch * config.d_steps)
+            counters.cur_nimg += phase.batch * config.d_steps
+            bar.update(phase.batch * config.d_steps)
 
             done = counters.cur_nimg >= total_nimg
             if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
                 continue
             seconds = time.perf_counter() - tick_start_time
             record = _finish_tick(state, run_dir, log, seconds, counters.cur_nimg - tick_start_nimg_session,
-                                  (grid_latents, grid_labels, preview_reals), tick_hooks)
+                                  (grid_latents, grid_labels, preview_reals), (*tick_hooks, _phase_fields(schedule)))
             echo(_status_line(record))
             if counters.tick % config.snap == 0 or done:
                 _save(state, run_dir)
@@ -152,6 +156,24 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         log.close()
         _restore_handlers(previous_handlers)
     return state
+
+
+def _enter_phase(state: TrainingState, schedule: Schedule) -> Phase:
+    """Set the networks to this iteration's phase; a new phase starts with fresh Adam moments (Karras et al.)."""
+    phase = schedule.phase_at(state.counters.cur_nimg)
+    schedule.apply(state.generator, state.discriminator, phase, state.generator_ema)
+    if phase.index != state.counters.phase_index:
+        if state.counters.phase_index >= 0:
+            state.opt_g.state.clear()
+            state.opt_d.state.clear()
+        state.counters.phase_index = phase.index
+    return phase
+
+
+def _phase_fields(schedule: Schedule) -> TickHook:
+    def add(state: TrainingState, record: dict[str, Any]) -> None:
+        record.update(schedule.log_fields(schedule.phase_at(max(0, state.counters.cur_nimg - 1))))
+    return add
 
 
 def _latents(state: TrainingState, batch: int, device: torch.device) -> torch.Tensor:
@@ -179,6 +201,7 @@ def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: floa
         "kimg": counters.cur_nimg / 1000,
         "time_s": round(counters.train_seconds, 3),
         "img_per_s": session_nimg / seconds if seconds > 0 else 0.0,
+        "sec_per_tick": seconds,
         "sec_per_kimg": seconds / (tick_nimg / 1000) if tick_nimg else 0.0,
         **means,
         "peak_mem_gb": _peak_memory_gb(state.stats.device),
@@ -208,6 +231,8 @@ def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tens
                         for z, y in zip(grid_latents.split(256), labels, strict=True)])
     generator.train(was_training)
     columns = state.config.model.num_classes if state.config.model.conditional else None
+    if images.shape[-1] < preview_reals.shape[-1]:  # a growing G at a low resolution: enlarge for display
+        images = torch.nn.functional.interpolate(images, size=preview_reals.shape[-2:], mode="nearest")
     grid = make_grid(to_uint8(images), columns)
     text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
     save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
@@ -233,12 +258,20 @@ def _save(state: TrainingState, run_dir: Path) -> None:
 
 
 def _status_line(r: dict[str, Any]) -> str:
-    extras = "".join(f" {label} {r[key]:.3f}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"))
+    growing = "".join(f" {key} {r[key]:.3g}" for key in ("lod", "minibatch") if key in r)
+    extras = "".join(f" {label} {r[key]:.3g}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"))
                      if r.get(key))
-    return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f} img/s {r['img_per_s']:<7.0f} "
-            f"sec/kimg {r['sec_per_kimg']:<6.2f} loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "
+    return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f}{growing} time {_duration(r['time_s'])} "
+            f"sec/tick {r['sec_per_tick']:<6.1f} sec/kimg {r['sec_per_kimg']:<6.2f} img/s {r['img_per_s']:<6.0f} "
+            f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "
             f"D(x) {r['d_real']:.2f} D(G(z)) {r['d_fake']:.2f} acc real {r['acc_real']:.0%} "
             f"fake {r['acc_fake']:.0%}{extras} mem {r['peak_mem_gb']:.2f}GB")
+
+
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
 
 
 def _peak_memory_gb(device: torch.device) -> float:

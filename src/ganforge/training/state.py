@@ -31,6 +31,7 @@ class Counters:
     tick: int = 0  # completed ticks
     tick_start_nimg: int = 0  # cur_nimg when the current tick began
     d_steps: int = 0  # D updates so far (lazy regularizers key on it)
+    phase_index: int = -1  # growing schedule phase of the last iteration (-1: none yet)
     train_seconds: float = 0.0  # wall time spent training, summed over sessions (not part of the trajectory)
 
 

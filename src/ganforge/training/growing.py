@@ -1,0 +1,156 @@
+"""Progressive growing's schedule (Karras et al. 2018, Sec. 3 and App. A.1): which resolution, fade-in weight
+and minibatch size training uses after `cur_nimg` real images.
+
+Phase 0 stabilises 4x4; then each doubling has a fade-in phase (alpha rising linearly from 0 to 1 over
+`fade_kimg`) and a stabilisation phase (alpha = 1 for `stable_kimg`); the last phase, at the target
+resolution, lasts for the rest of the run. This is the original's `train.TrainingSchedule` ("lod_training_kimg"
+then "lod_transition_kimg" per doubling), and it is a pure function of cur_nimg, so a resumed run needs no
+state beyond the image counter to be back in the same phase with the same alpha.
+
+`lod` is the original's level of detail, log2(target) - log2(resolution) + (1 - alpha) while fading, which
+its tick log prints: 5.0 while stabilising 4x4 with a 128 px target, 4.5 half-way through the 8x8 fade-in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ganforge.errors import CheckpointError, ConfigError
+from ganforge.models.progan_layers import downsample, fade, upsample
+
+# The official TensorFlow code's default ("preset-v2-1gpu" in its config.py): larger minibatches where the
+# networks are small, down to 4 at 512 px; 1024 px takes its minibatch_base of 4. It trains a single GPU
+# much faster at low resolution than the paper's setting below.
+DEFAULT_BATCH_BY_RESOLUTION = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
+# The paper's App. A.1 (and the original Theano config): 16 up to 128 px, then 14, 6 and 3 for memory.
+PAPER_BATCH_BY_RESOLUTION = {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3}
+
+
+@dataclass(frozen=True)
+class Phase:
+    index: int  # 0 = 4x4 stabilisation, 2l - 1 = fade-in of level l (4 * 2^l px), 2l = its stabilisation
+    resolution: int  # px that G outputs and D takes
+    alpha: float  # fade-in weight of the newest block; 1.0 outside fade-ins
+    fading: bool  # a fade-in phase (alpha may still be 0.0 at its first image)
+    batch: int  # minibatch size at this resolution
+    lod: float  # the original's level of detail: log2(target / resolution) + (1 - alpha) while fading
+
+
+@runtime_checkable
+class Grows(Protocol):
+    def set_phase(self, resolution: int, alpha: float) -> None: ...
+
+
+class GrowingSchedule:
+    def __init__(self, target_resolution: int, fade_kimg: float = 600.0, stable_kimg: float = 600.0,
+                 batch_by_resolution: dict[int, int] | None = None, max_batch: int | None = None) -> None:
+        if not 4 <= target_resolution <= 1024 or target_resolution & (target_resolution - 1):
+            raise ConfigError(f"progressive growing needs a power-of-two target resolution from 4 to 1024 px, got "
+                              f"{target_resolution}; prepare the store at one (`ganforge prepare --resolution 128`)")
+        if fade_kimg < 0 or stable_kimg < 0:
+            raise ConfigError("--phase-kimg (fade-in and stabilisation lengths) must not be negative")
+        if max_batch is not None and max_batch < 1:
+            raise ConfigError("the maximum progressive-growing minibatch must be at least 1")
+        self.target_resolution = target_resolution
+        self.levels = int(math.log2(target_resolution)) - 2  # doublings after 4x4
+        self.fade_kimg, self.stable_kimg = float(fade_kimg), float(stable_kimg)
+        self.fade_nimg, self.stable_nimg = round(fade_kimg * 1000), round(stable_kimg * 1000)
+        self.batch_by_resolution = dict(batch_by_resolution or DEFAULT_BATCH_BY_RESOLUTION)
+        self.max_batch = max_batch
+        missing = [4 << lv for lv in range(self.levels + 1) if self.batch_by_resolution.get(4 << lv, 0) < 1]
+        if missing:
+            raise ConfigError(f"the progressive-growing minibatch sizes lack a positive size for {missing} px")
+
+    @property
+    def num_phases(self) -> int:
+        return 2 * self.levels + 1
+
+    def phase_at(self, cur_nimg: int) -> Phase:
+        if cur_nimg < 0:
+            raise ValueError(f"cur_nimg must not be negative, got {cur_nimg}")
+        level, alpha, fading = self.levels, 1.0, False  # past the schedule: the target, for good
+        since = cur_nimg - self.stable_nimg
+        span = self.fade_nimg + self.stable_nimg  # one doubling: fade-in then stabilisation
+        if since < 0:
+            level = 0
+        elif span > 0 and since // span < self.levels:
+            level, within = since // span + 1, since % span
+            if within < self.fade_nimg:
+                alpha, fading = within / self.fade_nimg, True
+        index = 0 if level == 0 else 2 * level - int(fading)
+        resolution = 4 << level
+        batch = self.batch_by_resolution[resolution]
+        if self.max_batch is not None:
+            batch = min(batch, self.max_batch)
+        lod = float(self.levels - level) + (1.0 - alpha if fading else 0.0)
+        return Phase(index, resolution, alpha, fading, batch, lod)
+
+    def phase_start_nimg(self, index: int) -> int:
+        """The first cur_nimg of phase `index` (a zero-length phase starts where the next one does)."""
+        if not 0 <= index < self.num_phases:
+            raise ValueError(f"phase index must be in 0..{self.num_phases - 1}, got {index}")
+        if index == 0:
+            return 0
+        level = (index + 1) // 2
+        start = self.stable_nimg + (level - 1) * (self.fade_nimg + self.stable_nimg)
+        return start if index % 2 else start + self.fade_nimg
+
+    def apply(self, generator: nn.Module, discriminator: nn.Module, phase: Phase,
+              generator_ema: nn.Module | None = None) -> None:
+        """Set every network (the EMA copy of G too: it samples at the current resolution) to `phase`."""
+        for net in (generator, discriminator, generator_ema):
+            if net is None:
+                continue
+            if not isinstance(net, Grows):
+                raise ConfigError(f"{type(net).__name__} cannot grow (no set_phase); train it with --model progan")
+            net.set_phase(phase.resolution, phase.alpha)
+
+    def prepare_reals(self, images: torch.Tensor, phase: Phase) -> torch.Tensor:
+        """[B, C, R, R] reals at the target resolution -> [B, C, r, r] at the phase's resolution r.
+
+        Box-filter downsampling, as the original's multi-resolution dataset; during a fade-in, blended with
+        the nearest-upsampled r/2 version exactly as G's output is, alpha * x_r + (1 - alpha) * up(x_{r/2}),
+        so D never tells reals from fakes by their sharpness (the original's process_reals "FadeLOD").
+        """
+        size = images.shape[-1]
+        if images.dim() != 4 or images.shape[-2] != size or size != self.target_resolution:
+            raise ValueError(f"prepare_reals takes [B, C, {self.target_resolution}, {self.target_resolution}] "
+                             f"images, got {tuple(images.shape)}")
+        reals = downsample(images, size // phase.resolution)
+        if phase.fading:
+            reals = fade(reals, upsample(downsample(reals)), phase.alpha)
+        return reals
+
+    @staticmethod
+    def log_fields(phase: Phase) -> dict[str, Any]:
+        """The tick log's growing fields, as the original prints them: lod, resolution, alpha, minibatch."""
+        return {"lod": phase.lod, "resolution": phase.resolution, "alpha": phase.alpha, "minibatch": phase.batch}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The settings (JSON-ready); the position in the schedule is cur_nimg, which the checkpoint has."""
+        return {"target_resolution": self.target_resolution, "fade_kimg": self.fade_kimg,
+                "stable_kimg": self.stable_kimg, "max_batch": self.max_batch,
+                "batch_by_resolution": {str(r): b for r, b in sorted(self.batch_by_resolution.items())}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Check that a checkpoint's schedule is this one: a different one would put resume in another phase."""
+        mine = self.state_dict()
+        changed = sorted(k for k in mine if k in state and state[k] != mine[k])
+        if changed or set(state) != set(mine):
+            raise CheckpointError(f"the checkpoint's growing schedule differs ({', '.join(changed) or 'keys'}): "
+                                  f"it has {state}, this run {mine}; resume with the run's own settings")
+
+
+def phase_changed(prev: Phase, cur: Phase) -> bool:
+    """True when `cur` starts a new phase: the loop then resets both optimizers' Adam moments.
+
+    The original resets whenever floor(lod) or ceil(lod) changes (train.py, reset_opt_for_new_lod), which is
+    at the start of every fade-in and of every stabilisation; moments gathered while alpha moved belong to a
+    different function than the stabilised network's.
+    """
+    return prev.index != cur.index
