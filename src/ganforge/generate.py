@@ -22,8 +22,8 @@ from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import build_networks
 from ganforge.training import checkpoint as ckpt
 from ganforge.training.growing import Grows
-from ganforge.training.schedule import build_schedule
 from ganforge.training.rundir import CONFIG_FILE, read_run_config
+from ganforge.training.schedule import build_schedule
 
 MAX_IMAGES = 100_000
 SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and the web UI
