@@ -91,3 +91,22 @@ def test_preview_augment_writes_reals_with_copies(digits, tmp_path):
     from PIL import Image
 
     assert Image.open(out).size == (4 * 30 + 2, 4 * 30 + 2)
+
+
+@pytest.mark.parametrize("args", [["--precision", "bf16", "--channels-last"], ["--precision", "fp16"]])
+def test_mixed_precision_trains_and_saves_its_scaler(digits, tmp_path, args):
+    rows = train(digits, tmp_path, *args)
+    assert len(rows) == 2 and all(abs(r["loss_d"]) < 1e4 for r in rows)
+    from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
+
+    _, meta = load_checkpoint(latest_checkpoint(next(tmp_path.iterdir())))
+    assert ("G" in meta["precision"]) == (args[1] == "fp16")
+
+
+def test_bench_reports_ratio_to_the_textbook_loop():
+    from ganforge.bench import run_bench
+
+    result = run_bench("dcgan", 32, 16, "fp32", False, kimg=0.2, device_name="cpu", reference_seconds=1.0)
+    assert result.ganforge_img_per_s > 0 and result.reference_img_per_s > 0
+    assert result.gflop_per_img > 0 and 0 < result.fraction_of_peak < 1
+    assert "ratio" in result.report() and "of peak" in result.report()

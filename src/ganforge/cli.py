@@ -30,6 +30,7 @@ TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
     "ada_target": ("augment", "target"), "ada_kimg": ("augment", "ada_kimg"),
     "diffaugment_policy": ("augment", "policy"), "fmap_base": ("model", "fmap_base"),
     "fmap_max": ("model", "fmap_max"), "fade_kimg": ("fade_kimg",), "stable_kimg": ("stable_kimg",),
+    "precision": ("precision",), "channels_last": ("channels_last",), "compile": ("compile",),
 }
 # What defines the trajectory's starting point cannot change on resume; hyperparameters can.
 FIXED_ON_RESUME = {"data", "model", "z_dim", "g_width", "d_width", "seed", "out", "g_activation", "d_batchnorm",
@@ -121,6 +122,9 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--stable-kimg", type=float, help="progan: stabilisation length (overrides --phase-kimg). [600]")
 @click.option("--fmap-base", type=int, help="progan: channels min(fmap_max, fmap_base / 2^stage). [8192]")
 @click.option("--fmap-max", type=int, help="progan: channel cap. [512]")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Mixed precision. [fp32]")
+@click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout. [off]")
+@click.option("--compile/--no-compile", default=None, help="torch.compile G and D. [off]")
 @click.option("--summary", is_flag=True, help="Print the networks' layer tables and parameter counts, then exit.")
 @click.option("--resolution", type=int, help="With --summary and no --data: the square image size. [store's]")
 @click.option("--label-smoothing", type=float, help="One-sided label smoothing: real target 1-s. [0]")
@@ -161,6 +165,24 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
         click.echo(model_summary(overrides, resolution))
         return
     start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo)
+
+
+@main.command()
+@click.option("--model", default="dcgan", show_default=True)
+@click.option("--resolution", type=click.IntRange(4, 1024), default=64, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--channels-last", is_flag=True, help="NHWC layout for ganforge's loop.")
+@click.option("--kimg", type=click.FloatRange(0.1, 1000), default=2.0, show_default=True,
+              help="Length of ganforge's timed run (4 ticks; the first is warm-up).")
+@click.option("--device", default="auto", show_default=True)
+def bench(model: str, resolution: int, batch: int, precision: str, channels_last: bool, kimg: float,
+          device: str) -> None:
+    """Train img/s of ganforge's loop vs a textbook eager loop on the same networks, and the device's peak."""
+    from ganforge.bench import run_bench
+
+    click.echo(f"{model} {resolution}px batch {batch} {precision}{' channels_last' if channels_last else ''}")
+    click.echo(run_bench(model, resolution, batch, precision, channels_last, kimg, device).report())
 
 
 def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None) -> str:

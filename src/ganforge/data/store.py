@@ -176,9 +176,11 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class DeviceBatches:
     """Serves float batches in [-1, 1] on the training device; the whole store lives there when it fits."""
 
-    def __init__(self, store: Store, device: torch.device, resident_limit_bytes: int = 4 << 30) -> None:
+    def __init__(self, store: Store, device: torch.device, resident_limit_bytes: int = 4 << 30,
+                 channels_last: bool = False) -> None:
         self.store = store
         self.device = device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.resident: torch.Tensor | None = None
         self.labels = torch.from_numpy(store.labels).to(device)
         if store.in_memory and store.images.nbytes <= resident_limit_bytes:
@@ -192,7 +194,7 @@ class DeviceBatches:
             batch = self.resident.index_select(0, indices.to(self.device))
         else:
             batch = self.store.uint8_batch(indices.numpy()).to(self.device, non_blocking=True)
-        return to_float(batch)
+        return to_float(batch).contiguous(memory_format=self.memory_format)
 
 
 def _read_header(path: Path) -> tuple[Manifest, int, int]:

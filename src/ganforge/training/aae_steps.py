@@ -20,19 +20,19 @@ def aae_discriminator_step(state: TrainingState, objective: Objective, reals: to
                            keep_fakes: bool) -> tuple[torch.Tensor, torch.Tensor]:
     assert state.encoder is not None
     D = state.discriminator
-    with torch.set_grad_enabled(keep_fakes):
-        codes = state.encoder(reals)
-    real_logits = D(latents)  # prior samples
-    fake_logits = D(codes.detach())
-    d_loss = objective.loss.discriminator_loss(real_logits, fake_logits)
-    total = d_loss
-    for regularizer in objective.regularizers:
-        term = regularizer.penalty(D, latents, codes.detach(), real_logits, state.counters.d_steps)
-        if term is not None:
-            total = total + term
+    with state.precision.autocast():
+        with torch.set_grad_enabled(keep_fakes):
+            codes = state.encoder(reals)
+        real_logits = D(latents)  # prior samples
+        fake_logits = D(codes.detach())
+        d_loss = objective.loss.discriminator_loss(real_logits, fake_logits)
+        total = d_loss
+        for regularizer in objective.regularizers:
+            term = regularizer.penalty(D, latents, codes.detach(), real_logits, state.counters.d_steps)
+            if term is not None:
+                total = total + term
     state.opt_d.zero_grad(set_to_none=True)
-    total.backward()
-    state.opt_d.step()
+    state.precision.backward_and_step(total, state.opt_d, "D")
     for regularizer in objective.regularizers:
         regularizer.after_step(D)
     state.counters.d_steps += 1
@@ -44,11 +44,11 @@ def aae_generator_step(state: TrainingState, objective: Objective, carry: tuple[
                        labels: torch.Tensor | None) -> None:
     codes, reals = carry
     state.discriminator.requires_grad_(False)
-    adversarial = objective.loss.generator_loss(state.discriminator(codes))
-    reconstruction = F.mse_loss(state.generator(codes), reals)
+    with state.precision.autocast():
+        adversarial = objective.loss.generator_loss(state.discriminator(codes))
+        reconstruction = F.mse_loss(state.generator(codes).float(), reals)
     state.opt_g.zero_grad(set_to_none=True)
-    (adversarial + state.config.loss.recon_weight * reconstruction).backward()
-    state.opt_g.step()
+    state.precision.backward_and_step(adversarial + state.config.loss.recon_weight * reconstruction, state.opt_g, "G")
     state.discriminator.requires_grad_(True)
     state.stats.add_generator(adversarial)
     state.stats.add("loss_recon", reconstruction)

@@ -35,6 +35,7 @@ from ganforge.training.ema import make_ema_copy, update_ema
 from ganforge.training.growing import Phase
 from ganforge.training.objective import Objective
 from ganforge.training.plots import plot_curves
+from ganforge.training.precision import Precision
 from ganforge.training.runlog import RunLog
 from ganforge.training.schedule import Schedule, build_schedule
 from ganforge.training.schemes import SCHEMES
@@ -58,7 +59,13 @@ def build_state(config: TrainConfig, store: Store, device: torch.device) -> Trai
     np.random.seed(config.seed)
     networks = build_networks(config.model, store.manifest.shape)
     generator, discriminator = networks.generator.to(device), networks.discriminator.to(device)
+    if config.channels_last:
+        generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     encoder = networks.encoder.to(device) if networks.encoder is not None else None
+    if config.compile:  # in place (nn.Module.compile), so state_dict keys and checkpoints stay the same
+        generator.compile(dynamic=False)
+        discriminator.compile(dynamic=False)
     g_side = [*generator.parameters(), *(encoder.parameters() if encoder is not None else [])]
     betas = (config.beta1, config.beta2)
     return TrainingState(
@@ -67,11 +74,14 @@ def build_state(config: TrainConfig, store: Store, device: torch.device) -> Trai
         discriminator=discriminator,
         generator_ema=make_ema_copy(generator) if config.ema_kimg > 0 else None,
         encoder=encoder,
-        opt_g=torch.optim.Adam(g_side, lr=config.lr_g, betas=betas),
-        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas),
+        # Fused Adam is one kernel per step on GPUs; on the CPU the default (foreach) measured the same.
+        opt_g=torch.optim.Adam(g_side, lr=config.lr_g, betas=betas, fused=device.type == "cuda" or None),
+        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas,
+                               fused=device.type == "cuda" or None),
         sampler=EpochSampler(len(store), config.seed),
         latent_rng=torch.Generator().manual_seed(config.seed + 1),
         stats=TickStats(device),
+        precision=Precision(config.precision, device),
         augment=build_augment(config.augment.name, batch=config.batch, target=config.augment.target,
                               ada_kimg=config.augment.ada_kimg, policy=config.augment.policy),
     )
@@ -92,7 +102,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     # Denormal floats (tiny gradients and Adam moments) run ~20x slower on x86 CPUs: measured 2,400 vs
     # 100-400 img/s on a small DCGAN. GPUs already flush them; flushing on the CPU costs no quality.
     torch.set_flush_denormal(True)
-    data = DeviceBatches(store, device)
+    data = DeviceBatches(store, device, channels_last=config.channels_last)
     state = build_state(config, store, device)
     log = RunLog(run_dir)
     latest = ckpt.latest_checkpoint(run_dir)

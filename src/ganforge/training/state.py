@@ -20,6 +20,7 @@ from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
 from ganforge.errors import CheckpointError
 from ganforge.training import checkpoint as ckpt
+from ganforge.training.precision import Precision
 from ganforge.training.stats import TickStats
 
 CHECKPOINT_FORMAT = 1
@@ -48,6 +49,7 @@ class TrainingState:
     latent_rng: torch.Generator  # CPU generator: the same latents on any device
     stats: TickStats
     augment: Augment
+    precision: Precision
     counters: Counters = field(default_factory=Counters)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -75,6 +77,7 @@ class TrainingState:
             "stat_counts": stat_counts,
             "sampler": self.sampler.state_dict(),
             "augment": self.augment.state_dict(),
+            "precision": self.precision.state_dict(),
             "rng_python": _jsonable(random.getstate()),
             "rng_numpy": _jsonable(np.random.get_state()),
         }
@@ -103,6 +106,7 @@ class TrainingState:
         self.stats.load_state_dict(tensors, meta["stat_counts"])
         self.sampler.load_state_dict(meta["sampler"])
         self.augment.load_state_dict(meta["augment"])
+        self.precision.load_state_dict(meta.get("precision", {}))
         self.counters = Counters(**meta["counters"])
         torch.set_rng_state(tensors["rng.torch"])
         self.latent_rng.set_state(tensors["rng.latent"])
