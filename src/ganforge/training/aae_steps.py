@@ -19,10 +19,10 @@ def aae_discriminator_step(state: TrainingState, objective: Objective, reals: to
                            labels: torch.Tensor | None, latents: torch.Tensor, *,
                            keep_fakes: bool) -> tuple[torch.Tensor, torch.Tensor]:
     assert state.encoder is not None
-    D = state.discriminator
+    D = state.trained("D")
     with state.precision.autocast():
         with torch.set_grad_enabled(keep_fakes):
-            codes = state.encoder(reals)
+            codes = state.trained("E")(reals)
         real_logits = D(latents)  # prior samples
         fake_logits = D(codes.detach())
         d_loss = objective.loss.discriminator_loss(real_logits, fake_logits)
@@ -46,7 +46,7 @@ def aae_generator_step(state: TrainingState, objective: Objective, carry: tuple[
     state.discriminator.requires_grad_(False)
     with state.precision.autocast():
         adversarial = objective.loss.generator_loss(state.discriminator(codes))
-        reconstruction = F.mse_loss(state.generator(codes).float(), reals)
+        reconstruction = F.mse_loss(state.trained("G")(codes).float(), reals)
     state.opt_g.zero_grad(set_to_none=True)
     state.precision.backward_and_step(adversarial + state.config.loss.recon_weight * reconstruction, state.opt_g, "G")
     state.discriminator.requires_grad_(True)

@@ -9,7 +9,6 @@ written. Numbers stay on the device until the tick ends.
 from __future__ import annotations
 
 import random
-import resource
 import signal
 import time
 from collections.abc import Callable
@@ -24,25 +23,23 @@ from tqdm import tqdm
 from ganforge.augment import build_augment
 from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
-from ganforge.data.store import DeviceBatches, Store, to_float, to_uint8
-from ganforge.errors import TrainingDiverged
+from ganforge.data.store import DeviceBatches, Store, to_float
 from ganforge.images import make_grid, save_png
 from ganforge.losses import build_loss
 from ganforge.models import MODELS, build_networks
 from ganforge.regularizers import build_regularizers
 from ganforge.training import checkpoint as ckpt
+from ganforge.training.distributed import init_distributed, per_rank_batch
 from ganforge.training.ema import make_ema_copy, update_ema
 from ganforge.training.growing import Phase
 from ganforge.training.objective import Objective
-from ganforge.training.plots import plot_curves
 from ganforge.training.precision import Precision
+from ganforge.training.report import TickHook, advance_tick, finish_tick, status_line
 from ganforge.training.runlog import RunLog
 from ganforge.training.schedule import Schedule, build_schedule
 from ganforge.training.schemes import SCHEMES
 from ganforge.training.state import TrainingState
 from ganforge.training.stats import TickStats
-
-TickHook = Callable[[TrainingState, dict[str, Any]], None]  # may add entries to the tick's log record
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,7 +93,9 @@ def build_objective(config: TrainConfig, state: TrainingState) -> Objective:
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
           tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write) -> TrainingState:
     """Train until `config.kimg`, resuming from the run's latest checkpoint if there is one."""
-    device = resolve_device(config.device)
+    ctx, ddp_device = init_distributed(config.device)
+    device = ddp_device or resolve_device(config.device)
+    echo = echo if ctx.is_main else _quiet
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # Denormal floats (tiny gradients and Adam moments) run ~20x slower on x86 CPUs: measured 2,400 vs
@@ -104,12 +103,16 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     torch.set_flush_denormal(True)
     data = DeviceBatches(store, device, channels_last=config.channels_last)
     state = build_state(config, store, device)
-    log = RunLog(run_dir)
+    log = RunLog(run_dir) if ctx.is_main else None
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
         state.restore(*ckpt.load_checkpoint(latest))
-        log.truncate_after(state.counters.cur_nimg)
+        if log is not None:
+            log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
+    grows = MODELS[config.model.name].grows  # a growing model leaves its other resolutions' layers unused
+    state.wrapped = {role: ctx.wrap(net, device, find_unused=grows) for role, net in
+                     (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None}
     objective = build_objective(config, state)
     schedule = build_schedule(config, store.manifest.shape)
     discriminator_step, generator_step = SCHEMES[MODELS[config.model.name].scheme]
@@ -118,7 +121,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     # Conditional runs: the grid cycles through the classes, so each column of a 10-wide grid is one class.
     grid_labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
     preview_reals = to_float(store.uint8_batch(np.arange(min(32, len(store)))))
-    if not (run_dir / "reals.png").exists():
+    if ctx.is_main and not (run_dir / "reals.png").exists():
         reals = store.uint8_batch(np.arange(min(config.grid_size, len(store))))
         save_png(make_grid(reals), run_dir / "reals.png")
 
@@ -127,17 +130,21 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     counters = state.counters
     total_nimg = config.total_nimg
     bar = tqdm(total=total_nimg, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
-               disable=None if progress else True, leave=False)
+               disable=None if progress and ctx.is_main else True, leave=False)
+    stopping = False
     tick_start_time = time.perf_counter()
     tick_start_nimg_session = counters.cur_nimg
     try:
-        while counters.cur_nimg < total_nimg and not stop_signal:
+        while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
+            per_rank_batch(phase.batch, ctx)
             for d_step in range(config.d_steps):
-                indices = state.sampler.next_indices(phase.batch)
+                # Every rank draws the global batch and keeps its slice: the same data whatever the world size.
+                indices = ctx.shard(state.sampler.next_indices(phase.batch))
                 labels = data.labels_of(indices) if config.model.conditional else None
                 reals = schedule.prepare_reals(data.images(indices), phase)
-                carry = discriminator_step(state, objective, reals, labels, _latents(state, phase.batch, device),
+                latents = ctx.shard(_latents(state, phase.batch, device))
+                carry = discriminator_step(state, objective, reals, labels, latents,
                                            keep_fakes=d_step == config.d_steps - 1)
             generator_step(state, objective, carry, labels)
             if state.generator_ema is not None:
@@ -147,23 +154,33 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             bar.update(phase.batch * config.d_steps)
 
             done = counters.cur_nimg >= total_nimg
+            # One process stops at once; several agree at tick ends, so no rank waits alone in a collective.
+            stopping = bool(stop_signal) if not ctx.enabled else stopping
             if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
                 continue
             seconds = time.perf_counter() - tick_start_time
-            record = _finish_tick(state, run_dir, log, seconds, counters.cur_nimg - tick_start_nimg_session,
-                                  (grid_latents, grid_labels, preview_reals), (*tick_hooks, _phase_fields(schedule)))
-            echo(_status_line(record))
-            if counters.tick % config.snap == 0 or done:
+            state.stats.all_reduce(ctx.sum_, ctx.world_size)
+            if log is not None:
+                record = finish_tick(state, run_dir, log, seconds, counters.cur_nimg - tick_start_nimg_session,
+                                     (grid_latents, grid_labels, preview_reals), (*tick_hooks, _phase_fields(schedule)))
+                echo(status_line(record))
+            else:
+                advance_tick(state, seconds)
+            if (counters.tick % config.snap == 0 or done) and ctx.is_main:
                 _save(state, run_dir)
+            stopping = ctx.all_true(bool(stop_signal))
             tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
-        if stop_signal:
+        if stopping and counters.cur_nimg < total_nimg:
             counters.train_seconds += time.perf_counter() - tick_start_time
-            _save(state, run_dir)
-            echo(f"stopped by signal {stop_signal[0]} at kimg {counters.cur_nimg / 1000:.1f}; "
+            if ctx.is_main:
+                _save(state, run_dir)
+            source = f"signal {stop_signal[0]}" if stop_signal else "a signal to another rank"
+            echo(f"stopped by {source} at kimg {counters.cur_nimg / 1000:.1f}; "
                  f"continue with `ganforge train --resume {run_dir}`")
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
         _restore_handlers(previous_handlers)
     return state
 
@@ -190,104 +207,14 @@ def _latents(state: TrainingState, batch: int, device: torch.device) -> torch.Te
     return torch.randn(batch, state.config.model.z_dim, generator=state.latent_rng).to(device, non_blocking=True)
 
 
-def _finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: float, session_nimg: int,
-                 previews: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor],
-                 tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
-    counters = state.counters
-    means = state.stats.means()
-    tick_nimg = counters.cur_nimg - counters.tick_start_nimg
-    if not all(v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("loss")):
-        raise TrainingDiverged(
-            f"the loss became non-finite during the tick ending at kimg {counters.cur_nimg / 1000:.1f} "
-            f"(loss_d={means['loss_d']}, loss_g={means['loss_g']}); resume from the last checkpoint with lower "
-            "--lr-g/--lr-d: `ganforge train --resume RUN --lr-d ...`.")
-    counters.tick += 1
-    counters.tick_start_nimg = counters.cur_nimg
-    counters.train_seconds += seconds
-    state.stats.reset()
-    record: dict[str, Any] = {
-        "tick": counters.tick,
-        "nimg": counters.cur_nimg,
-        "kimg": counters.cur_nimg / 1000,
-        "time_s": round(counters.train_seconds, 3),
-        "img_per_s": session_nimg / seconds if seconds > 0 else 0.0,
-        "sec_per_tick": seconds,
-        "sec_per_kimg": seconds / (tick_nimg / 1000) if tick_nimg else 0.0,
-        **means,
-        "peak_mem_gb": _peak_memory_gb(state.stats.device),
-        "lr_g": state.opt_g.param_groups[0]["lr"],
-        "lr_d": state.opt_d.param_groups[0]["lr"],
-        "augment_p": state.augment.probability,
-    }
-    _write_samples(state, run_dir, *previews)
-    for hook in tick_hooks:
-        hook(state, record)
-    log.append(record)
-    rows = [r for r in log.records() if "tick" in r]
-    plot_curves({name: [(r["kimg"], r[name]) for r in rows] for name in ("loss_d", "loss_g")},
-                run_dir / "loss.png")
-    return record
-
-
-@torch.no_grad()
-def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tensor,
-                   grid_labels: torch.Tensor | None, preview_reals: torch.Tensor) -> None:
-    generator = state.generator_ema if state.generator_ema is not None else state.generator
-    was_training = generator.training
-    generator.eval()
-    device = next(generator.parameters()).device
-    labels = grid_labels.split(256) if grid_labels is not None else [None] * len(grid_latents.split(256))
-    images = torch.cat([generator(z.to(device), y if y is None else y.to(device))
-                        for z, y in zip(grid_latents.split(256), labels, strict=True)])
-    generator.train(was_training)
-    columns = state.config.model.num_classes if state.config.model.conditional else None
-    if images.shape[-1] < preview_reals.shape[-1]:  # a growing G at a low resolution: enlarge for display
-        images = torch.nn.functional.interpolate(images, size=preview_reals.shape[-2:], mode="nearest")
-    grid = make_grid(to_uint8(images), columns)
-    text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
-    save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
-    save_png(grid, run_dir / "samples" / "latest.png", text)
-    if state.encoder is not None:
-        _write_reconstructions(state, run_dir, preview_reals.to(device))
-
-
-@torch.no_grad()
-def _write_reconstructions(state: TrainingState, run_dir: Path, reals: torch.Tensor) -> None:
-    """Autoencoders: the first reals (odd columns) beside their reconstructions (even columns)."""
-    assert state.encoder is not None
-    state.encoder.eval(), state.generator.eval()
-    pairs = torch.stack([reals, state.generator(state.encoder(reals))], dim=1).flatten(0, 1)
-    state.encoder.train(), state.generator.train()
-    save_png(make_grid(to_uint8(pairs), 16), run_dir / "samples" / "reconstructions.png")
-
-
 def _save(state: TrainingState, run_dir: Path) -> None:
     tensors, meta = state.capture()
     ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, state.counters.cur_nimg), tensors, meta)
     ckpt.prune_checkpoints(run_dir, state.config.keep)
 
 
-def _status_line(r: dict[str, Any]) -> str:
-    growing = "".join(f" {key} {r[key]:.3g}" for key in ("lod", "minibatch") if key in r)
-    extras = "".join(f" {label} {r[key]:.3g}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"))
-                     if r.get(key))
-    return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f}{growing} time {_duration(r['time_s'])} "
-            f"sec/tick {r['sec_per_tick']:<6.1f} sec/kimg {r['sec_per_kimg']:<6.2f} img/s {r['img_per_s']:<6.0f} "
-            f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "
-            f"D(x) {r['d_real']:.2f} D(G(z)) {r['d_fake']:.2f} acc real {r['acc_real']:.0%} "
-            f"fake {r['acc_fake']:.0%}{extras} mem {r['peak_mem_gb']:.2f}GB")
-
-
-def _duration(seconds: float) -> str:
-    minutes, sec = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
-
-
-def _peak_memory_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+def _quiet(message: str) -> None:
+    pass
 
 
 def _install_stop_handlers(stop_signal: list[int]) -> dict[int, Any]:

@@ -13,6 +13,7 @@ from ganforge.data.embedded import embedded_store_path
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError, DataError
 from ganforge.models import build_networks
+from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
 from ganforge.training.rundir import create_run_dir, read_run_config, write_run_config
 from ganforge.training.runlog import RunLog
@@ -44,6 +45,8 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
                     progress: bool = True, echo: Callable[[str], None] = print) -> Path | None:
     # Before any torch op creates the CPU thread pool, whose threads inherit the setting (see loop.train).
     torch.set_flush_denormal(True)
+    ctx, _ = init_distributed(str(overrides.get(("device",), "auto")))
+    echo = echo if ctx.is_main else (lambda _: None)  # under torchrun, rank 0 alone reports
     if resume is not None:
         saved, dataset = read_run_config(resume)
         config = apply_overrides(saved, overrides)
@@ -66,10 +69,12 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
         echo(config.to_json())
         return None
     if resume is None:
-        run_dir = create_run_dir(Path(config.out), config.model.name, store.name)
-        write_run_config(run_dir, config, dataset_record(store, config))
-        echo(f"run folder {run_dir}")
-    else:
+        if ctx.is_main:
+            run_dir = create_run_dir(Path(config.out), config.model.name, store.name)
+            write_run_config(run_dir, config, dataset_record(store, config))
+            echo(f"run folder {run_dir}")
+        run_dir = Path(ctx.broadcast_text(str(run_dir) if ctx.is_main else ""))
+    elif ctx.is_main:
         run_dir = resume
         changes = changed_settings(saved, config)
         if changes:
@@ -77,5 +82,8 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
             RunLog(run_dir, tensorboard=False).append(
                 {"event": "resume-overrides", "changes": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}})
             echo("resume overrides: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
+    else:
+        run_dir = resume
     train(config, run_dir, store, progress=progress, echo=echo)
+    ctx.finish()
     return run_dir

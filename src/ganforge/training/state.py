@@ -51,6 +51,14 @@ class TrainingState:
     augment: Augment
     precision: Precision
     counters: Counters = field(default_factory=Counters)
+    wrapped: dict[str, nn.Module] = field(default_factory=dict)  # DDP wrappers ("G", "D", "E") when distributed
+
+    def trained(self, role: str) -> nn.Module:
+        """The module to run forward when training `role`: its DDP wrapper in multi-process runs (so backward
+        averages its gradients over ranks), the network itself otherwise. Checkpoints always hold the latter."""
+        plain = {"G": self.generator, "D": self.discriminator, "E": self.encoder}[role]
+        assert plain is not None
+        return self.wrapped.get(role, plain)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {**ckpt.module_tensors("G", self.generator), **ckpt.module_tensors("D", self.discriminator)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake", "loss_recon")
@@ -36,6 +38,12 @@ class TickStats:
         """Reads the device once; stats with no samples this tick (another scheme's) are left out."""
         values = torch.stack([self.sums[n] for n in STAT_NAMES]).cpu().tolist()
         return {n: v / self.counts[n] for n, v in zip(STAT_NAMES, values, strict=True) if self.counts[n]}
+
+    def all_reduce(self, sum_: Callable[[torch.Tensor], torch.Tensor], world_size: int) -> None:
+        """Sum every rank's tick sums (one collective per stat per tick), so rank 0 logs the global means."""
+        for name in STAT_NAMES:
+            sum_(self.sums[name])
+            self.counts[name] *= world_size
 
     def reset(self) -> None:
         for name in STAT_NAMES:

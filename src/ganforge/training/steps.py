@@ -19,10 +19,10 @@ def gan_discriminator_step(state: TrainingState, objective: Objective, reals: to
     With `keep_fakes`, G's forward pass keeps its graph and the fakes are returned for the G step, so an
     iteration runs G forward once (as the PyTorch DCGAN example does).
     """
-    D, nimg = state.discriminator, state.counters.cur_nimg
+    D, nimg = state.trained("D"), state.counters.cur_nimg
     with state.precision.autocast():
         with torch.set_grad_enabled(keep_fakes):
-            fakes = state.generator(latents, labels)
+            fakes = state.trained("G")(latents, labels)
         real_in = objective.d_input(reals, nimg)
         fake_in = objective.d_input(fakes.detach(), nimg)
         real_logits = D(real_in, labels)

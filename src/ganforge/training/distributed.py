@@ -1,0 +1,94 @@
+"""Multi-process training on PyTorch's own engine: torchrun starts the processes, DDP averages the gradients.
+
+Every rank draws the same global batch of indices and latents (the sampler and latent stream are seeded the
+same everywhere) and keeps its own slice, so the global batch and the data order do not depend on the world
+size: a run resumes on a different number of processes, and two processes compute what one would, up to
+floating-point summation order (and BatchNorm statistics, which stay per rank on the CPU).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ganforge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch: every world_size-th item, starting at its rank."""
+        return batch[self.rank :: self.world_size] if self.enabled else batch
+
+    def wrap(self, module: nn.Module, device: torch.device, find_unused: bool) -> nn.Module:
+        if not self.enabled or not any(p.requires_grad for p in module.parameters()):
+            return module
+        # broadcast_buffers=False: BatchNorm statistics stay per rank (rank 0's are checkpointed), and D may run
+        # several times before one backward (reals, fakes, penalties) without a buffer broadcast each time.
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                       broadcast_buffers=False, find_unused_parameters=find_unused)
+
+    def all_true(self, flag: bool) -> bool:
+        """True on every rank if it is true on any: a stop request must end all ranks at the same step."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def broadcast_text(self, text: str) -> str:
+        """Rank 0's string on every rank (the new run folder's name)."""
+        if not self.enabled:
+            return text
+        holder = [text]
+        dist.broadcast_object_list(holder, src=0)
+        return str(holder[0])
+
+    def finish(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(tensor)
+        return tensor
+
+
+def init_distributed(device_name: str) -> tuple[Distributed, torch.device | None]:
+    """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on GPU), if any."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed(), None
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_name != "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    return Distributed(rank, world_size, local_rank), device
+
+
+def per_rank_batch(global_batch: int, ctx: Distributed) -> int:
+    if global_batch % ctx.world_size:
+        raise ConfigError(f"--batch {global_batch} does not split evenly over {ctx.world_size} processes; use a "
+                          f"multiple of {ctx.world_size} (the global batch stays the same whatever the world size)")
+    return global_batch // ctx.world_size

@@ -1,0 +1,118 @@
+"""What a tick leaves behind: the status line, the log.jsonl row, sample grids and the loss plot."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganforge.data.store import to_uint8
+from ganforge.errors import TrainingDiverged
+from ganforge.images import make_grid, save_png
+from ganforge.training.plots import plot_curves
+from ganforge.training.runlog import RunLog
+from ganforge.training.state import TrainingState
+
+TickHook = Callable[[TrainingState, dict[str, Any]], None]  # may add entries to the tick's log record
+
+
+def advance_tick(state: TrainingState, seconds: float) -> None:
+    """The bookkeeping of a tick, which every rank does; the reporting below is rank 0's alone."""
+    state.counters.tick += 1
+    state.counters.tick_start_nimg = state.counters.cur_nimg
+    state.counters.train_seconds += seconds
+    state.stats.reset()
+
+
+def finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: float, session_nimg: int,
+                 previews: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor],
+                 tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
+    counters = state.counters
+    means = state.stats.means()
+    tick_nimg = counters.cur_nimg - counters.tick_start_nimg
+    if not all(v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("loss")):
+        raise TrainingDiverged(
+            f"the loss became non-finite during the tick ending at kimg {counters.cur_nimg / 1000:.1f} "
+            f"(loss_d={means['loss_d']}, loss_g={means['loss_g']}); resume from the last checkpoint with lower "
+            "--lr-g/--lr-d: `ganforge train --resume RUN --lr-d ...`.")
+    advance_tick(state, seconds)
+    record: dict[str, Any] = {
+        "tick": counters.tick,
+        "nimg": counters.cur_nimg,
+        "kimg": counters.cur_nimg / 1000,
+        "time_s": round(counters.train_seconds, 3),
+        "img_per_s": session_nimg / seconds if seconds > 0 else 0.0,
+        "sec_per_tick": seconds,
+        "sec_per_kimg": seconds / (tick_nimg / 1000) if tick_nimg else 0.0,
+        **means,
+        "peak_mem_gb": _peak_memory_gb(state.stats.device),
+        "lr_g": state.opt_g.param_groups[0]["lr"],
+        "lr_d": state.opt_d.param_groups[0]["lr"],
+        "augment_p": state.augment.probability,
+    }
+    _write_samples(state, run_dir, *previews)
+    for hook in tick_hooks:
+        hook(state, record)
+    log.append(record)
+    rows = [r for r in log.records() if "tick" in r]
+    plot_curves({name: [(r["kimg"], r[name]) for r in rows] for name in ("loss_d", "loss_g")},
+                run_dir / "loss.png")
+    return record
+
+
+@torch.no_grad()
+def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tensor,
+                   grid_labels: torch.Tensor | None, preview_reals: torch.Tensor) -> None:
+    generator = state.generator_ema if state.generator_ema is not None else state.generator
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    labels = grid_labels.split(256) if grid_labels is not None else [None] * len(grid_latents.split(256))
+    images = torch.cat([generator(z.to(device), y if y is None else y.to(device))
+                        for z, y in zip(grid_latents.split(256), labels, strict=True)])
+    generator.train(was_training)
+    columns = state.config.model.num_classes if state.config.model.conditional else None
+    if images.shape[-1] < preview_reals.shape[-1]:  # a growing G at a low resolution: enlarge for display
+        images = torch.nn.functional.interpolate(images, size=preview_reals.shape[-2:], mode="nearest")
+    grid = make_grid(to_uint8(images), columns)
+    text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
+    save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
+    save_png(grid, run_dir / "samples" / "latest.png", text)
+    if state.encoder is not None:
+        _write_reconstructions(state, run_dir, preview_reals.to(device))
+
+
+@torch.no_grad()
+def _write_reconstructions(state: TrainingState, run_dir: Path, reals: torch.Tensor) -> None:
+    """Autoencoders: the first reals (odd columns) beside their reconstructions (even columns)."""
+    assert state.encoder is not None
+    state.encoder.eval(), state.generator.eval()
+    pairs = torch.stack([reals, state.generator(state.encoder(reals))], dim=1).flatten(0, 1)
+    state.encoder.train(), state.generator.train()
+    save_png(make_grid(to_uint8(pairs), 16), run_dir / "samples" / "reconstructions.png")
+
+
+def status_line(r: dict[str, Any]) -> str:
+    growing = "".join(f" {key} {r[key]:.3g}" for key in ("lod", "minibatch") if key in r)
+    extras = "".join(f" {label} {r[key]:.3g}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"))
+                     if r.get(key))
+    return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f}{growing} time {_duration(r['time_s'])} "
+            f"sec/tick {r['sec_per_tick']:<6.1f} sec/kimg {r['sec_per_kimg']:<6.2f} img/s {r['img_per_s']:<6.0f} "
+            f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "
+            f"D(x) {r['d_real']:.2f} D(G(z)) {r['d_fake']:.2f} acc real {r['acc_real']:.0%} "
+            f"fake {r['acc_fake']:.0%}{extras} mem {r['peak_mem_gb']:.2f}GB")
+
+
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
