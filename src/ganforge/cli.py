@@ -31,6 +31,8 @@ TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
     "diffaugment_policy": ("augment", "policy"), "fmap_base": ("model", "fmap_base"),
     "fmap_max": ("model", "fmap_max"), "fade_kimg": ("fade_kimg",), "stable_kimg": ("stable_kimg",),
     "precision": ("precision",), "channels_last": ("channels_last",), "compile": ("compile",),
+    "metrics": ("metrics",), "metrics_every": ("metrics_every",), "metrics_n": ("metrics_n",),
+    "metrics_extractor": ("metrics_extractor",),
 }
 # What defines the trajectory's starting point cannot change on resume; hyperparameters can.
 FIXED_ON_RESUME = {"data", "model", "z_dim", "g_width", "d_width", "seed", "out", "g_activation", "d_batchnorm",
@@ -125,6 +127,10 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Mixed precision. [fp32]")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout. [off]")
 @click.option("--compile/--no-compile", default=None, help="torch.compile G and D. [off]")
+@click.option("--metrics", help="Score during training, e.g. fid,kid,pr (logged each --metrics-every ticks). [none]")
+@click.option("--metrics-every", type=int, help="Ticks between evaluations. [10]")
+@click.option("--metrics-n", type=int, help="Generated images per evaluation. [5000]")
+@click.option("--metrics-extractor", type=click.Choice(["inception", "random-conv"]), help="[inception]")
 @click.option("--summary", is_flag=True, help="Print the networks' layer tables and parameter counts, then exit.")
 @click.option("--resolution", type=int, help="With --summary and no --data: the square image size. [store's]")
 @click.option("--label-smoothing", type=float, help="One-sided label smoothing: real target 1-s. [0]")
@@ -165,6 +171,51 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
         click.echo(model_summary(overrides, resolution))
         return
     start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo)
+
+
+@main.command()
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--metrics", "metrics_text", default="fid", show_default=True,
+              help="Comma-separated: fid, kid, is, pr; with a run also memorization, probe.")
+@click.option("--n", type=click.IntRange(2, 1_000_000), default=10_000, show_default=True,
+              help="Images per set (generated, and real from the store).")
+@click.option("--data", type=click.Path(path_type=Path), help="Real images: a store other than the run's own.")
+@click.option("--real", type=click.Path(path_type=Path), help="Without a run: the real set (store or image folder).")
+@click.option("--fake", type=click.Path(path_type=Path), help="Without a run: the generated set (store or folder).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write every score with its protocol.")
+@click.option("--extractor", type=click.Choice(["inception", "random-conv"]), default="inception", show_default=True,
+              help="Feature network; random-conv is a fast offline stand-in, not comparable with published FIDs.")
+@click.option("--inception", "inception_path", type=click.Path(path_type=Path),
+              help="TorchScript Inception weights (NVIDIA's inception-2015-12-05.pt or fid-helper's default_1.pt).")
+@click.option("--batch", type=click.IntRange(1, 1024), default=50, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Folder for figures. [RUN/evaluation]")
+@click.option("--device", default="auto", show_default=True)
+def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None, real: Path | None,
+             fake: Path | None, json_path: Path | None, extractor: str, inception_path: Path | None, batch: int,
+             out_dir: Path | None, device: str) -> None:
+    """Score a run's generator against its data (or --real vs --fake): FID, KID, IS, precision/recall."""
+    from ganforge import evaluation
+    from ganforge.metrics import evaluate_sets, load_extractor
+    from ganforge.training.loop import resolve_device
+
+    metrics = evaluation.parse_metrics(metrics_text)
+    if (run_dir is None) == (real is None or fake is None) or (run_dir is not None and (real or fake)):
+        raise ConfigError("give a RUN folder, or --real and --fake (each a store or an image folder), not both")
+    torch_device = resolve_device(device)
+    features = load_extractor(extractor, inception_path if extractor == "inception" else None, torch_device)
+    if run_dir is not None:
+        results = evaluation.evaluate_run(run_dir, metrics, n=n, data=data, extractor=features, batch_size=batch,
+                                          device=torch_device, out_dir=out_dir or run_dir / "evaluation")
+    else:
+        if set(metrics) & set(evaluation.DIAGNOSTICS):
+            raise ConfigError("memorization and probe need a RUN folder (its generator or discriminator)")
+        assert real is not None and fake is not None
+        results = evaluate_sets(real, fake, metrics, n, features, batch_size=batch)
+    for result in results:
+        click.echo(evaluation.describe(result))
+    if json_path is not None:
+        evaluation.write_json(results, json_path)
+        click.echo(f"wrote {json_path}")
 
 
 @main.command()

@@ -108,6 +108,10 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32", "bf16" (autocast; ~1.7x on CPUs with AVX512-BF16) or "fp16" (+ grad scaling)
     channels_last: bool = False  # NHWC memory layout for convolutions (faster with oneDNN and tensor cores)
     compile: bool = False  # torch.compile G and D (pays off on GPUs; on this 2-core CPU it did not)
+    metrics: str = ""  # scored during training, e.g. "fid,kid" (logged to log.jsonl and TensorBoard); "" = none
+    metrics_every: int = 10  # ticks between evaluations
+    metrics_n: int = 5000  # generated images per evaluation (and real images for the cached statistics)
+    metrics_extractor: str = "inception"  # feature network: "inception" (standard FID weights) or "random-conv"
 
     def __post_init__(self) -> None:
         _require(self.kimg > 0, "--kimg must be positive")
@@ -122,6 +126,7 @@ class TrainConfig:
         _require(self.keep >= 1, "--keep must be at least 1")
         _require(1 <= self.grid_size <= 1024, "--grid-size must be between 1 and 1024")
         _require(self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16")
+        _require(self.metrics_every >= 1 and self.metrics_n >= 2, "--metrics-every >= 1 and --metrics-n >= 2")
 
     @property
     def total_nimg(self) -> int:

@@ -97,8 +97,9 @@ def _write_reconstructions(state: TrainingState, run_dir: Path, reals: torch.Ten
 
 def status_line(r: dict[str, Any]) -> str:
     growing = "".join(f" {key} {r[key]:.3g}" for key in ("lod", "minibatch") if key in r)
-    extras = "".join(f" {label} {r[key]:.3g}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"))
-                     if r.get(key))
+    extras = "".join(f" {label} {r[key]:.4g}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"),
+                                                                 ("fid", "FID"), ("kid", "KID"), ("precision", "P"),
+                                                                 ("recall", "R"), ("is", "IS")) if r.get(key))
     return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f}{growing} time {_duration(r['time_s'])} "
             f"sec/tick {r['sec_per_tick']:<6.1f} sec/kimg {r['sec_per_kimg']:<6.2f} img/s {r['img_per_s']:<6.0f} "
             f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "

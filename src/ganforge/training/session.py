@@ -15,6 +15,7 @@ from ganforge.errors import ConfigError, DataError
 from ganforge.models import build_networks
 from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
+from ganforge.training.report import TickHook
 from ganforge.training.rundir import create_run_dir, read_run_config, write_run_config
 from ganforge.training.runlog import RunLog
 
@@ -84,6 +85,11 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
             echo("resume overrides: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
     else:
         run_dir = resume
-    train(config, run_dir, store, progress=progress, echo=echo)
+    hooks: tuple[TickHook, ...] = ()
+    if config.metrics:
+        from ganforge.evaluation import training_metrics_hook  # the metrics stack loads only when asked for
+
+        hooks = (training_metrics_hook(config, store),)
+    train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks)
     ctx.finish()
     return run_dir

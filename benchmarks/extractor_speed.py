@@ -1,0 +1,57 @@
+"""CPU throughput of the feature extractors: images per second through Inception-v3 (FID weights) and random-conv.
+
+    python benchmarks/extractor_speed.py                 # 500 images, batch 50, both extractors
+    python benchmarks/extractor_speed.py --n 200 --size 28 --channels 1
+
+Inputs are random uint8 images (the cost of Inception does not depend on the pixels: everything is resized to
+299x299 first). One warm-up batch is run and not timed (TorchScript's profiling executor optimises on the first
+calls). Prints one line per extractor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from ganforge.errors import ConfigError
+from ganforge.metrics.features import extract_features, load_extractor
+
+
+def measure(name: str, images: torch.Tensor, batch_size: int, device: str) -> None:
+    try:
+        extractor = load_extractor(name, device=device)
+    except ConfigError as exc:
+        print(f"{name:12s} skipped: {exc}")
+        return
+    extract_features(extractor, [images[:batch_size]])  # warm-up, not timed
+    started = time.perf_counter()
+    features = extract_features(extractor, images.split(batch_size))
+    seconds = time.perf_counter() - started
+    print(f"{name:12s} {len(images) / seconds:8.1f} img/s  ({len(images)} images {tuple(images.shape[1:])}, "
+          f"batch {batch_size}, {seconds:.1f} s, {features.features.shape[1]}-d, resize {extractor.resize}, "
+          f"{extractor.file_hash[:19]})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=500, help="images per extractor")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--size", type=int, default=64, help="input height = width")
+    parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--extractors", default="inception,random-conv")
+    args = parser.parse_args()
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.n, args.channels, args.size, args.size), generator=generator,
+                           dtype=torch.uint8)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"device {args.device}")
+    for name in args.extractors.split(","):
+        measure(name, images, args.batch_size, args.device)
+
+
+if __name__ == "__main__":
+    main()

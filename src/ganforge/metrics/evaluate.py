@@ -1,0 +1,151 @@
+"""Score generated images against real ones: extract features once per set, run the asked metrics, stamp each.
+
+    results = evaluate_sets("mnist.gfs", fake_batches, ["fid", "kid", "pr"], n=10_000)
+
+Metric names: fid, kid, is, pr. Real features are cached on disk (cache.py) when the real source has a content
+fingerprint, so a second evaluation against the same store only pays for the generated images.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from ganforge.errors import ConfigError
+from ganforge.metrics import cache as feature_cache
+from ganforge.metrics.features import FeatureExtractor, FeatureSet, extract_features, load_extractor
+from ganforge.metrics.fid import frechet_distance
+from ganforge.metrics.isc import inception_score, require_logits
+from ganforge.metrics.kid import kernel_inception_distance
+from ganforge.metrics.prc import precision_recall
+from ganforge.metrics.protocol import protocol_stamp
+from ganforge.metrics.sources import ImageSource, SourceLike, as_source
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """Settings of the metrics themselves; recorded in each stamp's "options"."""
+
+    seed: int = 0  # KID's subset draws
+    kid_subsets: int = 100  # Bińkowski et al.: 100 subsets of 1000
+    kid_subset_size: int = 1000  # clipped to min(n_real, n_fake)
+    is_splits: int = 10  # Salimans et al.: 10 splits
+    pr_k: int = 3  # Kynkäänniemi et al.: k = 3
+
+    def __post_init__(self) -> None:
+        if self.kid_subsets < 1 or self.kid_subset_size < 2 or self.is_splits < 1 or self.pr_k < 1:
+            raise ConfigError(f"invalid metric options {asdict(self)}: subsets, splits and k must be >= 1 and "
+                              "the KID subset size >= 2.")
+
+
+MetricFn = Callable[[FeatureSet | None, FeatureSet, MetricOptions, torch.device],
+                    tuple[dict[str, float], dict[str, Any]]]
+
+
+def _fid(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
+         ) -> tuple[dict[str, float], dict[str, Any]]:
+    assert real is not None
+    return {"fid": frechet_distance(*real.statistics(), *fake.statistics())}, {}
+
+
+def _kid(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
+         ) -> tuple[dict[str, float], dict[str, Any]]:
+    assert real is not None
+    mean, std, size = kernel_inception_distance(real.features, fake.features, options.kid_subsets,
+                                                options.kid_subset_size, options.seed, device)
+    return {"kid": mean, "kid_std": std}, {"subsets": options.kid_subsets, "subset_size": size,
+                                            "seed": options.seed, "kernel": "poly3 (x.y/d + 1)^3"}
+
+
+def _is(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
+        ) -> tuple[dict[str, float], dict[str, Any]]:
+    mean, std = inception_score(fake.logits, options.is_splits)
+    return {"is": mean, "is_std": std}, {"splits": options.is_splits}
+
+
+def _pr(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
+        ) -> tuple[dict[str, float], dict[str, Any]]:
+    assert real is not None
+    precision, recall = precision_recall(real.features, fake.features, options.pr_k, device)
+    return {"precision": precision, "recall": recall}, {"k": options.pr_k}
+
+
+# name -> (function, needs real features)
+METRICS: dict[str, tuple[MetricFn, bool]] = {"fid": (_fid, True), "kid": (_kid, True), "is": (_is, False),
+                                             "pr": (_pr, True)}
+
+
+def check_metric_names(metrics: Sequence[str]) -> list[str]:
+    names = [m.strip().lower() for m in metrics]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown metric {', '.join(map(repr, unknown)) or '(none given)'}; valid metrics are "
+                          f"{', '.join(METRICS)}.")
+    return list(dict.fromkeys(names))  # drop repeats, keep order
+
+
+def evaluate_sets(real: SourceLike, fake: SourceLike, metrics: Sequence[str] = ("fid",), n: int = 10_000,
+                  extractor: FeatureExtractor | str | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 50, progress: bool = True,
+                  *, use_cache: bool = True, options: MetricOptions | None = None) -> list[dict[str, Any]]:
+    """Score `fake` against `real` with each metric; one protocol-stamped dict per metric, in the order asked.
+
+    n: images per set (a store or folder with fewer gives all it has; the stamp says how many were used).
+    extractor: a loaded extractor, a registry name, or None for "inception".
+    cache_dir: where real-set features are cached (default: $GANFORGE_CACHE or ~/.cache/ganforge).
+    """
+    names = check_metric_names(metrics)
+    options = options or MetricOptions()
+    if n < 2 or batch_size < 1:
+        raise ConfigError(f"need n >= 2 images per set and batch_size >= 1, got n={n}, batch_size={batch_size}.")
+    if not isinstance(extractor, FeatureExtractor):
+        extractor = load_extractor(extractor or "inception")
+    if "is" in names:
+        require_logits(extractor)  # before minutes of extraction, not after
+    real_source, fake_source = as_source(real), as_source(fake)
+    directory = cache_dir if cache_dir is not None else feature_cache.default_cache_dir()
+
+    started = time.perf_counter()
+    real_set, real_cache = None, "unused"
+    if any(METRICS[m][1] for m in names):
+        real_set, real_cache = features_of(real_source, extractor, n, batch_size, directory if use_cache else None,
+                                           progress, "real")
+    fake_set, fake_cache = features_of(fake_source, extractor, n, batch_size, directory if use_cache else None,
+                                       progress, "fake")
+    extraction_s = time.perf_counter() - started
+
+    results = []
+    for name in names:
+        fn, needs_real = METRICS[name]
+        t0 = time.perf_counter()
+        scores, metric_options = fn(real_set, fake_set, options, extractor.device)
+        results.append(protocol_stamp(
+            name, scores, n_real=len(real_set) if needs_real and real_set is not None else None,
+            n_fake=len(fake_set), extractor=extractor,
+            dataset_fingerprint=real_source.fingerprint if needs_real else None, options=metric_options,
+            real_source=real_source.description if needs_real else None, fake_source=fake_source.description,
+            cache={"real": real_cache if needs_real else "unused", "fake": fake_cache},
+            seconds={"extraction": round(extraction_s, 3), "metric": round(time.perf_counter() - t0, 3)}))
+    return results
+
+
+def features_of(source: ImageSource, extractor: FeatureExtractor, n: int, batch_size: int,
+                cache_dir: str | os.PathLike[str] | None, progress: bool, desc: str) -> tuple[FeatureSet, str]:
+    """(features of the first n images, "hit" | "miss" | "off"): cached when the source has a fingerprint."""
+    count = source.count(n)
+
+    def compute() -> FeatureSet:
+        return extract_features(extractor, source.batches(batch_size, n), count, progress=progress,
+                                desc=f"{desc} features ({source.description})")
+
+    fingerprint = source.fingerprint if cache_dir is not None else None
+    if fingerprint is None or cache_dir is None:
+        return compute(), "off"
+    key = feature_cache.cache_key(fingerprint, extractor.describe(), count)
+    features, hit = feature_cache.load_or_compute(cache_dir, key, compute)
+    return features, "hit" if hit else "miss"

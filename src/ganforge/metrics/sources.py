@@ -1,0 +1,186 @@
+"""Where the images a metric compares come from: a prepared store, a folder of image files, or a generator.
+
+Every source yields uint8 [B, C, H, W] batches of its first n images, in a fixed order, and says whether it has
+a content fingerprint (then its features can be cached; a generator has none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ganforge.data.store import STORE_SUFFIX, Store
+from ganforge.errors import ConfigError, DataError
+from ganforge.metrics.features import check_uint8_images
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class ImageSource(ABC):
+    """A finite or endless supply of uint8 images in a fixed order."""
+
+    description: str  # shown in protocol stamps and messages
+
+    @abstractmethod
+    def batches(self, batch_size: int, limit: int) -> Iterator[torch.Tensor]:
+        """The first `limit` images (or all there are), in uint8 batches of at most `batch_size`."""
+
+    @abstractmethod
+    def count(self, limit: int) -> int:
+        """How many images `batches(_, limit)` yields."""
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A content hash when the images are fixed data (the cache key), None for a generator."""
+        return None
+
+    def images(self, indices: np.ndarray) -> torch.Tensor:
+        """uint8 images at the given positions (for the memorisation figure)."""
+        raise NotImplementedError(f"{self.description} cannot fetch images by index")
+
+
+class StoreSource(ImageSource):
+    def __init__(self, store: Store | str | os.PathLike[str]) -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.description = f"store {self.store.path}"
+
+    def batches(self, batch_size: int, limit: int) -> Iterator[torch.Tensor]:
+        return self.store.iter_uint8(batch_size, limit)
+
+    def count(self, limit: int) -> int:
+        return min(limit, len(self.store))
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.store.manifest.fingerprint
+
+    def images(self, indices: np.ndarray) -> torch.Tensor:
+        return self.store.uint8_batch(np.asarray(indices))
+
+
+class FolderSource(ImageSource):
+    """PNG/JPEG files under a folder (recursively), sorted by relative path.
+
+    Channels and size follow the first image: greyscale files stay one channel when the first is grey, anything
+    else becomes RGB, and images of another size are resized to the first one's with PIL bicubic.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: no such folder of images.")
+        self.files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise DataError(f"{self.folder} holds no .png/.jpg/.jpeg files; point at the folder of images "
+                            "(sub-folders are searched).")
+        first = self._open(self.files[0])
+        self.mode = "L" if first.mode in ("L", "LA", "I", "I;16", "1") else "RGB"
+        self.size = first.size  # (W, H)
+        self.description = f"folder {self.folder} ({len(self.files)} images)"
+        self._fingerprint: str | None = None
+
+    def _open(self, path: Path) -> Image.Image:
+        try:
+            image = Image.open(path)
+            image.load()
+        except (OSError, UnidentifiedImageError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc}); remove it or re-export it.") from exc
+        return image
+
+    def _read(self, path: Path) -> np.ndarray:
+        image = self._open(path).convert(self.mode)
+        if image.size != self.size:
+            image = image.resize(self.size, Image.Resampling.BICUBIC)
+        pixels = np.asarray(image, dtype=np.uint8)
+        return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # HWC -> CHW
+
+    def batches(self, batch_size: int, limit: int) -> Iterator[torch.Tensor]:
+        files = self.files[: self.count(limit)]
+        for start in range(0, len(files), batch_size):
+            yield torch.from_numpy(np.stack([self._read(p) for p in files[start : start + batch_size]]))
+
+    def count(self, limit: int) -> int:
+        return min(limit, len(self.files))
+
+    @property
+    def fingerprint(self) -> str | None:
+        """sha256 over relative names and file bytes (cheap next to running a network over them)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(f"folder|{self.mode}|{self.size}".encode())
+            for path in self.files:
+                digest.update(path.relative_to(self.folder).as_posix().encode() + b"\0")
+                digest.update(path.read_bytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def images(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self._read(self.files[int(i)]) for i in indices]))
+
+
+class GeneratorSource(ImageSource):
+    """Images from `fake_batches(batch_size) -> Iterator[uint8 Tensor]`, e.g. a trained generator's sampler.
+
+    The iterator may be endless; we stop after `limit` images and trim the last batch.
+    """
+
+    def __init__(self, fake_batches: Callable[[int], Iterator[torch.Tensor]], description: str = "generator"
+                 ) -> None:
+        self.fake_batches = fake_batches
+        self.description = description
+        self.kept: list[torch.Tensor] = []  # the images drawn, when keep_images is set (memorisation)
+        self.keep_images = False
+
+    def batches(self, batch_size: int, limit: int) -> Iterator[torch.Tensor]:
+        produced = 0
+        self.kept = []
+        for batch in self.fake_batches(batch_size):
+            check_uint8_images(batch, self.description)
+            batch = batch[: limit - produced].cpu()
+            if self.keep_images:
+                self.kept.append(batch)
+            produced += batch.shape[0]
+            yield batch
+            if produced >= limit:
+                return
+        if produced < limit:
+            raise DataError(f"{self.description} stopped after {produced} of the {limit} images asked for; "
+                            "make fake_batches endless or ask for fewer images.")
+
+    def count(self, limit: int) -> int:
+        return limit
+
+    def images(self, indices: np.ndarray) -> torch.Tensor:
+        if not self.kept:
+            raise RuntimeError("set keep_images before drawing, to fetch generated images by index")
+        return torch.cat(self.kept)[torch.as_tensor(np.asarray(indices))]
+
+
+# What evaluate_sets and memorization_report accept for a set of images.
+SourceLike = ImageSource | Store | str | os.PathLike[str] | Callable[[int], Iterator[torch.Tensor]]
+
+
+def as_source(obj: SourceLike) -> ImageSource:
+    """A store path (.gfs) or Store, a folder path, a callable fake_batches, or an ImageSource as is."""
+    if isinstance(obj, ImageSource):
+        return obj
+    if isinstance(obj, Store):
+        return StoreSource(obj)
+    if isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
+        if path.is_dir():
+            return FolderSource(path)
+        if path.is_file():
+            return StoreSource(path)
+        raise DataError(f"{path}: no such store or folder; pass a store made by `ganforge prepare` "
+                        f"(*{STORE_SUFFIX}) or a folder of PNG/JPEG images.")
+    if callable(obj):
+        return GeneratorSource(obj)
+    raise ConfigError(f"cannot read images from {type(obj).__name__}; pass a store, a folder or a "
+                      "fake_batches(batch_size) callable.")
