@@ -187,12 +187,14 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
               help="Feature network; random-conv is a fast offline stand-in, not comparable with published FIDs.")
 @click.option("--inception", "inception_path", type=click.Path(path_type=Path),
               help="TorchScript Inception weights (NVIDIA's inception-2015-12-05.pt or fid-helper's default_1.pt).")
+@click.option("--download-inception", is_flag=True,
+              help="If no weights are installed, download NVIDIA's inception-2015-12-05.pt into the cache dir.")
 @click.option("--batch", type=click.IntRange(1, 1024), default=50, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Folder for figures. [RUN/evaluation]")
 @click.option("--device", default="auto", show_default=True)
 def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None, real: Path | None,
-             fake: Path | None, json_path: Path | None, extractor: str, inception_path: Path | None, batch: int,
-             out_dir: Path | None, device: str) -> None:
+             fake: Path | None, json_path: Path | None, extractor: str, inception_path: Path | None,
+             download_inception: bool, batch: int, out_dir: Path | None, device: str) -> None:
     """Score a run's generator against its data (or --real vs --fake): FID, KID, IS, precision/recall."""
     from ganforge import evaluation
     from ganforge.metrics import evaluate_sets, load_extractor
@@ -202,7 +204,8 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
     if (run_dir is None) == (real is None or fake is None) or (run_dir is not None and (real or fake)):
         raise ConfigError("give a RUN folder, or --real and --fake (each a store or an image folder), not both")
     torch_device = resolve_device(device)
-    features = load_extractor(extractor, inception_path if extractor == "inception" else None, torch_device)
+    features = load_extractor(extractor, inception_path if extractor == "inception" else None, torch_device,
+                              allow_download=download_inception)
     if run_dir is not None:
         results = evaluation.evaluate_run(run_dir, metrics, n=n, data=data, extractor=features, batch_size=batch,
                                           device=torch_device, out_dir=out_dir or run_dir / "evaluation")
