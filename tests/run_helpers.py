@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -46,3 +47,15 @@ def assert_identical(a: Path, b: Path) -> None:
 def tick_history(run_dir: Path) -> list[tuple[int, int, float, float]]:
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     return [(r["tick"], r["nimg"], r["loss_d"], r["loss_g"]) for r in rows if "tick" in r]
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, parent: Path, accept=bool, timeout_s: float = 120) -> Path:
+    """Block until the only run under `parent` has checkpoints that `accept` (a list of paths -> bool) likes."""
+    from ganforge.training.checkpoint import list_checkpoints
+
+    deadline = time.monotonic() + timeout_s
+    while not (parent.exists() and any(parent.iterdir()) and accept(list_checkpoints(only_run(parent)))):
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "the run ended before a checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.01)
+    return only_run(parent)

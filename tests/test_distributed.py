@@ -8,16 +8,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
 
 from data_slices import mnist_store
-from run_helpers import only_run, run_to_end
+from run_helpers import only_run, run_to_end, wait_for_checkpoint
 
 # BatchNorm keeps per-rank statistics on the CPU (SyncBatchNorm needs a GPU), so the equivalence check uses
 # ProGAN's networks, which have no layer mixing samples once minibatch-stddev is off.
@@ -80,10 +79,7 @@ def test_two_processes_match_one_with_the_same_global_batch(digits16, tmp_path):
 def test_killed_two_process_run_resumes_on_one_process(digits16, tmp_path):
     store, single = digits16
     proc = torchrun("train", "--data", str(store), "--out", str(tmp_path), *ARGS)
-    deadline = time.monotonic() + 120
-    while not (tmp_path.exists() and any(tmp_path.iterdir()) and list_checkpoints(only_run(tmp_path))):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-        time.sleep(0.01)
+    wait_for_checkpoint(proc, tmp_path)
     os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
     proc.wait()
     run_dir = only_run(tmp_path)

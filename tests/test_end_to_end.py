@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import signal
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from ganforge.data.store import Store
-from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
+from ganforge.training.checkpoint import latest_checkpoint
 
 from data_slices import SHARED_DATA
-from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history
+from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint
 
 CARS = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
 TRAIN = ["--kimg", "0.6", "--batch", "16", "--tick-kimg", "0.1", "--snap", "1", "--g-width", "8", "--d-width", "8",
@@ -49,10 +48,7 @@ def test_prepare_train_kill_resume_generate_on_real_cars(tmp_path):
     reference = only_run(tmp_path / "a")
 
     proc = ganforge("train", "--data", str(tmp_path / "cars.gfs"), "--out", str(tmp_path / "b"), *TRAIN)
-    while not ((tmp_path / "b").exists() and any((tmp_path / "b").iterdir())
-               and list_checkpoints(only_run(tmp_path / "b"))):
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.01)
+    wait_for_checkpoint(proc, tmp_path / "b")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = only_run(tmp_path / "b")

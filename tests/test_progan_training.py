@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import signal
 import tarfile
-import time
 
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
+from ganforge.training.checkpoint import latest_checkpoint
 
 from data_slices import SHARED_DATA
-from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history
+from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint
 
 CARS = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
 # Phases of 0.3 kimg: 4 px stable, 8 px fade + stable, 16 px fade + the rest; narrow networks for the CPU.
@@ -59,10 +58,7 @@ def test_sigkill_during_a_fade_in_resumes_bit_identically(cars16, tmp_path):
     run_to_end("train", "--data", str(cars16), "--out", str(tmp_path / "a"), *GROW)
     proc = ganforge("train", "--data", str(cars16), "--out", str(tmp_path / "b"), *GROW)
     # The 8 px fade-in runs from 0.3 to 0.6 kimg: kill once a checkpoint inside it exists.
-    while not ((tmp_path / "b").exists() and any((tmp_path / "b").iterdir())
-               and any(300 < int(p.stem.split("-")[1]) < 600 for p in list_checkpoints(only_run(tmp_path / "b")))):
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.01)
+    wait_for_checkpoint(proc, tmp_path / "b", lambda paths: any(300 < int(p.stem.split("-")[1]) < 600 for p in paths))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     run_to_end("train", "--resume", str(only_run(tmp_path / "b")))

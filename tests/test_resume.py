@@ -11,7 +11,7 @@ import pytest
 from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
 
 from data_slices import mnist_store
-from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history
+from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint
 
 # Every random stream in play: dropout, label flips, EMA, shuffled epochs (512 images, 3 epochs).
 TRAIN = ["--kimg", "1.5", "--batch", "32", "--tick-kimg", "0.2", "--snap", "1", "--keep", "2", "--seed", "7",
@@ -32,11 +32,7 @@ def reference(tmp_path_factory) -> tuple[Path, Path]:
 def test_sigkill_then_resume_is_bit_identical(reference, tmp_path, kill_after_s):
     store, reference_final = reference
     proc = ganforge("train", "--data", str(store), "--out", str(tmp_path), *TRAIN)
-    deadline = time.monotonic() + 120
-    while not (tmp_path.exists() and any(tmp_path.iterdir()) and list_checkpoints(only_run(tmp_path))):
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for_checkpoint(proc, tmp_path)
     time.sleep(kill_after_s)  # kill somewhere after the first checkpoint: mid-tick, mid-write or after the end
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -75,10 +71,7 @@ def test_zoo_state_resumes_bit_identically(reference, tmp_path):
            "--g-width", "8", "--d-width", "8", "--no-progress"]
     run_to_end("train", "--data", str(store), "--out", str(tmp_path / "a"), *zoo)
     proc = ganforge("train", "--data", str(store), "--out", str(tmp_path / "b"), *zoo)
-    while not ((tmp_path / "b").exists() and any((tmp_path / "b").iterdir())
-               and list_checkpoints(only_run(tmp_path / "b"))):
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.01)
+    wait_for_checkpoint(proc, tmp_path / "b")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     run_to_end("train", "--resume", str(only_run(tmp_path / "b")))

@@ -13,30 +13,17 @@ import torch.nn.functional as F
 
 from ganforge.training.objective import Objective
 from ganforge.training.state import TrainingState
+from ganforge.training.steps import update_discriminator
 
 
 def aae_discriminator_step(state: TrainingState, objective: Objective, reals: torch.Tensor,
                            labels: torch.Tensor | None, latents: torch.Tensor, *,
                            keep_fakes: bool) -> tuple[torch.Tensor, torch.Tensor]:
     assert state.encoder is not None
-    D = state.trained("D")
-    with state.precision.autocast():
-        with torch.set_grad_enabled(keep_fakes):
-            codes = state.trained("E")(reals)
-        real_logits = D(latents)  # prior samples
-        fake_logits = D(codes.detach())
-        d_loss = objective.loss.discriminator_loss(real_logits, fake_logits)
-        total = d_loss
-        for regularizer in objective.regularizers:
-            term = regularizer.penalty(D, latents, codes.detach(), real_logits, state.counters.d_steps)
-            if term is not None:
-                total = total + term
-    state.opt_d.zero_grad(set_to_none=True)
-    state.precision.backward_and_step(total, state.opt_d, "D")
-    for regularizer in objective.regularizers:
-        regularizer.after_step(D)
-    state.counters.d_steps += 1
-    state.stats.add_discriminator(d_loss, real_logits, fake_logits)
+    with state.precision.autocast(), torch.set_grad_enabled(keep_fakes):
+        codes = state.trained("E")(reals)
+    # Prior samples are D's "reals", the encoder's codes its "fakes".
+    update_discriminator(state, objective, state.trained("D"), None, latents, codes.detach())
     return codes, reals
 
 

@@ -7,6 +7,7 @@ regularizers, the augmentation applied to everything D sees, and instance noise.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ganforge.training.objective import Objective
 from ganforge.training.state import TrainingState
@@ -19,19 +20,29 @@ def gan_discriminator_step(state: TrainingState, objective: Objective, reals: to
     With `keep_fakes`, G's forward pass keeps its graph and the fakes are returned for the G step, so an
     iteration runs G forward once (as the PyTorch DCGAN example does).
     """
-    D, nimg = state.trained("D"), state.counters.cur_nimg
+    nimg = state.counters.cur_nimg
     with state.precision.autocast():
         with torch.set_grad_enabled(keep_fakes):
             fakes = state.trained("G")(latents, labels)
-        real_in = objective.d_input(reals, nimg)
-        fake_in = objective.d_input(fakes.detach(), nimg)
-        real_logits = D(real_in, labels)
-        fake_logits = D(fake_in, labels)
+        real_in, fake_in = objective.d_input(reals, nimg), objective.d_input(fakes.detach(), nimg)
+    update_discriminator(state, objective, state.trained("D"), labels, real_in, fake_in)
+    return fakes
+
+
+def update_discriminator(state: TrainingState, objective: Objective, D: nn.Module, labels: torch.Tensor | None,
+                         real_in: torch.Tensor, fake_in: torch.Tensor) -> None:
+    """D's adversarial loss plus its regularizers' penalties, one optimizer step, its constraints, the stats.
+    Shared by every scheme: what D sees as "real" and "fake" (images, or codes for the AAE) is the caller's."""
+    def critic(x: torch.Tensor) -> torch.Tensor:
+        return D(x, labels)
+
+    with state.precision.autocast():
+        real_logits, fake_logits = critic(real_in), critic(fake_in)
         objective.augment.observe_real_logits(real_logits.detach())
         d_loss = objective.loss.discriminator_loss(real_logits, fake_logits)
         total = d_loss
         for regularizer in objective.regularizers:
-            term = regularizer.penalty(lambda x: D(x, labels), real_in, fake_in, real_logits, state.counters.d_steps)
+            term = regularizer.penalty(critic, real_in, fake_in, real_logits, state.counters.d_steps)
             if term is not None:
                 total = total + term
     state.opt_d.zero_grad(set_to_none=True)
@@ -40,7 +51,6 @@ def gan_discriminator_step(state: TrainingState, objective: Objective, reals: to
         regularizer.after_step(D)
     state.counters.d_steps += 1
     state.stats.add_discriminator(d_loss, real_logits, fake_logits)
-    return fakes
 
 
 def gan_generator_step(state: TrainingState, objective: Objective, fakes: torch.Tensor,
