@@ -25,6 +25,17 @@ def train_tiny_run(root: Path, *, ema: bool = True) -> Path:
     return run_dir
 
 
+def train_tiny_conditional_run(root: Path) -> Path:
+    """A class-conditional DCGAN of width 8 (G(z, labels), MNIST's ten digits "0".."9") after 0.1 kimg."""
+    store = mnist_store(root / "digits.gfs", 256)
+    args = ["train", "--data", str(store), "--cond", "--kimg", "0.1", "--batch", "32", "--tick-kimg", "0.1",
+            "--g-width", "8", "--d-width", "8", "--no-progress", "--out", str(root / "runs")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (root / "runs").iterdir()
+    return run_dir
+
+
 def invoke(*args: str | Path) -> str:
     """Run a ganforge command in-process; returns its output, failing the test with it on a non-zero exit."""
     result = CliRunner().invoke(main, [str(a) for a in args])

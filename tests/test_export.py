@@ -110,12 +110,16 @@ def test_damaged_export_is_a_clear_error(run_dir, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(ModelConfig(), "conditional"), reason="no class-conditional models yet")
-def test_conditional_runs_export_as_weights_and_the_tools_refuse_them_clearly(tmp_path):
+def test_conditional_runs_export_as_weights_and_the_tools_draw_them_in_a_class(tmp_path):
     store = mnist_store(tmp_path / "digits.gfs", 64)
     invoke("train", "--data", store, "--cond", "--kimg", "0.064", "--tick-kimg", "0.064", "--batch", "32",
            "--g-width", "8", "--d-width", "8", "--no-progress", "--out", tmp_path / "runs")
     (run,) = (tmp_path / "runs").iterdir()
     assert "safetensors reload" in invoke("export", run, "--out", tmp_path / "e")
     assert "traces G(z) only" in invoke_error("export", run, "--format", "onnx", "--out", tmp_path / "o")
-    assert "does not drive class-conditional generators yet" in invoke_error("interpolate", run, "--out",
-                                                                              tmp_path / "x.png")
+    assert "give --class NAME" in invoke_error("interpolate", run, "--out", tmp_path / "x.png")
+    for source in (run, tmp_path / "e"):  # the export keeps the class names and draws what the run draws
+        out = tmp_path / f"walk-{source.name}.png"
+        invoke("interpolate", source, "--seeds", "1,2", "--frames", "3", "--class", "6", "--out", out)
+        assert Image.open(out).text["class"] == "6"
+    assert Image.open(tmp_path / f"walk-{run.name}.png").tobytes() == Image.open(tmp_path / "walk-e.png").tobytes()

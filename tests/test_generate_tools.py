@@ -13,13 +13,19 @@ from ganforge.explore.interpolate import lerp, slerp, walk
 from ganforge.explore.project import load_target, project
 from ganforge.generate import load_generator, mean_latent, render, seed_latents, truncate
 
-from explore_helpers import invoke, invoke_error, one_thread, train_tiny_run
+from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     with one_thread():
         yield train_tiny_run(tmp_path_factory.mktemp("tools"), ema=False)
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    with one_thread():
+        yield train_tiny_conditional_run(tmp_path_factory.mktemp("tools-cond"))
 
 
 def cells(image: Image.Image, rows: int, columns: int, size: int = 28, padding: int = 2) -> list[np.ndarray]:
@@ -165,3 +171,52 @@ def test_project_command_takes_a_real_photo_sized_rgb_image(run_dir, tmp_path):
 def test_project_reports_an_unreadable_image(run_dir, tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image")
     assert "cannot be read as an image" in invoke_error("project", run_dir, tmp_path / "junk.png")
+
+
+def in_class(run_dir, seeds: list[int], label: int) -> np.ndarray:
+    """What the conditional run draws for these seeds in class `label`: uint8 [N, H, W]."""
+    generator, config, _ = load_generator(run_dir)
+    labels = torch.full((len(seeds),), label, dtype=torch.long)
+    return render(generator, seed_latents(seeds, config.model.z_dim), labels=labels)[:, 0].numpy()
+
+
+def test_interpolate_walks_a_conditional_run_within_the_given_class(conditional_run, tmp_path):
+    out = tmp_path / "sevens.png"
+    invoke("interpolate", conditional_run, "--seeds", "3,17", "--frames", "4", "--class", "7", "--out", out)
+    grid = Image.open(out)
+    assert grid.text["class"] == "7"
+    row = cells(grid, 1, 4)
+    sevens, threes = in_class(conditional_run, [3, 17], 7), in_class(conditional_run, [3, 17], 3)
+    assert np.array_equal(row[0], sevens[0]) and np.array_equal(row[3], sevens[1])
+    assert not np.array_equal(row[0], threes[0])
+    assert "wrote 8 frames" in invoke("interpolate", conditional_run, "--seeds", "1,2", "--frames", "4", "--loop",
+                                      "--class", "2", "--out", tmp_path / "twos.gif")
+
+
+def test_arithmetic_on_a_conditional_run_draws_every_cell_in_the_class(conditional_run, tmp_path):
+    out = tmp_path / "arith.png"
+    invoke("arithmetic", conditional_run, "--a", "1,2", "--b", "3,4", "--c", "5,6", "--class", "4", "--out", out)
+    grid = Image.open(out)
+    assert grid.text["class"] == "4"
+    assert np.array_equal(cells(grid, 4, 3)[0], in_class(conditional_run, [1], 4)[0])
+
+
+def test_project_searches_z_within_the_given_class(conditional_run, tmp_path):
+    Image.fromarray(in_class(conditional_run, [99], 5)[0]).save(tmp_path / "five.png")
+    result = project(conditional_run, tmp_path / "five.png", tmp_path / "p", steps=5, starts=2, class_name="5")
+    assert Image.open(tmp_path / "p" / "projected.png").text["class"] == "5"
+    generator, config, _ = load_generator(conditional_run)
+    again = render(generator, result.latent[None], labels=torch.tensor([5]))[0]
+    assert torch.equal(again, result.image)
+
+
+@pytest.mark.parametrize("command", [["interpolate"], ["arithmetic", "--a", "1", "--b", "2", "--c", "3"],
+                                     ["project", "IMAGE", "--steps", "1"]])
+def test_conditional_runs_need_class_and_unconditional_runs_refuse_it(run_dir, conditional_run, tmp_path, command):
+    Image.new("L", (28, 28)).save(tmp_path / "blank.png")
+    args = [str(tmp_path / "blank.png") if a == "IMAGE" else a for a in command]
+    out = ["--out", tmp_path / ("out.png" if command[0] != "project" else "proj")]
+    assert "give --class NAME" in invoke_error(command[0], conditional_run, *args[1:], *out)
+    assert "is not a class of" in invoke_error(command[0], conditional_run, *args[1:], "--class", "cat", *out)
+    assert "--class needs a class-conditional run" in invoke_error(command[0], run_dir, *args[1:], "--class", "1",
+                                                                     *out)

@@ -3,12 +3,14 @@
 import io
 import json
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from ganforge.generate import SEED_MAX
+from ganforge.generate import SEED_MAX, load_generator, render, seed_latents
 
-from explore_helpers import invoke, invoke_error, one_thread, train_tiny_run
+from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
 
 try:
     from fastapi.testclient import TestClient
@@ -28,6 +30,17 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(run_dir):
     return TestClient(create_app(run_dir))
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    with one_thread():
+        yield train_tiny_conditional_run(tmp_path_factory.mktemp("serve-cond"))
+
+
+@pytest.fixture(scope="module")
+def conditional_client(conditional_run):
+    return TestClient(create_app(conditional_run))
 
 
 def png(response) -> Image.Image:
@@ -148,3 +161,54 @@ def test_serve_binds_loopback_by_default_and_warns_before_binding_elsewhere(run_
     output = invoke("serve", run_dir, "--host", "0.0.0.0", "--port", "8124")
     assert "warning: --host 0.0.0.0 makes this server reachable from other machines" in output
     assert [(c["host"], c["port"]) for c in calls] == [("127.0.0.1", 8123), ("0.0.0.0", 8124)]
+
+
+def test_info_lists_the_class_names_of_a_conditional_run(conditional_client):
+    assert conditional_client.get("/api/info").json()["classes"] == [str(digit) for digit in range(10)]
+
+
+def test_conditional_image_is_drawn_in_the_requested_class(conditional_client, conditional_run):
+    seven = png(conditional_client.get("/api/image.png", params={"seed": 5, "class": "7"}))
+    assert seven.text["class"] == "7" and seven.text["seed"] == "5"
+    generator, config, _ = load_generator(conditional_run)
+    latents = seed_latents([5, 5], config.model.z_dim)
+    expected = render(generator, latents, labels=torch.tensor([7, 3]))[:, 0].numpy()
+    assert np.array_equal(np.asarray(seven), expected[0])
+    three = png(conditional_client.get("/api/image.png", params={"seed": 5, "class": "3"}))
+    assert np.array_equal(np.asarray(three), expected[1]) and not np.array_equal(expected[0], expected[1])
+
+
+def test_conditional_interpolation_strip_and_grid_keep_the_class(conditional_client):
+    start = png(conditional_client.get("/api/image.png", params={"seed": 1, "class": "4"}))
+    strip = png(conditional_client.get("/api/strip.png", params={"seed": 1, "seed_b": 2, "frames": 3, "class": "4"}))
+    assert strip.text["class"] == "4" and np.array_equal(np.asarray(strip)[2:30, 2:30], np.asarray(start))
+    between = png(conditional_client.get("/api/image.png", params={"seed": 1, "seed_b": 2, "t": 0, "class": "4"}))
+    assert between.tobytes() == start.tobytes()
+    assert png(conditional_client.get("/api/grid.png", params={"n": 4, "class": "9"})).text["class"] == "9"
+
+
+@pytest.mark.parametrize("url, message", [
+    ("/api/image.png?seed=1", "class is required; choose one of: 0, 1, 2"),
+    ("/api/image.png?seed=1&class=cat", "class 'cat' is not one of this generator's classes"),
+    ("/api/image.png?seed=1&class=10", "choose one of: 0, 1, 2"),
+    ("/api/strip.png?seed=1&seed_b=2&class=", "not one of"),
+    ("/api/grid.png?n=4", "class is required"),
+    ("/api/image.png?seed=1&class=1&class=2", "more than once"),
+])
+def test_a_missing_or_unknown_class_gets_a_400_naming_it(conditional_client, url, message):
+    response = conditional_client.get(url)
+    assert response.status_code == 400, response.text
+    assert response.json()["param"] == "class" and message in response.json()["error"]
+
+
+def test_an_unconditional_generator_refuses_a_class(client):
+    response = client.get("/api/image.png?seed=1&class=3")
+    assert response.status_code == 400 and response.json()["param"] == "class"
+    assert "unconditional" in response.json()["error"]
+
+
+def test_a_conditional_safetensors_export_serves_its_classes(conditional_run, tmp_path):
+    invoke("export", conditional_run, "--out", tmp_path / "e")
+    exported = TestClient(create_app(tmp_path / "e"))
+    assert exported.get("/api/info").json()["classes"] == [str(digit) for digit in range(10)]
+    assert png(exported.get("/api/image.png?seed=5&class=2")).size == (28, 28)

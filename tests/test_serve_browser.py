@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from explore_helpers import one_thread, train_tiny_run
+from explore_helpers import one_thread, train_tiny_conditional_run, train_tiny_run
 from serve_helpers import running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -100,3 +100,36 @@ def test_run_page_shows_samples_and_losses(page, server, tmp_path):
                                " return img.complete && img.naturalWidth > 0; }", arg=name, timeout=15000)
     assert "tick 2" in page.inner_text("#stats")
     screenshot(page, tmp_path, "run.png")
+
+
+@pytest.fixture(scope="module")
+def conditional_server(tmp_path_factory):
+    with one_thread():
+        run_dir = train_tiny_conditional_run(tmp_path_factory.mktemp("browser-cond"))
+        with running_server(run_dir) as url:
+            yield url
+
+
+def image_pixels(page) -> list[int]:
+    """The shown #image's RGBA pixels, read back through a canvas."""
+    return page.eval_on_selector("#image", """img => { const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const context = canvas.getContext('2d'); context.drawImage(img, 0, 0);
+        return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data); }""")
+
+
+def test_the_class_selector_of_a_conditional_run_redraws_image_and_strip_in_that_class(page, conditional_server,
+                                                                                       tmp_path):
+    page.goto(conditional_server + "/")
+    page.wait_for_function("document.querySelector('#image').dataset.class === '0'", timeout=15000)
+    page.wait_for_function("document.querySelector('#strip').naturalWidth > 0", timeout=15000)
+    assert page.locator("#class-row").is_visible() and page.inner_text("#error") == ""
+    image_src, strip_src, before = image_state(page)[0], page.get_attribute("#strip", "src"), image_pixels(page)
+    page.select_option("#class", "7")
+    wait_for_new_image(page, image_src)
+    page.wait_for_function("old => document.querySelector('#strip').src !== old", arg=strip_src, timeout=15000)
+    assert page.eval_on_selector("#image", "img => img.dataset.class") == "7" and image_pixels(page) != before
+    assert "class 7" in page.inner_text("#caption") and page.inner_text("#error") == ""
+    assert page.get_attribute("#download", "download") == "ganforge-seed0-class7-psi1.00.png"
+    assert "class=7" in page.get_attribute("#download", "href")
+    screenshot(page, tmp_path, "generator-conditional.png")

@@ -16,6 +16,8 @@ _SOURCE = click.argument("source", metavar="RUN", type=click.Path(path_type=Path
 _DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 _PSI = click.option("--truncation", "psi", type=float, default=1.0, show_default=True,
                     help="psi: pull latents toward the mean latent; 1 = none.")
+_CLASS = click.option("--class", "class_name",
+                      help="Class-conditional runs (required there): the class to draw in, label name or index.")
 
 
 def _seed_list(text: str, flag: str) -> list[int]:
@@ -40,14 +42,15 @@ def _seed_list(text: str, flag: str) -> list[int]:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("walk.gif"), show_default=True,
               help=".gif, .mp4 (needs imageio-ffmpeg) or .png (a grid, one row per transition).")
 @_PSI
+@_CLASS
 @_DEVICE
 def interpolate(source: Path, seeds: str, frames: int, method: str, loop: bool, fps: int, scale: int | None,
-                out: Path, psi: float, device: str) -> None:
+                out: Path, psi: float, class_name: str | None, device: str) -> None:
     """Walk the latent space between seeds: an animation or a grid of interpolation rows."""
     from ganforge.explore.interpolate import interpolate as run
 
     count = run(source, _seed_list(seeds, "--seeds"), out, frames=frames, method=method, psi=psi, loop=loop,
-                fps=fps, scale=scale, device=device)
+                fps=fps, scale=scale, device=device, class_name=class_name)
     click.echo(f"wrote {count} frames to {out}")
 
 
@@ -60,14 +63,15 @@ def interpolate(source: Path, seeds: str, frames: int, method: str, loop: bool, 
 @click.option("--out", type=click.Path(path_type=Path), default=Path("arithmetic.png"), show_default=True,
               help="The grid: rows a, b, c (samples, then their mean), then the result and its variations.")
 @_PSI
+@_CLASS
 @_DEVICE
 def arithmetic(source: Path, a: str, b: str, c: str, variations: int | None, out: Path, psi: float,
-               device: str) -> None:
+               class_name: str | None, device: str) -> None:
     """Vector arithmetic as in the DCGAN paper: render mean(a) - mean(b) + mean(c)."""
     from ganforge.explore.arithmetic import arithmetic as run
 
     run(source, _seed_list(a, "--a"), _seed_list(b, "--b"), _seed_list(c, "--c"), out, psi=psi,
-        variations=variations, device=device)
+        variations=variations, device=device, class_name=class_name)
     click.echo(f"wrote {out}")
 
 
@@ -83,14 +87,15 @@ def arithmetic(source: Path, a: str, b: str, c: str, variations: int | None, out
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random starts.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("projection"), show_default=True,
               help="Folder for latent.npy, projected.png, target.png, progress.png.")
+@_CLASS
 @_DEVICE
 def project(source: Path, image: Path, steps: int, lr: float, starts: int, feature_weight: float, seed: int,
-            out: Path, device: str) -> None:
+            out: Path, class_name: str | None, device: str) -> None:
     """Find the latent whose image best reproduces IMAGE (pixel + feature loss)."""
     from ganforge.explore.project import project as run
 
     result = run(source, image, out, steps=steps, lr=lr, starts=starts, feature_weight=feature_weight, seed=seed,
-                 device=device)
+                 device=device, class_name=class_name)
     click.echo(f"projected {image} in {steps} steps: pixel MSE {result.pixel_mse:.4f}; wrote {out}/latent.npy, "
                "projected.png, target.png, progress.png")
 

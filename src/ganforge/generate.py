@@ -120,16 +120,15 @@ def source_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def class_names(config: TrainConfig) -> list[str]:
-    """Classes a user may pick from in the web UI: none yet (its conditional controls are still to come; the CLI's
-    `generate --class` drives conditional runs)."""
-    return []
-
-
-def require_unconditional(config: TrainConfig, what: str) -> None:
-    if getattr(config.model, "conditional", False):
-        raise ConfigError(f"{what} does not drive class-conditional generators yet; use an unconditional run "
-                          "(trained without --cond)")
+def class_names(source: Path, config: TrainConfig) -> list[str]:
+    """The classes a conditional run (or its export) draws, in label order: the store's label names from the
+    folder's config.json, or "0".."K-1" when it has none; [] for an unconditional run."""
+    if not config.model.conditional:
+        return []
+    names = source_record(source).get("dataset", {}).get("label_names") or []
+    if len(names) != config.model.num_classes:  # an old or hand-edited record: indices are still valid names
+        return [str(i) for i in range(config.model.num_classes)]
+    return [str(name) for name in names]
 
 
 def is_export_folder(path: Path) -> bool:

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from ganforge.errors import ConfigError
-from ganforge.generate import check_psi, load_generator, render, require_unconditional, seed_latents, truncate
+from ganforge.explore.classes import class_label, class_labels
+from ganforge.generate import check_psi, load_generator, render, seed_latents, truncate
 from ganforge.images import make_grid, save_png
 
 NOISE = 0.25  # half-width of the uniform noise added to the result for its variations
@@ -27,8 +28,9 @@ def combine(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def arithmetic(source: Path, a: list[int], b: list[int], c: list[int], out: Path, *, psi: float = 1.0,
-               variations: int | None = None, device: str = "cpu") -> torch.Tensor:
-    """What `ganforge arithmetic` does: writes the grid to `out` and returns the result latent [z_dim]."""
+               variations: int | None = None, device: str = "cpu", class_name: str | None = None) -> torch.Tensor:
+    """What `ganforge arithmetic` does: writes the grid to `out` and returns the result latent [z_dim]. A
+    conditional run does the arithmetic on z and draws every cell in `class_name`."""
     check_psi(psi)
     for flag, group in (("--a", a), ("--b", b), ("--c", c)):
         if not 1 <= len(group) <= MAX_GROUP:
@@ -38,7 +40,7 @@ def arithmetic(source: Path, a: list[int], b: list[int], c: list[int], out: Path
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: the arithmetic grid is one image; give a .png name")
     generator, config, nimg = load_generator(source, device)
-    require_unconditional(config, "ganforge arithmetic")
+    label = class_label(source, config, class_name)
     z_dim = config.model.z_dim
     groups = [seed_latents(group, z_dim) for group in (a, b, c)]
     result = combine(*groups)
@@ -47,13 +49,15 @@ def arithmetic(source: Path, a: list[int], b: list[int], c: list[int], out: Path
     noise = torch.rand(count, z_dim, generator=torch.Generator().manual_seed(0)) * 2 * NOISE - NOISE
     rows = [torch.cat([g, g.mean(0, keepdim=True)]) for g in groups] + [torch.cat([result[None], result + noise])]
     # Truncation applies to what is rendered, after the arithmetic: psi scales the result as it would any latent.
-    images = [render(generator, truncate(row, psi)) for row in rows]
+    images = [render(generator, truncate(row, psi), labels=class_labels(label, len(row))) for row in rows]
     width = max(columns, len(rows[-1]))
     blank = torch.zeros(1, *images[0].shape[1:], dtype=torch.uint8)
     cells = torch.cat([torch.cat([row, blank.expand(width - len(row), -1, -1, -1)]) for row in images])
     text = {"run": str(source), "a": _seeds(a), "b": _seeds(b), "c": _seeds(c), "psi": f"{psi:g}",
             "kimg": f"{nimg / 1000:.1f}",
             "layout": "rows a, b, c: samples then the mean; last row: mean(a)-mean(b)+mean(c), then variations"}
+    if class_name is not None:
+        text["class"] = class_name
     save_png(make_grid(cells, columns=width), out, text)
     return result
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ganforge.errors import ConfigError
-from ganforge.generate import check_psi, load_generator, render, require_unconditional, seed_latents, truncate
+from ganforge.explore.classes import class_label, class_labels
+from ganforge.generate import check_psi, load_generator, render, seed_latents, truncate
 from ganforge.images import make_grid, save_png, to_pil
 
 METHODS = ("lerp", "slerp")
@@ -53,8 +54,9 @@ def walk(keypoints: torch.Tensor, frames: int, method: str = "slerp", *, include
 
 def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, method: str = "slerp",
                 psi: float = 1.0, loop: bool = False, fps: int = 30, scale: int | None = None,
-                device: str = "cpu") -> int:
-    """What `ganforge interpolate` does; returns the number of images rendered."""
+                device: str = "cpu", class_name: str | None = None) -> int:
+    """What `ganforge interpolate` does; returns the number of images rendered. A conditional run walks z with
+    its class fixed to `class_name`."""
     check_psi(psi)
     if len(seeds) < 2:
         raise ConfigError("--seeds needs at least two seeds to walk between, e.g. --seeds 3,17,42")
@@ -71,19 +73,23 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
         raise ConfigError(f"{transitions} transitions x --frames {frames} is over {MAX_FRAMES} frames; "
                           "use fewer seeds or frames")
     generator, config, nimg = load_generator(source, device)
-    require_unconditional(config, "ganforge interpolate")
+    label = class_label(source, config, class_name)
     keypoints = truncate(seed_latents(keys, config.model.z_dim), psi)
     text = {"run": str(source), "seeds": ",".join(map(str, keys)), "method": method, "psi": f"{psi:g}",
             "frames": str(frames), "kimg": f"{nimg / 1000:.1f}"}
+    if class_name is not None:
+        text["class"] = class_name
     if suffix == ".png":
         # One row per transition, both ends included, as in the DCGAN paper's Figure 4.
         columns = max(frames, 2)
         rows = [walk(keypoints[i : i + 2], columns - 1, method) for i in range(transitions)]
-        images = render(generator, torch.cat(rows))
+        latents = torch.cat(rows)
+        images = render(generator, latents, labels=class_labels(label, len(latents)))
         save_png(make_grid(images, columns=columns), out, text)
         return len(images)
     # A looping animation must not show its first frame twice in a row, so it leaves the end out.
-    images = render(generator, walk(keypoints, frames, method, include_end=not loop))
+    latents = walk(keypoints, frames, method, include_end=not loop)
+    images = render(generator, latents, labels=class_labels(label, len(latents)))
     pictures = _upscale(images, scale)
     if suffix == ".gif":
         write_gif(pictures, out, fps)

@@ -26,7 +26,8 @@ from torch import nn
 
 from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError, DataError
-from ganforge.generate import load_generator, require_unconditional
+from ganforge.explore.classes import class_label, class_labels
+from ganforge.generate import load_generator
 from ganforge.images import make_grid, save_png, to_pil
 
 SNAPSHOTS = 8  # images in the progress strip besides the target
@@ -78,17 +79,28 @@ def load_target(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
 
 
 def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: float = 0.05, starts: int = 64,
-            feature_weight: float = 1.0, seed: int = 0, device: str = "cpu") -> Projection:
-    """What `ganforge project` does: writes latent.npy, projected.png, target.png and progress.png into `out`."""
+            feature_weight: float = 1.0, seed: int = 0, device: str = "cpu", class_name: str | None = None
+            ) -> Projection:
+    """What `ganforge project` does: writes latent.npy, projected.png, target.png and progress.png into `out`.
+
+    A conditional run searches z with the class fixed to `class_name`: latent.npy reproduces the image only
+    together with that class, which is written into the PNGs' metadata.
+    """
     if steps < 1 or starts < 1 or lr <= 0 or feature_weight < 0:
         raise ConfigError("--steps and --starts must be at least 1, --lr positive, --feature-weight not negative")
-    generator, config, nimg = load_generator(source, device)
-    require_unconditional(config, "ganforge project")
-    if next(generator.parameters(), None) is None:
+    loaded, config, nimg = load_generator(source, device)
+    label = class_label(source, config, class_name)
+    if next(loaded.parameters(), None) is None:
         raise ConfigError(f"{source} is an ONNX export, which has no gradients; project with the run folder or a "
                           "safetensors/torchscript export")
-    generator.requires_grad_(False)  # only the latent is optimised
-    dev = next(generator.parameters()).device
+    loaded.requires_grad_(False)  # only the latent is optimised
+    dev = next(loaded.parameters()).device
+
+    def generator(z: torch.Tensor) -> torch.Tensor:
+        """G(z) [B, C, H, W], in the chosen class for a conditional G."""
+        labels = class_labels(label, len(z), dev)
+        return loaded(z) if labels is None else loaded(z, labels)
+
     with torch.no_grad():
         shape = tuple(generator(torch.zeros(1, config.model.z_dim, device=dev)).shape[1:])
     target = load_target(image_path, (shape[0], shape[1], shape[2])).to(dev)
@@ -126,9 +138,11 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         final = generator(latent)
         pixel_mse = float((final - target).pow(2).mean())
     result = Projection(latent.detach()[0].cpu(), to_uint8(final[0]).cpu(), [float(v) for v in losses], pixel_mse)
-    _write(out, result, to_uint8(target).cpu(), to_uint8(torch.cat(snapshots)).cpu(),
-           {"run": str(source), "image": image_path.name, "steps": str(steps), "kimg": f"{nimg / 1000:.1f}",
-            "pixel_mse": f"{pixel_mse:.5f}", "seed": str(seed)})
+    text = {"run": str(source), "image": image_path.name, "steps": str(steps), "kimg": f"{nimg / 1000:.1f}",
+            "pixel_mse": f"{pixel_mse:.5f}", "seed": str(seed)}
+    if class_name is not None:
+        text["class"] = class_name
+    _write(out, result, to_uint8(target).cpu(), to_uint8(torch.cat(snapshots)).cpu(), text)
     return result
 
 

@@ -4,6 +4,11 @@ Every image is a GET with its controls as query parameters (so a page, a script 
 it), every parameter is range-checked, unknown parameters are refused, and a bad request gets a 400 with
 {"error": ..., "param": ...}. Nothing from the client is ever used as a file system path: the run page's files
 are two fixed names inside the served run folder.
+
+A class-conditional generator draws every image in one class: the image, strip and grid endpoints then need
+`class`, one of the names /api/info lists under "classes" (a 400 names the choices; no class is picked silently,
+so a URL always says which class it shows); an interpolation keeps that class and moves only z. For an
+unconditional generator "classes" is [] and `class` is refused.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
@@ -28,7 +33,6 @@ from ganforge.generate import (
     is_export_folder,
     load_generator,
     render,
-    require_unconditional,
 )
 from ganforge.serve.render import BadParameter, Renderer, latent_from_text, latent_to_text
 
@@ -42,15 +46,18 @@ Seed = Annotated[int, Query(ge=0, le=SEED_MAX, description="latent seed, 0..2^32
 Psi = Annotated[float, Query(ge=PSI_RANGE[0], le=PSI_RANGE[1], description="truncation psi; 1 = none")]
 Scale = Annotated[int, Query(ge=1, le=MAX_SCALE, description="nearest-neighbour enlargement")]
 Method = Annotated[str, Query(pattern="^(lerp|slerp)$", description="interpolation: lerp or slerp")]
+ClassName = Annotated[str | None, Query(alias="class", max_length=256,
+                                        description="class-conditional generators: one of /api/info's classes")]
 
 
 def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> FastAPI:
     """An app serving the generator in `source` (a run folder or an exported folder)."""
     generator, config, nimg = load_generator(source, device)
-    require_unconditional(config, "ganforge serve")
+    classes = class_names(source, config)
     renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel)
     is_run = not is_export_folder(source)
-    shape = list(render(generator, torch.zeros(1, config.model.z_dim)).shape[1:])
+    probe_label = torch.zeros(1, dtype=torch.long) if classes else None
+    shape = list(render(generator, torch.zeros(1, config.model.z_dim), labels=probe_label).shape[1:])
     app = FastAPI(title="ganforge", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -68,6 +75,20 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> Fast
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
 
+    def pick_class(name: str | None, text: dict[str, str]) -> int | None:
+        """The `class` parameter -> its index (recorded in `text`); None for an unconditional generator."""
+        if not classes:
+            if name is not None:
+                raise BadParameter("class", "class: this generator is unconditional (trained without --cond); "
+                                            "leave class out")
+            return None
+        if name is None or name not in classes:
+            shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+            given = "class is required" if name is None else f"class {name!r} is not one of this generator's classes"
+            raise BadParameter("class", f"{given}; choose one of: {shown}")
+        text["class"] = name
+        return classes.index(name)
+
     def png_response(data: bytes) -> Response:
         return Response(data, media_type="image/png", headers={"Cache-Control": f"public, max-age={CACHE_SECONDS}"})
 
@@ -84,50 +105,54 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> Fast
         _only(request)
         return {"name": source.name, "source": "run" if is_run else "export", "model": config.model.name,
                 "z_dim": config.model.z_dim, "image_shape": shape,
-                "nimg": nimg, "kimg": round(nimg / 1000, 3), "classes": class_names(config), "has_run_page": is_run,
+                "nimg": nimg, "kimg": round(nimg / 1000, 3), "classes": classes, "has_run_page": is_run,
                 "limits": {"seed_max": SEED_MAX, "psi_min": PSI_RANGE[0], "psi_max": PSI_RANGE[1],
                            "frames_max": MAX_FRAMES, "batch_max": MAX_BATCH, "scale_max": MAX_SCALE}}
 
     @app.get("/api/image.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def image(request: Request, seed: Seed | None = None, z: Annotated[str | None, Query(max_length=65536)] = None,
               psi: Psi = 1.0, seed_b: Seed | None = None, t: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-              method: Method = "slerp", scale: Scale = 1) -> Response:
+              method: Method = "slerp", scale: Scale = 1, class_name: ClassName = None) -> Response:
         """One image: from `seed` or a pasted latent `z`; with `seed_b`, the point `t` of the way to it."""
-        _only(request, "seed", "z", "psi", "seed_b", "t", "method", "scale", "v")
+        _only(request, "seed", "z", "psi", "seed_b", "t", "method", "scale", "class", "v")
         if (seed is None) == (z is None):
             raise BadParameter("seed", "give exactly one of seed (0..2^32-1) or z (a latent as text)")
         start = renderer.seed_latent(seed) if seed is not None else latent_from_text(z or "", config.model.z_dim)
         text = {"psi": f"{psi:g}", **({"seed": str(seed)} if seed is not None else {"latent": "imported"})}
+        label = pick_class(class_name, text)
         if seed_b is None:
-            return png_response(renderer.png(("one", seed, z, psi, scale), lambda: start[None], psi, scale, None,
-                                             text))
+            return png_response(renderer.png(("one", seed, z, psi, scale, label), lambda: start[None], psi, scale,
+                                             None, text, label))
         text.update(seed_b=str(seed_b), t=f"{t:g}", method=method)
         return png_response(renderer.png(
-            ("between", seed, z, seed_b, t, method, psi, scale),
-            lambda: renderer.between(start, renderer.seed_latent(seed_b), [t], method), psi, scale, None, text))
+            ("between", seed, z, seed_b, t, method, psi, scale, label),
+            lambda: renderer.between(start, renderer.seed_latent(seed_b), [t], method), psi, scale, None, text,
+            label))
 
     @app.get("/api/strip.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def strip(request: Request, seed: Seed, seed_b: Seed, frames: Annotated[int, Query(ge=2, le=MAX_FRAMES)] = 8,
-              psi: Psi = 1.0, method: Method = "slerp", scale: Scale = 1) -> Response:
-        """`frames` images from seed to seed_b, ends included, in one row."""
-        _only(request, "seed", "seed_b", "frames", "psi", "method", "scale", "v")
+              psi: Psi = 1.0, method: Method = "slerp", scale: Scale = 1, class_name: ClassName = None) -> Response:
+        """`frames` images from seed to seed_b, ends included, in one row (in one class)."""
+        _only(request, "seed", "seed_b", "frames", "psi", "method", "scale", "class", "v")
         t = [i / (frames - 1) for i in range(frames)]
         text = {"seed": str(seed), "seed_b": str(seed_b), "frames": str(frames), "psi": f"{psi:g}", "method": method}
+        label = pick_class(class_name, text)
         return png_response(renderer.png(
-            ("strip", seed, seed_b, frames, psi, method, scale),
+            ("strip", seed, seed_b, frames, psi, method, scale, label),
             lambda: renderer.between(renderer.seed_latent(seed), renderer.seed_latent(seed_b), t, method),
-            psi, scale, frames, text))
+            psi, scale, frames, text, label))
 
     @app.get("/api/grid.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def grid(request: Request, seed: Seed = 0, n: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 16, psi: Psi = 1.0,
-             scale: Scale = 1) -> Response:
-        """Seeds seed .. seed+n-1 (wrapping at 2^32) in a square grid."""
-        _only(request, "seed", "n", "psi", "scale", "v")
+             scale: Scale = 1, class_name: ClassName = None) -> Response:
+        """Seeds seed .. seed+n-1 (wrapping at 2^32) in a square grid (all in one class)."""
+        _only(request, "seed", "n", "psi", "scale", "class", "v")
         seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n)]
         text = {"seeds": f"{seeds[0]}..{seeds[-1]}", "psi": f"{psi:g}"}
-        return png_response(renderer.png(("grid", seed, n, psi, scale),
+        label = pick_class(class_name, text)
+        return png_response(renderer.png(("grid", seed, n, psi, scale, label),
                                          lambda: torch.stack([renderer.seed_latent(s) for s in seeds]),
-                                         psi, scale, None, text))
+                                         psi, scale, None, text, label))
 
     @app.get("/api/latent")
     def latent(request: Request, seed: Seed) -> dict[str, Any]:

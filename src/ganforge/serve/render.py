@@ -75,15 +75,20 @@ class Renderer:
         return (slerp if method == "slerp" else lerp)(a, b, torch.tensor(t, dtype=torch.float32))
 
     def png(self, key: Hashable, make_latents: Callable[[], torch.Tensor], psi: float, scale: int,
-            columns: int | None, text: dict[str, str]) -> bytes:
-        """PNG bytes of G(truncate(latents, psi)) as a grid, scaled by nearest neighbour; cached under `key`."""
+            columns: int | None, text: dict[str, str], label: int | None = None) -> bytes:
+        """PNG bytes of G(truncate(latents, psi)) as a grid, scaled by nearest neighbour; cached under `key`.
+
+        `label` is the class index every image is drawn in for a conditional G (None for an unconditional one);
+        the caller puts it in `key`.
+        """
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         latents = make_latents()
         with self._gate:
-            images = render(self.generator, truncate(latents, psi))
+            labels = None if label is None else torch.full((len(latents),), label, dtype=torch.long)
+            images = render(self.generator, truncate(latents, psi), labels=labels)
         grid = make_grid(images, columns, padding=2 if len(images) > 1 else 0)
         if max(grid.size) * scale > MAX_OUTPUT_SIDE:
             raise BadParameter("scale", f"scale {scale} would make a {grid.size[0] * scale}x{grid.size[1] * scale} "

@@ -22,6 +22,9 @@ function randomSeed() {
 
 function psi() { return Number($("psi").value).toFixed(2); }
 
+// A conditional generator draws every image in the selected class; {} for an unconditional one.
+function classParam() { return info.classes.length ? { class: $("class").value } : {}; }
+
 async function showImage(imgId, url) {
   const response = await fetch(url);
   if (!response.ok) {
@@ -42,21 +45,24 @@ function imageQuery(extra = {}) {
   const query = new URLSearchParams();
   if (current.z !== null) query.set("z", current.z); else query.set("seed", current.seed);
   query.set("psi", psi());
-  for (const [key, value] of Object.entries(extra)) query.set(key, value);
+  for (const [key, value] of Object.entries({ ...classParam(), ...extra })) query.set(key, value);
   query.set("v", info.nimg); // a new checkpoint gets new URLs, so no cache serves an old image
   return query;
 }
 
 async function render() {
   if (!(await showImage("image", "/api/image.png?" + imageQuery()))) return;
-  const what = current.z !== null ? "imported latent" : `seed ${current.seed}`;
+  const what = (current.z !== null ? "imported latent" : `seed ${current.seed}`) +
+    (info.classes.length ? ` · class ${$("class").value}` : "");
   $("caption").textContent = `${what} · ψ ${psi()} · synthetic image from ${info.name} (kimg ${info.kimg})`;
   $("image").dataset.seed = current.z !== null ? "imported" : String(current.seed);
+  $("image").dataset.class = info.classes.length ? $("class").value : "";
   const side = Math.max(info.image_shape[1], info.image_shape[2]);
   const scale = Math.min(info.limits.scale_max, Math.max(1, Math.floor(512 / side)));
   $("download").href = "/api/image.png?" + imageQuery({ scale });
-  $("download").download = current.z !== null ? `ganforge-latent-psi${psi()}.png`
-                                               : `ganforge-seed${current.seed}-psi${psi()}.png`;
+  const classPart = info.classes.length ? `-class${$("class").value.replace(/[^\w.-]+/g, "_")}` : "";
+  $("download").download = current.z !== null ? `ganforge-latent${classPart}-psi${psi()}.png`
+                                               : `ganforge-seed${current.seed}${classPart}-psi${psi()}.png`;
 }
 
 function useSeed(seed) {
@@ -77,7 +83,8 @@ function readSeed(id) {
 async function interpolate(stripToo) {
   const a = readSeed("seed-a"), b = readSeed("seed-b");
   if (a === null || b === null) return;
-  const common = { seed: a, seed_b: b, psi: psi(), method: $("method").value, v: info.nimg };
+  // The class stays fixed along the path: only z moves.
+  const common = { seed: a, seed_b: b, psi: psi(), method: $("method").value, ...classParam(), v: info.nimg };
   await showImage("between", "/api/image.png?" + new URLSearchParams({ ...common, t: $("t").value }));
   if (stripToo) await showImage("strip", "/api/strip.png?" + new URLSearchParams({ ...common, frames: 8 }));
 }
@@ -98,9 +105,10 @@ async function start() {
   for (const id of ["seed", "seed-a", "seed-b"]) $(id).max = info.limits.seed_max;
   $("psi").min = info.limits.psi_min;
   $("psi").max = info.limits.psi_max;
-  if (info.classes.length) { // conditional generators: the selector is ready, the API will take a class later
+  if (info.classes.length) { // conditional generators: every image request carries the selected class
     for (const name of info.classes) $("class").add(new Option(name, name));
     $("class-row").hidden = false;
+    $("class").onchange = () => { render(); interpolate(true); };
   }
   $("generate").onclick = () => {
     const noise = document.querySelector("input[name=noise]:checked").value;
