@@ -1,0 +1,83 @@
+"""FID after the same training budget for each loss (MNIST) and for each augmentation (2,000 anime faces).
+
+Every run trains from scratch with the same seed and number of images, then is scored with the standard
+Inception features against its own training store (n generated = n real = --n). Usage:
+    python benchmarks/zoo_fid.py --mnist-kimg 30 --anime-kimg 40 --n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+LOSSES = {
+    "nonsaturating": ["--loss", "nonsaturating"],
+    "minimax": ["--loss", "minimax"],
+    "wgan (clip 0.01, 5 critic steps)": ["--preset", "wgan"],
+    "wgan-gp (lambda 10, 5 critic steps)": ["--preset", "wgan-gp"],
+    "hinge + spectral norm": ["--preset", "sngan"],
+    "lsgan": ["--preset", "lsgan"],
+}
+AUGMENTS = {"none": [], "diffaugment": ["--augment", "diffaugment"], "ada": ["--augment", "ada", "--ada-kimg", "10"]}
+
+
+def ganforge(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "ganforge", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"ganforge {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def train_and_score(store: Path, out: Path, kimg: float, n: int, extra: list[str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    ganforge("train", "--data", str(store), "--out", str(out), "--kimg", str(kimg), "--tick-kimg", str(kimg / 4),
+             "--g-width", "32", "--d-width", "32", "--precision", "bf16", "--channels-last", "--no-progress", *extra)
+    minutes = (time.perf_counter() - start) / 60
+    run_dir = sorted(out.iterdir())[-1]
+    scores = out / f"{run_dir.name}.json"
+    ganforge("evaluate", str(run_dir), "--metrics", "fid", "--n", str(n), "--json", str(scores))
+    return json.loads(scores.read_text())[0]["scores"]["fid"], minutes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist-kimg", type=float, default=30)
+    parser.add_argument("--anime-kimg", type=float, default=40)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--only", choices=["losses", "augment"], default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if args.only in (None, "losses"):
+            mnist = root / "mnist.gfs"
+            ganforge("prepare", str(SHARED / "mnist" / "train-images-idx3-ubyte.gz"), "--out", str(mnist))
+            print(f"| loss (MNIST 60k, dcgan width 32, {args.mnist_kimg:g} kimg) | FID (n={args.n}) | train min |")
+            print("|---|---|---|")
+            for name, extra in LOSSES.items():
+                fid, minutes = train_and_score(mnist, root / "runs-loss", args.mnist_kimg, args.n, extra)
+                print(f"| {name} | {fid:.1f} | {minutes:.1f} |", flush=True)
+        if args.only in (None, "augment"):
+            anime = root / "anime2k"
+            import tarfile
+
+            with tarfile.open(SHARED / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz") as tar:
+                members = [m for m in tar.getmembers() if m.name.endswith(".jpg")][:2000]
+                tar.extractall(anime, members=members, filter="data")
+            store = root / "anime2k.gfs"
+            ganforge("prepare", str(anime), "--out", str(store), "--resolution", "32")
+            print(f"\n| augmentation (2,000 anime faces at 32 px, {args.anime_kimg:g} kimg) | FID (n={args.n}) "
+                  "| train min |")
+            print("|---|---|---|")
+            for name, extra in AUGMENTS.items():
+                fid, minutes = train_and_score(store, root / "runs-aug", args.anime_kimg, args.n, extra)
+                print(f"| {name} | {fid:.1f} | {minutes:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
