@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.training.checkpoint import load_checkpoint
+from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
 
 
 def ganforge(*args: str, **kwargs) -> subprocess.Popen:
@@ -59,3 +60,17 @@ def wait_for_checkpoint(proc: subprocess.Popen, parent: Path, accept=bool, timeo
         assert time.monotonic() < deadline, "no checkpoint in time"
         time.sleep(0.01)
     return only_run(parent)
+
+
+def assert_kill_and_resume_matches(args: list[str], root: Path, accept=bool) -> None:
+    """Train `args` once uninterrupted (root/a) and once SIGKILLed after a checkpoint `accept`s and resumed
+    (root/b): the final checkpoints must be bit-identical and the logs tell the same tick history."""
+    run_to_end("train", "--out", str(root / "a"), *args)
+    proc = ganforge("train", "--out", str(root / "b"), *args)
+    wait_for_checkpoint(proc, root / "b", accept)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_to_end("train", "--resume", str(only_run(root / "b")))
+    a, b = only_run(root / "a"), only_run(root / "b")
+    assert_identical(latest_checkpoint(a), latest_checkpoint(b))
+    assert tick_history(a) == tick_history(b)

@@ -4,7 +4,6 @@ and a SIGKILL in the middle of a fade-in resumes bit-identically."""
 from __future__ import annotations
 
 import json
-import signal
 import tarfile
 
 import pytest
@@ -12,10 +11,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.training.checkpoint import latest_checkpoint
 
 from data_slices import SHARED_DATA
-from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint
+from run_helpers import (
+    assert_kill_and_resume_matches,
+    only_run,
+    run_to_end,
+)
 
 CARS = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
 # Phases of 0.3 kimg: 4 px stable, 8 px fade + stable, 16 px fade + the rest; narrow networks for the CPU.
@@ -55,16 +57,9 @@ def test_progan_grows_through_4_8_16_px_with_fade_ins(cars16, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_during_a_fade_in_resumes_bit_identically(cars16, tmp_path):
-    run_to_end("train", "--data", str(cars16), "--out", str(tmp_path / "a"), *GROW)
-    proc = ganforge("train", "--data", str(cars16), "--out", str(tmp_path / "b"), *GROW)
     # The 8 px fade-in runs from 0.3 to 0.6 kimg: kill once a checkpoint inside it exists.
-    wait_for_checkpoint(proc, tmp_path / "b", lambda paths: any(300 < int(p.stem.split("-")[1]) < 600 for p in paths))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    run_to_end("train", "--resume", str(only_run(tmp_path / "b")))
-    a, b = only_run(tmp_path / "a"), only_run(tmp_path / "b")
-    assert_identical(latest_checkpoint(a), latest_checkpoint(b))
-    assert tick_history(a) == tick_history(b)
+    assert_kill_and_resume_matches(["--data", str(cars16), *GROW], tmp_path,
+                                   lambda paths: any(300 < int(p.stem.split("-")[1]) < 600 for p in paths))
 
 
 def test_progan_1024_summary_matches_the_paper_table():

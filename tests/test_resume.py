@@ -11,7 +11,15 @@ import pytest
 from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
 
 from data_slices import mnist_store
-from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint
+from run_helpers import (
+    assert_identical,
+    assert_kill_and_resume_matches,
+    ganforge,
+    only_run,
+    run_to_end,
+    tick_history,
+    wait_for_checkpoint,
+)
 
 # Every random stream in play: dropout, label flips, EMA, shuffled epochs (512 images, 3 epochs).
 TRAIN = ["--kimg", "1.5", "--batch", "32", "--tick-kimg", "0.2", "--snap", "1", "--keep", "2", "--seed", "7",
@@ -69,12 +77,4 @@ def test_zoo_state_resumes_bit_identically(reference, tmp_path):
     zoo = ["--kimg", "0.8", "--batch", "32", "--tick-kimg", "0.2", "--snap", "1", "--seed", "3", "--augment", "ada",
            "--ada-kimg", "1", "--r1-gamma", "1", "--r1-every", "3", "--instance-noise", "0.1", "--loss", "hinge",
            "--g-width", "8", "--d-width", "8", "--no-progress"]
-    run_to_end("train", "--data", str(store), "--out", str(tmp_path / "a"), *zoo)
-    proc = ganforge("train", "--data", str(store), "--out", str(tmp_path / "b"), *zoo)
-    wait_for_checkpoint(proc, tmp_path / "b")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    run_to_end("train", "--resume", str(only_run(tmp_path / "b")))
-    a, b = only_run(tmp_path / "a"), only_run(tmp_path / "b")
-    assert_identical(latest_checkpoint(a), latest_checkpoint(b))
-    assert tick_history(a) == tick_history(b)
+    assert_kill_and_resume_matches(["--data", str(store), *zoo], tmp_path)
