@@ -60,7 +60,8 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
         if overrides.get(("model", "conditional")):
             overrides = {**overrides, ("model", "num_classes"): class_count(store)}
         config = apply_overrides(TrainConfig(), overrides)
-    networks = build_networks(config.model, store.manifest.shape)
+    with torch.device("meta"):  # parameter counts only: no memory, no draws from the seeded RNG
+        networks = build_networks(config.model, store.manifest.shape)
     sizes = {name: sum(p.numel() for p in net.parameters())
              for name, net in (("G", networks.generator), ("D", networks.discriminator))}
     echo(f"data {dataset_record(store, config)['path']}: {len(store)} images, "
