@@ -30,3 +30,16 @@ def mnist_store(path: Path, count: int, dataset: str = "mnist", split: str = "tr
                         source=f"{dataset} {split}[:{count}]", skipped=[])
     write_store(path, images, labels, manifest)
     return path
+
+
+def digits16_store(root: Path, count: int = 256) -> Path:
+    """16 px images from real MNIST digits (padded to 32, box-downsampled), labels unused: small enough for
+    multi-process and accumulation runs of a few seconds."""
+    from ganforge.data.store import Store
+
+    images = np.pad(Store(mnist_store(root / "digits.gfs", count)).images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    images = images.reshape(count, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
+    labels = np.zeros(count, np.int64)
+    path = root / "d16.gfs"
+    write_store(path, images, labels, Manifest(count, 1, 16, 16, [], content_fingerprint(images, labels)))
+    return path

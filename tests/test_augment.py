@@ -151,6 +151,21 @@ def test_ada_p_holds_still_when_the_heuristic_equals_the_target() -> None:
     assert augment.probability == 0.2
 
 
+def test_ada_under_torchrun_adapts_p_from_every_ranks_logits() -> None:
+    # Rank 0 sees all-positive logits, rank 1 all-negative (stood in for by the all-reduce): globally r_t = 0,
+    # below the target, so p must fall, although rank 0 alone would raise it.
+    other_rank = torch.full((16,), -1.0)
+    ranked = AdaptiveAugment(batch=32, initial_p=0.5, sum_over_ranks=lambda signs: signs + other_rank.sign().sum(),
+                             world_size=2)
+    alone = AdaptiveAugment(batch=32, initial_p=0.5)
+    for augment in (ranked, alone):
+        for _ in range(4):
+            augment.observe_real_logits(torch.full((16,), 2.0))
+    assert ranked.probability == pytest.approx(0.5 - 128 / 500_000)
+    assert alone.probability == pytest.approx(0.5 + 128 / 500_000)
+    assert ranked.state_dict()["sign_sum"] == 0 and ranked.state_dict()["steps"] == 0
+
+
 def test_ada_state_round_trips_through_json_mid_interval_and_resumes_identically() -> None:
     first = ada(0.3)
     logits = torch.linspace(-1, 2, 32)

@@ -32,12 +32,27 @@ TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
     "fmap_max": ("model", "fmap_max"), "fade_kimg": ("fade_kimg",), "stable_kimg": ("stable_kimg",),
     "precision": ("precision",), "channels_last": ("channels_last",), "compile": ("compile",),
     "metrics": ("metrics",), "metrics_every": ("metrics_every",), "metrics_n": ("metrics_n",),
-    "metrics_extractor": ("metrics_extractor",),
+    "metrics_extractor": ("metrics_extractor",), "batch_gpu": ("batch_gpu",), "sync_bn": ("sync_bn",),
 }
 # What defines the trajectory's starting point cannot change on resume; hyperparameters can.
 FIXED_ON_RESUME = {"data", "model", "z_dim", "g_width", "d_width", "seed", "out", "g_activation", "d_batchnorm",
                    "spectral_norm", "mbstd", "g_upsample", "cond", "d_dropout", "fmap_base", "fmap_max",
                    "fade_kimg", "stable_kimg"}
+
+
+class BatchGpu(click.ParamType):
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            count = int(value)
+        except ValueError:
+            count = -1
+        if count < 1:
+            self.fail(f"{value!r} is neither auto nor a positive number of images", param, ctx)
+        return count
 
 
 class _Group(click.Group):
@@ -85,7 +100,7 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 
 @main.command()
 @click.option("--data", type=click.Path(path_type=Path), help="Store from `ganforge prepare` [embedded MNIST].")
-@click.option("--model", help="Model family: dcgan, mlp. [dcgan]")
+@click.option("--model", help="Model family: dcgan, mlp, aae, progan. [dcgan]")
 @click.option("--kimg", type=float, help="Training length in thousands of real images. [100]")
 @click.option("--batch", type=int, help="Minibatch size. [64]")
 @click.option("--seed", type=int, help="Random seed for weights, data order and latents. [0]")
@@ -127,6 +142,9 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Mixed precision. [fp32]")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout. [off]")
 @click.option("--compile/--no-compile", default=None, help="torch.compile G and D. [off]")
+@click.option("--batch-gpu", type=BatchGpu(), help="Images per pass on each device; smaller passes accumulate "
+              "gradients to the same --batch. auto = the largest that fits. [whole batch]")
+@click.option("--sync-bn/--no-sync-bn", default=None, help="torchrun: BatchNorm over the global batch. [off]")
 @click.option("--metrics", help="Score during training, e.g. fid,kid,pr (logged each --metrics-every ticks). [none]")
 @click.option("--metrics-every", type=int, help="Ticks between evaluations. [10]")
 @click.option("--metrics-n", type=int, help="Generated images per evaluation. [5000]")

@@ -88,7 +88,10 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)  # adversarial objective, penalties, D-label tricks
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # differentiable augmentation before D
     kimg: float = 100.0  # length of training in thousands of real images shown to D
-    batch: int = 64  # images per D step and per G step
+    batch: int = 64  # images per D step and per G step (the global batch, whatever the number of processes)
+    batch_gpu: int | str = 0  # images per forward/backward pass on each device: 0 = its whole share of the batch,
+    # N = passes of at most N with gradient accumulation, "auto" = the largest that fits in the device's memory
+    sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm), not per rank
     lr_g: float = 2e-4  # Adam learning rate of G (Radford et al.)
     lr_d: float = 2e-4  # Adam learning rate of D
     beta1: float = 0.5  # Adam beta1; 0.5 instead of 0.9 stabilises GANs (Radford et al.)
@@ -116,6 +119,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _require(self.kimg > 0, "--kimg must be positive")
         _require(self.batch >= 1, "--batch must be at least 1")
+        _require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),
+                 f"--batch-gpu must be auto or a whole number of images (0 = the whole batch), got {self.batch_gpu!r}")
         _require(self.lr_g > 0 and self.lr_d > 0, "--lr-g and --lr-d must be positive")
         _require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "Adam betas must be in [0, 1)")
         _require(self.d_steps >= 1, "--d-steps must be at least 1")

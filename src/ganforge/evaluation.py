@@ -1,16 +1,18 @@
 """`ganforge evaluate`: a trained run (or two image sets) in, stamped scores out; and metrics during training.
 
 The metrics themselves live in `ganforge.metrics`; this module connects them to runs: it turns a run's
-generator into an endless source of uint8 images (seeds 0, 1, 2, ..., classes cycled for conditional runs),
-picks the real images (the run's own store unless `--data` says otherwise), and adds the memorisation check
-and the discriminator-feature probe, which need a run's networks.
+generator into an endless source of uint8 images (seeds 0, 1, 2, ..., classes cycled for conditional runs;
+under torchrun each rank makes every world_size-th of them during training), picks the real images (the run's
+own store unless `--data` says otherwise), and adds the memorisation check and the discriminator-feature probe,
+which need a run's networks.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,18 +22,23 @@ from torch import nn
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store, to_uint8
 from ganforge.errors import ConfigError
+from ganforge.metrics import cache as feature_cache
 from ganforge.metrics import load_extractor
-from ganforge.metrics.evaluate import METRICS, evaluate_sets
-from ganforge.metrics.features import FeatureExtractor
+from ganforge.metrics.evaluate import METRICS, evaluate_sets, features_of, score_features
+from ganforge.metrics.features import FeatureExtractor, FeatureSet
+from ganforge.metrics.isc import require_logits
 from ganforge.metrics.memorization import memorization_report
 from ganforge.metrics.probe import linear_probe
+from ganforge.metrics.sources import GeneratorSource, StoreSource
 from ganforge.training import checkpoint as ckpt
+from ganforge.training.distributed import Distributed
 from ganforge.training.loop import resolve_device
 from ganforge.training.rundir import read_run_config
 from ganforge.training.session import open_training_store
 from ganforge.training.state import TrainingState
 
 DIAGNOSTICS = ("memorization", "probe")  # need a run's networks; write figures or fit a classifier
+BATCH_SIZE = 50  # images per pass of G and the extractor during training (evaluate_sets' default)
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -43,14 +50,29 @@ def parse_metrics(text: str) -> list[str]:
     return names
 
 
-def generator_batches(generator: nn.Module, config: TrainConfig, size: tuple[int, int], device: torch.device
-                      ) -> Callable[[int], Iterator[torch.Tensor]]:
-    """Endless uint8 batches from G: latent i is seed i's, so every evaluation sees the same images."""
+def shard_seeds(n: int, rank: int = 0, world_size: int = 1) -> range:
+    """A rank's share of the seeds 0..n-1: seed s goes to rank s % world_size (every rank's share is disjoint)."""
+    return range(rank, n, world_size)
+
+
+def seed_order(shards: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The rows of every rank's share ([len(shard_seeds(n, rank, W)), ...], in rank order) back in seed order."""
+    world_size = len(shards)
+    merged = shards[0].new_empty((sum(len(s) for s in shards), *shards[0].shape[1:]))
+    for rank, shard in enumerate(shards):
+        merged[rank::world_size] = shard  # rows of seeds rank, rank + W, ...; a wrong-sized share fails here
+    return merged
+
+
+def generator_batches(generator: nn.Module, config: TrainConfig, size: tuple[int, int], device: torch.device,
+                      *, rank: int = 0, world_size: int = 1) -> Callable[[int], Iterator[torch.Tensor]]:
+    """Endless uint8 batches from G: latent i is seed i's, so every evaluation sees the same images. With
+    world_size > 1, only `rank`'s seeds (rank, rank + world_size, ...; see `shard_seeds`)."""
 
     def batches(batch_size: int) -> Iterator[torch.Tensor]:
-        start = 0
+        start = rank
         while True:
-            seeds = range(start, start + batch_size)
+            seeds = range(start, start + batch_size * world_size, world_size)
             z = torch.stack([torch.randn(config.model.z_dim, generator=torch.Generator().manual_seed(s))
                              for s in seeds]).to(device)
             labels = (torch.tensor(seeds, device=device) % config.model.num_classes
@@ -60,7 +82,7 @@ def generator_batches(generator: nn.Module, config: TrainConfig, size: tuple[int
                 if tuple(images.shape[-2:]) != size:  # a growing G mid-way: compare at the data's size
                     images = nn.functional.interpolate(images, size=size, mode="nearest")
             yield to_uint8(images).cpu()
-            start += batch_size
+            start += batch_size * world_size
 
     return batches
 
@@ -127,28 +149,65 @@ def write_json(results: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def training_metrics_hook(config: TrainConfig, store: Store) -> Callable[[TrainingState, dict[str, Any]], None]:
+def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed
+                          ) -> Callable[[TrainingState, dict[str, Any]], None]:
     """Every `metrics_every` ticks: score G (its EMA when kept) against the store and add the numbers, with
-    their protocol, to the tick's log row. Real features are cached, so each evaluation costs only the fakes."""
+    their protocol, to the tick's log row. Real features are cached, so each evaluation costs only the fakes.
+
+    Under torchrun every rank runs the hook at the same tick and makes its share of the `metrics_n` images (seed
+    s on rank s % world_size); rank 0 gathers the features back in seed order and scores them, so the numbers are
+    the single-process ones up to float noise. The real features are rank 0's alone: the other ranks wait for
+    them in the gather, the hook's one collective.
+    """
     metrics = parse_metrics(config.metrics)
     if any(m in DIAGNOSTICS for m in metrics):
         raise ConfigError(f"--metrics during training takes {', '.join(METRICS)}; run memorization and probe with "
                           "`ganforge evaluate RUN --metrics memorization,probe` after training")
-    extractor = load_extractor(config.metrics_extractor, device=resolve_device(config.device))
+    if config.metrics_n < ctx.world_size:
+        raise ConfigError(f"--metrics-n {config.metrics_n} leaves some of the {ctx.world_size} processes without "
+                          f"images to score; use at least {ctx.world_size}")
+    device = resolve_device(config.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)  # each rank's own GPU, where the loop puts its G
+    extractor = load_extractor(config.metrics_extractor, device=device)
+    if "is" in metrics:
+        require_logits(extractor)  # before training starts, not at the first evaluation
+    real_source = StoreSource(store)
+    needs_real = any(METRICS[m][1] for m in metrics)
+    size = (store.manifest.height, store.manifest.width)
+    n_own = len(shard_seeds(config.metrics_n, ctx.rank, ctx.world_size))
 
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
         if state.counters.tick % config.metrics_every:
             return
+        started = time.perf_counter()
+        real_set, real_cache = None, "unused"
+        if ctx.is_main and needs_real:
+            real_set, real_cache = features_of(real_source, extractor, config.metrics_n, BATCH_SIZE,
+                                               feature_cache.default_cache_dir(), False, "real")
         generator = state.generator_ema if state.generator_ema is not None else state.generator
         was_training = generator.training
         generator.eval()
-        device = next(generator.parameters()).device
-        fake = generator_batches(generator, config, (store.manifest.height, store.manifest.width), device)
-        results = evaluate_sets(store, fake, metrics, config.metrics_n, extractor, progress=False)
+        fake = GeneratorSource(generator_batches(generator, config, size, next(generator.parameters()).device,
+                                                 rank=ctx.rank, world_size=ctx.world_size))
+        own, fake_cache = features_of(fake, extractor, n_own, BATCH_SIZE, None, False, "fake")
         generator.train(was_training)
+        fake_set = gather_features(own, ctx)
+        if not ctx.is_main:
+            return
+        results = score_features(metrics, real_set, fake_set, extractor, real_fingerprint=real_source.fingerprint,
+                                 real_source=real_source.description, fake_source=fake.description,
+                                 real_cache=real_cache, fake_cache=fake_cache,
+                                 extraction_s=time.perf_counter() - started, extra={"shards": ctx.world_size})
         for result in results:
             record.update(result["scores"])
         record["metrics"] = results
 
     return hook
 
+
+def gather_features(own: FeatureSet, ctx: Distributed) -> FeatureSet:
+    """Every rank's features of its own seeds -> the features of all seeds, in seed order, on every rank."""
+    features = seed_order(ctx.all_gather_rows(own.features))
+    logits = seed_order(ctx.all_gather_rows(own.logits)) if own.logits is not None else None
+    return FeatureSet(features, logits)

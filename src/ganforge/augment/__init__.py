@@ -10,6 +10,8 @@ resumed run draws the same augmentations as an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ganforge.augment.ada import AdaptiveAugment
@@ -32,14 +34,18 @@ def build_augment(
     interval: int = 4,
     initial_p: float = 0.0,
     policy: str = "color,translation,cutout",
+    sum_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    world_size: int = 1,
 ) -> Augment:
-    """The augmentation called `name`; `batch` is the number of real images per D step (ADA's step size)."""
+    """The augmentation called `name`; `batch` is the number of real images per D step (ADA's step size).
+    Under torchrun, `sum_over_ranks` (an in-place all-reduce) makes ADA adapt p from every rank's D outputs."""
     if name == "none":
         return NoAugment()
     if name == "diffaugment":
         return DiffAugment(policy)
     if name == "ada":
-        return AdaptiveAugment(batch=batch, target=target, ada_kimg=ada_kimg, interval=interval, initial_p=initial_p)
+        return AdaptiveAugment(batch=batch, target=target, ada_kimg=ada_kimg, interval=interval, initial_p=initial_p,
+                               sum_over_ranks=sum_over_ranks, world_size=world_size)
     raise ConfigError(f"unknown augmentation {name!r} for --augment: choose from {', '.join(AUGMENTS)}")
 
 

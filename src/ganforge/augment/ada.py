@@ -22,14 +22,15 @@ The geometric ops compose into one axis-aligned map per sample, executed as one 
 reflection padding (`resample.py`): exact where the map is a flip, rotation or integer shift, bilinear under
 scaling. Colour ops are not clamped, as in the paper. At p = 0 the images pass through untouched.
 
-p adapts with the paper's overfitting heuristic r_t = E[sign(D(x_real))]: every `interval` D steps,
-p += sign(r_t - target) * batch * interval / (ada_kimg * 1000), so p can move from 0 to 1 in ada_kimg kimg.
+p adapts with the paper's overfitting heuristic r_t = E[sign(D(x_real))], over all ranks' reals under torchrun:
+every `interval` D steps, p += sign(r_t - target) * batch * interval / (ada_kimg * 1000), so p can move from 0
+to 1 in ada_kimg kimg.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -62,6 +63,8 @@ class AdaptiveAugment:
         interval: int = 4,
         initial_p: float = 0.0,
         ops: Iterable[str] = OPS,
+        sum_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        world_size: int = 1,
     ) -> None:
         self.ops = tuple(ops)
         unknown = sorted(set(self.ops) - set(OPS))
@@ -79,6 +82,9 @@ class AdaptiveAugment:
             raise ConfigError(f"the initial ADA probability p must be in [0, 1], got {initial_p}")
         self.batch, self.target, self.ada_kimg, self.interval = batch, target, ada_kimg, interval
         self.p = float(initial_p)
+        # Multi-process: every rank adds every rank's signs (one tiny all-reduce per D step, queued on the device
+        # without a host sync), so all ranks adapt p alike and rank 0's checkpoint holds the global sums.
+        self._sum_over_ranks, self._world_size = sum_over_ranks, world_size
         # Sum of sign(D(x_real)) since the last adjustment: a device tensor so observing never syncs; it is created
         # on the logits' device at the first observation (from `_pending_sign_sum` after a resume).
         self._sign_sum: torch.Tensor | None = None
@@ -163,10 +169,12 @@ class AdaptiveAugment:
 
     def observe_real_logits(self, logits: torch.Tensor) -> None:
         signs = logits.detach().float().sign().sum()
+        if self._sum_over_ranks is not None:
+            signs = self._sum_over_ranks(signs)
         if self._sign_sum is None:  # a fill kernel, not a host-to-device copy
             self._sign_sum = torch.full((), self._pending_sign_sum, device=signs.device)
         self._sign_sum += signs
-        self._sign_count += logits.numel()
+        self._sign_count += logits.numel() * self._world_size  # every rank's share of the batch is the same size
         self._steps += 1
         if self._steps >= self.interval:
             self._adjust()

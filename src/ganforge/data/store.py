@@ -138,7 +138,7 @@ class Store:
         images = np.memmap(self.path, np.uint8, "r", images_offset, (m.count, m.channels, m.height, m.width))
         labels = np.memmap(self.path, "<i8", "r", labels_offset, (m.count,))
         if in_memory is None:
-            in_memory = images.nbytes < _available_ram_bytes() // 2
+            in_memory = images.nbytes < available_ram_bytes() // 2
         self.images: np.ndarray = np.array(images) if in_memory else images
         self.labels: np.ndarray = np.array(labels)
         self.in_memory = in_memory
@@ -174,17 +174,24 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 class DeviceBatches:
-    """Serves float batches in [-1, 1] on the training device; the whole store lives there when it fits."""
+    """Serves float batches in [-1, 1] on the training device.
 
-    def __init__(self, store: Store, device: torch.device, resident_limit_bytes: int = 4 << 30,
+    The whole uint8 store lives on the device when it fits (on a GPU: a quarter of its free memory, so batches
+    are one gather with no host work); otherwise each batch is gathered on the host into pinned memory and
+    copied asynchronously, overlapping the GPU's work on the previous step (the loop never waits for the GPU).
+    """
+
+    def __init__(self, store: Store, device: torch.device, resident_limit_bytes: int | None = None,
                  channels_last: bool = False) -> None:
         self.store = store
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.resident: torch.Tensor | None = None
         self.labels = torch.from_numpy(store.labels).to(device)
-        if store.in_memory and store.images.nbytes <= resident_limit_bytes:
-            self.resident = torch.from_numpy(store.images).to(device)
+        self.resident: torch.Tensor | None = None
+        limit = _resident_limit(device) if resident_limit_bytes is None else resident_limit_bytes
+        if store.images.nbytes <= limit and (store.in_memory or device.type != "cpu"):
+            self.resident = _to_device_in_chunks(store.images, device)
+        self.pin = device.type == "cuda"
 
     def labels_of(self, indices: torch.Tensor) -> torch.Tensor:
         return self.labels.index_select(0, indices.to(self.device))
@@ -193,8 +200,27 @@ class DeviceBatches:
         if self.resident is not None:
             batch = self.resident.index_select(0, indices.to(self.device))
         else:
-            batch = self.store.uint8_batch(indices.numpy()).to(self.device, non_blocking=True)
+            host = self.store.uint8_batch(indices.numpy())
+            batch = (host.pin_memory() if self.pin else host).to(self.device, non_blocking=True)
         return to_float(batch).contiguous(memory_format=self.memory_format)
+
+
+def _resident_limit(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 4
+    return 1 << 62  # on the CPU "resident" is the RAM copy Store already decided on: no second copy
+
+
+def _to_device_in_chunks(images: np.ndarray, device: torch.device, chunk_bytes: int = 256 << 20) -> torch.Tensor:
+    """The store's pixels on `device`; a memory-mapped store is read in chunks, never whole into host RAM."""
+    if device.type == "cpu":
+        return torch.from_numpy(images)  # shares the in-RAM array
+    out = torch.empty(images.shape, dtype=torch.uint8, device=device)
+    rows = max(1, chunk_bytes // max(1, images[0].nbytes))
+    for start in range(0, len(images), rows):
+        out[start : start + rows].copy_(torch.from_numpy(np.ascontiguousarray(images[start : start + rows])))
+    return out
 
 
 def _read_header(path: Path) -> tuple[Manifest, int, int]:
@@ -223,7 +249,7 @@ def _read_header(path: Path) -> tuple[Manifest, int, int]:
     return manifest, images_offset, labels_offset
 
 
-def _available_ram_bytes() -> int:
+def available_ram_bytes() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

@@ -3,14 +3,15 @@
     results = evaluate_sets("mnist.gfs", fake_batches, ["fid", "kid", "pr"], n=10_000)
 
 Metric names: fid, kid, is, pr. Real features are cached on disk (cache.py) when the real source has a content
-fingerprint, so a second evaluation against the same store only pays for the generated images.
+fingerprint, so a second evaluation against the same store only pays for the generated images. `score_features`
+is the scoring half alone, for features extracted elsewhere (sharded over processes during training).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -117,8 +118,30 @@ def evaluate_sets(real: SourceLike, fake: SourceLike, metrics: Sequence[str] = (
                                            progress, "real")
     fake_set, fake_cache = features_of(fake_source, extractor, n, batch_size, directory if use_cache else None,
                                        progress, "fake")
-    extraction_s = time.perf_counter() - started
+    return score_features(names, real_set, fake_set, extractor, options,
+                          real_fingerprint=real_source.fingerprint if real_set is not None else None,
+                          real_source=real_source.description, fake_source=fake_source.description,
+                          real_cache=real_cache, fake_cache=fake_cache,
+                          extraction_s=time.perf_counter() - started)
 
+
+def score_features(metrics: Sequence[str], real_set: FeatureSet | None, fake_set: FeatureSet,
+                   extractor: FeatureExtractor, options: MetricOptions | None = None, *,
+                   real_fingerprint: str | None = None, real_source: str | None = None,
+                   fake_source: str = "generator", real_cache: str = "off", fake_cache: str = "off",
+                   extraction_s: float = 0.0, extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Score features already extracted (by `features_of`, or gathered from several processes) with each metric;
+    one protocol-stamped dict per metric, in the order asked, as `evaluate_sets` returns them.
+
+    real_set may be None when only IS is asked for. The keyword arguments describe where the features came from
+    for the stamp; `extra` adds entries of the caller's (e.g. {"shards": 2}).
+    """
+    names = check_metric_names(metrics)
+    options = options or MetricOptions()
+    if "is" in names:
+        require_logits(extractor)
+    if real_set is None and any(METRICS[m][1] for m in names):
+        raise ValueError(f"{', '.join(m for m in names if METRICS[m][1])} need real features; got none")
     results = []
     for name in names:
         fn, needs_real = METRICS[name]
@@ -127,10 +150,11 @@ def evaluate_sets(real: SourceLike, fake: SourceLike, metrics: Sequence[str] = (
         results.append(protocol_stamp(
             name, scores, n_real=len(real_set) if needs_real and real_set is not None else None,
             n_fake=len(fake_set), extractor=extractor,
-            dataset_fingerprint=real_source.fingerprint if needs_real else None, options=metric_options,
-            real_source=real_source.description if needs_real else None, fake_source=fake_source.description,
+            dataset_fingerprint=real_fingerprint if needs_real else None, options=metric_options,
+            real_source=real_source if needs_real else None, fake_source=fake_source,
             cache={"real": real_cache if needs_real else "unused", "fake": fake_cache},
-            seconds={"extraction": round(extraction_s, 3), "metric": round(time.perf_counter() - t0, 3)}))
+            seconds={"extraction": round(extraction_s, 3), "metric": round(time.perf_counter() - t0, 3)},
+            **(extra or {})))
     return results
 
 

@@ -9,6 +9,7 @@ floating-point summation order (and BatchNorm statistics, which stay per rank on
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -42,14 +43,17 @@ class Distributed:
             return module
         # broadcast_buffers=False: BatchNorm statistics stay per rank (rank 0's are checkpointed), and D may run
         # several times before one backward (reals, fakes, penalties) without a buffer broadcast each time.
-        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                       broadcast_buffers=False, find_unused_parameters=find_unused)
+        # PyTorch 2.13 marks the flag deprecated but says to keep it until `init_sync_buffers` exists.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+            return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                           broadcast_buffers=False, find_unused_parameters=find_unused)
 
     def all_true(self, flag: bool) -> bool:
         """True on every rank if it is true on any: a stop request must end all ranks at the same step."""
         if not self.enabled:
             return flag
-        value = torch.tensor([1.0 if flag else 0.0])
+        value = torch.tensor([1.0 if flag else 0.0], device=self.collective_device())
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
@@ -70,6 +74,28 @@ class Distributed:
         if self.enabled:
             dist.all_reduce(tensor)
         return tensor
+
+    def collective_device(self) -> torch.device:
+        """Where host-side values go for a collective: NCCL reduces tensors on this rank's GPU, gloo CPU ones."""
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+    def all_gather_rows(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's tensor [N_rank, ...], in rank order, on every rank (on `tensor`'s device). The row counts
+        may differ by rank: all_gather needs equal shapes, so each is padded to the largest and trimmed after."""
+        if not self.enabled:
+            return [tensor]
+        device = self.collective_device()
+        local = tensor.to(device)
+        counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(self.world_size)]
+        dist.all_gather(counts, torch.tensor([local.shape[0]], device=device))
+        rows = [int(c.item()) for c in counts]
+        padded = torch.zeros((max(rows), *local.shape[1:]), dtype=local.dtype, device=device)
+        padded[: local.shape[0]] = local
+        gathered = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(gathered, padded)
+        return [g[:n].to(tensor.device) for g, n in zip(gathered, rows, strict=True)]
 
 
 def init_distributed(device_name: str) -> tuple[Distributed, torch.device | None]:

@@ -29,17 +29,20 @@ from ganforge.losses import build_loss
 from ganforge.models import MODELS, build_networks
 from ganforge.regularizers import build_regularizers
 from ganforge.training import checkpoint as ckpt
-from ganforge.training.distributed import init_distributed, per_rank_batch
+from ganforge.training.accumulation import StepBatch
+from ganforge.training.batch_fit import passes_per_step
+from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import make_ema_copy, update_ema
 from ganforge.training.growing import Phase
 from ganforge.training.objective import Objective
 from ganforge.training.precision import Precision
-from ganforge.training.report import TickHook, advance_tick, finish_tick, status_line
+from ganforge.training.report import TickHook, advance_tick, status_line, tick_means, tick_record, write_tick
 from ganforge.training.runlog import RunLog
 from ganforge.training.schedule import Schedule, build_schedule
 from ganforge.training.schemes import SCHEMES
 from ganforge.training.state import TrainingState
 from ganforge.training.stats import TickStats
+from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,7 +51,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_state(config: TrainConfig, store: Store, device: torch.device) -> TrainingState:
+def build_state(config: TrainConfig, store: Store, device: torch.device,
+                ctx: Distributed | None = None) -> TrainingState:
     # Weights first, so the same seed gives the same initial networks. Python's and NumPy's global streams are
     # seeded too: ganforge draws nothing from them, but a library might, and checkpoints restore them.
     torch.manual_seed(config.seed)
@@ -80,7 +84,9 @@ def build_state(config: TrainConfig, store: Store, device: torch.device) -> Trai
         stats=TickStats(device),
         precision=Precision(config.precision, device),
         augment=build_augment(config.augment.name, batch=config.batch, target=config.augment.target,
-                              ada_kimg=config.augment.ada_kimg, policy=config.augment.policy),
+                              ada_kimg=config.augment.ada_kimg, policy=config.augment.policy,
+                              sum_over_ranks=ctx.sum_ if ctx is not None and ctx.enabled else None,
+                              world_size=ctx.world_size if ctx is not None else 1),
     )
 
 
@@ -102,7 +108,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     # 100-400 img/s on a small DCGAN. GPUs already flush them; flushing on the CPU costs no quality.
     torch.set_flush_denormal(True)
     data = DeviceBatches(store, device, channels_last=config.channels_last)
-    state = build_state(config, store, device)
+    state = build_state(config, store, device, ctx)
     log = RunLog(run_dir) if ctx.is_main else None
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
@@ -110,6 +116,13 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         if log is not None:
             log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
+    if ctx.enabled:
+        # Ranks share the seed (same initial weights, same data order) but must not share the draws made during
+        # training (augmentation, dropout, instance noise, penalty mixes): each rank's stream starts afresh from
+        # (seed, rank, images so far), here and on every resume, whatever rank 0's checkpoint held.
+        torch.manual_seed(hash((config.seed, ctx.rank, state.counters.cur_nimg)) & (2**63 - 1))
+    if config.sync_bn:
+        synchronize_run_batchnorm(state, ctx, device, echo)
     grows = MODELS[config.model.name].grows  # a growing model leaves its other resolutions' layers unused
     state.wrapped = {role: ctx.wrap(net, device, find_unused=grows) for role, net in
                      (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None}
@@ -132,21 +145,24 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     bar = tqdm(total=total_nimg, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
                disable=None if progress and ctx.is_main else True, leave=False)
     stopping = False
+    rounds_by_phase: dict[int, int] = {}  # passes per step (gradient accumulation), decided once per phase
     tick_start_time = time.perf_counter()
     tick_start_nimg_session = counters.cur_nimg
     try:
         while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
-            per_rank_batch(phase.batch, ctx)
+            if phase.index not in rounds_by_phase:
+                rounds_by_phase[phase.index] = passes_per_step(state, schedule, phase, data,
+                                                                per_rank_batch(phase.batch, ctx), echo, log)
             for d_step in range(config.d_steps):
                 # Every rank draws the global batch and keeps its slice: the same data whatever the world size.
                 indices = ctx.shard(state.sampler.next_indices(phase.batch))
-                labels = data.labels_of(indices) if config.model.conditional else None
-                reals = schedule.prepare_reals(data.images(indices), phase)
-                latents = ctx.shard(_latents(state, phase.batch, device))
-                carry = discriminator_step(state, objective, reals, labels, latents,
-                                           keep_fakes=d_step == config.d_steps - 1)
-            generator_step(state, objective, carry, labels)
+                batch = StepBatch(reals=schedule.prepare_reals(data.images(indices), phase),
+                                  labels=data.labels_of(indices) if config.model.conditional else None,
+                                  latents=ctx.shard(_latents(state, phase.batch, device)),
+                                  rounds=rounds_by_phase[phase.index])
+                carry = discriminator_step(state, objective, batch, keep_fakes=d_step == config.d_steps - 1)
+            generator_step(state, objective, carry)
             if state.generator_ema is not None:
                 update_ema(state.generator_ema, state.generator, phase.batch, config.ema_kimg, config.ema_rampup,
                            counters.cur_nimg)
@@ -160,12 +176,14 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 continue
             seconds = time.perf_counter() - tick_start_time
             state.stats.all_reduce(ctx.sum_, ctx.world_size)
+            means, tick_nimg = tick_means(state), counters.cur_nimg - counters.tick_start_nimg
+            advance_tick(state, seconds)
+            record = tick_record(state, means, seconds, counters.cur_nimg - tick_start_nimg_session, tick_nimg)
+            for hook in (*tick_hooks, _phase_fields(schedule)):
+                hook(state, record)
             if log is not None:
-                record = finish_tick(state, run_dir, log, seconds, counters.cur_nimg - tick_start_nimg_session,
-                                     (grid_latents, grid_labels, preview_reals), (*tick_hooks, _phase_fields(schedule)))
+                write_tick(state, run_dir, log, record, (grid_latents, grid_labels, preview_reals))
                 echo(status_line(record))
-            else:
-                advance_tick(state, seconds)
             if (counters.tick % config.snap == 0 or done) and ctx.is_main:
                 _save(state, run_dir)
             stopping = ctx.all_true(bool(stop_signal))

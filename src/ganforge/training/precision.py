@@ -34,10 +34,13 @@ class Precision:
         with torch.autocast(self.device.type, dtype=DTYPES[self.name]):
             yield
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, net: str) -> None:
-        """backward + optimizer step, through the network's scaler when fp16 needs one (a no-op otherwise)."""
+    def backward(self, loss: torch.Tensor, net: str) -> None:
+        """Accumulate `net`'s gradients of `loss`, scaled by its scaler when fp16 needs one (a no-op otherwise)."""
+        self.scalers[net].scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, net: str) -> None:
+        """One optimizer step on the accumulated gradients; fp16 skips it if any gradient overflowed."""
         scaler = self.scalers[net]
-        scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 

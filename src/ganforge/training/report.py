@@ -16,7 +16,9 @@ from ganforge.training.plots import plot_curves
 from ganforge.training.runlog import RunLog
 from ganforge.training.state import TrainingState
 
-TickHook = Callable[[TrainingState, dict[str, Any]], None]  # may add entries to the tick's log record
+# Adds entries to the tick's log record. Runs on every rank at the same tick (so a hook may use collectives,
+# e.g. sharded metrics); only rank 0's record is written.
+TickHook = Callable[[TrainingState, dict[str, Any]], None]
 
 
 def advance_tick(state: TrainingState, seconds: float) -> None:
@@ -27,19 +29,22 @@ def advance_tick(state: TrainingState, seconds: float) -> None:
     state.stats.reset()
 
 
-def finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: float, session_nimg: int,
-                 previews: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor],
-                 tick_hooks: tuple[TickHook, ...]) -> dict[str, Any]:
-    counters = state.counters
+def tick_means(state: TrainingState) -> dict[str, float]:
+    """The tick's mean statistics (every rank, after the all-reduce), refusing to go on from non-finite losses."""
     means = state.stats.means()
-    tick_nimg = counters.cur_nimg - counters.tick_start_nimg
     if not all(v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("loss")):
         raise TrainingDiverged(
-            f"the loss became non-finite during the tick ending at kimg {counters.cur_nimg / 1000:.1f} "
+            f"the loss became non-finite during the tick ending at kimg {state.counters.cur_nimg / 1000:.1f} "
             f"(loss_d={means['loss_d']}, loss_g={means['loss_g']}); resume from the last checkpoint with lower "
             "--lr-g/--lr-d: `ganforge train --resume RUN --lr-d ...`.")
-    advance_tick(state, seconds)
-    record: dict[str, Any] = {
+    return means
+
+
+def tick_record(state: TrainingState, means: dict[str, float], seconds: float, session_nimg: int,
+                tick_nimg: int) -> dict[str, Any]:
+    """The tick's log row, built after `advance_tick`; tick hooks may add to it."""
+    counters = state.counters
+    return {
         "tick": counters.tick,
         "nimg": counters.cur_nimg,
         "kimg": counters.cur_nimg / 1000,
@@ -53,14 +58,16 @@ def finish_tick(state: TrainingState, run_dir: Path, log: RunLog, seconds: float
         "lr_d": state.opt_d.param_groups[0]["lr"],
         "augment_p": state.augment.probability,
     }
+
+
+def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[str, Any],
+               previews: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]) -> None:
+    """Rank 0's part of a tick: the sample grids, the log row and the loss plot."""
     _write_samples(state, run_dir, *previews)
-    for hook in tick_hooks:
-        hook(state, record)
     log.append(record)
     rows = [r for r in log.records() if "tick" in r]
     plot_curves({name: [(r["kimg"], r[name]) for r in rows] for name in ("loss_d", "loss_g")},
                 run_dir / "loss.png")
-    return record
 
 
 @torch.no_grad()

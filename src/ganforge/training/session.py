@@ -90,7 +90,7 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
     if config.metrics:
         from ganforge.evaluation import training_metrics_hook  # the metrics stack loads only when asked for
 
-        hooks = (training_metrics_hook(config, store),)
+        hooks = (training_metrics_hook(config, store, ctx),)
     train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks)
     ctx.finish()
     return run_dir

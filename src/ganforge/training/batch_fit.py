@@ -1,0 +1,184 @@
+"""`--batch-gpu auto`: the largest number of images per pass that fits in the device's memory.
+
+Two small trial passes (G forward, D on fakes and reals, backward through both: the G step's footprint, the
+largest of an iteration) give the memory of a pass as fixed + per_image * batch. On a GPU that is the allocator's
+peak, and the chosen size is then tried for real, shrinking on out-of-memory; on the CPU, where running out of
+memory kills the process instead of raising, it is the bytes autograd saves for backward, against half the
+available RAM. Trials run in eval mode inside a forked RNG, so they move no BatchNorm statistics, spectral-norm
+vectors, random streams or weights: the run's trajectory is the same as with the size given by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ganforge.data.store import DeviceBatches, available_ram_bytes
+from ganforge.training.accumulation import rounds_for
+from ganforge.training.growing import Phase
+from ganforge.training.precision import Precision
+from ganforge.training.runlog import RunLog
+from ganforge.training.schedule import Schedule
+from ganforge.training.state import TrainingState
+
+TRIAL_SIZES = (2, 8)
+GPU_BUDGET_FRACTION = 0.8  # of the free memory: the rest absorbs fragmentation and cuDNN workspaces
+CPU_BUDGET_FRACTION = 0.5  # of the available RAM: activations are not all there is (the store, the OS cache)
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    fixed_bytes: float
+    bytes_per_image: float
+    budget_bytes: float
+
+    def largest_batch(self, limit: int) -> int:
+        """The most images per pass (at least 1, at most `limit`) whose estimated footprint fits the budget."""
+        if self.bytes_per_image <= 0:
+            return limit
+        return max(1, min(limit, int((self.budget_bytes - self.fixed_bytes) // self.bytes_per_image)))
+
+    def describe(self, batch: int) -> str:
+        return (f"{self.bytes_per_image / 2**20:.2f} MiB per image + {self.fixed_bytes / 2**20:.0f} MiB, "
+                f"budget {self.budget_bytes / 2**30:.1f} GiB -> {batch} per pass")
+
+
+TrialPass = Callable[[int], None]  # runs one forward/backward pass over this many images
+
+
+def trial_pass(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module | None,
+               make_reals: Callable[[int], torch.Tensor], z_dim: int, num_classes: int,
+               precision: Precision) -> TrialPass:
+    """A pass shaped like the G step (G's graph and D's on fakes and reals; for an autoencoder, E's, D's on the
+    codes and the decoder's), for measuring memory."""
+
+    def run(batch: int) -> None:
+        device = precision.device
+        reals = make_reals(batch)
+        with precision.autocast():
+            if encoder is not None:
+                codes = encoder(reals)
+                score = discriminator(codes).float().sum() + generator(codes).float().sum()
+            else:
+                latents = torch.randn(batch, z_dim, device=device)
+                labels = torch.randint(num_classes, (batch,), device=device) if num_classes else None
+                fakes = generator(latents, labels)
+                score = discriminator(fakes, labels).float().sum() + discriminator(reals, labels).float().sum()
+        score.backward()
+
+    return run
+
+
+def fit_batch(run: TrialPass, networks: tuple[nn.Module, ...], device: torch.device, limit: int) -> tuple[int, str]:
+    """(images per pass, how it was chosen) for a device's share of `limit` images."""
+    if limit <= TRIAL_SIZES[0]:
+        return limit, f"{limit} per pass (the whole share)"
+    with _quiet_trials(networks, device):
+        sizes = (TRIAL_SIZES[0], min(TRIAL_SIZES[1], limit))
+        fit = _measure(run, sizes, device)
+        batch = fit.largest_batch(limit)
+        if device.type == "cuda":
+            batch = _largest_that_runs(run, batch, device)
+    return batch, fit.describe(batch)
+
+
+def agree_on_smallest(batch: int, device: torch.device) -> int:
+    """Every rank must run the same number of passes (DDP syncs on the last): take the smallest fit."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return batch
+    value = torch.tensor([batch], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return int(value.item())
+
+
+def _measure(run: TrialPass, sizes: tuple[int, int], device: torch.device) -> MemoryFit:
+    small, large = (_pass_bytes(run, size, device) for size in sizes)
+    per_image = max(0.0, (large - small) / max(1, sizes[1] - sizes[0]))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = GPU_BUDGET_FRACTION * free
+    else:
+        budget = CPU_BUDGET_FRACTION * available_ram_bytes()
+    return MemoryFit(fixed_bytes=max(0.0, small - per_image * sizes[0]), bytes_per_image=per_image,
+                     budget_bytes=budget)
+
+
+def _pass_bytes(run: TrialPass, batch: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run(batch)
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - before)
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        run(batch)
+    return float(sum(saved.values()))
+
+
+def _largest_that_runs(run: TrialPass, batch: int, device: torch.device) -> int:
+    while True:
+        try:
+            run(batch)
+            return batch
+        except torch.OutOfMemoryError:
+            if batch == 1:
+                raise
+            batch = max(1, batch * 3 // 4)
+        finally:
+            torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _quiet_trials(networks: tuple[nn.Module, ...], device: torch.device) -> Iterator[None]:
+    """Trials leave no trace: eval mode (no statistics moved, no collectives in SyncBatchNorm), a forked RNG,
+    and no gradients left behind."""
+    modes = [net.training for net in networks]
+    for net in networks:
+        net.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+    finally:
+        for net, mode in zip(networks, modes, strict=True):
+            net.train(mode)
+            for parameter in net.parameters():
+                parameter.grad = None
+
+
+def passes_per_step(state: TrainingState, schedule: Schedule, phase: Phase, data: DeviceBatches, share: int,
+                    echo: Callable[[str], None], log: RunLog | None) -> int:
+    """How many passes a step takes over this rank's `share` of the batch: from --batch-gpu N, or measured."""
+    config = state.config
+    if config.batch_gpu != "auto":
+        return rounds_for(share, int(config.batch_gpu))
+    count = len(data.store)
+
+    def make_reals(batch: int) -> torch.Tensor:
+        images = schedule.prepare_reals(data.images(torch.arange(min(batch, count))), phase)
+        return images.repeat(-(-batch // images.shape[0]), 1, 1, 1)[:batch]
+
+    networks = tuple(net for net in (state.generator, state.discriminator, state.encoder) if net is not None)
+    trial = trial_pass(state.generator, state.discriminator, state.encoder, make_reals, config.model.z_dim,
+                       config.model.num_classes if config.model.conditional else 0, state.precision)
+    fitted, how = fit_batch(trial, networks, state.precision.device, share)
+    per_pass = agree_on_smallest(fitted, state.precision.device)
+    rounds = rounds_for(share, per_pass)
+    echo(f"--batch-gpu auto at {phase.resolution} px: {how}; {rounds} pass{'es' if rounds > 1 else ''} of "
+         f"{share // rounds}{'+' if share % rounds else ''} images per step on each device")
+    if log is not None:
+        log.append({"event": "batch-gpu", "nimg": state.counters.cur_nimg, "resolution": phase.resolution,
+                    "share": share, "per_pass": per_pass, "rounds": rounds, "fit": how})
+    return rounds
