@@ -113,7 +113,7 @@ def test_memory_fit_takes_the_largest_batch_within_the_budget():
     assert MemoryFit(fixed_bytes=2_000, bytes_per_image=10, budget_bytes=1_000).largest_batch(64) == 1
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "many"])
+@pytest.mark.parametrize("value", ["-3", "many", "1.5"])
 def test_a_bad_batch_gpu_is_refused_by_name(tmp_path, value):
     proc = ganforge("train", "--out", str(tmp_path), "--batch-gpu", value)
     out, _ = proc.communicate(timeout=60)

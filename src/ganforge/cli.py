@@ -50,8 +50,8 @@ class BatchGpu(click.ParamType):
             count = int(value)
         except ValueError:
             count = -1
-        if count < 1:
-            self.fail(f"{value!r} is neither auto nor a positive number of images", param, ctx)
+        if count < 0:
+            self.fail(f"{value!r} is neither auto nor a number of images (0 = the whole share)", param, ctx)
         return count
 
 
@@ -143,7 +143,7 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout. [off]")
 @click.option("--compile/--no-compile", default=None, help="torch.compile G and D. [off]")
 @click.option("--batch-gpu", type=BatchGpu(), help="Images per pass on each device; smaller passes accumulate "
-              "gradients to the same --batch. auto = the largest that fits. [whole batch]")
+              "gradients to the same --batch. auto = the largest that fits; 0 = all at once. [0]")
 @click.option("--sync-bn/--no-sync-bn", default=None, help="torchrun: BatchNorm over the global batch. [off]")
 @click.option("--metrics", help="Score during training, e.g. fid,kid,pr (logged each --metrics-every ticks). [none]")
 @click.option("--metrics-every", type=int, help="Ticks between evaluations. [10]")

@@ -1,11 +1,12 @@
 """`--batch-gpu auto`: the largest number of images per pass that fits in the device's memory.
 
-Two small trial passes (G forward, D on fakes and reals, backward through both: the G step's footprint, the
-largest of an iteration) give the memory of a pass as fixed + per_image * batch. On a GPU that is the allocator's
-peak, and the chosen size is then tried for real, shrinking on out-of-memory; on the CPU, where running out of
-memory kills the process instead of raising, it is the bytes autograd saves for backward, against half the
-available RAM. Trials run in eval mode inside a forked RNG, so they move no BatchNorm statistics, spectral-norm
-vectors, random streams or weights: the run's trajectory is the same as with the size given by hand.
+Two small trial passes (G forward, D on fakes and reals, backward through both, as in the G step, plus a
+gradient penalty's double backward when the run has one) give the memory of a pass as fixed + per_image *
+batch. On a GPU that is the allocator's peak, and the chosen size is then tried for real, shrinking on
+out-of-memory; on the CPU, where running out of memory kills the process instead of raising, it is the bytes
+autograd saves for backward, against half the available RAM. Trials run in eval mode inside a forked RNG, so
+they move no BatchNorm statistics, spectral-norm vectors, random streams or weights: the run's trajectory is
+the same as with the size given by hand.
 """
 
 from __future__ import annotations
@@ -52,14 +53,15 @@ TrialPass = Callable[[int], None]  # runs one forward/backward pass over this ma
 
 
 def trial_pass(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module | None,
-               make_reals: Callable[[int], torch.Tensor], z_dim: int, num_classes: int,
-               precision: Precision) -> TrialPass:
+               make_reals: Callable[[int], torch.Tensor], z_dim: int, num_classes: int, precision: Precision,
+               gradient_penalty: bool = False) -> TrialPass:
     """A pass shaped like the G step (G's graph and D's on fakes and reals; for an autoencoder, E's, D's on the
-    codes and the decoder's), for measuring memory."""
+    codes and the decoder's), plus the double backward of a gradient penalty (R1, WGAN-GP) when the run has one,
+    for measuring memory."""
 
     def run(batch: int) -> None:
         device = precision.device
-        reals = make_reals(batch)
+        reals = make_reals(batch).requires_grad_(gradient_penalty)
         with precision.autocast():
             if encoder is not None:
                 codes = encoder(reals)
@@ -68,8 +70,16 @@ def trial_pass(generator: nn.Module, discriminator: nn.Module, encoder: nn.Modul
                 latents = torch.randn(batch, z_dim, device=device)
                 labels = torch.randint(num_classes, (batch,), device=device) if num_classes else None
                 fakes = generator(latents, labels)
-                score = discriminator(fakes, labels).float().sum() + discriminator(reals, labels).float().sum()
+                real_score = discriminator(reals, labels).float().sum()
+                score = discriminator(fakes, labels).float().sum() + real_score
+                if gradient_penalty:
+                    (grad,) = torch.autograd.grad(real_score, reals, create_graph=True)
+                    score = score + grad.float().square().sum()
         score.backward()
+        # Every trial allocates its own gradients, so each measurement counts them alike (in the fixed part).
+        for network in (generator, discriminator, encoder):
+            if network is not None:
+                network.zero_grad(set_to_none=True)
 
     return run
 
@@ -172,7 +182,8 @@ def passes_per_step(state: TrainingState, schedule: Schedule, phase: Phase, data
 
     networks = tuple(net for net in (state.generator, state.discriminator, state.encoder) if net is not None)
     trial = trial_pass(state.generator, state.discriminator, state.encoder, make_reals, config.model.z_dim,
-                       config.model.num_classes if config.model.conditional else 0, state.precision)
+                       config.model.num_classes if config.model.conditional else 0, state.precision,
+                       gradient_penalty=config.loss.r1_gamma > 0 or config.loss.name == "wgan-gp")
     fitted, how = fit_batch(trial, networks, state.precision.device, share)
     per_pass = agree_on_smallest(fitted, state.precision.device)
     rounds = rounds_for(share, per_pass)
