@@ -18,7 +18,7 @@ from ganforge.config import ModelConfig, TrainConfig
 from ganforge.evaluation import generator_batches, seed_order, shard_seeds
 from ganforge.metrics import GeneratorSource
 
-from data_slices import digits16_store
+from data_slices import digits16_store, mnist_store
 from run_helpers import only_run
 
 # ProGAN without minibatch-stddev: no layer mixes samples, so a generated image does not depend on which other
@@ -105,3 +105,24 @@ def test_two_process_metrics_match_one_process_and_log_one_row_per_tick(digits16
         # the first one's seeds instead of making its own moves this FID by ~2% (FID ignores order: the unit
         # tests above check that), and a lost share would show in n_fake.
         assert two["fid"] == pytest.approx(one["fid"], rel=1e-3)
+
+
+def test_real_features_are_extracted_once_and_cached_where_evaluate_finds_them(tmp_path: Path) -> None:
+    from ganforge.data.store import Store
+    from ganforge.evaluation import sharded_real_features
+    from ganforge.metrics import load_extractor
+    from ganforge.metrics.evaluate import features_of
+    from ganforge.metrics.sources import StoreSource
+    from ganforge.training.distributed import Distributed
+
+    source = StoreSource(Store(mnist_store(tmp_path / "m.gfs", 40)))
+    extractor = load_extractor("random-conv")
+    first, how = sharded_real_features(source, extractor, 30, Distributed(), tmp_path / "cache")
+    assert how == "miss" and first is not None and len(first) == 30
+    again, how = sharded_real_features(source, extractor, 30, Distributed(), tmp_path / "cache")
+    assert how == "hit" and again is not None and torch.equal(again.features, first.features)
+    # The same cache entry `ganforge evaluate` reads: the first 30 images, in order.
+    reference, status = features_of(source, extractor, 30, 50, tmp_path / "cache", False, "real")
+    assert status == "hit" and torch.equal(reference.features, first.features)
+    uncached, _ = features_of(source, extractor, 30, 50, None, False, "real")
+    torch.testing.assert_close(uncached.features, first.features)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,7 +26,7 @@ from ganforge.errors import ConfigError
 from ganforge.metrics import cache as feature_cache
 from ganforge.metrics import load_extractor
 from ganforge.metrics.evaluate import METRICS, evaluate_sets, features_of, score_features
-from ganforge.metrics.features import FeatureExtractor, FeatureSet
+from ganforge.metrics.features import FeatureExtractor, FeatureSet, extract_features
 from ganforge.metrics.isc import require_logits
 from ganforge.metrics.memorization import memorization_report
 from ganforge.metrics.probe import linear_probe
@@ -156,8 +157,8 @@ def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed
 
     Under torchrun every rank runs the hook at the same tick and makes its share of the `metrics_n` images (seed
     s on rank s % world_size); rank 0 gathers the features back in seed order and scores them, so the numbers are
-    the single-process ones up to float noise. The real features are rank 0's alone: the other ranks wait for
-    them in the gather, the hook's one collective.
+    the single-process ones up to float noise. The real features come from the on-disk cache (rank 0 reads it);
+    on a miss all ranks extract them the same way, image i on rank i % world_size, and rank 0 writes the cache.
     """
     metrics = parse_metrics(config.metrics)
     if any(m in DIAGNOSTICS for m in metrics):
@@ -176,15 +177,19 @@ def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed
     needs_real = any(METRICS[m][1] for m in metrics)
     size = (store.manifest.height, store.manifest.width)
     n_own = len(shard_seeds(config.metrics_n, ctx.rank, ctx.world_size))
+    reals_kept: list[FeatureSet | None] = []  # after the first evaluation: rank 0's real features, None elsewhere
 
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
         if state.counters.tick % config.metrics_every:
             return
         started = time.perf_counter()
         real_set, real_cache = None, "unused"
-        if ctx.is_main and needs_real:
-            real_set, real_cache = features_of(real_source, extractor, config.metrics_n, BATCH_SIZE,
-                                               feature_cache.default_cache_dir(), False, "real")
+        if needs_real and not reals_kept:  # the same branch on every rank: it may hold collectives
+            real_set, real_cache = sharded_real_features(real_source, extractor, config.metrics_n, ctx,
+                                                         feature_cache.default_cache_dir())
+            reals_kept.append(real_set)  # later evaluations reuse them from memory (None on ranks > 0)
+        elif needs_real:
+            real_set, real_cache = reals_kept[0], "memory"
         generator = state.generator_ema if state.generator_ema is not None else state.generator
         was_training = generator.training
         generator.eval()
@@ -211,3 +216,24 @@ def gather_features(own: FeatureSet, ctx: Distributed) -> FeatureSet:
     features = seed_order(ctx.all_gather_rows(own.features))
     logits = seed_order(ctx.all_gather_rows(own.logits)) if own.logits is not None else None
     return FeatureSet(features, logits)
+
+
+def sharded_real_features(source: StoreSource, extractor: FeatureExtractor, n: int, ctx: Distributed,
+                          cache_dir: Path) -> tuple[FeatureSet | None, str]:
+    """(the real set's features on rank 0, None on the others; "hit" or "miss"). A cache hit costs rank 0 one
+    read; a miss is extracted by every rank (image i on rank i % world_size), gathered and cached by rank 0."""
+    count = source.count(n)
+    fingerprint = source.fingerprint
+    assert fingerprint is not None  # a store always has one
+    key = feature_cache.cache_key(fingerprint, extractor.describe(), count)
+    cached = feature_cache.read_cached(cache_dir, key) if ctx.is_main else None
+    if ctx.broadcast_text("hit" if cached is not None else "miss") == "hit":
+        return cached, "hit"
+    indices = np.asarray(shard_seeds(count, ctx.rank, ctx.world_size))
+    own = extract_features(extractor, (source.images(indices[i : i + BATCH_SIZE])
+                                       for i in range(0, len(indices), BATCH_SIZE)), len(indices))
+    features = gather_features(own, ctx)
+    if not ctx.is_main:
+        return None, "miss"
+    feature_cache.write_cached(cache_dir, key, features)
+    return features, "miss"

@@ -45,13 +45,21 @@ def cache_path(cache_dir: str | os.PathLike[str], key: dict[str, Any]) -> Path:
 def load_or_compute(cache_dir: str | os.PathLike[str], key: dict[str, Any],
                     compute: Callable[[], FeatureSet]) -> tuple[FeatureSet, bool]:
     """(features, hit): read the cached set for `key`, or compute, save and return it with hit=False."""
-    path = cache_path(cache_dir, key)
-    cached = _read(path, key)
+    cached = read_cached(cache_dir, key)
     if cached is not None:
         return cached, True
     features = compute()
-    _write(path, key, features)
+    write_cached(cache_dir, key, features)
     return features, False
+
+
+def read_cached(cache_dir: str | os.PathLike[str], key: dict[str, Any]) -> FeatureSet | None:
+    """The cached set for `key`, or None when there is none (or it is unreadable, or recorded for another key)."""
+    return _read(cache_path(cache_dir, key), key)
+
+
+def write_cached(cache_dir: str | os.PathLike[str], key: dict[str, Any], features: FeatureSet) -> None:
+    _write(cache_path(cache_dir, key), key, features)
 
 
 def _read(path: Path, key: dict[str, Any]) -> FeatureSet | None:
