@@ -136,14 +136,14 @@ def _sync(device: torch.device) -> None:
 
 
 def run_bench(model: str, resolution: int, batch: int, precision: str, channels_last: bool, kimg: float,
-              device_name: str = "auto", reference_seconds: float = 20.0) -> BenchResult:
+              device_name: str = "auto", reference_seconds: float = 20.0, *, compile_: bool = False) -> BenchResult:
     device = resolve_device(device_name)
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory() as tmp:
         store = random_store(Path(tmp) / "bench.gfs", resolution)
         config = TrainConfig(data=str(store.path), model=ModelConfig(name=model), kimg=kimg, batch=batch,
                              tick_kimg=kimg / 4, snap=10_000, device=device_name, precision=precision,
-                             channels_last=channels_last)
+                             channels_last=channels_last, compile=compile_)
         ours = ganforge_throughput(config, store, Path(tmp))
         reference, gflop = reference_throughput(config, store, device, reference_seconds)
     if device.type == "cuda":

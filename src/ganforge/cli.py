@@ -245,16 +245,22 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
 @click.option("--batch", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--channels-last", is_flag=True, help="NHWC layout for ganforge's loop.")
-@click.option("--kimg", type=click.FloatRange(0.1, 1000), default=2.0, show_default=True,
-              help="Length of ganforge's timed run (4 ticks; the first is warm-up).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile ganforge's G and D (the warm-up tick "
+              "pays for compiling).")
+@click.option("--kimg", type=click.FloatRange(0.1, 10_000),
+              help="Length of ganforge's timed run (4 ticks; the first is warm-up). [2 on the CPU, 100 on a GPU]")
 @click.option("--device", default="auto", show_default=True)
-def bench(model: str, resolution: int, batch: int, precision: str, channels_last: bool, kimg: float,
-          device: str) -> None:
+def bench(model: str, resolution: int, batch: int, precision: str, channels_last: bool, compile_: bool,
+          kimg: float | None, device: str) -> None:
     """Train img/s of ganforge's loop vs a textbook eager loop on the same networks, and the device's peak."""
     from ganforge.bench import run_bench
+    from ganforge.training.loop import resolve_device
 
-    click.echo(f"{model} {resolution}px batch {batch} {precision}{' channels_last' if channels_last else ''}")
-    click.echo(run_bench(model, resolution, batch, precision, channels_last, kimg, device).report())
+    options = "".join(f" {name}" for name, on in (("channels_last", channels_last), ("compile", compile_)) if on)
+    click.echo(f"{model} {resolution}px batch {batch} {precision}{options}")
+    if kimg is None:  # long enough for ticks of several seconds at the device's usual speed
+        kimg = 100.0 if resolve_device(device).type == "cuda" else 2.0
+    click.echo(run_bench(model, resolution, batch, precision, channels_last, kimg, device, compile_=compile_).report())
 
 
 def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None) -> str:
