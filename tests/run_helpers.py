@@ -74,3 +74,20 @@ def assert_kill_and_resume_matches(args: list[str], root: Path, accept=bool) -> 
     a, b = only_run(root / "a"), only_run(root / "b")
     assert_identical(latest_checkpoint(a), latest_checkpoint(b))
     assert tick_history(a) == tick_history(b)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once, as a crash or an OOM kill of the machine would.
+    torchrun starts its workers in process groups of their own, so killing its group leaves them running."""
+    def descendants(parent: int) -> list[int]:
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            return []
+        return [int(c) for c in children] + [d for c in children for d in descendants(int(c))]
+
+    for target in [pid, *descendants(pid)]:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

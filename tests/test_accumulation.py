@@ -43,11 +43,13 @@ def test_passes_split_the_batch_into_weighted_parts():
     assert sum(w * chunk[0].mean() for _, w, chunk in parts) == pytest.approx(images.mean().item())
 
 
-@pytest.mark.parametrize(("share", "batch_gpu", "rounds"), [(64, 0, 1), (64, 16, 4), (64, 48, 2), (8, 64, 1),
-                                                            (64, 24, 4), (30, 8, 5), (29, 8, 4)])
-def test_rounds_cover_the_share_in_equal_passes_where_they_can(share, batch_gpu, rounds):
-    # 64 at most 24 at a time: 4 passes of 16 rather than 22 + 21 + 21; 29 (prime) cannot split evenly.
-    assert rounds_for(share, batch_gpu) == rounds
+@pytest.mark.parametrize(("share", "batch_gpu", "smallest", "rounds"), [
+    (64, 0, 1, 1), (64, 16, 1, 4), (64, 48, 1, 2), (8, 64, 1, 1), (64, 24, 1, 4), (30, 8, 1, 5), (29, 8, 1, 4),
+    (3, 2, 2, 1), (30, 1, 2, 15), (5, 2, 2, 2)])
+def test_rounds_cover_the_share_in_equal_passes_where_they_can(share, batch_gpu, smallest, rounds):
+    # 64 at most 24 at a time: 4 passes of 16 rather than 22 + 21 + 21; 29 (prime) cannot split evenly; with
+    # BatchNorm (smallest 2) 3 images stay one pass rather than 2 + 1, and 5 become 3 + 2.
+    assert rounds_for(share, batch_gpu, smallest) == rounds
 
 
 def test_four_passes_of_eight_train_like_one_pass_of_thirty_two(digits16, tmp_path):
@@ -118,3 +120,9 @@ def test_a_bad_batch_gpu_is_refused_by_name(tmp_path, value):
     proc = ganforge("train", "--out", str(tmp_path), "--batch-gpu", value)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "--batch-gpu" in out and "auto" in out
+
+
+def test_passes_of_one_image_are_refused_for_batchnorm_models(tmp_path):
+    proc = ganforge("train", "--out", str(tmp_path), "--model", "mlp", "--batch", "30", "--batch-gpu", "1")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "--batch-gpu 1" in out and "BatchNorm" in out and "Traceback" not in out

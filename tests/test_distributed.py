@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
 
 from data_slices import digits16_store
-from run_helpers import only_run, run_to_end, wait_for_checkpoint
+from run_helpers import assert_identical, kill_tree, only_run, run_to_end, wait_for_checkpoint
 
 # Without --sync-bn BatchNorm keeps per-rank statistics, so the equivalence check uses ProGAN's networks, which
 # have no layer mixing samples once minibatch-stddev is off; DCGAN (BatchNorm in G and D) checks --sync-bn.
@@ -70,10 +69,11 @@ def test_killed_two_process_run_resumes_on_one_process(digits16, tmp_path):
     store, single = digits16
     proc = torchrun("train", "--data", str(store), "--out", str(tmp_path), *ARGS)
     wait_for_checkpoint(proc, tmp_path)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
+    kill_tree(proc.pid)  # torchrun and both workers, mid-run
     proc.wait()
     run_dir = only_run(tmp_path)
-    assert "resumed from" in run_to_end("train", "--resume", str(run_dir))
+    out = run_to_end("train", "--resume", str(run_dir))
+    assert "resumed from" in out and "\ntick " in out  # killed mid-run: the resumed run still had ticks to train
     assert latest_checkpoint(run_dir).name == single.name
     assert_close(single, latest_checkpoint(run_dir))
 
@@ -102,3 +102,23 @@ def test_sync_bn_gives_two_processes_the_batchnorm_statistics_of_one(digits16, t
     # differences 1e-8 (synced) against 3e-4 (per rank).
     synced_gap, per_rank_gap = mean_weight_difference(single, synced), mean_weight_difference(single, per_rank)
     assert per_rank_gap > 3 * synced_gap, (synced_gap, per_rank_gap)
+
+
+@pytest.mark.slow
+def test_killed_two_process_run_with_random_draws_resumes_bit_identically(digits16, tmp_path):
+    # Dropout and label flips draw from each rank's own stream, reseeded at every tick end: a resumed run draws
+    # what the uninterrupted one drew (a reseed only at start-up left the weights up to 1e-3 apart).
+    store, _ = digits16
+    args = ["--data", str(store), *DCGAN, "--kimg", "0.64", "--tick-kimg", "0.064", "--snap", "1", "--d-dropout",
+            "0.3", "--label-flip", "0.1"]
+    straight = torchrun("train", "--out", str(tmp_path / "a"), *args)
+    out, _ = straight.communicate(timeout=300)
+    assert straight.returncode == 0, out
+    proc = torchrun("train", "--out", str(tmp_path / "b"), *args)
+    wait_for_checkpoint(proc, tmp_path / "b")
+    kill_tree(proc.pid)
+    proc.wait()
+    resumed = torchrun("train", "--resume", str(only_run(tmp_path / "b")))
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0 and "resumed from" in out and "\ntick " in out, out
+    assert_identical(latest_checkpoint(only_run(tmp_path / "a")), latest_checkpoint(only_run(tmp_path / "b")))

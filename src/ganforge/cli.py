@@ -253,13 +253,11 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
 def bench(model: str, resolution: int, batch: int, precision: str, channels_last: bool, compile_: bool,
           kimg: float | None, device: str) -> None:
     """Train img/s of ganforge's loop vs a textbook eager loop on the same networks, and the device's peak."""
-    from ganforge.bench import run_bench
-    from ganforge.training.loop import resolve_device
+    from ganforge.bench import default_kimg, run_bench
 
     options = "".join(f" {name}" for name, on in (("channels_last", channels_last), ("compile", compile_)) if on)
     click.echo(f"{model} {resolution}px batch {batch} {precision}{options}")
-    if kimg is None:  # long enough for ticks of several seconds at the device's usual speed
-        kimg = 100.0 if resolve_device(device).type == "cuda" else 2.0
+    kimg = kimg if kimg is not None else default_kimg(device)
     click.echo(run_bench(model, resolution, batch, precision, channels_last, kimg, device, compile_=compile_).report())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ganforge.errors import ConfigError
 
@@ -89,8 +89,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # differentiable augmentation before D
     kimg: float = 100.0  # length of training in thousands of real images shown to D
     batch: int = 64  # images per D step and per G step (the global batch, whatever the number of processes)
-    batch_gpu: int | str = 0  # images per forward/backward pass on each device: 0 = its whole share of the batch,
-    # N = passes of at most N with gradient accumulation, "auto" = the largest that fits in the device's memory
+    # Images per forward/backward pass on each device: 0 = its whole share of the batch, N = passes of at most N
+    # with gradient accumulation, "auto" = the largest that fits in the device's memory.
+    batch_gpu: int | Literal["auto"] = 0
     sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm), not per rank
     lr_g: float = 2e-4  # Adam learning rate of G (Radford et al.)
     lr_d: float = 2e-4  # Adam learning rate of D

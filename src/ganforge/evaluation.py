@@ -164,9 +164,9 @@ def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed
     if any(m in DIAGNOSTICS for m in metrics):
         raise ConfigError(f"--metrics during training takes {', '.join(METRICS)}; run memorization and probe with "
                           "`ganforge evaluate RUN --metrics memorization,probe` after training")
-    if config.metrics_n < ctx.world_size:
-        raise ConfigError(f"--metrics-n {config.metrics_n} leaves some of the {ctx.world_size} processes without "
-                          f"images to score; use at least {ctx.world_size}")
+    if min(config.metrics_n, len(store)) < ctx.world_size:
+        raise ConfigError(f"--metrics-n {config.metrics_n} with {len(store)} real images leaves some of the "
+                          f"{ctx.world_size} processes without images to score; use at least {ctx.world_size}")
     device = resolve_device(config.device)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)  # each rank's own GPU, where the loop puts its G
@@ -191,6 +191,8 @@ def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed
         elif needs_real:
             real_set, real_cache = reals_kept[0], "memory"
         generator = state.generator_ema if state.generator_ema is not None else state.generator
+        # Without --sync-bn every rank's BatchNorm statistics are its own: all images must come from rank 0's G.
+        ctx.broadcast_buffers(generator)
         was_training = generator.training
         generator.eval()
         fake = GeneratorSource(generator_batches(generator, config, size, next(generator.parameters()).device,

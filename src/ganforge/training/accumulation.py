@@ -28,14 +28,17 @@ class StepBatch:
     rounds: int = 1
 
 
-def rounds_for(per_device_batch: int, batch_gpu: int) -> int:
+def rounds_for(per_device_batch: int, batch_gpu: int, smallest_pass: int = 1) -> int:
     """Passes to run `per_device_batch` images at most `batch_gpu` at a time (0: all at once), preferring a
     count that splits them evenly: one input shape for cuDNN and torch.compile to tune, and the same BatchNorm
-    and minibatch-stddev group sizes in every pass."""
+    and minibatch-stddev group sizes in every pass. No pass gets fewer than `smallest_pass` images (BatchNorm
+    needs 2), even if one then holds a few more than `batch_gpu`."""
     if batch_gpu <= 0 or batch_gpu >= per_device_batch:
         return 1
-    fewest = math.ceil(per_device_batch / batch_gpu)
-    return next((r for r in range(fewest, 2 * fewest) if per_device_batch % r == 0), fewest)
+    most = max(1, per_device_batch // smallest_pass)
+    fewest = min(math.ceil(per_device_batch / batch_gpu), most)
+    even = (r for r in range(fewest, min(2 * fewest, most + 1)) if per_device_batch % r == 0)
+    return next(even, fewest)
 
 
 def split(tensor: torch.Tensor, rounds: int) -> tuple[torch.Tensor, ...]:

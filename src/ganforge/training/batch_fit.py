@@ -12,6 +12,7 @@ the same as with the size given by hand.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,12 +21,14 @@ import torch.distributed as dist
 from torch import nn
 
 from ganforge.data.store import DeviceBatches, available_ram_bytes
+from ganforge.errors import ConfigError
 from ganforge.training.accumulation import rounds_for
 from ganforge.training.growing import Phase
 from ganforge.training.precision import Precision
 from ganforge.training.runlog import RunLog
 from ganforge.training.schedule import Schedule
 from ganforge.training.state import TrainingState
+from ganforge.training.sync_batchnorm import count_batchnorm
 
 TRIAL_SIZES = (2, 8)
 GPU_BUDGET_FRACTION = 0.8  # of the free memory: the rest absorbs fragmentation and cuDNN workspaces
@@ -84,16 +87,20 @@ def trial_pass(generator: nn.Module, discriminator: nn.Module, encoder: nn.Modul
     return run
 
 
-def fit_batch(run: TrialPass, networks: tuple[nn.Module, ...], device: torch.device, limit: int) -> tuple[int, str]:
-    """(images per pass, how it was chosen) for a device's share of `limit` images."""
+def fit_batch(run: TrialPass, networks: tuple[nn.Module, ...], device: torch.device, limit: int,
+              smallest: int = 1) -> tuple[int, str]:
+    """(images per pass, how it was chosen) for a device's share of `limit` images, never below `smallest`
+    (BatchNorm needs 2); 0 when not even that fits, which the caller reports once all ranks have agreed."""
     if limit <= TRIAL_SIZES[0]:
         return limit, f"{limit} per pass (the whole share)"
     with _quiet_trials(networks, device):
-        sizes = (TRIAL_SIZES[0], min(TRIAL_SIZES[1], limit))
-        fit = _measure(run, sizes, device)
-        batch = fit.largest_batch(limit)
-        if device.type == "cuda":
-            batch = _largest_that_runs(run, batch, device)
+        try:
+            fit = _measure(run, (TRIAL_SIZES[0], min(TRIAL_SIZES[1], limit)), device)
+            batch = max(smallest, fit.largest_batch(limit))
+            if device.type == "cuda":
+                batch = _largest_that_runs(run, batch, smallest)
+        except torch.OutOfMemoryError:
+            return 0, f"out of memory already at {TRIAL_SIZES[0]} images per pass"
     return batch, fit.describe(batch)
 
 
@@ -107,13 +114,15 @@ def agree_on_smallest(batch: int, device: torch.device) -> int:
 
 
 def _measure(run: TrialPass, sizes: tuple[int, int], device: torch.device) -> MemoryFit:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # blocks cached for an earlier resolution count as free for this one
     small, large = (_pass_bytes(run, size, device) for size in sizes)
     per_image = max(0.0, (large - small) / max(1, sizes[1] - sizes[0]))
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = GPU_BUDGET_FRACTION * free
-    else:
-        budget = CPU_BUDGET_FRACTION * available_ram_bytes()
+    else:  # the processes of one machine share its RAM
+        budget = CPU_BUDGET_FRACTION * available_ram_bytes() / int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return MemoryFit(fixed_bytes=max(0.0, small - per_image * sizes[0]), bytes_per_image=per_image,
                      budget_bytes=budget)
 
@@ -138,15 +147,16 @@ def _pass_bytes(run: TrialPass, batch: int, device: torch.device) -> float:
     return float(sum(saved.values()))
 
 
-def _largest_that_runs(run: TrialPass, batch: int, device: torch.device) -> int:
+def _largest_that_runs(run: TrialPass, batch: int, smallest: int) -> int:
+    """The first size from `batch` down (by quarters) whose pass runs on the GPU; 0 if not even `smallest`."""
     while True:
         try:
             run(batch)
             return batch
         except torch.OutOfMemoryError:
-            if batch == 1:
-                raise
-            batch = max(1, batch * 3 // 4)
+            if batch <= smallest:
+                return 0
+            batch = max(smallest, batch * 3 // 4)
         finally:
             torch.cuda.empty_cache()
 
@@ -172,21 +182,29 @@ def passes_per_step(state: TrainingState, schedule: Schedule, phase: Phase, data
                     echo: Callable[[str], None], log: RunLog | None) -> int:
     """How many passes a step takes over this rank's `share` of the batch: from --batch-gpu N, or measured."""
     config = state.config
+    networks = tuple(net for net in (state.generator, state.discriminator, state.encoder) if net is not None)
+    smallest = 2 if any(count_batchnorm(net) for net in networks) else 1  # batch statistics need two images
     if config.batch_gpu != "auto":
-        return rounds_for(share, int(config.batch_gpu))
+        if 0 < int(config.batch_gpu) < smallest:
+            raise ConfigError(f"--batch-gpu {config.batch_gpu}: {config.model.name} has BatchNorm layers, which "
+                              f"need at least {smallest} images per pass; use --batch-gpu {smallest} or more")
+        return rounds_for(share, int(config.batch_gpu), smallest)
     count = len(data.store)
 
     def make_reals(batch: int) -> torch.Tensor:
         images = schedule.prepare_reals(data.images(torch.arange(min(batch, count))), phase)
         return images.repeat(-(-batch // images.shape[0]), 1, 1, 1)[:batch]
 
-    networks = tuple(net for net in (state.generator, state.discriminator, state.encoder) if net is not None)
     trial = trial_pass(state.generator, state.discriminator, state.encoder, make_reals, config.model.z_dim,
                        config.model.num_classes if config.model.conditional else 0, state.precision,
                        gradient_penalty=config.loss.r1_gamma > 0 or config.loss.name == "wgan-gp")
-    fitted, how = fit_batch(trial, networks, state.precision.device, share)
+    fitted, how = fit_batch(trial, networks, state.precision.device, share, smallest)
     per_pass = agree_on_smallest(fitted, state.precision.device)
-    rounds = rounds_for(share, per_pass)
+    if per_pass == 0:  # every rank raises together, after the agreement
+        raise ConfigError(f"--batch-gpu auto: {smallest} image(s) per pass at {phase.resolution} px do not fit on "
+                          f"{state.precision.device} ({how}); use --precision bf16, smaller --g-width/--d-width "
+                          "(or --fmap-max), or a device with more memory")
+    rounds = rounds_for(share, per_pass, smallest)
     echo(f"--batch-gpu auto at {phase.resolution} px: {how}; {rounds} pass{'es' if rounds > 1 else ''} of "
          f"{share // rounds}{'+' if share % rounds else ''} images per step on each device")
     if log is not None:

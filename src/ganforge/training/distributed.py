@@ -3,7 +3,8 @@
 Every rank draws the same global batch of indices and latents (the sampler and latent stream are seeded the
 same everywhere) and keeps its own slice, so the global batch and the data order do not depend on the world
 size: a run resumes on a different number of processes, and two processes compute what one would, up to
-floating-point summation order (and BatchNorm statistics, which stay per rank on the CPU).
+floating-point summation order (and BatchNorm statistics, which stay per rank unless --sync-bn). The draws made
+during training (augmentation, dropout, noise) come from each rank's own stream, reseeded at every tick end.
 """
 
 from __future__ import annotations
@@ -74,6 +75,26 @@ class Distributed:
         if self.enabled:
             dist.all_reduce(tensor)
         return tensor
+
+    def seed_own_stream(self, seed: int, cur_nimg: int) -> None:
+        """Give this rank a torch random stream of its own, from (seed, rank, images so far). Ranks share the seed
+        (same initial weights, same data order) but must not share the draws made during training, or every
+        rank would augment, drop out and add noise alike. Called at the start and at every tick end, where
+        checkpoints are written, so a resumed run draws what an uninterrupted one does (rank 0's checkpoint
+        holds its stream only)."""
+        if self.enabled:
+            torch.manual_seed(hash((seed, self.rank, cur_nimg)) & (2**63 - 1))
+
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank, e.g. before all ranks generate images
+        that must come from one and the same network."""
+        if not self.enabled:
+            return
+        device = self.collective_device()
+        for buffer in module.buffers():
+            value = buffer.to(device)
+            dist.broadcast(value, src=0)
+            buffer.copy_(value)
 
     def collective_device(self) -> torch.device:
         """Where host-side values go for a collective: NCCL reduces tensors on this rank's GPU, gloo CPU ones."""

@@ -116,13 +116,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         if log is not None:
             log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
-    if ctx.enabled:
-        # Ranks share the seed (same initial weights, same data order) but must not share the draws made during
-        # training (augmentation, dropout, instance noise, penalty mixes): each rank's stream starts afresh from
-        # (seed, rank, images so far), here and on every resume, whatever rank 0's checkpoint held.
-        torch.manual_seed(hash((config.seed, ctx.rank, state.counters.cur_nimg)) & (2**63 - 1))
-    if config.sync_bn:
-        synchronize_run_batchnorm(state, ctx, device, echo)
+    ctx.seed_own_stream(config.seed, state.counters.cur_nimg)
+    synchronize_run_batchnorm(state, ctx, device, echo)
     grows = MODELS[config.model.name].grows  # a growing model leaves its other resolutions' layers unused
     state.wrapped = {role: ctx.wrap(net, device, find_unused=grows) for role, net in
                      (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None}
@@ -187,6 +182,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             if (counters.tick % config.snap == 0 or done) and ctx.is_main:
                 _save(state, run_dir)
             stopping = ctx.all_true(bool(stop_signal))
+            ctx.seed_own_stream(config.seed, counters.cur_nimg)
             tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
         if stopping and counters.cur_nimg < total_nimg:
             counters.train_seconds += time.perf_counter() - tick_start_time

@@ -81,7 +81,7 @@ def update_discriminator(state: TrainingState, objective: Objective, D: nn.Modul
     for regularizer in objective.regularizers:
         regularizer.after_step(D)
     state.counters.d_steps += 1
-    all_real, all_fake = torch.cat(real_logits_seen), torch.cat(fake_logits_seen)
+    all_real, all_fake = (torch.cat(seen) if rounds > 1 else seen[0] for seen in (real_logits_seen, fake_logits_seen))
     objective.augment.observe_real_logits(all_real)
     state.stats.add_discriminator(d_loss, all_real, all_fake)
 

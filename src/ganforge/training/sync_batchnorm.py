@@ -37,11 +37,14 @@ class GlobalBatchNorm(_BatchNorm):
         var = _summed_over_ranks((x - mean.view(shape)).pow(2).sum(dims)) / count
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             with torch.no_grad():
-                momentum = 0.1 if self.momentum is None else self.momentum
+                tracked = self.num_batches_tracked
+                if tracked is not None:
+                    tracked.add_(1)
+                momentum = self.momentum
+                if momentum is None:  # a cumulative average, as nn.BatchNorm's
+                    momentum = 1.0 / (tracked.item() if tracked is not None else 1)
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(var.detach() * count / (count - 1).clamp(min=1), momentum)
-                if self.num_batches_tracked is not None:
-                    self.num_batches_tracked.add_(1)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -69,7 +72,10 @@ def synchronize_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
 
 def synchronize_run_batchnorm(state: TrainingState, ctx: Distributed, device: torch.device,
                               echo: Callable[[str], None]) -> None:
-    """Under torchrun, switch the run's networks to global-batch statistics (before DDP wraps them)."""
+    """With --sync-bn under torchrun, switch the run's networks to global-batch statistics (before DDP wraps
+    them)."""
+    if not state.config.sync_bn:
+        return
     layers = sum(count_batchnorm(net) for net in (state.generator, state.discriminator, state.encoder)
                  if net is not None)
     if not ctx.enabled or not layers:
