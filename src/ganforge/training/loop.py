@@ -140,22 +140,22 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     bar = tqdm(total=total_nimg, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
                disable=None if progress and ctx.is_main else True, leave=False)
     stopping = False
-    rounds_by_phase: dict[int, int] = {}  # passes per step (gradient accumulation), decided once per phase
+    rounds_at: dict[int, int] = {}  # passes per step (gradient accumulation), decided once per resolution
     tick_start_time = time.perf_counter()
     tick_start_nimg_session = counters.cur_nimg
     try:
         while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
-            if phase.index not in rounds_by_phase:
-                rounds_by_phase[phase.index] = passes_per_step(state, schedule, phase, data,
-                                                                per_rank_batch(phase.batch, ctx), echo, log)
+            if phase.resolution not in rounds_at:
+                rounds_at[phase.resolution] = passes_per_step(state, schedule, phase, data,
+                                                              per_rank_batch(phase.batch, ctx), echo, log)
             for d_step in range(config.d_steps):
                 # Every rank draws the global batch and keeps its slice: the same data whatever the world size.
                 indices = ctx.shard(state.sampler.next_indices(phase.batch))
                 batch = StepBatch(reals=schedule.prepare_reals(data.images(indices), phase),
                                   labels=data.labels_of(indices) if config.model.conditional else None,
                                   latents=ctx.shard(_latents(state, phase.batch, device)),
-                                  rounds=rounds_by_phase[phase.index])
+                                  rounds=rounds_at[phase.resolution])
                 carry = discriminator_step(state, objective, batch, keep_fakes=d_step == config.d_steps - 1)
             generator_step(state, objective, carry)
             if state.generator_ema is not None:
