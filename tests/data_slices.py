@@ -1,45 +1,86 @@
-"""Small slices of the real datasets in ../shared/data, written as stores for tests."""
+"""Test data: small slices of the real datasets in ../shared/data, written as stores, and tiny stores made here.
+
+Tests that need ../shared/data skip with a reason when it is missing (a fresh clone without it); CI has it.
+"""
 
 from __future__ import annotations
 
 import gzip
+import struct
+from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from ganforge.data.store import Manifest, content_fingerprint, write_store
+from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def read_idx(path: Path, count: int) -> np.ndarray:
-    """The first `count` items of a gzip IDX file (images [N, H, W] or labels [N])."""
-    with gzip.open(path, "rb") as f:
-        header = f.read(4)
-        ndim = header[3]
-        shape = [int.from_bytes(f.read(4), "big") for _ in range(ndim)]
-        shape[0] = min(count, shape[0])
-        return np.frombuffer(f.read(int(np.prod(shape))), np.uint8).reshape(shape)
+def shared_file(path: Path) -> Path:
+    """`path` when it exists, else skip the test: the real data slices live in ../shared/data."""
+    if not path.exists():
+        pytest.skip(f"{path} is missing; this test needs the real data in ../shared/data")
+    return path
+
+
+def read_idx(path: Path, count: int, start: int = 0) -> np.ndarray:
+    """Items start..start+count of a gzip IDX file (images [N, H, W] or labels [N]), reading only those rows."""
+    with gzip.open(shared_file(path), "rb") as f:
+        magic = struct.unpack(">I", f.read(4))[0]
+        shape = [int.from_bytes(f.read(4), "big") for _ in range(magic & 0xFF)]
+        assert magic >> 8 == 0x08 and start + count <= shape[0], f"{path}: not a uint8 IDX file with {count} items"
+        item = int(np.prod(shape[1:], dtype=np.int64))
+        f.read(start * item)
+        return np.frombuffer(f.read(count * item), np.uint8).reshape(count, *shape[1:]).copy()
+
+
+@cache
+def idx_images(dataset: str, split: str, start: int, stop: int) -> np.ndarray:
+    """uint8 [stop - start, 1, 28, 28] from MNIST or Fashion-MNIST (split "train" or "t10k")."""
+    return read_idx(SHARED_DATA / dataset / f"{split}-images-idx3-ubyte.gz", stop - start, start)[:, None]
+
+
+@cache
+def idx_labels(dataset: str, split: str, start: int, stop: int) -> np.ndarray:
+    return read_idx(SHARED_DATA / dataset / f"{split}-labels-idx1-ubyte.gz", stop - start, start).astype(np.int64)
+
+
+def make_store(path: Path, images: np.ndarray, labels: np.ndarray | None = None,
+               label_names: list[str] | None = None, source: str | None = None) -> Store:
+    labels = np.zeros(len(images), np.int64) if labels is None else labels.astype(np.int64)
+    n, c, h, w = images.shape
+    manifest = Manifest(count=n, channels=c, height=h, width=w, label_names=label_names or [],
+                        fingerprint=content_fingerprint(images, labels), source=source or str(path), skipped=[])
+    write_store(path, images, labels, manifest)
+    return Store(path)
+
+
+def slice_store(path: Path, dataset: str, split: str, start: int, stop: int, with_labels: bool = False) -> Store:
+    """Images start..stop of a real IDX dataset as a store, with its digit labels when `with_labels`."""
+    labels = idx_labels(dataset, split, start, stop) if with_labels else None
+    names = [str(i) for i in range(10)] if with_labels else None
+    return make_store(path, idx_images(dataset, split, start, stop), labels, names,
+                      source=f"{dataset} {split}[{start}:{stop}]")
 
 
 def mnist_store(path: Path, count: int, dataset: str = "mnist", split: str = "train") -> Path:
-    folder = SHARED_DATA / dataset
-    images = read_idx(folder / f"{split}-images-idx3-ubyte.gz", count)[:, None]
-    labels = read_idx(folder / f"{split}-labels-idx1-ubyte.gz", count).astype(np.int64)
-    manifest = Manifest(len(images), 1, 28, 28, [str(i) for i in range(10)], content_fingerprint(images, labels),
-                        source=f"{dataset} {split}[:{count}]", skipped=[])
-    write_store(path, images, labels, manifest)
-    return path
+    """The first `count` labelled digits (or Fashion-MNIST items) as a store file."""
+    return slice_store(path, dataset, split, 0, count, with_labels=True).path
 
 
 def digits16_store(root: Path, count: int = 256) -> Path:
     """16 px images from real MNIST digits (padded to 32, box-downsampled), labels unused: small enough for
     multi-process and accumulation runs of a few seconds."""
-    from ganforge.data.store import Store
-
-    images = np.pad(Store(mnist_store(root / "digits.gfs", count)).images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    images = np.pad(idx_images("mnist", "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
     images = images.reshape(count, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
-    labels = np.zeros(count, np.int64)
-    path = root / "d16.gfs"
-    write_store(path, images, labels, Manifest(count, 1, 16, 16, [], content_fingerprint(images, labels)))
-    return path
+    return make_store(root / "d16.gfs", images).path
+
+
+def digits64_store(root: Path, count: int = 256, channels: int = 1) -> Path:
+    """64 px images from real MNIST digits (padded to 32, nearest-upsampled 2x), for families that start at 64 px;
+    `channels` 3 repeats the grey image as RGB."""
+    images = np.pad(idx_images("mnist", "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    images = np.repeat(images.repeat(2, axis=2).repeat(2, axis=3), channels, axis=1)
+    return make_store(root / f"d64x{channels}.gfs", np.ascontiguousarray(images)).path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
+from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 
 
 def ganforge(*args: str, **kwargs) -> subprocess.Popen:
@@ -52,7 +52,7 @@ def tick_history(run_dir: Path) -> list[tuple[int, int, float, float]]:
 
 def wait_for_checkpoint(proc: subprocess.Popen, parent: Path, accept=bool, timeout_s: float = 120) -> Path:
     """Block until the only run under `parent` has checkpoints that `accept` (a list of paths -> bool) likes."""
-    from ganforge.training.checkpoint import list_checkpoints
+    from ganforge.runs.checkpoint import list_checkpoints
 
     deadline = time.monotonic() + timeout_s
     while not (parent.exists() and any(parent.iterdir()) and accept(list_checkpoints(only_run(parent)))):

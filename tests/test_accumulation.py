@@ -11,10 +11,10 @@ import torch
 
 from ganforge.config import ModelConfig
 from ganforge.models import build_networks
-from ganforge.training.accumulation import passes, rounds_for
-from ganforge.training.batch_fit import MemoryFit, fit_batch, trial_pass
-from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
+from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
+from ganforge.training.batch_fit import MemoryFit, fit_batch, rounds_for, trial_pass
 from ganforge.training.precision import Precision
+from ganforge.training.step_parts import passes
 
 from data_slices import digits16_store
 from run_helpers import assert_kill_and_resume_matches, ganforge, only_run, run_to_end

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ganforge.errors import CheckpointError, TrainingDiverged
-from ganforge.training.checkpoint import (
+from ganforge.runs.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,

@@ -45,7 +45,9 @@ def test_train_writes_the_documented_run_folder(trained_run):
 def test_dry_run_prints_config_and_creates_nothing(tmp_path):
     result = CliRunner().invoke(main, ["train", "--dry-run", "--model", "mlp", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert '"name": "mlp"' in result.output and "G 1.49M" in result.output
+    rows = {line.split(maxsplit=1)[0]: line.split(maxsplit=1)[1] for line in result.output.splitlines()
+            if line.startswith("--")}
+    assert rows["--model"] == "mlp  (default dcgan)" and rows["--kimg"] == "100" and "G 1.49M" in result.output
     assert not (tmp_path / "r").exists()
 
 
@@ -66,6 +68,33 @@ def test_bad_input_is_one_clear_line_without_traceback(args, message):
 def test_resume_refuses_to_change_the_architecture(trained_run):
     result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), "--g-width", "16"])
     assert result.exit_code == 2 and "--g-width" in result.output
+
+
+@pytest.mark.parametrize("flags, named", [(["--no-d-batchnorm"], "--d-batchnorm"), (["--phase-kimg", "2"], None),
+                                          (["--preset", "wgan"], None), (["--seed", "1", "--cond"], "--cond, --seed")])
+def test_resume_refuses_every_flag_that_changes_the_starting_point(trained_run, flags, named):
+    result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), *flags])
+    assert result.exit_code == 2 and f"drop {named or flags[0]} (they cannot change mid-run)" in result.output
+
+
+def test_train_help_shows_each_settings_default_from_its_field():
+    train = main.commands["train"]
+    with train.make_context("train", []) as ctx:
+        rows = dict(record for param in train.params if (record := param.get_help_record(ctx)) is not None)
+    assert rows["--g-width INTEGER"].endswith("[64]") and rows["--lr-g FLOAT"].endswith("[2e-4]")
+    assert rows["--d-batchnorm / --no-d-batchnorm"].endswith("[on]") and rows["--cond / --no-cond"].endswith("[off]")
+    assert rows["--data PATH"].endswith("[embedded MNIST]") and rows["--phase-kimg FLOAT"].endswith("[600]")
+    assert rows["--batch-gpu AUTO|N"].endswith("[0]") and "0 = all at once" in rows["--batch-gpu AUTO|N"]
+
+
+def test_flags_left_out_keep_the_presets_values(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--dry-run", "--preset", "wgan-gp", "--lr-d", "3e-4", "--no-cond",
+                                       "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines() if line.startswith("--")}
+    assert lines["--lr-d"] == "3e-4" and lines["--lr-g"] == "1e-4" and lines["--d-steps"] == "5"
+    assert lines["--d-batchnorm"] == "off" and lines["--cond"] == "off"
+    assert lines["--out"] == str(tmp_path / "r")
 
 
 def test_generate_grid_embeds_run_and_seeds(trained_run, tmp_path):

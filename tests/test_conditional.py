@@ -9,7 +9,8 @@ from PIL import Image
 
 from ganforge.cli import main
 from ganforge.data.store import Store, to_float
-from ganforge.generate import load_generator, seed_latents
+from ganforge.generate import seed_latents
+from ganforge.runs import load_generator
 
 from data_slices import mnist_store
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
+from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 
 from data_slices import digits16_store
 from run_helpers import assert_identical, kill_tree, only_run, run_to_end, wait_for_checkpoint

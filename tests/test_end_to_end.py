@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ganforge.data.store import Store
-from ganforge.training.checkpoint import latest_checkpoint
+from ganforge.runs.checkpoint import latest_checkpoint
 
 from data_slices import SHARED_DATA
 from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.config import ModelConfig
 from ganforge.export import ONNX_TOLERANCE
-from ganforge.generate import load_generator, render, seed_latents
+from ganforge.generate import render, seed_latents
+from ganforge.runs import load_generator
 
 from data_slices import mnist_store
 from explore_helpers import invoke, invoke_error, one_thread, train_tiny_run
@@ -109,7 +109,6 @@ def test_damaged_export_is_a_clear_error(run_dir, tmp_path):
     assert "cannot be loaded" in invoke_error("generate", tmp_path / "e", "--out", tmp_path / "g.png")
 
 
-@pytest.mark.skipif(not hasattr(ModelConfig(), "conditional"), reason="no class-conditional models yet")
 def test_conditional_runs_export_as_weights_and_the_tools_draw_them_in_a_class(tmp_path):
     store = mnist_store(tmp_path / "digits.gfs", 64)
     invoke("train", "--data", store, "--cond", "--kimg", "0.064", "--tick-kimg", "0.064", "--batch", "32",

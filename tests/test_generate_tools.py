@@ -11,7 +11,8 @@ from PIL import Image
 from ganforge.explore.arithmetic import combine
 from ganforge.explore.interpolate import lerp, slerp, walk
 from ganforge.explore.project import load_target, project
-from ganforge.generate import load_generator, mean_latent, render, seed_latents, truncate
+from ganforge.generate import mean_latent, render, seed_latents, truncate
+from ganforge.runs import load_generator
 
 from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
 

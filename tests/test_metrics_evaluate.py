@@ -15,7 +15,9 @@ from ganforge.errors import ConfigError, DataError
 from ganforge.metrics import FolderSource, GeneratorSource, MetricOptions, evaluate_sets, load_extractor
 from ganforge.metrics.protocol import REQUIRED_KEYS
 from ganforge.metrics.sources import SourceLike
-from test_metrics_support import idx_images, make_store, mnist_store, tiny_inception_file
+
+from data_slices import idx_images, make_store, slice_store
+from metrics_helpers import tiny_inception_file
 
 N = 500
 FAST = MetricOptions(kid_subsets=10)
@@ -24,9 +26,9 @@ FAST = MetricOptions(kid_subsets=10)
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Store]:
     folder = tmp_path_factory.mktemp("stores")
-    return {"train": mnist_store(folder, "train", "mnist", "train", 0, N),
-            "test": mnist_store(folder, "test", "mnist", "t10k", 0, N),
-            "fashion": mnist_store(folder, "fashion", "fashion-mnist", "train", 0, N)}
+    return {"train": slice_store(folder / "train.gfs", "mnist", "train", 0, N),
+            "test": slice_store(folder / "test.gfs", "mnist", "t10k", 0, N),
+            "fashion": slice_store(folder / "fashion.gfs", "fashion-mnist", "train", 0, N)}
 
 
 def run(real: SourceLike, fake: SourceLike, metrics: list[str], cache: Path, n: int = N) -> dict[str, dict]:

@@ -14,7 +14,8 @@ from ganforge.metrics import inception
 from ganforge.metrics.features import extract_features, load_extractor
 from ganforge.metrics.inception import load_inception, resize_to
 from ganforge.metrics.random_conv import RandomConvExtractor
-from test_metrics_support import script_and_save, tiny_inception_file
+
+from metrics_helpers import script_and_save, tiny_inception_file
 
 
 def grey_batch(n: int = 6, size: int = 28, seed: int = 0) -> torch.Tensor:

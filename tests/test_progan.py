@@ -7,16 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.config import ModelConfig
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import ConfigError
 from ganforge.models import progan
+from ganforge.models.growing import DEFAULT_BATCH_BY_RESOLUTION, FixedSchedule, GrowingSchedule, build_schedule
 from ganforge.models.progan import ProganDiscriminator, ProganGenerator, layer_table
 from ganforge.models.progan_layers import EqualizedConv2d, EqualizedLinear, PixelNorm, paper_count
-from ganforge.training.growing import (
-    DEFAULT_BATCH_BY_RESOLUTION,
-    PAPER_BATCH_BY_RESOLUTION,
-    GrowingSchedule,
-    phase_changed,
-)
+
+# The paper's App. A.1 (and the original Theano config): 16 up to 128 px, then 14, 6 and 3 for memory.
+PAPER_BATCH_BY_RESOLUTION = {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3}
 
 PAPER = ModelConfig(name="progan", z_dim=512, mbstd=True)
 RESOLUTIONS = [4, 8, 16, 32, 64, 128]
@@ -219,10 +217,9 @@ def test_schedule_phases_follow_the_original_lod_schedule():
 def test_schedule_lengths_batches_and_phase_starts_are_configurable():
     schedule = GrowingSchedule(32, fade_kimg=1, stable_kimg=2, batch_by_resolution=PAPER_BATCH_BY_RESOLUTION,
                                max_batch=8)
-    assert [schedule.phase_start_nimg(i) for i in range(schedule.num_phases)] == [0, 2000, 3000, 5000, 6000, 8000,
-                                                                                    9000]
-    for index in range(schedule.num_phases):
-        start = schedule.phase_start_nimg(index)
+    starts = [0, 2000, 3000, 5000, 6000, 8000, 9000]  # 4x4 for 2 kimg, then fade-ins of 1 and stabilisations of 2
+    assert len(starts) == schedule.num_phases
+    for index, start in enumerate(starts):
         assert schedule.phase_at(start).index == index
         assert start == 0 or schedule.phase_at(start - 1).index == index - 1
     assert schedule.phase_at(0).batch == 8  # the paper's 16, capped
@@ -235,11 +232,20 @@ def test_schedule_lengths_batches_and_phase_starts_are_configurable():
         GrowingSchedule(64, batch_by_resolution={4: 16, 8: 16})
 
 
-def test_phase_changed_marks_each_fade_in_and_stabilisation_start():
+def test_the_phase_index_changes_at_each_fade_in_and_stabilisation_start():
+    # The loop resets Adam's moments whenever the phase index changes, as the original does at each lod change.
     schedule = GrowingSchedule(16, fade_kimg=1, stable_kimg=1)
     phases = [(n, schedule.phase_at(n)) for n in range(0, 6000, 100)]
-    changes = [n for (_, prev), (n, cur) in zip(phases, phases[1:], strict=False) if phase_changed(prev, cur)]
+    changes = [n for (_, prev), (n, cur) in zip(phases, phases[1:], strict=False) if prev.index != cur.index]
     assert changes == [1000, 2000, 3000, 4000]
+
+
+def test_build_schedule_grows_only_for_growing_families():
+    assert isinstance(build_schedule(False, 64, 32, 600, 600), FixedSchedule)
+    fixed = build_schedule(False, 64, 32, 600, 600).phase_at(10**6)
+    assert (fixed.resolution, fixed.alpha, fixed.batch) == (64, 1.0, 32)
+    growing = build_schedule(True, 64, 32, 1, 1)
+    assert growing.phase_at(0).resolution == 4 and growing.phase_at(0).batch == 32  # 128 at 4 px, capped
 
 
 def test_prepare_reals_downsamples_and_blends_like_the_generator():
@@ -274,10 +280,3 @@ def test_apply_sets_every_network_and_one_fading_step_trains():
     assert all(p.grad is not None for p in discriminator.from_rgb[1:3].parameters())
     with pytest.raises(ConfigError, match="cannot grow"):
         schedule.apply(torch.nn.Linear(2, 2), discriminator, phase)
-
-
-def test_schedule_state_dict_round_trips_and_rejects_another_schedule():
-    schedule = GrowingSchedule(64, fade_kimg=10, stable_kimg=20)
-    GrowingSchedule(64, fade_kimg=10, stable_kimg=20).load_state_dict(schedule.state_dict())
-    with pytest.raises(CheckpointError, match="fade_kimg"):
-        GrowingSchedule(64, fade_kimg=30, stable_kimg=20).load_state_dict(schedule.state_dict())

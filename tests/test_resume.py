@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ganforge.training.checkpoint import latest_checkpoint, list_checkpoints
+from ganforge.runs.checkpoint import latest_checkpoint, list_checkpoints
 
 from data_slices import mnist_store
 from run_helpers import (

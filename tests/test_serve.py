@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.generate import SEED_MAX, load_generator, render, seed_latents
+from ganforge.generate import SEED_MAX, render, seed_latents
+from ganforge.runs import load_generator
 
 from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
 

@@ -14,9 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.config import ModelConfig, TrainConfig
-from ganforge.evaluation import generator_batches, seed_order, shard_seeds
 from ganforge.metrics import GeneratorSource
+from ganforge.metrics.generated import generator_batches, seed_order, shard_seeds
 
 from data_slices import digits16_store, mnist_store
 from run_helpers import only_run
@@ -57,11 +56,10 @@ def test_seed_order_rejects_shares_that_are_not_the_seed_shards() -> None:
 
 
 def test_sharded_generator_batches_reorder_to_the_single_process_images() -> None:
-    config = TrainConfig(model=ModelConfig(z_dim=4, conditional=True, num_classes=3))
     generator, n = ClassShiftGenerator(), 11
 
     def images(rank: int, world_size: int) -> torch.Tensor:
-        batches = generator_batches(generator, config, (4, 4), torch.device("cpu"), rank=rank, world_size=world_size)
+        batches = generator_batches(generator, 4, 3, (4, 4), torch.device("cpu"), rank=rank, world_size=world_size)
         source = GeneratorSource(batches)
         count = len(shard_seeds(n, rank, world_size))
         return torch.cat(list(source.batches(2, count)))
@@ -109,11 +107,11 @@ def test_two_process_metrics_match_one_process_and_log_one_row_per_tick(digits16
 
 def test_real_features_are_extracted_once_and_cached_where_evaluate_finds_them(tmp_path: Path) -> None:
     from ganforge.data.store import Store
-    from ganforge.evaluation import sharded_real_features
     from ganforge.metrics import load_extractor
     from ganforge.metrics.evaluate import features_of
     from ganforge.metrics.sources import StoreSource
     from ganforge.training.distributed import Distributed
+    from ganforge.training.metrics_hook import sharded_real_features
 
     source = StoreSource(Store(mnist_store(tmp_path / "m.gfs", 40)))
     extractor = load_extractor("random-conv")

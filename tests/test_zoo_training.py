@@ -1,5 +1,5 @@
-"""Every loss, regularizer and trick trains a DCGAN on real MNIST digits for a few hundred images without NaN,
-and resumes exactly."""
+"""Every loss, regularizer and trick trains a DCGAN on real MNIST digits for a few hundred images without NaN;
+presets, conditional runs, the adversarial autoencoder, ADA, mixed precision and bench run end to end."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_preview_augment_writes_reals_with_copies(digits, tmp_path):
 def test_mixed_precision_trains_and_saves_its_scaler(digits, tmp_path, args):
     rows = train(digits, tmp_path, *args)
     assert len(rows) == 2 and all(abs(r["loss_d"]) < 1e4 for r in rows)
-    from ganforge.training.checkpoint import latest_checkpoint, load_checkpoint
+    from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 
     _, meta = load_checkpoint(latest_checkpoint(next(tmp_path.iterdir())))
     assert ("G" in meta["precision"]) == (args[1] == "fp16")

@@ -21,9 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
+from ganforge.device import flush_denormals, resolve_device
 from ganforge.models import build_networks
-from ganforge.training.loop import resolve_device, train
-from ganforge.training.precision import DTYPES
+from ganforge.training import DTYPES, train
 
 
 @dataclass
@@ -143,7 +143,7 @@ def default_kimg(device_name: str) -> float:
 def run_bench(model: str, resolution: int, batch: int, precision: str, channels_last: bool, kimg: float,
               device_name: str = "auto", reference_seconds: float = 20.0, *, compile_: bool = False) -> BenchResult:
     device = resolve_device(device_name)
-    torch.set_flush_denormal(True)
+    flush_denormals()
     with tempfile.TemporaryDirectory() as tmp:
         store = random_store(Path(tmp) / "bench.gfs", resolution)
         config = TrainConfig(data=str(store.path), model=ModelConfig(name=model), kimg=kimg, batch=batch,

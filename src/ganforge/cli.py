@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from ganforge import __version__
 from ganforge.cli_explore import register as register_explore_commands
+from ganforge.config import SettingInfo, TrainConfig, apply_overrides, check_resume_overrides, setting_info, settings
 from ganforge.errors import ConfigError, GanforgeError
 
-# CLI flag -> path in TrainConfig. Flags left out keep the default (or, on --resume, the run's value).
-TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
-    "data": ("data",), "model": ("model", "name"), "z_dim": ("model", "z_dim"),
-    "g_width": ("model", "g_width"), "d_width": ("model", "d_width"), "d_dropout": ("model", "d_dropout"),
-    "loss": ("loss", "name"), "label_smoothing": ("loss", "label_smoothing"), "label_flip": ("loss", "label_flip"),
-    "kimg": ("kimg",), "batch": ("batch",), "lr_g": ("lr_g",), "lr_d": ("lr_d",), "beta1": ("beta1",),
-    "beta2": ("beta2",), "d_steps": ("d_steps",), "ema_kimg": ("ema_kimg",), "seed": ("seed",),
-    "tick_kimg": ("tick_kimg",), "snap": ("snap",), "keep": ("keep",), "device": ("device",), "out": ("out",),
-    "grid_size": ("grid_size",), "ema_rampup": ("ema_rampup",),
-    "g_activation": ("model", "g_activation"), "d_batchnorm": ("model", "d_batchnorm"),
-    "spectral_norm": ("model", "spectral_norm"), "mbstd": ("model", "mbstd"), "g_upsample": ("model", "g_upsample"),
-    "cond": ("model", "conditional"), "gp_lambda": ("loss", "gp_lambda"), "gp_mode": ("loss", "gp_mode"),
-    "drift": ("loss", "drift"), "clip": ("loss", "clip"), "r1_gamma": ("loss", "r1_gamma"),
-    "r1_every": ("loss", "r1_every"), "instance_noise": ("loss", "instance_noise"),
-    "instance_noise_kimg": ("loss", "instance_noise_kimg"), "augment": ("augment", "name"),
-    "ada_target": ("augment", "target"), "ada_kimg": ("augment", "ada_kimg"),
-    "diffaugment_policy": ("augment", "policy"), "fmap_base": ("model", "fmap_base"),
-    "fmap_max": ("model", "fmap_max"), "fade_kimg": ("fade_kimg",), "stable_kimg": ("stable_kimg",),
-    "precision": ("precision",), "channels_last": ("channels_last",), "compile": ("compile",),
-    "metrics": ("metrics",), "metrics_every": ("metrics_every",), "metrics_n": ("metrics_n",),
-    "metrics_extractor": ("metrics_extractor",), "batch_gpu": ("batch_gpu",), "sync_bn": ("sync_bn",),
-}
-# What defines the trajectory's starting point cannot change on resume; hyperparameters can.
-FIXED_ON_RESUME = {"data", "model", "z_dim", "g_width", "d_width", "seed", "out", "g_activation", "d_batchnorm",
-                   "spectral_norm", "mbstd", "g_upsample", "cond", "d_dropout", "fmap_base", "fmap_max",
-                   "fade_kimg", "stable_kimg"}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class BatchGpu(click.ParamType):
@@ -53,6 +30,33 @@ class BatchGpu(click.ParamType):
         if count < 0:
             self.fail(f"{value!r} is neither auto nor a number of images (0 = the whole share)", param, ctx)
         return count
+
+
+def setting_options(command: F) -> F:
+    """One option per TrainConfig setting that has a flag, from its field: type, choices, help and [default].
+
+    Every default is None, so a flag left out keeps the preset's value or, with --resume, the run's own. Each
+    option's parameter name is its path joined by "__" (`model__g_width`); `given_settings` reads them back.
+    """
+    for info in reversed(settings()):
+        if info.flag is not None:
+            decls = [f"{info.flag}/--no-{info.flag[2:]}" if info.kind == "bool" else info.flag, "__".join(info.path)]
+            command = click.option(*decls, type=_click_type(info), default=None,
+                                   help=f"{info.help} [{info.default_text}]")(command)
+    return command
+
+
+def given_settings(params: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+    """{path: value} of the settings given on the command line, from the parameters of `setting_options`."""
+    return {tuple(name.split("__")): value for name, value in params.items() if value is not None}
+
+
+def _click_type(info: SettingInfo) -> click.ParamType | None:
+    if info.choices:
+        return click.Choice(info.choices)
+    types: dict[str, click.ParamType | None] = {"bool": None, "int": click.INT, "float": click.FLOAT,
+                                                 "str": click.STRING, "path": click.Path(), "auto|N": BatchGpu()}
+    return types[info.kind]
 
 
 class _Group(click.Group):
@@ -99,92 +103,32 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 
 
 @main.command()
-@click.option("--data", type=click.Path(path_type=Path), help="Store from `ganforge prepare` [embedded MNIST].")
-@click.option("--model", help="Model family: dcgan, mlp, aae, progan. [dcgan]")
-@click.option("--kimg", type=float, help="Training length in thousands of real images. [100]")
-@click.option("--batch", type=int, help="Minibatch size. [64]")
-@click.option("--seed", type=int, help="Random seed for weights, data order and latents. [0]")
-@click.option("--snap", type=int, help="Checkpoint every N ticks. [5]")
-@click.option("--out", type=click.Path(path_type=Path), help="Parent folder of run folders. [runs]")
-@click.option("--resume", type=click.Path(path_type=Path), help="Run folder to continue exactly where it stopped.")
-@click.option("--lr-g", type=float, help="Adam learning rate of G. [2e-4]")
-@click.option("--lr-d", type=float, help="Adam learning rate of D. [2e-4]")
-@click.option("--beta1", type=float, help="Adam beta1. [0.5]")
-@click.option("--beta2", type=float, help="Adam beta2. [0.999]")
-@click.option("--d-steps", type=int, help="D updates per G update. [1]")
 @click.option("--preset", help="A named recipe (see --list-presets); other flags override its settings.")
 @click.option("--list-presets", is_flag=True, help="List the presets and exit.")
-@click.option("--loss", help="nonsaturating, minimax, wgan, wgan-gp, hinge, lsgan. [nonsaturating]")
-@click.option("--gp-lambda", type=float, help="Gradient-penalty weight for wgan-gp. [10]")
-@click.option("--gp-mode", type=click.Choice(["two-sided", "one-sided"]), help="Gradient-penalty form. [two-sided]")
-@click.option("--drift", type=float, help="Critic drift penalty epsilon * E[D(x)^2]. [0]")
-@click.option("--clip", type=float, help="Weight-clipping bound for --loss wgan. [0.01]")
-@click.option("--r1-gamma", type=float, help="R1 penalty on reals; 0 = off. [0]")
-@click.option("--r1-every", type=int, help="Lazy R1: every N D steps. [16]")
-@click.option("--instance-noise", type=float, help="Std of noise added to D's inputs, annealed to 0. [0]")
-@click.option("--instance-noise-kimg", type=float, help="Instance-noise anneal length; 0 = the whole run. [0]")
-@click.option("--augment", type=click.Choice(["none", "diffaugment", "ada"]), help="Augmentation before D. [none]")
-@click.option("--ada-target", type=float, help="ADA target for E[sign(D(real))]. [0.6]")
-@click.option("--ada-kimg", type=float, help="ADA adjustment speed. [500]")
-@click.option("--diffaugment-policy", help="DiffAugment ops. [color,translation,cutout]")
-@click.option("--cond/--no-cond", default=None, help="Class-conditional training on the store's labels. [off]")
-@click.option("--spectral-norm/--no-spectral-norm", default=None, help="Spectral normalisation in D. [off]")
-@click.option("--mbstd/--no-mbstd", default=None, help="Minibatch-stddev feature in D. [off]")
-@click.option("--d-batchnorm/--no-d-batchnorm", default=None, help="BatchNorm in D's hidden layers. [on]")
-@click.option("--g-upsample", type=click.Choice(["transposed", "resize"]), help="G upsampling. [transposed]")
-@click.option("--g-activation", type=click.Choice(["relu", "lrelu"]), help="G hidden activation. [relu]")
-@click.option("--ema-rampup", type=float, help="EMA ramp-up fraction (StyleGAN2: 0.05); 0 = off. [0]")
-@click.option("--phase-kimg", type=float, help="progan: kimg of each fade-in and each stabilisation phase. [600]")
-@click.option("--fade-kimg", type=float, help="progan: fade-in length (overrides --phase-kimg). [600]")
-@click.option("--stable-kimg", type=float, help="progan: stabilisation length (overrides --phase-kimg). [600]")
-@click.option("--fmap-base", type=int, help="progan: channels min(fmap_max, fmap_base / 2^stage). [8192]")
-@click.option("--fmap-max", type=int, help="progan: channel cap. [512]")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Mixed precision. [fp32]")
-@click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout. [off]")
-@click.option("--compile/--no-compile", default=None, help="torch.compile G and D. [off]")
-@click.option("--batch-gpu", type=BatchGpu(), help="Images per pass on each device; smaller passes accumulate "
-              "gradients to the same --batch. auto = the largest that fits; 0 = all at once. [0]")
-@click.option("--sync-bn/--no-sync-bn", default=None, help="torchrun: BatchNorm over the global batch. [off]")
-@click.option("--metrics", help="Score during training, e.g. fid,kid,pr (logged each --metrics-every ticks). [none]")
-@click.option("--metrics-every", type=int, help="Ticks between evaluations. [10]")
-@click.option("--metrics-n", type=int, help="Generated images per evaluation. [5000]")
-@click.option("--metrics-extractor", type=click.Choice(["inception", "random-conv"]), help="[inception]")
+@click.option("--resume", type=click.Path(path_type=Path), help="Run folder to continue exactly where it stopped.")
+@setting_options
+@click.option("--phase-kimg", type=float, help="progan: kimg of each fade-in and each stabilisation phase. "
+              f"[{setting_info(('fade_kimg',)).default_text}]")
 @click.option("--summary", is_flag=True, help="Print the networks' layer tables and parameter counts, then exit.")
 @click.option("--resolution", type=int, help="With --summary and no --data: the square image size. [store's]")
-@click.option("--label-smoothing", type=float, help="One-sided label smoothing: real target 1-s. [0]")
-@click.option("--label-flip", type=float, help="Probability of flipping each D target (label noise). [0]")
-@click.option("--ema-kimg", type=float, help="Half-life of G's weight average in kimg; 0 = off. [0]")
-@click.option("--z-dim", type=int, help="Latent size. [100]")
-@click.option("--g-width", type=int, help="G channels at the output resolution. [64]")
-@click.option("--d-width", type=int, help="D channels at the input resolution. [64]")
-@click.option("--d-dropout", type=float, help="Dropout after each D activation. [0]")
-@click.option("--tick-kimg", type=float, help="kimg per tick (status line, samples, log row). [4]")
-@click.option("--keep", type=int, help="Checkpoints kept on disk. [3]")
-@click.option("--device", help="auto, cpu, cuda, cuda:N. [auto]")
-@click.option("--grid-size", type=int, help="Images in the per-tick sample grid. [64]")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and the networks' sizes, then exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (status lines only).")
 def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | None, list_presets: bool,
-          summary: bool, resolution: int | None, phase_kimg: float | None, **flags: Any) -> None:
+          summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
     """Train a GAN; with no flags, a DCGAN on the embedded MNIST sample (CPU, minutes)."""
-    from ganforge.presets import MODEL_RECIPES, describe_presets, preset_overrides
-    from ganforge.training.session import start_or_resume
+    from ganforge.presets import describe_presets, resolve_overrides
+    from ganforge.training import start_or_resume
 
     if list_presets:
         click.echo(describe_presets())
         return
-    given = {name: value for name, value in flags.items() if value is not None}
+    given = given_settings(params)
     if resume is not None:
-        fixed = sorted(FIXED_ON_RESUME & set(given)) + (["preset"] if preset else [])
-        if fixed:
-            raise ConfigError(f"--resume continues a run as it was set up; drop "
-                              f"{', '.join('--' + f.replace('_', '-') for f in fixed)} (they cannot change mid-run)")
+        check_resume_overrides(given, also_given=[flag for flag, value in (("--phase-kimg", phase_kimg),
+                                                                           ("--preset", preset)) if value is not None])
     if phase_kimg is not None:
-        given = {"fade_kimg": phase_kimg, "stable_kimg": phase_kimg, **given}
-    # A family with its own recipe (progan: z 512, WGAN-GP, Adam 1e-3 ...) starts from it unless a preset is named.
-    preset = preset or (given.get("model") if given.get("model") in MODEL_RECIPES else None)
-    overrides = preset_overrides(preset) if preset else {}
-    overrides.update({TRAIN_FLAGS[name]: str(v) if isinstance(v, Path) else v for name, v in given.items()})
+        given = {("fade_kimg",): phase_kimg, ("stable_kimg",): phase_kimg, **given}
+    overrides = resolve_overrides(preset, given)
     if summary:
         click.echo(model_summary(overrides, resolution))
         return
@@ -215,10 +159,11 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
              download_inception: bool, batch: int, out_dir: Path | None, device: str) -> None:
     """Score a run's generator against its data (or --real vs --fake): FID, KID, IS, precision/recall."""
     from ganforge import evaluation
+    from ganforge.device import resolve_device
     from ganforge.metrics import evaluate_sets, load_extractor
-    from ganforge.training.loop import resolve_device
+    from ganforge.metrics.evaluate import DIAGNOSTICS, parse_metrics
 
-    metrics = evaluation.parse_metrics(metrics_text)
+    metrics = parse_metrics(metrics_text)
     if (run_dir is None) == (real is None or fake is None) or (run_dir is not None and (real or fake)):
         raise ConfigError("give a RUN folder, or --real and --fake (each a store or an image folder), not both")
     torch_device = resolve_device(device)
@@ -228,7 +173,7 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
         results = evaluation.evaluate_run(run_dir, metrics, n=n, data=data, extractor=features, batch_size=batch,
                                           device=torch_device, out_dir=out_dir or run_dir / "evaluation")
     else:
-        if set(metrics) & set(evaluation.DIAGNOSTICS):
+        if set(metrics) & set(DIAGNOSTICS):
             raise ConfigError("memorization and probe need a RUN folder (its generator or discriminator)")
         assert real is not None and fake is not None
         results = evaluate_sets(real, fake, metrics, n, features, batch_size=batch)
@@ -262,14 +207,14 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
 
 
 def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None) -> str:
-    from ganforge.config import TrainConfig, apply_overrides
-    from ganforge.models import summarize
-    from ganforge.training.session import open_training_store
+    from ganforge.data.embedded import open_training_store
+    from ganforge.models import summarize, validate
 
     config = apply_overrides(TrainConfig(), overrides)
+    validate(config)
     if resolution is not None:
         return summarize(config.model, (3, resolution, resolution))
-    return summarize(config.model, open_training_store(config).manifest.shape)
+    return summarize(config.model, open_training_store(config.data).manifest.shape)
 
 
 @main.command("preview-augment")

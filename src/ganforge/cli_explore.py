@@ -114,7 +114,7 @@ def export(source: Path, fmt: str, out: Path | None) -> None:
     verified = (f"not verified ({check['skipped']})" if "skipped" in check
                 else f"{check['method']}: max abs diff {check['max_abs_diff']:.2g}")
     click.echo(f"exported {report.weights} to {report.file} ({verified}); loads with "
-               f"ganforge.generate.load_generator({str(report.folder)!r})")
+               f"ganforge.runs.load_generator({str(report.folder)!r})")
 
 
 @click.command()

@@ -1,13 +1,17 @@
 """Typed, frozen training configuration: the CLI fills it, the run folder records it, resume reads it back.
 
-Every field has a default and a one-line reason. Unknown keys are rejected so a typo in a hand-edited
-config.json is an error, never a silently ignored setting.
+Each setting is written once, as a field made by `setting()`: its default, its one-line help, its flag (derived
+from the field's name unless given) and whether it may change on resume. `settings()` lists them; the `train`
+command's options, their `--help`, the resume rule and README's option table are generated from that list.
+Unknown keys are rejected so a typo in a hand-edited config.json is an error, never a silently ignored setting.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -15,28 +19,64 @@ from ganforge.errors import ConfigError
 
 T = TypeVar("T")
 
+SettingPath = tuple[str, ...]  # a setting's place in TrainConfig, e.g. ("model", "g_width")
+Kind = Literal["bool", "int", "float", "str", "path", "auto|N"]  # what a flag's text is parsed to
+_KINDS: dict[str, Kind] = {"bool": "bool", "int": "int", "float": "float", "str": "str"}
+
+
+def setting(default: T, help: str, *, flag: str | None = None, fixed_on_resume: bool = False,
+            choices: tuple[str, ...] | None = None, kind: Kind | None = None, shown: str | None = None) -> T:
+    """A config field with everything the CLI and the docs say about it.
+
+    help: one line, a sentence. flag: the command-line name when it is not the field's name in kebab case.
+    fixed_on_resume: part of the run's starting point (data, architecture, seed), refused with --resume.
+    choices: the only values accepted (checked when the config is built). kind: the flag's parser when the
+    annotation does not say it ("path", "auto|N"). shown: how `--help` and README show the default instead of
+    the value itself, e.g. "embedded MNIST" for an empty --data.
+    """
+    metadata = {"help": help, "flag": flag, "fixed_on_resume": fixed_on_resume, "choices": choices, "kind": kind,
+                "shown": shown, "on_cli": True}
+    return field(default=default, metadata=metadata)
+
+
+def config_only(default: T, help: str) -> T:
+    """A field with no flag: set by the program (e.g. from the store) or in a hand-edited config.json."""
+    metadata = {"help": help, "flag": None, "fixed_on_resume": False, "choices": None, "kind": None, "shown": None,
+                "on_cli": False}
+    return field(default=default, metadata=metadata)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "dcgan"  # model family from the registry (`ganforge.models.MODELS`)
-    z_dim: int = 100  # latent size; 100 as in Radford et al. and the seeds
-    g_width: int = 64  # G channels at the output resolution (DCGAN's ngf); MLP: hidden width unit
-    d_width: int = 64  # D channels at the input resolution (DCGAN's ndf)
-    d_dropout: float = 0.0  # dropout after each D activation (the Keras variant of seeds 001/003 uses 0.3)
-    g_activation: str = "relu"  # G's hidden activation: "relu" (Radford et al.) or "lrelu" (the Keras GAN of seed 003)
-    d_batchnorm: bool = True  # BatchNorm in D's hidden layers; off for WGAN-GP, whose penalty is per-sample
-    spectral_norm: bool = False  # spectral normalisation of D's layers, BatchNorm dropped (Miyato et al. 2018)
-    mbstd: bool = False  # minibatch-stddev feature before D's output against mode collapse (Karras et al. 2018)
-    g_upsample: str = "transposed"  # "transposed" convs or "resize" (nearest + conv, against checkerboards)
-    conditional: bool = False  # class-conditional: conditional BatchNorm in G, projection D (Miyato & Koyama)
-    num_classes: int = 0  # set from the store's labels when conditional
-    fmap_base: int = 8192  # ProGAN: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s)
-    fmap_max: int = 512  # ProGAN: channel cap (512 in the paper)
+    name: str = setting("dcgan", "Model family (README's model table lists each with what it supports); a family "
+                        "with its own paper recipe (progan, fastgan) starts from it.", flag="--model",
+                        fixed_on_resume=True)
+    z_dim: int = setting(100, "Latent size (100 as in Radford et al.).", fixed_on_resume=True)
+    g_width: int = setting(64, "G channels at the output resolution (DCGAN's ngf; mlp: the hidden width unit).",
+                           fixed_on_resume=True)
+    d_width: int = setting(64, "D channels at the input resolution (DCGAN's ndf).", fixed_on_resume=True)
+    d_dropout: float = setting(0.0, "Dropout after each D activation (the Keras GAN recipes use 0.2-0.3).",
+                               fixed_on_resume=True)
+    g_activation: str = setting("relu", "G's hidden activation: relu (Radford et al.) or lrelu (LeakyReLU, as in "
+                                "the Keras GAN).", choices=("relu", "lrelu"), fixed_on_resume=True)
+    d_batchnorm: bool = setting(True, "BatchNorm in D's hidden layers; off for WGAN-GP, whose penalty is per sample.",
+                                fixed_on_resume=True)
+    spectral_norm: bool = setting(False, "Spectral normalisation of D's layers, BatchNorm dropped (Miyato et al. "
+                                  "2018).", fixed_on_resume=True)
+    mbstd: bool = setting(False, "Minibatch-stddev feature before D's output, against mode collapse (Karras et al. "
+                          "2018).", fixed_on_resume=True)
+    g_upsample: str = setting("transposed", "G upsampling: transposed convs, or resize (nearest + conv, against "
+                              "checkerboards).", choices=("transposed", "resize"), fixed_on_resume=True)
+    conditional: bool = setting(False, "Class-conditional training on the store's labels: conditional BatchNorm in "
+                                "G, projection D (Miyato & Koyama 2018).", flag="--cond", fixed_on_resume=True)
+    num_classes: int = config_only(0, "Number of classes, set from the store's labels with --cond.")
+    fmap_base: int = setting(8192, "progan: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s).",
+                             fixed_on_resume=True)
+    fmap_max: int = setting(512, "progan: channel cap (512 in the paper).", fixed_on_resume=True)
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _require(self.z_dim >= 1, "--z-dim must be at least 1")
-        _require(self.g_upsample in ("transposed", "resize"), "--g-upsample must be transposed or resize")
-        _require(self.g_activation in ("relu", "lrelu"), "--g-activation must be relu or lrelu")
         _require(not self.conditional or self.num_classes >= 2,
                  "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
         _require(self.g_width >= 1 and self.d_width >= 1, "--g-width and --d-width must be at least 1")
@@ -45,23 +85,30 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: str = "nonsaturating"  # adversarial loss from `ganforge.losses.LOSSES`
-    label_smoothing: float = 0.0  # one-sided: D's target for reals becomes 1 - s (Salimans et al. 2016)
-    label_flip: float = 0.0  # probability of flipping each of D's targets (seed 003's label noise)
-    gp_lambda: float = 10.0  # gradient-penalty weight for wgan-gp (Gulrajani et al. 2017)
-    gp_mode: str = "two-sided"  # "two-sided" (||grad|| - 1)^2 or "one-sided" max(0, ||grad|| - 1)^2
-    drift: float = 0.0  # epsilon * E[D(x)^2] keeping critic outputs near 0 (ProGAN uses 0.001)
-    clip: float = 0.01  # weight-clipping bound c for --loss wgan (Arjovsky et al. 2017)
-    r1_gamma: float = 0.0  # R1 penalty gamma/2 E||grad D(x_real)||^2 (Mescheder et al. 2018); 0 = off
-    r1_every: int = 16  # lazy regularisation: apply R1 every N D steps, scaled by N (StyleGAN2)
-    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0 (Sonderby et al.)
-    instance_noise_kimg: float = 0.0  # anneal length in kimg; 0 = the whole run
-    recon_weight: float = 1.0  # adversarial autoencoder: weight of the pixel MSE against the adversarial term
+    name: str = setting("nonsaturating", "Adversarial loss: nonsaturating, minimax (the original saturating game), "
+                        "wgan (weight clipping, --clip), wgan-gp (--gp-lambda, --gp-mode), hinge or lsgan.",
+                        flag="--loss")
+    label_smoothing: float = setting(0.0, "One-sided label smoothing: D's target for reals becomes 1 - s (Salimans "
+                                     "et al. 2016).")
+    label_flip: float = setting(0.0, "Probability of flipping each of D's targets (label noise).")
+    gp_lambda: float = setting(10.0, "Gradient-penalty weight for wgan-gp (Gulrajani et al. 2017).")
+    gp_mode: str = setting("two-sided", "Gradient-penalty form: two-sided (||grad|| - 1)^2 or one-sided "
+                           "max(0, ||grad|| - 1)^2.", choices=("two-sided", "one-sided"))
+    drift: float = setting(0.0, "Critic drift penalty epsilon * E[D(x)^2], keeping its outputs near 0 (ProGAN uses "
+                           "0.001).")
+    clip: float = setting(0.01, "Weight-clipping bound c for --loss wgan (Arjovsky et al. 2017).")
+    r1_gamma: float = setting(0.0, "R1 penalty gamma/2 E||grad D(x_real)||^2 on reals (Mescheder et al. 2018); "
+                              "0 = off.")
+    r1_every: int = setting(16, "Lazy regularisation: R1 every N D steps, scaled by N (StyleGAN2).")
+    instance_noise: float = setting(0.0, "Std of Gaussian noise added to D's inputs, annealed linearly to 0 "
+                                    "(Sonderby et al. 2017).")
+    instance_noise_kimg: float = setting(0.0, "Instance-noise anneal length in kimg; 0 = the whole run.")
+    recon_weight: float = config_only(1.0, "aae: weight of the pixel MSE against the adversarial term.")
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")
         _require(0.0 <= self.label_flip < 0.5, "--label-flip must be in [0, 0.5)")
-        _require(self.gp_mode in ("two-sided", "one-sided"), "--gp-mode must be two-sided or one-sided")
         _require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.instance_noise >= 0,
                  "--gp-lambda, --drift, --r1-gamma and --instance-noise must not be negative")
         _require(self.clip > 0, "--clip must be positive")
@@ -70,54 +117,71 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    name: str = "none"  # "none", "diffaugment" (Zhao et al. 2020) or "ada" (Karras et al. 2020)
-    target: float = 0.6  # ADA: target of E[sign(D(x_real))], the overfitting heuristic r_t
-    ada_kimg: float = 500.0  # ADA: kimg for p to move by 1 at full speed
-    policy: str = "color,translation,cutout"  # DiffAugment operations
+    name: str = setting("none", "Augmentation of reals and fakes before D: none, diffaugment (Zhao et al. 2020) or "
+                        "ada (adaptive probability p, logged every tick; Karras et al. 2020).",
+                        flag="--augment", choices=("none", "diffaugment", "ada"))
+    target: float = setting(0.6, "ADA: target of E[sign(D(x_real))], the overfitting heuristic r_t.",
+                            flag="--ada-target")
+    ada_kimg: float = setting(500.0, "ADA: kimg for p to move by 1 at full speed.")
+    policy: str = setting("color,translation,cutout", "DiffAugment operations, comma-separated.",
+                          flag="--diffaugment-policy")
 
     def __post_init__(self) -> None:
-        _require(self.name in ("none", "diffaugment", "ada"), "--augment must be none, diffaugment or ada")
+        _check_choices(self)
         _require(0.0 < self.target < 1.0, "--ada-target must be in (0, 1)")
         _require(self.ada_kimg > 0, "--ada-kimg must be positive")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = ""  # store path (from `ganforge prepare`); empty = the embedded MNIST sample
+    data: str = setting("", "Store from `ganforge prepare`; empty = the embedded MNIST sample.", kind="path",
+                        shown="embedded MNIST", fixed_on_resume=True)
     model: ModelConfig = field(default_factory=ModelConfig)  # architecture
     loss: LossConfig = field(default_factory=LossConfig)  # adversarial objective, penalties, D-label tricks
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # differentiable augmentation before D
-    kimg: float = 100.0  # length of training in thousands of real images shown to D
-    batch: int = 64  # images per D step and per G step (the global batch, whatever the number of processes)
-    # Images per forward/backward pass on each device: 0 = its whole share of the batch, N = passes of at most N
-    # with gradient accumulation, "auto" = the largest that fits in the device's memory.
-    batch_gpu: int | Literal["auto"] = 0
-    sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm), not per rank
-    lr_g: float = 2e-4  # Adam learning rate of G (Radford et al.)
-    lr_d: float = 2e-4  # Adam learning rate of D
-    beta1: float = 0.5  # Adam beta1; 0.5 instead of 0.9 stabilises GANs (Radford et al.)
-    beta2: float = 0.999  # Adam beta2
-    d_steps: int = 1  # D updates per G update (k in Goodfellow et al.'s Algorithm 1)
-    ema_kimg: float = 0.0  # half-life of G's weight average in kimg (StyleGAN uses 10); 0 turns it off
-    ema_rampup: float = 0.0  # early on, cap the half-life at this fraction of images seen (StyleGAN2: 0.05); 0 = off
-    fade_kimg: float = 600.0  # progressive growing: fade-in length per new resolution (Karras et al. 2018)
-    stable_kimg: float = 600.0  # progressive growing: stabilisation length per resolution
-    seed: int = 0  # seeds weights, data order, latents and the fixed sample grid
-    tick_kimg: float = 4.0  # progress unit: one status line, sample grid and log row per tick
-    snap: int = 5  # checkpoint every this many ticks (and at the end, and on SIGINT/SIGTERM)
-    keep: int = 3  # number of most recent checkpoints kept on disk
-    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
-    out: str = "runs"  # parent folder of numbered run folders
-    grid_size: int = 64  # images in the per-tick sample grid
-    precision: str = "fp32"  # "fp32", "bf16" (autocast; ~1.7x on CPUs with AVX512-BF16) or "fp16" (+ grad scaling)
-    channels_last: bool = False  # NHWC memory layout for convolutions (faster with oneDNN and tensor cores)
-    compile: bool = False  # torch.compile G and D (pays off on GPUs; on this 2-core CPU it did not)
-    metrics: str = ""  # scored during training, e.g. "fid,kid" (logged to log.jsonl and TensorBoard); "" = none
-    metrics_every: int = 10  # ticks between evaluations
-    metrics_n: int = 5000  # generated images per evaluation (and real images for the cached statistics)
-    metrics_extractor: str = "inception"  # feature network: "inception" (standard FID weights) or "random-conv"
+    kimg: float = setting(100.0, "Training length in thousands of real images shown to D.")
+    batch: int = setting(64, "Images per D step and per G step: the global batch, whatever the number of "
+                         "processes.")
+    batch_gpu: int | Literal["auto"] = setting(0, "Images per forward/backward pass on each device; smaller passes "
+                                               "accumulate gradients to the same --batch; auto = the largest that "
+                                               "fits; 0 = all at once.", kind="auto|N")
+    sync_bn: bool = setting(False, "torchrun: BatchNorm statistics over the global batch (SyncBatchNorm), not per "
+                            "process.")
+    lr_g: float = setting(2e-4, "Adam learning rate of G (Radford et al.).")
+    lr_d: float = setting(2e-4, "Adam learning rate of D.")
+    beta1: float = setting(0.5, "Adam beta1; 0.5 instead of 0.9 stabilises GANs (Radford et al.).")
+    beta2: float = setting(0.999, "Adam beta2.")
+    d_steps: int = setting(1, "D updates per G update (k in Goodfellow et al.'s Algorithm 1).")
+    ema_kimg: float = setting(0.0, "Half-life in kimg of G's weight average, used for samples and generate "
+                              "(StyleGAN: 10); 0 = off.")
+    ema_rampup: float = setting(0.0, "EMA ramp-up: early on, cap the half-life at this fraction of images seen "
+                                "(StyleGAN2: 0.05); 0 = off.")
+    fade_kimg: float = setting(600.0, "progan: fade-in length of each new resolution in kimg (overrides "
+                               "--phase-kimg; Karras et al. 2018).", fixed_on_resume=True)
+    stable_kimg: float = setting(600.0, "progan: stabilisation length of each resolution in kimg (overrides "
+                                 "--phase-kimg).", fixed_on_resume=True)
+    seed: int = setting(0, "Seeds weights, data order, latents and the fixed sample grid.", fixed_on_resume=True)
+    tick_kimg: float = setting(4.0, "kimg per tick: one status line, sample grid and log row.")
+    snap: int = setting(5, "Checkpoint every N ticks (and at the end, and on SIGINT/SIGTERM).")
+    keep: int = setting(3, "Most recent checkpoints kept on disk.")
+    device: str = setting("auto", "auto (cuda when available), cpu, cuda, cuda:N.")
+    out: str = setting("runs", "Parent folder of the numbered run folders.", kind="path", fixed_on_resume=True)
+    grid_size: int = setting(64, "Images in the per-tick sample grid.")
+    precision: str = setting("fp32", "Mixed precision: fp32, bf16 (autocast) or fp16 (autocast + gradient "
+                             "scaling).", choices=("fp32", "bf16", "fp16"))
+    channels_last: bool = setting(False, "NHWC memory layout for convolutions (faster with oneDNN and tensor "
+                                  "cores).")
+    compile: bool = setting(False, "torch.compile G and D (pays off on GPUs, not on a 2-core CPU).")
+    metrics: str = setting("", "Metrics scored during training, e.g. fid,kid,pr (logged to log.jsonl and "
+                           "TensorBoard).", shown="none")
+    metrics_every: int = setting(10, "Ticks between evaluations during training.")
+    metrics_n: int = setting(5000, "Generated images per evaluation (and real images for the cached statistics).")
+    metrics_extractor: str = setting("inception", "Feature network for --metrics: inception (standard FID "
+                                     "weights) or random-conv (fast offline stand-in).",
+                                     choices=("inception", "random-conv"))
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         _require(self.kimg > 0, "--kimg must be positive")
         _require(self.batch >= 1, "--batch must be at least 1")
         _require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),
@@ -131,7 +195,6 @@ class TrainConfig:
         _require(self.snap >= 1, "--snap must be at least 1 tick")
         _require(self.keep >= 1, "--keep must be at least 1")
         _require(1 <= self.grid_size <= 1024, "--grid-size must be between 1 and 1024")
-        _require(self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16")
         _require(self.metrics_every >= 1 and self.metrics_n >= 2, "--metrics-every >= 1 and --metrics-n >= 2")
 
     @property
@@ -198,3 +261,124 @@ _NESTED: dict[tuple[str, str], type] = {("TrainConfig", "model"): ModelConfig, (
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """What `setting()` recorded for one field, with the field's place in TrainConfig and its default."""
+
+    path: SettingPath  # ("model", "g_width")
+    flag: str | None  # "--g-width"; None for a config-only field
+    default: Any
+    help: str  # one sentence
+    fixed_on_resume: bool
+    kind: Kind  # how the flag's text is parsed
+    choices: tuple[str, ...] | None
+    default_text: str  # the default as `--help` and README show it: 64, 2e-4, on, "embedded MNIST" for ""
+
+    @property
+    def key(self) -> str:
+        """The name in config.json and in `changed_settings`, e.g. "model.g_width"."""
+        return ".".join(self.path)
+
+
+def settings() -> list[SettingInfo]:
+    """Every leaf setting of TrainConfig, in field order (nested configs in place)."""
+    return list(_settings())
+
+
+def setting_info(path: SettingPath) -> SettingInfo:
+    """The setting at `path`; KeyError naming the path when there is none (a bug in the caller)."""
+    try:
+        return _settings_by_path()[tuple(path)]
+    except KeyError:
+        raise KeyError(f"TrainConfig has no setting {'.'.join(path)}") from None
+
+
+def flag_of(path: tuple[str, ...]) -> str:
+    """The name a user sets `path` by, for messages: its flag ("--g-width", "--cond"), or for a setting without
+    one its config.json key ("model.num_classes")."""
+    info = setting_info(path)
+    return info.flag or info.key
+
+
+def fixed_on_resume_flags(given_paths: Iterable[SettingPath]) -> list[str]:
+    """The flags among `given_paths` that a resumed run cannot change, sorted."""
+    return sorted({flag_of(path) for path in given_paths if setting_info(path).fixed_on_resume})
+
+
+def check_resume_overrides(given_paths: Iterable[SettingPath], also_given: Iterable[str] = ()) -> None:
+    """Refuse, in one line, settings that define a resumed run's starting point (data, architecture, seed).
+
+    `also_given`: flags outside TrainConfig that would change it too, e.g. "--preset".
+    """
+    refused = fixed_on_resume_flags(given_paths) + list(also_given)
+    if refused:
+        raise ConfigError(f"--resume continues a run as it was set up; drop {', '.join(refused)} (they cannot "
+                          "change mid-run)")
+
+
+def describe_config(config: TrainConfig) -> str:
+    """One line per setting, `--flag value`, with the default beside each value that differs from it."""
+    raw = config.to_dict()
+    rows = []
+    for info in _settings():
+        value = functools.reduce(lambda d, key: d[key], info.path, raw)
+        text = info.default_text if value == info.default else f"{_show(value)}  (default {info.default_text})"
+        rows.append((flag_of(info.path), text))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {text}" for name, text in rows)
+
+
+@functools.cache
+def _settings() -> tuple[SettingInfo, ...]:
+    def walk(config: Any, prefix: SettingPath) -> list[SettingInfo]:
+        found: list[SettingInfo] = []
+        for f in fields(config):
+            value = getattr(config, f.name)
+            if dataclasses.is_dataclass(value):
+                found += walk(value, (*prefix, f.name))
+                continue
+            meta = f.metadata
+            if "help" not in meta:
+                raise TypeError(f"{type(config).__name__}.{f.name} is not declared with setting() or config_only()")
+            kind = meta["kind"] or _KINDS.get(getattr(f.type, "__name__", str(f.type)))
+            if kind is None:
+                raise TypeError(f"{type(config).__name__}.{f.name}: say the flag's kind, its type is {f.type}")
+            found.append(SettingInfo(path=(*prefix, f.name), flag=_flag_of_field(f), default=value,
+                                     help=meta["help"], fixed_on_resume=meta["fixed_on_resume"], kind=kind,
+                                     choices=meta["choices"], default_text=meta["shown"] or _show(value)))
+        return found
+
+    return tuple(walk(TrainConfig(), ()))
+
+
+@functools.cache
+def _settings_by_path() -> dict[SettingPath, SettingInfo]:
+    return {info.path: info for info in _settings()}
+
+
+def _flag_of_field(f: dataclasses.Field[Any]) -> str | None:
+    if not f.metadata["on_cli"]:
+        return None
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def _check_choices(config: Any) -> None:
+    """A setting with `choices` refuses any other value, naming its flag and the choices."""
+    for f in fields(config):
+        choices = f.metadata.get("choices")
+        if choices and getattr(config, f.name) not in choices:
+            allowed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+            raise ConfigError(f"{_flag_of_field(f) or f.name} must be {allowed}, got {getattr(config, f.name)!r}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value != 0 and abs(value) < 1e-3:
+        mantissa, exponent = f"{value:e}".split("e")  # 2e-4, not 0.0002: as papers write learning rates
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -1,5 +1,5 @@
 """Ship a trained generator: G (its EMA copy when the run kept one) as safetensors, ONNX or TorchScript, with
-config.json and MODEL_CARD.md, in a folder that `ganforge.load_generator`, `generate` and `serve` read back.
+config.json and MODEL_CARD.md, in a folder that `ganforge.runs.load_generator`, `generate` and `serve` read back.
 
 Formats, safest first: safetensors holds tensors only and is rebuilt from the model registry (needs ganforge);
 ONNX is a graph any onnxruntime can run (checked against onnxruntime to 1e-4 when it is installed); TorchScript
@@ -16,22 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+from torch.nn.utils import parametrize
 
 import ganforge
 from ganforge.config import TrainConfig
-from ganforge.errors import CheckpointError, ConfigError, GanforgeError
-from ganforge.generate import LoadedGenerator, is_export_folder, load_run_generator, source_record
-from ganforge.models import build_networks
-from ganforge.training.rundir import CONFIG_FILE
+from ganforge.errors import CheckpointError, ConfigError
+from ganforge.runs import load_run_generator
+from ganforge.runs.exported import EXPORT_VERSION, FORMATS, is_export_folder, load_graph
+from ganforge.runs.folder import CONFIG_FILE, read_record
 
-FORMATS = {"safetensors": "generator.safetensors", "onnx": "generator.onnx", "torchscript": "generator.pt"}
 CHECK_LATENTS = 8  # random latents each exported graph is compared on
 ONNX_TOLERANCE = 1e-4  # max |onnxruntime - torch| per pixel, in G's [-1, 1] output units
-EXPORT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
         raise ConfigError(f"{run_dir} is already an exported folder; export from the run folder it came from")
     _check_out_folder(out)
     (generator, config, nimg), weights = load_run_generator(run_dir, "cpu")
-    record = source_record(run_dir)
+    record = read_record(run_dir)
     dataset = record.get("dataset", {})
     if fmt != "safetensors" and getattr(config.model, "conditional", False):
         raise ConfigError(f"--format {fmt} traces G(z) only, and this run is class-conditional; use "
@@ -59,13 +57,13 @@ def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
     path, z_dim = out / FORMATS[fmt], config.model.z_dim
     if fmt == "safetensors":
         save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path))
-        check = _compare_weights(generator, _load_graph(out, "safetensors", config, dataset))
+        check = _compare_weights(generator, load_graph(out, "safetensors", config, dataset))
     elif fmt == "onnx":
-        _write_onnx(generator, config.model.z_dim, path)
+        _write_onnx(_as_plain_graph(generator), config.model.z_dim, path)
         check = _check_onnx(generator, out, config, dataset)
     else:
-        _write_torchscript(generator, config.model.z_dim, path)
-        check = _compare(generator, _load_graph(out, "torchscript", config, dataset), z_dim,
+        _write_torchscript(_as_plain_graph(generator), config.model.z_dim, path)
+        check = _compare(generator, load_graph(out, "torchscript", config, dataset), z_dim,
                          "torchscript reload", 1e-5)
     meta = {
         "ganforge_export": EXPORT_VERSION, "format": fmt, "file": path.name, "weights": weights,
@@ -87,54 +85,13 @@ def _check_out_folder(out: Path) -> None:
         raise ConfigError(f"--out {out} is a folder with other files in it; give a new or empty folder")
 
 
-def load_exported(folder: Path, device: torch.device | str = "cpu") -> LoadedGenerator:
-    """A folder written by `export_generator`, as (G, the run's config, nimg)."""
-    meta = source_record(folder)
-    if meta.get("ganforge_export") != EXPORT_VERSION or meta.get("format") not in FORMATS:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is not an export this ganforge reads (version "
-                              f"{meta.get('ganforge_export')!r}, format {meta.get('format')!r}); export it again")
-    config = TrainConfig.from_dict(meta["train"])
-    generator = _load_graph(folder, meta["format"], config, meta.get("dataset", {}))
-    return LoadedGenerator(generator.to(device).eval(), config, int(meta.get("nimg", 0)))
-
-
-def _load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any]) -> nn.Module:
-    path = folder / FORMATS[fmt]
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again")
-    try:
-        if fmt == "safetensors":
-            shape = dataset["shape"]
-            generator = build_networks(config.model, (shape[0], shape[1], shape[2])).generator
-            generator.load_state_dict(load_file(str(path)), strict=True)
-            return generator.eval()
-        if fmt == "torchscript":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but still the format
-                warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.load(str(path), map_location="cpu").eval()
-        return OnnxGenerator(path)
-    except GanforgeError:
-        raise
-    except Exception as exc:  # safetensors, torch.jit and onnxruntime each raise their own error types
-        raise CheckpointError(f"{path} cannot be loaded ({exc}); export it again") from exc
-
-
-class OnnxGenerator(nn.Module):
-    """An ONNX graph behind the nn.Module interface the tools use: z [B, z_dim] -> images [B, C, H, W]."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        try:
-            import onnxruntime  # optional extra: ganforge[onnx]
-        except ImportError as exc:
-            raise ConfigError(f"loading {path} needs onnxruntime: pip install 'ganforge[onnx]'") from exc
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: z.detach().cpu().float().numpy()})[0]
-        return torch.from_numpy(np.asarray(out)).to(z.device)
+def _as_plain_graph(generator: nn.Module) -> nn.Module:
+    """G (loaded for this export only) with its weight parametrizations (spectral norm) baked into plain
+    weights, in place: in eval mode they only divide by a fixed sigma, and their vdot has no ONNX operator."""
+    for module in [m for m in generator.modules() if parametrize.is_parametrized(m)]:
+        for name in list(getattr(module, "parametrizations", {})):
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return generator.eval()
 
 
 def _write_onnx(generator: nn.Module, z_dim: int, path: Path) -> None:
@@ -161,7 +118,7 @@ def _check_onnx(generator: nn.Module, folder: Path, config: TrainConfig, dataset
         import onnxruntime
     except ImportError:
         return {"method": "onnxruntime", "skipped": "onnxruntime is not installed (pip install 'ganforge[onnx]')"}
-    check = _compare(generator, _load_graph(folder, "onnx", config, dataset), config.model.z_dim,
+    check = _compare(generator, load_graph(folder, "onnx", config, dataset), config.model.z_dim,
                      "onnxruntime", ONNX_TOLERANCE)
     return {**check, "onnxruntime_version": onnxruntime.__version__}
 
@@ -219,7 +176,8 @@ def write_model_card(out: Path, run_dir: Path, meta: dict[str, Any]) -> None:
         "## Use",
         "",
         "```python",
-        "from ganforge.generate import load_generator, render, seed_latents",
+        "from ganforge.generate import render, seed_latents",
+        "from ganforge.runs import load_generator",
         "",
         f'G, config, nimg = load_generator("{out.name}")  # also takes the run folder',
         f"images = render(G, seed_latents([0, 1, 2], {model['z_dim']}))  # uint8 [3, C, H, W]",

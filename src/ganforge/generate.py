@@ -1,39 +1,27 @@
 """Images from a trained run or an exported generator: load G, draw latents per seed, truncate, render.
 
 Each seed fixes one latent, z = randn(z_dim) from a generator seeded with it, so image 7 is the same image
-whatever else is generated beside it, on any device. `load_generator` is the one entry point for every source
-(a run folder, or a folder written by `ganforge export`); it is also `ganforge.load_generator`.
+whatever else is generated beside it, on any device. Runs and exports are opened by `ganforge.runs`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import to_uint8
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import ConfigError
 from ganforge.images import make_grid, save_png, to_pil
-from ganforge.models import build_networks
-from ganforge.training import checkpoint as ckpt
-from ganforge.training.growing import Grows
-from ganforge.training.rundir import CONFIG_FILE, read_run_config
-from ganforge.training.schedule import build_schedule
+from ganforge.models import family_of
+from ganforge.runs import load_generator, resolve_class
 
 MAX_IMAGES = 100_000
 SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and the web UI
 PSI_RANGE = (-1.0, 2.0)  # psi < 0 gives the "opposite" image, > 1 exaggerates; far outside is only noise
-
-
-class LoadedGenerator(NamedTuple):
-    generator: nn.Module  # z [B, z_dim] -> images [B, C, H, W] in [-1, 1], eval mode
-    config: TrainConfig  # the training run's resolved configuration
-    nimg: int  # real images shown to D when the weights were saved
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -74,69 +62,18 @@ def check_psi(psi: float, flag: str = "--truncation") -> float:
     return psi
 
 
-def load_generator(path: Path | str, device: torch.device | str = "cpu") -> LoadedGenerator:
-    """(G in eval mode, the run's config, images it was trained on) from a run folder or an exported folder.
-
-    A run folder gives its latest checkpoint's EMA generator when the run kept one, else G. An exported folder
-    (config.json with a "ganforge_export" key) gives what `ganforge export` wrote, in whichever format.
-    """
-    path = Path(path)
-    if is_export_folder(path):
-        # Imported here, not at the top: export.py imports this module to load the runs it exports.
-        from ganforge.export import load_exported
-
-        return load_exported(path, device)
-    return load_run_generator(path, device)[0]
+def check_truncation(config: TrainConfig, psi: float, flag: str = "--truncation") -> float:
+    """psi, once it is in range and means something for the run's family (a G that normalises z ignores it)."""
+    check_psi(psi, flag)
+    if psi != 1.0 and not truncates(config):
+        raise ConfigError(f"{flag} {psi:g} has no effect on --model {config.model.name}: its generator normalises z "
+                          f"to the unit sphere, so pulling z toward its mean changes no image; leave {flag} at 1")
+    return psi
 
 
-def load_run_generator(run_dir: Path, device: torch.device | str = "cpu") -> tuple[LoadedGenerator, str]:
-    """A run folder's generator and which weights it holds: "G_ema" when the run kept an average, else "G"."""
-    config, dataset = read_run_config(run_dir)
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is None:
-        raise CheckpointError(f"{run_dir} has no checkpoint yet; train longer or wait for the first --snap.")
-    tensors, meta = ckpt.load_checkpoint(latest)
-    shape = tuple(dataset["shape"])
-    generator = build_networks(config.model, (shape[0], shape[1], shape[2])).generator
-    prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
-    ckpt.load_module(prefix, generator, tensors)
-    nimg = int(meta["counters"]["cur_nimg"])
-    if isinstance(generator, Grows):  # a growing run mid-way: render at the resolution it has reached
-        phase = build_schedule(config, (shape[0], shape[1], shape[2])).phase_at(max(0, nimg - 1))
-        generator.set_phase(phase.resolution, phase.alpha)
-    loaded = LoadedGenerator(generator.to(device).eval(), config, nimg)
-    return loaded, prefix
-
-
-def source_record(path: Path) -> dict[str, Any]:
-    """The JSON record (config.json) of a run folder or an exported folder: dataset shape, names, fingerprint."""
-    try:
-        record = json.loads((Path(path) / CONFIG_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} has no readable {CONFIG_FILE} ({exc}); pass a run folder or an exported "
-                              "folder.") from exc
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{path / CONFIG_FILE} is not a JSON object; pass a run or exported folder.")
-    return record
-
-
-def class_names(source: Path, config: TrainConfig) -> list[str]:
-    """The classes a conditional run (or its export) draws, in label order: the store's label names from the
-    folder's config.json, or "0".."K-1" when it has none; [] for an unconditional run."""
-    if not config.model.conditional:
-        return []
-    names = source_record(source).get("dataset", {}).get("label_names") or []
-    if len(names) != config.model.num_classes:  # an old or hand-edited record: indices are still valid names
-        return [str(i) for i in range(config.model.num_classes)]
-    return [str(name) for name in names]
-
-
-def is_export_folder(path: Path) -> bool:
-    try:
-        record = json.loads((path / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
-        return False  # read_run_config reports what is wrong with the folder
-    return isinstance(record, dict) and "ganforge_export" in record
+def truncates(config: TrainConfig) -> bool:
+    """Whether psi changes this run's images (the family declares its truncation space)."""
+    return family_of(config.model.name).truncation != "none"
 
 
 def seed_latents(seeds: list[int], z_dim: int) -> torch.Tensor:
@@ -179,19 +116,6 @@ def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64, labels:
                       for z, y in zip(latents.split(batch), labels.split(batch), strict=True)])
 
 
-def resolve_class(source: Path, config: TrainConfig, text: str) -> int:
-    """--class NAME (a label name from the store, e.g. a subfolder) or its index -> the class index."""
-    if not config.model.conditional:
-        raise ConfigError(f"--class needs a class-conditional run; {source} was trained without --cond")
-    names = list(source_record(source).get("dataset", {}).get("label_names") or [])
-    if text in names:
-        return names.index(text)
-    if text.isdigit() and int(text) < config.model.num_classes:
-        return int(text)
-    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-    raise ConfigError(f"--class {text!r} is not a class of {source}; choose one of: {shown}")
-
-
 def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Path, columns: int | None,
                  text: dict[str, str] | None = None) -> list[Path]:
     """A grid when `out` ends in .png, else one seedNNNN.png per image in the folder `out`.
@@ -228,6 +152,7 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
         if out.suffix.lower() != ".png":
             raise ConfigError(f"--grid writes one image; give --out a .png name instead of {out}")
     generator, config, nimg = load_generator(source, device)
+    check_truncation(config, psi)
     latents = truncate(seed_latents(seeds, config.model.z_dim), psi)
     text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}"}
     if class_name is not None:

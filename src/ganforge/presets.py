@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ganforge.errors import ConfigError
+from ganforge.models import MODELS
 
 Overrides = dict[tuple[str, ...], Any]
 
@@ -31,19 +32,15 @@ PRESETS: dict[str, tuple[str, Overrides]] = {
     "sngan": ("Miyato et al. 2018: spectral norm in D, hinge loss, Adam 2e-4 / (0, 0.9)",
               {("loss", "name"): "hinge", ("model", "spectral_norm"): True, ("beta1",): 0.0, ("beta2",): 0.9}),
     "lsgan": ("Mao et al. 2017: least-squares loss, Adam 2e-4 / 0.5", {("loss", "name"): "lsgan"}),
-    "progan": ("Karras et al. 2018: progressive growing 600+600 kimg per resolution, WGAN-GP with drift 0.001, "
-               "Adam 1e-3 / (0, 0.99), z 512, minibatch stddev, G EMA",
-               {("model", "name"): "progan", ("model", "z_dim"): 512, ("model", "mbstd"): True,
-                ("loss", "name"): "wgan-gp", ("loss", "drift"): 0.001, ("lr_g",): 1e-3, ("lr_d",): 1e-3,
-                ("beta1",): 0.0, ("beta2",): 0.99, ("ema_kimg",): 10.0, ("batch",): 64}),
     "small-data": ("few thousand images: ADA augmentation, R1 gamma 0.1 every 16 steps, G EMA with ramp-up",
                    {("augment", "name"): "ada", ("loss", "r1_gamma"): 0.1, ("ema_kimg",): 10.0,
                     ("ema_rampup",): 0.05}),
 }
 
-
-# Models whose own paper recipe is the sensible default: `--model progan` alone means `--preset progan`.
-MODEL_RECIPES = {"progan"}
+# Families with their own paper recipe declare it beside their builder: `--model progan` alone means
+# `--preset progan`, and the recipe is listed with the presets.
+PRESETS.update({name: family.recipe for name, family in MODELS.items() if family.recipe is not None})
+MODEL_RECIPES = frozenset(name for name, family in MODELS.items() if family.recipe is not None)
 
 
 def preset_overrides(name: str) -> Overrides:
@@ -51,6 +48,14 @@ def preset_overrides(name: str) -> Overrides:
         raise ConfigError(f"--preset {name!r} is not a preset; choose one of: {', '.join(PRESETS)} "
                           "(`ganforge train --list-presets` describes them)")
     return dict(PRESETS[name][1])
+
+
+def resolve_overrides(preset: str | None, given: Overrides) -> Overrides:
+    """What a train command asks for: the named preset, or the family's own recipe when `--model` names a family
+    that has one (progan: z 512, WGAN-GP, Adam 1e-3 ...) and no preset is named; then the flags given."""
+    model = given.get(("model", "name"))
+    preset = preset or (model if model in MODEL_RECIPES else None)
+    return {**(preset_overrides(preset) if preset else {}), **given}
 
 
 def describe_presets() -> str:

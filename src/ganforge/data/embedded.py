@@ -8,6 +8,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from ganforge.data.store import Store
+
 EMBEDDED_NAME = "mnist10k"
 
 
@@ -30,3 +32,10 @@ def embedded_store_path() -> Path:
         shutil.copyfileobj(src, dst)
     os.replace(tmp, target)
     return target
+
+
+def open_training_store(data: str) -> Store:
+    """The store a run trains on: `data` (from `ganforge prepare`), or the embedded MNIST sample when empty."""
+    if data:
+        return Store(data)
+    return Store(embedded_store_path(), name="mnist")  # run folders read "00001-dcgan-mnist"

@@ -15,8 +15,9 @@ import torch
 
 from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
-from ganforge.generate import check_psi, load_generator, render, seed_latents, truncate
+from ganforge.generate import check_psi, check_truncation, render, seed_latents, truncate
 from ganforge.images import make_grid, save_png
+from ganforge.runs import load_generator
 
 NOISE = 0.25  # half-width of the uniform noise added to the result for its variations
 MAX_GROUP = 32  # seeds per group; the means stop changing long before this
@@ -40,6 +41,7 @@ def arithmetic(source: Path, a: list[int], b: list[int], c: list[int], out: Path
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: the arithmetic grid is one image; give a .png name")
     generator, config, nimg = load_generator(source, device)
+    check_truncation(config, psi)
     label = class_label(source, config, class_name)
     z_dim = config.model.z_dim
     groups = [seed_latents(group, z_dim) for group in (a, b, c)]

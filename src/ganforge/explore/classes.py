@@ -12,7 +12,7 @@ import torch
 
 from ganforge.config import TrainConfig
 from ganforge.errors import ConfigError
-from ganforge.generate import class_names, resolve_class
+from ganforge.runs import class_names, resolve_class
 
 SHOWN_CLASSES = 20  # names listed in an error; the rest are "..."
 

@@ -16,8 +16,9 @@ import torch
 
 from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
-from ganforge.generate import check_psi, load_generator, render, seed_latents, truncate
+from ganforge.generate import check_psi, check_truncation, render, seed_latents, truncate
 from ganforge.images import make_grid, save_png, to_pil
+from ganforge.runs import load_generator
 
 METHODS = ("lerp", "slerp")
 MAX_FRAMES = 2000  # all transitions together: a longer walk is minutes of video and a huge GIF
@@ -73,6 +74,7 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
         raise ConfigError(f"{transitions} transitions x --frames {frames} is over {MAX_FRAMES} frames; "
                           "use fewer seeds or frames")
     generator, config, nimg = load_generator(source, device)
+    check_truncation(config, psi)
     label = class_label(source, config, class_name)
     keypoints = truncate(seed_latents(keys, config.model.z_dim), psi)
     text = {"run": str(source), "seeds": ",".join(map(str, keys)), "method": method, "psi": f"{psi:g}",

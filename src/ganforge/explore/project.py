@@ -27,8 +27,8 @@ from torch import nn
 from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError, DataError
 from ganforge.explore.classes import class_label, class_labels
-from ganforge.generate import load_generator
 from ganforge.images import make_grid, save_png, to_pil
+from ganforge.runs import load_generator
 
 SNAPSHOTS = 8  # images in the progress strip besides the target
 FEATURE_SEED = 1234

@@ -81,6 +81,19 @@ METRICS: dict[str, tuple[MetricFn, bool]] = {"fid": (_fid, True), "kid": (_kid, 
                                              "pr": (_pr, True)}
 
 
+DIAGNOSTICS = ("memorization", "probe")  # need a run's networks; write figures or fit a classifier
+
+
+def parse_metrics(text: str) -> list[str]:
+    """--metrics "fid,kid" -> ["fid", "kid"]: scores and run diagnostics, each name checked."""
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS and m not in DIAGNOSTICS]
+    if not names or unknown:
+        raise ConfigError(f"--metrics: unknown {', '.join(unknown) or '(empty)'}; choose from "
+                          f"{', '.join([*METRICS, *DIAGNOSTICS])}, comma-separated (e.g. fid,kid,pr)")
+    return names
+
+
 def check_metric_names(metrics: Sequence[str]) -> list[str]:
     names = [m.strip().lower() for m in metrics]
     unknown = [m for m in names if m not in METRICS]

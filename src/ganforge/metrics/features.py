@@ -76,15 +76,10 @@ _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 # never loads 90 MB of weights or optional packages.
 
 ExtractorLoader = Callable[..., FeatureExtractor]
-_REGISTRY: dict[str, str | ExtractorLoader] = {
+_REGISTRY: dict[str, str] = {
     "inception": "ganforge.metrics.inception:load_inception",
     "random-conv": "ganforge.metrics.random_conv:load_random_conv",
 }
-
-
-def register_extractor(name: str, loader: ExtractorLoader) -> None:
-    """Make `load_extractor(name)` call `loader(path=..., device=..., allow_download=..., cache_dir=...)`."""
-    _REGISTRY[name] = loader
 
 
 def extractor_names() -> list[str]:
@@ -97,10 +92,8 @@ def load_extractor(name: str = "inception", path: str | os.PathLike[str] | None 
     """Load a registered extractor; `path` overrides where its weights come from (see each loader)."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown feature extractor {name!r}; choose one of {', '.join(extractor_names())}.")
-    loader = _REGISTRY[name]
-    if isinstance(loader, str):
-        module_name, func_name = loader.split(":")
-        loader = getattr(importlib.import_module(module_name), func_name)
+    module_name, func_name = _REGISTRY[name].split(":")
+    loader: ExtractorLoader = getattr(importlib.import_module(module_name), func_name)
     return loader(path=path, device=torch.device(device), allow_download=allow_download, cache_dir=cache_dir)
 
 

@@ -1,60 +1,58 @@
-"""Model registry: a family name maps to a builder of its networks and the training scheme that fits them.
+"""Model registry: a family name maps to its `ModelFamily` (builder, options, capabilities, recipe).
 
-A builder reads the image shape from the store, so the same name trains at 28, 32, 64 or 128 px. The
+Each family declares itself in its own module (`FAMILY`); adding one means writing that module and listing it
+here. A builder reads the image shape from the store, so the same name trains at 28, 32, 64 or 128 px. The
 training loop only sees `GanNetworks` and the scheme's two step functions; it never names a model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
-from ganforge.config import ModelConfig
+from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
-from ganforge.models import aae, dcgan, mlp, progan
+from ganforge.models import aae, dcgan, fastgan, mlp, progan, projected
+from ganforge.models.family import ImageShape, ModelFamily, check_supported
 
-ImageShape = tuple[int, int, int]  # (channels, height, width)
+MODELS: dict[str, ModelFamily] = {family.name: family for family in (
+    mlp.FAMILY, dcgan.FAMILY, aae.FAMILY, progan.FAMILY, fastgan.FAMILY, projected.FAMILY,
+)}
 
 
 @dataclass
 class GanNetworks:
     generator: nn.Module  # z [B, z_dim] (+ labels) -> images [B, C, H, W] in [-1, 1]
-    discriminator: nn.Module  # D's input (images, or codes for the AAE) (+ labels) -> logits [B]
+    discriminator: nn.Module  # D's input (images, or codes for the AAE) (+ labels) -> logits [B] or [B, K]
     z_dim: int
     encoder: nn.Module | None = None  # images -> codes, for autoencoding schemes
-    scheme: str = "gan"  # which step functions train these networks (`ganforge.training.steps.SCHEMES`)
+    scheme: str = "gan"  # which step functions train these networks (the training package's scheme table)
 
 
-@dataclass(frozen=True)
-class ModelFamily:
-    build: Callable[[ModelConfig, ImageShape], tuple[nn.Module, ...]]  # -> (G, D) or (G, D, encoder)
-    scheme: str = "gan"
-    grows: bool = False  # trained along a progressive-growing schedule (G and D have set_phase)
-    summary: Callable[[ModelConfig, ImageShape], str] | None = None  # per-layer table; default: per module
+def family_of(name: str) -> ModelFamily:
+    if name not in MODELS:
+        raise ConfigError(f"--model {name!r} is not a model; choose one of: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
 
 
-MODELS: dict[str, ModelFamily] = {
-    "mlp": ModelFamily(mlp.build),
-    "dcgan": ModelFamily(dcgan.build),
-    "aae": ModelFamily(aae.build, scheme="aae"),
-    "progan": ModelFamily(progan.build, grows=True, summary=progan.summary),
-}
+def validate(config: TrainConfig) -> ModelFamily:
+    """The run's family, after refusing any setting it does not support (one line naming the flag)."""
+    family = family_of(config.model.name)
+    check_supported(family, config)
+    return family
 
 
 def build_networks(config: ModelConfig, image_shape: ImageShape) -> GanNetworks:
-    if config.name not in MODELS:
-        raise ConfigError(f"--model {config.name!r} is not a model; choose one of: {', '.join(sorted(MODELS))}")
-    family = MODELS[config.name]
+    family = family_of(config.name)
     generator, discriminator, *encoder = family.build(config, image_shape)
     return GanNetworks(generator, discriminator, config.z_dim, encoder[0] if encoder else None, family.scheme)
 
 
 def summarize(config: ModelConfig, image_shape: ImageShape) -> str:
     """The table `ganforge train --summary` prints: trainable parameters per layer and in total."""
-    family = MODELS.get(config.name)
-    if family is not None and family.summary is not None:
+    family = family_of(config.name)
+    if family.summary is not None:
         return family.summary(config, image_shape)
     networks = build_networks(config, image_shape)
     lines = []

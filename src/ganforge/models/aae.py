@@ -13,6 +13,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.models.dcgan import DcganGenerator, init_weights, plan_stages
+from ganforge.models.family import ModelFamily
 
 
 class ConvEncoder(nn.Module):
@@ -46,3 +47,10 @@ class LatentDiscriminator(nn.Module):
 
 def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, ...]:
     return DcganGenerator(config, image_shape), LatentDiscriminator(config), ConvEncoder(config, image_shape)
+
+
+FAMILY = ModelFamily(
+    name="aae", build=build, scheme="aae", augments=False,
+    description="Makhzani et al. 2016: adversarial autoencoder (conv encoder and decoder, D on the latent code)",
+    options=frozenset({"g_width", "d_width", "g_activation", "g_upsample"}),
+    resolutions="as dcgan: any size reachable by doubling a 4-7 px start")

@@ -14,6 +14,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
+from ganforge.models.family import ModelFamily
 from ganforge.models.layers import ConditionalBatchNorm, MinibatchStdDev, ProjectionHead, apply_spectral_norm
 
 
@@ -136,3 +137,10 @@ def init_weights(module: nn.Module) -> None:
 
 def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
     return DcganGenerator(config, image_shape), DcganDiscriminator(config, image_shape)
+
+
+FAMILY = ModelFamily(
+    name="dcgan", build=build, description="Radford et al. 2016: strided-convolution G and D with BatchNorm",
+    options=frozenset({"g_width", "d_width", "d_dropout", "g_activation", "d_batchnorm", "spectral_norm", "mbstd",
+                       "g_upsample"}),
+    resolutions="any size reachable by doubling a 4-7 px start (28, 32, 64, 128, non-square)", conditional=True)

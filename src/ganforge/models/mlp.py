@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ganforge.config import ModelConfig
+from ganforge.models.family import ModelFamily
 from ganforge.models.layers import MinibatchStdDev, ProjectionHead, apply_spectral_norm
 
 
@@ -75,3 +76,9 @@ class MlpDiscriminator(nn.Module):
 
 def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
     return MlpGenerator(config, image_shape), MlpDiscriminator(config, image_shape)
+
+
+FAMILY = ModelFamily(
+    name="mlp", build=build, description="Goodfellow et al. 2014: fully connected G and D on flat pixels",
+    options=frozenset({"g_width", "d_width", "d_dropout", "mbstd", "spectral_norm"}),
+    resolutions="any image size (pixels are flattened)", conditional=True)

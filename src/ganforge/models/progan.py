@@ -24,6 +24,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
+from ganforge.models.family import ModelFamily
 from ganforge.models.layers import MinibatchStdDev
 from ganforge.models.progan_layers import (
     EqualizedConv2d,
@@ -281,3 +282,16 @@ def networks(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[Pr
     mbstd_group = MBSTD_GROUP if config.mbstd else 0
     return (ProganGenerator(image_channels, height, config.z_dim, fmap_base, fmap_max),
             ProganDiscriminator(image_channels, height, fmap_base, fmap_max, mbstd_group))
+
+
+FAMILY = ModelFamily(
+    name="progan", build=build, summary=summary, grows=True, truncation="none",
+    description="Karras et al. 2018: progressive growing from 4x4 with fade-ins, equalized LR, pixel norm",
+    options=frozenset({"fmap_base", "fmap_max", "mbstd"}),
+    resolutions="square powers of two from 4 to 1024 px",
+    notes={name: " (its widths are --fmap-base and --fmap-max)" for name in ("g_width", "d_width")},
+    recipe=("Karras et al. 2018: progressive growing 600+600 kimg per resolution, WGAN-GP with drift 0.001, "
+            "Adam 1e-3 / (0, 0.99), z 512, minibatch stddev, G EMA",
+            {("model", "name"): "progan", ("model", "z_dim"): 512, ("model", "mbstd"): True,
+             ("loss", "name"): "wgan-gp", ("loss", "drift"): 0.001, ("lr_g",): 1e-3, ("lr_d",): 1e-3,
+             ("beta1",): 0.0, ("beta2",): 0.99, ("ema_kimg",): 10.0, ("batch",): 64}))

@@ -26,14 +26,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from ganforge.errors import ConfigError
-from ganforge.generate import (
-    PSI_RANGE,
-    SEED_MAX,
-    class_names,
-    is_export_folder,
-    load_generator,
-    render,
-)
+from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates
+from ganforge.runs import class_names, load_generator
+from ganforge.runs.exported import is_export_folder
 from ganforge.serve.render import BadParameter, Renderer, latent_from_text, latent_to_text
 
 STATIC = Path(__file__).parent / "static"
@@ -54,7 +49,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> Fast
     """An app serving the generator in `source` (a run folder or an exported folder)."""
     generator, config, nimg = load_generator(source, device)
     classes = class_names(source, config)
-    renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel)
+    renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel, truncates(config))
     is_run = not is_export_folder(source)
     probe_label = torch.zeros(1, dtype=torch.long) if classes else None
     shape = list(render(generator, torch.zeros(1, config.model.z_dim), labels=probe_label).shape[1:])
@@ -106,6 +101,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> Fast
         return {"name": source.name, "source": "run" if is_run else "export", "model": config.model.name,
                 "z_dim": config.model.z_dim, "image_shape": shape,
                 "nimg": nimg, "kimg": round(nimg / 1000, 3), "classes": classes, "has_run_page": is_run,
+                "truncation": renderer.truncates,
                 "limits": {"seed_max": SEED_MAX, "psi_min": PSI_RANGE[0], "psi_max": PSI_RANGE[1],
                            "frames_max": MAX_FRAMES, "batch_max": MAX_BATCH, "scale_max": MAX_SCALE}}
 

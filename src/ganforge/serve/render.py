@@ -59,8 +59,10 @@ def latent_from_text(text: str, z_dim: int, param: str = "z") -> torch.Tensor:
 class Renderer:
     """A loaded generator behind a render semaphore and a PNG cache; safe to call from many threads."""
 
-    def __init__(self, generator: nn.Module, z_dim: int, source_name: str, nimg: int, max_parallel: int = 2) -> None:
+    def __init__(self, generator: nn.Module, z_dim: int, source_name: str, nimg: int, max_parallel: int = 2,
+                 truncates: bool = True) -> None:
         self.generator, self.z_dim, self.source_name, self.nimg = generator, z_dim, source_name, nimg
+        self.truncates = truncates  # False when G normalises z (ProGAN): psi would change nothing
         # Inference in eval mode under no_grad only reads the weights, so threads may share G; the semaphore
         # stops 200 concurrent requests from each starting a forward pass and thrashing the CPU's cores.
         self._gate = threading.BoundedSemaphore(max_parallel)
@@ -81,6 +83,8 @@ class Renderer:
         `label` is the class index every image is drawn in for a conditional G (None for an unconditional one);
         the caller puts it in `key`.
         """
+        if psi != 1.0 and not self.truncates:
+            raise BadParameter("psi", "this generator normalises z, so truncation has no effect; use psi=1")
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)

@@ -1,17 +1,19 @@
-"""`--batch-gpu auto`: the largest number of images per pass that fits in the device's memory.
+"""How many passes a step takes over a device's share of the batch: from `--batch-gpu N`, or, with `auto`, the
+largest number of images per pass that fits in the device's memory.
 
 Two small trial passes (G forward, D on fakes and reals, backward through both, as in the G step, plus a
-gradient penalty's double backward when the run has one) give the memory of a pass as fixed + per_image *
-batch. On a GPU that is the allocator's peak, and the chosen size is then tried for real, shrinking on
-out-of-memory; on the CPU, where running out of memory kills the process instead of raising, it is the bytes
-autograd saves for backward, against half the available RAM. Trials run in eval mode inside a forked RNG, so
-they move no BatchNorm statistics, spectral-norm vectors, random streams or weights: the run's trajectory is
-the same as with the size given by hand.
+gradient penalty's double backward when the run has one, and D's reconstruction of the reals when its scheme
+has one) give the memory of a pass as fixed + per_image * batch. On a GPU that is the allocator's peak, and the
+chosen size is then tried for real, shrinking on out-of-memory; on the CPU, where running out of memory kills
+the process instead of raising, it is the bytes autograd saves for backward, against half the available RAM.
+Trials run in eval mode inside a forked RNG, so they move no BatchNorm statistics, spectral-norm vectors, random
+streams or weights: the run's trajectory is the same as with the size given by hand.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,14 +22,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ganforge.config import TrainConfig
 from ganforge.data.store import DeviceBatches, available_ram_bytes
 from ganforge.errors import ConfigError
-from ganforge.training.accumulation import rounds_for
-from ganforge.training.growing import Phase
+from ganforge.models.growing import Phase, Schedule
 from ganforge.training.precision import Precision
 from ganforge.training.runlog import RunLog
-from ganforge.training.schedule import Schedule
-from ganforge.training.state import TrainingState
+from ganforge.training.step_parts import Trainee
 from ganforge.training.sync_batchnorm import count_batchnorm
 
 TRIAL_SIZES = (2, 8)
@@ -52,15 +53,28 @@ class MemoryFit:
                 f"budget {self.budget_bytes / 2**30:.1f} GiB -> {batch} per pass")
 
 
+def rounds_for(per_device_batch: int, batch_gpu: int, smallest_pass: int = 1) -> int:
+    """Passes to run `per_device_batch` images at most `batch_gpu` at a time (0: all at once), preferring a
+    count that splits them evenly: one input shape for cuDNN and torch.compile to tune, and the same BatchNorm
+    and minibatch-stddev group sizes in every pass. No pass gets fewer than `smallest_pass` images (BatchNorm
+    needs 2), even if one then holds a few more than `batch_gpu`."""
+    if batch_gpu <= 0 or batch_gpu >= per_device_batch:
+        return 1
+    most = max(1, per_device_batch // smallest_pass)
+    fewest = min(math.ceil(per_device_batch / batch_gpu), most)
+    even = (r for r in range(fewest, min(2 * fewest, most + 1)) if per_device_batch % r == 0)
+    return next(even, fewest)
+
+
 TrialPass = Callable[[int], None]  # runs one forward/backward pass over this many images
 
 
 def trial_pass(generator: nn.Module, discriminator: nn.Module, encoder: nn.Module | None,
                make_reals: Callable[[int], torch.Tensor], z_dim: int, num_classes: int, precision: Precision,
-               gradient_penalty: bool = False) -> TrialPass:
+               gradient_penalty: bool = False, reconstruct_reals: bool = False) -> TrialPass:
     """A pass shaped like the G step (G's graph and D's on fakes and reals; for an autoencoder, E's, D's on the
-    codes and the decoder's), plus the double backward of a gradient penalty (R1, WGAN-GP) when the run has one,
-    for measuring memory."""
+    codes and the decoder's), plus the double backward of a gradient penalty (R1, WGAN-GP) when the run has one
+    and D's decoders when it reconstructs the reals (FastGAN), for measuring memory."""
 
     def run(batch: int) -> None:
         device = precision.device
@@ -73,8 +87,13 @@ def trial_pass(generator: nn.Module, discriminator: nn.Module, encoder: nn.Modul
                 latents = torch.randn(batch, z_dim, device=device)
                 labels = torch.randint(num_classes, (batch,), device=device) if num_classes else None
                 fakes = generator(latents, labels)
-                real_score = discriminator(reals, labels).float().sum()
-                score = discriminator(fakes, labels).float().sum() + real_score
+                if reconstruct_reals:
+                    real_logits, reconstruction = discriminator(reals, labels, with_reconstruction=True)
+                    real_score = real_logits.float().sum()
+                    score = discriminator(fakes, labels).float().sum() + real_score + reconstruction.float()
+                else:
+                    real_score = discriminator(reals, labels).float().sum()
+                    score = discriminator(fakes, labels).float().sum() + real_score
                 if gradient_penalty:
                     (grad,) = torch.autograd.grad(real_score, reals, create_graph=True)
                     score = score + grad.float().square().sum()
@@ -178,11 +197,11 @@ def _quiet_trials(networks: tuple[nn.Module, ...], device: torch.device) -> Iter
                 parameter.grad = None
 
 
-def passes_per_step(state: TrainingState, schedule: Schedule, phase: Phase, data: DeviceBatches, share: int,
+def passes_per_step(config: TrainConfig, nets: Trainee, precision: Precision, reconstruct_reals: bool,
+                    schedule: Schedule, phase: Phase, data: DeviceBatches, share: int, cur_nimg: int,
                     echo: Callable[[str], None], log: RunLog | None) -> int:
     """How many passes a step takes over this rank's `share` of the batch: from --batch-gpu N, or measured."""
-    config = state.config
-    networks = tuple(net for net in (state.generator, state.discriminator, state.encoder) if net is not None)
+    networks = tuple(net for net in (nets.generator, nets.discriminator, nets.encoder) if net is not None)
     smallest = 2 if any(count_batchnorm(net) for net in networks) else 1  # batch statistics need two images
     if config.batch_gpu != "auto":
         if 0 < int(config.batch_gpu) < smallest:
@@ -195,19 +214,20 @@ def passes_per_step(state: TrainingState, schedule: Schedule, phase: Phase, data
         images = schedule.prepare_reals(data.images(torch.arange(min(batch, count))), phase)
         return images.repeat(-(-batch // images.shape[0]), 1, 1, 1)[:batch]
 
-    trial = trial_pass(state.generator, state.discriminator, state.encoder, make_reals, config.model.z_dim,
-                       config.model.num_classes if config.model.conditional else 0, state.precision,
-                       gradient_penalty=config.loss.r1_gamma > 0 or config.loss.name == "wgan-gp")
-    fitted, how = fit_batch(trial, networks, state.precision.device, share, smallest)
-    per_pass = agree_on_smallest(fitted, state.precision.device)
+    trial = trial_pass(nets.generator, nets.discriminator, nets.encoder, make_reals, config.model.z_dim,
+                       config.model.num_classes if config.model.conditional else 0, precision,
+                       gradient_penalty=config.loss.r1_gamma > 0 or config.loss.name == "wgan-gp",
+                       reconstruct_reals=reconstruct_reals)
+    fitted, how = fit_batch(trial, networks, precision.device, share, smallest)
+    per_pass = agree_on_smallest(fitted, precision.device)
     if per_pass == 0:  # every rank raises together, after the agreement
         raise ConfigError(f"--batch-gpu auto: {smallest} image(s) per pass at {phase.resolution} px do not fit on "
-                          f"{state.precision.device} ({how}); use --precision bf16, smaller --g-width/--d-width "
+                          f"{precision.device} ({how}); use --precision bf16, smaller --g-width/--d-width "
                           "(or --fmap-max), or a device with more memory")
     rounds = rounds_for(share, per_pass, smallest)
     echo(f"--batch-gpu auto at {phase.resolution} px: {how}; {rounds} pass{'es' if rounds > 1 else ''} of "
          f"{share // rounds}{'+' if share % rounds else ''} images per step on each device")
     if log is not None:
-        log.append({"event": "batch-gpu", "nimg": state.counters.cur_nimg, "resolution": phase.resolution,
+        log.append({"event": "batch-gpu", "nimg": cur_nimg, "resolution": phase.resolution,
                     "share": share, "per_pass": per_pass, "rounds": rounds, "fit": how})
     return rounds

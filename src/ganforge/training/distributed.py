@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ganforge.device import resolve_device
 from ganforge.errors import ConfigError
 
 
@@ -34,6 +35,11 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def device_for(self, device_name: str) -> torch.device:
+        """The device this rank trains on: `--device` as named, but each rank's own GPU under torchrun."""
+        device = resolve_device(device_name)
+        return torch.device("cuda", self.local_rank) if self.enabled and device.type == "cuda" else device
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's part of a global batch: every world_size-th item, starting at its rank."""
@@ -119,11 +125,11 @@ class Distributed:
         return [g[:n].to(tensor.device) for g, n in zip(gathered, rows, strict=True)]
 
 
-def init_distributed(device_name: str) -> tuple[Distributed, torch.device | None]:
+def init_distributed(device_name: str) -> Distributed:
     """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on GPU), if any."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return Distributed(), None
+        return Distributed()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_name != "cpu"
     if not dist.is_initialized():
@@ -131,7 +137,7 @@ def init_distributed(device_name: str) -> tuple[Distributed, torch.device | None
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
-    return Distributed(rank, world_size, local_rank), device
+    return Distributed(rank, world_size, local_rank)
 
 
 def per_rank_batch(global_batch: int, ctx: Distributed) -> int:

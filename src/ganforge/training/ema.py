@@ -21,8 +21,8 @@ def make_ema_copy(generator: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_ema(ema: nn.Module, generator: nn.Module, batch: int, ema_kimg: float, rampup: float = 0.0,
-               cur_nimg: int = 0) -> None:
+def update_ema(ema: nn.Module, generator: nn.Module, batch: int, ema_kimg: float, rampup: float,
+               cur_nimg: int) -> None:
     ema_nimg = ema_kimg * 1000.0
     if rampup > 0:
         ema_nimg = min(ema_nimg, cur_nimg * rampup)

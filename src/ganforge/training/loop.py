@@ -1,6 +1,7 @@
 """The one training loop every model runs through (Goodfellow et al. 2014, Algorithm 1).
 
-Per iteration: `d_steps` D updates on fresh real and fake batches, then one G update. Progress is counted
+Per iteration: `d_steps` D updates on fresh real and fake batches, then one G update, by the model family's
+scheme (`SCHEMES`: the steps in `gan_step` or `aae_step`, their shared parts in `step_parts`). Progress is counted
 in real images shown to D; every tick prints a status line, appends to log.jsonl, writes a sample grid from
 fixed latents and refreshes loss.png; every `snap` ticks, at the end and on SIGINT/SIGTERM a checkpoint is
 written. Numbers stay on the device until the tick ends.
@@ -8,105 +9,56 @@ written. Numbers stay on the device until the tick ends.
 
 from __future__ import annotations
 
-import random
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from ganforge.augment import build_augment
 from ganforge.config import TrainConfig
-from ganforge.data.sampler import EpochSampler
-from ganforge.data.store import DeviceBatches, Store, to_float
-from ganforge.images import make_grid, save_png
-from ganforge.losses import build_loss
-from ganforge.models import MODELS, build_networks
-from ganforge.regularizers import build_regularizers
-from ganforge.training import checkpoint as ckpt
-from ganforge.training.accumulation import StepBatch
+from ganforge.data.store import DeviceBatches, Store
+from ganforge.models import MODELS
+from ganforge.models.growing import Phase, Schedule, build_schedule
+from ganforge.runs import checkpoint as ckpt
+from ganforge.training import aae_step, gan_step
 from ganforge.training.batch_fit import passes_per_step
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
-from ganforge.training.ema import make_ema_copy, update_ema
-from ganforge.training.growing import Phase
-from ganforge.training.objective import Objective
-from ganforge.training.precision import Precision
-from ganforge.training.report import TickHook, advance_tick, status_line, tick_means, tick_record, write_tick
+from ganforge.training.ema import update_ema
+from ganforge.training.report import TickHook, advance_tick, previews, status_line, tick_means, tick_record, write_tick
 from ganforge.training.runlog import RunLog
-from ganforge.training.schedule import Schedule, build_schedule
-from ganforge.training.schemes import SCHEMES
-from ganforge.training.state import TrainingState
-from ganforge.training.stats import TickStats
+from ganforge.training.state import TrainingState, build_state
+from ganforge.training.step_parts import DiscriminatorStep, GeneratorStep, StepBatch, Trainee, build_objective
 from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class Scheme(NamedTuple):
+    """The two steps that train a model family (`ModelFamily.scheme` names one), and what D's objective adds."""
+
+    discriminator_step: DiscriminatorStep
+    generator_step: GeneratorStep
+    reconstruct_reals: bool = False  # D also rebuilds the reals it sees (FastGAN: Liu et al. 2021, Sec. 3.2)
 
 
-def build_state(config: TrainConfig, store: Store, device: torch.device,
-                ctx: Distributed | None = None) -> TrainingState:
-    # Weights first, so the same seed gives the same initial networks. Python's and NumPy's global streams are
-    # seeded too: ganforge draws nothing from them, but a library might, and checkpoints restore them.
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    networks = build_networks(config.model, store.manifest.shape)
-    generator, discriminator = networks.generator.to(device), networks.discriminator.to(device)
-    if config.channels_last:
-        generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    encoder = networks.encoder.to(device) if networks.encoder is not None else None
-    if config.compile:  # in place (nn.Module.compile), so state_dict keys and checkpoints stay the same
-        generator.compile(dynamic=False)
-        discriminator.compile(dynamic=False)
-    g_side = [*generator.parameters(), *(encoder.parameters() if encoder is not None else [])]
-    betas = (config.beta1, config.beta2)
-    return TrainingState(
-        config=config,
-        generator=generator,
-        discriminator=discriminator,
-        generator_ema=make_ema_copy(generator) if config.ema_kimg > 0 else None,
-        encoder=encoder,
-        # Fused Adam is one kernel per step on GPUs; on the CPU the default (foreach) measured the same.
-        opt_g=torch.optim.Adam(g_side, lr=config.lr_g, betas=betas, fused=device.type == "cuda" or None),
-        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas,
-                               fused=device.type == "cuda" or None),
-        sampler=EpochSampler(len(store), config.seed),
-        latent_rng=torch.Generator().manual_seed(config.seed + 1),
-        stats=TickStats(device),
-        precision=Precision(config.precision, device),
-        augment=build_augment(config.augment.name, batch=config.batch, target=config.augment.target,
-                              ada_kimg=config.augment.ada_kimg, policy=config.augment.policy,
-                              sum_over_ranks=ctx.sum_ if ctx is not None and ctx.enabled else None,
-                              world_size=ctx.world_size if ctx is not None else 1),
-    )
-
-
-def build_objective(config: TrainConfig, state: TrainingState) -> Objective:
-    noise_kimg = config.loss.instance_noise_kimg or config.kimg
-    return Objective(build_loss(config.loss), build_regularizers(config.loss), state.augment,
-                     config.loss.instance_noise, int(noise_kimg * 1000))
+SCHEMES: dict[str, Scheme] = {
+    "gan": Scheme(gan_step.discriminator_step, gan_step.generator_step),
+    "gan-selfsupervised": Scheme(gan_step.discriminator_step, gan_step.generator_step, reconstruct_reals=True),
+    "aae": Scheme(aae_step.discriminator_step, aae_step.generator_step),
+}
 
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
-          tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write) -> TrainingState:
+          tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write,
+          ctx: Distributed | None = None) -> TrainingState:
     """Train until `config.kimg`, resuming from the run's latest checkpoint if there is one."""
-    ctx, ddp_device = init_distributed(config.device)
-    device = ddp_device or resolve_device(config.device)
+    ctx = ctx if ctx is not None else init_distributed(config.device)
+    device = ctx.device_for(config.device)
     echo = echo if ctx.is_main else _quiet
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    # Denormal floats (tiny gradients and Adam moments) run ~20x slower on x86 CPUs: measured 2,400 vs
-    # 100-400 img/s on a small DCGAN. GPUs already flush them; flushing on the CPU costs no quality.
-    torch.set_flush_denormal(True)
     data = DeviceBatches(store, device, channels_last=config.channels_last)
     state = build_state(config, store, device, ctx)
     log = RunLog(run_dir) if ctx.is_main else None
@@ -118,20 +70,18 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
     ctx.seed_own_stream(config.seed, state.counters.cur_nimg)
     synchronize_run_batchnorm(state, ctx, device, echo)
-    grows = MODELS[config.model.name].grows  # a growing model leaves its other resolutions' layers unused
-    state.wrapped = {role: ctx.wrap(net, device, find_unused=grows) for role, net in
-                     (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None}
-    objective = build_objective(config, state)
-    schedule = build_schedule(config, store.manifest.shape)
-    discriminator_step, generator_step = SCHEMES[MODELS[config.model.name].scheme]
-    grid_latents = torch.randn(config.grid_size, config.model.z_dim,
-                               generator=torch.Generator().manual_seed(config.seed + 2))
-    # Conditional runs: the grid cycles through the classes, so each column of a 10-wide grid is one class.
-    grid_labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
-    preview_reals = to_float(store.uint8_batch(np.arange(min(32, len(store)))))
-    if ctx.is_main and not (run_dir / "reals.png").exists():
-        reals = store.uint8_batch(np.arange(min(config.grid_size, len(store))))
-        save_png(make_grid(reals), run_dir / "reals.png")
+    family = MODELS[config.model.name]
+    # What the steps update, run through DDP wrappers under torchrun (a growing model leaves its other
+    # resolutions' layers unused, which DDP must be told).
+    nets = Trainee(state.generator, state.discriminator, state.encoder, state.opt_g, state.opt_d,
+                   {role: ctx.wrap(net, device, find_unused=family.grows) for role, net in
+                    (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None})
+    scheme = SCHEMES[family.scheme]
+    objective = build_objective(config.loss, state.augment, config.kimg, scheme.reconstruct_reals)
+    precision, stats = state.precision, state.stats
+    schedule = build_schedule(family.grows, store.manifest.shape[1], config.batch, config.fade_kimg,
+                              config.stable_kimg)
+    tick_previews = previews(config, store, run_dir if ctx.is_main else None)
 
     stop_signal: list[int] = []
     previous_handlers = _install_stop_handlers(stop_signal)
@@ -147,17 +97,22 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
             if phase.resolution not in rounds_at:
-                rounds_at[phase.resolution] = passes_per_step(state, schedule, phase, data,
-                                                              per_rank_batch(phase.batch, ctx), echo, log)
-            for d_step in range(config.d_steps):
+                rounds_at[phase.resolution] = passes_per_step(
+                    config, nets, precision, scheme.reconstruct_reals, schedule, phase, data,
+                    per_rank_batch(phase.batch, ctx), counters.cur_nimg, echo, log)
+            for repeat in range(config.d_steps):
                 # Every rank draws the global batch and keeps its slice: the same data whatever the world size.
                 indices = ctx.shard(state.sampler.next_indices(phase.batch))
-                batch = StepBatch(reals=schedule.prepare_reals(data.images(indices), phase),
-                                  labels=data.labels_of(indices) if config.model.conditional else None,
-                                  latents=ctx.shard(_latents(state, phase.batch, device)),
-                                  rounds=rounds_at[phase.resolution])
-                carry = discriminator_step(state, objective, batch, keep_fakes=d_step == config.d_steps - 1)
-            generator_step(state, objective, carry)
+                reals = schedule.prepare_reals(data.images(indices), phase)
+                labels = data.labels_of(indices) if config.model.conditional else None
+                latents = torch.randn(phase.batch, config.model.z_dim, generator=state.latent_rng)
+                batch = StepBatch(reals, labels, ctx.shard(latents.to(device, non_blocking=True)),
+                                  rounds_at[phase.resolution])
+                carry = scheme.discriminator_step(nets, objective, precision, stats, batch,
+                                                  cur_nimg=counters.cur_nimg, d_step=counters.d_steps,
+                                                  keep_fakes=repeat == config.d_steps - 1)
+                counters.d_steps += 1
+            scheme.generator_step(nets, objective, precision, stats, carry, cur_nimg=counters.cur_nimg)
             if state.generator_ema is not None:
                 update_ema(state.generator_ema, state.generator, phase.batch, config.ema_kimg, config.ema_rampup,
                            counters.cur_nimg)
@@ -170,14 +125,14 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
                 continue
             seconds = time.perf_counter() - tick_start_time
-            state.stats.all_reduce(ctx.sum_, ctx.world_size)
+            stats.all_reduce(ctx.sum_, ctx.world_size)
             means, tick_nimg = tick_means(state), counters.cur_nimg - counters.tick_start_nimg
             advance_tick(state, seconds)
             record = tick_record(state, means, seconds, counters.cur_nimg - tick_start_nimg_session, tick_nimg)
             for hook in (*tick_hooks, _phase_fields(schedule)):
                 hook(state, record)
             if log is not None:
-                write_tick(state, run_dir, log, record, (grid_latents, grid_labels, preview_reals))
+                write_tick(state, run_dir, log, record, tick_previews)
                 echo(status_line(record))
             if (counters.tick % config.snap == 0 or done) and ctx.is_main:
                 _save(state, run_dir)
@@ -215,10 +170,6 @@ def _phase_fields(schedule: Schedule) -> TickHook:
     def add(state: TrainingState, record: dict[str, Any]) -> None:
         record.update(schedule.log_fields(schedule.phase_at(max(0, state.counters.cur_nimg - 1))))
     return add
-
-
-def _latents(state: TrainingState, batch: int, device: torch.device) -> torch.Tensor:
-    return torch.randn(batch, state.config.model.z_dim, generator=state.latent_rng).to(device, non_blocking=True)
 
 
 def _save(state: TrainingState, run_dir: Path) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ganforge.data.store import to_uint8
+from ganforge.config import TrainConfig
+from ganforge.data.store import Store, to_float, to_uint8
 from ganforge.errors import TrainingDiverged
 from ganforge.images import make_grid, save_png
 from ganforge.training.plots import plot_curves
@@ -19,6 +22,25 @@ from ganforge.training.state import TrainingState
 # Adds entries to the tick's log record. Runs on every rank at the same tick (so a hook may use collectives,
 # e.g. sharded metrics); only rank 0's record is written.
 TickHook = Callable[[TrainingState, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Previews:
+    """What every tick's sample grids are made from, fixed for the whole run."""
+
+    latents: torch.Tensor  # [grid_size, z_dim], from their own seed: the same grid at every tick and on resume
+    labels: torch.Tensor | None  # [grid_size] for conditional runs, cycling through the classes: one per column
+    reals: torch.Tensor  # [<= 32, C, H, W] the first reals, which autoencoders reconstruct
+
+
+def previews(config: TrainConfig, store: Store, run_dir: Path | None) -> Previews:
+    """The run's previews; also writes reals.png (the first reals) into `run_dir` (rank 0's) if it is missing."""
+    if run_dir is not None and not (run_dir / "reals.png").exists():
+        save_png(make_grid(store.uint8_batch(np.arange(min(config.grid_size, len(store))))), run_dir / "reals.png")
+    generator = torch.Generator().manual_seed(config.seed + 2)
+    latents = torch.randn(config.grid_size, config.model.z_dim, generator=generator)
+    labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
+    return Previews(latents, labels, to_float(store.uint8_batch(np.arange(min(32, len(store))))))
 
 
 def advance_tick(state: TrainingState, seconds: float) -> None:
@@ -60,10 +82,9 @@ def tick_record(state: TrainingState, means: dict[str, float], seconds: float, s
     }
 
 
-def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[str, Any],
-               previews: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]) -> None:
+def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[str, Any], previews: Previews) -> None:
     """Rank 0's part of a tick: the sample grids, the log row and the loss plot."""
-    _write_samples(state, run_dir, *previews)
+    _write_samples(state, run_dir, previews)
     log.append(record)
     rows = [r for r in log.records() if "tick" in r]
     plot_curves({name: [(r["kimg"], r[name]) for r in rows] for name in ("loss_d", "loss_g")},
@@ -71,25 +92,25 @@ def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[st
 
 
 @torch.no_grad()
-def _write_samples(state: TrainingState, run_dir: Path, grid_latents: torch.Tensor,
-                   grid_labels: torch.Tensor | None, preview_reals: torch.Tensor) -> None:
+def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> None:
     generator = state.generator_ema if state.generator_ema is not None else state.generator
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device
-    labels = grid_labels.split(256) if grid_labels is not None else [None] * len(grid_latents.split(256))
+    latents = previews.latents.split(256)
+    labels = previews.labels.split(256) if previews.labels is not None else [None] * len(latents)
     images = torch.cat([generator(z.to(device), y if y is None else y.to(device))
-                        for z, y in zip(grid_latents.split(256), labels, strict=True)])
+                        for z, y in zip(latents, labels, strict=True)])
     generator.train(was_training)
     columns = state.config.model.num_classes if state.config.model.conditional else None
-    if images.shape[-1] < preview_reals.shape[-1]:  # a growing G at a low resolution: enlarge for display
-        images = torch.nn.functional.interpolate(images, size=preview_reals.shape[-2:], mode="nearest")
+    if images.shape[-1] < previews.reals.shape[-1]:  # a growing G at a low resolution: enlarge for display
+        images = torch.nn.functional.interpolate(images, size=previews.reals.shape[-2:], mode="nearest")
     grid = make_grid(to_uint8(images), columns)
     text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
     save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
     save_png(grid, run_dir / "samples" / "latest.png", text)
     if state.encoder is not None:
-        _write_reconstructions(state, run_dir, preview_reals.to(device))
+        _write_reconstructions(state, run_dir, previews.reals.to(device))
 
 
 @torch.no_grad()

@@ -8,22 +8,18 @@ from typing import Any
 
 import torch
 
-from ganforge.config import TrainConfig, apply_overrides, changed_settings
-from ganforge.data.embedded import embedded_store_path
+from ganforge.config import TrainConfig, apply_overrides, changed_settings, describe_config
+from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
+from ganforge.device import flush_denormals
 from ganforge.errors import ConfigError, DataError
-from ganforge.models import build_networks
+from ganforge.models import build_networks, validate
+from ganforge.runs.folder import create_run_dir, read_run_config, write_run_config
 from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
+from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.report import TickHook
-from ganforge.training.rundir import create_run_dir, read_run_config, write_run_config
 from ganforge.training.runlog import RunLog
-
-
-def open_training_store(config: TrainConfig) -> Store:
-    if config.data:
-        return Store(config.data)
-    return Store(embedded_store_path(), name="mnist")  # run folders read "00001-dcgan-mnist"
 
 
 def class_count(store: Store) -> int:
@@ -44,22 +40,22 @@ def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
 
 def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | None, dry_run: bool = False,
                     progress: bool = True, echo: Callable[[str], None] = print) -> Path | None:
-    # Before any torch op creates the CPU thread pool, whose threads inherit the setting (see loop.train).
-    torch.set_flush_denormal(True)
-    ctx, _ = init_distributed(str(overrides.get(("device",), "auto")))
+    flush_denormals()  # before any torch op creates the CPU thread pool, whose threads inherit the setting
+    ctx = init_distributed(str(overrides.get(("device",), "auto")))
     echo = echo if ctx.is_main else (lambda _: None)  # under torchrun, rank 0 alone reports
     if resume is not None:
         saved, dataset = read_run_config(resume)
         config = apply_overrides(saved, overrides)
-        store = open_training_store(config)
+        store = open_training_store(config.data)
         if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):
             raise DataError(f"{store.path} is not the dataset {resume} was trained on (its content fingerprint "
                             "changed); resume with the original store.")
     else:
-        store = open_training_store(TrainConfig(data=overrides.get(("data",), "")))
+        store = open_training_store(str(overrides.get(("data",), "")))
         if overrides.get(("model", "conditional")):
             overrides = {**overrides, ("model", "num_classes"): class_count(store)}
         config = apply_overrides(TrainConfig(), overrides)
+    validate(config)  # an unsupported flag is refused here, before any network is built
     with torch.device("meta"):  # parameter counts only: no memory, no draws from the seeded RNG
         networks = build_networks(config.model, store.manifest.shape)
     sizes = {name: sum(p.numel() for p in net.parameters())
@@ -68,7 +64,7 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
          f"{'x'.join(map(str, store.manifest.shape))}; model {config.model.name}: "
          f"G {sizes['G'] / 1e6:.2f}M, D {sizes['D'] / 1e6:.2f}M parameters")
     if dry_run:
-        echo(config.to_json())
+        echo(describe_config(config))
         return None
     if resume is None:
         if ctx.is_main:
@@ -88,9 +84,7 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
         run_dir = resume
     hooks: tuple[TickHook, ...] = ()
     if config.metrics:
-        from ganforge.evaluation import training_metrics_hook  # the metrics stack loads only when asked for
-
         hooks = (training_metrics_hook(config, store, ctx),)
-    train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks)
+    train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx)
     ctx.finish()
     return run_dir

@@ -1,7 +1,10 @@
-"""Everything a run needs to continue bit-identically, gathered in one object with capture/restore.
+"""Everything a run needs to continue bit-identically: built from the config, gathered in one object with
+capture/restore.
 
 The parts with a schedule or a random stream (data order, latents, dropout and label-noise draws, per-tick
-sums) each save their own state, so a checkpoint written at any step resumes the exact same trajectory.
+sums) each save their own state, so a checkpoint written at any step resumes the exact same trajectory. The
+steps never see this object: the loop hands each step what it updates (a `step_parts.Trainee`) and what it
+uses, one argument each.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import torch
 from torch import nn
 
 import ganforge
-from ganforge.augment import Augment
+from ganforge.augment import Augment, build_augment
 from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
+from ganforge.data.store import Store
 from ganforge.errors import CheckpointError
-from ganforge.training import checkpoint as ckpt
+from ganforge.models import build_networks
+from ganforge.runs import checkpoint as ckpt
+from ganforge.training.distributed import Distributed
+from ganforge.training.ema import make_ema_copy
 from ganforge.training.precision import Precision
 from ganforge.training.stats import TickStats
 
@@ -51,14 +58,6 @@ class TrainingState:
     augment: Augment
     precision: Precision
     counters: Counters = field(default_factory=Counters)
-    wrapped: dict[str, nn.Module] = field(default_factory=dict)  # DDP wrappers ("G", "D", "E") when distributed
-
-    def trained(self, role: str) -> nn.Module:
-        """The module to run forward when training `role`: its DDP wrapper in multi-process runs (so backward
-        averages its gradients over ranks), the network itself otherwise. Checkpoints always hold the latter."""
-        plain = {"G": self.generator, "D": self.discriminator, "E": self.encoder}[role]
-        assert plain is not None
-        return self.wrapped.get(role, plain)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {**ckpt.module_tensors("G", self.generator), **ckpt.module_tensors("D", self.discriminator)}
@@ -123,6 +122,43 @@ class TrainingState:
             torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
         random.setstate(_python_state(meta["rng_python"]))
         np.random.set_state(_numpy_state(meta["rng_numpy"]))
+
+
+def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Distributed) -> TrainingState:
+    # Weights first, so the same seed gives the same initial networks. Python's and NumPy's global streams are
+    # seeded too: ganforge draws nothing from them, but a library might, and checkpoints restore them.
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    networks = build_networks(config.model, store.manifest.shape)
+    generator, discriminator = networks.generator.to(device), networks.discriminator.to(device)
+    if config.channels_last:
+        generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    encoder = networks.encoder.to(device) if networks.encoder is not None else None
+    if config.compile:  # in place (nn.Module.compile), so state_dict keys and checkpoints stay the same
+        generator.compile(dynamic=False)
+        discriminator.compile(dynamic=False)
+    g_side = [*generator.parameters(), *(encoder.parameters() if encoder is not None else [])]
+    betas = (config.beta1, config.beta2)
+    return TrainingState(
+        config=config,
+        generator=generator,
+        discriminator=discriminator,
+        generator_ema=make_ema_copy(generator) if config.ema_kimg > 0 else None,
+        encoder=encoder,
+        # Fused Adam is one kernel per step on GPUs; on the CPU the default (foreach) measured the same.
+        opt_g=torch.optim.Adam(g_side, lr=config.lr_g, betas=betas, fused=device.type == "cuda" or None),
+        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas,
+                               fused=device.type == "cuda" or None),
+        sampler=EpochSampler(len(store), config.seed),
+        latent_rng=torch.Generator().manual_seed(config.seed + 1),
+        stats=TickStats(device),
+        precision=Precision(config.precision, device),
+        augment=build_augment(config.augment.name, batch=config.batch, target=config.augment.target,
+                              ada_kimg=config.augment.ada_kimg, policy=config.augment.policy,
+                              sum_over_ranks=ctx.sum_ if ctx.enabled else None, world_size=ctx.world_size),
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,20 +17,17 @@ class TickStats:
 
     @torch.no_grad()
     def add_discriminator(self, loss: torch.Tensor, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
-        self._add("loss_d", loss)
-        self._add("d_real", torch.sigmoid(real_logits).mean())  # D(x): D's probability that a real is real
-        self._add("d_fake", torch.sigmoid(fake_logits).mean())  # D(G(z))
-        self._add("acc_real", (real_logits > 0).float().mean())  # fraction of reals D calls real
-        self._add("acc_fake", (fake_logits < 0).float().mean())  # fraction of fakes D calls fake
+        self.add("loss_d", loss)
+        self.add("d_real", torch.sigmoid(real_logits).mean())  # D(x): D's probability that a real is real
+        self.add("d_fake", torch.sigmoid(fake_logits).mean())  # D(G(z))
+        self.add("acc_real", (real_logits > 0).float().mean())  # fraction of reals D calls real
+        self.add("acc_fake", (fake_logits < 0).float().mean())  # fraction of fakes D calls fake
 
-    @torch.no_grad()
     def add_generator(self, loss: torch.Tensor) -> None:
-        self._add("loss_g", loss)
+        self.add("loss_g", loss)
 
     def add(self, name: str, value: torch.Tensor) -> None:
-        self._add(name, value)
-
-    def _add(self, name: str, value: torch.Tensor) -> None:
+        """Add one step's value (a 0-d tensor on the device) to the tick's sum of `name`."""
         self.sums[name] += value.detach().to(torch.float64)
         self.counts[name] += 1
 

@@ -105,6 +105,11 @@ async function start() {
   for (const id of ["seed", "seed-a", "seed-b"]) $(id).max = info.limits.seed_max;
   $("psi").min = info.limits.psi_min;
   $("psi").max = info.limits.psi_max;
+  if (!info.truncation) { // G normalises z (ProGAN): psi would change nothing, so the slider is fixed at 1
+    $("psi").value = 1;
+    $("psi").disabled = true;
+    $("psi").title = "this generator normalises z, so truncation has no effect";
+  }
   if (info.classes.length) { // conditional generators: every image request carries the selected class
     for (const name of info.classes) $("class").add(new Option(name, name));
     $("class-row").hidden = false;

@@ -1,11 +1,12 @@
-"""Progressive growing's schedule (Karras et al. 2018, Sec. 3 and App. A.1): which resolution, fade-in weight
-and minibatch size training uses after `cur_nimg` real images.
+"""Which resolution, fade-in weight and minibatch each iteration uses: one phase for most models, progressive
+growing for ProGAN (Karras et al. 2018, Sec. 3 and App. A.1). Both answer from `cur_nimg` alone, so a resumed
+run (or a tool rendering a checkpoint) is back in the same phase with no state beyond the image counter.
 
-Phase 0 stabilises 4x4; then each doubling has a fade-in phase (alpha rising linearly from 0 to 1 over
+Growing: phase 0 stabilises 4x4; then each doubling has a fade-in phase (alpha rising linearly from 0 to 1 over
 `fade_kimg`) and a stabilisation phase (alpha = 1 for `stable_kimg`); the last phase, at the target
 resolution, lasts for the rest of the run. This is the original's `train.TrainingSchedule` ("lod_training_kimg"
-then "lod_transition_kimg" per doubling), and it is a pure function of cur_nimg, so a resumed run needs no
-state beyond the image counter to be back in the same phase with the same alpha.
+then "lod_transition_kimg" per doubling). The loop resets both optimizers' Adam moments whenever the phase
+index changes, as the original does at every change of floor(lod) or ceil(lod).
 
 `lod` is the original's level of detail, log2(target) - log2(resolution) + (1 - alpha) while fading, which
 its tick log prints: 5.0 while stabilising 4x4 with a 128 px target, 4.5 half-way through the 8x8 fade-in.
@@ -20,15 +21,13 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import ConfigError
 from ganforge.models.progan_layers import downsample, fade, upsample
 
 # The official TensorFlow code's default ("preset-v2-1gpu" in its config.py): larger minibatches where the
 # networks are small, down to 4 at 512 px; 1024 px takes its minibatch_base of 4. It trains a single GPU
 # much faster at low resolution than the paper's setting below.
 DEFAULT_BATCH_BY_RESOLUTION = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
-# The paper's App. A.1 (and the original Theano config): 16 up to 128 px, then 14, 6 and 3 for memory.
-PAPER_BATCH_BY_RESOLUTION = {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3}
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,17 @@ class Phase:
     fading: bool  # a fade-in phase (alpha may still be 0.0 at its first image)
     batch: int  # minibatch size at this resolution
     lod: float  # the original's level of detail: log2(target / resolution) + (1 - alpha) while fading
+
+
+class Schedule(Protocol):
+    def phase_at(self, cur_nimg: int) -> Phase: ...
+
+    def apply(self, generator: nn.Module, discriminator: nn.Module, phase: Phase,
+              generator_ema: nn.Module | None = None) -> None: ...
+
+    def prepare_reals(self, images: torch.Tensor, phase: Phase) -> torch.Tensor: ...
+
+    def log_fields(self, phase: Phase) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -90,16 +100,6 @@ class GrowingSchedule:
         lod = float(self.levels - level) + (1.0 - alpha if fading else 0.0)
         return Phase(index, resolution, alpha, fading, batch, lod)
 
-    def phase_start_nimg(self, index: int) -> int:
-        """The first cur_nimg of phase `index` (a zero-length phase starts where the next one does)."""
-        if not 0 <= index < self.num_phases:
-            raise ValueError(f"phase index must be in 0..{self.num_phases - 1}, got {index}")
-        if index == 0:
-            return 0
-        level = (index + 1) // 2
-        start = self.stable_nimg + (level - 1) * (self.fade_nimg + self.stable_nimg)
-        return start if index % 2 else start + self.fade_nimg
-
     def apply(self, generator: nn.Module, discriminator: nn.Module, phase: Phase,
               generator_ema: nn.Module | None = None) -> None:
         """Set every network (the EMA copy of G too: it samples at the current resolution) to `phase`."""
@@ -131,26 +131,29 @@ class GrowingSchedule:
         """The tick log's growing fields, as the original prints them: lod, resolution, alpha, minibatch."""
         return {"lod": phase.lod, "resolution": phase.resolution, "alpha": phase.alpha, "minibatch": phase.batch}
 
-    def state_dict(self) -> dict[str, Any]:
-        """The settings (JSON-ready); the position in the schedule is cur_nimg, which the checkpoint has."""
-        return {"target_resolution": self.target_resolution, "fade_kimg": self.fade_kimg,
-                "stable_kimg": self.stable_kimg, "max_batch": self.max_batch,
-                "batch_by_resolution": {str(r): b for r, b in sorted(self.batch_by_resolution.items())}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Check that a checkpoint's schedule is this one: a different one would put resume in another phase."""
-        mine = self.state_dict()
-        changed = sorted(k for k in mine if k in state and state[k] != mine[k])
-        if changed or set(state) != set(mine):
-            raise CheckpointError(f"the checkpoint's growing schedule differs ({', '.join(changed) or 'keys'}): "
-                                  f"it has {state}, this run {mine}; resume with the run's own settings")
+class FixedSchedule:
+    """One phase for the whole run: the store's resolution, alpha 1, the configured batch."""
+
+    def __init__(self, resolution: int, batch: int) -> None:
+        self.phase = Phase(index=0, resolution=resolution, alpha=1.0, fading=False, batch=batch, lod=0.0)
+
+    def phase_at(self, cur_nimg: int) -> Phase:
+        return self.phase
+
+    def apply(self, generator: nn.Module, discriminator: nn.Module, phase: Phase,
+              generator_ema: nn.Module | None = None) -> None:
+        pass
+
+    def prepare_reals(self, images: torch.Tensor, phase: Phase) -> torch.Tensor:
+        return images
+
+    def log_fields(self, phase: Phase) -> dict[str, Any]:
+        return {}
 
 
-def phase_changed(prev: Phase, cur: Phase) -> bool:
-    """True when `cur` starts a new phase: the loop then resets both optimizers' Adam moments.
-
-    The original resets whenever floor(lod) or ceil(lod) changes (train.py, reset_opt_for_new_lod), which is
-    at the start of every fade-in and of every stabilisation; moments gathered while alpha moved belong to a
-    different function than the stabilised network's.
-    """
-    return prev.index != cur.index
+def build_schedule(grows: bool, resolution: int, batch: int, fade_kimg: float, stable_kimg: float) -> Schedule:
+    """A growing family follows Karras et al.'s schedule with `batch` as the cap on its per-resolution batches."""
+    if grows:
+        return GrowingSchedule(resolution, fade_kimg, stable_kimg, max_batch=batch)
+    return FixedSchedule(resolution, batch)

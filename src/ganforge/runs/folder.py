@@ -53,3 +53,15 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); restore it from the checkpoint metadata.") from exc
     return TrainConfig.from_dict(record["train"]), record.get("dataset", {})
+
+
+def read_record(folder: Path) -> dict[str, Any]:
+    """The JSON record (config.json) of a run folder or an exported folder: config, dataset, fingerprint."""
+    try:
+        record = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder} has no readable {CONFIG_FILE} ({exc}); pass a run folder or an exported "
+                              "folder.") from exc
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{Path(folder) / CONFIG_FILE} is not a JSON object; pass a run or exported folder.")
+    return record

@@ -1,0 +1,178 @@
+"""What every scheme's steps share: what they update, what they optimise, and how a step runs in passes.
+
+A step takes its arguments explicitly: the `Trainee` (networks, their DDP wrappers, their optimizers), the run's
+`Objective`, the `Precision`, the `TickStats` it adds to, its `StepBatch` and the counters it needs. It never
+sees the run's whole state (config, sampler, random streams): those stay with the loop.
+
+Gradient accumulation: a step may run its device's share of the batch as several smaller passes and still take
+one optimizer step. Every loss and penalty is a mean over samples, so weighting each pass by its share of the
+samples and summing the gradients gives the full batch's gradient (up to summation order). What differs is what
+is computed per pass by design: BatchNorm statistics and minibatch-stddev groups see the pass, and random draws
+(augmentation, dropout, label flips) are made per pass. Under DDP only the last pass all-reduces the gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ganforge.augment import Augment
+from ganforge.config import LossConfig
+from ganforge.losses import AdversarialLoss, build_loss
+from ganforge.regularizers import Regularizer, build_regularizers
+from ganforge.training.precision import Precision
+from ganforge.training.stats import TickStats
+
+
+@dataclass(frozen=True)
+class Trainee:
+    """What the steps update: the networks, the modules that run them in training, and their optimizers."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    encoder: nn.Module | None  # autoencoding schemes only; opt_g trains it with the generator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    wrapped: dict[str, nn.Module] = field(default_factory=dict)  # DDP wrappers ("G", "D", "E") when distributed
+
+    def trained(self, role: str) -> nn.Module:
+        """The module to run forward when training `role`: its DDP wrapper in multi-process runs (so backward
+        averages its gradients over ranks), the network itself otherwise. Checkpoints always hold the latter."""
+        plain = {"G": self.generator, "D": self.discriminator, "E": self.encoder}[role]
+        assert plain is not None
+        return self.wrapped.get(role, plain)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a run optimises: the adversarial loss, D's regularizers, what D sees (augmentation, instance noise)
+    and the reconstruction terms some schemes add."""
+
+    loss: AdversarialLoss
+    regularizers: list[Regularizer]
+    augment: Augment
+    instance_noise: float = 0.0  # std at the start of training
+    instance_noise_nimg: int = 0  # images over which the std falls linearly to zero
+    recon_weight: float = 1.0  # AAE: weight of the reconstruction error in E and G's loss
+    reconstruct_reals: bool = False  # D also rebuilds the reals it sees (FastGAN: Liu et al. 2021, Sec. 3.2)
+
+    def d_input(self, images: torch.Tensor, cur_nimg: int) -> torch.Tensor:
+        """What D sees: augmented (ADA / DiffAugment), then blurred by instance noise (Sonderby et al. 2017)."""
+        images = self.augment(images)
+        if self.instance_noise <= 0:
+            return images
+        std = self.instance_noise * max(0.0, 1.0 - cur_nimg / max(1, self.instance_noise_nimg))
+        return images + std * torch.randn_like(images) if std > 0 else images
+
+
+def build_objective(config: LossConfig, augment: Augment, run_kimg: float, reconstruct_reals: bool) -> Objective:
+    """The run's objective; instance noise falls to zero over the whole run unless `instance_noise_kimg` is set."""
+    noise_kimg = config.instance_noise_kimg or run_kimg
+    return Objective(build_loss(config), build_regularizers(config), augment, config.instance_noise,
+                     int(noise_kimg * 1000), config.recon_weight, reconstruct_reals)
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One step's inputs on this device: its share of the global batch, and how many passes to run it in."""
+
+    reals: torch.Tensor
+    labels: torch.Tensor | None
+    latents: torch.Tensor
+    rounds: int = 1
+
+
+class DiscriminatorStep(Protocol):
+    """Updates D once; returns what the scheme's G step needs (its "carry")."""
+
+    def __call__(self, nets: Trainee, objective: Objective, precision: Precision, stats: TickStats,
+                 batch: StepBatch, *, cur_nimg: int, d_step: int, keep_fakes: bool) -> Any: ...
+
+
+class GeneratorStep(Protocol):
+    """Updates G (and the encoder, if any) once, from the last D step's carry."""
+
+    def __call__(self, nets: Trainee, objective: Objective, precision: Precision, stats: TickStats, carry: Any, *,
+                 cur_nimg: int) -> None: ...
+
+
+def update_discriminator(nets: Trainee, objective: Objective, precision: Precision, stats: TickStats,
+                         labels: torch.Tensor | None, real_in: torch.Tensor, fake_in: torch.Tensor, rounds: int, *,
+                         d_step: int) -> None:
+    """D's adversarial loss plus its regularizers' penalties (and, with `objective.reconstruct_reals`, its
+    reconstruction loss on the reals), one optimizer step, its constraints, the stats. Shared by every scheme:
+    what D sees as "real" and "fake" (images, or codes for the AAE) is the caller's. `d_step` counts the D
+    updates before this one (lazy regularizers key on it)."""
+    D = nets.trained("D")
+    nets.opt_d.zero_grad(set_to_none=True)
+    d_loss = torch.zeros((), device=real_in.device)
+    recon_loss = torch.zeros((), device=real_in.device)
+    real_logits_seen, fake_logits_seen = [], []
+    for last, weight, (reals, fakes, part_labels) in passes(rounds, real_in, fake_in, labels):
+        assert reals is not None and fakes is not None
+
+        def critic(x: torch.Tensor, y: torch.Tensor | None = part_labels) -> torch.Tensor:
+            return D(x, y)
+
+        with gradient_sync(last, D):
+            with precision.autocast():
+                if objective.reconstruct_reals:  # through the wrapper, so the decoders' gradients sync too
+                    real_logits, reconstruction = D(reals, part_labels, with_reconstruction=True)
+                else:
+                    real_logits = critic(reals)
+                fake_logits = critic(fakes)
+                loss = objective.loss.discriminator_loss(real_logits, fake_logits)
+                total = loss + reconstruction if objective.reconstruct_reals else loss
+                for regularizer in objective.regularizers:
+                    term = regularizer.penalty(critic, reals, fakes, real_logits, d_step)
+                    if term is not None:
+                        total = total + term
+            precision.backward(total * weight, "D")
+        d_loss = d_loss + loss.detach().float() * weight
+        if objective.reconstruct_reals:
+            recon_loss = recon_loss + reconstruction.detach().float() * weight
+        real_logits_seen.append(real_logits.detach())
+        fake_logits_seen.append(fake_logits.detach())
+    precision.step(nets.opt_d, "D")
+    for regularizer in objective.regularizers:
+        regularizer.after_step(D)
+    all_real, all_fake = (torch.cat(seen) if rounds > 1 else seen[0] for seen in (real_logits_seen, fake_logits_seen))
+    objective.augment.observe_real_logits(all_real)
+    stats.add_discriminator(d_loss, all_real, all_fake)
+    if objective.reconstruct_reals:
+        stats.add("loss_recon", recon_loss)
+
+
+def split(tensor: torch.Tensor, rounds: int) -> tuple[torch.Tensor, ...]:
+    """Near-equal consecutive parts (sizes differ by at most one)."""
+    return tensor.tensor_split(rounds) if rounds > 1 else (tensor,)
+
+
+def split_optional(tensor: torch.Tensor | None, rounds: int) -> tuple[torch.Tensor | None, ...]:
+    return (None,) * rounds if tensor is None else split(tensor, rounds)
+
+
+def passes(rounds: int, *tensors: torch.Tensor | None) -> Iterator[tuple[bool, float, tuple[torch.Tensor | None, ...]]]:
+    """(is_last, weight, parts) per pass: the parts of each tensor (None stays None), weighted by their share."""
+    parts = [split_optional(t, rounds) for t in tensors]
+    total = next(t.shape[0] for t in tensors if t is not None)
+    for index, chunk in enumerate(zip(*parts, strict=True)):
+        size = next(t.shape[0] for t in chunk if t is not None)
+        yield index == rounds - 1, size / total, chunk
+
+
+@contextlib.contextmanager
+def gradient_sync(last: bool, *modules: nn.Module) -> Iterator[None]:
+    """Inside, DDP modules skip their gradient all-reduce (`no_sync`) unless this is the last pass of the step."""
+    with contextlib.ExitStack() as stack:
+        if not last:
+            for module in modules:
+                if isinstance(module, DistributedDataParallel):
+                    stack.enter_context(module.no_sync())
+        yield
