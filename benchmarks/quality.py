@@ -1,0 +1,115 @@
+"""What a user gets for a wall-clock budget on this machine: DCGAN, FastGAN and Projected GAN trained for the same
+minutes on real photos, then scored against their training store.
+
+For each model: `ganforge train` runs until the budget is spent and is stopped with SIGINT (which checkpoints),
+then `ganforge evaluate` reports FID, KID and precision/recall (standard Inception features, n generated = n real)
+and the nearest-neighbour memorization check; img/s comes from the run's log. The last sample grid is copied
+next to BENCHMARKS.md, shrunk, so a person can judge the images beside the numbers. Usage:
+    python benchmarks/quality.py --dataset anime --minutes 10            # 19,992 anime faces at 64 px
+    python benchmarks/quality.py --dataset cars --minutes 60 --n 2000    # 8,144 cars at 128 px
+    python benchmarks/quality.py --dataset anime --minutes 10 --models fastgan --keep runs/quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {"anime": (SHARED / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz", 64),
+            "cars": (SHARED / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz", 128)}
+FAST = ["--precision", "bf16", "--channels-last"]  # measured faster on this CPU for every family (BENCHMARKS.md)
+MODELS = {
+    # The best DCGAN-class recipe ganforge has: DiffAugment against D overfitting, G EMA with ramp-up.
+    "dcgan": ["--model", "dcgan", "--augment", "diffaugment", "--ema-kimg", "10", "--ema-rampup", "0.05", *FAST],
+    "fastgan": ["--model", "fastgan", *FAST],  # the paper's recipe (implied by --model fastgan)
+    "projected": ["--model", "projected", *FAST],  # the paper's recipe, FastGAN G, D on EfficientNet-Lite0
+}
+
+
+def ganforge(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "ganforge", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"ganforge {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def prepare(dataset: str, root: Path) -> Path:
+    tarball, resolution = DATASETS[dataset]
+    store = root / f"{dataset}.gfs"
+    if not store.exists():
+        with tarfile.open(tarball) as tar:
+            tar.extractall(root / dataset, filter="data")
+        ganforge("prepare", str(root / dataset), "--out", str(store), "--resolution", str(resolution))
+    return store
+
+
+def train_for(store: Path, out: Path, minutes: float, extra: list[str]) -> Path:
+    """Train until `minutes` of wall clock have passed (SIGINT: the run checkpoints and exits)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", "--data", str(store), "--out", str(out),
+                             "--kimg", "100000", "--tick-kimg", "1", "--snap", "5", "--no-progress", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        proc.communicate(timeout=minutes * 60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=600)
+        if proc.returncode:
+            raise SystemExit(f"training failed:\n{output}") from None
+    return sorted(out.iterdir())[-1]
+
+
+def summarize(run: Path, n: int, grid_out: Path) -> dict[str, float]:
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    ticks = [r for r in rows if "tick" in r]
+    scores_path = run / "quality.json"
+    ganforge("evaluate", str(run), "--metrics", "fid,kid,pr,memorization", "--n", str(n), "--json", str(scores_path))
+    results = {r["metric"]: r for r in json.loads(scores_path.read_text())}
+    fid_kid_pr = {k: v for r in results.values() if "scores" in r for k, v in r["scores"].items()}
+    grid = Image.open(run / "samples" / "latest.png")
+    grid.thumbnail((512, 512))
+    grid.save(grid_out)
+    seconds = sum(r["sec_per_tick"] for r in ticks if "sec_per_tick" in r) or 1.0
+    return {**fid_kid_pr, "kimg": ticks[-1]["kimg"], "img_per_s": ticks[-1]["kimg"] * 1000 / seconds,
+            "mem_median_ratio": results["memorization"]["median_ratio"],
+            "mem_suspicious": results["memorization"]["fraction_suspicious"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="anime")
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--n", type=int, default=2000, help="generated (and real) images per metric")
+    parser.add_argument("--grids", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--keep", type=Path, help="keep the stores and runs here (default: a temporary folder)")
+    args = parser.parse_args()
+    args.grids.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        store = prepare(args.dataset, root)
+        print(f"| model ({args.dataset}, {args.minutes:g} min on this CPU) | kimg | img/s | FID | KID x1e3 | "
+              f"precision | recall | memorization median ratio | grid |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name in args.models.split(","):
+            started = time.perf_counter()
+            run = train_for(store, root / f"runs-{name}", args.minutes, MODELS[name])
+            grid = args.grids / f"{args.dataset}-{name}-{args.minutes:g}min.png"
+            s = summarize(run, args.n, grid)
+            print(f"| {name} | {s['kimg']:.1f} | {s['img_per_s']:.0f} | {s['fid']:.1f} | {s['kid'] * 1e3:.1f} "
+                  f"| {s['precision']:.3f} | {s['recall']:.3f} | {s['mem_median_ratio']:.2f} | {grid.name} |  "
+                  f"<!-- {(time.perf_counter() - started) / 60:.1f} min with evaluation -->", flush=True)
+
+
+if __name__ == "__main__":
+    main()
