@@ -1,8 +1,8 @@
 """The README demo's first impression, measured: train `ganforge train` (embedded MNIST digits) as a new user
 would, then let a small MNIST classifier, trained here on 20,000 real digits, read 1,000 generated samples.
 
-Set DEMO_KEEP=folder to keep the run. Reports the wall-clock time, the fraction of samples read with confidence >= 0.9 and how often each digit is
-drawn. Usage (extra arguments go to `ganforge train`):
+Reports the wall-clock time, the fraction of samples read with confidence >= 0.9 and how often each digit is
+drawn; DEMO_KEEP=folder keeps the run to look at. Usage (extra arguments go to `ganforge train`):
     python benchmarks/demo_quality.py                      # the demo exactly as README runs it
     python benchmarks/demo_quality.py --kimg 50 --seed 1   # a variant
 """
