@@ -1,0 +1,14 @@
+"""Runs as data: run folders and checkpoints (written by training, read by every tool) and exported folders."""
+
+from ganforge.runs.load import (
+    LoadedGenerator,
+    class_names,
+    load_discriminator,
+    load_generator,
+    load_run_generator,
+    resolve_class,
+    sampling_generator,
+)
+
+__all__ = ["LoadedGenerator", "class_names", "load_discriminator", "load_generator", "load_run_generator",
+           "resolve_class", "sampling_generator"]

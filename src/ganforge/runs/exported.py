@@ -1,0 +1,81 @@
+"""Reading a folder written by `ganforge export`: its config.json record and its generator, in any format.
+
+Formats, safest first: safetensors holds tensors only and is rebuilt from the model registry; ONNX runs in
+onnxruntime; TorchScript is a graph with code that `torch.jit.load` runs (load only files you trust).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from ganforge.config import TrainConfig
+from ganforge.errors import CheckpointError, ConfigError, GanforgeError
+from ganforge.models import build_networks
+from ganforge.runs.folder import CONFIG_FILE, read_record
+
+FORMATS = {"safetensors": "generator.safetensors", "onnx": "generator.onnx", "torchscript": "generator.pt"}
+EXPORT_VERSION = 1
+
+
+def is_export_folder(path: Path) -> bool:
+    try:
+        record = read_record(path)
+    except CheckpointError:
+        return False  # read_run_config reports what is wrong with the folder
+    return "ganforge_export" in record
+
+
+def read_export(folder: Path) -> tuple[dict[str, Any], TrainConfig]:
+    """(the export's config.json record, the training config it carries), checked for a version we read."""
+    meta = read_record(folder)
+    if meta.get("ganforge_export") != EXPORT_VERSION or meta.get("format") not in FORMATS:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is not an export this ganforge reads (version "
+                              f"{meta.get('ganforge_export')!r}, format {meta.get('format')!r}); export it again")
+    return meta, TrainConfig.from_dict(meta["train"])
+
+
+def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any]) -> nn.Module:
+    """The exported generator file of format `fmt` in `folder`, in eval mode on the CPU."""
+    path = folder / FORMATS[fmt]
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again")
+    try:
+        if fmt == "safetensors":
+            shape = dataset["shape"]
+            generator = build_networks(config.model, (shape[0], shape[1], shape[2])).generator
+            generator.load_state_dict(load_file(str(path)), strict=True)
+            return generator.eval()
+        if fmt == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but still the format
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu").eval()
+        return OnnxGenerator(path)
+    except GanforgeError:
+        raise
+    except Exception as exc:  # safetensors, torch.jit and onnxruntime each raise their own error types
+        raise CheckpointError(f"{path} cannot be loaded ({exc}); export it again") from exc
+
+
+class OnnxGenerator(nn.Module):
+    """An ONNX graph behind the nn.Module interface the tools use: z [B, z_dim] -> images [B, C, H, W]."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        try:
+            import onnxruntime  # optional extra: ganforge[onnx]
+        except ImportError as exc:
+            raise ConfigError(f"loading {path} needs onnxruntime: pip install 'ganforge[onnx]'") from exc
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: z.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(np.asarray(out)).to(z.device)

@@ -1,0 +1,112 @@
+"""The one place that opens what training left behind: a run folder (its config and latest checkpoint) or an
+exported folder, and picks the network to sample (the EMA generator when the run kept one, else G).
+
+generate, evaluate, serve, export and the explore tools load through here; nothing else reads checkpoints
+for them, and nothing here imports the training loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from ganforge.config import TrainConfig
+from ganforge.errors import CheckpointError, ConfigError
+from ganforge.models import build_networks
+from ganforge.models.growing import Grows, build_schedule
+from ganforge.runs import checkpoint as ckpt
+from ganforge.runs.exported import is_export_folder, load_graph, read_export
+from ganforge.runs.folder import read_record, read_run_config
+
+ImageShape = tuple[int, int, int]
+
+
+class LoadedGenerator(NamedTuple):
+    generator: nn.Module  # z [B, z_dim] -> images [B, C, H, W] in [-1, 1], eval mode
+    config: TrainConfig  # the training run's resolved configuration
+    nimg: int  # real images shown to D when the weights were saved
+
+
+def sampling_generator(generator: nn.Module, generator_ema: nn.Module | None) -> nn.Module:
+    """The network samples come from: G's weight average when the run keeps one (smoother, better FID), else G."""
+    return generator_ema if generator_ema is not None else generator
+
+
+def load_generator(path: Path | str, device: torch.device | str = "cpu") -> LoadedGenerator:
+    """(G in eval mode, the run's config, images it was trained on) from a run folder or an exported folder.
+
+    A run folder gives its latest checkpoint's EMA generator when the run kept one, else G. An exported folder
+    (config.json with a "ganforge_export" key) gives what `ganforge export` wrote, in whichever format.
+    """
+    path = Path(path)
+    if is_export_folder(path):
+        meta, config = read_export(path)
+        generator = load_graph(path, meta["format"], config, meta.get("dataset", {}))
+        return LoadedGenerator(generator.to(device).eval(), config, int(meta.get("nimg", 0)))
+    return load_run_generator(path, device)[0]
+
+
+def load_run_generator(run_dir: Path, device: torch.device | str = "cpu") -> tuple[LoadedGenerator, str]:
+    """A run folder's generator and which weights it holds: "G_ema" when the run kept an average, else "G"."""
+    config, dataset = read_run_config(run_dir)
+    tensors, meta = _latest(run_dir, "train longer or wait for the first --snap")
+    shape = _shape(dataset)
+    generator = build_networks(config.model, shape).generator
+    prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
+    ckpt.load_module(prefix, generator, tensors)
+    nimg = int(meta["counters"]["cur_nimg"])
+    if isinstance(generator, Grows):  # a growing run mid-way: render at the resolution it has reached
+        schedule = build_schedule(True, shape[1], config.batch, config.fade_kimg, config.stable_kimg)
+        phase = schedule.phase_at(max(0, nimg - 1))
+        generator.set_phase(phase.resolution, phase.alpha)
+    return LoadedGenerator(generator.to(device).eval(), config, nimg), prefix
+
+
+def load_discriminator(run_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
+    """A run's latest D in eval mode (for diagnostics such as the feature probe)."""
+    config, dataset = read_run_config(run_dir)
+    tensors, _ = _latest(run_dir, "train longer before probing its discriminator")
+    discriminator = build_networks(config.model, _shape(dataset)).discriminator
+    ckpt.load_module("D", discriminator, tensors)
+    return discriminator.to(device).eval()
+
+
+def class_names(source: Path, config: TrainConfig) -> list[str]:
+    """The classes a conditional run (or its export) draws, in label order: the store's label names from the
+    folder's config.json, or "0".."K-1" when it has none; [] for an unconditional run."""
+    if not config.model.conditional:
+        return []
+    names = read_record(source).get("dataset", {}).get("label_names") or []
+    if len(names) != config.model.num_classes:  # an old or hand-edited record: indices are still valid names
+        return [str(i) for i in range(config.model.num_classes)]
+    return [str(name) for name in names]
+
+
+def resolve_class(source: Path, config: TrainConfig, text: str) -> int:
+    """--class NAME (a label name from the store, e.g. a subfolder) or its index -> the class index."""
+    if not config.model.conditional:
+        raise ConfigError(f"--class needs a class-conditional run; {source} was trained without --cond")
+    names = list(read_record(source).get("dataset", {}).get("label_names") or [])
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < config.model.num_classes:
+        return int(text)
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    raise ConfigError(f"--class {text!r} is not a class of {source}; choose one of: {shown}")
+
+
+def _latest(run_dir: Path, hint: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet; {hint}.")
+    return ckpt.load_checkpoint(latest)
+
+
+def _shape(dataset: dict[str, Any]) -> ImageShape:
+    shape = dataset.get("shape")
+    if not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise CheckpointError(f"the run's config.json records no valid image shape ({shape!r}); it is damaged")
+    return (shape[0], shape[1], shape[2])
