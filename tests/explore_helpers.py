@@ -17,7 +17,8 @@ from data_slices import mnist_store
 def train_tiny_run(root: Path, *, ema: bool = True) -> Path:
     """A DCGAN of width 8 trained for 0.3 kimg on 256 real MNIST digits; returns its run folder."""
     store = mnist_store(root / "digits.gfs", 256)
-    args = ["train", "--data", str(store), "--kimg", "0.3", "--batch", "32", "--tick-kimg", "0.15", "--g-width", "8",
+    args = ["train", "--model", "dcgan",
+            "--data", str(store), "--kimg", "0.3", "--batch", "32", "--tick-kimg", "0.15", "--g-width", "8",
             "--d-width", "8", "--no-progress", "--out", str(root / "runs")]
     result = CliRunner().invoke(main, args + (["--ema-kimg", "1"] if ema else []))
     assert result.exit_code == 0, result.output
@@ -28,7 +29,8 @@ def train_tiny_run(root: Path, *, ema: bool = True) -> Path:
 def train_tiny_conditional_run(root: Path) -> Path:
     """A class-conditional DCGAN of width 8 (G(z, labels), MNIST's ten digits "0".."9") after 0.1 kimg."""
     store = mnist_store(root / "digits.gfs", 256)
-    args = ["train", "--data", str(store), "--cond", "--kimg", "0.1", "--batch", "32", "--tick-kimg", "0.1",
+    args = ["train", "--model", "dcgan",
+            "--data", str(store), "--cond", "--kimg", "0.1", "--batch", "32", "--tick-kimg", "0.1",
             "--g-width", "8", "--d-width", "8", "--no-progress", "--out", str(root / "runs")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

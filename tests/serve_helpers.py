@@ -9,6 +9,18 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+LOCAL_BASE_URL = "http://127.0.0.1:8000"  # the test client's default Host, "testserver", is refused like any stranger
+
+
+def local_client(source: Path, host: str = "127.0.0.1") -> Any:
+    """FastAPI's test client for `ganforge serve SOURCE --host HOST`, sending Host: 127.0.0.1:8000."""
+    from fastapi.testclient import TestClient
+
+    from ganforge.serve.app import create_app
+
+    return TestClient(create_app(source, host=host), base_url=LOCAL_BASE_URL)
 
 
 def free_port() -> int:

@@ -23,7 +23,8 @@ from run_helpers import assert_kill_and_resume_matches, ganforge, only_run, run_
 PROGAN = ["--model", "progan", "--no-mbstd", "--loss", "nonsaturating", "--drift", "0", "--phase-kimg", "0.2",
           "--kimg", "0.48", "--batch", "32", "--tick-kimg", "0.16", "--fmap-base", "256", "--fmap-max", "32",
           "--z-dim", "32", "--no-progress"]
-DCGAN = ["--kimg", "0.32", "--batch", "32", "--tick-kimg", "0.064", "--snap", "1", "--no-progress", "--d-dropout",
+DCGAN = ["--model", "dcgan",
+         "--kimg", "0.32", "--batch", "32", "--tick-kimg", "0.064", "--snap", "1", "--no-progress", "--d-dropout",
          "0.2", "--label-flip", "0.05"]
 
 
@@ -83,7 +84,8 @@ def test_every_scheme_trains_in_uneven_passes(digits16, tmp_path, model):
 
 
 def test_auto_picks_a_size_logs_it_and_keeps_the_global_batch(tmp_path):
-    out = run_to_end("train", "--out", str(tmp_path), "--batch-gpu", "auto", "--kimg", "0.128", "--batch", "32",
+    out = run_to_end("train", "--model", "dcgan",
+                     "--out", str(tmp_path), "--batch-gpu", "auto", "--kimg", "0.128", "--batch", "32",
                      "--tick-kimg", "0.064", "--no-progress")
     assert "--batch-gpu auto at 28 px" in out and "MiB per image" in out
     rows = [json.loads(line) for line in (only_run(tmp_path) / "log.jsonl").read_text().splitlines()]
@@ -117,7 +119,7 @@ def test_memory_fit_takes_the_largest_batch_within_the_budget():
 
 @pytest.mark.parametrize("value", ["-3", "many", "1.5"])
 def test_a_bad_batch_gpu_is_refused_by_name(tmp_path, value):
-    proc = ganforge("train", "--out", str(tmp_path), "--batch-gpu", value)
+    proc = ganforge("train", "--model", "dcgan", "--out", str(tmp_path), "--batch-gpu", value)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "--batch-gpu" in out and "auto" in out
 

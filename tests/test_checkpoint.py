@@ -44,7 +44,7 @@ def test_damaged_checkpoint_gives_a_clear_error(tmp_path):
     path = checkpoint_path(tmp_path, 5)
     path.parent.mkdir()
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(CheckpointError, match="delete it to resume from the one before"):
+    with pytest.raises(CheckpointError, match="is damaged .*; move it out of .* to use the one before"):
         load_checkpoint(path)
 
 

@@ -16,7 +16,8 @@ from data_slices import mnist_store
 def trained_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     store = mnist_store(root / "digits.gfs", 256)
-    result = CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(root / "runs"), "--kimg", "0.5",
+    result = CliRunner().invoke(main, ["train", "--model", "dcgan",
+                                       "--data", str(store), "--out", str(root / "runs"), "--kimg", "0.5",
                                        "--batch", "32", "--tick-kimg", "0.25", "--g-width", "8", "--d-width", "8",
                                        "--ema-kimg", "1", "--no-progress"])
     assert result.exit_code == 0, result.output

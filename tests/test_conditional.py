@@ -48,7 +48,8 @@ def test_conditional_generator_draws_the_requested_digit(tmp_path):
 def test_generate_class_and_per_class_grid(tmp_path):
     store_path = mnist_store(tmp_path / "digits.gfs", 256)
     runner = CliRunner()
-    result = runner.invoke(main, ["train", "--data", str(store_path), "--cond", "--kimg", "0.2", "--tick-kimg", "0.1",
+    result = runner.invoke(main, ["train", "--model", "dcgan",
+                                  "--data", str(store_path), "--cond", "--kimg", "0.2", "--tick-kimg", "0.1",
                                   "--g-width", "8", "--d-width", "8", "--out", str(tmp_path / "runs"), "--no-progress"])
     assert result.exit_code == 0, result.output
     run_dir = next((tmp_path / "runs").iterdir())

@@ -22,7 +22,7 @@ from run_helpers import assert_identical, kill_tree, only_run, run_to_end, wait_
 ARGS = ["--model", "progan", "--no-mbstd", "--loss", "nonsaturating", "--drift", "0", "--phase-kimg", "0.2",
         "--kimg", "0.8", "--batch", "32", "--tick-kimg", "0.1", "--snap", "1", "--fmap-base", "256", "--fmap-max",
         "32", "--z-dim", "32", "--no-progress"]
-DCGAN = ["--kimg", "0.32", "--batch", "32", "--tick-kimg", "0.16", "--seed", "3", "--no-progress"]
+DCGAN = ["--model", "dcgan", "--kimg", "0.32", "--batch", "32", "--tick-kimg", "0.16", "--seed", "3", "--no-progress"]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
 
 

@@ -17,7 +17,8 @@ from data_slices import SHARED_DATA
 from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint
 
 CARS = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
-TRAIN = ["--kimg", "0.6", "--batch", "16", "--tick-kimg", "0.1", "--snap", "1", "--g-width", "8", "--d-width", "8",
+TRAIN = ["--model", "dcgan",
+         "--kimg", "0.6", "--batch", "16", "--tick-kimg", "0.1", "--snap", "1", "--g-width", "8", "--d-width", "8",
          "--seed", "1", "--no-progress"]
 
 

@@ -20,7 +20,8 @@ FAST = ["--extractor", "random-conv"]
 def run_with_metrics(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("eval")
     store = mnist_store(root / "digits.gfs", 400)
-    result = CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(root / "runs"), "--kimg", "0.6",
+    result = CliRunner().invoke(main, ["train", "--model", "dcgan",
+                                       "--data", str(store), "--out", str(root / "runs"), "--kimg", "0.6",
                                        "--batch", "32", "--tick-kimg", "0.3", "--g-width", "8", "--d-width", "8",
                                        "--metrics", "fid,kid", "--metrics-every", "1", "--metrics-n", "100",
                                        "--metrics-extractor", "random-conv", "--no-progress"])

@@ -111,7 +111,8 @@ def test_damaged_export_is_a_clear_error(run_dir, tmp_path):
 
 def test_conditional_runs_export_as_weights_and_the_tools_draw_them_in_a_class(tmp_path):
     store = mnist_store(tmp_path / "digits.gfs", 64)
-    invoke("train", "--data", store, "--cond", "--kimg", "0.064", "--tick-kimg", "0.064", "--batch", "32",
+    invoke("train", "--model", "dcgan",
+           "--data", store, "--cond", "--kimg", "0.064", "--tick-kimg", "0.064", "--batch", "32",
            "--g-width", "8", "--d-width", "8", "--no-progress", "--out", tmp_path / "runs")
     (run,) = (tmp_path / "runs").iterdir()
     assert "safetensors reload" in invoke("export", run, "--out", tmp_path / "e")

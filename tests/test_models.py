@@ -75,3 +75,23 @@ def test_unknown_model_and_unreachable_resolution_give_clear_errors():
         build_networks(ModelConfig(name="stylegan9"), (1, 28, 28))
     with pytest.raises(ConfigError, match="--resolution"):
         build_networks(ModelConfig(), (3, 17, 17))
+
+
+def _convs_3x3_stride_1(module: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1)
+               for m in module.modules())
+
+
+@pytest.mark.parametrize("extra", [1, 2])
+@pytest.mark.parametrize("shape, resolutions", [((1, 28, 28), 3), ((3, 64, 64), 5), ((3, 32, 64), 4)])
+def test_dcgan_extra_convs_add_refinements_at_every_resolution(extra, shape, resolutions):
+    options = {"conditional": True, "num_classes": 3} if extra == 2 else {"spectral_norm": True}
+    nets = build_networks(ModelConfig(g_width=8, d_width=8, extra_convs=extra, **options), shape)
+    labels = torch.tensor([0, 2]) if extra == 2 else None
+    images = nets.generator(torch.randn(2, nets.z_dim), labels)
+    assert images.shape == (2, *shape) and nets.discriminator(images, labels).shape == (2,)
+    # G: `extra` at each resolution from the start size up, plus the 3x3 conv that makes the pixels; D the same
+    # count, its first being the input layer at full size.
+    assert _convs_3x3_stride_1(nets.generator) == resolutions * extra + 1
+    assert _convs_3x3_stride_1(nets.discriminator) == resolutions * extra
+    assert _convs_3x3_stride_1(build_networks(ModelConfig(g_width=8, d_width=8), shape).generator) == 0

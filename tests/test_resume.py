@@ -22,7 +22,8 @@ from run_helpers import (
 )
 
 # Every random stream in play: dropout, label flips, EMA, shuffled epochs (512 images, 3 epochs).
-TRAIN = ["--kimg", "1.5", "--batch", "32", "--tick-kimg", "0.2", "--snap", "1", "--keep", "2", "--seed", "7",
+TRAIN = ["--model", "dcgan",
+         "--kimg", "1.5", "--batch", "32", "--tick-kimg", "0.2", "--snap", "1", "--keep", "2", "--seed", "7",
          "--d-dropout", "0.2", "--label-flip", "0.05", "--ema-kimg", "0.5", "--g-width", "16", "--d-width", "16",
          "--no-progress"]
 

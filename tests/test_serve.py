@@ -12,11 +12,12 @@ from ganforge.generate import SEED_MAX, render, seed_latents
 from ganforge.runs import load_generator
 
 from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
+from serve_helpers import local_client
 
 try:
-    from fastapi.testclient import TestClient
+    from fastapi.testclient import TestClient  # noqa: F401  (local_client's; tells whether httpx2 is here)
 
-    from ganforge.serve.app import create_app, is_loopback
+    from ganforge.serve.app import is_loopback
 except (ImportError, RuntimeError) as exc:  # starlette's TestClient raises RuntimeError without httpx2/httpx
     pytest.skip(f"needs the serve extra and httpx2 (pip install 'ganforge[serve]' httpx2): {exc}",
                 allow_module_level=True)
@@ -30,7 +31,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(run_dir):
-    return TestClient(create_app(run_dir))
+    return local_client(run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def conditional_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def conditional_client(conditional_run):
-    return TestClient(create_app(conditional_run))
+    return local_client(conditional_run)
 
 
 def png(response) -> Image.Image:
@@ -136,7 +137,7 @@ def test_pages_are_served_with_the_synthetic_image_label(client):
 
 def test_an_exported_folder_serves_without_a_run_page(run_dir, tmp_path):
     invoke("export", run_dir, "--out", tmp_path / "e")
-    exported = TestClient(create_app(tmp_path / "e"))
+    exported = local_client(tmp_path / "e")
     assert exported.get("/api/info").json()["source"] == "export"
     assert exported.get("/api/run/status").json() == {"run": False}
     assert exported.get("/api/run/samples.png").status_code == 404
@@ -210,6 +211,6 @@ def test_an_unconditional_generator_refuses_a_class(client):
 
 def test_a_conditional_safetensors_export_serves_its_classes(conditional_run, tmp_path):
     invoke("export", conditional_run, "--out", tmp_path / "e")
-    exported = TestClient(create_app(tmp_path / "e"))
+    exported = local_client(tmp_path / "e")
     assert exported.get("/api/info").json()["classes"] == [str(digit) for digit in range(10)]
     assert png(exported.get("/api/image.png?seed=5&class=2")).size == (28, 28)

@@ -13,7 +13,8 @@ from ganforge.cli import main
 
 from data_slices import mnist_store
 
-SHORT = ["--kimg", "0.25", "--batch", "32", "--tick-kimg", "0.125", "--g-width", "8", "--d-width", "8",
+SHORT = ["--model", "dcgan",
+         "--kimg", "0.25", "--batch", "32", "--tick-kimg", "0.125", "--g-width", "8", "--d-width", "8",
          "--no-progress"]
 
 

@@ -90,15 +90,17 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="folders: one class per first-level subfolder. IDX label files are always used.")
 @click.option("--min-size", type=click.IntRange(min=0), default=0, show_default=True,
               help="Skip images whose shorter side is below this many pixels.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file that is not a store (a store is always "
+              "replaced; a file inside SOURCE never is).")
 def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels: str | None, labels: str,
-            min_size: int) -> None:
+            min_size: int, force: bool) -> None:
     """Check, decode and pack SOURCE (image folder, .zip, MNIST IDX, .npz) into one training store."""
     from ganforge.data.prepare import PrepareOptions, parse_resolution
     from ganforge.data.prepare import prepare as run_prepare
 
     options = PrepareOptions(resolution=parse_resolution(resolution) if resolution else None, crop=crop,
                              channels=int(channels) if channels else None, labels=labels, min_size=min_size)
-    report = run_prepare(source, out, options, progress=True)
+    report = run_prepare(source, out, options, progress=True, force=force)
     click.echo(report.summary())
 
 
@@ -115,7 +117,8 @@ def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels
 @click.option("--no-progress", is_flag=True, help="No progress bar (status lines only).")
 def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | None, list_presets: bool,
           summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
-    """Train a GAN; with no flags, a DCGAN on the embedded MNIST sample (CPU, minutes)."""
+    """Train a GAN. Without --model or --preset, the recipe measured best for the store is chosen and named in
+    the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (CPU, ~5 min)."""
     from ganforge.presets import describe_presets, resolve_overrides
     from ganforge.training import start_or_resume
 
@@ -130,9 +133,10 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
         given = {("fade_kimg",): phase_kimg, ("stable_kimg",): phase_kimg, **given}
     overrides = resolve_overrides(preset, given)
     if summary:
-        click.echo(model_summary(overrides, resolution))
+        click.echo(model_summary(overrides, resolution, choose_recipe=preset is None))
         return
-    start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo)
+    start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo,
+                    choose_recipe=preset is None)
 
 
 @main.command()
@@ -206,15 +210,31 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
     click.echo(run_bench(model, resolution, batch, precision, channels_last, kimg, device, compile_=compile_).report())
 
 
-def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None) -> str:
+def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None, choose_recipe: bool) -> str:
+    """The layer tables of what `ganforge train` with these flags would build (and the recipe it would choose)."""
     from ganforge.data.embedded import open_training_store
+    from ganforge.default_recipe import choose_recipe as choose
+    from ganforge.device import resolve_device
     from ganforge.models import summarize, validate
 
+    count, classes = None, 0
+    if resolution is not None:
+        shape = (3, resolution, resolution)
+    else:
+        store = open_training_store(str(overrides.get(("data",), "")))
+        shape, count, classes = store.manifest.shape, len(store), len(store.manifest.label_names)
+    lines = []
+    if choose_recipe and ("model", "name") not in overrides:
+        usable = classes if overrides.get(("model", "conditional"), True) else 0  # --no-cond: unlabelled
+        choice = choose(shape, count, resolve_device(str(overrides.get(("device",), "auto"))), usable)
+        lines.append(choice.describe())
+        overrides = {**choice.overrides(), **overrides}
+    if overrides.get(("model", "conditional")) and classes >= 2:
+        overrides = {**overrides, ("model", "num_classes"): classes}
     config = apply_overrides(TrainConfig(), overrides)
     validate(config)
-    if resolution is not None:
-        return summarize(config.model, (3, resolution, resolution))
-    return summarize(config.model, open_training_store(config.data).manifest.shape)
+    lines.append(summarize(config.model, shape))
+    return "\n".join(lines)
 
 
 @main.command("preview-augment")

@@ -120,7 +120,9 @@ def export(source: Path, fmt: str, out: Path | None) -> None:
 @click.command()
 @_SOURCE
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind; anything but loopback exposes the server to the network.")
+              help="Interface to bind; anything but loopback exposes the server to the network. Requests must name "
+                   "this address in their Host header (127.0.0.1 also accepts localhost), which stops DNS "
+                   "rebinding; 0.0.0.0 binds every interface and accepts any Host.")
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
 @_DEVICE
 def serve(source: Path, host: str, port: int, device: str) -> None:

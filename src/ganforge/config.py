@@ -67,6 +67,9 @@ class ModelConfig:
                           "2018).", fixed_on_resume=True)
     g_upsample: str = setting("transposed", "G upsampling: transposed convs, or resize (nearest + conv, against "
                               "checkerboards).", choices=("transposed", "resize"), fixed_on_resume=True)
+    extra_convs: int = setting(0, "dcgan: 3x3 stride-1 convolutions added at each resolution of G and D (each "
+                               "with BatchNorm), as ProGAN has two per resolution; 0 is the paper's DCGAN.",
+                               fixed_on_resume=True)
     conditional: bool = setting(False, "Class-conditional training on the store's labels: conditional BatchNorm in "
                                 "G, projection D (Miyato & Koyama 2018).", flag="--cond", fixed_on_resume=True)
     num_classes: int = config_only(0, "Number of classes, set from the store's labels with --cond.")
@@ -81,6 +84,7 @@ class ModelConfig:
                  "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
         _require(self.g_width >= 1 and self.d_width >= 1, "--g-width and --d-width must be at least 1")
         _require(0.0 <= self.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
+        _require(0 <= self.extra_convs <= 8, "--extra-convs must be in [0, 8]")
 
 
 @dataclass(frozen=True)

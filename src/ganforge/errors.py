@@ -20,5 +20,13 @@ class CheckpointError(GanforgeError):
     """A run folder or checkpoint is missing, damaged or incompatible."""
 
 
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint file cannot be read or fails its checksum: its bytes changed after it was written."""
+
+
+class RunInUse(GanforgeError):
+    """Another process holds the run folder's lock: it is training that run now."""
+
+
 class TrainingDiverged(GanforgeError):
     """A loss became NaN or infinite; no checkpoint with non-finite values is written."""

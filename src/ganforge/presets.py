@@ -42,6 +42,16 @@ PRESETS: dict[str, tuple[str, Overrides]] = {
 PRESETS.update({name: family.recipe for name, family in MODELS.items() if family.recipe is not None})
 MODEL_RECIPES = frozenset(name for name, family in MODELS.items() if family.recipe is not None)
 
+# The recipes `ganforge train` picks when no --model is named (default_recipe.py), measured in BENCHMARKS.md.
+PRESETS["fastgan-cpu"] = (
+    "FastGAN's paper recipe at a quarter of its widths (g/d width 16) and batch 16: trains in CPU minutes",
+    {**PRESETS["fastgan"][1], ("model", "g_width"): 16, ("model", "d_width"): 16, ("batch",): 16})
+PRESETS["dcgan-small"] = (
+    "DCGAN for images below 64 px (the demo's digits): a 3x3 conv more per resolution, width 32, batch 32, Adam "
+    "5e-4, G EMA 1 kimg, 200 kimg (about 4 minutes on 2 CPU cores at 28 px)",
+    {("model", "name"): "dcgan", ("model", "extra_convs"): 1, ("model", "g_width"): 32, ("model", "d_width"): 32,
+     ("batch",): 32, ("lr_g",): 5e-4, ("lr_d",): 5e-4, ("ema_kimg",): 1.0, ("kimg",): 200.0})
+
 
 def preset_overrides(name: str) -> Overrides:
     if name not in PRESETS:

@@ -58,7 +58,7 @@ def read_idx(path: Path) -> ArraySource:
     images = _parse_idx(path, data, _IDX_IMAGES_MAGIC, 3)
     seen = [(path.name, path.stat().st_size)]
     labels = None
-    label_path = _idx_label_path(path)
+    label_path = idx_label_path(path)
     if label_path is not None:
         labels = _parse_idx(label_path, _read_maybe_gz(label_path), _IDX_LABELS_MAGIC, 1).astype(np.int64)
         seen.append((label_path.name, label_path.stat().st_size))
@@ -83,7 +83,8 @@ def _parse_idx(path: Path, data: bytes, magic: bytes, ndim: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, expected, offset).reshape(dims)
 
 
-def _idx_label_path(images_path: Path) -> Path | None:
+def idx_label_path(images_path: Path) -> Path | None:
+    """The labels file beside an IDX images file (train-images-idx3-ubyte.gz -> train-labels-idx1-ubyte.gz)."""
     stem = images_path.name.removesuffix(".gz")
     label_stem = stem.replace("images", "labels").replace("idx3", "idx1")
     if label_stem == stem:

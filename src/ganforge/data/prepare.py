@@ -33,6 +33,7 @@ from ganforge.data.decode import (
     pillow_limits,
     to_array,
 )
+from ganforge.data.destination import check_destination
 from ganforge.data.sources import FileSource, open_source
 from ganforge.data.store import Manifest, content_fingerprint, write_store
 from ganforge.errors import ConfigError, DataError
@@ -121,17 +122,18 @@ class _Decoded:
 
 def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str],
             options: PrepareOptions | None = None, progress: bool = True, *,
-            spill_bytes: int | None = None) -> PrepareReport:
+            spill_bytes: int | None = None, force: bool = False) -> PrepareReport:
     """Read `source`, normalise every usable image, write the store `out` atomically and report.
 
+    `out` may replace an existing store, and any other file only with `force`; it is never inside the source
+    (destination.py), whatever `force` says.
     `spill_bytes`: decode into a temp file beside `out` when the pixels exceed this many bytes (default: a
     quarter of free RAM, at most 2 GiB).
     """
     start = time.perf_counter()
     options = options or PrepareOptions()
     src, out = Path(source), Path(out)
-    if out.is_dir():
-        raise DataError(f"{out} is a folder; pass the store's file name, e.g. {out / 'data.gfs'}.")
+    check_destination(src, out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     spill_path = out.with_name(f".{out.name}.decode-{os.getpid()}")
     if spill_bytes is None:

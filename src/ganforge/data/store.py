@@ -223,6 +223,18 @@ def _to_device_in_chunks(images: np.ndarray, device: torch.device, chunk_bytes: 
     return out
 
 
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a regular file with a readable ganforge store header (a FIFO or device is never opened)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        _read_header(path)
+    except DataError:
+        return False
+    return True
+
+
 def _read_header(path: Path) -> tuple[Manifest, int, int]:
     if not path.exists():
         raise DataError(f"{path}: no such store; create one with `ganforge prepare SOURCE --out {path}`.")

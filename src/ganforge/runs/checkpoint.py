@@ -2,15 +2,19 @@
 
 A checkpoint holds G, D, G-EMA, both optimizers' tensors, RNG states and the per-tick sums; the JSON metadata
 holds the config, counters, optimizer hyperparameters, Python/NumPy RNG states and the data position. It is
-written to a temp file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint intact.
-Loading reads tensors and JSON only: nothing is ever unpickled.
+written to a temp file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint intact. A
+SHA-256 of the metadata and tensors, in the same header, catches bytes changed later (a failing disk, a bad
+copy): a resume falls back to the newest checkpoint that is intact. Loading reads tensors and JSON only:
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +22,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from ganforge.errors import CheckpointError, TrainingDiverged
+from ganforge.errors import CheckpointDamaged, CheckpointError, TrainingDiverged
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")
+CHECKSUM_KEY = "ganforge_sha256"  # beside "ganforge" (the metadata JSON) in the safetensors header
+DAMAGED_SUFFIX = ".damaged"
 
 
 def checkpoint_path(run_dir: Path, nimg: int) -> Path:
@@ -41,14 +47,31 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def content_checksum(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the metadata JSON and every tensor's name, dtype, shape and bytes, in name order.
+
+    Tensors must be on the CPU and contiguous. SHA-256 runs on the CPU's SHA extensions: 18 ms for 30.8 MB in 97
+    tensors on a 2-core x86 VM (blake2b: 33 ms). With the read-back, saving that checkpoint took 168 ms instead
+    of 128 and loading it 19 ms instead of 1 (best of 15): per snapshot, not per step.
+    """
+    digest = hashlib.sha256(meta_json.encode())
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        digest.update(f"\n{name} {tensor.dtype} {list(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Atomic write; refuses (TrainingDiverged) if any floating-point tensor holds NaN or infinity."""
+    """Atomic write with a checksum, then read back and verified, so no caller prunes an older checkpoint for
+    one that is not intact on disk. Refuses (TrainingDiverged) if any floating-point tensor holds NaN or inf."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise TrainingDiverged(f"refusing to write {path.name}: tensor {name} holds NaN or infinity; "
                                    "resume from the previous checkpoint with a lower learning rate.")
-    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                metadata={"ganforge": json.dumps(meta)})
+    on_cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta_json = json.dumps(meta)
+    blob = save(on_cpu, metadata={"ganforge": meta_json, CHECKSUM_KEY: content_checksum(meta_json, on_cpu)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -64,21 +87,86 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str
             os.close(fd)
     finally:
         tmp.unlink(missing_ok=True)
+    try:
+        _read(path)  # a network or FUSE file system reads back what the disk holds, not only the page cache
+    except _Damage as exc:
+        kept = set_aside(path)
+        raise CheckpointDamaged(f"{path} did not read back intact after writing ({exc}); it is kept as {kept.name} "
+                                "and no older checkpoint was removed: check the disk, then resume.") from exc
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of one checkpoint, verified against its checksum when it has one (ganforge 0.1's
+    have none: they load unverified). Damage raises CheckpointDamaged."""
+    try:
+        return _read(path)
+    except _Damage as exc:
+        raise CheckpointDamaged(f"{path} is damaged ({exc}); move it out of {path.parent} to use the one "
+                                "before.") from exc
+
+
+def load_latest_intact(run_dir: Path, echo: Callable[[str], None], move_damaged: bool = True
+                       ) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The newest checkpoint of a run that reads back intact, with its tensors and metadata; None if it has none.
+
+    Damaged ones newer than it are reported in one line and, with `move_damaged`, renamed to *.damaged: kept for
+    inspection, but out of the way of pruning and of later resumes. With none intact it refuses, moving nothing.
+    """
+    damaged: list[tuple[Path, str]] = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            tensors, meta = _read(path)
+        except _Damage as exc:
+            damaged.append((path, str(exc)))
+            continue
+        if damaged:
+            what = (f"checkpoint {damaged[0][0]} is damaged ({damaged[0][1]})" if len(damaged) == 1 else
+                    "checkpoints " + ", ".join(f"{p} ({why})" for p, why in damaged) + " are damaged")
+            kept = [set_aside(p).name for p, _ in damaged] if move_damaged else []
+            echo(f"{what}; resuming from the previous one, {path}" + (f" (kept {', '.join(kept)})" if kept else ""))
+        return path, tensors, meta
+    if damaged:
+        raise CheckpointDamaged(f"no checkpoint of {run_dir} is intact ("
+                                + "; ".join(f"{p.name}: {why}" for p, why in damaged)
+                                + "); restore the run folder from a backup, or start a new run.")
+    return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to *.damaged (a free name), which listing and pruning ignore."""
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}{DAMAGED_SUFFIX}-{number}")
+    os.replace(path, target)
+    return target
+
+
+class _Damage(Exception):
+    """Why a checkpoint file's bytes cannot be trusted (a short phrase)."""
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            raw_meta = (f.metadata() or {}).get("ganforge")
+            header = f.metadata() or {}
         tensors = load_file(str(path))
-    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises its own SafetensorError(Exception)
-        raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); delete it to resume from the one "
-                              "before.") from exc
-    except Exception as exc:
-        raise CheckpointError(f"{path} is damaged ({exc}); delete it to resume from the one before.") from exc
+    except Exception as exc:  # OSError, or safetensors' own SafetensorError(Exception) for a malformed file
+        raise _Damage(f"not a readable checkpoint: {exc}") from exc
+    raw_meta = header.get("ganforge")
     if raw_meta is None:
         raise CheckpointError(f"{path} has no ganforge metadata; it was not written by `ganforge train`.")
-    return tensors, json.loads(raw_meta)
+    recorded = header.get(CHECKSUM_KEY)
+    if recorded is not None and recorded != content_checksum(raw_meta, tensors):
+        raise _Damage("checksum mismatch")
+    try:
+        meta = json.loads(raw_meta)
+    except ValueError as exc:
+        raise _Damage(f"its metadata is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise _Damage("its metadata is not a JSON object")
+    return tensors, meta
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

@@ -3,7 +3,9 @@
 Every image is a GET with its controls as query parameters (so a page, a script and an HTTP cache can all use
 it), every parameter is range-checked, unknown parameters are refused, and a bad request gets a 400 with
 {"error": ..., "param": ...}. Nothing from the client is ever used as a file system path: the run page's files
-are two fixed names inside the served run folder.
+are two fixed names inside the served run folder, sent only when they resolve to regular files inside it (a run
+folder is user data: samples/latest.png may be a symlink to /etc/passwd). Requests whose Host header does not name
+the bound address are refused (hosts.py), so a web page cannot reach the server by DNS rebinding.
 
 A class-conditional generator draws every image in one class: the image, strip and grid endpoints then need
 `class`, one of the names /api/info lists under "classes" (a 400 names the choices; no class is picked silently,
@@ -29,6 +31,7 @@ from ganforge.errors import ConfigError
 from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates
 from ganforge.runs import class_names, load_generator
 from ganforge.runs.exported import is_export_folder
+from ganforge.serve.hosts import HostCheck, allowed_hosts
 from ganforge.serve.render import BadParameter, Renderer, latent_from_text, latent_to_text
 
 STATIC = Path(__file__).parent / "static"
@@ -45,9 +48,11 @@ ClassName = Annotated[str | None, Query(alias="class", max_length=256,
                                         description="class-conditional generators: one of /api/info's classes")]
 
 
-def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> FastAPI:
-    """An app serving the generator in `source` (a run folder or an exported folder)."""
+def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: str = "127.0.0.1") -> FastAPI:
+    """An app serving the generator in `source` (a run folder or an exported folder) to requests addressed to
+    `host`, the address it is bound to (hosts.allowed_hosts: 127.0.0.1 also answers to localhost; 0.0.0.0 to any)."""
     generator, config, nimg = load_generator(source, device)
+    run_root = source.resolve()
     classes = class_names(source, config)
     renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel, truncates(config))
     is_run = not is_export_folder(source)
@@ -55,6 +60,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> Fast
     shape = list(render(generator, torch.zeros(1, config.model.z_dim), labels=probe_label).shape[1:])
     app = FastAPI(title="ganforge", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(HostCheck, allowed=allowed_hosts(host))
 
     @app.exception_handler(BadParameter)
     async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
@@ -162,17 +168,20 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2) -> Fast
         _only(request)
         if not is_run:
             return {"run": False}
-        files = {name: _mtime(source / rel) for name, rel in RUN_FILES.items()}
-        return {"run": True, "name": source.name, "latest": _last_tick(source / "log.jsonl"), "files": files}
+        files = {name: _mtime(_run_file_path(run_root, rel)) for name, rel in RUN_FILES.items()}
+        return {"run": True, "name": source.name, "latest": _last_tick(_run_file_path(run_root, "log.jsonl")),
+                "files": files}
 
     @app.get("/api/run/{name}.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def run_file(request: Request, name: str) -> Response:
         """samples (samples/latest.png) or loss (loss.png) of the run; any other name is a 404."""
         _only(request, "v")
-        if not is_run or name not in RUN_FILES or not (source / RUN_FILES[name]).is_file():
+        path = _run_file_path(run_root, RUN_FILES[name]) if is_run and name in RUN_FILES else None
+        if path is None:
             return JSONResponse({"error": f"no {name}.png here; this serves samples.png and loss.png of a run "
-                                          "folder once training has written them", "param": "name"}, status_code=404)
-        return FileResponse(source / RUN_FILES[name], media_type="image/png", headers={"Cache-Control": "no-cache"})
+                                          "folder once training has written them, as regular files inside it",
+                                 "param": "name"}, status_code=404)
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     return app
 
@@ -190,14 +199,27 @@ def _only(request: Request, *allowed: str) -> None:
             raise BadParameter(name, f"{name} is given more than once")
 
 
-def _mtime(path: Path) -> float | None:
+def _run_file_path(run_root: Path, relative: str) -> Path | None:
+    """`run_root / relative` with every symlink followed, when that is a regular file inside `run_root` (itself
+    resolved); else None. A link to another file of the run still works; one leading out of it, or to a device
+    or FIFO that would never finish reading, does not."""
     try:
-        return path.stat().st_mtime
+        path = (run_root / relative).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
+        return None
+    return path if path.is_relative_to(run_root) and path.is_file() else None
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return None if path is None else path.stat().st_mtime
     except OSError:
         return None
 
 
-def _last_tick(log: Path) -> dict[str, Any] | None:
+def _last_tick(log: Path | None) -> dict[str, Any] | None:
+    if log is None:
+        return None
     try:
         lines = log.read_text().splitlines()
     except OSError:
@@ -231,7 +253,7 @@ def serve(source: Path, host: str = "127.0.0.1", port: int = 8000, device: str =
         raise ConfigError("ganforge serve needs uvicorn and fastapi: pip install 'ganforge[serve]'") from exc
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a TCP port; use 1-65535 (e.g. 8000)")
-    app = create_app(source, device)
+    app = create_app(source, device, host=host)
     if not is_loopback(host):
         echo(f"warning: --host {host} makes this server reachable from other machines; it has no authentication "
              "and anyone who can reach it can use the CPU/GPU. Use 127.0.0.1 unless you mean it.")

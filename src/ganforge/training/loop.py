@@ -26,6 +26,7 @@ from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
 from ganforge.training import aae_step, gan_step
 from ganforge.training.batch_fit import passes_per_step
+from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import update_ema
 from ganforge.training.report import TickHook, advance_tick, previews, status_line, tick_means, tick_record, write_tick
@@ -62,12 +63,14 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     data = DeviceBatches(store, device, channels_last=config.channels_last)
     state = build_state(config, store, device, ctx)
     log = RunLog(run_dir) if ctx.is_main else None
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is not None:
-        state.restore(*ckpt.load_checkpoint(latest))
+    # The newest intact checkpoint (a damaged one is reported and set aside by rank 0), checked before restored.
+    resumed = ckpt.load_latest_intact(run_dir, echo, move_damaged=ctx.is_main)
+    if resumed is not None:
+        resumed_from, tensors, meta = resumed
+        restore_checked(state, resumed_from, tensors, meta)
         if log is not None:
             log.truncate_after(state.counters.cur_nimg)
-        echo(f"resumed from {latest} at kimg {state.counters.cur_nimg / 1000:.1f}")
+        echo(f"resumed from {resumed_from} at kimg {state.counters.cur_nimg / 1000:.1f}")
     ctx.seed_own_stream(config.seed, state.counters.cur_nimg)
     synchronize_run_batchnorm(state, ctx, device, echo)
     family = MODELS[config.model.name]
@@ -175,7 +178,7 @@ def _phase_fields(schedule: Schedule) -> TickHook:
 def _save(state: TrainingState, run_dir: Path) -> None:
     tensors, meta = state.capture()
     ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, state.counters.cur_nimg), tensors, meta)
-    ckpt.prune_checkpoints(run_dir, state.config.keep)
+    ckpt.prune_checkpoints(run_dir, state.config.keep)  # only now: save_checkpoint read the new one back intact
 
 
 def _quiet(message: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ganforge import default_recipe
 from ganforge.config import TrainConfig, apply_overrides, changed_settings, describe_config
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
@@ -15,6 +17,7 @@ from ganforge.device import flush_denormals
 from ganforge.errors import ConfigError, DataError
 from ganforge.models import build_networks, validate
 from ganforge.runs.folder import create_run_dir, read_run_config, write_run_config
+from ganforge.runs.lock import RunLock, lock_run
 from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
 from ganforge.training.metrics_hook import training_metrics_hook
@@ -39,12 +42,18 @@ def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
 
 
 def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | None, dry_run: bool = False,
-                    progress: bool = True, echo: Callable[[str], None] = print) -> Path | None:
+                    progress: bool = True, echo: Callable[[str], None] = print,
+                    choose_recipe: bool = False) -> Path | None:
+    """Train a new run from `overrides` (setting path -> value), or continue `resume`. With `choose_recipe` and
+    no ("model", "name") in `overrides`, the measured-best recipe for the store comes first (default_recipe.py)."""
     flush_denormals()  # before any torch op creates the CPU thread pool, whose threads inherit the setting
     ctx = init_distributed(str(overrides.get(("device",), "auto")))
     echo = echo if ctx.is_main else (lambda _: None)  # under torchrun, rank 0 alone reports
+    lock: RunLock | None = None  # the run folder's, held by rank 0 while it trains (runs/lock.py)
     if resume is not None:
         saved, dataset = read_run_config(resume)
+        if ctx.is_main and not dry_run:
+            lock = lock_run(resume)  # before anything is printed or written: a second trainer stops here
         config = apply_overrides(saved, overrides)
         store = open_training_store(config.data)
         if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):
@@ -52,6 +61,12 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
                             "changed); resume with the original store.")
     else:
         store = open_training_store(str(overrides.get(("data",), "")))
+        if choose_recipe and ("model", "name") not in overrides:
+            choice = default_recipe.choose_recipe(store.manifest.shape, len(store),
+                                                  ctx.device_for(str(overrides.get(("device",), "auto"))),
+                                                  default_recipe.usable_classes(overrides, store.manifest))
+            echo(choice.describe())
+            overrides = {**choice.overrides(), **overrides}
         if overrides.get(("model", "conditional")):
             overrides = {**overrides, ("model", "num_classes"): class_count(store)}
         config = apply_overrides(TrainConfig(), overrides)
@@ -69,6 +84,7 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
     if resume is None:
         if ctx.is_main:
             run_dir = create_run_dir(Path(config.out), config.model.name, store.name)
+            lock = lock_run(run_dir)
             write_run_config(run_dir, config, dataset_record(store, config))
             echo(f"run folder {run_dir}")
         run_dir = Path(ctx.broadcast_text(str(run_dir) if ctx.is_main else ""))
@@ -85,6 +101,7 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
     hooks: tuple[TickHook, ...] = ()
     if config.metrics:
         hooks = (training_metrics_hook(config, store, ctx),)
-    train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx)
+    with lock or contextlib.nullcontext():
+        train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx)
     ctx.finish()
     return run_dir

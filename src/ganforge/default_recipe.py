@@ -1,0 +1,75 @@
+"""What `ganforge train` trains when neither --model nor --preset is named: the recipe that measured best for
+stores like the one given, on the device at hand.
+
+The rules come from BENCHMARKS.md ("Quality for a wall-clock budget" and "The demo's first impression"); the
+line `ganforge train` prints first says which recipe it chose and the measurement behind it. Naming --model or
+--preset turns the choice off; any flag given still overrides the chosen recipe's setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ganforge.data.store import Manifest
+from ganforge.device import has_fast_bf16
+from ganforge.presets import Overrides, preset_overrides
+
+FASTGAN_MIN_SIDE = 64  # FastGAN's generator starts at 4 px and needs 4 doublings to its first skip excitation
+
+
+@dataclass(frozen=True)
+class RecipeChoice:
+    preset: str
+    reason: str
+    fast_bf16: bool
+    conditional: bool = False
+
+    def overrides(self) -> Overrides:
+        """The preset's settings, plus bf16 and channels-last where this device runs them faster, plus --cond
+        where the recipe uses the store's labels."""
+        speed: Overrides = {("precision",): "bf16", ("channels_last",): True} if self.fast_bf16 else {}
+        labels: Overrides = {("model", "conditional"): True} if self.conditional else {}
+        return {**preset_overrides(self.preset), **speed, **labels}
+
+    def describe(self) -> str:
+        cond = " + --cond" if self.conditional else ""
+        speed = "; bf16 + channels-last (this device computes bf16 natively)" if self.fast_bf16 else ""
+        return (f"recipe {self.preset}{cond} (chosen because no --model or --preset was given): {self.reason}"
+                f"{speed}. Name --model or --preset to choose yourself.")
+
+
+def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.device,
+                  classes: int = 0) -> RecipeChoice:
+    """The measured-best recipe for `count` images of `shape` (C, H, W) with `classes` labelled classes (0 or 1:
+    unlabelled), trained on `device`."""
+    _, height, width = shape
+    images = f"{count:,} images of {height}x{width}" if count is not None else f"{height}x{width} images"
+    bf16 = has_fast_bf16(device)
+    if min(height, width) < FASTGAN_MIN_SIDE:
+        if classes >= 2:
+            return RecipeChoice(
+                "dcgan-small",
+                f"{images} in {classes} classes, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: this DCGAN "
+                "recipe, class-conditional, drew 94 % confidently readable digits in 4.4 CPU-minutes (75 % "
+                "without the labels; BENCHMARKS.md, the demo's first impression)", bf16, conditional=True)
+        return RecipeChoice(
+            "dcgan-small",
+            f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: of the DCGAN variants measured on the "
+            "28 px digits this one read best per CPU-minute (BENCHMARKS.md, the demo's first impression)", bf16)
+    if device.type == "cuda":
+        return RecipeChoice(
+            "fastgan",
+            f"{images} on a GPU: FastGAN at the paper's widths (on the CPU its quarter-width version reached FID "
+            "155 vs DCGAN's 252 after the same 10 minutes on 64 px anime faces, BENCHMARKS.md)", bf16)
+    return RecipeChoice(
+        "fastgan-cpu",
+        f"{images} on the CPU: FastGAN at a quarter of the paper's widths reached FID 155 vs DCGAN's 252 after "
+        "the same 10 minutes on 64 px anime faces, with the sharpest grid and twice Projected GAN's precision "
+        "(whose lower FID, 109, its ImageNet features flatter; BENCHMARKS.md)", bf16)
+
+
+def usable_classes(given: Overrides, manifest: Manifest) -> int:
+    """The store's class count, unless the flags say --no-cond (then the recipe must not use the labels)."""
+    return len(manifest.label_names) if given.get(("model", "conditional"), True) else 0

@@ -1,0 +1,93 @@
+"""`ganforge train` without --model or --preset picks the measured-best recipe for the store and says why first."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ganforge import default_recipe
+from ganforge.cli import main
+from ganforge.presets import PRESETS
+
+from data_slices import make_store
+
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
+
+
+def dry_run(*args: str) -> tuple[list[str], dict[str, str]]:
+    """The output lines of `train --dry-run ARGS` and its flag table (flag -> value as printed)."""
+    result = CliRunner().invoke(main, ["train", "--dry-run", *args])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    table = {line.split()[0]: line.split()[1] for line in lines if line.startswith("--")}
+    return lines, table
+
+
+@pytest.fixture(scope="module")
+def photos64(tmp_path_factory) -> str:
+    images = np.random.default_rng(0).integers(0, 256, (40, 3, 64, 64), dtype=np.uint8)
+    return str(make_store(tmp_path_factory.mktemp("recipe") / "photos64.gfs", images).path)
+
+
+@pytest.mark.parametrize("shape, device, preset", [
+    ((1, 28, 28), CPU, "dcgan-small"),
+    ((3, 32, 32), GPU, "dcgan-small"),  # FastGAN starts at 64 px on any device
+    ((3, 64, 64), CPU, "fastgan-cpu"),
+    ((3, 128, 96), CPU, "fastgan-cpu"),
+    ((3, 256, 256), GPU, "fastgan"),
+])
+def test_the_choice_follows_resolution_and_device(shape, device, preset, monkeypatch):
+    monkeypatch.setattr(default_recipe, "has_fast_bf16", lambda _: False)
+    choice = default_recipe.choose_recipe(shape, 5000, device)
+    assert choice.preset == preset and choice.preset in PRESETS
+    assert f"{shape[1]}x{shape[2]}" in choice.reason and "5,000 images" in choice.reason
+    assert ("precision",) not in choice.overrides()
+
+
+def test_fast_bf16_adds_bf16_and_channels_last_and_says_so(monkeypatch):
+    monkeypatch.setattr(default_recipe, "has_fast_bf16", lambda _: True)
+    choice = default_recipe.choose_recipe((3, 64, 64), None, CPU)
+    assert choice.overrides()[("precision",)] == "bf16" and choice.overrides()[("channels_last",)] is True
+    assert "bf16" in choice.describe()
+
+
+def test_train_without_model_prints_the_choice_first_and_trains_it(photos64):
+    lines, table = dry_run("--data", photos64)
+    assert lines[0].startswith("recipe fastgan-cpu (chosen because no --model or --preset was given)")
+    assert "FID" in lines[0]  # the reason is the measurement
+    assert table["--model"] == "fastgan" and table["--g-width"] == "16" and table["--loss"] == "hinge"
+
+
+def test_flags_given_still_override_the_chosen_recipe(photos64):
+    _, table = dry_run("--data", photos64, "--batch", "4", "--g-width", "8")
+    assert table["--model"] == "fastgan" and table["--batch"] == "4" and table["--g-width"] == "8"
+
+
+@pytest.mark.parametrize("args", [["--model", "dcgan"], ["--preset", "sngan"]])
+def test_naming_a_model_or_preset_turns_the_choice_off(photos64, args):
+    lines, table = dry_run("--data", photos64, *args)
+    assert not any(line.startswith("recipe ") for line in lines)
+    assert table["--model"] == "dcgan"
+
+
+def test_the_demo_without_flags_uses_the_small_image_recipe_with_its_labels():
+    lines, table = dry_run()
+    assert lines[0].startswith("recipe dcgan-small + --cond") and "28x28 in 10 classes" in lines[0]
+    assert table["--model"] == "dcgan" and table["--cond"] == "on" and table["--extra-convs"] == "1"
+
+
+def test_no_cond_keeps_the_recipe_but_not_the_labels():
+    lines, table = dry_run("--no-cond")
+    assert lines[0].startswith("recipe dcgan-small (") and table["--cond"] == "off"
+
+
+def test_an_unlabelled_small_store_gets_the_unconditional_recipe(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
+    lines, table = dry_run("--data", str(make_store(tmp_path / "s32.gfs", images).path))
+    assert lines[0].startswith("recipe dcgan-small (") and table["--cond"] == "off"
+
+
+def test_summary_shows_the_recipe_it_would_train(photos64):
+    result = CliRunner().invoke(main, ["train", "--summary", "--data", photos64])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("recipe fastgan-cpu") and "FastganGenerator" in result.output
