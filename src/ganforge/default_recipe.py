@@ -52,7 +52,7 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
             return RecipeChoice(
                 "dcgan-small",
                 f"{images} in {classes} classes, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: this DCGAN "
-                "recipe, class-conditional, drew 94 % confidently readable digits in 4.4 CPU-minutes (75 % "
+                "recipe, class-conditional, drew 94 % confidently readable digits in 2.5 CPU-minutes (75 % "
                 "without the labels; BENCHMARKS.md, the demo's first impression)", bf16, conditional=True)
         return RecipeChoice(
             "dcgan-small",
