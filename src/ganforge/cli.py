@@ -213,7 +213,7 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
 def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None, choose_recipe: bool) -> str:
     """The layer tables of what `ganforge train` with these flags would build (and the recipe it would choose)."""
     from ganforge.data.embedded import open_training_store
-    from ganforge.default_recipe import choose_recipe as choose
+    from ganforge.default_recipe import with_default_recipe
     from ganforge.device import resolve_device
     from ganforge.models import summarize, validate
 
@@ -224,11 +224,10 @@ def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None,
         store = open_training_store(str(overrides.get(("data",), "")))
         shape, count, classes = store.manifest.shape, len(store), len(store.manifest.label_names)
     lines = []
-    if choose_recipe and ("model", "name") not in overrides:
-        usable = classes if overrides.get(("model", "conditional"), True) else 0  # --no-cond: unlabelled
-        choice = choose(shape, count, resolve_device(str(overrides.get(("device",), "auto"))), usable)
-        lines.append(choice.describe())
-        overrides = {**choice.overrides(), **overrides}
+    if choose_recipe:
+        overrides, choice = with_default_recipe(overrides, shape, count, classes,
+                                                resolve_device(str(overrides.get(("device",), "auto"))))
+        lines += [choice.describe()] if choice is not None else []
     if overrides.get(("model", "conditional")) and classes >= 2:
         overrides = {**overrides, ("model", "num_classes"): classes}
     config = apply_overrides(TrainConfig(), overrides)

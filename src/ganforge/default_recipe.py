@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ganforge.data.store import Manifest
 from ganforge.device import has_fast_bf16
 from ganforge.presets import Overrides, preset_overrides
 
@@ -70,6 +69,12 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
         "(whose lower FID, 109, its ImageNet features flatter; BENCHMARKS.md)", bf16)
 
 
-def usable_classes(given: Overrides, manifest: Manifest) -> int:
-    """The store's class count, unless the flags say --no-cond (then the recipe must not use the labels)."""
-    return len(manifest.label_names) if given.get(("model", "conditional"), True) else 0
+def with_default_recipe(given: Overrides, shape: tuple[int, int, int], count: int | None, classes: int,
+                        device: torch.device) -> tuple[Overrides, RecipeChoice | None]:
+    """`given` on top of the chosen recipe, and the choice; unchanged (and None) when `given` names a model.
+    --no-cond among `given` keeps the recipe from using the store's `classes`."""
+    if ("model", "name") in given:
+        return given, None
+    usable = classes if given.get(("model", "conditional"), True) else 0
+    choice = choose_recipe(shape, count, device, usable)
+    return {**choice.overrides(), **given}, choice

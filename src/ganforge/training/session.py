@@ -61,12 +61,12 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
                             "changed); resume with the original store.")
     else:
         store = open_training_store(str(overrides.get(("data",), "")))
-        if choose_recipe and ("model", "name") not in overrides:
-            choice = default_recipe.choose_recipe(store.manifest.shape, len(store),
-                                                  ctx.device_for(str(overrides.get(("device",), "auto"))),
-                                                  default_recipe.usable_classes(overrides, store.manifest))
-            echo(choice.describe())
-            overrides = {**choice.overrides(), **overrides}
+        if choose_recipe:
+            overrides, choice = default_recipe.with_default_recipe(
+                overrides, store.manifest.shape, len(store), len(store.manifest.label_names),
+                ctx.device_for(str(overrides.get(("device",), "auto"))))
+            if choice is not None:
+                echo(choice.describe())
         if overrides.get(("model", "conditional")):
             overrides = {**overrides, ("model", "num_classes"): class_count(store)}
         config = apply_overrides(TrainConfig(), overrides)
