@@ -65,7 +65,7 @@ def train_for(store: Path, out: Path, minutes: float, extra: list[str]) -> Path:
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=600)
-        if proc.returncode:
+        if proc.returncode not in (0, 128 + signal.SIGINT):  # 130: interrupted, checkpoint written
             raise SystemExit(f"training failed:\n{output}") from None
     return sorted(out.iterdir())[-1]
 

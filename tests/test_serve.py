@@ -12,7 +12,7 @@ from ganforge.generate import SEED_MAX, render, seed_latents
 from ganforge.runs import load_generator
 
 from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
-from serve_helpers import local_client
+from serve_helpers import free_port, local_client
 
 try:
     from fastapi.testclient import TestClient  # noqa: F401  (local_client's; tells whether httpx2 is here)
@@ -158,11 +158,17 @@ def test_serve_binds_loopback_by_default_and_warns_before_binding_elsewhere(run_
     import uvicorn
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))  # instead of blocking
-    assert "warning" not in invoke("serve", run_dir, "--port", "8123")
-    output = invoke("serve", run_dir, "--host", "0.0.0.0", "--port", "8124")
+
+    def record(server, sockets):  # instead of serving: the address of the socket the command bound
+        calls.append(sockets[0].getsockname())
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", record)
+    ports = free_port(), free_port()
+    assert "warning" not in invoke("serve", run_dir, "--port", str(ports[0]))
+    output = invoke("serve", run_dir, "--host", "0.0.0.0", "--port", str(ports[1]))
     assert "warning: --host 0.0.0.0 makes this server reachable from other machines" in output
-    assert [(c["host"], c["port"]) for c in calls] == [("127.0.0.1", 8123), ("0.0.0.0", 8124)]
+    assert calls == [("127.0.0.1", ports[0]), ("0.0.0.0", ports[1])]
 
 
 def test_info_lists_the_class_names_of_a_conditional_run(conditional_client):

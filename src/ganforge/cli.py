@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import click
 from ganforge import __version__
 from ganforge.cli_explore import register as register_explore_commands
 from ganforge.config import SettingInfo, TrainConfig, apply_overrides, check_resume_overrides, setting_info, settings
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,14 +61,49 @@ def _click_type(info: SettingInfo) -> click.ParamType | None:
 
 
 class _Group(click.Group):
+    """Errors a user can act on end the command with one line and a non-zero exit (`--debug`: the traceback)."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except GanforgeError as exc:
+        except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2)
+            line, code = _one_line(exc)
+            if line is None:
+                raise
+            click.secho(line, fg="yellow" if isinstance(exc, TrainingInterrupted) else "red", err=True)
+            sys.exit(code)
+
+
+def _one_line(exc: Exception) -> tuple[str | None, int]:
+    """The message and exit code for an error the user can fix; (None, 1) for a bug, whose traceback is shown."""
+    if isinstance(exc, TrainingInterrupted):
+        return str(exc), exc.exit_code
+    if isinstance(exc, GanforgeError):
+        return f"error: {exc}", exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"error: {where}{exc.strerror}; {_OS_HINTS[exc.errno]}", 1
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)):
+        return "error: out of memory; use a smaller --batch (or --batch-gpu N), smaller networks or fewer images", 1
+    return None, 1
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space, then run the command again (a run resumes from its last "
+                  "checkpoint)",
+    errno.EDQUOT: "the disk quota is used up: free space, then run the command again",
+    errno.EROFS: "that file system is read-only: choose a writable folder",
+    errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "operation not permitted: choose a folder you can write to",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
+    errno.EISDIR: "that path is a folder, not a file: name a file",
+    errno.EEXIST: "it already exists: choose another path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+    errno.EIO: "the disk reported an input/output error: check the disk",
+}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -137,6 +173,20 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
         return
     start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo,
                     choose_recipe=preset is None)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def doctor(path: Path) -> None:
+    """Check a store, a run folder or an exported folder as the commands open them; one line per finding.
+    Exit 0 when all is well, 1 when something is wrong. Reads only."""
+    from ganforge.doctor import diagnose
+
+    findings = diagnose(path)
+    for finding in findings:
+        click.echo(str(finding))
+    if not all(f.ok for f in findings):
+        sys.exit(1)
 
 
 @main.command()

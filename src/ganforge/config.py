@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
@@ -25,24 +26,27 @@ _KINDS: dict[str, Kind] = {"bool": "bool", "int": "int", "float": "float", "str"
 
 
 def setting(default: T, help: str, *, flag: str | None = None, fixed_on_resume: bool = False,
-            choices: tuple[str, ...] | None = None, kind: Kind | None = None, shown: str | None = None) -> T:
+            choices: tuple[str, ...] | None = None, kind: Kind | None = None, shown: str | None = None,
+            at_most: float | None = None) -> T:
     """A config field with everything the CLI and the docs say about it.
 
     help: one line, a sentence. flag: the command-line name when it is not the field's name in kebab case.
     fixed_on_resume: part of the run's starting point (data, architecture, seed), refused with --resume.
     choices: the only values accepted (checked when the config is built). kind: the flag's parser when the
     annotation does not say it ("path", "auto|N"). shown: how `--help` and README show the default instead of
-    the value itself, e.g. "embedded MNIST" for an empty --data.
+    the value itself, e.g. "embedded MNIST" for an empty --data. at_most: the largest value accepted (numbers are
+    always checked to be finite numbers of the field's type), so that an absurd flag is refused in one line
+    before it allocates or loops forever.
     """
     metadata = {"help": help, "flag": flag, "fixed_on_resume": fixed_on_resume, "choices": choices, "kind": kind,
-                "shown": shown, "on_cli": True}
+                "shown": shown, "on_cli": True, "at_most": at_most}
     return field(default=default, metadata=metadata)
 
 
 def config_only(default: T, help: str) -> T:
     """A field with no flag: set by the program (e.g. from the store) or in a hand-edited config.json."""
     metadata = {"help": help, "flag": None, "fixed_on_resume": False, "choices": None, "kind": None, "shown": None,
-                "on_cli": False}
+                "on_cli": False, "at_most": None}
     return field(default=default, metadata=metadata)
 
 
@@ -51,10 +55,10 @@ class ModelConfig:
     name: str = setting("dcgan", "Model family (README's model table lists each with what it supports); a family "
                         "with its own paper recipe (progan, fastgan) starts from it.", flag="--model",
                         fixed_on_resume=True)
-    z_dim: int = setting(100, "Latent size (100 as in Radford et al.).", fixed_on_resume=True)
+    z_dim: int = setting(100, "Latent size (100 as in Radford et al.).", fixed_on_resume=True, at_most=16384)
     g_width: int = setting(64, "G channels at the output resolution (DCGAN's ngf; mlp: the hidden width unit).",
-                           fixed_on_resume=True)
-    d_width: int = setting(64, "D channels at the input resolution (DCGAN's ndf).", fixed_on_resume=True)
+                           fixed_on_resume=True, at_most=4096)
+    d_width: int = setting(64, "D channels at the input resolution (DCGAN's ndf).", fixed_on_resume=True, at_most=4096)
     d_dropout: float = setting(0.0, "Dropout after each D activation (the Keras GAN recipes use 0.2-0.3).",
                                fixed_on_resume=True)
     g_activation: str = setting("relu", "G's hidden activation: relu (Radford et al.) or lrelu (LeakyReLU, as in "
@@ -74,11 +78,11 @@ class ModelConfig:
                                 "G, projection D (Miyato & Koyama 2018).", flag="--cond", fixed_on_resume=True)
     num_classes: int = config_only(0, "Number of classes, set from the store's labels with --cond.")
     fmap_base: int = setting(8192, "progan: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s).",
-                             fixed_on_resume=True)
-    fmap_max: int = setting(512, "progan: channel cap (512 in the paper).", fixed_on_resume=True)
+                             fixed_on_resume=True, at_most=1 << 20)
+    fmap_max: int = setting(512, "progan: channel cap (512 in the paper).", fixed_on_resume=True, at_most=8192)
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        _check_values(self)
         _require(self.z_dim >= 1, "--z-dim must be at least 1")
         _require(not self.conditional or self.num_classes >= 2,
                  "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
@@ -91,7 +95,7 @@ class ModelConfig:
 class LossConfig:
     name: str = setting("nonsaturating", "Adversarial loss: nonsaturating, minimax (the original saturating game), "
                         "wgan (weight clipping, --clip), wgan-gp (--gp-lambda, --gp-mode), hinge or lsgan.",
-                        flag="--loss")
+                        flag="--loss", choices=("nonsaturating", "minimax", "wgan", "wgan-gp", "hinge", "lsgan"))
     label_smoothing: float = setting(0.0, "One-sided label smoothing: D's target for reals becomes 1 - s (Salimans "
                                      "et al. 2016).")
     label_flip: float = setting(0.0, "Probability of flipping each of D's targets (label noise).")
@@ -103,14 +107,14 @@ class LossConfig:
     clip: float = setting(0.01, "Weight-clipping bound c for --loss wgan (Arjovsky et al. 2017).")
     r1_gamma: float = setting(0.0, "R1 penalty gamma/2 E||grad D(x_real)||^2 on reals (Mescheder et al. 2018); "
                               "0 = off.")
-    r1_every: int = setting(16, "Lazy regularisation: R1 every N D steps, scaled by N (StyleGAN2).")
+    r1_every: int = setting(16, "Lazy regularisation: R1 every N D steps, scaled by N (StyleGAN2).", at_most=1_000_000)
     instance_noise: float = setting(0.0, "Std of Gaussian noise added to D's inputs, annealed linearly to 0 "
                                     "(Sonderby et al. 2017).")
-    instance_noise_kimg: float = setting(0.0, "Instance-noise anneal length in kimg; 0 = the whole run.")
+    instance_noise_kimg: float = setting(0.0, "Instance-noise anneal length in kimg; 0 = the whole run.", at_most=1e6)
     recon_weight: float = config_only(1.0, "aae: weight of the pixel MSE against the adversarial term.")
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        _check_values(self)
         _require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")
         _require(0.0 <= self.label_flip < 0.5, "--label-flip must be in [0, 0.5)")
         _require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.instance_noise >= 0,
@@ -126,12 +130,12 @@ class AugmentConfig:
                         flag="--augment", choices=("none", "diffaugment", "ada"))
     target: float = setting(0.6, "ADA: target of E[sign(D(x_real))], the overfitting heuristic r_t.",
                             flag="--ada-target")
-    ada_kimg: float = setting(500.0, "ADA: kimg for p to move by 1 at full speed.")
+    ada_kimg: float = setting(500.0, "ADA: kimg for p to move by 1 at full speed.", at_most=1e6)
     policy: str = setting("color,translation,cutout", "DiffAugment operations, comma-separated.",
                           flag="--diffaugment-policy")
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        _check_values(self)
         _require(0.0 < self.target < 1.0, "--ada-target must be in (0, 1)")
         _require(self.ada_kimg > 0, "--ada-kimg must be positive")
 
@@ -143,9 +147,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # architecture
     loss: LossConfig = field(default_factory=LossConfig)  # adversarial objective, penalties, D-label tricks
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # differentiable augmentation before D
-    kimg: float = setting(100.0, "Training length in thousands of real images shown to D.")
+    kimg: float = setting(100.0, "Training length in thousands of real images shown to D.", at_most=1e6)
     batch: int = setting(64, "Images per D step and per G step: the global batch, whatever the number of "
-                         "processes.")
+                         "processes.", at_most=65536)
     batch_gpu: int | Literal["auto"] = setting(0, "Images per forward/backward pass on each device; smaller passes "
                                                "accumulate gradients to the same --batch; auto = the largest that "
                                                "fits; 0 = all at once.", kind="auto|N")
@@ -155,19 +159,19 @@ class TrainConfig:
     lr_d: float = setting(2e-4, "Adam learning rate of D.")
     beta1: float = setting(0.5, "Adam beta1; 0.5 instead of 0.9 stabilises GANs (Radford et al.).")
     beta2: float = setting(0.999, "Adam beta2.")
-    d_steps: int = setting(1, "D updates per G update (k in Goodfellow et al.'s Algorithm 1).")
+    d_steps: int = setting(1, "D updates per G update (k in Goodfellow et al.'s Algorithm 1).", at_most=100)
     ema_kimg: float = setting(0.0, "Half-life in kimg of G's weight average, used for samples and generate "
-                              "(StyleGAN: 10); 0 = off.")
+                              "(StyleGAN: 10); 0 = off.", at_most=1e6)
     ema_rampup: float = setting(0.0, "EMA ramp-up: early on, cap the half-life at this fraction of images seen "
                                 "(StyleGAN2: 0.05); 0 = off.")
     fade_kimg: float = setting(600.0, "progan: fade-in length of each new resolution in kimg (overrides "
-                               "--phase-kimg; Karras et al. 2018).", fixed_on_resume=True)
+                               "--phase-kimg; Karras et al. 2018).", fixed_on_resume=True, at_most=1e6)
     stable_kimg: float = setting(600.0, "progan: stabilisation length of each resolution in kimg (overrides "
-                                 "--phase-kimg).", fixed_on_resume=True)
+                                 "--phase-kimg).", fixed_on_resume=True, at_most=1e6)
     seed: int = setting(0, "Seeds weights, data order, latents and the fixed sample grid.", fixed_on_resume=True)
-    tick_kimg: float = setting(4.0, "kimg per tick: one status line, sample grid and log row.")
-    snap: int = setting(5, "Checkpoint every N ticks (and at the end, and on SIGINT/SIGTERM).")
-    keep: int = setting(3, "Most recent checkpoints kept on disk.")
+    tick_kimg: float = setting(4.0, "kimg per tick: one status line, sample grid and log row.", at_most=1e6)
+    snap: int = setting(5, "Checkpoint every N ticks (and at the end, and on SIGINT/SIGTERM).", at_most=1_000_000)
+    keep: int = setting(3, "Most recent checkpoints kept on disk.", at_most=1000)
     device: str = setting("auto", "auto (cuda when available), cpu, cuda, cuda:N.")
     out: str = setting("runs", "Parent folder of the numbered run folders.", kind="path", fixed_on_resume=True)
     grid_size: int = setting(64, "Images in the per-tick sample grid.")
@@ -178,15 +182,17 @@ class TrainConfig:
     compile: bool = setting(False, "torch.compile G and D (pays off on GPUs, not on a 2-core CPU).")
     metrics: str = setting("", "Metrics scored during training, e.g. fid,kid,pr (logged to log.jsonl and "
                            "TensorBoard).", shown="none")
-    metrics_every: int = setting(10, "Ticks between evaluations during training.")
-    metrics_n: int = setting(5000, "Generated images per evaluation (and real images for the cached statistics).")
+    metrics_every: int = setting(10, "Ticks between evaluations during training.", at_most=1_000_000)
+    metrics_n: int = setting(5000, "Generated images per evaluation (and real images for the cached statistics).",
+                             at_most=1_000_000)
     metrics_extractor: str = setting("inception", "Feature network for --metrics: inception (standard FID "
                                      "weights) or random-conv (fast offline stand-in).",
                                      choices=("inception", "random-conv"))
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        _check_values(self)
         _require(self.kimg > 0, "--kimg must be positive")
+        _require(0 <= self.seed < 2**32, f"--seed must be a whole number from 0 to 2^32 - 1, got {self.seed}")
         _require(self.batch >= 1, "--batch must be at least 1")
         _require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),
                  f"--batch-gpu must be auto or a whole number of images (0 = the whole batch), got {self.batch_gpu!r}")
@@ -368,13 +374,26 @@ def _flag_of_field(f: dataclasses.Field[Any]) -> str | None:
     return f.metadata["flag"] or "--" + f.name.replace("_", "-")
 
 
-def _check_choices(config: Any) -> None:
-    """A setting with `choices` refuses any other value, naming its flag and the choices."""
+def _check_values(config: Any) -> None:
+    """Refuse, naming the flag: a value outside a setting's `choices`, a number of the wrong type (config.json is
+    hand-editable), a non-finite number, or one above the setting's `at_most`."""
     for f in fields(config):
+        if "on_cli" not in f.metadata:
+            continue  # a nested config, checked when it was built
+        value, name = getattr(config, f.name), _flag_of_field(f) or f.name
         choices = f.metadata.get("choices")
-        if choices and getattr(config, f.name) not in choices:
+        if choices and value not in choices:
             allowed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
-            raise ConfigError(f"{_flag_of_field(f) or f.name} must be {allowed}, got {getattr(config, f.name)!r}")
+            raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+        if str(f.type) not in ("int", "float"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int if f.type == "int" else (int, float)):
+            raise ConfigError(f"{name} must be a number ({f.type}), got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        limit = f.metadata.get("at_most")
+        if limit is not None and value > limit:
+            raise ConfigError(f"{name} {_show(value)} is beyond any real run; the most accepted is {_show(limit)}")
 
 
 def _show(value: Any) -> str:

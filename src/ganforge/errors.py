@@ -1,11 +1,16 @@
 """Errors meant for users: one sentence naming what is wrong, where, and what to do.
 
-The CLI prints a GanforgeError without a traceback (``--debug`` shows one); anything else is a bug.
+The CLI prints a GanforgeError without a traceback (``--debug`` shows one) and exits with its `exit_code`;
+anything else is a bug.
 """
+
+import signal
 
 
 class GanforgeError(Exception):
     """Base class of every error a user can fix."""
+
+    exit_code = 2
 
 
 class DataError(GanforgeError):
@@ -30,3 +35,12 @@ class RunInUse(GanforgeError):
 
 class TrainingDiverged(GanforgeError):
     """A loss became NaN or infinite; no checkpoint with non-finite values is written."""
+
+
+class TrainingInterrupted(GanforgeError):
+    """Training stopped on SIGINT (Ctrl-C) or SIGTERM after writing its checkpoint: resume continues exactly."""
+
+    def __init__(self, signum: int, where: str) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        super().__init__(f"interrupted ({name}) {where}")
+        self.exit_code = 128 + signum  # what a shell reports for a process the signal killed: 130, 143

@@ -10,7 +10,9 @@ legacy one handles these plain conv/linear graphs exactly.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +55,20 @@ def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
     if fmt != "safetensors" and getattr(config.model, "conditional", False):
         raise ConfigError(f"--format {fmt} traces G(z) only, and this run is class-conditional; use "
                           "--format safetensors")
+    if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
+        raise ConfigError("--format onnx needs the onnx package: pip install 'ganforge[onnx]'")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_export(out, fmt, run_dir, generator, config, nimg, weights, dataset)
+    except BaseException:
+        if created:  # a half-written export must not look like one
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, config: TrainConfig, nimg: int,
+                  weights: str, dataset: dict[str, Any]) -> ExportReport:
     path, z_dim = out / FORMATS[fmt], config.model.z_dim
     if fmt == "safetensors":
         save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path))

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.config import LossConfig
-from ganforge.errors import ConfigError
 
 
 class AdversarialLoss(Protocol):
@@ -119,7 +118,6 @@ LOSSES: dict[str, type] = {
 
 
 def build_loss(config: LossConfig) -> AdversarialLoss:
-    if config.name not in LOSSES:
-        raise ConfigError(f"--loss {config.name!r} is not a loss; choose one of: {', '.join(sorted(LOSSES))}")
+    """The loss `config.name` names (LossConfig accepts only the names in LOSSES)."""
     loss: AdversarialLoss = LOSSES[config.name](config)
     return loss

@@ -60,9 +60,9 @@ def _snapshot(run_dir: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != ".lock"}
 
 
-def _refusal(run_dir: Path) -> str:
+def _refusal(run_dir: Path, *flags: str) -> str:
     """The error line of a `train --resume` that must refuse (exit 2, no traceback, one error line)."""
-    result = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--no-progress"])
+    result = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--no-progress", *flags])
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert "Traceback" not in result.output and len(errors) == 1, result.output
@@ -122,6 +122,10 @@ HOSTILE: dict[str, tuple[Edit, str]] = {
     "Adam state of no parameter": (lambda t, m: t.__setitem__("opt_D.99.exp_avg", torch.zeros(2)),
                                    "tensor opt_D.99.exp_avg is not the state of one of the optimizer's"),
     "another format": (lambda t, m: m.__setitem__("format", 99), "checkpoint format 99 is not 1"),
+    "Adam beta above 1": (lambda t, m: m["opt_D"]["param_groups"][0].__setitem__("betas", [0.5, 1.5]),
+                          "opt_D parameter group 0 has betas = [0.5, 1.5], but Adam's betas must be in [0, 1)"),
+    "negative learning rate": (lambda t, m: m["opt_G"]["param_groups"][0].__setitem__("lr", -0.1),
+                               "opt_G parameter group 0 has lr = -0.1, but Adam's lr must be positive"),
 }
 
 
@@ -133,7 +137,8 @@ def test_an_intact_but_hostile_checkpoint_is_refused_in_one_line_touching_nothin
     edit(tensors, meta)
     save_checkpoint(latest, tensors, meta)  # with a valid checksum: only the checks can refuse it
     before = _snapshot(run)
-    error = _refusal(run)
+    # With an override, which a resume records in config.json and log.jsonl only once the checkpoint passed.
+    error = _refusal(run, "--lr-d", "1e-3")
     assert error.startswith(f"error: {latest} cannot be resumed: ") and problem in error, error
     assert _snapshot(run) == before  # log.jsonl, config.json and every checkpoint as they were
 

@@ -3,12 +3,17 @@
 import http.client
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from explore_helpers import one_thread, train_tiny_run
-from serve_helpers import local_client, running_server
+from serve_helpers import free_port, local_client, running_server
 
 try:
     from fastapi.testclient import TestClient  # noqa: F401  (local_client's; tells whether httpx2 is here)
@@ -119,3 +124,37 @@ def test_an_app_bound_to_every_interface_accepts_any_host_and_one_bound_to_ipv6_
     ipv6 = local_client(trained_run, host="::1")
     assert ipv6.get("/api/info", headers={"Host": "[::1]:8000"}).status_code == 200
     assert ipv6.get("/api/info", headers={"Host": "127.0.0.1:8000"}).status_code == 400
+
+
+def test_a_port_in_use_is_one_line_before_any_serving_on(trained_run):
+    from click.testing import CliRunner
+
+    from ganforge.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", str(trained_run), "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: --port {port} is already in use on 127.0.0.1 (another server?); stop "
+                                     "it or choose another with --port N")
+
+
+def test_the_serve_command_answers_on_the_socket_it_bound(trained_run):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "serve", str(trained_run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2) as response:
+                    assert response.status == 200 and "z_dim" in json.loads(response.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -8,9 +8,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ganforge.data.store import available_ram_bytes
 from ganforge.errors import DataError
 
 _IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"  # unsigned bytes, 3 dimensions: [N, H, W]
@@ -51,16 +53,15 @@ def is_idx(path: Path) -> bool:
 
 def read_idx(path: Path) -> ArraySource:
     """MNIST-style IDX images [N, H, W] uint8, with the sibling labels file when there is one."""
-    data = _read_maybe_gz(path)
-    if data[:4] == _IDX_LABELS_MAGIC:
+    if _read_maybe_gz(path, 4) == _IDX_LABELS_MAGIC:
         raise DataError(f"{path} is an IDX labels file; pass the images file beside it "
                         "(e.g. train-images-idx3-ubyte.gz).")
-    images = _parse_idx(path, data, _IDX_IMAGES_MAGIC, 3)
+    images = _read_idx_array(path, _IDX_IMAGES_MAGIC, 3)
     seen = [(path.name, path.stat().st_size)]
     labels = None
     label_path = idx_label_path(path)
     if label_path is not None:
-        labels = _parse_idx(label_path, _read_maybe_gz(label_path), _IDX_LABELS_MAGIC, 1).astype(np.int64)
+        labels = _read_idx_array(label_path, _IDX_LABELS_MAGIC, 1).astype(np.int64)
         seen.append((label_path.name, label_path.stat().st_size))
         if len(labels) != len(images):
             raise DataError(f"{label_path} holds {len(labels)} labels but {path} holds {len(images)} images; "
@@ -68,19 +69,40 @@ def read_idx(path: Path) -> ArraySource:
     return ArraySource(images[..., None], labels, path.name, seen)
 
 
-def _parse_idx(path: Path, data: bytes, magic: bytes, ndim: int) -> np.ndarray:
-    if data[:4] != magic:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
-                        f"(header {data[:4].hex()}); pass an images file such as train-images-idx3-ubyte.gz.")
+def _read_idx_array(path: Path, magic: bytes, ndim: int) -> np.ndarray:
+    """The array an IDX file declares, read straight into one buffer of the declared size after checking that
+    size (a few MB of gzip can declare gigabytes): never more than one copy of the pixels in memory."""
     try:
-        dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    except struct.error as exc:
-        raise DataError(f"{path}: the IDX header is truncated; download the file again.") from exc
-    offset, expected = 4 + 4 * ndim, int(np.prod(dims))
-    if len(data) - offset < expected:
-        raise DataError(f"{path}: truncated, {len(data) - offset} of {expected} bytes present; "
-                        "download it again.")
-    return np.frombuffer(data, np.uint8, expected, offset).reshape(dims)
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as f:
+            header = f.read(4 + 4 * ndim)
+            if header[:4] != magic:
+                raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) (header "
+                                f"{header[:4].hex()}); pass an images file such as train-images-idx3-ubyte.gz.")
+            if len(header) < 4 + 4 * ndim:
+                raise DataError(f"{path}: the IDX header is truncated; download the file again.")
+            dims = struct.unpack(f">{ndim}I", header[4:])
+            if min(dims) < 1:
+                raise DataError(f"{path}: the IDX header declares shape {list(dims)}, with an empty axis; it holds "
+                                "no images.")
+            check_fits_in_memory(path, int(np.prod(dims, dtype=np.float64)))
+            array = np.empty(dims, np.uint8)
+            view, filled = array.reshape(-1).data, 0
+            while filled < array.nbytes and (count := f.readinto(view[filled:])):
+                filled += count
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot be read ({exc}); download it again.") from exc
+    if filled < array.nbytes:
+        raise DataError(f"{path}: truncated, {filled} of {array.nbytes} bytes present; download it again.")
+    return array
+
+
+def check_fits_in_memory(path: Path, nbytes: int) -> None:
+    """DataError when a source declares more pixels than half of the free RAM could hold (checked before the
+    allocation: a declared size is a claim, not a fact)."""
+    free = available_ram_bytes()
+    if nbytes > free // 2:
+        raise DataError(f"{path} declares {nbytes / 1e9:,.1f} GB of pixels, more than half of the {free / 1e9:,.1f} "
+                        "GB of free memory; split it into smaller files, or convert it to an image folder.")
 
 
 def idx_label_path(images_path: Path) -> Path | None:
@@ -97,23 +119,39 @@ def idx_label_path(images_path: Path) -> Path | None:
 
 
 def read_npz(path: Path) -> ArraySource:
-    """An .npz holding one image array (N,H,W), (N,H,W,C) or (N,C,H,W) and optionally `labels` or `y`."""
+    """An .npz holding one image array (N,H,W), (N,H,W,C) or (N,C,H,W) and optionally `labels` or `y`. Only
+    those two arrays are read, after their declared shapes are checked: other arrays may be of any size."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            headers = {key: _npy_header(npz, key) for key in npz.files}
+            shapes = {key: shape for key, (shape, _) in headers.items()}
+            label_key = next((k for k in _NPZ_LABEL_KEYS if k in shapes), None)
+            candidates = [k for k, shape in shapes.items() if k != label_key and len(shape) in (3, 4)]
+            preferred = [k for k in _NPZ_IMAGE_KEYS if k in candidates]
+            if len(candidates) != 1 and len(preferred) != 1:
+                raise DataError(f"{path}: cannot tell which array holds the images (keys: "
+                                f"{', '.join(shapes) or 'none'}); save exactly one [N, H, W(, C)] array, or name it "
+                                "`images`, and labels as `labels`.")
+            key = preferred[0] if len(preferred) == 1 else candidates[0]
+            check_fits_in_memory(path, int(np.prod(shapes[key], dtype=np.float64)) * headers[key][1].itemsize)
+            raw_images = npz[key]
+            raw_labels = None if label_key is None else npz[label_key]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz ({exc}); save it with numpy.savez.") from exc
-    label_key = next((k for k in _NPZ_LABEL_KEYS if k in arrays), None)
-    candidates = [k for k, a in arrays.items() if k != label_key and a.ndim in (3, 4)]
-    preferred = [k for k in _NPZ_IMAGE_KEYS if k in candidates]
-    if len(candidates) != 1 and len(preferred) != 1:
-        raise DataError(f"{path}: cannot tell which array holds the images (keys: "
-                        f"{', '.join(arrays) or 'none'}); save exactly one [N, H, W(, C)] array, or name it "
-                        "`images`, and labels as `labels`.")
-    key = preferred[0] if len(preferred) == 1 else candidates[0]
-    images = _channels_last(path, key, arrays[key])
-    labels = None if label_key is None else _npz_labels(path, label_key, arrays[label_key], len(images))
+    images = _channels_last(path, key, raw_images)
+    labels = None if raw_labels is None else _npz_labels(path, label_key or "", raw_labels, len(images))
     return ArraySource(images, labels, path.name, [(path.name, path.stat().st_size)])
+
+
+def _npy_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """(shape, dtype) as an .npz member declares them in its .npy header, read without loading the array."""
+    with npz.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"array {key} is in .npy format {version}, which is not read here")
+        shape, _, dtype = readers[version](member)
+    return tuple(shape), dtype
 
 
 def _channels_last(path: Path, key: str, images: np.ndarray) -> np.ndarray:

@@ -12,14 +12,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from ganforge.config import TrainConfig
+from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.models import build_networks
 from ganforge.runs.folder import CONFIG_FILE, read_record
 
+ImageShape = tuple[int, int, int]
 FORMATS = {"safetensors": "generator.safetensors", "onnx": "generator.onnx", "torchscript": "generator.pt"}
 EXPORT_VERSION = 1
 
@@ -35,10 +37,45 @@ def is_export_folder(path: Path) -> bool:
 def read_export(folder: Path) -> tuple[dict[str, Any], TrainConfig]:
     """(the export's config.json record, the training config it carries), checked for a version we read."""
     meta = read_record(folder)
+    where = folder / CONFIG_FILE
     if meta.get("ganforge_export") != EXPORT_VERSION or meta.get("format") not in FORMATS:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is not an export this ganforge reads (version "
+        raise CheckpointError(f"{where} is not an export this ganforge reads (version "
                               f"{meta.get('ganforge_export')!r}, format {meta.get('format')!r}); export it again")
-    return meta, TrainConfig.from_dict(meta["train"])
+    nimg, dataset = meta.get("nimg", 0), meta.get("dataset")
+    if isinstance(nimg, bool) or not isinstance(nimg, int) or nimg < 0:
+        raise CheckpointError(f"{where}: nimg is {nimg!r}, not a count of images; export it again")
+    if not isinstance(dataset, dict) or not _is_image_shape(dataset.get("shape")):
+        raise CheckpointError(f"{where} records no valid image shape (dataset.shape); export it again")
+    if not isinstance(meta.get("train"), dict):
+        raise CheckpointError(f"{where} has no training config (\"train\"); export it again")
+    try:
+        return meta, TrainConfig.from_dict(meta["train"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: {exc}; export it again") from exc
+
+
+def _is_image_shape(shape: Any) -> bool:
+    return (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)
+            and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 1 << 16 for s in shape))
+
+
+def build_matching(model: ModelConfig, shape: ImageShape, tensor_shapes: dict[str, tuple[int, ...]],
+                   where: Path) -> nn.Module:
+    """The generator `model` describes, built only once its parameter names and shapes match `tensor_shapes`
+    (read from a file's header): an edited config (g_width 3000) must not allocate gigabytes before failing."""
+    with torch.device("meta"):
+        skeleton = build_networks(model, shape).generator
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    for name in sorted(expected.keys() | tensor_shapes.keys()):
+        if expected.get(name) != tensor_shapes.get(name):
+            raise CheckpointError(f"{where}: tensor {name} is {_shown(tensor_shapes.get(name))} but the recorded "
+                                  f"config builds {_shown(expected.get(name))}; the config or the weights were "
+                                  "edited, export (or train) again")
+    return build_networks(model, shape).generator
+
+
+def _shown(shape: tuple[int, ...] | None) -> str:
+    return "absent" if shape is None else f"[{', '.join(map(str, shape))}]"
 
 
 def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any]) -> nn.Module:
@@ -49,7 +86,9 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
     try:
         if fmt == "safetensors":
             shape = dataset["shape"]
-            generator = build_networks(config.model, (shape[0], shape[1], shape[2])).generator
+            with safe_open(str(path), "pt") as header:
+                shapes = {name: tuple(header.get_slice(name).get_shape()) for name in header.keys()}
+            generator = build_matching(config.model, (shape[0], shape[1], shape[2]), shapes, path)
             generator.load_state_dict(load_file(str(path)), strict=True)
             return generator.eval()
         if fmt == "torchscript":

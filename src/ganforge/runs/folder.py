@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import ganforge
 from ganforge.config import TrainConfig
-from ganforge.errors import CheckpointError
+from ganforge.errors import CheckpointError, ConfigError
 
 CONFIG_FILE = "config.json"
 _NUMBERED = re.compile(r"^(\d{5})-")
@@ -22,16 +23,28 @@ _NUMBERED = re.compile(r"^(\d{5})-")
 
 def create_run_dir(parent: Path, model_name: str, data_name: str) -> Path:
     """The next free number under `parent`; safe against two runs starting at once."""
-    parent.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model_name}-{data_name}")
-    while True:
-        taken = [int(m.group(1)) for p in parent.iterdir() if (m := _NUMBERED.match(p.name))]
-        run_dir = parent / f"{max(taken, default=0) + 1:05d}-{slug}"
-        try:
-            run_dir.mkdir()
-            return run_dir
-        except FileExistsError:
-            continue
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            taken = [int(m.group(1)) for p in parent.iterdir() if (m := _NUMBERED.match(p.name))]
+            run_dir = parent / f"{max(taken, default=0) + 1:05d}-{slug}"
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise ConfigError(f"--out {parent}: cannot make a run folder there ({exc.strerror}); choose a folder you "
+                          "can write to") from exc
+
+
+def remove_if_unstarted(run_dir: Path) -> None:
+    """Delete a new run folder whose start failed before its first tick or checkpoint: it holds nothing a user
+    could want, and an empty numbered folder would only mislead. A folder with either is always kept."""
+    if not run_dir.is_dir() or (run_dir / "log.jsonl").exists() or any(run_dir.glob("checkpoints/*")):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def write_run_config(run_dir: Path, config: TrainConfig, dataset: dict[str, Any]) -> None:
@@ -50,9 +63,16 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
         raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}; it is not a ganforge run folder.")
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); restore it from the checkpoint metadata.") from exc
-    return TrainConfig.from_dict(record["train"]), record.get("dataset", {})
+    if not isinstance(record, dict) or not isinstance(record.get("train"), dict):
+        raise CheckpointError(f"{path} is not a run config (a JSON object with a \"train\" object); restore it from "
+                              "a backup or from the `config` in a checkpoint's metadata.")
+    dataset = record.get("dataset", {})
+    try:
+        return TrainConfig.from_dict(record["train"]), dataset if isinstance(dataset, dict) else {}
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def read_record(folder: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.models import build_networks
 from ganforge.models.growing import Grows, build_schedule
 from ganforge.runs import checkpoint as ckpt
-from ganforge.runs.exported import is_export_folder, load_graph, read_export
+from ganforge.runs.exported import build_matching, is_export_folder, load_graph, read_export
 from ganforge.runs.folder import read_record, read_run_config
 
 ImageShape = tuple[int, int, int]
@@ -54,8 +54,9 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu") -> tup
     config, dataset = read_run_config(run_dir)
     tensors, meta = _latest(run_dir, "train longer or wait for the first --snap")
     shape = _shape(dataset)
-    generator = build_networks(config.model, shape).generator
     prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
+    shapes = {k.removeprefix(prefix + "."): tuple(t.shape) for k, t in tensors.items() if k.startswith(prefix + ".")}
+    generator = build_matching(config.model, shape, shapes, run_dir / "config.json")
     ckpt.load_module(prefix, generator, tensors)
     nimg = int(meta["counters"]["cur_nimg"])
     if isinstance(generator, Grows):  # a growing run mid-way: render at the resolution it has reached

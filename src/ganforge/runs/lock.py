@@ -87,3 +87,22 @@ def lock_run(run_dir: Path) -> RunLock:
 
 def _busy(run_dir: Path, pid: str) -> str:
     return f"{run_dir} is being trained by another process (pid {pid}); wait for it or stop it"
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid of the process training `run_dir` now, or None; reads only (the lock file is not created)."""
+    if sys.platform == "win32":
+        return None
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: never trained by this version, or not now
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the shared lock taken when the run was free
+    return None

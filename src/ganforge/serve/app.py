@@ -14,8 +14,10 @@ unconditional generator "classes" is [] and `class` is refused.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
+import errno
 import ipaddress
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -257,6 +259,25 @@ def serve(source: Path, host: str = "127.0.0.1", port: int = 8000, device: str =
     if not is_loopback(host):
         echo(f"warning: --host {host} makes this server reachable from other machines; it has no authentication "
              "and anyone who can reach it can use the CPU/GPU. Use 127.0.0.1 unless you mean it.")
+    listening = _bind(host, port)  # first, so that a port in use is reported before "serving on"
     shown = f"[{host}]" if ":" in host else host
     echo(f"serving {source} on http://{shown}:{port}/ (training run page: /run, API docs: /api/docs); Ctrl-C stops")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port), or one line saying why there can be none."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not SO_REUSEPORT: two servers must clash
+        listening.bind((host, port))
+        listening.listen(2048)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host} is not an address or a name this machine resolves ({exc.strerror})") from exc
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port} is already in use on {host} (another server?); stop it or choose "
+                              "another with --port N") from exc
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --host or --port") from exc
+    return listening

@@ -2,6 +2,7 @@
 
 from ganforge.training.loop import train
 from ganforge.training.precision import DTYPES
+from ganforge.training.resumable import check_resumable
 from ganforge.training.session import start_or_resume
 
-__all__ = ["DTYPES", "start_or_resume", "train"]
+__all__ = ["DTYPES", "check_resumable", "start_or_resume", "train"]

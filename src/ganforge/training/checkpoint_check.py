@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,15 @@ def _check_tensors(state: TrainingState, tensors: dict[str, torch.Tensor], meta:
         _check_optimizer(prefix, optimizer, tensors, _object(meta[prefix], prefix))
 
 
+# Adam's hyperparameters as torch.optim.Adam accepts them; an edited one would only show up as a diverged loss.
+_ADAM_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lr": (lambda v: 0 < v < math.inf, "positive"),
+    "betas": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "eps": (lambda v: 0 < v < math.inf, "positive"),
+    "weight_decay": (lambda v: 0 <= v < math.inf, "zero or positive"),
+}
+
+
 def _check_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
                      meta: dict[str, Any]) -> None:
     """Adam's per-parameter state (step, moments) and hyperparameters, as state.capture() splits them."""
@@ -164,6 +174,9 @@ def _check_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dic
             got_numbers = got if isinstance(got, list) else [got]
             _expect(len(got_numbers) == len(numbers) and all(_is_number(v) for v in got_numbers),
                     f"{where} has {key} = {_show(got)}, not {'numbers' if len(numbers) > 1 else 'a number'}")
+            valid, allowed = _ADAM_RANGES.get(key, (lambda v: math.isfinite(v), "finite"))
+            _expect(all(valid(float(v)) for v in got_numbers if v is not None),
+                    f"{where} has {key} = {_show(got)}, but Adam's {key} must be {allowed}")
         params += current["params"]
     amsgrad = any(g.get("amsgrad") for g in optimizer.param_groups)
     state_keys = {"step", "exp_avg", "exp_avg_sq", *(["max_exp_avg_sq"] if amsgrad else [])}

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import DeviceBatches, Store
+from ganforge.errors import TrainingInterrupted
 from ganforge.models import MODELS
 from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
@@ -53,8 +54,13 @@ SCHEMES: dict[str, Scheme] = {
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
           tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write,
-          ctx: Distributed | None = None) -> TrainingState:
-    """Train until `config.kimg`, resuming from the run's latest checkpoint if there is one."""
+          ctx: Distributed | None = None, on_resumed: Callable[[int], bool] | None = None) -> TrainingState:
+    """Train until `config.kimg`, resuming from the run's latest checkpoint if there is one.
+
+    `on_resumed(cur_nimg)` is called once that checkpoint (if any) is restored and checked, before the run folder
+    is written to (every rank calls it); training goes on only if it returns True. Raises TrainingInterrupted after
+    SIGINT or SIGTERM, once the checkpoint is written.
+    """
     ctx = ctx if ctx is not None else init_distributed(config.device)
     device = ctx.device_for(config.device)
     echo = echo if ctx.is_main else _quiet
@@ -62,12 +68,15 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         torch.backends.cudnn.benchmark = True
     data = DeviceBatches(store, device, channels_last=config.channels_last)
     state = build_state(config, store, device, ctx)
-    log = RunLog(run_dir) if ctx.is_main else None
     # The newest intact checkpoint (a damaged one is reported and set aside by rank 0), checked before restored.
     resumed = ckpt.load_latest_intact(run_dir, echo, move_damaged=ctx.is_main)
     if resumed is not None:
         resumed_from, tensors, meta = resumed
         restore_checked(state, resumed_from, tensors, meta)
+    if on_resumed is not None and not on_resumed(state.counters.cur_nimg):
+        return state
+    log = RunLog(run_dir) if ctx.is_main else None
+    if resumed is not None:
         if log is not None:
             log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {resumed_from} at kimg {state.counters.cur_nimg / 1000:.1f}")
@@ -129,9 +138,9 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 continue
             seconds = time.perf_counter() - tick_start_time
             stats.all_reduce(ctx.sum_, ctx.world_size)
-            means, tick_nimg = tick_means(state), counters.cur_nimg - counters.tick_start_nimg
+            means = tick_means(state)
             advance_tick(state, seconds)
-            record = tick_record(state, means, seconds, counters.cur_nimg - tick_start_nimg_session, tick_nimg)
+            record = tick_record(state, means, seconds, counters.cur_nimg - tick_start_nimg_session)
             for hook in (*tick_hooks, _phase_fields(schedule)):
                 hook(state, record)
             if log is not None:
@@ -142,13 +151,16 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             stopping = ctx.all_true(bool(stop_signal))
             ctx.seed_own_stream(config.seed, counters.cur_nimg)
             tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
-        if stopping and counters.cur_nimg < total_nimg:
+        if counters.cur_nimg >= total_nimg:
+            echo(f"done: {config.kimg:g} kimg. Samples: {run_dir / 'samples' / 'latest.png'}; next: `ganforge "
+                 f"generate {run_dir} --out grid.png`, `ganforge evaluate {run_dir}` or `ganforge serve {run_dir}`")
+        elif stopping:
             counters.train_seconds += time.perf_counter() - tick_start_time
             if ctx.is_main:
                 _save(state, run_dir)
-            source = f"signal {stop_signal[0]}" if stop_signal else "a signal to another rank"
-            echo(f"stopped by {source} at kimg {counters.cur_nimg / 1000:.1f}; "
-                 f"continue with `ganforge train --resume {run_dir}`")
+            raise TrainingInterrupted(stop_signal[0] if stop_signal else signal.SIGTERM,
+                                      f"at kimg {counters.cur_nimg / 1000:.1f}, checkpoint written; continue with "
+                                      f"`ganforge train --resume {run_dir}`")
     finally:
         bar.close()
         if log is not None:

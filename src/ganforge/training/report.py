@@ -62,8 +62,7 @@ def tick_means(state: TrainingState) -> dict[str, float]:
     return means
 
 
-def tick_record(state: TrainingState, means: dict[str, float], seconds: float, session_nimg: int,
-                tick_nimg: int) -> dict[str, Any]:
+def tick_record(state: TrainingState, means: dict[str, float], seconds: float, session_nimg: int) -> dict[str, Any]:
     """The tick's log row, built after `advance_tick`; tick hooks may add to it."""
     counters = state.counters
     return {
@@ -73,7 +72,8 @@ def tick_record(state: TrainingState, means: dict[str, float], seconds: float, s
         "time_s": round(counters.train_seconds, 3),
         "img_per_s": session_nimg / seconds if seconds > 0 else 0.0,
         "sec_per_tick": seconds,
-        "sec_per_kimg": seconds / (tick_nimg / 1000) if tick_nimg else 0.0,
+        # This process's share of the tick: after a resume mid-tick, the images before the stop took other time.
+        "sec_per_kimg": seconds / (session_nimg / 1000) if session_nimg else 0.0,
         **means,
         "peak_mem_gb": _peak_memory_gb(state.stats.device),
         "lr_g": state.opt_g.param_groups[0]["lr"],

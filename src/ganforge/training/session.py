@@ -16,10 +16,11 @@ from ganforge.data.store import Store
 from ganforge.device import flush_denormals
 from ganforge.errors import ConfigError, DataError
 from ganforge.models import build_networks, validate
-from ganforge.runs.folder import create_run_dir, read_run_config, write_run_config
+from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
 from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
+from ganforge.training.memory_check import check_fits
 from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.report import TickHook
 from ganforge.training.runlog import RunLog
@@ -70,17 +71,23 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
         if overrides.get(("model", "conditional")):
             overrides = {**overrides, ("model", "num_classes"): class_count(store)}
         config = apply_overrides(TrainConfig(), overrides)
+    if not store.verify_content():
+        echo(f"{store.path}: content hash not checked at this size ({store.images.nbytes / 1e9:.0f} GB); "
+             f"`ganforge doctor {store.path}` checks it")
     validate(config)  # an unsupported flag is refused here, before any network is built
     with torch.device("meta"):  # parameter counts only: no memory, no draws from the seeded RNG
         networks = build_networks(config.model, store.manifest.shape)
     sizes = {name: sum(p.numel() for p in net.parameters())
              for name, net in (("G", networks.generator), ("D", networks.discriminator))}
+    check_fits(sum(sizes.values()), _pass_batch(config), store.manifest.shape,
+               ctx.device_for(config.device))
     echo(f"data {dataset_record(store, config)['path']}: {len(store)} images, "
          f"{'x'.join(map(str, store.manifest.shape))}; model {config.model.name}: "
          f"G {sizes['G'] / 1e6:.2f}M, D {sizes['D'] / 1e6:.2f}M parameters")
     if dry_run:
         echo(describe_config(config))
         return None
+    on_resumed = None
     if resume is None:
         if ctx.is_main:
             run_dir = create_run_dir(Path(config.out), config.model.name, store.name)
@@ -88,20 +95,50 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
             write_run_config(run_dir, config, dataset_record(store, config))
             echo(f"run folder {run_dir}")
         run_dir = Path(ctx.broadcast_text(str(run_dir) if ctx.is_main else ""))
-    elif ctx.is_main:
-        run_dir = resume
-        changes = changed_settings(saved, config)
-        if changes:
-            write_run_config(run_dir, config, dataset_record(store, config))
-            RunLog(run_dir, tensorboard=False).append(
-                {"event": "resume-overrides", "changes": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}})
-            echo("resume overrides: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
     else:
         run_dir = resume
+        on_resumed = _resume_check(run_dir, saved, config, dataset_record(store, config), ctx.is_main, echo)
     hooks: tuple[TickHook, ...] = ()
     if config.metrics:
         hooks = (training_metrics_hook(config, store, ctx),)
     with lock or contextlib.nullcontext():
-        train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx)
+        try:
+            train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx,
+                          on_resumed=on_resumed)
+        except BaseException:
+            if resume is None and ctx.is_main:
+                remove_if_unstarted(run_dir)
+            raise
     ctx.finish()
     return run_dir
+
+
+def _pass_batch(config: TrainConfig) -> int:
+    """Images in one forward/backward pass: --batch, or --batch-gpu when it splits the batch into passes."""
+    return min(config.batch, config.batch_gpu) if isinstance(config.batch_gpu, int) and config.batch_gpu else \
+        config.batch
+
+
+def _resume_check(run_dir: Path, saved: TrainConfig, config: TrainConfig, dataset: dict[str, Any], is_main: bool,
+                  echo: Callable[[str], None]) -> Callable[[int], bool]:
+    """What runs once the checkpoint is restored and checked, and only then: the length check, and recording the
+    changed settings (config.json and a `resume-overrides` event), so that a refused resume changes nothing."""
+    changes = changed_settings(saved, config)
+
+    def check_and_record(cur_nimg: int) -> bool:
+        if cur_nimg >= config.total_nimg:
+            done = f"{run_dir} has trained {cur_nimg / 1000:g} kimg"
+            if "kimg" in changes:
+                raise ConfigError(f"--kimg {config.kimg:g} is not beyond what {done}; pass a larger --kimg to extend "
+                                  "it")
+            echo(f"{done} of its --kimg {config.kimg:g}: it is complete. Extend it with `ganforge train --resume "
+                 f"{run_dir} --kimg {2 * config.kimg:g}`, or see `ganforge generate {run_dir} --help`")
+            return False
+        if changes and is_main:
+            write_run_config(run_dir, config, dataset)
+            RunLog(run_dir, tensorboard=False).append(
+                {"event": "resume-overrides", "changes": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}})
+            echo("resume overrides: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
+        return True
+
+    return check_and_record

@@ -1,0 +1,85 @@
+"""Where a store's tensors lie in its file, read from its header and checked against the file before any byte of
+pixels is mapped: a store is user data, and an edited or damaged header must give one clear error, never a
+wrong read (offsets into the header, labels aliased onto pixels, shapes the file cannot hold)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ganforge.errors import DataError
+
+MAX_HEADER_BYTES = 256 << 20
+MAX_SIDE = 1 << 16  # pixels per side: far beyond any GAN, small enough that shapes cannot overflow
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    manifest: dict[str, Any]  # the manifest's JSON object, its fields type-checked
+    images_offset: int  # absolute byte offsets in the file
+    labels_offset: int
+
+
+def read_layout(path: Path) -> StoreLayout:
+    """The checked layout of the store at `path`; DataError naming the file and the fault otherwise."""
+    try:
+        return _read(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, struct.error) as exc:
+        raise DataError(f"{path} is not a readable ganforge store ({exc}); prepare it again with `ganforge "
+                        "prepare`.") from exc
+
+
+def _read(path: Path) -> StoreLayout:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if not 2 <= header_len <= min(MAX_HEADER_BYTES, size - 8):
+            raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
+        header = json.loads(f.read(header_len))
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    manifest = json.loads(header["__metadata__"]["manifest"])
+    count, channels, height, width = (_whole(manifest, key) for key in ("count", "channels", "height", "width"))
+    if count < 1:
+        raise ValueError("it holds no images")
+    if channels not in (1, 3) or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ValueError(f"image shape {channels}x{height}x{width} is not 1 or 3 channels of 1-{MAX_SIDE} px")
+    names = manifest.get("label_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("label_names is not a list of names")
+    if not isinstance(manifest.get("fingerprint"), str):
+        raise ValueError("the manifest has no content fingerprint")
+    data_size = size - 8 - header_len
+    images = _span(header, "images", "U8", [count, channels, height, width], 1, data_size)
+    labels = _span(header, "labels", "I64", [count], 8, data_size)
+    if images[0] < labels[1] and labels[0] < images[1]:
+        raise ValueError("the labels overlap the pixels")
+    return StoreLayout(manifest, 8 + header_len + images[0], 8 + header_len + labels[0])
+
+
+def _whole(record: dict[str, Any], key: str) -> int:
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"manifest {key} is not a whole number: {value!r}")
+    return value
+
+
+def _span(header: dict[str, Any], name: str, dtype: str, shape: list[int], item_bytes: int,
+          data_size: int) -> tuple[int, int]:
+    """The [start, end) of tensor `name` in the data section, checked against its dtype, shape and the file."""
+    entry = header[name]
+    if entry["dtype"] != dtype or entry["shape"] != shape:
+        raise ValueError(f"tensor {name} is {entry['dtype']} {entry['shape']}, the manifest says {dtype} {shape}")
+    start, end = entry["data_offsets"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+        raise ValueError(f"tensor {name} has offsets that are not whole numbers")
+    expected = item_bytes
+    for side in shape:
+        expected *= side
+    if not 0 <= start <= end <= data_size or end - start != expected:
+        raise ValueError(f"tensor {name} at bytes {start}-{end} does not hold its {expected} bytes inside the "
+                         f"{data_size}-byte data section (a truncated or edited file)")
+    return start, end

@@ -1,0 +1,129 @@
+"""`ganforge doctor PATH`: check a store, a run folder or an exported folder the way every command opens it,
+and report each finding in one line. Reads only: it never repairs, moves or locks anything."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from ganforge.config import TrainConfig
+from ganforge.data.embedded import open_training_store
+from ganforge.data.store import Store, is_store
+from ganforge.errors import DataError, GanforgeError
+from ganforge.runs import checkpoint as ckpt
+from ganforge.runs.exported import is_export_folder, load_graph, read_export
+from ganforge.runs.folder import CONFIG_FILE, read_run_config
+from ganforge.runs.lock import lock_holder
+from ganforge.training import check_resumable
+
+
+class Finding(NamedTuple):
+    ok: bool
+    text: str
+
+    def __str__(self) -> str:
+        return f"{'ok     ' if self.ok else 'PROBLEM'} {self.text}"
+
+
+def diagnose(path: Path) -> list[Finding]:
+    """Findings for `path`: a store (.gfs), an exported folder or a run folder, told apart by their contents."""
+    if is_store(path) or path.suffix == ".gfs":
+        return _checked(lambda: _store(path))
+    if path.is_dir() and is_export_folder(path):
+        return _checked(lambda: _export(path))
+    if path.is_dir() and (path / CONFIG_FILE).exists():
+        return _checked(lambda: _run(path))
+    return [Finding(False, f"{path} is not a store, a run folder or an exported folder")]
+
+
+def _checked(check: Callable[[], list[Finding]]) -> list[Finding]:
+    findings: list[Finding] = []
+    try:
+        findings += check()
+    except GanforgeError as exc:
+        findings.append(Finding(False, str(exc)))
+    return findings
+
+
+def _store(path: Path) -> list[Finding]:
+    store = Store(path)  # the header, offsets, shapes and labels are checked on open
+    m = store.manifest
+    found = [Finding(True, f"{path}: {m.count:,} images of {m.channels}x{m.height}x{m.width}, "
+                           f"{len(m.label_names)} classes, {len(m.skipped or [])} inputs skipped at prepare")]
+    store.verify_content(limit_bytes=None)
+    return found + [Finding(True, f"{path}: pixels and labels match the content fingerprint {m.fingerprint[:12]}")]
+
+
+def _export(path: Path) -> list[Finding]:
+    meta, config = read_export(path)
+    generator = load_graph(path, meta["format"], config, meta["dataset"])
+    if config.model.conditional:
+        images = generator(torch.randn(2, config.model.z_dim), torch.zeros(2, dtype=torch.long))
+    else:
+        images = generator(torch.randn(2, config.model.z_dim))
+    shape, expected = list(images.shape[1:]), meta["dataset"]["shape"]
+    return [Finding(shape == expected and bool(torch.isfinite(images).all()),
+                    f"{path}: {meta['format']} generator ({config.model.name}, {meta['nimg'] / 1000:g} kimg) draws "
+                    f"{'x'.join(map(str, shape))} images" + ("" if shape == expected else f", expected {expected}"))]
+
+
+def _run(run_dir: Path) -> list[Finding]:
+    config, dataset = read_run_config(run_dir)
+    found = [Finding(True, f"{run_dir / CONFIG_FILE}: {config.model.name}, --kimg {config.kimg:g}")]
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        found.append(Finding(True, f"{run_dir} is being trained now (pid {holder}): findings may change"))
+    store: Store | None = None
+    try:
+        store = open_training_store(config.data)
+        if store.manifest.fingerprint != dataset.get("fingerprint", store.manifest.fingerprint):
+            raise DataError(f"{store.path} is not the dataset the run was trained on (fingerprint changed)")
+        found += _store(store.path)
+    except GanforgeError as exc:
+        store = None
+        found.append(Finding(False, f"the run's data: {exc} (generate, export and serve work without it; resume "
+                                    "does not)"))
+    found += _checkpoints(run_dir, config, store)
+    ticks = _ticks(run_dir / "log.jsonl")
+    found.append(Finding(True, f"{run_dir / 'log.jsonl'}: {len(ticks)} ticks" +
+                         (f", last at kimg {ticks[-1].get('kimg', 0):g}" if ticks else "")))
+    found += [Finding(False, f"{p}: set aside as damaged by an earlier resume; delete it when inspected")
+              for p in sorted((run_dir / ckpt.CHECKPOINT_DIR).glob("*.damaged"))]
+    return found
+
+
+def _checkpoints(run_dir: Path, config: TrainConfig, store: Store | None) -> list[Finding]:
+    paths = ckpt.list_checkpoints(run_dir)
+    if not paths:
+        return [Finding(True, f"{run_dir} has no checkpoint yet: a resume starts it from the beginning")]
+    found: list[Finding] = []
+    resumable = False
+    for path in reversed(paths):
+        try:
+            tensors, meta = ckpt.load_checkpoint(path)
+        except GanforgeError as exc:
+            found.append(Finding(False, str(exc)))
+            continue
+        if resumable or store is None:
+            found.append(Finding(True, f"{path}: intact (checksum verified)"))
+            continue
+        nimg = check_resumable(config, store, path, tensors, meta)
+        done = "complete" if nimg >= config.total_nimg else f"resumes at kimg {nimg / 1000:g}"
+        found.append(Finding(True, f"{path}: intact and consistent with the run ({done})"))
+        resumable = True
+    return found
+
+
+def _ticks(log: Path) -> list[dict[str, Any]]:
+    """The tick rows of a run's log.jsonl, up to a line cut short by a kill (a resume drops it too)."""
+    rows: list[dict[str, Any]] = []
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return [r for r in rows if isinstance(r, dict) and "tick" in r]
