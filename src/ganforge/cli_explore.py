@@ -102,11 +102,14 @@ def project(source: Path, image: Path, steps: int, lr: float, starts: int, featu
 
 @click.command()
 @_SOURCE
-@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "torchscript"]), default="safetensors",
-              show_default=True, help="safetensors (data only), onnx (any runtime), torchscript (torch only).")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "hf", "onnx", "torchscript"]),
+              default="safetensors", show_default=True,
+              help="safetensors (data only; the Hugging Face layout, also named hf), onnx (any runtime), torchscript "
+                   "(torch only).")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder to write. [RUN-NAME-FORMAT]")
 def export(source: Path, fmt: str, out: Path | None) -> None:
-    """Write G (its EMA copy when there is one) with config.json and MODEL_CARD.md."""
+    """Write G (its EMA copy when there is one) with config.json, a README.md model card and samples.png: a
+    Hugging Face model folder that `ganforge generate`, `serve` and `ganforge.load_generator` read."""
     from ganforge.export import export_generator
 
     report = export_generator(source, out or Path(f"{source.name}-{fmt}"), fmt)
@@ -114,7 +117,31 @@ def export(source: Path, fmt: str, out: Path | None) -> None:
     verified = (f"not verified ({check['skipped']})" if "skipped" in check
                 else f"{check['method']}: max abs diff {check['max_abs_diff']:.2g}")
     click.echo(f"exported {report.weights} to {report.file} ({verified}); loads with "
-               f"ganforge.runs.load_generator({str(report.folder)!r})")
+               f"ganforge.load_generator({str(report.folder)!r})")
+
+
+@click.command()
+@_SOURCE
+@click.option("--repo", required=True, help="Hugging Face Hub repo id, user/name (created when missing).")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--token", envvar="HF_TOKEN", help="Hub token. [$HF_TOKEN or `huggingface-cli login`]")
+def push(source: Path, repo: str, private: bool, token: str | None) -> None:
+    """Export RUN in the Hugging Face layout and upload it to the Hub repo --repo."""
+    import tempfile
+
+    from ganforge.export import export_generator
+    from ganforge.hub import check_repo_id, hub_client
+    from ganforge.hub import push as upload
+    from ganforge.runs.exported import is_export_folder
+
+    client = hub_client(token)  # the extra and the repo id are checked before any export work
+    check_repo_id(repo)
+    if is_export_folder(source):
+        click.echo(f"uploaded {source} to {upload(client, source, repo, private)}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        report = export_generator(source, Path(tmp) / source.name, "safetensors")
+        click.echo(f"uploaded {report.folder.name} to {upload(client, report.folder, repo, private)}")
 
 
 @click.command()
@@ -136,5 +163,5 @@ def serve(source: Path, host: str, port: int, device: str) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (interpolate, arithmetic, project, export, serve):
+    for command in (interpolate, arithmetic, project, export, push, serve):
         group.add_command(command)

@@ -60,7 +60,7 @@ def _store(path: Path) -> list[Finding]:
 
 def _export(path: Path) -> list[Finding]:
     meta, config = read_export(path)
-    generator = load_graph(path, meta["format"], config, meta["dataset"])
+    generator = load_graph(path, meta["format"], config, meta["dataset"], meta.get("file"))
     if config.model.conditional:
         images = generator(torch.randn(2, config.model.z_dim), torch.zeros(2, dtype=torch.long))
     else:

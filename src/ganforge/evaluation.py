@@ -66,8 +66,10 @@ def describe(result: dict[str, Any]) -> str:
         return (f"probe (D features + linear classifier): test accuracy {result['test_accuracy']:.1%} "
                 f"(train {result['train_accuracy']:.1%}, chance {result['chance_accuracy']:.1%}) on {result['data']}")
     scores = ", ".join(f"{k} {v:.6g}" for k, v in result["scores"].items())
+    warning = result.get("options", {}).get("warning")
     return (f"{scores}  [n_real {result['n_real']}, n_fake {result['n_fake']}, {result['extractor']} "
-            f"{str(result['extractor_hash'])[:19]}, resize {result['resize']}]")
+            f"{str(result['extractor_hash'])[:19]}, resize {result['resize']}]" + (f"  warning: {warning}" if warning
+                                                                                   else ""))
 
 
 def write_json(results: list[dict[str, Any]], path: Path) -> None:

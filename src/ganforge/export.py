@@ -1,5 +1,6 @@
 """Ship a trained generator: G (its EMA copy when the run kept one) as safetensors, ONNX or TorchScript, with
-config.json and MODEL_CARD.md, in a folder that `ganforge.runs.load_generator`, `generate` and `serve` read back.
+config.json, a README.md model card and samples.png (the Hugging Face model-folder layout), in a folder that
+`ganforge.load_generator`, `generate` and `serve` read back (`ganforge push` uploads it to the Hub).
 
 Formats, safest first: safetensors holds tensors only and is rebuilt from the model registry (needs ganforge);
 ONNX is a graph any onnxruntime can run (checked against onnxruntime to 1e-4 when it is installed); TorchScript
@@ -23,14 +24,19 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-import ganforge
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.generate import render, seed_latents
+from ganforge.hub import card_metadata, front_matter
+from ganforge.images import enlarge_small, make_grid, save_png
 from ganforge.runs import load_run_generator
 from ganforge.runs.exported import EXPORT_VERSION, FORMATS, is_export_folder, load_graph
 from ganforge.runs.folder import CONFIG_FILE, read_record
+from ganforge.version import __version__
 
 CHECK_LATENTS = 8  # random latents each exported graph is compared on
+CARD_FILE, SAMPLES_FILE = "README.md", "samples.png"
+SAMPLE_SEEDS = 16
 ONNX_TOLERANCE = 1e-4  # max |onnxruntime - torch| per pixel, in G's [-1, 1] output units
 
 
@@ -43,7 +49,9 @@ class ExportReport:
 
 
 def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
-    """Write `out`/{generator file, config.json, MODEL_CARD.md} from a run folder's latest checkpoint."""
+    """Write `out`/{generator file, config.json, README.md, samples.png} from a run folder's latest checkpoint.
+    "hf" is the safetensors format under its Hugging Face name (the same folder)."""
+    fmt = "safetensors" if fmt == "hf" else fmt
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not a format; choose one of: {', '.join(FORMATS)}")
     if is_export_folder(run_dir):
@@ -86,11 +94,22 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
         "input": {"name": "z", "shape": ["batch", config.model.z_dim], "dtype": "float32", "prior": "N(0, I)"},
         "output": {"name": "images", "shape": ["batch", *dataset.get("shape", [])], "range": [-1.0, 1.0]},
         "train": config.to_dict(), "dataset": dataset, "source_run": str(run_dir), "check": check,
-        "ganforge_version": ganforge.__version__, "torch_version": torch.__version__,
+        "ganforge_version": __version__, "torch_version": torch.__version__,
     }
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    write_samples(out / SAMPLES_FILE, generator, config)
     write_model_card(out, run_dir, meta)
+    for written in out.iterdir():  # others may read an export (safetensors writes its file 0600)
+        written.chmod(0o644)
     return ExportReport(out, path, weights, check)
+
+
+@torch.no_grad()
+def write_samples(path: Path, generator: nn.Module, config: TrainConfig) -> None:
+    """samples.png: seeds 0-15 (a conditional run's classes in turn), the picture a model page shows first."""
+    labels = torch.arange(SAMPLE_SEEDS) % config.model.num_classes if config.model.conditional else None
+    images = render(generator, seed_latents(list(range(SAMPLE_SEEDS)), config.model.z_dim), labels=labels)
+    save_png(enlarge_small(make_grid(images, 4), 256), path, {"seeds": f"0-{SAMPLE_SEEDS - 1}"})
 
 
 def _check_out_folder(out: Path) -> None:
@@ -161,14 +180,19 @@ def _compare(reference: nn.Module, exported: nn.Module, z_dim: int, method: str,
 
 
 def write_model_card(out: Path, run_dir: Path, meta: dict[str, Any]) -> None:
-    """MODEL_CARD.md: what the generator is, what it was trained on, how long, and the metrics the run logged."""
+    """README.md, the Hub's model card: YAML front matter (licence, library, pipeline, tags, metrics), then what
+    the generator is, what it was trained on, how long, and the metrics the run logged."""
     train, dataset = meta["train"], meta["dataset"]
     model = train["model"]
     weights = (f"G-EMA (weight average, half-life {train['ema_kimg']:g} kimg)" if meta["weights"] == "G_ema"
                else "G (the run kept no weight average)")
     shape = "x".join(map(str, dataset.get("shape", []))) or "?"
     lines = [
+        front_matter(card_metadata({**meta, "name": run_dir.name}, _last_scores(run_dir))).rstrip("\n"),
+        "",
         f"# {run_dir.name}: a {model['name']} generator trained with ganforge",
+        "",
+        f"![samples, seeds 0-15]({SAMPLES_FILE})",
         "",
         "**Everything this model outputs is a synthetic image**, made up by a neural network; label it as such.",
         "",
@@ -191,11 +215,10 @@ def write_model_card(out: Path, run_dir: Path, meta: dict[str, Any]) -> None:
         "## Use",
         "",
         "```python",
-        "from ganforge.generate import render, seed_latents",
-        "from ganforge.runs import load_generator",
+        "import ganforge as gf",
         "",
-        f'G, config, nimg = load_generator("{out.name}")  # also takes the run folder',
-        f"images = render(G, seed_latents([0, 1, 2], {model['z_dim']}))  # uint8 [3, C, H, W]",
+        f'G = gf.load_generator("{out.name}")  # this folder, the run folder, or the Hub repo id',
+        "images = G.sample(16, seed=0)  # uint8 [16, C, H, W], the images of seeds 0-15",
         "```",
         "",
         f"or `ganforge generate {out.name} --seeds 0-15` and `ganforge serve {out.name}`. Input: z ~ N(0, I) of "
@@ -206,7 +229,7 @@ def write_model_card(out: Path, run_dir: Path, meta: dict[str, Any]) -> None:
         "A GAN reproduces its training set's content and biases and may reproduce near-copies of training images; "
         "it has not been checked for either beyond the metrics above.",
     ]
-    (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+    (out / CARD_FILE).write_text("\n".join(lines) + "\n")
 
 
 def _describe_check(check: dict[str, Any]) -> str:
@@ -217,9 +240,21 @@ def _describe_check(check: dict[str, Any]) -> str:
     return f"{check['method']} max abs diff {check['max_abs_diff']:.2g} on {check['latents']} random latents"
 
 
+def _last_scores(run_dir: Path) -> dict[str, tuple[float, str]]:
+    """{metric: (its last logged value, its protocol)} for the card's front matter."""
+    return {name: (value, protocol) for _, name, value, protocol in _metric_rows(run_dir)}
+
+
 def _metric_lines(run_dir: Path) -> list[str]:
-    """A table of every log.jsonl value whose key starts with fid/kid, with the protocol fields logged beside it."""
-    rows: list[str] = []
+    rows = [f"| {kimg} | {name} | {value:.4g} | {protocol} |" for kimg, name, value, protocol in _metric_rows(run_dir)]
+    if not rows:
+        return ["No FID/KID was logged for this run (`log.jsonl` has none), so there are no numbers to report."]
+    return ["| kimg | metric | value | protocol |", "|---|---|---|---|", *rows]
+
+
+def _metric_rows(run_dir: Path) -> list[tuple[str, str, float, str]]:
+    """(kimg, metric, value, protocol) for every log.jsonl value whose key starts with fid/kid, in log order."""
+    rows: list[tuple[str, str, float, str]] = []
     try:
         lines = (run_dir / "log.jsonl").read_text().splitlines()
     except OSError:
@@ -240,8 +275,6 @@ def _metric_lines(run_dir: Path) -> list[str]:
                 protocol = {k: record[k] for k in ("protocol", "extractor", "n_real", "n_fake") if k in record}
                 scores = {key: value}
             text = ", ".join(f"{k}={v}" for k, v in protocol.items()) or "not logged"
-            rows += [f"| {where} | {name} | {score:.4g} | {text} |" for name, score in scores.items()
+            rows += [(where, name, float(score), text) for name, score in scores.items()
                      if isinstance(score, int | float)]
-    if not rows:
-        return ["No FID/KID was logged for this run (`log.jsonl` has none), so there are no numbers to report."]
-    return ["| kimg | metric | value | protocol |", "|---|---|---|---|", *rows]
+    return rows

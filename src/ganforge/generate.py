@@ -17,7 +17,7 @@ from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import family_of
-from ganforge.runs import load_generator, resolve_class
+from ganforge.runs import class_names, load_generator, resolve_class
 
 MAX_IMAGES = 100_000
 SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and the web UI
@@ -117,8 +117,9 @@ def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64, labels:
 
 
 def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Path, columns: int | None,
-                 text: dict[str, str] | None = None) -> list[Path]:
-    """A grid when `out` ends in .png, else one seedNNNN.png per image in the folder `out`.
+                 text: dict[str, str] | None = None, classes: list[str] | None = None) -> list[Path]:
+    """A grid when `out` ends in .png, else one seedNNNN.png per image in the folder `out` (seedNNNN-CLASS.png
+    when each image has its own class).
 
     `text` (psi, kimg, grid) is written into every PNG's metadata beside the run and the seed(s).
     """
@@ -128,11 +129,17 @@ def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Pat
         save_png(make_grid(images, columns), out, {"run": str(run_dir), "seeds": seeds_text, **extra})
         return [out]
     written = []
-    for seed, image in zip(seeds, images, strict=True):
-        path = out / f"seed{seed:04d}.png"
-        save_png(to_pil(image.permute(1, 2, 0).numpy()), path, {"run": str(run_dir), "seed": str(seed), **extra})
+    for i, (seed, image) in enumerate(zip(seeds, images, strict=True)):
+        own = {} if classes is None else {"class": classes[i]}
+        path = out / (f"seed{seed:04d}.png" if classes is None else f"seed{seed:04d}-{_file_safe(classes[i])}.png")
+        save_png(to_pil(image.permute(1, 2, 0).numpy()), path,
+                 {"run": str(run_dir), "seed": str(seed), **extra, **own})
         written.append(path)
     return written
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64] or "class"
 
 
 def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1.0, columns: int | None = None,
@@ -140,8 +147,8 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
                     class_name: str | None = None) -> tuple[list[Path], int]:
     """What `ganforge generate` does: (files written, nimg of the weights used).
 
-    Conditional runs render every seed in `class_name`, or, without it, a per-class grid: one row per seed,
-    one column per class.
+    Conditional runs render every seed in `class_name`, or, without it, a per-class grid (one row per seed, one
+    column per class) or, into a folder, one file per seed with the classes in turn.
     """
     check_psi(psi)
     if grid is not None:
@@ -159,10 +166,14 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
         label = resolve_class(source, config, class_name)
         images = render(generator, latents, labels=torch.full((len(seeds),), label, dtype=torch.long))
         text["class"] = class_name
+    elif config.model.conditional and out.suffix.lower() != ".png":
+        # One file per seed, the classes in turn (seed i in class i mod K), so that N files cover every class.
+        names = class_names(source, config)
+        labels = torch.arange(len(seeds)) % len(names)
+        images = render(generator, latents, labels=labels)
+        return write_images(images, seeds, out, source, columns, text, [names[i] for i in labels.tolist()]), nimg
     elif config.model.conditional:
         classes = config.model.num_classes
-        if out.suffix.lower() != ".png":
-            raise ConfigError("a per-class grid writes one image; give --out a .png name, or pick one --class")
         labels = torch.arange(classes).repeat(len(seeds))
         images = render(generator, latents.repeat_interleave(classes, dim=0), labels=labels)
         save_png(make_grid(images, classes), out, {"run": str(source), "seeds": ",".join(map(str, seeds)),

@@ -39,3 +39,12 @@ def save_png(image: Image.Image, path: Path, text: dict[str, str] | None = None)
         info.add_text(key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, pnginfo=info)
+
+
+def enlarge_small(grid: Image.Image, min_width: int = 512) -> Image.Image:
+    """A grid narrower than `min_width` scaled up by a whole factor without smoothing: 64 digits of 28 px make a
+    240 px grid, too small to judge on a screen."""
+    if grid.width >= min_width:
+        return grid
+    factor = -(-min_width // grid.width)
+    return grid.resize((grid.width * factor, grid.height * factor), Image.Resampling.NEAREST)

@@ -4,9 +4,11 @@ finished run, says so and how to extend it), and writes nothing: no run folder, 
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +17,9 @@ from click.testing import CliRunner, Result
 
 from ganforge.cli import main
 from ganforge.errors import ConfigError
+from ganforge.runs import checkpoint as ckpt
 from ganforge.training import memory_check, session
+from ganforge.training.report import tick_record
 
 from data_slices import make_store
 from run_helpers import only_run
@@ -85,7 +89,8 @@ def test_an_absurd_flag_is_refused_in_one_line_before_a_run_folder_exists(store:
 
 def test_a_batch_no_memory_can_hold_is_refused_before_allocating(tmp_path: Path) -> None:
     big = make_store(tmp_path / "big.gfs", np.zeros((1, 3, 1024, 1024), np.uint8)).path
-    result = _train("--data", str(big), "--out", str(tmp_path / "runs"), "--model", "dcgan", "--batch", "65536")
+    result = _train("--data", str(big), "--out", str(tmp_path / "runs"), "--model", "dcgan", "--batch", "65536",
+                    "--g-width", "4", "--d-width", "4")
     error = _one_error(result)
     assert "--batch 65536: one batch of 3x1024x1024 images needs at least 3,298.5 GB" in error
     assert "use a smaller --batch" in error and not (tmp_path / "runs").exists()
@@ -150,3 +155,64 @@ def test_a_finished_run_ends_with_where_its_samples_are_and_what_to_run_next(fin
                            f"generate {run_dir} --out grid.png`")
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert log[-1]["nimg"] == 32
+
+
+def _no_space(path: object, *args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_what_was_written(
+        store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ckpt, "save_checkpoint", _no_space)
+    result = _train("--data", str(store), "--out", str(tmp_path / "runs"), *TINY, "--kimg", "0.05")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert lines[-1].startswith("error: ") and lines[-1].endswith(": No space left on device; the disk is full: free "
+                                                                  "space, then run the command again (a run resumes "
+                                                                  "from its last checkpoint)")
+    assert (only_run(tmp_path / "runs") / "log.jsonl").exists()  # the ticks before the failure stay
+
+
+def test_a_full_disk_while_preparing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganforge.data import prepare as prepare_module
+
+    np.savez(tmp_path / "data.npz", images=np.zeros((4, 8, 8), np.uint8))
+    monkeypatch.setattr(prepare_module, "write_store", _no_space)
+    result = CliRunner().invoke(main, ["prepare", str(tmp_path / "data.npz"), "--out", str(tmp_path / "out.gfs")])
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1].startswith("error: "), result.output
+    assert "No space left on device; the disk is full" in result.output and not (tmp_path / "out.gfs").exists()
+
+
+def test_a_size_dcgan_cannot_draw_says_why_in_one_line() -> None:
+    error = _one_error(_train("--model", "dcgan", "--resolution", "7", "--summary"))
+    assert "DCGAN cannot draw 7x7 px: it doubles a 4-7 px start at least once, so each side must be 8 px or more" \
+        in error
+
+
+def test_the_first_tick_after_a_mid_tick_resume_times_only_its_own_images() -> None:
+    # Resumed 100 images before a 1,000-image tick ends: 0.5 s for those 100 is 5 s/kimg, not 0.5 s/kimg.
+    state = SimpleNamespace(
+        counters=SimpleNamespace(tick=3, cur_nimg=3000, train_seconds=30.0),
+        stats=SimpleNamespace(device=torch.device("cpu")), augment=SimpleNamespace(probability=0.0),
+        opt_g=SimpleNamespace(param_groups=[{"lr": 2e-4}]), opt_d=SimpleNamespace(param_groups=[{"lr": 2e-4}]))
+    record = tick_record(state, {}, seconds=0.5, session_nimg=100)  # type: ignore[arg-type]
+    assert record["sec_per_kimg"] == pytest.approx(5.0) and record["img_per_s"] == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["detect", "attack", "DET", "--real", "R", "--fake", "F", "--eps", "1/0"], "--eps: cannot read '1/0'"),
+    (["detect", "attack", "DET", "--real", "R", "--fake", "F", "--eps", "300/255"], "--eps 300/255 is outside"),
+    (["detect", "eval", "DET", "--real", "R", "--fake", "F"], "is not a detector folder"),
+    (["detect", "train", "--real", "R", "--fake", "F", "--out", "BUSY"], "--out BUSY exists and is not empty"),
+    (["detect", "train", "--real", "R", "--out", "NEW"], "detect train needs --real and --fake"),
+    (["detect", "train", "--real", "R", "--fake", "F", "--out", "NEW", "--batch", "7"], "an even number"),
+], ids=["eps 1/0", "eps 300/255", "not a detector", "busy out", "no fakes", "odd batch"])
+def test_detect_refuses_bad_input_in_one_line(store: Path, tmp_path: Path, args: list[str], problem: str) -> None:
+    (tmp_path / "det").mkdir()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("keep me")
+    names = {"DET": tmp_path / "det", "R": store, "F": store, "BUSY": tmp_path / "busy", "NEW": tmp_path / "new"}
+    result = CliRunner().invoke(main, [str(names.get(a, a)) for a in args])
+    error = _one_error(result)
+    assert problem.replace("BUSY", str(tmp_path / "busy")) in error, error
+    assert (tmp_path / "busy" / "mine.txt").read_text() == "keep me" and not (tmp_path / "new").exists()

@@ -37,6 +37,7 @@ from ganforge.data.destination import check_destination
 from ganforge.data.sources import FileSource, open_source
 from ganforge.data.store import Manifest, content_fingerprint, write_store
 from ganforge.errors import ConfigError, DataError
+from ganforge.progress import progress as progress_of
 
 CROP_MODES = ("center", "pad", "none")
 LABEL_MODES = ("folders", "none")
@@ -175,7 +176,7 @@ def _decode_files(data: FileSource, options: PrepareOptions, spill: _Spill, prog
     target = None if options.resolution is None else _target(options, options.resolution, channels)
     buffer: np.ndarray | None = None
     names: list[str | None] = []
-    for entry in tqdm(data.entries, desc="decoding", unit="img", file=sys.stderr, disable=not progress):
+    for entry in progress_of(data.entries, desc="decoding", enabled=progress):
         try:
             if options.labels == "folders" and entry.label is None:
                 raise SkipInput("not in a class folder")
@@ -215,8 +216,11 @@ def _guess_channels(data: FileSource, progress: bool) -> int:
         if grey is not None:
             votes.append(grey)
     channels = 1 if votes and all(votes) else 3
-    _note(progress, f"channels {channels} ({'all' if channels == 1 else 'not all'} of the first {len(votes)} "
-                    "readable inputs are greyscale)")
+    if not votes:
+        _note(progress, "channels 3 (none of the first inputs could be read; they are reported below)")
+    else:
+        _note(progress, f"channels {channels} ({'all' if channels == 1 else 'not all'} of the first {len(votes)} "
+                        "readable inputs are greyscale)")
     return channels
 
 
@@ -239,7 +243,7 @@ def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: _Spill, p
     buffer = spill.allocate((n, channels, height, width))
     kept: list[int] = []
     skipped: list[dict[str, str]] = []
-    for i in tqdm(range(n), desc="converting", unit="img", file=sys.stderr, disable=not progress):
+    for i in progress_of(range(n), desc="converting", enabled=progress):
         pixels = data.images[i]
         if pixels.dtype != np.uint8:
             if not np.isfinite(pixels).all():

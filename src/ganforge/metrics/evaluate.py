@@ -57,6 +57,16 @@ def _fid(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, devi
 def _kid(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
          ) -> tuple[dict[str, float], dict[str, Any]]:
     assert real is not None
+    smaller = min(len(real), len(fake))
+    if smaller < options.kid_subset_size:
+        # Every "random subset" would be the whole smaller set, so 100 of them are one estimate repeated and
+        # their spread says nothing: report that one estimate, and say so in the stamp.
+        mean, _, size = kernel_inception_distance(real.features, fake.features, 1, smaller, options.seed, device)
+        return {"kid": mean}, {"subsets": 1, "subset_size": size, "seed": options.seed,
+                               "kernel": "poly3 (x.y/d + 1)^3",
+                               "warning": f"{smaller} images per set, fewer than the subset size "
+                                          f"{options.kid_subset_size}: one estimate on all of them, no kid_std; "
+                                          "use n >= 1000 for the standard protocol"}
     mean, std, size = kernel_inception_distance(real.features, fake.features, options.kid_subsets,
                                                 options.kid_subset_size, options.seed, device)
     return {"kid": mean, "kid_std": std}, {"subsets": options.kid_subsets, "subset_size": size,
@@ -73,7 +83,9 @@ def _pr(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, devic
         ) -> tuple[dict[str, float], dict[str, Any]]:
     assert real is not None
     precision, recall = precision_recall(real.features, fake.features, options.pr_k, device)
-    return {"precision": precision, "recall": recall}, {"k": options.pr_k}
+    return {"precision": precision, "recall": recall}, {
+        "k": options.pr_k, "features": "the stamp's extractor (Kynkäänniemi et al. 2019 used VGG-16 fc2; scores "
+                                       "from different feature networks are not comparable)"}
 
 
 # name -> (function, needs real features)

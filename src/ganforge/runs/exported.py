@@ -6,6 +6,7 @@ onnxruntime; TorchScript is a graph with code that `torch.jit.load` runs (load o
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from ganforge.models import build_networks
 from ganforge.runs.folder import CONFIG_FILE, read_record
 
 ImageShape = tuple[int, int, int]
-FORMATS = {"safetensors": "generator.safetensors", "onnx": "generator.onnx", "torchscript": "generator.pt"}
+# The safetensors file has the Hugging Face name; exports from before ganforge 0.2 named it generator.safetensors,
+# and config.json's "file" says which.
+FORMATS = {"safetensors": "model.safetensors", "onnx": "generator.onnx", "torchscript": "generator.pt"}
 EXPORT_VERSION = 1
 
 
@@ -46,6 +49,9 @@ def read_export(folder: Path) -> tuple[dict[str, Any], TrainConfig]:
         raise CheckpointError(f"{where}: nimg is {nimg!r}, not a count of images; export it again")
     if not isinstance(dataset, dict) or not _is_image_shape(dataset.get("shape")):
         raise CheckpointError(f"{where} records no valid image shape (dataset.shape); export it again")
+    file = meta.get("file", FORMATS[meta["format"]])
+    if not isinstance(file, str) or not re.fullmatch(r"[\w-][\w.-]*", file) or ".." in file:
+        raise CheckpointError(f"{where}: file {file!r} is not a plain file name in the folder; export it again")
     if not isinstance(meta.get("train"), dict):
         raise CheckpointError(f"{where} has no training config (\"train\"); export it again")
     try:
@@ -78,9 +84,10 @@ def _shown(shape: tuple[int, ...] | None) -> str:
     return "absent" if shape is None else f"[{', '.join(map(str, shape))}]"
 
 
-def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any]) -> nn.Module:
-    """The exported generator file of format `fmt` in `folder`, in eval mode on the CPU."""
-    path = folder / FORMATS[fmt]
+def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any], file: str | None = None
+               ) -> nn.Module:
+    """The exported generator file (`file`, by default the format's name) in `folder`, in eval mode on the CPU."""
+    path = folder / (file or FORMATS[fmt])
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again")
     try:

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import ganforge
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.version import __version__
 
 CONFIG_FILE = "config.json"
 _NUMBERED = re.compile(r"^(\d{5})-")
@@ -48,7 +48,7 @@ def remove_if_unstarted(run_dir: Path) -> None:
 
 
 def write_run_config(run_dir: Path, config: TrainConfig, dataset: dict[str, Any]) -> None:
-    record = {"ganforge_version": ganforge.__version__, "train": config.to_dict(), "dataset": dataset}
+    record = {"ganforge_version": __version__, "train": config.to_dict(), "dataset": dataset}
     tmp = run_dir / f".{CONFIG_FILE}.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, run_dir / CONFIG_FILE)

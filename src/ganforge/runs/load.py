@@ -44,7 +44,7 @@ def load_generator(path: Path | str, device: torch.device | str = "cpu") -> Load
     path = Path(path)
     if is_export_folder(path):
         meta, config = read_export(path)
-        generator = load_graph(path, meta["format"], config, meta.get("dataset", {}))
+        generator = load_graph(path, meta["format"], config, meta["dataset"], meta.get("file"))
         return LoadedGenerator(generator.to(device).eval(), config, int(meta.get("nimg", 0)))
     return load_run_generator(path, device)[0]
 

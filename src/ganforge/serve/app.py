@@ -3,7 +3,7 @@
 Every image is a GET with its controls as query parameters (so a page, a script and an HTTP cache can all use
 it), every parameter is range-checked, unknown parameters are refused, and a bad request gets a 400 with
 {"error": ..., "param": ...}. Nothing from the client is ever used as a file system path: the run page's files
-are two fixed names inside the served run folder, sent only when they resolve to regular files inside it (a run
+are fixed names inside the served run folder, sent only when they resolve to regular files inside it (a run
 folder is user data: samples/latest.png may be a symlink to /etc/passwd). Requests whose Host header does not name
 the bound address are refused (hosts.py), so a web page cannot reach the server by DNS rebinding.
 
@@ -176,19 +176,22 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
 
     @app.get("/api/run/{name}.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def run_file(request: Request, name: str) -> Response:
-        """samples (samples/latest.png) or loss (loss.png) of the run; any other name is a 404."""
+        """samples (samples/latest.png), loss (loss.png) or metrics (metrics.png) of the run; any other name is a
+        404."""
         _only(request, "v")
         path = _run_file_path(run_root, RUN_FILES[name]) if is_run and name in RUN_FILES else None
         if path is None:
-            return JSONResponse({"error": f"no {name}.png here; this serves samples.png and loss.png of a run "
-                                          "folder once training has written them, as regular files inside it",
+            return JSONResponse({"error": f"no {name}.png here; this serves samples.png, loss.png and metrics.png "
+                                          "of a run folder once training has written them, as regular files "
+                                          "inside it",
                                  "param": "name"}, status_code=404)
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     return app
 
 
-RUN_FILES = {"samples": "samples/latest.png", "loss": "loss.png"}  # fixed names: the client picks a key, not a path
+# Fixed names: the client picks a key, not a path.
+RUN_FILES = {"samples": "samples/latest.png", "loss": "loss.png", "metrics": "metrics.png"}
 
 
 def _only(request: Request, *allowed: str) -> None:

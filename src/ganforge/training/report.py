@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store, to_float, to_uint8
 from ganforge.errors import TrainingDiverged
-from ganforge.images import make_grid, save_png
-from ganforge.training.plots import plot_curves
+from ganforge.images import enlarge_small, make_grid, save_png
+from ganforge.plots import plot_curves, plot_panels
 from ganforge.training.runlog import RunLog
 from ganforge.training.state import TrainingState
 
@@ -36,7 +37,8 @@ class Previews:
 def previews(config: TrainConfig, store: Store, run_dir: Path | None) -> Previews:
     """The run's previews; also writes reals.png (the first reals) into `run_dir` (rank 0's) if it is missing."""
     if run_dir is not None and not (run_dir / "reals.png").exists():
-        save_png(make_grid(store.uint8_batch(np.arange(min(config.grid_size, len(store))))), run_dir / "reals.png")
+        reals = make_grid(store.uint8_batch(np.arange(min(config.grid_size, len(store)))))
+        save_png(enlarge_small(reals), run_dir / "reals.png")  # enlarged as the sample grids are
     generator = torch.Generator().manual_seed(config.seed + 2)
     latents = torch.randn(config.grid_size, config.model.z_dim, generator=generator)
     labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
@@ -84,15 +86,34 @@ def tick_record(state: TrainingState, means: dict[str, float], seconds: float, s
 
 def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[str, Any], previews: Previews) -> None:
     """Rank 0's part of a tick: the sample grids, the log row and the loss plot."""
-    _write_samples(state, run_dir, previews)
+    grid = _write_samples(state, run_dir, previews)
     log.append(record)
+    log.image("samples", grid, state.counters.cur_nimg)
     rows = [r for r in log.records() if "tick" in r]
     plot_curves({name: [(r["kimg"], r[name]) for r in rows] for name in ("loss_d", "loss_g")},
                 run_dir / "loss.png")
+    plot_panels(metric_panels(rows), run_dir / "metrics.png")
+
+
+# metrics.png, one panel each: (title, the log keys drawn in it). FID/KID appear once --metrics logged them.
+METRIC_PANELS = (("FID", ("fid",)), ("KID", ("kid",)), ("D's outputs", ("d_real", "d_fake")),
+                 ("D's accuracy", ("acc_real", "acc_fake")), ("ADA p", ("augment_p",)), ("img/s", ("img_per_s",)))
+
+
+def metric_panels(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """The panels of metrics.png that have data: a run without --metrics has no FID panel, one without ADA no
+    p panel (p stays 0)."""
+    panels = {}
+    for title, keys in METRIC_PANELS:
+        series = {key: [(float(r["kimg"]), float(r[key])) for r in rows if isinstance(r.get(key), int | float)]
+                  for key in keys}
+        if any(y for points in series.values() for _, y in points):
+            panels[title] = series
+    return panels
 
 
 @torch.no_grad()
-def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> None:
+def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> Image.Image:
     generator = state.generator_ema if state.generator_ema is not None else state.generator
     was_training = generator.training
     generator.eval()
@@ -105,12 +126,13 @@ def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> N
     columns = state.config.model.num_classes if state.config.model.conditional else None
     if images.shape[-1] < previews.reals.shape[-1]:  # a growing G at a low resolution: enlarge for display
         images = torch.nn.functional.interpolate(images, size=previews.reals.shape[-2:], mode="nearest")
-    grid = make_grid(to_uint8(images), columns)
+    grid = enlarge_small(make_grid(to_uint8(images), columns))
     text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
     save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
     save_png(grid, run_dir / "samples" / "latest.png", text)
     if state.encoder is not None:
         _write_reconstructions(state, run_dir, previews.reals.to(device))
+    return grid
 
 
 @torch.no_grad()

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 LOG_FILE = "log.jsonl"
 
 
@@ -47,6 +49,12 @@ class RunLog:
             for key, value in record.items():
                 if isinstance(value, int | float) and key not in ("tick", "nimg"):
                     self._writer.add_scalar(key, value, record["nimg"])
+            self._writer.flush()
+
+    def image(self, tag: str, image: Any, nimg: int) -> None:
+        """A PIL image to TensorBoard (when it is installed), at step `nimg`."""
+        if self._writer is not None:
+            self._writer.add_image(tag, np.asarray(image.convert("RGB")), nimg, dataformats="HWC")
             self._writer.flush()
 
     def close(self) -> None:

@@ -104,7 +104,7 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
     with lock or contextlib.nullcontext():
         try:
             train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx,
-                          on_resumed=on_resumed)
+                  on_resumed=on_resumed)
         except BaseException:
             if resume is None and ctx.is_main:
                 remove_if_unstarted(run_dir)
@@ -115,8 +115,9 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
 
 def _pass_batch(config: TrainConfig) -> int:
     """Images in one forward/backward pass: --batch, or --batch-gpu when it splits the batch into passes."""
-    return min(config.batch, config.batch_gpu) if isinstance(config.batch_gpu, int) and config.batch_gpu else \
-        config.batch
+    if isinstance(config.batch_gpu, int) and config.batch_gpu > 0:
+        return min(config.batch, config.batch_gpu)
+    return config.batch
 
 
 def _resume_check(run_dir: Path, saved: TrainConfig, config: TrainConfig, dataset: dict[str, Any], is_main: bool,

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import ganforge
 from ganforge.augment import Augment, build_augment
 from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
@@ -29,6 +28,7 @@ from ganforge.training.distributed import Distributed
 from ganforge.training.ema import make_ema_copy
 from ganforge.training.precision import Precision
 from ganforge.training.stats import TickStats
+from ganforge.version import __version__
 
 CHECKPOINT_FORMAT = 1
 
@@ -76,7 +76,7 @@ class TrainingState:
                 tensors[f"rng.cuda.{i}"] = s
         meta = {
             "format": CHECKPOINT_FORMAT,
-            "ganforge_version": ganforge.__version__,
+            "ganforge_version": __version__,
             "config": self.config.to_dict(),
             "counters": self.counters.__dict__,
             "opt_G": opt_g_meta,

@@ -15,7 +15,7 @@ async function refresh() {
   const last = status.latest;
   $("stats").textContent = last ? Object.entries(last).map(([k, v]) =>
     `${k} ${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(3) : v}`).join(" · ") : "no tick logged yet";
-  for (const name of ["samples", "loss"]) {
+  for (const name of ["samples", "loss", "metrics"]) {
     const mtime = status.files[name];
     if (mtime !== null && mtime !== shown[name]) {
       $(name).src = `/api/run/${name}.png?v=${mtime}`;

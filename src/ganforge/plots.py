@@ -1,4 +1,4 @@
-"""A loss-curve PNG drawn with Pillow, so the core needs no plotting library."""
+"""Curve PNGs drawn with Pillow (loss.png, metrics.png), so the core needs no plotting library."""
 
 from __future__ import annotations
 
@@ -10,17 +10,34 @@ from PIL import Image, ImageDraw
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
 
 
-def plot_curves(series: dict[str, list[tuple[float, float]]], path: Path, x_label: str = "kimg",
-                size: tuple[int, int] = (640, 360)) -> None:
+Series = dict[str, list[tuple[float, float]]]
+
+
+def plot_curves(series: Series, path: Path, x_label: str = "kimg", size: tuple[int, int] = (640, 360)) -> None:
     """One line per named series of (x, y) points on shared axes; non-finite points are left out."""
+    draw_curves(series, x_label, size).save(path)
+
+
+def plot_panels(panels: dict[str, Series], path: Path, x_label: str = "kimg", width: int = 640,
+                panel_height: int = 200) -> None:
+    """Panels stacked top to bottom, each titled, each with its own y axis (FID and accuracy share no scale)."""
+    image = Image.new("RGB", (width, max(1, len(panels)) * panel_height), "white")
+    for i, (title, series) in enumerate(panels.items()):
+        panel = draw_curves(series, x_label, (width, panel_height))
+        ImageDraw.Draw(panel).text((width - 8 * len(title) - 24, 4), title, fill=(0, 0, 0))
+        image.paste(panel, (0, i * panel_height))
+    image.save(path)
+
+
+def draw_curves(series: Series, x_label: str = "kimg", size: tuple[int, int] = (640, 360)) -> Image.Image:
+    """The image plot_curves saves."""
     width, height = size
     left, right, top, bottom = 60, 20, 20, 40
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     points = [(x, y) for pts in series.values() for x, y in pts if math.isfinite(y)]
     if not points:
-        image.save(path)
-        return
+        return image
     x_min, x_max = min(p[0] for p in points), max(p[0] for p in points)
     y_min, y_max = min(p[1] for p in points), max(p[1] for p in points)
     x_span, y_span = (x_max - x_min) or 1.0, (y_max - y_min) or 1.0
@@ -46,4 +63,4 @@ def plot_curves(series: dict[str, list[tuple[float, float]]], path: Path, x_labe
         elif line:
             draw.ellipse([line[0][0] - 2, line[0][1] - 2, line[0][0] + 2, line[0][1] + 2], fill=colour)
         draw.text((left + 10 + 90 * i, top + 4), name, fill=colour)
-    image.save(path)
+    return image

@@ -1,0 +1,151 @@
+"""The Python API (`import ganforge as gf`): the functions the CLI commands call, with keyword arguments named
+as the flags are (`--g-width` is `g_width=`, `--cond` is `cond=`).
+
+    store = gf.prepare("photos/", out="cars.gfs", resolution=64, crop="pad")
+    run = gf.train(data="cars.gfs", model="dcgan", kimg=50)      # or gf.train(config=gf.TrainConfig(...))
+    G = gf.load_generator(run.path)                                # a run, an export, a Hub-style folder or repo id
+    images = G.sample(16, seed=0)                                  # uint8 [16, C, H, W]
+    scores = gf.evaluate(real="cars.gfs", fake=images, metrics=["fid", "kid"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge.config import SettingPath, TrainConfig, check_resume_overrides, settings
+from ganforge.data.prepare import PrepareOptions, parse_resolution
+from ganforge.data.prepare import prepare as prepare_store
+from ganforge.data.store import Store
+from ganforge.errors import ConfigError
+from ganforge.generator import Generator
+from ganforge.metrics import FeatureExtractor, evaluate_sets, load_extractor
+from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, TensorSource, as_source
+from ganforge.presets import resolve_overrides
+from ganforge.runs.folder import read_run_config
+from ganforge.training import start_or_resume
+
+ImagesLike = SourceLike | torch.Tensor | np.ndarray | Generator
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder that training wrote, with the configuration it recorded."""
+
+    path: Path
+    config: TrainConfig
+
+
+def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str], *, resolution: int | str | None = None,
+            crop: str = "center", channels: int | None = None, labels: str = "none", min_size: int = 0,
+            force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> Store:
+    """`ganforge prepare`: check, decode and pack `source` (image folder, .zip, IDX, .npz) into the store `out`;
+    the report (kept, skipped and why) is echoed; the store is returned opened."""
+    size = parse_resolution(str(resolution)) if resolution is not None else None
+    options = PrepareOptions(resolution=size, crop=crop, channels=channels, labels=labels, min_size=min_size)
+    report = prepare_store(source, out, options, progress=progress, force=force)
+    echo(report.summary())
+    return Store(out, in_memory=False)  # memory-mapped: opening it costs nothing however large it is
+
+
+def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] | None = None,
+          preset: str | None = None, progress: bool = True, echo: Callable[[str], None] = print,
+          **settings_given: Any) -> Run:
+    """`ganforge train`: a new run from `config` or from keyword settings named as the flags are (data=,
+    model=, kimg=, g_width=, cond=, ...), or `resume=RUN` to continue one. Without model= or preset= the
+    recipe measured best for the store is chosen, as the CLI does."""
+    if config is not None and (settings_given or preset or resume is not None):
+        raise ConfigError("pass config= alone: it is a whole run's settings (resume= takes the settings that may "
+                          "change, as keywords, e.g. kimg=)")
+    if config is not None:
+        given = _paths_of(config)
+        chosen = False
+    else:
+        given = {_path_of_keyword(name): value for name, value in settings_given.items()}
+        chosen = preset is None
+    run = train_from_paths(given, resume=Path(resume) if resume is not None else None, preset=preset,
+                           choose_recipe=chosen and resume is None, progress=progress, echo=echo)
+    assert run is not None  # only a dry run returns none
+    return run
+
+
+def train_from_paths(given: dict[SettingPath, Any], *, resume: Path | None, preset: str | None = None,
+                     choose_recipe: bool = True, progress: bool = True, echo: Callable[[str], None] = print,
+                     dry_run: bool = False) -> Run | None:
+    """What `train` and the CLI share: settings by path -> preset -> new run or resume (None for a dry run)."""
+    if resume is not None:
+        check_resume_overrides(given, also_given=["--preset"] if preset else [])
+    overrides = resolve_overrides(preset, given)
+    run_dir = start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=progress, echo=echo,
+                              choose_recipe=choose_recipe)
+    return None if run_dir is None else Run(run_dir, read_run_config(run_dir)[0])
+
+
+def evaluate(real: ImagesLike, fake: ImagesLike, metrics: Sequence[str] = ("fid",), *, n: int | None = None,
+             extractor: str | FeatureExtractor = "inception", device: str | torch.device = "cpu",
+             batch_size: int = 50, progress: bool = False) -> Scores:
+    """`ganforge evaluate --real --fake`: {score name: value} (fid, kid, kid_std, precision, recall, ...) of
+    `fake` against `real`. Each may be a store, a folder of images, uint8 images [N, C, H, W] (a tensor or
+    array), a generator from `load_generator`, or a fake_batches callable. n defaults to the smaller fixed
+    set, or 10,000 for two generators. The full protocol-stamped records are in `.records` of the result."""
+    real_source, fake_source = _source(real, "real"), _source(fake, "fake")
+    if n is None:
+        fixed = [s.count(1 << 62) for s in (real_source, fake_source) if not isinstance(s, GeneratorSource)]
+        n = min(fixed) if fixed else 10_000
+    features = extractor if isinstance(extractor, FeatureExtractor) else load_extractor(extractor, device=device)
+    records = evaluate_sets(real_source, fake_source, metrics, n, features, batch_size=batch_size,
+                            progress=progress)
+    scores = Scores({name: float(value) for record in records for name, value in record.get("scores", {}).items()
+                     if isinstance(value, int | float)})
+    scores.records = records
+    return scores
+
+
+class Scores(dict[str, float]):
+    """{score name: value}, with the protocol-stamped records (extractor, n, cache, time) as `.records`."""
+
+    records: list[dict[str, Any]]
+
+
+def _source(images: ImagesLike, role: str) -> ImageSource:
+    if isinstance(images, Generator):
+        generator = images
+
+        def batches(batch_size: int) -> Iterator[torch.Tensor]:
+            seed = 0
+            while True:
+                yield generator.sample(batch_size, seed=seed)
+                seed += batch_size
+
+        return GeneratorSource(batches, f"generator {generator.source}")
+    if isinstance(images, torch.Tensor | np.ndarray):
+        return TensorSource(torch.as_tensor(images), f"{role} images")
+    return as_source(images)  # stores, folders, fake_batches callables
+
+
+def _paths_of(config: TrainConfig) -> dict[SettingPath, Any]:
+    """Every setting of `config` by path, so that a TrainConfig is a complete set of overrides."""
+    raw = dataclasses.asdict(config)
+    values: dict[SettingPath, Any] = {}
+    for info in settings():
+        value: Any = raw
+        for key in info.path:
+            value = value[key]
+        values[info.path] = value
+    return values
+
+
+def _path_of_keyword(name: str) -> SettingPath:
+    by_flag = {info.flag[2:].replace("-", "_"): info.path for info in settings() if info.flag}
+    if name not in by_flag:
+        close = sorted(k for k in by_flag if k[:3] == name[:3])[:5]
+        raise ConfigError(f"train() has no setting {name!r}" + (f"; did you mean {', '.join(close)}?" if close else
+                                                                 "; the names are the train flags' (g_width=, cond=)"))
+    return by_flag[name]

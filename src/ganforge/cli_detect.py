@@ -1,0 +1,129 @@
+"""`ganforge detect`: train a real-vs-generated detector, score images with it, evaluate it per generator, and
+attack it. `ganforge detect DET IMAGES...` (no subcommand) scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class _ScoreByDefault(click.Group):
+    """`detect DET IMAGES...` means `detect score DET IMAGES...`: a first word that is no subcommand is a DET."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["score", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_ScoreByDefault)
+def detect() -> None:
+    """Detect generated images: train, score (the default: DET IMAGES...), eval, attack."""
+
+
+@detect.command()
+@click.option("--real", "real", multiple=True, type=click.Path(path_type=Path), help="Store or folder of real images.")
+@click.option("--fake", "fake", multiple=True, type=click.Path(path_type=Path),
+              help="Run, export, store or folder of generated images (repeat, or list several).")
+@click.argument("more_fakes", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Detector folder to write (or resume).")
+@click.option("--resume", is_flag=True, help="Continue the detector in --out exactly where it stopped.")
+@click.option("--backbone", type=click.Choice(["cnn", "lite0"]), default="cnn", show_default=True,
+              help="cnn: small, from scratch; lite0: ImageNet EfficientNet-Lite0 fine-tuned (ganforge[projected]).")
+@click.option("--steps", type=int, default=2000, show_default=True)
+@click.option("--batch", type=int, default=32, show_default=True, help="Half real, half generated.")
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--size", type=int, default=64, show_default=True, help="Images are resized to SIZE x SIZE RGB.")
+@click.option("--images-per-source", type=int, default=2000, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Skip the blur/JPEG/crop/flip augmentations of Wang et al.")
+@click.option("--adversarial", type=click.Choice(["none", "fgsm", "pgd"]), default="none", show_default=True,
+              help="Also train on images attacked at --eps.")
+@click.option("--eps", default="2/255", show_default=True, help="Adversarial training's L-infinity bound.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tick-steps", type=int, default=100, show_default=True)
+@click.option("--snap", type=int, default=5, show_default=True, help="Checkpoint every N ticks (and at the end).")
+@click.option("--keep", type=int, default=3, show_default=True, help="Most recent checkpoints kept.")
+@click.option("--device", default="auto", show_default=True)
+def train(real: tuple[Path, ...], fake: tuple[Path, ...], more_fakes: tuple[Path, ...], out: Path, resume: bool,
+          **options: Any) -> None:
+    """Train a real-vs-generated classifier into --out (a folder like a run's: config, log, checkpoints)."""
+    from ganforge.detect.config import DetectConfig, parse_eps
+    from ganforge.detect.train import train_detector
+
+    config = None
+    if not resume:
+        (eps,) = parse_eps(options.pop("eps"))
+        config = DetectConfig(real=[str(p) for p in real], fake=[str(p) for p in (*fake, *more_fakes)],
+                              augment=not options.pop("no_augment"), eps=eps, **options)
+    train_detector(config, out, resume=resume, echo=click.echo)
+
+
+@detect.command()
+@click.argument("det", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write every probability here.")
+@click.option("--device", default="cpu", show_default=True)
+def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: str) -> None:
+    """The probability that each image is generated (files, folders, globs)."""
+    from ganforge.detect.score import expand, score_files, write_json
+    from ganforge.detect.train import load_detector
+
+    detector = load_detector(det, device)
+    scores, skipped = score_files(detector, expand(list(images)))
+    for path, p in scores.items():
+        click.echo(f"{p:.4f}  {path}")
+    for path, why in skipped.items():
+        click.echo(f"skipped {path}: {why}", err=True)
+    if json_path is not None:
+        write_json(json_path, scores, skipped, detector)
+        click.echo(f"wrote {json_path}")
+
+
+@detect.command(name="eval")
+@click.argument("det", type=click.Path(path_type=Path))
+@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path))
+@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path))
+@click.argument("more_fakes", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--n", "count", type=click.IntRange(2, 100_000), default=1000, show_default=True,
+              help="Images per real source and per generator.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for roc.png. [DET/eval]")
+@click.option("--device", default="cpu", show_default=True)
+def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fakes: tuple[Path, ...], count: int,
+             out: Path | None, device: str) -> None:
+    """Accuracy, ROC AUC and AP per generator, clean and after JPEG 75, with a ROC curve PNG."""
+    from ganforge.detect.evaluate import describe_rows, evaluate_detector
+    from ganforge.detect.train import load_detector
+
+    detector = load_detector(det, device)
+    rows = evaluate_detector(detector, [str(p) for p in real], [str(p) for p in (*fake, *more_fakes)], count,
+                             out or det / "eval")
+    click.echo(describe_rows(rows, detector.config.fake))
+    click.echo(f"wrote {(out or det / 'eval') / 'roc.png'}")
+
+
+@detect.command(name="attack")
+@click.argument("det", type=click.Path(path_type=Path))
+@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path))
+@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path))
+@click.option("--attack", "name", type=click.Choice(["fgsm", "pgd"]), default="fgsm", show_default=True)
+@click.option("--eps", default="1/255,2/255,4/255,8/255", show_default=True, help="L-infinity bounds, comma-separated.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=10, show_default=True, help="PGD steps.")
+@click.option("--n", "count", type=click.IntRange(2, 100_000), default=500, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for attack.png and attacked.png. [DET/attack]")
+@click.option("--device", default="cpu", show_default=True)
+def attack_command(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], name: str, eps: str, steps: int,
+                   count: int, out: Path | None, device: str) -> None:
+    """Accuracy under FGSM or PGD at each eps, on attacked reals and fakes, with a plot and an image grid."""
+    from ganforge.detect.config import parse_eps
+    from ganforge.detect.robustness import attack_detector, describe_rows
+    from ganforge.detect.train import load_detector
+
+    eps_values = parse_eps(eps)  # before minutes of loading
+    detector = load_detector(det, device)
+    folder = out or det / "attack"
+    rows = attack_detector(detector, [str(p) for p in real], [str(p) for p in fake], name, eps_values, steps, count,
+                           folder)
+    click.echo(describe_rows(rows))
+    click.echo(f"wrote {folder / 'attack.png'} and {folder / 'attacked.png'}")

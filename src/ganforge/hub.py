@@ -1,0 +1,111 @@
+"""Hugging Face Hub conventions: the model folder `ganforge export` writes (model.safetensors, config.json, a
+README.md model card with YAML front matter, samples.png), finding a model by path or repo id, and uploading.
+
+Everything here works offline; only `push` and loading a repo id not yet in the local cache need the network,
+and those need the optional `huggingface_hub` package (pip install "ganforge[hub]").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ganforge.errors import ConfigError
+
+HUB_EXTRA = "pip install 'ganforge[hub]'"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+def front_matter(fields: dict[str, Any]) -> str:
+    """YAML front matter for a model card, every scalar JSON-quoted (a JSON string is a YAML string), so that
+    no dataset name or metric label can break the YAML."""
+    return "---\n" + "".join(_yaml(key, value, 0) for key, value in fields.items()) + "---\n"
+
+
+def _yaml(key: str, value: Any, indent: int) -> str:
+    pad = " " * indent
+    if isinstance(value, dict):
+        return f"{pad}{key}:\n" + "".join(_yaml(k, v, indent + 2) for k, v in value.items())
+    if isinstance(value, list):
+        lines = f"{pad}{key}:\n"
+        for item in value:
+            if isinstance(item, dict):
+                first, *rest = item.items()
+                lines += _yaml(first[0], first[1], indent + 2).replace(" " * (indent + 2), f"{pad}- ", 1)
+                lines += "".join(_yaml(k, v, indent + 2) for k, v in rest)
+            else:
+                lines += f"{pad}- {json.dumps(item)}\n"
+        return lines
+    return f"{pad}{key}: {json.dumps(value)}\n"
+
+
+def card_metadata(meta: dict[str, Any], scores: dict[str, tuple[float, str]]) -> dict[str, Any]:
+    """The card's front matter: licence (the dataset's when its record names one), library, pipeline, tags and
+    the metrics the run logged, each with its protocol, in the Hub's model-index form."""
+    train, dataset = meta["train"], meta.get("dataset", {})
+    fields: dict[str, Any] = {
+        "license": str(dataset.get("license") or "other"),
+        "library_name": "ganforge",
+        "pipeline_tag": "unconditional-image-generation",
+        "tags": ["ganforge", "gan", "image-generation", train["model"]["name"]]
+                + (["class-conditional"] if train["model"].get("conditional") else []),
+    }
+    if scores:
+        fields["model-index"] = [{
+            "name": str(meta.get("name", train["model"]["name"])),
+            "results": [{
+                "task": {"type": "unconditional-image-generation"},
+                "dataset": {"name": str(dataset.get("name", "?")), "type": str(dataset.get("name", "?"))},
+                "metrics": [{"type": name, "value": value, "name": f"{name.upper()} ({protocol})"}
+                            for name, (value, protocol) in scores.items()],
+            }],
+        }]
+    return fields
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A local folder as it is; otherwise a Hub repo id ("user/name"), from the local Hub cache first and then
+    the network, through huggingface_hub."""
+    local = Path(path)
+    if local.exists():
+        return local
+    text = str(path)
+    if not _REPO_ID.match(text):
+        raise ConfigError(f"{text}: no such run, export or model folder, and not a Hub repo id (user/name)")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise ConfigError(f"{text}: no such run, export or model folder here; to load it as a Hugging Face Hub "
+                          f"repo id: {HUB_EXTRA}") from exc
+    try:
+        return Path(snapshot_download(text, local_files_only=True))
+    except Exception:  # not in the cache (the library raises its own error types): try the network
+        try:
+            return Path(snapshot_download(text))
+        except Exception as exc:
+            raise ConfigError(f"{text}: no such folder here, and no Hub repo of that name in the local cache or "
+                              f"online ({type(exc).__name__})") from exc
+
+
+def hub_client(token: str | None = None) -> Any:
+    """huggingface_hub's HfApi, or one line saying how to install it (checked before any export work)."""
+    try:
+        from huggingface_hub import HfApi
+    except ImportError as exc:
+        raise ConfigError(f"ganforge push needs huggingface_hub: {HUB_EXTRA}") from exc
+    return HfApi(token=token)
+
+
+def push(client: Any, folder: Path, repo_id: str, private: bool = False) -> str:
+    """Upload an exported model folder to the Hub repo `repo_id` (created if missing); the repo's URL."""
+    client.create_repo(repo_id, private=private, exist_ok=True)
+    client.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload a ganforge generator")
+    return f"https://huggingface.co/{repo_id}"
+
+
+def check_repo_id(repo_id: str) -> str:
+    if not _REPO_ID.match(repo_id):
+        raise ConfigError(f"--repo {repo_id!r} is not a Hub repo id; write user/name")
+    return repo_id

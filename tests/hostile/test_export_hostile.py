@@ -1,0 +1,87 @@
+"""Hostile exports and output paths: an export whose config.json lies about its weights or its image count, the
+ONNX format without its extra, an --out under a file. One line each, and no half-written folder left behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from ganforge.cli import main
+
+from data_slices import make_store
+from run_helpers import only_run
+
+TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.025",
+         "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_and_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("export-hostile")
+    images = np.random.default_rng(0).integers(0, 256, (64, 1, 16, 16), dtype=np.uint8)
+    store = make_store(root / "noise.gfs", images).path
+    assert CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(root / "runs"), *TRAIN]).exit_code == 0
+    run = only_run(root / "runs")
+    assert CliRunner().invoke(main, ["export", str(run), "--out", str(root / "export")]).exit_code == 0
+    return run, root / "export"
+
+
+def _one_error(result: Result) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code in (1, 2) and len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+def _set(*path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def edit(record: dict[str, Any]) -> None:
+        for key in path[:-1]:
+            record = record[key]
+        record[path[-1]] = value
+    return edit
+
+
+LIES = {
+    "nimg as text": (_set("nimg", value="abc"), "nimg is 'abc', not a count of images"),
+    "zero height": (_set("dataset", "shape", value=[1, 0, 16]), "records no valid image shape"),
+    "train not an object": (_set("train", value=[1]), "has no training config"),
+    "g_width 3000": (_set("train", "model", "g_width", value=3000), "but the recorded config builds"),
+}
+
+
+@pytest.mark.parametrize("case", list(LIES))
+def test_an_export_whose_config_lies_is_refused_before_building_a_network(run_and_export: tuple[Path, Path],
+                                                                          tmp_path: Path, case: str) -> None:
+    edit, problem = LIES[case]
+    copy = Path(shutil.copytree(run_and_export[1], tmp_path / "export"))
+    record = json.loads((copy / "config.json").read_text())
+    edit(record)
+    (copy / "config.json").write_text(json.dumps(record))
+    error = _one_error(CliRunner().invoke(main, ["generate", str(copy), "--n", "2", "--out", str(tmp_path / "g.png")]))
+    assert str(copy) in error and problem in error, error
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_onnx_without_its_extra_is_one_line_and_leaves_no_folder(run_and_export: tuple[Path, Path], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    out = tmp_path / "onnx-export"
+    error = _one_error(CliRunner().invoke(main, ["export", str(run_and_export[0]), "--format", "onnx",
+                                                 "--out", str(out)]))
+    assert error == "error: --format onnx needs the onnx package: pip install 'ganforge[onnx]'"
+    assert not out.exists()
+
+
+def test_generate_into_a_folder_under_a_file_is_one_line(run_and_export: tuple[Path, Path], tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    error = _one_error(CliRunner().invoke(main, ["generate", str(run_and_export[0]), "--n", "2",
+                                                 "--out", str(tmp_path / "a-file" / "images") + "/"]))
+    assert "a-file" in error and "a part of that path is a file, not a folder" in error
