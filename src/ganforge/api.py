@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ganforge.config import SettingPath, TrainConfig, check_resume_overrides, settings
+from ganforge.config import SettingPath, TrainConfig, settings
 from ganforge.data.prepare import PrepareOptions, parse_resolution
 from ganforge.data.prepare import prepare as prepare_store
 from ganforge.data.store import Store
@@ -28,19 +27,9 @@ from ganforge.errors import ConfigError
 from ganforge.generator import Generator
 from ganforge.metrics import FeatureExtractor, evaluate_sets, load_extractor
 from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, TensorSource, as_source
-from ganforge.presets import resolve_overrides
-from ganforge.runs.folder import read_run_config
-from ganforge.training import start_or_resume
+from ganforge.training import Run, train_from_paths
 
 ImagesLike = SourceLike | torch.Tensor | np.ndarray | Generator
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run folder that training wrote, with the configuration it recorded."""
-
-    path: Path
-    config: TrainConfig
 
 
 def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str], *, resolution: int | str | None = None,
@@ -74,18 +63,6 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] |
                            choose_recipe=chosen and resume is None, progress=progress, echo=echo)
     assert run is not None  # only a dry run returns none
     return run
-
-
-def train_from_paths(given: dict[SettingPath, Any], *, resume: Path | None, preset: str | None = None,
-                     choose_recipe: bool = True, progress: bool = True, echo: Callable[[str], None] = print,
-                     dry_run: bool = False) -> Run | None:
-    """What `train` and the CLI share: settings by path -> preset -> new run or resume (None for a dry run)."""
-    if resume is not None:
-        check_resume_overrides(given, also_given=["--preset"] if preset else [])
-    overrides = resolve_overrides(preset, given)
-    run_dir = start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=progress, echo=echo,
-                              choose_recipe=choose_recipe)
-    return None if run_dir is None else Run(run_dir, read_run_config(run_dir)[0])
 
 
 def evaluate(real: ImagesLike, fake: ImagesLike, metrics: Sequence[str] = ("fid",), *, n: int | None = None,

@@ -153,8 +153,8 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
           summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
     """Train a GAN. Without --model or --preset, the recipe measured best for the store is chosen and named in
     the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (CPU, ~5 min)."""
-    from ganforge.api import train_from_paths
     from ganforge.presets import describe_presets, resolve_overrides
+    from ganforge.training import train_from_paths
 
     if list_presets:
         click.echo(describe_presets())

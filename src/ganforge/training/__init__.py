@@ -3,6 +3,6 @@
 from ganforge.training.loop import train
 from ganforge.training.precision import DTYPES
 from ganforge.training.resumable import check_resumable
-from ganforge.training.session import start_or_resume
+from ganforge.training.session import Run, start_or_resume, train_from_paths
 
-__all__ = ["DTYPES", "check_resumable", "start_or_resume", "train"]
+__all__ = ["DTYPES", "Run", "check_resumable", "start_or_resume", "train", "train_from_paths"]

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ganforge import default_recipe
-from ganforge.config import TrainConfig, apply_overrides, changed_settings, describe_config
+from ganforge.config import (
+    SettingPath,
+    TrainConfig,
+    apply_overrides,
+    changed_settings,
+    check_resume_overrides,
+    describe_config,
+)
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.device import flush_denormals
 from ganforge.errors import ConfigError, DataError
 from ganforge.models import build_networks, validate
+from ganforge.presets import resolve_overrides
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
 from ganforge.training.distributed import init_distributed
@@ -143,3 +152,23 @@ def _resume_check(run_dir: Path, saved: TrainConfig, config: TrainConfig, datase
         return True
 
     return check_and_record
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder that training wrote, with the configuration it recorded."""
+
+    path: Path
+    config: TrainConfig
+
+
+def train_from_paths(given: dict[SettingPath, Any], *, resume: Path | None, preset: str | None = None,
+                     choose_recipe: bool = True, progress: bool = True, echo: Callable[[str], None] = print,
+                     dry_run: bool = False) -> Run | None:
+    """What `train` and the CLI share: settings by path -> preset -> new run or resume (None for a dry run)."""
+    if resume is not None:
+        check_resume_overrides(given, also_given=["--preset"] if preset else [])
+    overrides = resolve_overrides(preset, given)
+    run_dir = start_or_resume(overrides, resume=resume, dry_run=dry_run, progress=progress, echo=echo,
+                              choose_recipe=choose_recipe)
+    return None if run_dir is None else Run(run_dir, read_run_config(run_dir)[0])
