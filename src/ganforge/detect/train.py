@@ -146,7 +146,7 @@ def _loop(config: DetectConfig, out: Path, train: LabelledImages, val: LabelledI
             loss.backward()
             optimizer.step()
             step += 1
-            sums["loss"] += float(loss) * len(y)
+            sums["loss"] += float(loss.detach()) * len(y)
             sums["correct"] += float(((logits > 0).float() == y).sum())
             sums["seen"] += len(y)
             if step % config.tick_steps == 0 or step == config.steps:
