@@ -91,3 +91,23 @@ def kill_tree(pid: int) -> None:
             os.kill(target, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def noise_run_and_export(root: Path, train_flags: list[str]) -> tuple[Path, Path, Path]:
+    """(store, run, export): 64 noise images at 16 px, a run trained on them in-process with `train_flags`, and
+    its safetensors export, all under `root`."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from ganforge.cli import main
+
+    from data_slices import make_store
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 1, 16, 16), dtype=np.uint8)
+    store = make_store(root / "noise.gfs", images).path
+    result = CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(root / "runs"), *train_flags])
+    assert result.exit_code == 0, result.output
+    run = only_run(root / "runs")
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(root / "export")])
+    assert result.exit_code == 0, result.output
+    return store, run, root / "export"

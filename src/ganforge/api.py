@@ -26,7 +26,7 @@ from ganforge.data.store import Store
 from ganforge.errors import ConfigError
 from ganforge.generator import Generator
 from ganforge.metrics import FeatureExtractor, evaluate_sets, load_extractor
-from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, TensorSource, as_source
+from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, as_source
 from ganforge.training import Run, train_from_paths
 
 ImagesLike = SourceLike | torch.Tensor | np.ndarray | Generator
@@ -72,7 +72,7 @@ def evaluate(real: ImagesLike, fake: ImagesLike, metrics: Sequence[str] = ("fid"
     `fake` against `real`. Each may be a store, a folder of images, uint8 images [N, C, H, W] (a tensor or
     array), a generator from `load_generator`, or a fake_batches callable. n defaults to the smaller fixed
     set, or 10,000 for two generators. The full protocol-stamped records are in `.records` of the result."""
-    real_source, fake_source = _source(real, "real"), _source(fake, "fake")
+    real_source, fake_source = _source(real), _source(fake)
     if n is None:
         fixed = [s.count(1 << 62) for s in (real_source, fake_source) if not isinstance(s, GeneratorSource)]
         n = min(fixed) if fixed else 10_000
@@ -91,7 +91,7 @@ class Scores(dict[str, float]):
     records: list[dict[str, Any]]
 
 
-def _source(images: ImagesLike, role: str) -> ImageSource:
+def _source(images: ImagesLike) -> ImageSource:
     if isinstance(images, Generator):
         generator = images
 
@@ -102,9 +102,7 @@ def _source(images: ImagesLike, role: str) -> ImageSource:
                 seed += batch_size
 
         return GeneratorSource(batches, f"generator {generator.source}")
-    if isinstance(images, torch.Tensor | np.ndarray):
-        return TensorSource(torch.as_tensor(images), f"{role} images")
-    return as_source(images)  # stores, folders, fake_batches callables
+    return as_source(images)  # stores, folders, tensors and arrays, fake_batches callables
 
 
 def _paths_of(config: TrainConfig) -> dict[SettingPath, Any]:

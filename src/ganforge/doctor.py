@@ -32,7 +32,7 @@ class Finding(NamedTuple):
 def diagnose(path: Path) -> list[Finding]:
     """Findings for `path`: a store (.gfs), an exported folder or a run folder, told apart by their contents."""
     if is_store(path) or path.suffix == ".gfs":
-        return _checked(lambda: _store(path))
+        return _checked(lambda: _store(Store(path)))
     if path.is_dir() and is_export_folder(path):
         return _checked(lambda: _export(path))
     if path.is_dir() and (path / CONFIG_FILE).exists():
@@ -49,15 +49,16 @@ def _checked(check: Callable[[], list[Finding]]) -> list[Finding]:
     return findings
 
 
-def _store(path: Path) -> list[Finding]:
-    store = Store(path)  # the header, offsets, shapes and labels are checked on open
-    m = store.manifest
+def _store(store: Store) -> list[Finding]:
+    """Findings for an opened store (opening checked its header, offsets, shapes and labels)."""
+    path, m = store.path, store.manifest
     found = [Finding(True, f"{path}: {m.count:,} images of {m.channels}x{m.height}x{m.width}, "
                            f"{len(m.label_names)} classes, {len(m.skipped or [])} inputs skipped at prepare")]
     store.verify_content(limit_bytes=None)
     return found + [Finding(True, f"{path}: pixels and labels match the content fingerprint {m.fingerprint[:12]}")]
 
 
+@torch.no_grad()
 def _export(path: Path) -> list[Finding]:
     meta, config = read_export(path)
     generator = load_graph(path, meta["format"], config, meta["dataset"], meta.get("file"))
@@ -82,7 +83,7 @@ def _run(run_dir: Path) -> list[Finding]:
         store = open_training_store(config.data)
         if store.manifest.fingerprint != dataset.get("fingerprint", store.manifest.fingerprint):
             raise DataError(f"{store.path} is not the dataset the run was trained on (fingerprint changed)")
-        found += _store(store.path)
+        found += _store(store)
     except GanforgeError as exc:
         store = None
         found.append(Finding(False, f"the run's data: {exc} (generate, export and serve work without it; resume "

@@ -7,14 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
 from ganforge.cli import main
 
-from data_slices import make_store
-from run_helpers import only_run
+from run_helpers import noise_run_and_export
 
 TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.05",
          "--tick-kimg", "0.025", "--snap", "1", "--seed", "1", "--no-progress"]
@@ -22,13 +20,7 @@ TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8",
 
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    root = tmp_path_factory.mktemp("doctor")
-    images = np.random.default_rng(0).integers(0, 256, (64, 1, 16, 16), dtype=np.uint8)
-    store = make_store(root / "noise.gfs", images).path
-    assert CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(root / "runs"), *TRAIN]).exit_code == 0
-    run = only_run(root / "runs")
-    assert CliRunner().invoke(main, ["export", str(run), "--out", str(root / "export")]).exit_code == 0
-    return store, run, root / "export"
+    return noise_run_and_export(tmp_path_factory.mktemp("doctor"), TRAIN)
 
 
 def _doctor(path: Path) -> Result:

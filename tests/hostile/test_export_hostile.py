@@ -10,14 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
 from ganforge.cli import main
 
-from data_slices import make_store
-from run_helpers import only_run
+from run_helpers import noise_run_and_export
 
 TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.025",
          "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
@@ -25,13 +23,8 @@ TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8",
 
 @pytest.fixture(scope="module")
 def run_and_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("export-hostile")
-    images = np.random.default_rng(0).integers(0, 256, (64, 1, 16, 16), dtype=np.uint8)
-    store = make_store(root / "noise.gfs", images).path
-    assert CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(root / "runs"), *TRAIN]).exit_code == 0
-    run = only_run(root / "runs")
-    assert CliRunner().invoke(main, ["export", str(run), "--out", str(root / "export")]).exit_code == 0
-    return run, root / "export"
+    _, run, export = noise_run_and_export(tmp_path_factory.mktemp("export-hostile"), TRAIN)
+    return run, export
 
 
 def _one_error(result: Result) -> str:
