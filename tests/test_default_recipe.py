@@ -34,14 +34,21 @@ def photos64(tmp_path_factory) -> str:
     ((3, 32, 32), GPU, "dcgan-small"),  # FastGAN starts at 64 px on any device
     ((3, 64, 64), CPU, "fastgan-cpu"),
     ((3, 128, 96), CPU, "fastgan-cpu"),
-    ((3, 256, 256), GPU, "fastgan"),
+    ((3, 256, 256), GPU, "projected"),
 ])
 def test_the_choice_follows_resolution_and_device(shape, device, preset, monkeypatch):
     monkeypatch.setattr(default_recipe, "has_fast_bf16", lambda _: False)
+    monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: True)
     choice = default_recipe.choose_recipe(shape, 5000, device)
     assert choice.preset == preset and choice.preset in PRESETS
     assert f"{shape[1]}x{shape[2]}" in choice.reason and "5,000 images" in choice.reason
     assert ("precision",) not in choice.overrides()
+
+
+def test_a_gpu_without_the_projected_extra_gets_fastgan_and_the_install_line(monkeypatch):
+    monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: False)
+    choice = default_recipe.choose_recipe((3, 64, 64), 20_000, GPU)
+    assert choice.preset == "fastgan" and 'pip install "ganforge[projected]"' in choice.reason
 
 
 def test_fast_bf16_adds_bf16_and_channels_last_and_says_so(monkeypatch):

@@ -85,7 +85,7 @@ def test_attacks_stay_in_range_and_within_eps_and_eps_zero_changes_nothing(detec
     assert clean >= 0.7 and fooled < clean - 0.2, (clean, fooled)
     output = _invoke("detect", "attack", detector_dir, "--real", embedded_store_path(), "--fake", gan_run,
                      "--eps", "0,8/255", "--n", "64")
-    assert "| fgsm | 0/255 |" in output and (detector_dir / "attack" / "attacked.png").is_file()
+    assert "| fgsm | 0/255 |" in output and (detector_dir / "attack-fgsm" / "attacked.png").is_file()
 
 
 def test_scoring_reports_unreadable_files_and_writes_json(detector_dir: Path, tmp_path: Path) -> None:

@@ -64,3 +64,19 @@ def test_generated_images_from_a_callable_are_the_ones_drawn(train: Store, tmp_p
                                   n_train=TRAIN, n_heldout=100, batch_size=5)
     assert summary.fraction_suspicious == 1.0  # all 16 are training images
     assert [row["sample"] for row in summary.closest] == [row["neighbours"][0] for row in summary.closest]
+
+
+def test_a_second_report_on_the_same_store_reads_the_train_features_from_the_cache(train: Store,
+                                                                                    tmp_path: Path) -> None:
+    extractor = load_extractor("random-conv")
+    seen = []
+    extract = extractor.extract
+    extractor.extract = lambda images: (seen.append(images.shape[0]), extract(images))[1]  # type: ignore[method-assign]
+    generated = make_store(tmp_path / "gen.gfs", idx_images("mnist", "t10k", 0, 20))
+    first = memorization_report(generated, train, extractor, tmp_path / "a", n_train=TRAIN, n_heldout=50,
+                                cache_dir=tmp_path / "cache")
+    passes_first, seen[:] = sum(seen), []
+    second = memorization_report(generated, train, extractor, tmp_path / "b", n_train=TRAIN, n_heldout=50,
+                                 cache_dir=tmp_path / "cache")
+    assert passes_first == TRAIN + 20 and sum(seen) == 0  # the generated store is cached too: it has a fingerprint
+    assert second.median_ratio == first.median_ratio

@@ -111,7 +111,8 @@ def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fak
 @click.option("--eps", default="1/255,2/255,4/255,8/255", show_default=True, help="L-infinity bounds, comma-separated.")
 @click.option("--steps", type=click.IntRange(1, 1000), default=10, show_default=True, help="PGD steps.")
 @click.option("--n", "count", type=click.IntRange(2, 100_000), default=500, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), help="Folder for attack.png and attacked.png. [DET/attack]")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Folder for attack.png and attacked.png. [DET/attack-fgsm or DET/attack-pgd]")
 @click.option("--device", default="cpu", show_default=True)
 def attack_command(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], name: str, eps: str, steps: int,
                    count: int, out: Path | None, device: str) -> None:
@@ -122,7 +123,7 @@ def attack_command(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], na
 
     eps_values = parse_eps(eps)  # before minutes of loading
     detector = load_detector(det, device)
-    folder = out or det / "attack"
+    folder = out or det / f"attack-{name}"  # one folder per attack: an FGSM and a PGD run keep both plots
     rows = attack_detector(detector, [str(p) for p in real], [str(p) for p in fake], name, eps_values, steps, count,
                            folder)
     click.echo(describe_rows(rows))

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganforge.metrics.features import FeatureExtractor, extract_features
+from ganforge.metrics.cache import default_cache_dir
+from ganforge.metrics.evaluate import features_of
+from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.figures import image_rows, overlaid_histograms
 from ganforge.metrics.neighbours import nearest
 from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, as_source
@@ -53,25 +55,30 @@ class MemorizationSummary:
 def memorization_report(generated: SourceLike, train: SourceLike, extractor: FeatureExtractor,
                         out_dir: str | os.PathLike[str], *, heldout: SourceLike | None = None, n_generated: int = 1000,
                         n_train: int = 10_000, n_heldout: int = 1000, neighbours: int = 3, rows: int = 8,
-                        batch_size: int = 50, progress: bool = False) -> MemorizationSummary:
+                        batch_size: int = 50, progress: bool = False,
+                        cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True
+                        ) -> MemorizationSummary:
     """Compare generated-to-train with real-to-train nearest-neighbour distances; write the two PNGs.
 
     generated, train, heldout: anything evaluate's sources accept (store, folder, fake_batches callable).
     Without `heldout`, the first n_heldout training images are each compared with the other training images.
+    The train and held-out features are cached as evaluate's real features are (cache_dir: default
+    $GANFORGE_CACHE or ~/.cache/ganforge), since they are most of the cost: 10,000 Inception passes on the CPU.
     """
     gen_source, train_source = as_source(generated), as_source(train)
     if isinstance(gen_source, GeneratorSource):
         gen_source.keep_images = True  # the figure shows the very samples that were measured
 
-    def features(source: ImageSource, n: int, name: str) -> torch.Tensor:
-        batches = source.batches(batch_size, n)
-        return extract_features(extractor, batches, source.count(n), progress=progress, desc=name).features
+    directory = (cache_dir if cache_dir is not None else default_cache_dir()) if use_cache else None
 
-    train_f = features(train_source, n_train, "train features")
-    gen_f = features(gen_source, n_generated, "generated features")
+    def features(source: ImageSource, n: int, name: str) -> torch.Tensor:
+        return features_of(source, extractor, n, batch_size, directory, progress, name)[0].features
+
+    train_f = features(train_source, n_train, "train")
+    gen_f = features(gen_source, n_generated, "generated")
     gen_d, gen_i = nearest(gen_f, train_f, neighbours, device=extractor.device)
     if heldout is not None:
-        real_d, _ = nearest(features(as_source(heldout), n_heldout, "held-out features"), train_f, 1,
+        real_d, _ = nearest(features(as_source(heldout), n_heldout, "held-out"), train_f, 1,
                             device=extractor.device)
         baseline = "held-out"
     else:

