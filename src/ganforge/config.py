@@ -53,7 +53,7 @@ def config_only(default: T, help: str) -> T:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = setting("dcgan", "Model family (README's model table lists each with what it supports); a family "
-                        "with its own paper recipe (progan, fastgan) starts from it.", flag="--model",
+                        "with its own paper recipe (progan, fastgan, stylegan2) starts from it.", flag="--model",
                         fixed_on_resume=True)
     z_dim: int = setting(100, "Latent size (100 as in Radford et al.).", fixed_on_resume=True, at_most=16384)
     g_width: int = setting(64, "G channels at the output resolution (DCGAN's ngf; mlp: the hidden width unit).",
@@ -77,9 +77,11 @@ class ModelConfig:
     conditional: bool = setting(False, "Class-conditional training on the store's labels: conditional BatchNorm in "
                                 "G, projection D (Miyato & Koyama 2018).", flag="--cond", fixed_on_resume=True)
     num_classes: int = config_only(0, "Number of classes, set from the store's labels with --cond.")
-    fmap_base: int = setting(8192, "progan: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s).",
+    fmap_base: int = setting(8192, "progan: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s); "
+                             "stylegan2: min(fmap_max, fmap_base / resolution), 32768 in config F.",
                              fixed_on_resume=True, at_most=1 << 20)
-    fmap_max: int = setting(512, "progan: channel cap (512 in the paper).", fixed_on_resume=True, at_most=8192)
+    fmap_max: int = setting(512, "progan, stylegan2: channel cap (512 in both papers).", fixed_on_resume=True,
+                            at_most=8192)
 
     def __post_init__(self) -> None:
         _check_values(self)

@@ -31,8 +31,9 @@ class ModelFamily:
     options: frozenset[str]  # ModelConfig fields the builder reads beyond COMMON_OPTIONS
     resolutions: str  # which image shapes the builder takes (it raises ConfigError on any other)
     conditional: bool = False  # --cond: class labels reach G and D
-    # "z": --truncation pulls z toward its mean; "none": G normalises z (ProGAN), so psi cannot change an image.
-    truncation: Literal["z", "none"] = "z"
+    # "z": --truncation pulls z toward its mean; "w": G pulls its mapped w toward the tracked average (G takes
+    # psi); "none": G normalises z (ProGAN), so psi cannot change an image.
+    truncation: Literal["z", "w", "none"] = "z"
     scheme: str = "gan"  # which step functions train these networks (the training package's scheme table)
     losses: frozenset[str] | None = None  # --loss values that fit D's output; None = every loss
     augments: bool = True  # --augment (ADA / DiffAugment) applies to what D sees; False when D sees no images
