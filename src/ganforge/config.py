@@ -110,6 +110,10 @@ class LossConfig:
     r1_gamma: float = setting(0.0, "R1 penalty gamma/2 E||grad D(x_real)||^2 on reals (Mescheder et al. 2018); "
                               "0 = off.")
     r1_every: int = setting(16, "Lazy regularisation: R1 every N D steps, scaled by N (StyleGAN2).", at_most=1_000_000)
+    pl_weight: float = setting(0.0, "Path-length regularization weight of a style-based G (StyleGAN2 Sec. 3.2: 2); "
+                               "0 = off.")
+    pl_every: int = setting(4, "Lazy regularisation: path length every N G steps, scaled by N (StyleGAN2).",
+                            at_most=1_000_000)
     instance_noise: float = setting(0.0, "Std of Gaussian noise added to D's inputs, annealed linearly to 0 "
                                     "(Sonderby et al. 2017).")
     instance_noise_kimg: float = setting(0.0, "Instance-noise anneal length in kimg; 0 = the whole run.", at_most=1e6)
@@ -123,6 +127,8 @@ class LossConfig:
                  "--gp-lambda, --drift, --r1-gamma and --instance-noise must not be negative")
         _require(self.clip > 0, "--clip must be positive")
         _require(self.r1_every >= 1, "--r1-every must be at least 1")
+        _require(self.pl_weight >= 0, "--pl-weight must not be negative")
+        _require(self.pl_every >= 1, "--pl-every must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,10 @@ class MappingNetwork(nn.Module):
                                       for i in range(MAPPING_LAYERS)])
         self.register_buffer("w_avg", torch.zeros(self.w_dim))
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float = 1.0, *,
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float | torch.Tensor = 1.0, *,
                 track: bool = True) -> torch.Tensor:
-        """z [B, z_dim] (+ labels [B]) -> w [B, w_dim], truncated toward w_avg by psi (1 = not at all).
+        """z [B, z_dim] (+ labels [B]) -> w [B, w_dim], truncated toward w_avg by psi (1 = not at all); psi may be
+        a [1] tensor, an input of an exported graph.
 
         In training mode `track` updates w_avg with this batch's mean w."""
         x = normalize_2nd_moment(z)
@@ -107,6 +108,8 @@ class MappingNetwork(nn.Module):
         if self.training and track:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, W_AVG_BETA))
+        if isinstance(psi, torch.Tensor):  # traced for export: always applied, psi = 1 included
+            return self.w_avg.to(w.dtype) + psi.to(w.dtype).view(-1, 1) * (w - self.w_avg.to(w.dtype))
         if psi != 1.0:
             w = self.w_avg.to(w.dtype).lerp(w, psi)
         return w
@@ -154,7 +157,8 @@ class StyleGAN2Generator(nn.Module):
     def w_avg(self) -> torch.Tensor:
         return self.mapping.w_avg
 
-    def styles(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float = 1.0) -> torch.Tensor:
+    def styles(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float | torch.Tensor = 1.0
+               ) -> torch.Tensor:
         """z -> ws [B, num_ws, w_dim]: one w per layer, with style mixing in training mode."""
         ws = self.mapping(z, labels, psi).unsqueeze(1).repeat(1, self.num_ws, 1)
         if self.training and self.mixing_prob > 0 and self.num_ws > 1:
@@ -167,9 +171,13 @@ class StyleGAN2Generator(nn.Module):
             ws = mix_styles(ws, other.expand_as(ws), torch.arange(self.num_ws, device=device) >= cutoff)
         return ws
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float = 1.0) -> torch.Tensor:
-        """z [B, z_dim] (+ labels [B]) -> images [B, C, R, R]; psi truncates in W toward w_avg."""
-        return self.synthesis(self.styles(z, labels, psi))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float | torch.Tensor = 1.0,
+                return_ws: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """z [B, z_dim] (+ labels [B]) -> images [B, C, R, R]; psi truncates in W toward w_avg. With `return_ws`,
+        (images, ws): the path-length penalty differentiates the images with respect to ws."""
+        ws = self.styles(z, labels, psi)
+        images = self.synthesis(ws)
+        return (images, ws) if return_ws else images
 
     def layer_rows(self) -> list[LayerRow]:
         syn, rows = self.synthesis, []
@@ -286,16 +294,22 @@ def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Mo
     return networks(config, image_shape)
 
 
+RECIPE_F = {("model", "name"): "stylegan2", ("model", "z_dim"): 512, ("model", "fmap_base"): FMAP_BASE,
+            ("model", "fmap_max"): FMAP_MAX, ("loss", "name"): "nonsaturating", ("loss", "r1_gamma"): 10.0,
+            ("loss", "r1_every"): 16, ("loss", "pl_weight"): 2.0, ("loss", "pl_every"): 4, ("lr_g",): 2e-3,
+            ("lr_d",): 2e-3, ("beta1",): 0.0, ("beta2",): 0.99, ("batch",): 32, ("ema_kimg",): 10.0}
+
 FAMILY = ModelFamily(
     name="stylegan2", build=build, summary=summary, conditional=True, truncation="w",
+    path_length=True,
     description="Karras et al. 2020 (config F): mapping network, modulated convs, noise, skip G, residual D",
     options=frozenset({"fmap_base", "fmap_max"}),
     resolutions="square powers of two from 4 to 1024 px",
     notes={**{name: " (its widths are --fmap-base and --fmap-max)" for name in ("g_width", "d_width")},
            "mbstd": " (its D always has minibatch stddev)"},
-    recipe=("Karras et al. 2020, config F: non-saturating loss, R1 gamma 10 every 16 D steps, Adam 2e-3 / (0, 0.99), "
-            "z = w 512, fmap_base 32768, batch 32, G EMA 10 kimg",
-            {("model", "name"): "stylegan2", ("model", "z_dim"): 512, ("model", "fmap_base"): FMAP_BASE,
-             ("model", "fmap_max"): FMAP_MAX, ("loss", "name"): "nonsaturating", ("loss", "r1_gamma"): 10.0,
-             ("loss", "r1_every"): 16, ("lr_g",): 2e-3, ("lr_d",): 2e-3, ("beta1",): 0.0, ("beta2",): 0.99,
-             ("batch",): 32, ("ema_kimg",): 10.0}))
+    # Config F as StyleGAN2-ADA's `--cfg stylegan2` runs it (its Table of configurations): the lazy intervals
+    # are ganforge's --r1-every and --pl-every; Adam's lr and betas are not rescaled for them (the paper's c).
+    recipe=("Karras et al. 2020, config F: non-saturating loss, style mixing 0.9, R1 gamma 10 every 16 D steps, "
+            "path length 2 every 4 G steps, Adam 2e-3 / (0, 0.99), z = w 512, fmap_base 32768, batch 32, "
+            "G EMA 10 kimg",
+            RECIPE_F))
