@@ -29,6 +29,7 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.generate import render, seed_latents
 from ganforge.hub import card_metadata, front_matter
 from ganforge.images import enlarge_small, make_grid, save_png
+from ganforge.models import family_of
 from ganforge.runs import load_run_generator
 from ganforge.runs.exported import EXPORT_VERSION, FORMATS, is_export_folder, load_graph
 from ganforge.runs.folder import CONFIG_FILE, read_record
@@ -82,16 +83,20 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
         save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path))
         check = _compare_weights(generator, load_graph(out, "safetensors", config, dataset))
     elif fmt == "onnx":
-        _write_onnx(_as_plain_graph(generator), config.model.z_dim, path)
+        _write_onnx(_traced_form(_as_plain_graph(generator), config), config.model.z_dim, path)
         check = _check_onnx(generator, out, config, dataset)
     else:
-        _write_torchscript(_as_plain_graph(generator), config.model.z_dim, path)
+        _write_torchscript(_traced_form(_as_plain_graph(generator), config), config.model.z_dim, path)
         check = _compare(generator, load_graph(out, "torchscript", config, dataset), z_dim,
                          "torchscript reload", 1e-5)
+    inputs = {"name": "z", "shape": ["batch", config.model.z_dim], "dtype": "float32", "prior": "N(0, I)"}
+    if fmt != "safetensors" and _psi_is_input(config):
+        inputs = {**inputs, "psi": {"name": "psi", "shape": [1], "dtype": "float32",
+                                    "meaning": "truncation in W toward the tracked mean w; 1 = none"}}
     meta = {
         "ganforge_export": EXPORT_VERSION, "format": fmt, "file": path.name, "weights": weights,
         "z_dim": config.model.z_dim, "image_shape": dataset.get("shape"), "nimg": nimg,
-        "input": {"name": "z", "shape": ["batch", config.model.z_dim], "dtype": "float32", "prior": "N(0, I)"},
+        "input": inputs,
         "output": {"name": "images", "shape": ["batch", *dataset.get("shape", [])], "range": [-1.0, 1.0]},
         "train": config.to_dict(), "dataset": dataset, "source_run": str(run_dir), "check": check,
         "ganforge_version": __version__, "torch_version": torch.__version__,
@@ -128,13 +133,39 @@ def _as_plain_graph(generator: nn.Module) -> nn.Module:
     return generator.eval()
 
 
+def _psi_is_input(config: TrainConfig) -> bool:
+    """A style-based G truncates inside the graph (in W), so its traced exports take psi as a second input."""
+    return family_of(config.model.name).truncation == "w"
+
+
+class PsiInput(nn.Module):
+    """G(z, psi) with psi a [1] tensor: the form traced for a G that truncates in W."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        return self.generator(z, psi=psi)
+
+
+def _traced_form(generator: nn.Module, config: TrainConfig) -> nn.Module:
+    return PsiInput(generator).eval() if _psi_is_input(config) else generator
+
+
+def _example_inputs(generator: nn.Module, z_dim: int) -> tuple[torch.Tensor, ...]:
+    z = torch.zeros(2, z_dim)
+    return (z, torch.ones(1)) if isinstance(generator, PsiInput) else (z,)
+
+
 def _write_onnx(generator: nn.Module, z_dim: int, path: Path) -> None:
+    with_psi = isinstance(generator, PsiInput)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation on every call
         try:
-            torch.onnx.export(generator, (torch.zeros(2, z_dim),), str(path), dynamo=False, opset_version=17,
-                              input_names=["z"], output_names=["images"],
-                              dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}})
+            torch.onnx.export(generator, _example_inputs(generator, z_dim), str(path), dynamo=False,
+                              opset_version=17, input_names=["z", "psi"] if with_psi else ["z"],
+                              output_names=["images"], dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}})
         except ModuleNotFoundError as exc:
             raise ConfigError(f"ONNX export needs {exc.name}: pip install 'ganforge[onnx]'") from exc
 
@@ -143,7 +174,7 @@ def _write_torchscript(generator: nn.Module, z_dim: int, path: Path) -> None:
     # Traced, not scripted: every model is a fixed graph of z, and tracing needs no TorchScript annotations.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.trace/save announce their deprecation on every call
-        traced = torch.jit.trace(generator, torch.zeros(2, z_dim), check_trace=False)
+        traced = torch.jit.trace(generator, _example_inputs(generator, z_dim), check_trace=False)
         torch.jit.save(traced, str(path))
 
 

@@ -13,6 +13,7 @@ transposed convolution followed by the filter, x2 downsampling the filter follow
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,32 +40,35 @@ def _fir_kernel() -> torch.Tensor:
 
 
 class Resample(nn.Module):
-    """x2 up or down with the [1, 3, 3, 1] filter, per channel (a depthwise convolution)."""
+    """x2 up or down with the [1, 3, 3, 1] filter, per channel: channels are folded into the batch, so one
+    [1, 1, 4, 4] kernel serves any width (and exported graphs see a kernel of fixed shape)."""
 
     def __init__(self) -> None:
         super().__init__()
         # Not persistent: a constant of the architecture, not a weight; checkpoints and exports stay lean.
-        self.register_buffer("kernel", _fir_kernel(), persistent=False)
+        self.register_buffer("kernel", _fir_kernel().view(1, 1, 4, 4), persistent=False)
+
+    def _per_channel(self, x: torch.Tensor, op: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        batch, channels = x.shape[:2]
+        y = op(x.reshape(batch * channels, 1, *x.shape[2:]))
+        return y.reshape(batch, channels, *y.shape[2:])
 
     def blur(self, x: torch.Tensor, pad: int, gain: float = 1.0) -> torch.Tensor:
         """[B, C, H, W] -> [B, C, H + 2 pad - 3, W + 2 pad - 3]."""
-        channels = x.shape[1]
-        weight = (self.kernel * gain).to(x.dtype).expand(channels, 1, 4, 4)
-        return F.conv2d(F.pad(x, (pad, pad, pad, pad)), weight, groups=channels)
+        kernel = (self.kernel * gain).to(x.dtype)
+        return self._per_channel(x, lambda y: F.conv2d(F.pad(y, (pad, pad, pad, pad)), kernel))
 
     def up(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> [B, C, 2H, 2W]: zeros between pixels, then the filter scaled by 4 (the gain of x2 in 2D).
 
         A transposed convolution with the 4x4 kernel, stride 2 and padding 1 does both in one call."""
-        channels = x.shape[1]
-        weight = (self.kernel * 4).to(x.dtype).expand(channels, 1, 4, 4)
-        return F.conv_transpose2d(x, weight, stride=2, padding=1, groups=channels)
+        kernel = (self.kernel * 4).to(x.dtype)
+        return self._per_channel(x, lambda y: F.conv_transpose2d(y, kernel, stride=2, padding=1))
 
     def down(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> [B, C, H/2, W/2]: the filter, keeping every second pixel."""
-        channels = x.shape[1]
-        weight = self.kernel.to(x.dtype).expand(channels, 1, 4, 4)
-        return F.conv2d(x, weight, stride=2, padding=1, groups=channels)
+        kernel = self.kernel.to(x.dtype)
+        return self._per_channel(x, lambda y: F.conv2d(y, kernel, stride=2, padding=1))
 
 
 class FullyConnected(nn.Module):
