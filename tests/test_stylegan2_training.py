@@ -7,6 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from ganforge.models.stylegan2 import networks
 from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 from ganforge.training.path_length import PathLengthPenalty
 
-from data_slices import SHARED_DATA, shared_file
+from data_slices import SHARED_DATA, idx_images, idx_labels, make_store, shared_file
 from run_helpers import assert_kill_and_resume_matches, only_run, run_to_end
 
 ANIME = SHARED_DATA / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz"
@@ -60,6 +61,22 @@ def test_a_tiny_stylegan2_trains_on_anime_faces_with_its_recipe_and_finite_losse
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
     assert meta["path_length"]["g_steps"] == 16 and meta["path_length"]["pl_mean"] > 0
     assert tensors["G_ema.mapping.w_avg"].abs().sum() > 0  # tracked in G, carried into the average
+
+
+def test_the_small_data_preset_trains_class_conditionally_with_ada(tmp_path):
+    # 64 labelled digits at 16 px (padded to 32, box-downsampled), the digit names as classes.
+    images = np.pad(idx_images("mnist", "train", 0, 64), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    images = images.reshape(64, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
+    store = make_store(tmp_path / "d16.gfs", images, idx_labels("mnist", "train", 0, 64), [str(i) for i in range(10)])
+    flags = [f for f in TINY if f not in ("--model", "stylegan2")]
+    run_to_end("train", "--data", str(store.path), "--out", str(tmp_path / "runs"), "--preset", "stylegan2-small",
+               "--cond", "--kimg", "0.064", *flags)
+    run = only_run(tmp_path / "runs")
+    config = json.loads((run / "config.json").read_text())["train"]
+    assert (config["augment"]["name"], config["loss"]["r1_gamma"], config["model"]["conditional"]) == ("ada", 1.0,
+                                                                                                       True)
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"tick"' in line]
+    assert rows and all(abs(r[k]) < 1e4 for r in rows for k in ("loss_d", "loss_g"))
 
 
 @pytest.mark.slow

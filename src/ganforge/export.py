@@ -31,7 +31,7 @@ from ganforge.hub import card_metadata, front_matter
 from ganforge.images import enlarge_small, make_grid, save_png
 from ganforge.models import family_of
 from ganforge.runs import load_run_generator
-from ganforge.runs.exported import EXPORT_VERSION, FORMATS, is_export_folder, load_graph
+from ganforge.runs.exported import EXPORT_VERSION, FORMATS, OnnxGenerator, TracedWithPsi, is_export_folder, load_graph
 from ganforge.runs.folder import CONFIG_FILE, read_record
 from ganforge.version import __version__
 
@@ -89,18 +89,17 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
         _write_torchscript(_traced_form(_as_plain_graph(generator), config), config.model.z_dim, path)
         check = _compare(generator, load_graph(out, "torchscript", config, dataset), z_dim,
                          "torchscript reload", 1e-5)
-    inputs = {"name": "z", "shape": ["batch", config.model.z_dim], "dtype": "float32", "prior": "N(0, I)"}
-    if fmt != "safetensors" and _psi_is_input(config):
-        inputs = {**inputs, "psi": {"name": "psi", "shape": [1], "dtype": "float32",
-                                    "meaning": "truncation in W toward the tracked mean w; 1 = none"}}
     meta = {
         "ganforge_export": EXPORT_VERSION, "format": fmt, "file": path.name, "weights": weights,
         "z_dim": config.model.z_dim, "image_shape": dataset.get("shape"), "nimg": nimg,
-        "input": inputs,
+        "input": {"name": "z", "shape": ["batch", config.model.z_dim], "dtype": "float32", "prior": "N(0, I)"},
         "output": {"name": "images", "shape": ["batch", *dataset.get("shape", [])], "range": [-1.0, 1.0]},
         "train": config.to_dict(), "dataset": dataset, "source_run": str(run_dir), "check": check,
         "ganforge_version": __version__, "torch_version": torch.__version__,
     }
+    if fmt != "safetensors" and _psi_is_input(config):  # the graph's second input
+        meta["psi_input"] = {"name": "psi", "shape": [1], "dtype": "float32",
+                             "meaning": "truncation in W toward the tracked mean w; 1 = none"}
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     write_samples(out / SAMPLES_FILE, generator, config)
     write_model_card(out, run_dir, meta)
@@ -201,9 +200,13 @@ def _compare_weights(reference: nn.Module, reloaded: nn.Module) -> dict[str, Any
 
 @torch.no_grad()
 def _compare(reference: nn.Module, exported: nn.Module, z_dim: int, method: str, tolerance: float) -> dict[str, Any]:
-    """Max |exported(z) - reference(z)| on random latents (a batch size unlike the trace's, to test dynamic B)."""
+    """Max |exported(z) - reference(z)| on random latents (a batch size unlike the trace's, to test dynamic B);
+    a graph that takes psi is compared at psi 1 and at psi 0.5 too."""
     latents = torch.randn(CHECK_LATENTS, z_dim, generator=torch.Generator().manual_seed(0))
     difference = float((exported(latents) - reference(latents)).abs().max())
+    if isinstance(exported, OnnxGenerator | TracedWithPsi) and getattr(exported, "takes_psi", True):
+        truncated = (exported(latents, psi=0.5) - reference(latents, psi=0.5)).abs().max()
+        difference = max(difference, float(truncated))
     if not difference <= tolerance:
         raise CheckpointError(f"the {method} export differs from the torch generator by {difference:.3g} "
                               f"(allowed {tolerance:g}); please report this with the run's config.json")
