@@ -17,6 +17,7 @@ from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import family_of
+from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import class_names, load_generator, resolve_class
 
 MAX_IMAGES = 100_000
@@ -129,7 +130,7 @@ def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64, labels:
 
 
 @torch.no_grad()
-def render_styles(generator: nn.Module, ws: torch.Tensor, batch: int = 64) -> torch.Tensor:
+def render_styles(generator: StyleGAN2Generator, ws: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """uint8 images for per-layer styles ws [N, num_ws, w_dim] of a style-based G (its `synthesis`)."""
     device = _device_of(generator)
     return torch.cat([to_uint8(generator.synthesis(w.to(device))).cpu() for w in ws.split(batch)])

@@ -18,6 +18,7 @@ from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
 from ganforge.generate import check_psi, check_truncation, render, render_styles, seed_latents, truncation_space
 from ganforge.images import make_grid, save_png, to_pil
+from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
 
 METHODS = ("lerp", "slerp")
@@ -78,18 +79,20 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
     label = class_label(source, config, class_name)
     space = truncation_space(config)
     keypoints = seed_latents(keys, config.model.z_dim)
-    in_w = space == "w" and hasattr(generator, "mapping")  # an ONNX/TorchScript export walks z, psi inside G
-    if in_w:  # a style-based G walks its W, on straight lines (the space its synthesis reads; Karras et al. 2019)
+    # An ONNX/TorchScript export has no mapping to walk: it walks z, with psi applied inside the graph.
+    style = generator if space == "w" and isinstance(generator, StyleGAN2Generator) else None
+    in_w = style is not None
+    if style is not None:  # a style-based G walks its W, on straight lines (what its synthesis reads)
         method = "lerp"
-        where = next(generator.parameters()).device
+        where = next(style.parameters()).device
         with torch.no_grad():
-            keypoints = generator.mapping(keypoints.to(where), class_labels(label, len(keypoints), where), psi).cpu()
+            keypoints = style.mapping(keypoints.to(where), class_labels(label, len(keypoints), where), psi).cpu()
     text = {"run": str(source), "seeds": ",".join(map(str, keys)), "method": method + (" in W" if in_w else ""),
             "psi": f"{psi:g}", "frames": str(frames), "kimg": f"{nimg / 1000:.1f}"}
 
     def draw(latents: torch.Tensor) -> torch.Tensor:
-        if in_w:
-            return render_styles(generator, latents.unsqueeze(1).expand(-1, generator.num_ws, -1))
+        if style is not None:
+            return render_styles(style, latents.unsqueeze(1).expand(-1, style.num_ws, -1))
         return render(generator, latents, labels=class_labels(label, len(latents)), psi=psi, space=space)
 
     if class_name is not None:

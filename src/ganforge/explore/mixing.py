@@ -18,6 +18,7 @@ from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
 from ganforge.generate import check_psi, check_truncation, render_styles, seed_latents, truncation_space
 from ganforge.images import make_grid, save_png
+from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
 
 MAX_SEEDS = 32  # per side: a 33 x 33 grid is already larger than any figure
@@ -55,7 +56,7 @@ def style_mixing(source: Path, rows: list[int], columns: list[int], out: Path, *
     if truncation_space(config) != "w":
         raise ConfigError(f"ganforge mix needs a style-based generator with a W space (--model stylegan2); {source} "
                           f"is --model {config.model.name}")
-    if not hasattr(generator, "mapping"):
+    if not isinstance(generator, StyleGAN2Generator):
         raise ConfigError(f"ganforge mix needs G's mapping and synthesis networks, which {source} (a traced export) "
                           "does not expose; use the run folder or its safetensors export")
     check_truncation(config, psi)

@@ -32,6 +32,7 @@ from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError, DataError
 from ganforge.explore.classes import class_label, class_labels
 from ganforge.images import make_grid, save_png, to_pil
+from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
 
 SNAPSHOTS = 8  # images in the progress strip besides the target
@@ -101,9 +102,9 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
     if next(loaded.parameters(), None) is None:
         raise ConfigError(f"{source} is an ONNX export, which has no gradients; project with the run folder or a "
                           "safetensors/torchscript export")
-    styled = hasattr(loaded, "mapping") and hasattr(loaded, "synthesis")
-    space = space or ("w" if styled else "z")
-    if space != "z" and not styled:
+    style = loaded if isinstance(loaded, StyleGAN2Generator) else None
+    space = space or ("w" if style is not None else "z")
+    if space != "z" and style is None:
         raise ConfigError(f"--space {space} needs a style-based generator with a mapping network (--model stylegan2, "
                           "run folder or safetensors export); project this one in z")
     loaded.requires_grad_(False)  # only the latent is optimised
@@ -111,18 +112,18 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
 
     def generator(latent: torch.Tensor) -> torch.Tensor:
         """G(latent) [B, C, H, W], in the chosen class for a conditional G; in W, synthesis alone."""
-        if space != "z":
-            ws = latent if latent.dim() == 3 else latent.unsqueeze(1).expand(-1, loaded.num_ws, -1)
-            return loaded.synthesis(ws)
+        if style is not None and space != "z":
+            ws = latent if latent.dim() == 3 else latent.unsqueeze(1).expand(-1, style.num_ws, -1)
+            return style.synthesis(ws)
         labels = class_labels(label, len(latent), dev)
         return loaded(latent) if labels is None else loaded(latent, labels)
 
     def mapped(z: torch.Tensor) -> torch.Tensor:
         """The starts as the space optimised sees them: z itself, or w = f(z) (one per layer in W+)."""
-        if space == "z":
+        if style is None or space == "z":
             return z
-        w = loaded.mapping(z, class_labels(label, len(z), dev))
-        return w if space == "w" else w.unsqueeze(1).repeat(1, loaded.num_ws, 1)
+        w = style.mapping(z, class_labels(label, len(z), dev))
+        return w if space == "w" else w.unsqueeze(1).repeat(1, style.num_ws, 1)
 
     with torch.no_grad():
         shape = tuple(generator(mapped(torch.zeros(1, config.model.z_dim, device=dev))).shape[1:])

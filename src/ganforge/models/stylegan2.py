@@ -82,6 +82,7 @@ def mix_styles(ws: torch.Tensor, other: torch.Tensor, from_other: torch.Tensor) 
 
 
 class MappingNetwork(nn.Module):
+    w_avg: torch.Tensor
     def __init__(self, z_dim: int, num_classes: int = 0) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.num_classes = z_dim, z_dim, num_classes

@@ -43,6 +43,8 @@ class Resample(nn.Module):
     """x2 up or down with the [1, 3, 3, 1] filter, per channel: channels are folded into the batch, so one
     [1, 1, 4, 4] kernel serves any width (and exported graphs see a kernel of fixed shape)."""
 
+    kernel: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         # Not persistent: a constant of the architecture, not a weight; checkpoints and exports stay lean.
@@ -184,6 +186,8 @@ class SynthesisLayer(nn.Module):
 
     Training draws fresh noise; evaluation uses a fixed map per layer (a buffer drawn at construction), so a seed
     gives the same image every time, in any batch."""
+
+    noise_const: torch.Tensor
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, *, up: bool = False) -> None:
         super().__init__()
