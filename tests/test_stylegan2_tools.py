@@ -4,6 +4,7 @@ exports that take psi as an input."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,21 @@ def test_project_defaults_to_w_for_stylegan2_and_refuses_w_without_a_mapping(tra
     assert project(run, tmp_path / "black.png", tmp_path / "p", steps=2, starts=2).latent.shape == (32,)
     with pytest.raises(ConfigError, match="--space w needs a style-based generator"):
         project(OLD_DCGAN_RUN, tmp_path / "black.png", tmp_path / "q", steps=2, starts=2, space="w")
+
+
+def test_serve_truncates_in_w_for_a_run_and_its_onnx_export(trained, tmp_path) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("onnxruntime")
+    from serve_helpers import local_client
+
+    run, _ = trained
+    invoke("export", str(run), "--format", "onnx", "--out", str(tmp_path / "onnx"))
+    for source in (run, tmp_path / "onnx"):
+        client = local_client(source)
+        assert client.get("/api/info").json()["truncation"] is True
+        at_zero = [client.get("/api/image.png", params={"seed": s, "psi": 0}) for s in (1, 2)]
+        assert all(r.status_code == 200 for r in at_zero), at_zero[0].text
+        pixels = [np.asarray(Image.open(io.BytesIO(r.content))) for r in at_zero]
+        assert np.array_equal(pixels[0], pixels[1])  # psi 0: the mean-w image for every seed
+        plain = [client.get("/api/image.png", params={"seed": s, "psi": 1}).content for s in (1, 2)]
+        assert plain[0] != plain[1]
