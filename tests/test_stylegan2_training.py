@@ -127,3 +127,41 @@ def test_the_generator_returns_the_ws_the_penalty_differentiates() -> None:
     value = penalty.penalty(generator, torch.randn(4, 16), None)
     value.backward()
     assert torch.isfinite(value) and generator.mapping.layers[0].weight.grad is not None
+
+
+def test_r1_and_path_length_gradients_on_tiny_stylegan2_networks_match_finite_differences(monkeypatch) -> None:
+    from ganforge.regularizers import R1Penalty
+    from ganforge.training import path_length
+
+    torch.manual_seed(0)
+    generator, discriminator = networks(ModelConfig(name="stylegan2", z_dim=4, fmap_base=32, fmap_max=4), (1, 8, 8))
+    generator, discriminator = generator.double().eval(), discriminator.double()
+    reals = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    r1 = R1Penalty(gamma=10.0, every=16)
+    d_params = dict(discriminator.named_parameters())
+
+    def r1_of(weight: torch.Tensor) -> torch.Tensor:
+        def critic(x: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(discriminator, {**d_params, "from_rgb.weight": weight}, (x,))
+        return r1.penalty(critic, reals, reals, torch.zeros(4), d_step=0)
+
+    assert torch.autograd.gradcheck(r1_of, (d_params["from_rgb.weight"].detach().clone().requires_grad_(),))
+    z = torch.randn(4, 4, dtype=torch.float64)
+    g_params = dict(generator.named_parameters())
+    name = "synthesis.to_rgb.1.conv.weight"
+
+    # The running mean a is a constant of each step (Eq. 4 differentiates ||J^T y|| only): hold it at 0.3, or the
+    # finite differences would also move it.
+    monkeypatch.setattr(path_length, "PL_DECAY", 0.0)
+
+    def path_length_of(weight: torch.Tensor) -> torch.Tensor:
+        penalty = PathLengthPenalty(2.0, 4, torch.device("cpu"))
+        penalty.pl_mean = torch.tensor(0.3, dtype=torch.float64)
+        torch.manual_seed(1)  # the same projection noise y on every evaluation
+
+        def g(latents: torch.Tensor, labels: torch.Tensor | None, return_ws: bool) -> tuple[torch.Tensor, ...]:
+            return torch.func.functional_call(generator, {**g_params, name: weight}, (latents, labels),
+                                              {"return_ws": return_ws})
+        return penalty.penalty(g, z, None)
+
+    assert torch.autograd.gradcheck(path_length_of, (g_params[name].detach().clone().requires_grad_(),))
