@@ -342,5 +342,5 @@ def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str
                f"{written[0] if len(written) == 1 else out}")
 
 
-register_explore_commands(main)  # interpolate, arithmetic, project, export, push, serve
+register_explore_commands(main)  # interpolate, arithmetic, mix, project, export, push, serve
 main.add_command(detect)  # detect train / score / eval / attack

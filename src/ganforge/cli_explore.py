@@ -1,4 +1,4 @@
-"""The exploring and shipping commands: interpolate, arithmetic, project, export, serve. Parse, call one function.
+"""The exploring and shipping commands: interpolate, arithmetic, mix, project, export, serve. Parse, call one function.
 
 `register(main)` adds them to the `ganforge` group; the work is in ganforge.explore, ganforge.export and
 ganforge.serve, imported inside each command so `ganforge --help` stays fast and optional extras stay optional.
@@ -77,6 +77,27 @@ def arithmetic(source: Path, a: str, b: str, c: str, variations: int | None, out
 
 @click.command()
 @_SOURCE
+@click.option("--rows", required=True, help="Seeds down the left column, e.g. 1,2,3.")
+@click.option("--cols", required=True, help="Seeds across the top row, e.g. 4,5,6.")
+@click.option("--styles", help="Layers (ws) each cell takes from its column seed, e.g. 0-3 (coarse) or 8-13. "
+                               "[the upper half: fine styles]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("mixing.png"), show_default=True,
+              help="The grid image (.png).")
+@_PSI
+@_CLASS
+@_DEVICE
+def mix(source: Path, rows: str, cols: str, styles: str | None, out: Path, psi: float, class_name: str | None,
+        device: str) -> None:
+    """Style-mixing figure of a style-based G (StyleGAN Fig. 3): row seeds' styles with layers from column seeds."""
+    from ganforge.explore.mixing import style_mixing
+
+    shape = style_mixing(source, _seed_list(rows, "--rows"), _seed_list(cols, "--cols"), out, styles=styles, psi=psi,
+                         device=device, class_name=class_name)
+    click.echo(f"wrote {out} ({shape[0]}x{shape[1]} images)")
+
+
+@click.command()
+@_SOURCE
 @click.argument("image", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--steps", type=click.IntRange(1, 100_000), default=300, show_default=True, help="Adam steps.")
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Adam learning rate on the latent.")
@@ -85,17 +106,20 @@ def arithmetic(source: Path, a: str, b: str, c: str, variations: int | None, out
 @click.option("--feature-weight", type=float, default=1.0, show_default=True,
               help="Weight of the random-conv feature loss beside pixel MSE (0 = pixels only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random starts.")
+@click.option("--space", type=click.Choice(["z", "w", "w+"]),
+              help="Latent optimised: z, or for a style-based G w (one for all layers) or w+ (one per layer). "
+                   "[w for stylegan2, else z]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("projection"), show_default=True,
               help="Folder for latent.npy, projected.png, target.png, progress.png.")
 @_CLASS
 @_DEVICE
 def project(source: Path, image: Path, steps: int, lr: float, starts: int, feature_weight: float, seed: int,
-            out: Path, class_name: str | None, device: str) -> None:
+            space: str | None, out: Path, class_name: str | None, device: str) -> None:
     """Find the latent whose image best reproduces IMAGE (pixel + feature loss)."""
     from ganforge.explore.project import project as run
 
     result = run(source, image, out, steps=steps, lr=lr, starts=starts, feature_weight=feature_weight, seed=seed,
-                 device=device, class_name=class_name)
+                 device=device, class_name=class_name, space=space)
     click.echo(f"projected {image} in {steps} steps: pixel MSE {result.pixel_mse:.4f}; wrote {out}/latent.npy, "
                "projected.png, target.png, progress.png")
 
@@ -163,5 +187,5 @@ def serve(source: Path, host: str, port: int, device: str) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (interpolate, arithmetic, project, export, push, serve):
+    for command in (interpolate, arithmetic, mix, project, export, push, serve):
         group.add_command(command)

@@ -53,7 +53,7 @@ def config_only(default: T, help: str) -> T:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = setting("dcgan", "Model family (README's model table lists each with what it supports); a family "
-                        "with its own paper recipe (progan, fastgan) starts from it.", flag="--model",
+                        "with its own paper recipe (progan, fastgan, stylegan2) starts from it.", flag="--model",
                         fixed_on_resume=True)
     z_dim: int = setting(100, "Latent size (100 as in Radford et al.).", fixed_on_resume=True, at_most=16384)
     g_width: int = setting(64, "G channels at the output resolution (DCGAN's ngf; mlp: the hidden width unit).",
@@ -77,9 +77,11 @@ class ModelConfig:
     conditional: bool = setting(False, "Class-conditional training on the store's labels: conditional BatchNorm in "
                                 "G, projection D (Miyato & Koyama 2018).", flag="--cond", fixed_on_resume=True)
     num_classes: int = config_only(0, "Number of classes, set from the store's labels with --cond.")
-    fmap_base: int = setting(8192, "progan: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s).",
+    fmap_base: int = setting(8192, "progan: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s); "
+                             "stylegan2: min(fmap_max, fmap_base / resolution), 32768 in config F.",
                              fixed_on_resume=True, at_most=1 << 20)
-    fmap_max: int = setting(512, "progan: channel cap (512 in the paper).", fixed_on_resume=True, at_most=8192)
+    fmap_max: int = setting(512, "progan, stylegan2: channel cap (512 in both papers).", fixed_on_resume=True,
+                            at_most=8192)
 
     def __post_init__(self) -> None:
         _check_values(self)
@@ -108,6 +110,10 @@ class LossConfig:
     r1_gamma: float = setting(0.0, "R1 penalty gamma/2 E||grad D(x_real)||^2 on reals (Mescheder et al. 2018); "
                               "0 = off.")
     r1_every: int = setting(16, "Lazy regularisation: R1 every N D steps, scaled by N (StyleGAN2).", at_most=1_000_000)
+    pl_weight: float = setting(0.0, "Path-length regularization weight of a style-based G (StyleGAN2 Sec. 3.2: 2); "
+                               "0 = off.")
+    pl_every: int = setting(4, "Lazy regularisation: path length every N G steps, scaled by N (StyleGAN2).",
+                            at_most=1_000_000)
     instance_noise: float = setting(0.0, "Std of Gaussian noise added to D's inputs, annealed linearly to 0 "
                                     "(Sonderby et al. 2017).")
     instance_noise_kimg: float = setting(0.0, "Instance-noise anneal length in kimg; 0 = the whole run.", at_most=1e6)
@@ -121,6 +127,8 @@ class LossConfig:
                  "--gp-lambda, --drift, --r1-gamma and --instance-noise must not be negative")
         _require(self.clip > 0, "--clip must be positive")
         _require(self.r1_every >= 1, "--r1-every must be at least 1")
+        _require(self.pl_weight >= 0, "--pl-weight must not be negative")
+        _require(self.pl_every >= 1, "--pl-every must be at least 1")
 
 
 @dataclass(frozen=True)

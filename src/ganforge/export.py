@@ -29,8 +29,9 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.generate import render, seed_latents
 from ganforge.hub import card_metadata, front_matter
 from ganforge.images import enlarge_small, make_grid, save_png
+from ganforge.models import family_of
 from ganforge.runs import load_run_generator
-from ganforge.runs.exported import EXPORT_VERSION, FORMATS, is_export_folder, load_graph
+from ganforge.runs.exported import EXPORT_VERSION, FORMATS, OnnxGenerator, TracedWithPsi, is_export_folder, load_graph
 from ganforge.runs.folder import CONFIG_FILE, read_record
 from ganforge.version import __version__
 
@@ -82,10 +83,10 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
         save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path))
         check = _compare_weights(generator, load_graph(out, "safetensors", config, dataset))
     elif fmt == "onnx":
-        _write_onnx(_as_plain_graph(generator), config.model.z_dim, path)
+        _write_onnx(_traced_form(_as_plain_graph(generator), config), config.model.z_dim, path)
         check = _check_onnx(generator, out, config, dataset)
     else:
-        _write_torchscript(_as_plain_graph(generator), config.model.z_dim, path)
+        _write_torchscript(_traced_form(_as_plain_graph(generator), config), config.model.z_dim, path)
         check = _compare(generator, load_graph(out, "torchscript", config, dataset), z_dim,
                          "torchscript reload", 1e-5)
     meta = {
@@ -96,6 +97,9 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
         "train": config.to_dict(), "dataset": dataset, "source_run": str(run_dir), "check": check,
         "ganforge_version": __version__, "torch_version": torch.__version__,
     }
+    if fmt != "safetensors" and _psi_is_input(config):  # the graph's second input
+        meta["psi_input"] = {"name": "psi", "shape": [1], "dtype": "float32",
+                             "meaning": "truncation in W toward the tracked mean w; 1 = none"}
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     write_samples(out / SAMPLES_FILE, generator, config)
     write_model_card(out, run_dir, meta)
@@ -128,13 +132,39 @@ def _as_plain_graph(generator: nn.Module) -> nn.Module:
     return generator.eval()
 
 
+def _psi_is_input(config: TrainConfig) -> bool:
+    """A style-based G truncates inside the graph (in W), so its traced exports take psi as a second input."""
+    return family_of(config.model.name).truncation == "w"
+
+
+class PsiInput(nn.Module):
+    """G(z, psi) with psi a [1] tensor: the form traced for a G that truncates in W."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        return self.generator(z, psi=psi)
+
+
+def _traced_form(generator: nn.Module, config: TrainConfig) -> nn.Module:
+    return PsiInput(generator).eval() if _psi_is_input(config) else generator
+
+
+def _example_inputs(generator: nn.Module, z_dim: int) -> tuple[torch.Tensor, ...]:
+    z = torch.zeros(2, z_dim)
+    return (z, torch.ones(1)) if isinstance(generator, PsiInput) else (z,)
+
+
 def _write_onnx(generator: nn.Module, z_dim: int, path: Path) -> None:
+    with_psi = isinstance(generator, PsiInput)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation on every call
         try:
-            torch.onnx.export(generator, (torch.zeros(2, z_dim),), str(path), dynamo=False, opset_version=17,
-                              input_names=["z"], output_names=["images"],
-                              dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}})
+            torch.onnx.export(generator, _example_inputs(generator, z_dim), str(path), dynamo=False,
+                              opset_version=17, input_names=["z", "psi"] if with_psi else ["z"],
+                              output_names=["images"], dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}})
         except ModuleNotFoundError as exc:
             raise ConfigError(f"ONNX export needs {exc.name}: pip install 'ganforge[onnx]'") from exc
 
@@ -143,7 +173,7 @@ def _write_torchscript(generator: nn.Module, z_dim: int, path: Path) -> None:
     # Traced, not scripted: every model is a fixed graph of z, and tracing needs no TorchScript annotations.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.trace/save announce their deprecation on every call
-        traced = torch.jit.trace(generator, torch.zeros(2, z_dim), check_trace=False)
+        traced = torch.jit.trace(generator, _example_inputs(generator, z_dim), check_trace=False)
         torch.jit.save(traced, str(path))
 
 
@@ -170,9 +200,13 @@ def _compare_weights(reference: nn.Module, reloaded: nn.Module) -> dict[str, Any
 
 @torch.no_grad()
 def _compare(reference: nn.Module, exported: nn.Module, z_dim: int, method: str, tolerance: float) -> dict[str, Any]:
-    """Max |exported(z) - reference(z)| on random latents (a batch size unlike the trace's, to test dynamic B)."""
+    """Max |exported(z) - reference(z)| on random latents (a batch size unlike the trace's, to test dynamic B);
+    a graph that takes psi is compared at psi 1 and at psi 0.5 too."""
     latents = torch.randn(CHECK_LATENTS, z_dim, generator=torch.Generator().manual_seed(0))
     difference = float((exported(latents) - reference(latents)).abs().max())
+    if isinstance(exported, OnnxGenerator | TracedWithPsi) and getattr(exported, "takes_psi", True):
+        truncated = (exported(latents, psi=0.5) - reference(latents, psi=0.5)).abs().max()
+        difference = max(difference, float(truncated))
     if not difference <= tolerance:
         raise CheckpointError(f"the {method} export differs from the torch generator by {difference:.3g} "
                               f"(allowed {tolerance:g}); please report this with the run's config.json")

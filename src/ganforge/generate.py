@@ -17,6 +17,7 @@ from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import family_of
+from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import class_names, load_generator, resolve_class
 
 MAX_IMAGES = 100_000
@@ -76,6 +77,11 @@ def truncates(config: TrainConfig) -> bool:
     return family_of(config.model.name).truncation != "none"
 
 
+def truncation_space(config: TrainConfig) -> str:
+    """Where psi acts for this run: "z" (the latent, here), "w" (inside G, toward its tracked mean w) or "none"."""
+    return family_of(config.model.name).truncation
+
+
 def seed_latents(seeds: list[int], z_dim: int) -> torch.Tensor:
     """z [N, z_dim], one N(0, I) draw per seed from its own torch.Generator (independent of batch and device)."""
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
@@ -106,14 +112,28 @@ def _device_of(generator: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64, labels: torch.Tensor | None = None
-           ) -> torch.Tensor:
-    """uint8 [N, C, H, W] images for latents [N, z_dim] (and class labels [N] for conditional G), in batches."""
+def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64, labels: torch.Tensor | None = None, *,
+           psi: float = 1.0, space: str = "z") -> torch.Tensor:
+    """uint8 [N, C, H, W] images for latents [N, z_dim] (and class labels [N] for conditional G), in batches.
+
+    psi truncates in `space` (`truncation_space(config)`): z here, or w inside a G that takes psi."""
     device = _device_of(generator)
+    kwargs = {}
+    if space == "w":
+        kwargs = {"psi": psi} if psi != 1.0 else {}
+    else:
+        latents = truncate(latents, psi)
     if labels is None:
-        return torch.cat([to_uint8(generator(z.to(device))).cpu() for z in latents.split(batch)])
-    return torch.cat([to_uint8(generator(z.to(device), y.to(device))).cpu()
+        return torch.cat([to_uint8(generator(z.to(device), **kwargs)).cpu() for z in latents.split(batch)])
+    return torch.cat([to_uint8(generator(z.to(device), y.to(device), **kwargs)).cpu()
                       for z, y in zip(latents.split(batch), labels.split(batch), strict=True)])
+
+
+@torch.no_grad()
+def render_styles(generator: StyleGAN2Generator, ws: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """uint8 images for per-layer styles ws [N, num_ws, w_dim] of a style-based G (its `synthesis`)."""
+    device = _device_of(generator)
+    return torch.cat([to_uint8(generator.synthesis(w.to(device))).cpu() for w in ws.split(batch)])
 
 
 def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Path, columns: int | None,
@@ -160,27 +180,29 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
             raise ConfigError(f"--grid writes one image; give --out a .png name instead of {out}")
     generator, config, nimg = load_generator(source, device)
     check_truncation(config, psi)
-    latents = truncate(seed_latents(seeds, config.model.z_dim), psi)
+    latents = seed_latents(seeds, config.model.z_dim)
+    space = truncation_space(config)
     text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}"}
     if class_name is not None:
         label = resolve_class(source, config, class_name)
-        images = render(generator, latents, labels=torch.full((len(seeds),), label, dtype=torch.long))
+        images = render(generator, latents, labels=torch.full((len(seeds),), label, dtype=torch.long), psi=psi,
+                        space=space)
         text["class"] = class_name
     elif config.model.conditional and out.suffix.lower() != ".png":
         # One file per seed, the classes in turn (seed i in class i mod K), so that N files cover every class.
         names = class_names(source, config)
         labels = torch.arange(len(seeds)) % len(names)
-        images = render(generator, latents, labels=labels)
+        images = render(generator, latents, labels=labels, psi=psi, space=space)
         return write_images(images, seeds, out, source, columns, text, [names[i] for i in labels.tolist()]), nimg
     elif config.model.conditional:
         classes = config.model.num_classes
         labels = torch.arange(classes).repeat(len(seeds))
-        images = render(generator, latents.repeat_interleave(classes, dim=0), labels=labels)
+        images = render(generator, latents.repeat_interleave(classes, dim=0), labels=labels, psi=psi, space=space)
         save_png(make_grid(images, classes), out, {"run": str(source), "seeds": ",".join(map(str, seeds)),
                                                    "layout": "rows = seeds, columns = classes", **text})
         return [out], nimg
     else:
-        images = render(generator, latents)
+        images = render(generator, latents, psi=psi, space=space)
     if grid is not None:
         text["grid"] = f"{grid[0]}x{grid[1]}"
     return write_images(images, seeds, out, source, columns, text), nimg

@@ -14,7 +14,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.errors import ConfigError
-from ganforge.generate import MAX_IMAGES, SEED_MAX, check_truncation, render, seed_latents, truncate
+from ganforge.generate import MAX_IMAGES, SEED_MAX, check_truncation, render, seed_latents, truncation_space
 from ganforge.hub import resolve_model_path
 from ganforge.runs import load_generator as load_loaded
 
@@ -63,8 +63,10 @@ class Generator:
             z = seed_latents(list(range(seed, seed + n)), self.z_dim)
         elif z.dim() != 2 or z.shape[1] != self.z_dim or (n is not None and n != z.shape[0]):
             raise ConfigError(f"z must be [N, {self.z_dim}] (N = n when both are given), got {list(z.shape)}")
-        z = truncate(z.float().cpu(), check_truncation(self.config, truncation, "truncation"))
-        return render(self.module, z, batch, labels=self._labels(labels, z.shape[0]))
+        psi = check_truncation(self.config, truncation, "truncation")
+        z = z.float().cpu()
+        return render(self.module, z, batch, labels=self._labels(labels, z.shape[0]), psi=psi,
+                      space=truncation_space(self.config))
 
     def _labels(self, labels: torch.Tensor | list[int] | int | None, count: int) -> torch.Tensor | None:
         if not self.num_classes:

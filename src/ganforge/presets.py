@@ -46,6 +46,11 @@ MODEL_RECIPES = frozenset(name for name, family in MODELS.items() if family.reci
 PRESETS["fastgan-cpu"] = (
     "FastGAN's paper recipe at a quarter of its widths (g/d width 16) and batch 16: trains in CPU minutes",
     {**PRESETS["fastgan"][1], ("model", "g_width"): 16, ("model", "d_width"): 16, ("batch",): 16})
+PRESETS["stylegan2-small"] = (
+    "StyleGAN2-ADA's paper256 for small data: config F at half the widths (fmap_base 16384), ADA, R1 gamma 1, "
+    "Adam 2.5e-3, batch 64, G EMA 20 kimg with ramp-up 0.05",
+    {**PRESETS["stylegan2"][1], ("model", "fmap_base"): 16384, ("augment", "name"): "ada", ("loss", "r1_gamma"): 1.0,
+     ("lr_g",): 2.5e-3, ("lr_d",): 2.5e-3, ("batch",): 64, ("ema_kimg",): 20.0, ("ema_rampup",): 0.05})
 PRESETS["dcgan-small"] = (
     "DCGAN for images below 64 px (the demo's digits): a 3x3 conv more per resolution, width 32, batch 32, Adam "
     "5e-4, G EMA 1 kimg (100 kimg: about 2.5 minutes on 2 CPU cores at 28 px)",

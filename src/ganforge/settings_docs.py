@@ -39,7 +39,8 @@ def model_families_table() -> str:
             "|---|---|---|---|---|---|---|"]
     for name, family in MODELS.items():
         options = ", ".join(f"`{flag_of(('model', o))}`" for o in sorted(family.options)) or "none"
-        truncation = "in z" if family.truncation == "z" else "no effect (G normalises z): refused"
+        truncation = {"z": "in z", "w": "in W, toward the tracked mean w",
+                      "none": "no effect (G normalises z): refused"}[family.truncation]
         recipe = f"`--preset {name}` (implied)" if family.recipe else ""
         rows.append(f"| `{name}` | {_cell(family.description)} | {_cell(family.resolutions)} | "
                     f"{'yes' if family.conditional else 'no'} | {truncation} | {options} | {recipe} |")

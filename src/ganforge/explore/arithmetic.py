@@ -15,7 +15,7 @@ import torch
 
 from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
-from ganforge.generate import check_psi, check_truncation, render, seed_latents, truncate
+from ganforge.generate import check_psi, check_truncation, render, seed_latents, truncation_space
 from ganforge.images import make_grid, save_png
 from ganforge.runs import load_generator
 
@@ -51,7 +51,8 @@ def arithmetic(source: Path, a: list[int], b: list[int], c: list[int], out: Path
     noise = torch.rand(count, z_dim, generator=torch.Generator().manual_seed(0)) * 2 * NOISE - NOISE
     rows = [torch.cat([g, g.mean(0, keepdim=True)]) for g in groups] + [torch.cat([result[None], result + noise])]
     # Truncation applies to what is rendered, after the arithmetic: psi scales the result as it would any latent.
-    images = [render(generator, truncate(row, psi), labels=class_labels(label, len(row))) for row in rows]
+    images = [render(generator, row, labels=class_labels(label, len(row)), psi=psi, space=truncation_space(config))
+              for row in rows]
     width = max(columns, len(rows[-1]))
     blank = torch.zeros(1, *images[0].shape[1:], dtype=torch.uint8)
     cells = torch.cat([torch.cat([row, blank.expand(width - len(row), -1, -1, -1)]) for row in images])

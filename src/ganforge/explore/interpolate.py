@@ -16,8 +16,9 @@ import torch
 
 from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
-from ganforge.generate import check_psi, check_truncation, render, seed_latents, truncate
+from ganforge.generate import check_psi, check_truncation, render, render_styles, seed_latents, truncation_space
 from ganforge.images import make_grid, save_png, to_pil
+from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
 
 METHODS = ("lerp", "slerp")
@@ -76,22 +77,35 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
     generator, config, nimg = load_generator(source, device)
     check_truncation(config, psi)
     label = class_label(source, config, class_name)
-    keypoints = truncate(seed_latents(keys, config.model.z_dim), psi)
-    text = {"run": str(source), "seeds": ",".join(map(str, keys)), "method": method, "psi": f"{psi:g}",
-            "frames": str(frames), "kimg": f"{nimg / 1000:.1f}"}
+    space = truncation_space(config)
+    keypoints = seed_latents(keys, config.model.z_dim)
+    # An ONNX/TorchScript export has no mapping to walk: it walks z, with psi applied inside the graph.
+    style = generator if space == "w" and isinstance(generator, StyleGAN2Generator) else None
+    in_w = style is not None
+    if style is not None:  # a style-based G walks its W, on straight lines (what its synthesis reads)
+        method = "lerp"
+        where = next(style.parameters()).device
+        with torch.no_grad():
+            keypoints = style.mapping(keypoints.to(where), class_labels(label, len(keypoints), where), psi).cpu()
+    text = {"run": str(source), "seeds": ",".join(map(str, keys)), "method": method + (" in W" if in_w else ""),
+            "psi": f"{psi:g}", "frames": str(frames), "kimg": f"{nimg / 1000:.1f}"}
+
+    def draw(latents: torch.Tensor) -> torch.Tensor:
+        if style is not None:
+            return render_styles(style, latents.unsqueeze(1).expand(-1, style.num_ws, -1))
+        return render(generator, latents, labels=class_labels(label, len(latents)), psi=psi, space=space)
+
     if class_name is not None:
         text["class"] = class_name
     if suffix == ".png":
         # One row per transition, both ends included, as in the DCGAN paper's Figure 4.
         columns = max(frames, 2)
         rows = [walk(keypoints[i : i + 2], columns - 1, method) for i in range(transitions)]
-        latents = torch.cat(rows)
-        images = render(generator, latents, labels=class_labels(label, len(latents)))
+        images = draw(torch.cat(rows))
         save_png(make_grid(images, columns=columns), out, text)
         return len(images)
     # A looping animation must not show its first frame twice in a row, so it leaves the end out.
-    latents = walk(keypoints, frames, method, include_end=not loop)
-    images = render(generator, latents, labels=class_labels(label, len(latents)))
+    images = draw(walk(keypoints, frames, method, include_end=not loop))
     pictures = _upscale(images, scale)
     if suffix == ".gif":
         write_gif(pictures, out, fps)

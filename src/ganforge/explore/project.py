@@ -11,6 +11,10 @@ is normalised by the target's activation energy so no layer dominates.
 Start: the best of `starts` random latents (cheap, avoids a bad basin). A prior term (||z||^2 / z_dim - 1)^2
 keeps z on the shell where a Gaussian prior's mass lies; without it the optimum is often an atypical latent
 that only this one image likes.
+
+A style-based G (StyleGAN2) is projected in W by default, as its authors do (Karras et al. 2020, Sec. 5): the
+starts are mapped latents, the variable is w (one for every layer), and no Gaussian prior applies. W+ (one w
+per layer, Abdal et al. 2019) reproduces more images at the cost of leaving the space G was trained on.
 """
 
 from __future__ import annotations
@@ -28,16 +32,18 @@ from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError, DataError
 from ganforge.explore.classes import class_label, class_labels
 from ganforge.images import make_grid, save_png, to_pil
+from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
 
 SNAPSHOTS = 8  # images in the progress strip besides the target
+SPACES = ("z", "w", "w+")
 FEATURE_SEED = 1234
 PRIOR_WEIGHT = 0.01
 
 
 @dataclass(frozen=True)
 class Projection:
-    latent: torch.Tensor  # [z_dim], the best latent found
+    latent: torch.Tensor  # the best latent found: [z_dim] in z, [w_dim] in W, [num_ws, w_dim] in W+
     image: torch.Tensor  # uint8 [C, H, W], G(latent)
     losses: list[float]  # total loss per step
     pixel_mse: float  # final mean squared pixel error in G's [-1, 1] units
@@ -79,30 +85,48 @@ def load_target(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
 
 
 def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: float = 0.05, starts: int = 64,
-            feature_weight: float = 1.0, seed: int = 0, device: str = "cpu", class_name: str | None = None
-            ) -> Projection:
+            feature_weight: float = 1.0, seed: int = 0, device: str = "cpu", class_name: str | None = None,
+            space: str | None = None) -> Projection:
     """What `ganforge project` does: writes latent.npy, projected.png, target.png and progress.png into `out`.
 
     A conditional run searches z with the class fixed to `class_name`: latent.npy reproduces the image only
-    together with that class, which is written into the PNGs' metadata.
+    together with that class, which is written into the PNGs' metadata. `space`: z, w or w+ (w and w+ for a
+    style-based G only); by default w for a style-based G, z otherwise.
     """
     if steps < 1 or starts < 1 or lr <= 0 or feature_weight < 0:
         raise ConfigError("--steps and --starts must be at least 1, --lr positive, --feature-weight not negative")
+    if space is not None and space not in SPACES:
+        raise ConfigError(f"--space {space!r} is not a latent space; choose z, w or w+")
     loaded, config, nimg = load_generator(source, device)
     label = class_label(source, config, class_name)
     if next(loaded.parameters(), None) is None:
         raise ConfigError(f"{source} is an ONNX export, which has no gradients; project with the run folder or a "
                           "safetensors/torchscript export")
+    style = loaded if isinstance(loaded, StyleGAN2Generator) else None
+    space = space or ("w" if style is not None else "z")
+    if space != "z" and style is None:
+        raise ConfigError(f"--space {space} needs a style-based generator with a mapping network (--model stylegan2, "
+                          "run folder or safetensors export); project this one in z")
     loaded.requires_grad_(False)  # only the latent is optimised
     dev = next(loaded.parameters()).device
 
-    def generator(z: torch.Tensor) -> torch.Tensor:
-        """G(z) [B, C, H, W], in the chosen class for a conditional G."""
-        labels = class_labels(label, len(z), dev)
-        return loaded(z) if labels is None else loaded(z, labels)
+    def generator(latent: torch.Tensor) -> torch.Tensor:
+        """G(latent) [B, C, H, W], in the chosen class for a conditional G; in W, synthesis alone."""
+        if style is not None and space != "z":
+            ws = latent if latent.dim() == 3 else latent.unsqueeze(1).expand(-1, style.num_ws, -1)
+            return style.synthesis(ws)
+        labels = class_labels(label, len(latent), dev)
+        return loaded(latent) if labels is None else loaded(latent, labels)
+
+    def mapped(z: torch.Tensor) -> torch.Tensor:
+        """The starts as the space optimised sees them: z itself, or w = f(z) (one per layer in W+)."""
+        if style is None or space == "z":
+            return z
+        w = style.mapping(z, class_labels(label, len(z), dev))
+        return w if space == "w" else w.unsqueeze(1).repeat(1, style.num_ws, 1)
 
     with torch.no_grad():
-        shape = tuple(generator(torch.zeros(1, config.model.z_dim, device=dev)).shape[1:])
+        shape = tuple(generator(mapped(torch.zeros(1, config.model.z_dim, device=dev))).shape[1:])
     target = load_target(image_path, (shape[0], shape[1], shape[2])).to(dev)
     features = RandomFeatures(shape[0]).to(dev)
     target_features = features(target)
@@ -116,6 +140,7 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
 
     with torch.no_grad():
         candidates = torch.randn(starts, config.model.z_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
+        candidates = torch.cat([mapped(z) for z in candidates.split(32)])
         scores = torch.cat([loss_of(generator(z)) for z in candidates.split(32)])
     latent = candidates[int(scores.argmin())].clone()[None].requires_grad_(True)
     optimizer = torch.optim.Adam([latent], lr=lr)
@@ -125,8 +150,9 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
     snapshots, losses = [], []
     for step in range(steps):
         images = generator(latent)
-        prior = (latent.pow(2).mean() - 1.0).pow(2)
-        loss = loss_of(images).mean() + PRIOR_WEIGHT * prior
+        loss = loss_of(images).mean()
+        if space == "z":  # a Gaussian prior's shell; W has no such prior
+            loss = loss + PRIOR_WEIGHT * (latent.pow(2).mean() - 1.0).pow(2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -139,7 +165,7 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         pixel_mse = float((final - target).pow(2).mean())
     result = Projection(latent.detach()[0].cpu(), to_uint8(final[0]).cpu(), [float(v) for v in losses], pixel_mse)
     text = {"run": str(source), "image": image_path.name, "steps": str(steps), "kimg": f"{nimg / 1000:.1f}",
-            "pixel_mse": f"{pixel_mse:.5f}", "seed": str(seed)}
+            "pixel_mse": f"{pixel_mse:.5f}", "seed": str(seed), "space": space}
     if class_name is not None:
         text["class"] = class_name
     _write(out, result, to_uint8(target).cpu(), to_uint8(torch.cat(snapshots)).cpu(), text)

@@ -31,12 +31,15 @@ class ModelFamily:
     options: frozenset[str]  # ModelConfig fields the builder reads beyond COMMON_OPTIONS
     resolutions: str  # which image shapes the builder takes (it raises ConfigError on any other)
     conditional: bool = False  # --cond: class labels reach G and D
-    # "z": --truncation pulls z toward its mean; "none": G normalises z (ProGAN), so psi cannot change an image.
-    truncation: Literal["z", "none"] = "z"
+    # "z": --truncation pulls z toward its mean; "w": G pulls its mapped w toward the tracked average (G takes
+    # psi); "none": G normalises z (ProGAN), so psi cannot change an image.
+    truncation: Literal["z", "w", "none"] = "z"
     scheme: str = "gan"  # which step functions train these networks (the training package's scheme table)
     losses: frozenset[str] | None = None  # --loss values that fit D's output; None = every loss
     augments: bool = True  # --augment (ADA / DiffAugment) applies to what D sees; False when D sees no images
     grows: bool = False  # trained along a progressive-growing schedule (G and D have set_phase)
+    # G(z, labels, return_ws=True) returns (images, ws), so the path-length penalty (--pl-weight) applies.
+    path_length: bool = False
     recipe: tuple[str, Overrides] | None = None  # the paper's settings: `--model NAME` alone starts from them
     summary: Callable[[ModelConfig, ImageShape], str] | None = None  # per-layer table; default: per module
     # Why a model option does not apply, as {field: " (reason)"}, for the refusal's message.
@@ -57,6 +60,9 @@ def check_supported(family: ModelFamily, config: TrainConfig) -> None:
     if family.losses is not None and config.loss.name not in family.losses:
         raise ConfigError(f"--model {family.name} trains with --loss {' or '.join(sorted(family.losses))}, "
                           f"not {config.loss.name}")
+    if config.loss.pl_weight > 0 and not family.path_length:
+        raise ConfigError(f"--pl-weight regularizes a style-based generator's mapping to W, which --model "
+                          f"{family.name} does not have (--model stylegan2 does); drop the flag")
     if not family.augments and config.augment.name != AugmentConfig().name:
         raise ConfigError(f"--model {family.name}'s discriminator sees no images, so --augment "
                           f"{config.augment.name} cannot apply; drop --augment")

@@ -19,7 +19,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
-from ganforge.models import build_networks
+from ganforge.models import build_networks, family_of
 from ganforge.runs.folder import CONFIG_FILE, read_record
 
 ImageShape = tuple[int, int, int]
@@ -102,7 +102,8 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but still the format
                 warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.load(str(path), map_location="cpu").eval()
+                graph = torch.jit.load(str(path), map_location="cpu").eval()
+            return TracedWithPsi(graph) if family_of(config.model.name).truncation == "w" else graph
         return OnnxGenerator(path)
     except GanforgeError:
         raise
@@ -121,7 +122,25 @@ class OnnxGenerator(nn.Module):
             raise ConfigError(f"loading {path} needs onnxruntime: pip install 'ganforge[onnx]'") from exc
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        # A style-based G's graph takes psi too (truncation in W happens inside it).
+        self.takes_psi = any(i.name == "psi" for i in self.session.get_inputs())
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: z.detach().cpu().float().numpy()})[0]
+    def forward(self, z: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        feed = {self.input_name: z.detach().cpu().float().numpy()}
+        if self.takes_psi:
+            feed["psi"] = np.array([psi], dtype=np.float32)
+        elif psi != 1.0:
+            raise ConfigError("this ONNX generator truncates in z: pull the latents, not psi")
+        out = self.session.run(None, feed)[0]
         return torch.from_numpy(np.asarray(out)).to(z.device)
+
+
+class TracedWithPsi(nn.Module):
+    """A TorchScript export of a style-based G, traced as graph(z, psi), behind the G(z, psi=...) interface."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, z: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        return self.graph(z, torch.full((1,), float(psi), device=z.device))

@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from ganforge.errors import ConfigError
-from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates
+from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates, truncation_space
 from ganforge.runs import class_names, load_generator
 from ganforge.runs.exported import is_export_folder
 from ganforge.serve.hosts import HostCheck, allowed_hosts
@@ -56,7 +56,8 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
     generator, config, nimg = load_generator(source, device)
     run_root = source.resolve()
     classes = class_names(source, config)
-    renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel, truncates(config))
+    renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel, truncates(config),
+                        truncation_space(config))
     is_run = not is_export_folder(source)
     probe_label = torch.zeros(1, dtype=torch.long) if classes else None
     shape = list(render(generator, torch.zeros(1, config.model.z_dim), labels=probe_label).shape[1:])

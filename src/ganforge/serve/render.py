@@ -18,7 +18,7 @@ from PIL import PngImagePlugin
 from torch import nn
 
 from ganforge.explore.interpolate import lerp, slerp
-from ganforge.generate import render, seed_latents, truncate
+from ganforge.generate import render, seed_latents
 from ganforge.images import make_grid
 
 LATENT_ABS_MAX = 10.0  # |z_i| above this has probability < 1e-22 under N(0, 1): a typo, not a latent
@@ -60,9 +60,10 @@ class Renderer:
     """A loaded generator behind a render semaphore and a PNG cache; safe to call from many threads."""
 
     def __init__(self, generator: nn.Module, z_dim: int, source_name: str, nimg: int, max_parallel: int = 2,
-                 truncates: bool = True) -> None:
+                 truncates: bool = True, space: str = "z") -> None:
         self.generator, self.z_dim, self.source_name, self.nimg = generator, z_dim, source_name, nimg
         self.truncates = truncates  # False when G normalises z (ProGAN): psi would change nothing
+        self.space = space  # where psi acts: "z", or "w" inside a style-based G
         # Inference in eval mode under no_grad only reads the weights, so threads may share G; the semaphore
         # stops 200 concurrent requests from each starting a forward pass and thrashing the CPU's cores.
         self._gate = threading.BoundedSemaphore(max_parallel)
@@ -92,7 +93,7 @@ class Renderer:
         latents = make_latents()
         with self._gate:
             labels = None if label is None else torch.full((len(latents),), label, dtype=torch.long)
-            images = render(self.generator, truncate(latents, psi), labels=labels)
+            images = render(self.generator, latents, labels=labels, psi=psi, space=self.space)
         grid = make_grid(images, columns, padding=2 if len(images) > 1 else 0)
         if max(grid.size) * scale > MAX_OUTPUT_SIDE:
             raise BadParameter("scale", f"scale {scale} would make a {grid.size[0] * scale}x{grid.size[1] * scale} "

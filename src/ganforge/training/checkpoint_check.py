@@ -23,8 +23,9 @@ from ganforge.training.state import CHECKPOINT_FORMAT, Counters, TrainingState
 from ganforge.training.stats import STAT_NAMES
 
 META_KEYS = {"format", "ganforge_version", "config", "counters", "opt_G", "opt_D", "stat_counts", "sampler",
-             "augment", "precision", "rng_python", "rng_numpy"}
-OPTIONAL_META_KEYS = frozenset({"precision"})  # mixed-precision state came after format 1's first checkpoints
+             "augment", "precision", "rng_python", "rng_numpy", "path_length"}
+# Mixed-precision state came after format 1's first checkpoints; a path-length penalty's only where one runs.
+OPTIONAL_META_KEYS = frozenset({"precision", "path_length"})
 SAMPLER_KEYS = {"epoch", "position", "dataset_size"}
 # torch.amp.GradScaler.state_dict() of an fp16 run: floats and two integer counts.
 SCALER_STATE = {"scale": 1.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 1,
@@ -70,6 +71,9 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
         _expect(net in ("G", "D"), f"precision has an unknown network {_show(net)}")
         _check_numbers(scaler, SCALER_STATE, f"precision {net}")
         _expect(scaler["scale"] > 0, f"precision {net} scale is {_show(scaler['scale'])}, not > 0")
+    if "path_length" in meta:
+        _check_numbers(meta["path_length"], {"pl_mean": 0.0, "g_steps": 0}, "path_length")
+        _expect(meta["path_length"]["pl_mean"] >= 0, "path_length pl_mean is negative")
     _check_python_rng(meta["rng_python"])
     _check_numpy_rng(meta["rng_numpy"])
     _check_tensors(state, tensors, meta)

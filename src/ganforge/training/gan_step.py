@@ -62,12 +62,14 @@ def discriminator_step(nets: Trainee, objective: Objective, precision: Precision
 
 def generator_step(nets: Trainee, objective: Objective, precision: Precision, stats: TickStats, carry: GanCarry, *,
                    cur_nimg: int) -> None:
-    """Update G so that D calls its fakes real; D sees them as it sees every input (augmented, noised)."""
+    """Update G so that D calls its fakes real; D sees them as it sees every input (augmented, noised). A lazy
+    path-length penalty, when the objective has one and it is due, joins the last pass's loss."""
     # D's weights need no gradients here; skipping them saves ~10 % of the G step (benchmarked on CPU).
     nets.discriminator.requires_grad_(False)
     nets.opt_g.zero_grad(set_to_none=True)
     G = nets.trained("G")
     g_loss = torch.zeros((), device=carry.latents.device)
+    path_length = objective.path_length if objective.path_length is not None and objective.path_length.due() else None
     for last, weight, (latents, labels) in passes(carry.rounds, carry.latents, carry.labels):
         assert latents is not None
         with gradient_sync(last, G):
@@ -75,8 +77,13 @@ def generator_step(nets: Trainee, objective: Objective, precision: Precision, st
                 fakes = carry.fakes if carry.fakes is not None else G(latents, labels)
                 fake_logits = nets.discriminator(objective.d_input(fakes, cur_nimg), labels)
                 loss = objective.loss.generator_loss(fake_logits)
-            precision.backward(loss * weight, "G")
+                total = loss * weight
+                if last and path_length is not None:
+                    total = total + path_length.penalty(G, latents, labels)
+            precision.backward(total, "G")
         g_loss = g_loss + loss.detach().float() * weight
     precision.step(nets.opt_g, "G")
+    if objective.path_length is not None:
+        objective.path_length.step_done()
     nets.discriminator.requires_grad_(True)
     stats.add_generator(g_loss)

@@ -89,7 +89,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                    {role: ctx.wrap(net, device, find_unused=family.grows) for role, net in
                     (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None})
     scheme = SCHEMES[family.scheme]
-    objective = build_objective(config.loss, state.augment, config.kimg, scheme.reconstruct_reals)
+    objective = build_objective(config.loss, state.augment, config.kimg, scheme.reconstruct_reals,
+                                state.path_length)
     precision, stats = state.precision, state.stats
     schedule = build_schedule(family.grows, store.manifest.shape[1], config.batch, config.fade_kimg,
                               config.stable_kimg)

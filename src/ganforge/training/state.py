@@ -26,6 +26,7 @@ from ganforge.models import build_networks
 from ganforge.runs import checkpoint as ckpt
 from ganforge.training.distributed import Distributed
 from ganforge.training.ema import make_ema_copy
+from ganforge.training.path_length import PathLengthPenalty
 from ganforge.training.precision import Precision
 from ganforge.training.stats import TickStats
 from ganforge.version import __version__
@@ -57,6 +58,7 @@ class TrainingState:
     stats: TickStats
     augment: Augment
     precision: Precision
+    path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty: its mean and phase are state
     counters: Counters = field(default_factory=Counters)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -88,6 +90,8 @@ class TrainingState:
             "rng_python": _jsonable(random.getstate()),
             "rng_numpy": _jsonable(np.random.get_state()),
         }
+        if self.path_length is not None:
+            meta["path_length"] = self.path_length.state_dict()
         return tensors, meta
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -114,6 +118,8 @@ class TrainingState:
         self.sampler.load_state_dict(meta["sampler"])
         self.augment.load_state_dict(meta["augment"])
         self.precision.load_state_dict(meta.get("precision", {}))
+        if self.path_length is not None and "path_length" in meta:  # else switched on at resume: a fresh mean
+            self.path_length.load_state_dict(meta["path_length"])
         self.counters = Counters(**meta["counters"])
         torch.set_rng_state(tensors["rng.torch"])
         self.latent_rng.set_state(tensors["rng.latent"])
@@ -158,6 +164,8 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
         augment=build_augment(config.augment.name, batch=config.batch, target=config.augment.target,
                               ada_kimg=config.augment.ada_kimg, policy=config.augment.policy,
                               sum_over_ranks=ctx.sum_ if ctx.enabled else None, world_size=ctx.world_size),
+        path_length=PathLengthPenalty(config.loss.pl_weight, config.loss.pl_every, device)
+        if config.loss.pl_weight > 0 else None,
     )
 
 

@@ -26,6 +26,7 @@ from ganforge.augment import Augment
 from ganforge.config import LossConfig
 from ganforge.losses import AdversarialLoss, build_loss
 from ganforge.regularizers import Regularizer, build_regularizers
+from ganforge.training.path_length import PathLengthPenalty
 from ganforge.training.precision import Precision
 from ganforge.training.stats import TickStats
 
@@ -61,6 +62,7 @@ class Objective:
     instance_noise_nimg: int = 0  # images over which the std falls linearly to zero
     recon_weight: float = 1.0  # AAE: weight of the reconstruction error in E and G's loss
     reconstruct_reals: bool = False  # D also rebuilds the reals it sees (FastGAN: Liu et al. 2021, Sec. 3.2)
+    path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty (style-based G), with its state
 
     def d_input(self, images: torch.Tensor, cur_nimg: int) -> torch.Tensor:
         """What D sees: augmented (ADA / DiffAugment), then blurred by instance noise (Sonderby et al. 2017)."""
@@ -71,11 +73,12 @@ class Objective:
         return images + std * torch.randn_like(images) if std > 0 else images
 
 
-def build_objective(config: LossConfig, augment: Augment, run_kimg: float, reconstruct_reals: bool) -> Objective:
+def build_objective(config: LossConfig, augment: Augment, run_kimg: float, reconstruct_reals: bool,
+                    path_length: PathLengthPenalty | None = None) -> Objective:
     """The run's objective; instance noise falls to zero over the whole run unless `instance_noise_kimg` is set."""
     noise_kimg = config.instance_noise_kimg or run_kimg
     return Objective(build_loss(config), build_regularizers(config), augment, config.instance_noise,
-                     int(noise_kimg * 1000), config.recon_weight, reconstruct_reals)
+                     int(noise_kimg * 1000), config.recon_weight, reconstruct_reals, path_length)
 
 
 @dataclass(frozen=True)
