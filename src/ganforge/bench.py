@@ -20,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganforge.config import ModelConfig, TrainConfig
+from ganforge.presets import MODEL_RECIPES, preset_overrides
 from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
 from ganforge.device import flush_denormals, resolve_device
 from ganforge.models import build_networks
@@ -135,6 +136,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def recipe_model(name: str) -> ModelConfig:
+    """The networks `ganforge train --model NAME` builds: a family with a paper recipe gets the recipe's widths
+    and latent size (stylegan2: config F), the others the defaults. Losses and regularizers stay the textbook's."""
+    overrides = preset_overrides(name) if name in MODEL_RECIPES else {}
+    return ModelConfig(**{**{path[1]: value for path, value in overrides.items() if path[0] == "model"},
+                          "name": name})
+
+
 def default_kimg(device_name: str) -> float:
     """Long enough for ticks of a few seconds at the device's usual speed (~500 img/s on a CPU, ~20k on a GPU)."""
     return 100.0 if resolve_device(device_name).type == "cuda" else 2.0
@@ -146,7 +155,7 @@ def run_bench(model: str, resolution: int, batch: int, precision: str, channels_
     flush_denormals()
     with tempfile.TemporaryDirectory() as tmp:
         store = random_store(Path(tmp) / "bench.gfs", resolution)
-        config = TrainConfig(data=str(store.path), model=ModelConfig(name=model), kimg=kimg, batch=batch,
+        config = TrainConfig(data=str(store.path), model=recipe_model(model), kimg=kimg, batch=batch,
                              tick_kimg=kimg / 4, snap=10_000, device=device_name, precision=precision,
                              channels_last=channels_last, compile=compile_)
         ours = ganforge_throughput(config, store, Path(tmp))
