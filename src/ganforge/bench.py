@@ -20,10 +20,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganforge.config import ModelConfig, TrainConfig
-from ganforge.presets import MODEL_RECIPES, preset_overrides
 from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
 from ganforge.device import flush_denormals, resolve_device
 from ganforge.models import build_networks
+from ganforge.presets import MODEL_RECIPES, preset_overrides
 from ganforge.training import DTYPES, train
 
 
