@@ -25,14 +25,21 @@ SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and th
 PSI_RANGE = (-1.0, 2.0)  # psi < 0 gives the "opposite" image, > 1 exaggerates; far outside is only noise
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-3,10' -> [0, 1, 2, 3, 10]; ranges are inclusive, as in StyleGAN's tools."""
-    seeds: list[int] = []
+def parse_ranges(text: str, flag: str, example: str) -> list[tuple[str, int, int]]:
+    """'0-3,10' -> [('0-3', 0, 3), ('10', 10, 10)]: inclusive ranges as written, for the caller to bound."""
+    ranges = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not match:
-            raise ConfigError(f"--seeds: cannot read {part!r}; write seeds like 0-63 or 1,5,9 or 0-9,100")
-        start, end = int(match.group(1)), int(match.group(2) or match.group(1))
+            raise ConfigError(f"{flag}: cannot read {part!r}; write {example}")
+        ranges.append((part, int(match.group(1)), int(match.group(2) or match.group(1))))
+    return ranges
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,10' -> [0, 1, 2, 3, 10]; ranges are inclusive, as in StyleGAN's tools."""
+    seeds: list[int] = []
+    for part, start, end in parse_ranges(text, "--seeds", "seeds like 0-63 or 1,5,9 or 0-9,100"):
         if end < start:
             raise ConfigError(f"--seeds: range {part!r} runs backwards; write {end}-{start}")
         if end > SEED_MAX:

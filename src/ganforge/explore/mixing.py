@@ -9,14 +9,20 @@ cell keeps its row's coarse styles (pose, face shape) and takes its column's fin
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
 from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
-from ganforge.generate import check_psi, check_truncation, render_styles, seed_latents, truncation_space
+from ganforge.generate import (
+    check_psi,
+    check_truncation,
+    parse_ranges,
+    render_styles,
+    seed_latents,
+    truncation_space,
+)
 from ganforge.images import make_grid, save_png
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
@@ -29,11 +35,7 @@ def parse_styles(text: str | None, num_ws: int) -> list[int]:
     if text is None:
         return list(range(num_ws // 2, num_ws))
     layers: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not match:
-            raise ConfigError(f"--styles: cannot read {part!r}; write layers like 0-3 or 4,5,6")
-        start, end = int(match.group(1)), int(match.group(2) or match.group(1))
+    for part, start, end in parse_ranges(text, "--styles", "layers like 0-3 or 4,5,6"):
         if end < start or end >= num_ws:
             raise ConfigError(f"--styles {part!r} is outside this generator's layers 0-{num_ws - 1} (or backwards)")
         layers.extend(range(start, end + 1))
