@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganforge.config import SettingPath, TrainConfig, settings
+from ganforge.config import SettingPath, TrainConfig, from_dict, settings
+from ganforge.data.pairing import PairOptions
 from ganforge.data.prepare import PrepareOptions, parse_resolution
 from ganforge.data.prepare import prepare as prepare_store
+from ganforge.data.prepare_pairs import prepare_pairs
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError
 from ganforge.generator import Generator
@@ -32,14 +34,29 @@ from ganforge.training import Run, train_from_paths
 ImagesLike = SourceLike | torch.Tensor | np.ndarray | Generator
 
 
-def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str], *, resolution: int | str | None = None,
-            crop: str = "center", channels: int | None = None, labels: str = "none", min_size: int = 0,
-            force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> Store:
+def prepare(source: str | os.PathLike[str] | None, out: str | os.PathLike[str], *,
+            resolution: int | str | None = None, crop: str = "center", channels: int | None = None,
+            labels: str = "none", min_size: int = 0, force: bool = False, progress: bool = True,
+            echo: Callable[[str], None] = print, a: str | os.PathLike[str] | None = None,
+            b: str | os.PathLike[str] | None = None, **pairing: Any) -> Store:
     """`ganforge prepare`: check, decode and pack `source` (image folder, .zip, IDX, .npz) into the store `out`;
-    the report (kept, skipped and why) is echoed; the store is returned opened."""
+    the report (kept, skipped and why) is echoed; the store is returned opened. For image-to-image translation,
+    `pairs=`, `unpaired=`, `make_pairs=` and `val_fraction=` (named as the flags are; `a=` and `b=` are the two
+    folders of by-name pairs or unpaired domains) make a two-sided store."""
     size = parse_resolution(str(resolution)) if resolution is not None else None
     options = PrepareOptions(resolution=size, crop=crop, channels=channels, labels=labels, min_size=min_size)
-    report = prepare_store(source, out, options, progress=progress, force=force)
+    pair_options = from_dict(PairOptions, pairing, "prepare()")
+    if pair_options.two_sided:
+        if labels != "none":
+            raise ConfigError("--labels folders gives class labels to one set of images; a store of pairs has none")
+        report = prepare_pairs(out, options, pair_options, source=source, a=a, b=b, progress=progress, force=force)
+    elif source is None or a is not None or b is not None:
+        raise ConfigError("pass one SOURCE; --a and --b are for --pairs by-name and --unpaired")
+    elif pair_options.val_fraction > 0:
+        raise ConfigError("--val-fraction holds out pairs of a two-sided store; add --pairs, --unpaired or "
+                          "--make-pairs, or drop it")
+    else:
+        report = prepare_store(source, out, options, progress=progress, force=force)
     echo(report.summary())
     return Store(out, in_memory=False)  # memory-mapped: opening it costs nothing however large it is
 

@@ -13,6 +13,7 @@ import click
 from ganforge.cli_detect import detect
 from ganforge.cli_explore import register as register_explore_commands
 from ganforge.config import SettingInfo, TrainConfig, apply_overrides, check_resume_overrides, setting_info, settings
+from ganforge.data.pairing import PairOptions
 from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
 from ganforge.version import __version__
 
@@ -34,18 +35,26 @@ class BatchGpu(click.ParamType):
         return count
 
 
-def setting_options(command: F) -> F:
-    """One option per TrainConfig setting that has a flag, from its field: type, choices, help and [default].
+def options_of(config_class: type) -> Callable[[F], F]:
+    """A decorator adding one option per setting of `config_class` that has a flag, from its field: type,
+    choices, help and [default].
 
     Every default is None, so a flag left out keeps the preset's value or, with --resume, the run's own. Each
     option's parameter name is its path joined by "__" (`model__g_width`); `given_settings` reads them back.
     """
-    for info in reversed(settings()):
-        if info.flag is not None:
-            decls = [f"{info.flag}/--no-{info.flag[2:]}" if info.kind == "bool" else info.flag, "__".join(info.path)]
-            command = click.option(*decls, type=_click_type(info), default=None,
-                                   help=f"{info.help} [{info.default_text}]")(command)
-    return command
+    def add(command: F) -> F:
+        for info in reversed(settings(config_class)):
+            if info.flag is not None:
+                bool_decl = f"{info.flag}/--no-{info.flag[2:]}"
+                decls = [bool_decl if info.kind == "bool" else info.flag, "__".join(info.path)]
+                command = click.option(*decls, type=_click_type(info), default=None,
+                                       help=f"{info.help} [{info.default_text}]")(command)
+        return command
+
+    return add
+
+
+setting_options = options_of(TrainConfig)  # the `train` command's options
 
 
 def given_settings(params: dict[str, Any]) -> dict[tuple[str, ...], Any]:
@@ -117,8 +126,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Store file to write (.gfs).")
+@click.option("--a", "folder_a", type=click.Path(path_type=Path),
+              help="With --pairs by-name or --unpaired: the folder (or archive) of inputs, domain A.")
+@click.option("--b", "folder_b", type=click.Path(path_type=Path),
+              help="With --pairs by-name or --unpaired: the folder (or archive) of targets, domain B.")
+@options_of(PairOptions)
 @click.option("--resolution", help="Output size: N for NxN, or WxH. Default: the first usable image's size.")
 @click.option("--crop", type=click.Choice(["center", "pad", "none"]), default="center", show_default=True,
               help="Fit other aspect ratios by centre-cropping, letterbox padding, or stretching.")
@@ -129,13 +143,15 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Skip images whose shorter side is below this many pixels.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file that is not a store (a store is always "
               "replaced; a file inside SOURCE never is).")
-def prepare(source: Path, out: Path, resolution: str | None, crop: str, channels: str | None, labels: str,
-            min_size: int, force: bool) -> None:
-    """Check, decode and pack SOURCE (image folder, .zip, MNIST IDX, .npz) into one training store."""
+def prepare(source: Path | None, out: Path, folder_a: Path | None, folder_b: Path | None, resolution: str | None,
+            crop: str, channels: str | None, labels: str, min_size: int, force: bool, **pairing: Any) -> None:
+    """Check, decode and pack SOURCE (image folder, .zip, MNIST IDX, .npz) into one training store; with
+    --pairs, --unpaired or --make-pairs, into a store of input/target pairs for image-to-image translation."""
     from ganforge.api import prepare as run_prepare
 
     run_prepare(source, out, resolution=resolution or None, crop=crop, channels=int(channels) if channels else None,
-                labels=labels, min_size=min_size, force=force, echo=click.echo)
+                labels=labels, min_size=min_size, force=force, echo=click.echo, a=folder_a, b=folder_b,
+                **{"__".join(path): value for path, value in given_settings(pairing).items()})
 
 
 @main.command()

@@ -84,7 +84,7 @@ class ModelConfig:
                             at_most=8192)
 
     def __post_init__(self) -> None:
-        _check_values(self)
+        check_values(self)
         _require(self.z_dim >= 1, "--z-dim must be at least 1")
         _require(not self.conditional or self.num_classes >= 2,
                  "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
@@ -120,7 +120,7 @@ class LossConfig:
     recon_weight: float = config_only(1.0, "aae: weight of the pixel MSE against the adversarial term.")
 
     def __post_init__(self) -> None:
-        _check_values(self)
+        check_values(self)
         _require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")
         _require(0.0 <= self.label_flip < 0.5, "--label-flip must be in [0, 0.5)")
         _require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.instance_noise >= 0,
@@ -143,7 +143,7 @@ class AugmentConfig:
                           flag="--diffaugment-policy")
 
     def __post_init__(self) -> None:
-        _check_values(self)
+        check_values(self)
         _require(0.0 < self.target < 1.0, "--ada-target must be in (0, 1)")
         _require(self.ada_kimg > 0, "--ada-kimg must be positive")
 
@@ -198,7 +198,7 @@ class TrainConfig:
                                      choices=("inception", "random-conv"))
 
     def __post_init__(self) -> None:
-        _check_values(self)
+        check_values(self)
         _require(self.kimg > 0, "--kimg must be positive")
         _require(0 <= self.seed < 2**32, f"--seed must be a whole number from 0 to 2^32 - 1, got {self.seed}")
         _require(self.batch >= 1, "--batch must be at least 1")
@@ -300,9 +300,10 @@ class SettingInfo:
         return ".".join(self.path)
 
 
-def settings() -> list[SettingInfo]:
-    """Every leaf setting of TrainConfig, in field order (nested configs in place)."""
-    return list(_settings())
+def settings(config_class: type = TrainConfig) -> list[SettingInfo]:
+    """Every leaf setting of `config_class` (TrainConfig unless another settings dataclass, e.g. prepare's
+    PairOptions, is named), in field order (nested configs in place)."""
+    return list(_settings(config_class))
 
 
 def setting_info(path: SettingPath) -> SettingInfo:
@@ -349,7 +350,7 @@ def describe_config(config: TrainConfig) -> str:
 
 
 @functools.cache
-def _settings() -> tuple[SettingInfo, ...]:
+def _settings(config_class: type = TrainConfig) -> tuple[SettingInfo, ...]:
     def walk(config: Any, prefix: SettingPath) -> list[SettingInfo]:
         found: list[SettingInfo] = []
         for f in fields(config):
@@ -368,7 +369,7 @@ def _settings() -> tuple[SettingInfo, ...]:
                                      choices=meta["choices"], default_text=meta["shown"] or _show(value)))
         return found
 
-    return tuple(walk(TrainConfig(), ()))
+    return tuple(walk(config_class(), ()))
 
 
 @functools.cache
@@ -382,7 +383,7 @@ def _flag_of_field(f: dataclasses.Field[Any]) -> str | None:
     return f.metadata["flag"] or "--" + f.name.replace("_", "-")
 
 
-def _check_values(config: Any) -> None:
+def check_values(config: Any) -> None:
     """Refuse, naming the flag: a value outside a setting's `choices`, a number of the wrong type (config.json is
     hand-editable), a non-finite number, or one above the setting's `at_most`."""
     for f in fields(config):

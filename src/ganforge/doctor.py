@@ -52,8 +52,13 @@ def _checked(check: Callable[[], list[Finding]]) -> list[Finding]:
 def _store(store: Store) -> list[Finding]:
     """Findings for an opened store (opening checked its header, offsets, shapes and labels)."""
     path, m = store.path, store.manifest
-    found = [Finding(True, f"{path}: {m.count:,} images of {m.channels}x{m.height}x{m.width}, "
-                           f"{len(m.label_names)} classes, {len(m.skipped or [])} inputs skipped at prepare")]
+    if m.two_sided:
+        held = f"{m.val_count}" if m.pairing == "paired" else f"A {m.val_count}, B {m.val_count_b}"
+        contents = (f"{m.pairing} A {m.count:,} x {m.channels}x{m.height}x{m.width} and B {m.count_b:,} x "
+                    f"{m.channels_b}x{m.height_b}x{m.width_b} ({held} held out)")
+    else:
+        contents = f"{m.count:,} images of {m.channels}x{m.height}x{m.width}, {len(m.label_names)} classes"
+    found = [Finding(True, f"{path}: {contents}, {len(m.skipped or [])} inputs skipped at prepare")]
     store.verify_content(limit_bytes=None)
     return found + [Finding(True, f"{path}: pixels and labels match the content fingerprint {m.fingerprint[:12]}")]
 

@@ -103,17 +103,30 @@ class PrepareReport:
     classes: int  # number of label names; 0 = unlabelled
     out: Path
     seconds: float
+    pairing: str = "none"  # a two-sided store's "paired" or "unpaired" (prepare_pairs.py)
+    kept_b: int = 0  # images on the B side
+    shape_b: tuple[int, int, int] = (0, 0, 0)
+    val_count: int = 0  # held-out rows of A (and of B when paired)
+    val_count_b: int = 0
 
     def summary(self) -> str:
         skips = ", ".join(f"{reason} {n}" for reason, n in self.skipped.items()) or "none"
         labels = f"{self.classes} classes" if self.classes else "none"
         c, h, w = self.shape
-        return (f"kept {self.kept} of {self.total}; skipped: {skips}; "
-                f"store: {self.out} ({c} x {h} x {w}, labels: {labels}); {self.seconds:.1f} s")
+        if self.pairing == "none":
+            return (f"kept {self.kept} of {self.total}; skipped: {skips}; "
+                    f"store: {self.out} ({c} x {h} x {w}, labels: {labels}); {self.seconds:.1f} s")
+        c_b, h_b, w_b = self.shape_b
+        if self.pairing == "paired":
+            kept, held = f"{self.kept} pairs", f"{self.val_count} pairs"
+        else:
+            kept, held = f"A {self.kept} and B {self.kept_b} images", f"A {self.val_count}, B {self.val_count_b}"
+        return (f"kept {kept} of {self.total} inputs; skipped: {skips}; store: {self.out} ({self.pairing}, A {c} x "
+                f"{h} x {w}, B {c_b} x {h_b} x {w_b}; held out for evaluation: {held}); {self.seconds:.1f} s")
 
 
 @dataclass
-class _Decoded:
+class Decoded:
     images: np.ndarray  # uint8 [kept, C, H, W]; may be a view of a temp memmap
     labels: np.ndarray  # int64 [kept]
     label_names: list[str]
@@ -138,15 +151,15 @@ def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str],
     out.parent.mkdir(parents=True, exist_ok=True)
     spill_path = out.with_name(f".{out.name}.decode-{os.getpid()}")
     if spill_bytes is None:
-        spill_bytes = min(_SPILL_MAX_BYTES, _free_ram_bytes() // 4)
+        spill_bytes = min(_SPILL_MAX_BYTES, free_ram_bytes() // 4)
     # The largest member worth reading: max_pixels of 16-bit RGBA, uncompressed, plus room for metadata.
     max_member_bytes = options.max_pixels * 8 + (16 << 20)
     try:
         with pillow_limits(options.max_pixels), open_source(src, max_member_bytes) as data:
             if isinstance(data, FileSource):
-                decoded = _decode_files(data, options, _Spill(spill_path, spill_bytes), progress)
+                decoded = decode_files(data, options, Spill(spill_path, spill_bytes), progress)
             else:
-                decoded = _convert_arrays(data, options, _Spill(spill_path, spill_bytes), progress)
+                decoded = _convert_arrays(data, options, Spill(spill_path, spill_bytes), progress)
             if len(decoded.images) == 0:
                 raise DataError(_nothing_usable(src, decoded))
             manifest = _manifest(str(source), data.seen, decoded, options)
@@ -158,7 +171,7 @@ def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str],
                          len(manifest.label_names), out, time.perf_counter() - start)
 
 
-class _Spill:
+class Spill:
     """Allocates the decode buffer: RAM when small, a memmap'd temp file beside the output when large."""
 
     def __init__(self, path: Path, limit_bytes: int) -> None:
@@ -170,10 +183,10 @@ class _Spill:
         return np.memmap(self.path, np.uint8, "w+", shape=shape)
 
 
-def _decode_files(data: FileSource, options: PrepareOptions, spill: _Spill, progress: bool) -> _Decoded:
+def decode_files(data: FileSource, options: PrepareOptions, spill: Spill, progress: bool) -> Decoded:
     skipped = list(data.skipped)
-    channels = options.channels or _guess_channels(data, progress)
-    target = None if options.resolution is None else _target(options, options.resolution, channels)
+    channels = options.channels or guess_channels(data, progress)
+    target = None if options.resolution is None else target_of(options, options.resolution, channels)
     buffer: np.ndarray | None = None
     names: list[str | None] = []
     for entry in progress_of(data.entries, desc="decoding", enabled=progress):
@@ -183,8 +196,8 @@ def _decode_files(data: FileSource, options: PrepareOptions, spill: _Spill, prog
             with entry.open() as fp:
                 if target is None:
                     img = open_image(fp, options.min_size)
-                    target = _target(options, (img.height, img.width), channels)
-                    _note(progress, f"resolution {img.width}x{img.height} (width x height) from "
+                    target = target_of(options, (img.height, img.width), channels)
+                    note(progress, f"resolution {img.width}x{img.height} (width x height) from "
                                     f"{entry.name}; pass a resolution to choose another")
                     pixels = to_array(img, target)
                 else:
@@ -200,10 +213,10 @@ def _decode_files(data: FileSource, options: PrepareOptions, spill: _Spill, prog
         c, (h, w) = channels, options.resolution or (0, 0)
         buffer = np.empty((0, c, h, w), np.uint8)
     labels, label_names = _folder_labels(names) if options.labels == "folders" else (_zeros(len(names)), [])
-    return _Decoded(buffer[: len(names)], labels, label_names, skipped, len(data.seen))
+    return Decoded(buffer[: len(names)], labels, label_names, skipped, len(data.seen))
 
 
-def _guess_channels(data: FileSource, progress: bool) -> int:
+def guess_channels(data: FileSource, progress: bool) -> int:
     votes: list[bool] = []
     for entry in data.entries[: 10 * _CHANNEL_PEEKS]:  # bounded even when most inputs are broken
         if len(votes) == _CHANNEL_PEEKS:
@@ -217,14 +230,14 @@ def _guess_channels(data: FileSource, progress: bool) -> int:
             votes.append(grey)
     channels = 1 if votes and all(votes) else 3
     if not votes:
-        _note(progress, "channels 3 (none of the first inputs could be read; they are reported below)")
+        note(progress, "channels 3 (none of the first inputs could be read; they are reported below)")
     else:
-        _note(progress, f"channels {channels} ({'all' if channels == 1 else 'not all'} of the first {len(votes)} "
+        note(progress, f"channels {channels} ({'all' if channels == 1 else 'not all'} of the first {len(votes)} "
                         "readable inputs are greyscale)")
     return channels
 
 
-def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: _Spill, progress: bool) -> _Decoded:
+def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: Spill, progress: bool) -> Decoded:
     n, h, w, c = data.images.shape
     channels = options.channels or (1 if c == 1 else 3)
     height, width = options.resolution or (h, w)
@@ -233,13 +246,13 @@ def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: _Spill, p
     if min(h, w) < options.min_size:
         too_small = [{"path": f"{data.name}[{i}]", "reason": "too small"} for i in range(n)]
         nothing = np.empty((0, channels, height, width), np.uint8)
-        return _Decoded(nothing, _zeros(0), label_names, too_small, n)
+        return Decoded(nothing, _zeros(0), label_names, too_small, n)
     as_is = (height, width) == (h, w) and (c, channels) in ((1, 1), (3, 3), (1, 3))
     if data.images.dtype == np.uint8 and as_is:
         # Already right: hand the store a view, so nothing is copied (broadcast repeats grey as RGB).
         images = np.broadcast_to(data.images.transpose(0, 3, 1, 2), (n, channels, h, w))
-        return _Decoded(images, labels, label_names, [], n)
-    target = _target(options, (height, width), channels)
+        return Decoded(images, labels, label_names, [], n)
+    target = target_of(options, (height, width), channels)
     buffer = spill.allocate((n, channels, height, width))
     kept: list[int] = []
     skipped: list[dict[str, str]] = []
@@ -256,10 +269,10 @@ def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: _Spill, p
             skipped.append({"path": f"{data.name}[{i}]", "reason": skip.reason})
             continue
         kept.append(i)
-    return _Decoded(buffer[: len(kept)], labels[kept], label_names, skipped, n)
+    return Decoded(buffer[: len(kept)], labels[kept], label_names, skipped, n)
 
 
-def _target(options: PrepareOptions, size: tuple[int, int], channels: int) -> Target:
+def target_of(options: PrepareOptions, size: tuple[int, int], channels: int) -> Target:
     return Target(size[0], size[1], channels, options.crop, options.background, options.pad_color)
 
 
@@ -273,7 +286,7 @@ def _zeros(n: int) -> np.ndarray:
     return np.zeros(n, np.int64)
 
 
-def _manifest(source: str, seen: list[tuple[str, int]], decoded: _Decoded,
+def _manifest(source: str, seen: list[tuple[str, int]], decoded: Decoded,
               options: PrepareOptions) -> Manifest:
     # Names and sizes, not contents: cheap enough to recompute on every run to notice a changed source.
     digest = hashlib.sha256(json.dumps([sorted(seen), options.to_dict()], ensure_ascii=False).encode())
@@ -283,7 +296,7 @@ def _manifest(source: str, seen: list[tuple[str, int]], decoded: _Decoded,
                     source_fingerprint=digest.hexdigest(), skipped=decoded.skipped, options=options.to_dict())
 
 
-def _nothing_usable(src: Path, decoded: _Decoded) -> str:
+def _nothing_usable(src: Path, decoded: Decoded) -> str:
     if decoded.total == 0:
         return (f"{src} holds no images; pass a folder of images (jpg, png, webp, bmp, tif, gif), a .zip, "
                 "an IDX file or an .npz.")
@@ -293,12 +306,12 @@ def _nothing_usable(src: Path, decoded: _Decoded) -> str:
             "fix or replace them, or check the min_size, labels and max_pixels options.")
 
 
-def _note(progress: bool, message: str) -> None:
+def note(progress: bool, message: str) -> None:
     if progress:
         tqdm.write(f"prepare: {message}", file=sys.stderr)
 
 
-def _free_ram_bytes() -> int:
+def free_ram_bytes() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

@@ -2,8 +2,11 @@
 
 The file is a plain safetensors file (tensors ``images`` [N, C, H, W] uint8 and ``labels`` [N] int64, the
 manifest as JSON in the header's ``__metadata__``), so any safetensors reader can open it and nothing in it is
-ever unpickled. Pixels are stored channel-first so a batch goes from the store to the network without a
-transpose, and the data section is 8-byte aligned so it can be memory-mapped when it does not fit in RAM.
+ever unpickled. A two-sided store for image-to-image translation adds ``targets`` [N_B, C_B, H_B, W_B] uint8,
+the B side (``images`` is the A side); the manifest's ``pairing`` says whether row i of A and row i of B are a
+pair ("paired") or the sides are independent ("unpaired"), and the last ``val_count`` rows are held out.
+Pixels are stored channel-first so a batch goes from the store to the network without a transpose, and the
+data section is 8-byte aligned so it can be memory-mapped when it does not fit in RAM.
 """
 
 from __future__ import annotations
@@ -45,10 +48,25 @@ class Manifest:
     skipped: list[dict[str, str]] | None = None  # [{"path": ..., "reason": ...}] for every rejected input
     options: dict[str, Any] | None = None  # the prepare options that produced this store
     format_version: int = FORMAT_VERSION
+    pairing: str = "none"  # "none": one image array; "paired" / "unpaired": a two-sided store (store_layout.py)
+    count_b: int = 0  # the B side (``targets``) of a two-sided store; 0 otherwise
+    channels_b: int = 0
+    height_b: int = 0
+    width_b: int = 0
+    val_count: int = 0  # the last val_count rows of A are held out from training (for PSNR, SSIM, FID)
+    val_count_b: int = 0  # likewise of B; equal to val_count in a paired store
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
+
+    @property
+    def shape_b(self) -> tuple[int, int, int]:
+        return (self.channels_b, self.height_b, self.width_b)
+
+    @property
+    def two_sided(self) -> bool:
+        return self.pairing != "none"
 
     @property
     def has_labels(self) -> bool:
@@ -64,14 +82,21 @@ class Manifest:
         return Manifest(**{k: v for k, v in raw.items() if k in known})
 
 
-def content_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
-    """sha256 over shape, pixels and labels, read in chunks so a memory-mapped array is never copied whole."""
+def content_fingerprint(images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None = None) -> str:
+    """sha256 over shape, pixels and labels (and a two-sided store's B side), read in chunks so a memory-mapped
+    array is never copied whole. A one-sided store hashes as it always has."""
     digest = hashlib.sha256()
+    _hash_pixels(digest, images)
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+    if targets is not None:
+        _hash_pixels(digest, targets)
+    return digest.hexdigest()
+
+
+def _hash_pixels(digest: Any, images: np.ndarray) -> None:
     digest.update(json.dumps(list(images.shape)).encode())
     for start in range(0, len(images), _rows_per_chunk(images)):
         digest.update(np.ascontiguousarray(images[start : start + _rows_per_chunk(images)]).tobytes())
-    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
-    return digest.hexdigest()
 
 
 def _rows_per_chunk(images: np.ndarray) -> int:
@@ -79,10 +104,13 @@ def _rows_per_chunk(images: np.ndarray) -> int:
     return max(1, _WRITE_CHUNK_BYTES // row_bytes)
 
 
-def write_store(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray, manifest: Manifest) -> None:
-    """Write atomically: a temp file beside the target, fsync, rename. A crash leaves the old file or none."""
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {images.shape}")
+def write_store(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray, manifest: Manifest,
+                targets: np.ndarray | None = None) -> None:
+    """Write atomically: a temp file beside the target, fsync, rename. A crash leaves the old file or none.
+    `targets`: the B side of a two-sided store, written after the labels."""
+    for name, array in (("images", images), ("targets", targets)):
+        if array is not None and (array.dtype != np.uint8 or array.ndim != 4):
+            raise ValueError(f"{name} must be uint8 [N, C, H, W], got {array.dtype} {array.shape}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
     path = Path(path)
@@ -98,6 +126,10 @@ def write_store(path: str | os.PathLike[str], images: np.ndarray, labels: np.nda
         # safetensors forbids gaps between tensors, so pad the images with a hidden byte tensor.
         header["_pad"] = {"dtype": "U8", "shape": [_align8(image_bytes) - image_bytes],
                           "data_offsets": [image_bytes, _align8(image_bytes)]}
+    labels_end = _align8(image_bytes) + 8 * n
+    if targets is not None:
+        header["targets"] = {"dtype": "U8", "shape": list(targets.shape),
+                             "data_offsets": [labels_end, labels_end + targets.size]}
     header_bytes = json.dumps(header, ensure_ascii=False).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -109,6 +141,9 @@ def write_store(path: str | os.PathLike[str], images: np.ndarray, labels: np.nda
                 f.write(np.ascontiguousarray(images[start : start + _rows_per_chunk(images)]).tobytes())
             f.write(b"\0" * (_align8(image_bytes) - image_bytes))
             f.write(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+            if targets is not None:
+                for start in range(0, len(targets), _rows_per_chunk(targets)):
+                    f.write(np.ascontiguousarray(targets[start : start + _rows_per_chunk(targets)]).tobytes())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -136,13 +171,18 @@ class Store:
                  name: str | None = None) -> None:
         self.path = Path(path)
         self.name = name or self.path.name.removesuffix(STORE_SUFFIX)  # short name for run folders
-        self.manifest, images_offset, labels_offset = _read_header(self.path)
+        self.manifest, images_offset, labels_offset, targets_offset = _read_header(self.path)
         m = self.manifest
         images = np.memmap(self.path, np.uint8, "r", images_offset, (m.count, m.channels, m.height, m.width))
         labels = np.memmap(self.path, "<i8", "r", labels_offset, (m.count,))
+        targets = None if targets_offset is None else np.memmap(self.path, np.uint8, "r", targets_offset,
+                                                                (m.count_b, *m.shape_b))
+        pixel_bytes = images.nbytes + (0 if targets is None else targets.nbytes)
         if in_memory is None:
-            in_memory = images.nbytes < available_ram_bytes() // 2
+            in_memory = pixel_bytes < available_ram_bytes() // 2
         self.images: np.ndarray = np.array(images) if in_memory else images
+        # The B side of a two-sided store (image-to-image translation); None for a one-sided store.
+        self.targets: np.ndarray | None = targets if targets is None or not in_memory else np.array(targets)
         self.labels: np.ndarray = np.array(labels)
         self.in_memory = in_memory
         classes = max(1, len(m.label_names))
@@ -154,9 +194,10 @@ class Store:
         """DataError unless the pixels and labels still hash to the manifest's fingerprint: a store edited or
         damaged after `prepare` would otherwise train, and be scored, silently. False (not checked) for a store
         above `limit_bytes`, whose full read would delay every start; `ganforge doctor STORE` checks any size."""
-        if limit_bytes is not None and self.images.nbytes > limit_bytes:
+        pixel_bytes = self.images.nbytes + (0 if self.targets is None else self.targets.nbytes)
+        if limit_bytes is not None and pixel_bytes > limit_bytes:
             return False
-        if content_fingerprint(self.images, self.labels) != self.manifest.fingerprint:
+        if content_fingerprint(self.images, self.labels, self.targets) != self.manifest.fingerprint:
             raise DataError(f"{self.path}: its pixels or labels changed after it was prepared (the content hash no "
                             "longer matches its fingerprint); prepare it again from the source.")
         return True
@@ -164,14 +205,24 @@ class Store:
     def __len__(self) -> int:
         return self.manifest.count
 
-    def uint8_batch(self, indices: np.ndarray) -> torch.Tensor:
-        """Pixels of the given rows as a uint8 tensor [B, C, H, W] on the CPU."""
+    def side(self, name: str) -> np.ndarray:
+        """The pixels of side "a" (``images``, every store's) or "b" (``targets``, a two-sided store's)."""
+        if name == "b":
+            if self.targets is None:
+                raise DataError(f"{self.path} holds one set of images, not input/target pairs; prepare it with "
+                                "`ganforge prepare --pairs ...`, `--unpaired` or `--make-pairs ...`.")
+            return self.targets
+        return self.images
+
+    def uint8_batch(self, indices: np.ndarray, side: str = "a") -> torch.Tensor:
+        """Pixels of the given rows of a side as a uint8 tensor [B, C, H, W] on the CPU."""
+        pixels = self.side(side)
         if self.in_memory:
-            return torch.from_numpy(self.images[indices])
+            return torch.from_numpy(pixels[indices])
         # Memory-mapped reads are fastest in file order; undo the sort afterwards.
         order = np.argsort(indices, kind="stable")
-        rows = np.empty((len(indices), *self.images.shape[1:]), np.uint8)
-        rows[order] = self.images[indices[order]]
+        rows = np.empty((len(indices), *pixels.shape[1:]), np.uint8)
+        rows[order] = pixels[indices[order]]
         return torch.from_numpy(rows)
 
     def iter_uint8(self, batch_size: int, limit: int | None = None) -> Iterator[torch.Tensor]:
@@ -200,15 +251,17 @@ class DeviceBatches:
     """
 
     def __init__(self, store: Store, device: torch.device, resident_limit_bytes: int | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, side: str = "a") -> None:
         self.store = store
+        self.side = side  # "b": the targets of a two-sided store
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.labels = torch.from_numpy(store.labels).to(device)
         self.resident: torch.Tensor | None = None
         limit = _resident_limit(device) if resident_limit_bytes is None else resident_limit_bytes
-        if store.images.nbytes <= limit and (store.in_memory or device.type != "cpu"):
-            self.resident = _to_device_in_chunks(store.images, device)
+        pixels = store.side(side)
+        if pixels.nbytes <= limit and (store.in_memory or device.type != "cpu"):
+            self.resident = _to_device_in_chunks(pixels, device)
         self.pin = device.type == "cuda"
 
     def labels_of(self, indices: torch.Tensor) -> torch.Tensor:
@@ -218,7 +271,7 @@ class DeviceBatches:
         if self.resident is not None:
             batch = self.resident.index_select(0, indices.to(self.device))
         else:
-            host = self.store.uint8_batch(indices.numpy())
+            host = self.store.uint8_batch(indices.numpy(), self.side)
             batch = (host.pin_memory() if self.pin else host).to(self.device, non_blocking=True)
         return to_float(batch).contiguous(memory_format=self.memory_format)
 
@@ -253,7 +306,7 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def _read_header(path: Path) -> tuple[Manifest, int, int]:
+def _read_header(path: Path) -> tuple[Manifest, int, int, int | None]:
     if not path.exists():
         raise DataError(f"{path}: no such store; create one with `ganforge prepare SOURCE --out {path}`.")
     if path.is_dir():
@@ -265,7 +318,7 @@ def _read_header(path: Path) -> tuple[Manifest, int, int]:
         manifest = Manifest(**{k: v for k, v in layout.manifest.items() if k in known})
     except TypeError as exc:
         raise DataError(f"{path} is not a readable ganforge store ({exc}); prepare it again.") from exc
-    return manifest, layout.images_offset, layout.labels_offset
+    return manifest, layout.images_offset, layout.labels_offset, layout.targets_offset
 
 
 def available_ram_bytes() -> int:

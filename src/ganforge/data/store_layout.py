@@ -1,6 +1,9 @@
 """Where a store's tensors lie in its file, read from its header and checked against the file before any byte of
 pixels is mapped: a store is user data, and an edited or damaged header must give one clear error, never a
-wrong read (offsets into the header, labels aliased onto pixels, shapes the file cannot hold)."""
+wrong read (offsets into the header, labels aliased onto pixels, shapes the file cannot hold).
+
+A two-sided store (image-to-image translation) adds a ``targets`` tensor, the B side, beside ``images`` (the A
+side); its manifest says whether the sides are aligned row by row ("paired") or independent ("unpaired")."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from ganforge.errors import DataError
 
 MAX_HEADER_BYTES = 256 << 20
 MAX_SIDE = 1 << 16  # pixels per side: far beyond any GAN, small enough that shapes cannot overflow
+_SHOWN = {"images": "the pixels", "labels": "the labels", "targets": "the B-side pixels"}
+PAIRINGS = ("none", "paired", "unpaired")  # one image array; two aligned arrays; two independent arrays
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class StoreLayout:
     manifest: dict[str, Any]  # the manifest's JSON object, its fields type-checked
     images_offset: int  # absolute byte offsets in the file
     labels_offset: int
+    targets_offset: int | None = None  # the B side's pixels in a two-sided store
 
 
 def read_layout(path: Path) -> StoreLayout:
@@ -42,11 +48,7 @@ def _read(path: Path) -> StoreLayout:
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     manifest = json.loads(header["__metadata__"]["manifest"])
-    count, channels, height, width = (_whole(manifest, key) for key in ("count", "channels", "height", "width"))
-    if count < 1:
-        raise ValueError("it holds no images")
-    if channels not in (1, 3) or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise ValueError(f"image shape {channels}x{height}x{width} is not 1 or 3 channels of 1-{MAX_SIDE} px")
+    count, channels, height, width = _side(manifest, "")
     names = manifest.get("label_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError("label_names is not a list of names")
@@ -55,9 +57,45 @@ def _read(path: Path) -> StoreLayout:
     data_size = size - 8 - header_len
     images = _span(header, "images", "U8", [count, channels, height, width], 1, data_size)
     labels = _span(header, "labels", "I64", [count], 8, data_size)
-    if images[0] < labels[1] and labels[0] < images[1]:
-        raise ValueError("the labels overlap the pixels")
-    return StoreLayout(manifest, 8 + header_len + images[0], 8 + header_len + labels[0])
+    spans = {"images": images, "labels": labels}
+    pairing = manifest.get("pairing", "none")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing {pairing!r} is not one of {', '.join(PAIRINGS)}")
+    _check_val_count(manifest, "val_count", count)
+    if pairing != "none":
+        count_b, channels_b, height_b, width_b = _side(manifest, "_b")
+        if pairing == "paired" and (count_b != count or manifest.get("val_count_b", 0) != manifest.get("val_count", 0)):
+            raise ValueError(f"a paired store's sides must hold as many images (A {count}, B {count_b}) and "
+                             "hold out the same rows")
+        _check_val_count(manifest, "val_count_b", count_b)
+        spans["targets"] = _span(header, "targets", "U8", [count_b, channels_b, height_b, width_b], 1, data_size)
+    names = sorted(spans)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]:
+                raise ValueError(f"{_SHOWN[b]} overlap {_SHOWN[a]}")
+    targets = spans.get("targets")
+    return StoreLayout(manifest, 8 + header_len + images[0], 8 + header_len + labels[0],
+                       None if targets is None else 8 + header_len + targets[0])
+
+
+def _side(manifest: dict[str, Any], suffix: str) -> tuple[int, int, int, int]:
+    """(count, channels, height, width) of the A side (suffix "") or the B side ("_b"), checked."""
+    count, channels, height, width = (_whole(manifest, key + suffix) for key in ("count", "channels", "height",
+                                                                                 "width"))
+    side = " on the B side" if suffix else ""
+    if count < 1:
+        raise ValueError(f"it holds no images{side}")
+    if channels not in (1, 3) or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ValueError(f"image shape {channels}x{height}x{width}{side} is not 1 or 3 channels of 1-{MAX_SIDE} px")
+    return count, channels, height, width
+
+
+def _check_val_count(manifest: dict[str, Any], key: str, count: int) -> None:
+    """Held-out rows (the last `key` of a side) must leave at least one row to train on."""
+    held_out = _whole(manifest, key) if key in manifest else 0
+    if not 0 <= held_out < count:
+        raise ValueError(f"{key} {held_out} leaves no training rows of {count}")
 
 
 def _whole(record: dict[str, Any], key: str) -> int:
