@@ -86,3 +86,28 @@ def digits64_store(root: Path, count: int = 256, channels: int = 1) -> Path:
     images = np.pad(idx_images("mnist", "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
     images = np.repeat(images.repeat(2, axis=2).repeat(2, axis=3), channels, axis=1)
     return make_store(root / f"d64x{channels}.gfs", np.ascontiguousarray(images)).path
+
+
+def make_pair_store(path: Path, inputs: np.ndarray, targets: np.ndarray, pairing: str = "paired",
+                    val_count: int = 0, val_count_b: int | None = None) -> Store:
+    """A two-sided store: `inputs` (A) and `targets` (B), aligned row by row ("paired") or not ("unpaired")."""
+    labels = np.zeros(len(inputs), np.int64)
+    n, c, h, w = inputs.shape
+    n_b, c_b, h_b, w_b = targets.shape
+    manifest = Manifest(count=n, channels=c, height=h, width=w, label_names=[], skipped=[], source=str(path),
+                        fingerprint=content_fingerprint(inputs, labels, targets), pairing=pairing, count_b=n_b,
+                        channels_b=c_b, height_b=h_b, width_b=w_b, val_count=val_count,
+                        val_count_b=val_count if val_count_b is None else val_count_b)
+    write_store(path, inputs, labels, manifest, targets)
+    return Store(path)
+
+
+def digit_pairs_store(root: Path, count: int = 64, side: int = 16, val_count: int = 4) -> Path:
+    """Real MNIST digits at `side` px (grey, A) paired with the same digits inverted in RGB (B): a translation
+    any working pix2pix learns, small enough to train for a few steps on a CPU."""
+    digits = np.pad(idx_images("mnist", "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))  # 32 px
+    factor = 32 // side
+    digits = digits.reshape(count, 1, side, factor, side, factor).mean((3, 5)).round().astype(np.uint8)
+    inverted = np.repeat(255 - digits, 3, axis=1)
+    return make_pair_store(root / f"digit-pairs{side}.gfs", digits, np.ascontiguousarray(inverted),
+                           val_count=val_count).path

@@ -48,7 +48,7 @@ def test_every_setting_has_a_one_line_help_and_a_flag_of_its_own():
 
 
 def test_defaults_have_their_declared_type_so_config_json_keeps_its_values():
-    python_types = {"bool": bool, "int": int, "float": float, "str": str, "path": str, "auto|N": int}
+    python_types = {"bool": bool, "int": int, "float": float, "str": str, "path": str, "auto|N": int, "shape": tuple}
     for info in settings():
         assert type(info.default) is python_types[info.kind], info.key
 

@@ -21,7 +21,7 @@ from ganforge.errors import ConfigError
 T = TypeVar("T")
 
 SettingPath = tuple[str, ...]  # a setting's place in TrainConfig, e.g. ("model", "g_width")
-Kind = Literal["bool", "int", "float", "str", "path", "auto|N"]  # what a flag's text is parsed to
+Kind = Literal["bool", "int", "float", "str", "path", "auto|N", "shape"]  # what a flag's text is parsed to
 _KINDS: dict[str, Kind] = {"bool": "bool", "int": "int", "float": "float", "str": "str"}
 
 
@@ -43,9 +43,9 @@ def setting(default: T, help: str, *, flag: str | None = None, fixed_on_resume: 
     return field(default=default, metadata=metadata)
 
 
-def config_only(default: T, help: str) -> T:
+def config_only(default: T, help: str, kind: Kind | None = None) -> T:
     """A field with no flag: set by the program (e.g. from the store) or in a hand-edited config.json."""
-    metadata = {"help": help, "flag": None, "fixed_on_resume": False, "choices": None, "kind": None, "shown": None,
+    metadata = {"help": help, "flag": None, "fixed_on_resume": False, "choices": None, "kind": kind, "shown": None,
                 "on_cli": False, "at_most": None}
     return field(default=default, metadata=metadata)
 
@@ -77,6 +77,9 @@ class ModelConfig:
     conditional: bool = setting(False, "Class-conditional training on the store's labels: conditional BatchNorm in "
                                 "G, projection D (Miyato & Koyama 2018).", flag="--cond", fixed_on_resume=True)
     num_classes: int = config_only(0, "Number of classes, set from the store's labels with --cond.")
+    input_shape: tuple[int, ...] = config_only((), "Image-to-image models: the (C, H, W) of the inputs G translates, "
+                                               "set from the store's A side; () for noise-to-image models.",
+                                               kind="shape")
     fmap_base: int = setting(8192, "progan: channels at stage s (4 px = 1) are min(fmap_max, fmap_base / 2^s); "
                              "stylegan2: min(fmap_max, fmap_base / resolution), 32768 in config F.",
                              fixed_on_resume=True, at_most=1 << 20)
@@ -85,6 +88,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_values(self)
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))  # JSON gives a list
+        _require(len(self.input_shape) in (0, 3) and all(type(v) is int and 0 < v <= 1 << 16
+                                                         for v in self.input_shape),
+                 f"model.input_shape {list(self.input_shape)} is not a (channels, height, width) of whole numbers")
         _require(self.z_dim >= 1, "--z-dim must be at least 1")
         _require(not self.conditional or self.num_classes >= 2,
                  "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
@@ -118,6 +125,10 @@ class LossConfig:
                                     "(Sonderby et al. 2017).")
     instance_noise_kimg: float = setting(0.0, "Instance-noise anneal length in kimg; 0 = the whole run.", at_most=1e6)
     recon_weight: float = config_only(1.0, "aae: weight of the pixel MSE against the adversarial term.")
+    adv_weight: float = setting(1.0, "Image-to-image models: weight of the adversarial term in G's loss (SRGAN: "
+                                "1e-3, Ledig et al. Eq. 3).")
+    l1_weight: float = setting(100.0, "pix2pix: weight lambda of G's L1 distance to the target beside the "
+                               "conditional GAN loss (Isola et al. 2017, Eq. 4).")
 
     def __post_init__(self) -> None:
         check_values(self)
@@ -129,6 +140,7 @@ class LossConfig:
         _require(self.r1_every >= 1, "--r1-every must be at least 1")
         _require(self.pl_weight >= 0, "--pl-weight must not be negative")
         _require(self.pl_every >= 1, "--pl-every must be at least 1")
+        _require(self.adv_weight >= 0 and self.l1_weight >= 0, "--adv-weight and --l1-weight must not be negative")
 
 
 @dataclass(frozen=True)

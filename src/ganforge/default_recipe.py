@@ -80,12 +80,30 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
         "(whose lower FID, 109, its ImageNet features flatter; BENCHMARKS.md)", bf16)
 
 
+def translation_recipe(pairing: str, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],
+                       device: torch.device) -> RecipeChoice:
+    """The image-to-image paper that fits a two-sided store: CycleGAN for unpaired domains, SRGAN for pairs whose
+    targets are 4x their inputs, pix2pix for other pairs."""
+    fast = device.type == "cuda" and has_fast_bf16(device)
+    if pairing == "unpaired":
+        return RecipeChoice("cyclegan", "the store holds two unpaired domains (Zhu et al. 2017)", fast)
+    if output_shape[1:] == tuple(4 * side for side in input_shape[1:]):
+        return RecipeChoice("srgan", "the store's targets are 4x its inputs: x4 super-resolution (Ledig et al. "
+                            "2017)", fast)
+    return RecipeChoice("pix2pix", "the store holds aligned input/target pairs (Isola et al. 2017)", fast)
+
+
 def with_default_recipe(given: Overrides, shape: tuple[int, int, int], count: int | None, classes: int,
-                        device: torch.device) -> tuple[Overrides, RecipeChoice | None]:
+                        device: torch.device, pairing: str = "none",
+                        input_shape: tuple[int, int, int] | None = None) -> tuple[Overrides, RecipeChoice | None]:
     """`given` on top of the chosen recipe, and the choice; unchanged (and None) when `given` names a model.
-    --no-cond among `given` keeps the recipe from using the store's `classes`."""
+    --no-cond among `given` keeps the recipe from using the store's `classes`. A two-sided store (`pairing`
+    "paired" or "unpaired", `shape` its targets', `input_shape` its inputs') gets an image-to-image recipe."""
     if ("model", "name") in given:
         return given, None
-    usable = classes if given.get(("model", "conditional"), True) else 0
-    choice = choose_recipe(shape, count, device, usable)
+    if pairing != "none":
+        choice = translation_recipe(pairing, input_shape or shape, shape, device)
+    else:
+        usable = classes if given.get(("model", "conditional"), True) else 0
+        choice = choose_recipe(shape, count, device, usable)
     return {**choice.overrides(), **given}, choice

@@ -38,9 +38,13 @@ def model_families_table() -> str:
     rows = ["| `--model` | what it is | image sizes | `--cond` | `--truncation` | its own options | recipe |",
             "|---|---|---|---|---|---|---|"]
     for name, family in MODELS.items():
-        options = ", ".join(f"`{flag_of(('model', o))}`" for o in sorted(family.options)) or "none"
+        flags = [flag_of(("model", o)) for o in sorted(family.options)]
+        flags += [flag_of(("loss", o)) for o in sorted(family.loss_options)]
+        options = ", ".join(f"`{flag}`" for flag in flags) or "none"
         truncation = {"z": "in z", "w": "in W, toward the tracked mean w",
                       "none": "no effect (G normalises z): refused"}[family.truncation]
+        if family.translates:
+            truncation = "none (G takes an image, not z): refused"
         recipe = f"`--preset {name}` (implied)" if family.recipe else ""
         rows.append(f"| `{name}` | {_cell(family.description)} | {_cell(family.resolutions)} | "
                     f"{'yes' if family.conditional else 'no'} | {truncation} | {options} | {recipe} |")

@@ -69,6 +69,15 @@ class Manifest:
         return self.pairing != "none"
 
     @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """What a generator trained on this store makes: its images, or a two-sided store's targets (B)."""
+        return self.shape_b if self.two_sided else self.shape
+
+    def train_rows(self, side: str = "a") -> int:
+        """Rows of a side that training draws from: all but the held-out last ones."""
+        return self.count_b - self.val_count_b if side == "b" else self.count - self.val_count
+
+    @property
     def has_labels(self) -> bool:
         return len(self.label_names) > 0
 

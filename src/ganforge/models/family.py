@@ -12,15 +12,18 @@ from typing import Any, Literal
 
 from torch import nn
 
-from ganforge.config import AugmentConfig, ModelConfig, TrainConfig, flag_of
+from ganforge.config import AugmentConfig, LossConfig, ModelConfig, TrainConfig, flag_of
 from ganforge.errors import ConfigError
 
 ImageShape = tuple[int, int, int]  # (channels, height, width)
 Overrides = dict[tuple[str, ...], Any]
-# Settings every family reads: the latent size, and (where `conditional` allows) the class count.
-COMMON_OPTIONS = frozenset({"name", "z_dim", "conditional", "num_classes"})
+# Settings every family reads: the latent size, (where `conditional` allows) the class count, and (image-to-image
+# families) the input shape, which the store sets.
+COMMON_OPTIONS = frozenset({"name", "z_dim", "conditional", "num_classes", "input_shape"})
 # Training settings that only a growing family reads.
 GROWING_SETTINGS = ("fade_kimg", "stable_kimg")
+# Loss settings that only some image-to-image families read (each family lists its own in `loss_options`).
+TRANSLATION_LOSS_SETTINGS = ("adv_weight", "l1_weight")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,17 @@ class ModelFamily:
     summary: Callable[[ModelConfig, ImageShape], str] | None = None  # per-layer table; default: per module
     # Why a model option does not apply, as {field: " (reason)"}, for the refusal's message.
     notes: dict[str, str] = field(default_factory=dict)
+    # Which stores it trains on (the manifest's pairing): "none" = one set of images (noise-to-image models);
+    # "paired" / "unpaired" = input/target stores (image-to-image models, whose G takes an image, not z).
+    pairings: frozenset[str] = frozenset({"none"})
+    loss_options: frozenset[str] = frozenset()  # TRANSLATION_LOSS_SETTINGS it reads
+    # Image-to-image: the directions its G translates; "b2a" means G has a `b2a` network beside its own a2b.
+    directions: tuple[str, ...] = ("a2b",)
+
+    @property
+    def translates(self) -> bool:
+        """G maps input images to output images (trained on a two-sided store), instead of z to images."""
+        return "none" not in self.pairings
 
 
 def check_supported(family: ModelFamily, config: TrainConfig) -> None:
@@ -55,8 +69,7 @@ def check_supported(family: ModelFamily, config: TrainConfig) -> None:
             takes = ", ".join(flag_of(("model", name)) for name in sorted(family.options)) or "no model options"
             raise ConfigError(f"--model {family.name} does not use {flag_of(('model', f.name))}"
                               f"{family.notes.get(f.name, '')}; drop the flag (it takes {takes})")
-    if model.conditional and not family.conditional:
-        raise ConfigError(f"--model {family.name} has no class-conditional version; drop --cond")
+    check_conditional(family, model.conditional)
     if family.losses is not None and config.loss.name not in family.losses:
         raise ConfigError(f"--model {family.name} trains with --loss {' or '.join(sorted(family.losses))}, "
                           f"not {config.loss.name}")
@@ -66,9 +79,41 @@ def check_supported(family: ModelFamily, config: TrainConfig) -> None:
     if not family.augments and config.augment.name != AugmentConfig().name:
         raise ConfigError(f"--model {family.name}'s discriminator sees no images, so --augment "
                           f"{config.augment.name} cannot apply; drop --augment")
+    default_loss = LossConfig()
+    for name in TRANSLATION_LOSS_SETTINGS:
+        if name not in family.loss_options and getattr(config.loss, name) != getattr(default_loss, name):
+            raise ConfigError(f"--model {family.name} does not use {flag_of(('loss', name))}; drop the flag")
+    if family.translates:
+        for flag, given in (("--metrics", bool(config.metrics)), ("--batch-gpu auto", config.batch_gpu == "auto")):
+            if given:
+                raise ConfigError(f"{flag} measures a noise-to-image generator; --model {family.name} translates "
+                                  "images: drop it (score with `ganforge evaluate RUN` after training)")
     if not family.grows:
         default = TrainConfig()
         for name in GROWING_SETTINGS:
             if getattr(config, name) != getattr(default, name):
                 raise ConfigError(f"{flag_of((name,))} sets progressive growing, which --model {family.name} "
                                   "does not do (--model progan does); drop the flag")
+
+
+def check_conditional(family: ModelFamily, conditional: bool) -> None:
+    """Refuse --cond for a family without labels, before the store's labels are counted for it."""
+    if conditional and not family.conditional:
+        raise ConfigError(f"--model {family.name} has no class-conditional version; drop --cond")
+
+
+def check_store(family: ModelFamily, store: str, pairing: str) -> None:
+    """Refuse, in one line, a store the family cannot train on: images for an image-to-image model, or pairs for
+    a noise-to-image one. `pairing` is the store's manifest pairing."""
+    if pairing in family.pairings:
+        return
+    if not family.translates:
+        raise ConfigError(f"{store} holds {pairing} input/target images, for image-to-image models; --model "
+                          f"{family.name} generates images from noise: train --model pix2pix or srgan (paired) or "
+                          "cyclegan on it, or prepare one set of images for this model")
+    wanted = " or ".join(sorted(family.pairings))
+    how = ("`ganforge prepare --pairs side-by-side|by-name` or `--make-pairs downscale4x|grey|edges`"
+           if "paired" in family.pairings else "`ganforge prepare --a DIR --b DIR --unpaired`")
+    raise ConfigError(f"--model {family.name} translates images and trains on {wanted} input/target stores, but "
+                      f"{store} holds {'one set of images' if pairing == 'none' else pairing + ' images'}; prepare "
+                      f"one with {how}")

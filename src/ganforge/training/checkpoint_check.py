@@ -25,7 +25,7 @@ from ganforge.training.stats import STAT_NAMES
 META_KEYS = {"format", "ganforge_version", "config", "counters", "opt_G", "opt_D", "stat_counts", "sampler",
              "augment", "precision", "rng_python", "rng_numpy", "path_length"}
 # Mixed-precision state came after format 1's first checkpoints; a path-length penalty's only where one runs.
-OPTIONAL_META_KEYS = frozenset({"precision", "path_length"})
+OPTIONAL_META_KEYS = frozenset({"precision", "path_length", "input_sampler"})
 SAMPLER_KEYS = {"epoch", "position", "dataset_size"}
 # torch.amp.GradScaler.state_dict() of an fp16 run: floats and two integer counts.
 SCALER_STATE = {"scale": 1.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 1,
@@ -61,6 +61,10 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
     _expect(isinstance(meta["config"], dict), "metadata 'config' is not a JSON object")
     _check_counters(meta["counters"])
     _check_sampler(meta["sampler"], meta["counters"]["cur_nimg"], state.sampler.dataset_size)
+    _expect((state.input_sampler is None) == ("input_sampler" not in meta),
+            "the checkpoint's input sampler does not match the store (unpaired stores have one, others none)")
+    if state.input_sampler is not None:
+        _check_sampler(meta["input_sampler"], meta["counters"]["cur_nimg"], state.input_sampler.dataset_size)
     _check_numbers(meta["stat_counts"], dict.fromkeys(STAT_NAMES, 0), "stat_counts")
     augment_now = state.augment.state_dict()  # its keys are the augmentation's own check (another --augment)
     for key, value in _object(meta["augment"], "augment").items():

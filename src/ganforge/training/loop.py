@@ -25,7 +25,7 @@ from ganforge.errors import TrainingInterrupted
 from ganforge.models import MODELS
 from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
-from ganforge.training import aae_step, gan_step
+from ganforge.training import aae_step, gan_step, paired_step
 from ganforge.training.batch_fit import passes_per_step
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
@@ -49,6 +49,7 @@ SCHEMES: dict[str, Scheme] = {
     "gan": Scheme(gan_step.discriminator_step, gan_step.generator_step),
     "gan-selfsupervised": Scheme(gan_step.discriminator_step, gan_step.generator_step, reconstruct_reals=True),
     "aae": Scheme(aae_step.discriminator_step, aae_step.generator_step),
+    "paired": Scheme(paired_step.discriminator_step, paired_step.generator_step),
 }
 
 
@@ -66,7 +67,10 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     echo = echo if ctx.is_main else _quiet
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = DeviceBatches(store, device, channels_last=config.channels_last)
+    # D's reals are the images, or a two-sided store's targets; image-to-image G translates the other side.
+    two_sided = store.manifest.two_sided
+    data = DeviceBatches(store, device, channels_last=config.channels_last, side="b" if two_sided else "a")
+    inputs = DeviceBatches(store, device, channels_last=config.channels_last) if two_sided else None
     state = build_state(config, store, device, ctx)
     # The newest intact checkpoint (a damaged one is reported and set aside by rank 0), checked before restored.
     resumed = ckpt.load_latest_intact(run_dir, echo, move_damaged=ctx.is_main)
@@ -92,7 +96,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     objective = build_objective(config.loss, state.augment, config.kimg, scheme.reconstruct_reals,
                                 state.path_length)
     precision, stats = state.precision, state.stats
-    schedule = build_schedule(family.grows, store.manifest.shape[1], config.batch, config.fade_kimg,
+    schedule = build_schedule(family.grows, store.manifest.output_shape[1], config.batch, config.fade_kimg,
                               config.stable_kimg)
     tick_previews = previews(config, store, run_dir if ctx.is_main else None)
 
@@ -120,7 +124,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 labels = data.labels_of(indices) if config.model.conditional else None
                 latents = torch.randn(phase.batch, config.model.z_dim, generator=state.latent_rng)
                 batch = StepBatch(reals, labels, ctx.shard(latents.to(device, non_blocking=True)),
-                                  rounds_at[phase.resolution])
+                                  rounds_at[phase.resolution], _inputs(inputs, state, indices, phase.batch, ctx))
                 carry = scheme.discriminator_step(nets, objective, precision, stats, batch,
                                                   cur_nimg=counters.cur_nimg, d_step=counters.d_steps,
                                                   keep_fakes=repeat == config.d_steps - 1)
@@ -153,8 +157,9 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             ctx.seed_own_stream(config.seed, counters.cur_nimg)
             tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
         if counters.cur_nimg >= total_nimg:
+            use = f"translate {run_dir} INPUTS/ --out OUTPUTS/" if two_sided else f"generate {run_dir} --out grid.png"
             echo(f"done: {config.kimg:g} kimg. Samples: {run_dir / 'samples' / 'latest.png'}; next: `ganforge "
-                 f"generate {run_dir} --out grid.png`, `ganforge evaluate {run_dir}` or `ganforge serve {run_dir}`")
+                 f"{use}`, `ganforge evaluate {run_dir}` or `ganforge serve {run_dir}`")
         elif stopping:
             counters.train_seconds += time.perf_counter() - tick_start_time
             if ctx.is_main:
@@ -168,6 +173,17 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             log.close()
         _restore_handlers(previous_handlers)
     return state
+
+
+def _inputs(inputs: DeviceBatches | None, state: TrainingState, indices: torch.Tensor, batch: int,
+            ctx: Distributed) -> torch.Tensor | None:
+    """The A-side images G translates this step: the reals' own partners in a paired store, rows drawn apart
+    (their own shuffled epochs) in an unpaired one; None for noise-to-image training."""
+    if inputs is None:
+        return None
+    if state.input_sampler is not None:
+        indices = ctx.shard(state.input_sampler.next_indices(batch))
+    return inputs.images(indices)
 
 
 def _enter_phase(state: TrainingState, schedule: Schedule) -> Phase:

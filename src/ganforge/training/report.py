@@ -32,17 +32,30 @@ class Previews:
     latents: torch.Tensor  # [grid_size, z_dim], from their own seed: the same grid at every tick and on resume
     labels: torch.Tensor | None  # [grid_size] for conditional runs, cycling through the classes: one per column
     reals: torch.Tensor  # [<= 32, C, H, W] the first reals, which autoencoders reconstruct
+    # Image-to-image runs: fixed pairs, held-out ones first, shown as input | output | target every tick.
+    inputs: torch.Tensor | None = None  # [<= 16, C_A, H_A, W_A]
+    targets: torch.Tensor | None = None  # [<= 16, C_B, H_B, W_B]
+
+
+TRANSLATION_ROWS = 16  # pairs in an image-to-image run's sample grid
 
 
 def previews(config: TrainConfig, store: Store, run_dir: Path | None) -> Previews:
     """The run's previews; also writes reals.png (the first reals) into `run_dir` (rank 0's) if it is missing."""
+    side = "b" if store.manifest.two_sided else "a"
+    count = len(store.side(side))
     if run_dir is not None and not (run_dir / "reals.png").exists():
-        reals = make_grid(store.uint8_batch(np.arange(min(config.grid_size, len(store)))))
-        save_png(enlarge_small(reals), run_dir / "reals.png")  # enlarged as the sample grids are
+        grid = make_grid(store.uint8_batch(np.arange(min(config.grid_size, count)), side))
+        save_png(enlarge_small(grid), run_dir / "reals.png")  # enlarged as the sample grids are
     generator = torch.Generator().manual_seed(config.seed + 2)
     latents = torch.randn(config.grid_size, config.model.z_dim, generator=generator)
     labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
-    return Previews(latents, labels, to_float(store.uint8_batch(np.arange(min(32, len(store))))))
+    reals = to_float(store.uint8_batch(np.arange(min(32, count)), side))
+    if store.manifest.pairing != "paired":
+        return Previews(latents, labels, reals)
+    # The held-out pairs (the store's last rows) show what G does on images it never trained on.
+    rows = np.arange(store.manifest.count)[::-1][:min(TRANSLATION_ROWS, config.grid_size)].copy()
+    return Previews(latents, labels, reals, to_float(store.uint8_batch(rows)), to_float(store.uint8_batch(rows, "b")))
 
 
 def advance_tick(state: TrainingState, seconds: float) -> None:
@@ -118,6 +131,11 @@ def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> I
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device
+    if previews.inputs is not None and previews.targets is not None:
+        outputs = generator(previews.inputs.to(device)).float().cpu()
+        generator.train(was_training)
+        grid = enlarge_small(make_grid(translation_rows(previews.inputs, outputs, previews.targets), 3))
+        return _save_grid(state, run_dir, grid)
     latents = previews.latents.split(256)
     labels = previews.labels.split(256) if previews.labels is not None else [None] * len(latents)
     images = torch.cat([generator(z.to(device), y if y is None else y.to(device))
@@ -126,13 +144,27 @@ def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> I
     columns = state.config.model.num_classes if state.config.model.conditional else None
     if images.shape[-1] < previews.reals.shape[-1]:  # a growing G at a low resolution: enlarge for display
         images = torch.nn.functional.interpolate(images, size=previews.reals.shape[-2:], mode="nearest")
-    grid = enlarge_small(make_grid(to_uint8(images), columns))
-    text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
-    save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
-    save_png(grid, run_dir / "samples" / "latest.png", text)
+    grid = _save_grid(state, run_dir, enlarge_small(make_grid(to_uint8(images), columns)))
     if state.encoder is not None:
         _write_reconstructions(state, run_dir, previews.reals.to(device))
     return grid
+
+
+def _save_grid(state: TrainingState, run_dir: Path, grid: Image.Image) -> Image.Image:
+    text = {"kimg": f"{state.counters.cur_nimg / 1000:.1f}", "seed": str(state.config.seed)}
+    save_png(grid, run_dir / "samples" / f"fakes-{state.counters.cur_nimg:010d}.png", text)
+    save_png(grid, run_dir / "samples" / "latest.png", text)
+    return grid
+
+
+def translation_rows(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """uint8 [3N, 3, H, W]: each input (enlarged to the output's size, grey shown as RGB), its output and its
+    target, in turn, for a 3-column grid."""
+    size = outputs.shape[-2:]
+    shown = [torch.nn.functional.interpolate(images, size=size, mode="nearest") if images.shape[-2:] != size
+             else images for images in (inputs, outputs, targets)]
+    shown = [images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images for images in shown]
+    return to_uint8(torch.stack(shown, dim=1).flatten(0, 1))
 
 
 @torch.no_grad()

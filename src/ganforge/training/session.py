@@ -12,6 +12,7 @@ import torch
 
 from ganforge import default_recipe
 from ganforge.config import (
+    ModelConfig,
     SettingPath,
     TrainConfig,
     apply_overrides,
@@ -23,7 +24,8 @@ from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.device import flush_denormals
 from ganforge.errors import ConfigError, DataError
-from ganforge.models import build_networks, validate
+from ganforge.models import build_networks, family_of, validate
+from ganforge.models.family import check_conditional, check_store
 from ganforge.presets import resolve_overrides
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
@@ -46,9 +48,15 @@ def class_count(store: Store) -> int:
 
 
 def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
+    """What config.json records of the store. "shape" is what G makes (a two-sided store's targets); an
+    image-to-image run also records its inputs' shape and the store's pairing."""
     m = store.manifest
-    return {"path": config.data or "(embedded MNIST sample)", "name": store.name, "count": m.count,
-            "shape": list(m.shape), "label_names": m.label_names, "fingerprint": m.fingerprint}
+    record = {"path": config.data or "(embedded MNIST sample)", "name": store.name, "count": m.count,
+              "shape": list(m.output_shape), "label_names": m.label_names, "fingerprint": m.fingerprint}
+    if m.two_sided:
+        record.update(pairing=m.pairing, input_shape=list(m.shape), count_b=m.count_b, val_count=m.val_count,
+                      val_count_b=m.val_count_b)
+    return record
 
 
 def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | None, dry_run: bool = False,
@@ -72,26 +80,30 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
     else:
         store = open_training_store(str(overrides.get(("data",), "")))
         if choose_recipe:
+            m = store.manifest
             overrides, choice = default_recipe.with_default_recipe(
-                overrides, store.manifest.shape, len(store), len(store.manifest.label_names),
-                ctx.device_for(str(overrides.get(("device",), "auto"))))
+                overrides, m.output_shape, len(store), len(m.label_names),
+                ctx.device_for(str(overrides.get(("device",), "auto"))), m.pairing, m.shape)
             if choice is not None:
                 echo(choice.describe())
         if overrides.get(("model", "conditional")):
+            check_conditional(family_of(str(overrides.get(("model", "name"), ModelConfig().name))), True)
             overrides = {**overrides, ("model", "num_classes"): class_count(store)}
+        if store.manifest.two_sided:
+            overrides = {**overrides, ("model", "input_shape"): store.manifest.shape}
         config = apply_overrides(TrainConfig(), overrides)
     if not store.verify_content():
         echo(f"{store.path}: content hash not checked at this size ({store.images.nbytes / 1e9:.0f} GB); "
              f"`ganforge doctor {store.path}` checks it")
-    validate(config)  # an unsupported flag is refused here, before any network is built
+    family = validate(config)  # an unsupported flag is refused here, before any network is built
+    check_store(family, str(store.path), store.manifest.pairing)
+    shape = store.manifest.output_shape
     with torch.device("meta"):  # parameter counts only: no memory, no draws from the seeded RNG
-        networks = build_networks(config.model, store.manifest.shape)
+        networks = build_networks(config.model, shape)
     sizes = {name: sum(p.numel() for p in net.parameters())
              for name, net in (("G", networks.generator), ("D", networks.discriminator))}
-    check_fits(sum(sizes.values()), _pass_batch(config), store.manifest.shape,
-               ctx.device_for(config.device))
-    echo(f"data {dataset_record(store, config)['path']}: {len(store)} images, "
-         f"{'x'.join(map(str, store.manifest.shape))}; model {config.model.name}: "
+    check_fits(sum(sizes.values()), _pass_batch(config), shape, ctx.device_for(config.device))
+    echo(f"data {dataset_record(store, config)['path']}: {_contents(store)}; model {config.model.name}: "
          f"G {sizes['G'] / 1e6:.2f}M, D {sizes['D'] / 1e6:.2f}M parameters")
     if dry_run:
         echo(describe_config(config))
@@ -120,6 +132,15 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
             raise
     ctx.finish()
     return run_dir
+
+
+def _contents(store: Store) -> str:
+    m = store.manifest
+    if not m.two_sided:
+        return f"{len(store)} images, {'x'.join(map(str, m.shape))}"
+    held = f", {m.val_count} held out" if m.pairing == "paired" else f", {m.val_count}/{m.val_count_b} held out"
+    return (f"{m.pairing} A {m.count} x {'x'.join(map(str, m.shape))} -> B {m.count_b} x "
+            f"{'x'.join(map(str, m.shape_b))}{held if m.val_count or m.val_count_b else ''}")
 
 
 def _pass_batch(config: TrainConfig) -> int:

@@ -59,6 +59,7 @@ class TrainingState:
     augment: Augment
     precision: Precision
     path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty: its mean and phase are state
+    input_sampler: EpochSampler | None = None  # an unpaired store's A side, shuffled apart from the B side
     counters: Counters = field(default_factory=Counters)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -92,6 +93,8 @@ class TrainingState:
         }
         if self.path_length is not None:
             meta["path_length"] = self.path_length.state_dict()
+        if self.input_sampler is not None:
+            meta["input_sampler"] = self.input_sampler.state_dict()
         return tensors, meta
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -116,6 +119,8 @@ class TrainingState:
             group["lr"] = self.config.lr_d
         self.stats.load_state_dict(tensors, meta["stat_counts"])
         self.sampler.load_state_dict(meta["sampler"])
+        if self.input_sampler is not None:
+            self.input_sampler.load_state_dict(meta["input_sampler"])
         self.augment.load_state_dict(meta["augment"])
         self.precision.load_state_dict(meta.get("precision", {}))
         if self.path_length is not None and "path_length" in meta:  # else switched on at resume: a fresh mean
@@ -136,7 +141,7 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
-    networks = build_networks(config.model, store.manifest.shape)
+    networks = build_networks(config.model, store.manifest.output_shape)
     generator, discriminator = networks.generator.to(device), networks.discriminator.to(device)
     if config.channels_last:
         generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -157,7 +162,10 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
         opt_g=torch.optim.Adam(g_side, lr=config.lr_g, betas=betas, fused=device.type == "cuda" or None),
         opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas,
                                fused=device.type == "cuda" or None),
-        sampler=EpochSampler(len(store), config.seed),
+        # Over the rows D sees as real (a two-sided store's targets), held-out rows left out.
+        sampler=EpochSampler(store.manifest.train_rows("b" if store.manifest.two_sided else "a"), config.seed),
+        input_sampler=EpochSampler(store.manifest.train_rows("a"), config.seed + 3)
+        if store.manifest.pairing == "unpaired" else None,
         latent_rng=torch.Generator().manual_seed(config.seed + 1),
         stats=TickStats(device),
         precision=Precision(config.precision, device),

@@ -63,6 +63,8 @@ class Objective:
     recon_weight: float = 1.0  # AAE: weight of the reconstruction error in E and G's loss
     reconstruct_reals: bool = False  # D also rebuilds the reals it sees (FastGAN: Liu et al. 2021, Sec. 3.2)
     path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty (style-based G), with its state
+    adv_weight: float = 1.0  # image-to-image schemes: weight of the adversarial term in G's loss
+    l1_weight: float = 0.0  # paired scheme: weight of G's L1 distance to the target (pix2pix's lambda)
 
     def d_input(self, images: torch.Tensor, cur_nimg: int) -> torch.Tensor:
         """What D sees: augmented (ADA / DiffAugment), then blurred by instance noise (Sonderby et al. 2017)."""
@@ -78,17 +80,19 @@ def build_objective(config: LossConfig, augment: Augment, run_kimg: float, recon
     """The run's objective; instance noise falls to zero over the whole run unless `instance_noise_kimg` is set."""
     noise_kimg = config.instance_noise_kimg or run_kimg
     return Objective(build_loss(config), build_regularizers(config), augment, config.instance_noise,
-                     int(noise_kimg * 1000), config.recon_weight, reconstruct_reals, path_length)
+                     int(noise_kimg * 1000), config.recon_weight, reconstruct_reals, path_length, config.adv_weight,
+                     config.l1_weight)
 
 
 @dataclass(frozen=True)
 class StepBatch:
     """One step's inputs on this device: its share of the global batch, and how many passes to run it in."""
 
-    reals: torch.Tensor
+    reals: torch.Tensor  # what D learns to call real: the images, or a two-sided store's targets (B side)
     labels: torch.Tensor | None
     latents: torch.Tensor
     rounds: int = 1
+    inputs: torch.Tensor | None = None  # image-to-image schemes: the images G translates (A side)
 
 
 class DiscriminatorStep(Protocol):
