@@ -1,4 +1,5 @@
-"""The exploring and shipping commands: interpolate, arithmetic, mix, project, export, serve. Parse, call one function.
+"""The exploring and shipping commands: interpolate, arithmetic, mix, project, export, serve, translate. Parse, call
+one function.
 
 `register(main)` adds them to the `ganforge` group; the work is in ganforge.explore, ganforge.export and
 ganforge.serve, imported inside each command so `ganforge --help` stays fast and optional extras stay optional.
@@ -186,6 +187,28 @@ def serve(source: Path, host: str, port: int, device: str) -> None:
     run(source, host=host, port=port, device=device, echo=click.echo)
 
 
+@click.command()
+@_SOURCE
+@click.argument("inputs", metavar="INPUTS", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the outputs: one PNG per input, under the input's relative name.")
+@click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True,
+              help="a2b: the store's inputs to its targets; b2a: back (CycleGAN only).")
+@click.option("--crop", type=click.Choice(["center", "pad", "none"]), default="center", show_default=True,
+              help="How inputs of another aspect ratio are fitted to the model's input size (as prepare --crop).")
+@click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True, help="Images per forward pass.")
+@_DEVICE
+def translate(source: Path, inputs: Path, out: Path, direction: str, crop: str, batch: int, device: str) -> None:
+    """Translate every image in INPUTS (a folder or archive) with an image-to-image RUN (pix2pix, cyclegan,
+    srgan); inputs that are not usable images are listed with the reason and skipped."""
+    from ganforge.translate import translate_folder
+
+    report = translate_folder(source, inputs, out, direction=direction, crop=crop, device=device, batch=batch)
+    for skipped in report.skipped:
+        click.echo(f"skipped {skipped['path']}: {skipped['reason']}")
+    click.echo(report.summary(out))
+
+
 def register(group: click.Group) -> None:
-    for command in (interpolate, arithmetic, mix, project, export, push, serve):
+    for command in (interpolate, arithmetic, mix, project, export, push, serve, translate):
         group.add_command(command)

@@ -2,13 +2,15 @@
 
 from ganforge.runs.load import (
     LoadedGenerator,
+    LoadedTranslator,
     class_names,
     load_discriminator,
     load_generator,
     load_run_generator,
+    load_translator,
     resolve_class,
     sampling_generator,
 )
 
-__all__ = ["LoadedGenerator", "class_names", "load_discriminator", "load_generator", "load_run_generator",
-           "resolve_class", "sampling_generator"]
+__all__ = ["LoadedGenerator", "LoadedTranslator", "class_names", "load_discriminator", "load_generator",
+           "load_run_generator", "load_translator", "resolve_class", "sampling_generator"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
-from ganforge.models import build_networks
+from ganforge.models import build_networks, family_of
 from ganforge.models.growing import Grows, build_schedule
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.exported import build_matching, is_export_folder, load_graph, read_export
@@ -49,9 +49,15 @@ def load_generator(path: Path | str, device: torch.device | str = "cpu") -> Load
     return load_run_generator(path, device)[0]
 
 
-def load_run_generator(run_dir: Path, device: torch.device | str = "cpu") -> tuple[LoadedGenerator, str]:
-    """A run folder's generator and which weights it holds: "G_ema" when the run kept an average, else "G"."""
+def load_run_generator(run_dir: Path, device: torch.device | str = "cpu", *,
+                       translating: bool = False) -> tuple[LoadedGenerator, str]:
+    """A run folder's generator and which weights it holds: "G_ema" when the run kept an average, else "G".
+    An image-to-image run's G takes images, not z: it is refused unless `translating` (see `load_translator`)."""
     config, dataset = read_run_config(run_dir)
+    if family_of(config.model.name).translates and not translating:
+        raise ConfigError(f"{run_dir} is an image-to-image run ({config.model.name}): its generator translates "
+                          f"images instead of drawing them from z; use `ganforge translate {run_dir} INPUTS/ --out "
+                          "OUTPUTS/` (or `ganforge evaluate`)")
     tensors, meta = _latest(run_dir, "train longer or wait for the first --snap")
     shape = _shape(dataset)
     prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
@@ -64,6 +70,36 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu") -> tup
         phase = schedule.phase_at(max(0, nimg - 1))
         generator.set_phase(phase.resolution, phase.alpha)
     return LoadedGenerator(generator.to(device).eval(), config, nimg), prefix
+
+
+class LoadedTranslator(NamedTuple):
+    translator: nn.Module  # inputs [B, C_in, H_in, W_in] -> outputs [B, C_out, H_out, W_out], in [-1, 1], eval mode
+    config: TrainConfig
+    nimg: int  # images shown to D when the weights were saved
+    input_shape: ImageShape  # what it takes (a direction's source domain)
+    output_shape: ImageShape  # what it makes
+
+
+def load_translator(run_dir: Path | str, direction: str = "a2b", device: torch.device | str = "cpu"
+                    ) -> LoadedTranslator:
+    """An image-to-image run's latest generator (its average when the run kept one) for `direction`: "a2b"
+    translates the store's inputs (A) to its targets (B); "b2a" the other way, for families that train both."""
+    run_dir = Path(run_dir)
+    config, dataset = read_run_config(run_dir)
+    family = family_of(config.model.name)
+    if not family.translates:
+        raise ConfigError(f"{run_dir} is a {config.model.name} run, which generates images from noise; translate "
+                          f"takes an image-to-image run (pix2pix, cyclegan, srgan): use `ganforge generate {run_dir}`")
+    if direction not in family.directions:
+        raise ConfigError(f"--direction {direction}: --model {family.name} learns {' and '.join(family.directions)}"
+                          f" only; use --direction {family.directions[0]}")
+    (generator, config, nimg), _ = load_run_generator(run_dir, device, translating=True)
+    output_shape = _shape(dataset)
+    input_shape = _shape({"shape": list(config.model.input_shape)})
+    if direction == "b2a":  # the generator holds both directions (CycleGAN)
+        generator = generator.get_submodule("b2a")
+        input_shape, output_shape = output_shape, input_shape
+    return LoadedTranslator(generator, config, nimg, input_shape, output_shape)
 
 
 def load_discriminator(run_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
