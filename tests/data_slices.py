@@ -111,3 +111,13 @@ def digit_pairs_store(root: Path, count: int = 64, side: int = 16, val_count: in
     inverted = np.repeat(255 - digits, 3, axis=1)
     return make_pair_store(root / f"digit-pairs{side}.gfs", digits, np.ascontiguousarray(inverted),
                            val_count=val_count).path
+
+
+def digits_fashion_store(root: Path, count_a: int = 64, count_b: int = 48) -> Path:
+    """Two real unpaired domains at 16 px: MNIST digits (A) and Fashion-MNIST items (B), a few held out."""
+    def small(dataset: str, count: int) -> np.ndarray:
+        images = np.pad(idx_images(dataset, "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
+        return images.reshape(count, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
+
+    return make_pair_store(root / "digits2fashion.gfs", small("mnist", count_a), small("fashion-mnist", count_b),
+                           "unpaired", val_count=4, val_count_b=3).path

@@ -129,6 +129,12 @@ class LossConfig:
                                 "1e-3, Ledig et al. Eq. 3).")
     l1_weight: float = setting(100.0, "pix2pix: weight lambda of G's L1 distance to the target beside the "
                                "conditional GAN loss (Isola et al. 2017, Eq. 4).")
+    cycle_weight: float = setting(10.0, "cyclegan: weight lambda of the cycle-consistency L1 loss, both directions "
+                                  "(Zhu et al. 2017, Eq. 3).")
+    identity_weight: float = setting(0.5, "cyclegan: weight of the identity loss as a fraction of --cycle-weight "
+                                     "(Zhu et al. 2017, Sec. 5.2: 0.5).")
+    pool_size: int = setting(50, "cyclegan: generated images kept per D and shown again, half of the time "
+                             "(Shrivastava et al. 2017); 0 = off.", fixed_on_resume=True, at_most=10_000)
 
     def __post_init__(self) -> None:
         check_values(self)
@@ -140,7 +146,9 @@ class LossConfig:
         _require(self.r1_every >= 1, "--r1-every must be at least 1")
         _require(self.pl_weight >= 0, "--pl-weight must not be negative")
         _require(self.pl_every >= 1, "--pl-every must be at least 1")
-        _require(self.adv_weight >= 0 and self.l1_weight >= 0, "--adv-weight and --l1-weight must not be negative")
+        _require(min(self.adv_weight, self.l1_weight, self.cycle_weight, self.identity_weight) >= 0,
+                 "--adv-weight, --l1-weight, --cycle-weight and --identity-weight must not be negative")
+        _require(self.pool_size >= 0, "--pool-size must not be negative")
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,8 @@ class TrainConfig:
                             "process.")
     lr_g: float = setting(2e-4, "Adam learning rate of G (Radford et al.).")
     lr_d: float = setting(2e-4, "Adam learning rate of D.")
+    lr_decay: float = setting(0.0, "Fraction of the run at its end over which both learning rates fall linearly "
+                              "to 0 (CycleGAN: 0.5, the second half); 0 = constant.")
     beta1: float = setting(0.5, "Adam beta1; 0.5 instead of 0.9 stabilises GANs (Radford et al.).")
     beta2: float = setting(0.999, "Adam beta2.")
     d_steps: int = setting(1, "D updates per G update (k in Goodfellow et al.'s Algorithm 1).", at_most=100)
@@ -217,6 +227,7 @@ class TrainConfig:
         _require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),
                  f"--batch-gpu must be auto or a whole number of images (0 = the whole batch), got {self.batch_gpu!r}")
         _require(self.lr_g > 0 and self.lr_d > 0, "--lr-g and --lr-d must be positive")
+        _require(0.0 <= self.lr_decay <= 1.0, "--lr-decay must be in [0, 1] (a fraction of --kimg)")
         _require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "Adam betas must be in [0, 1)")
         _require(self.d_steps >= 1, "--d-steps must be at least 1")
         _require(self.ema_kimg >= 0, "--ema-kimg must be zero (off) or positive")

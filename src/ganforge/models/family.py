@@ -23,7 +23,7 @@ COMMON_OPTIONS = frozenset({"name", "z_dim", "conditional", "num_classes", "inpu
 # Training settings that only a growing family reads.
 GROWING_SETTINGS = ("fade_kimg", "stable_kimg")
 # Loss settings that only some image-to-image families read (each family lists its own in `loss_options`).
-TRANSLATION_LOSS_SETTINGS = ("adv_weight", "l1_weight")
+TRANSLATION_LOSS_SETTINGS = ("adv_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 
 PATCH_LAYERS = 3  # stride-2 layers of the 70x70 PatchGAN
@@ -41,6 +42,15 @@ def patch_layers(height: int, width: int) -> int:
         raise ConfigError(f"a PatchGAN discriminator needs images of at least {MIN_SIDE} px, got {width}x{height}; "
                           f"prepare the store with --resolution {MIN_SIDE} or more")
     return PATCH_LAYERS if side >= 32 else 2
+
+
+def input_shape_of(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The inputs' (C, H, W), as the store's A side set it; without a store (`--summary --resolution`), the
+    outputs' own."""
+    if not config.input_shape:
+        return image_shape
+    channels, height, width = config.input_shape
+    return channels, height, width
 
 
 class PatchDiscriminator(nn.Module):

@@ -22,7 +22,7 @@ from torch import nn
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 from ganforge.models.family import ModelFamily
-from ganforge.models.patchgan import PatchDiscriminator, init_weights, instance_norm
+from ganforge.models.patchgan import PatchDiscriminator, init_weights, input_shape_of, instance_norm
 
 MAX_DEPTH = 8  # the paper's U-Net reaches 1x1 from 256 px in eight halvings
 MAX_WIDTH = 512
@@ -73,15 +73,6 @@ class UNetGenerator(nn.Module):
                 x = torch.cat([x, skips.pop()], dim=1)
             x = layer(x)
         return x
-
-
-def input_shape_of(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The inputs' (C, H, W), as the store's A side set it; without a store (`--summary --resolution`), the
-    outputs' own."""
-    if not config.input_shape:
-        return image_shape
-    channels, height, width = config.input_shape
-    return channels, height, width
 
 
 def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, ...]:

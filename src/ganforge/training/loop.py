@@ -25,7 +25,7 @@ from ganforge.errors import TrainingInterrupted
 from ganforge.models import MODELS
 from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
-from ganforge.training import aae_step, gan_step, paired_step
+from ganforge.training import aae_step, cycle_step, gan_step, paired_step
 from ganforge.training.batch_fit import passes_per_step
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
@@ -50,6 +50,7 @@ SCHEMES: dict[str, Scheme] = {
     "gan-selfsupervised": Scheme(gan_step.discriminator_step, gan_step.generator_step, reconstruct_reals=True),
     "aae": Scheme(aae_step.discriminator_step, aae_step.generator_step),
     "paired": Scheme(paired_step.discriminator_step, paired_step.generator_step),
+    "cycle": Scheme(cycle_step.discriminator_step, cycle_step.generator_step),
 }
 
 
@@ -94,7 +95,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                     (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None})
     scheme = SCHEMES[family.scheme]
     objective = build_objective(config.loss, state.augment, config.kimg, scheme.reconstruct_reals,
-                                state.path_length)
+                                state.path_length, state.pool)
     precision, stats = state.precision, state.stats
     schedule = build_schedule(family.grows, store.manifest.output_shape[1], config.batch, config.fade_kimg,
                               config.stable_kimg)
@@ -113,6 +114,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     try:
         while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
+            _decay_learning_rates(state, config)
             if phase.resolution not in rounds_at:
                 rounds_at[phase.resolution] = passes_per_step(
                     config, nets, precision, scheme.reconstruct_reals, schedule, phase, data,
@@ -184,6 +186,17 @@ def _inputs(inputs: DeviceBatches | None, state: TrainingState, indices: torch.T
     if state.input_sampler is not None:
         indices = ctx.shard(state.input_sampler.next_indices(batch))
     return inputs.images(indices)
+
+
+def _decay_learning_rates(state: TrainingState, config: TrainConfig) -> None:
+    """--lr-decay: both rates constant, then falling linearly to 0 over the last fraction of the run (CycleGAN).
+    A function of the image count alone, so a resumed run sets the same rates."""
+    if config.lr_decay <= 0:
+        return
+    factor = min(1.0, (config.total_nimg - state.counters.cur_nimg) / (config.lr_decay * config.total_nimg))
+    for optimizer, rate in ((state.opt_g, config.lr_g), (state.opt_d, config.lr_d)):
+        for group in optimizer.param_groups:
+            group["lr"] = rate * factor
 
 
 def _enter_phase(state: TrainingState, schedule: Schedule) -> Phase:

@@ -32,9 +32,9 @@ class Previews:
     latents: torch.Tensor  # [grid_size, z_dim], from their own seed: the same grid at every tick and on resume
     labels: torch.Tensor | None  # [grid_size] for conditional runs, cycling through the classes: one per column
     reals: torch.Tensor  # [<= 32, C, H, W] the first reals, which autoencoders reconstruct
-    # Image-to-image runs: fixed pairs, held-out ones first, shown as input | output | target every tick.
+    # Image-to-image runs: fixed inputs, held-out ones first, shown as input | output (| target, for pairs).
     inputs: torch.Tensor | None = None  # [<= 16, C_A, H_A, W_A]
-    targets: torch.Tensor | None = None  # [<= 16, C_B, H_B, W_B]
+    targets: torch.Tensor | None = None  # [<= 16, C_B, H_B, W_B]; None for unpaired domains
 
 
 TRANSLATION_ROWS = 16  # pairs in an image-to-image run's sample grid
@@ -51,11 +51,12 @@ def previews(config: TrainConfig, store: Store, run_dir: Path | None) -> Preview
     latents = torch.randn(config.grid_size, config.model.z_dim, generator=generator)
     labels = torch.arange(config.grid_size) % config.model.num_classes if config.model.conditional else None
     reals = to_float(store.uint8_batch(np.arange(min(32, count)), side))
-    if store.manifest.pairing != "paired":
+    if not store.manifest.two_sided:
         return Previews(latents, labels, reals)
-    # The held-out pairs (the store's last rows) show what G does on images it never trained on.
+    # The held-out rows (the store's last) show what G does on images it never trained on.
     rows = np.arange(store.manifest.count)[::-1][:min(TRANSLATION_ROWS, config.grid_size)].copy()
-    return Previews(latents, labels, reals, to_float(store.uint8_batch(rows)), to_float(store.uint8_batch(rows, "b")))
+    targets = to_float(store.uint8_batch(rows, "b")) if store.manifest.pairing == "paired" else None
+    return Previews(latents, labels, reals, to_float(store.uint8_batch(rows)), targets)
 
 
 def advance_tick(state: TrainingState, seconds: float) -> None:
@@ -131,10 +132,11 @@ def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> I
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device
-    if previews.inputs is not None and previews.targets is not None:
+    if previews.inputs is not None:
         outputs = generator(previews.inputs.to(device)).float().cpu()
         generator.train(was_training)
-        grid = enlarge_small(make_grid(translation_rows(previews.inputs, outputs, previews.targets), 3))
+        shown = [previews.inputs, outputs] + ([] if previews.targets is None else [previews.targets])
+        grid = enlarge_small(make_grid(translation_rows(shown), len(shown)))
         return _save_grid(state, run_dir, grid)
     latents = previews.latents.split(256)
     labels = previews.labels.split(256) if previews.labels is not None else [None] * len(latents)
@@ -157,12 +159,12 @@ def _save_grid(state: TrainingState, run_dir: Path, grid: Image.Image) -> Image.
     return grid
 
 
-def translation_rows(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """uint8 [3N, 3, H, W]: each input (enlarged to the output's size, grey shown as RGB), its output and its
-    target, in turn, for a 3-column grid."""
-    size = outputs.shape[-2:]
+def translation_rows(columns: list[torch.Tensor]) -> torch.Tensor:
+    """uint8 [K N, 3, H, W] from K columns of N images (input, output and, for pairs, target): row by row, inputs
+    enlarged to the output's size and grey shown as RGB, for a K-column grid."""
+    size = columns[1].shape[-2:]
     shown = [torch.nn.functional.interpolate(images, size=size, mode="nearest") if images.shape[-2:] != size
-             else images for images in (inputs, outputs, targets)]
+             else images for images in columns]
     shown = [images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images for images in shown]
     return to_uint8(torch.stack(shown, dim=1).flatten(0, 1))
 

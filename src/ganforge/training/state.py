@@ -22,10 +22,11 @@ from ganforge.config import TrainConfig
 from ganforge.data.sampler import EpochSampler
 from ganforge.data.store import Store
 from ganforge.errors import CheckpointError
-from ganforge.models import build_networks
+from ganforge.models import build_networks, family_of
 from ganforge.runs import checkpoint as ckpt
 from ganforge.training.distributed import Distributed
 from ganforge.training.ema import make_ema_copy
+from ganforge.training.fake_pool import FakePool
 from ganforge.training.path_length import PathLengthPenalty
 from ganforge.training.precision import Precision
 from ganforge.training.stats import TickStats
@@ -60,6 +61,7 @@ class TrainingState:
     precision: Precision
     path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty: its mean and phase are state
     input_sampler: EpochSampler | None = None  # an unpaired store's A side, shuffled apart from the B side
+    pool: FakePool | None = None  # CycleGAN's history of fakes per D: images and fill counts are state
     counters: Counters = field(default_factory=Counters)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -95,6 +97,9 @@ class TrainingState:
             meta["path_length"] = self.path_length.state_dict()
         if self.input_sampler is not None:
             meta["input_sampler"] = self.input_sampler.state_dict()
+        if self.pool is not None:
+            pool_tensors, meta["pool"] = self.pool.state_dict()
+            tensors.update(pool_tensors)
         return tensors, meta
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -121,6 +126,8 @@ class TrainingState:
         self.sampler.load_state_dict(meta["sampler"])
         if self.input_sampler is not None:
             self.input_sampler.load_state_dict(meta["input_sampler"])
+        if self.pool is not None:
+            self.pool.load_state_dict(tensors, meta["pool"])
         self.augment.load_state_dict(meta["augment"])
         self.precision.load_state_dict(meta.get("precision", {}))
         if self.path_length is not None and "path_length" in meta:  # else switched on at resume: a fresh mean
@@ -174,6 +181,8 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
                               sum_over_ranks=ctx.sum_ if ctx.enabled else None, world_size=ctx.world_size),
         path_length=PathLengthPenalty(config.loss.pl_weight, config.loss.pl_every, device)
         if config.loss.pl_weight > 0 else None,
+        pool=FakePool(config.loss.pool_size, store.manifest.output_shape, device)
+        if "pool_size" in family_of(config.model.name).loss_options else None,
     )
 
 

@@ -26,6 +26,7 @@ from ganforge.augment import Augment
 from ganforge.config import LossConfig
 from ganforge.losses import AdversarialLoss, build_loss
 from ganforge.regularizers import Regularizer, build_regularizers
+from ganforge.training.fake_pool import FakePool
 from ganforge.training.path_length import PathLengthPenalty
 from ganforge.training.precision import Precision
 from ganforge.training.stats import TickStats
@@ -65,6 +66,9 @@ class Objective:
     path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty (style-based G), with its state
     adv_weight: float = 1.0  # image-to-image schemes: weight of the adversarial term in G's loss
     l1_weight: float = 0.0  # paired scheme: weight of G's L1 distance to the target (pix2pix's lambda)
+    cycle_weight: float = 0.0  # cycle scheme: lambda of the cycle losses
+    identity_weight: float = 0.0  # cycle scheme: the identity losses' weight as a fraction of cycle_weight
+    pool: FakePool | None = None  # cycle scheme: the history of fakes each D sees again, with its state
 
     def d_input(self, images: torch.Tensor, cur_nimg: int) -> torch.Tensor:
         """What D sees: augmented (ADA / DiffAugment), then blurred by instance noise (Sonderby et al. 2017)."""
@@ -76,12 +80,12 @@ class Objective:
 
 
 def build_objective(config: LossConfig, augment: Augment, run_kimg: float, reconstruct_reals: bool,
-                    path_length: PathLengthPenalty | None = None) -> Objective:
+                    path_length: PathLengthPenalty | None = None, pool: FakePool | None = None) -> Objective:
     """The run's objective; instance noise falls to zero over the whole run unless `instance_noise_kimg` is set."""
     noise_kimg = config.instance_noise_kimg or run_kimg
     return Objective(build_loss(config), build_regularizers(config), augment, config.instance_noise,
                      int(noise_kimg * 1000), config.recon_weight, reconstruct_reals, path_length, config.adv_weight,
-                     config.l1_weight)
+                     config.l1_weight, config.cycle_weight, config.identity_weight, pool)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,51 @@
+"""The history of generated images each D also learns from (Shrivastava et al. 2017, Sec. 2.3), as CycleGAN
+uses it (Zhu et al. 2017, Sec. 4): D is shown, for about half of each batch, fakes an earlier G made, so it
+does not forget them and G cannot oscillate back to what D stopped penalising.
+
+The pool is part of the run's state: its images and fill counts go into every checkpoint, and its random
+choices come from torch's global CPU stream, which checkpoints restore, so a resumed run queries it exactly
+as an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_DOMAINS = 2  # one pool per D: CycleGAN's D_A and D_B
+
+
+class FakePool:
+    def __init__(self, size: int, image_shape: tuple[int, int, int], device: torch.device) -> None:
+        self.size = size
+        self.images = torch.zeros(_DOMAINS, size, *image_shape, device=device)
+        self.filled = [0] * _DOMAINS  # slots in use per domain (host numbers: no device reads)
+
+    def query(self, fakes: torch.Tensor, domain: int) -> torch.Tensor:
+        """What D sees for this batch of `fakes` [B, C, H, W] (detached): while the pool fills, each fake goes in
+        and through; then each is, with probability 1/2, swapped for a random stored one, which it replaces."""
+        if self.size == 0:
+            return fakes
+        fakes, count = fakes.float(), fakes.shape[0]  # the pool keeps float32 whatever --precision computes in
+        coins, slots = torch.rand(count).tolist(), torch.randint(self.size, (count,)).tolist()  # CPU: no sync
+        shown = []
+        for i in range(count):
+            image = fakes[i]
+            if self.filled[domain] < self.size:
+                self.images[domain, self.filled[domain]] = image
+                self.filled[domain] += 1
+                shown.append(image)
+            elif coins[i] > 0.5:
+                shown.append(self.images[domain, slots[i]].clone())
+                self.images[domain, slots[i]] = image
+            else:
+                shown.append(image)
+        return torch.stack(shown)
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {"pool.images": self.images}, {"filled": list(self.filled), "size": self.size}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.images = tensors["pool.images"].to(self.images.device)
+        self.filled = [int(n) for n in meta["filled"]]
