@@ -121,3 +121,10 @@ def digits_fashion_store(root: Path, count_a: int = 64, count_b: int = 48) -> Pa
 
     return make_pair_store(root / "digits2fashion.gfs", small("mnist", count_a), small("fashion-mnist", count_b),
                            "unpaired", val_count=4, val_count_b=3).path
+
+
+def digits_sr_store(root: Path, count: int = 64, val_count: int = 4) -> Path:
+    """x4 super-resolution pairs from real MNIST digits: 8 px box-downsampled inputs (A), 32 px digits (B)."""
+    targets = np.pad(idx_images("mnist", "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    inputs = targets.reshape(count, 1, 8, 4, 8, 4).mean((3, 5)).round().astype(np.uint8)
+    return make_pair_store(root / "digits-sr.gfs", inputs, np.ascontiguousarray(targets), val_count=val_count).path

@@ -45,9 +45,11 @@ def assert_identical(a: Path, b: Path) -> None:
         assert meta_a[key] == meta_b[key], key
 
 
-def tick_history(run_dir: Path) -> list[tuple[int, int, float, float]]:
+def tick_history(run_dir: Path) -> list[tuple[int, int, float | None, float | None, float | None]]:
+    """(tick, nimg, loss_d, loss_g, loss_recon) per tick; None where a phase logs no such loss (SRGAN's
+    pre-training has no D)."""
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [(r["tick"], r["nimg"], r["loss_d"], r["loss_g"]) for r in rows if "tick" in r]
+    return [(r["tick"], r["nimg"], r.get("loss_d"), r.get("loss_g"), r.get("loss_recon")) for r in rows if "tick" in r]
 
 
 def wait_for_checkpoint(proc: subprocess.Popen, parent: Path, accept=bool, timeout_s: float = 120) -> Path:

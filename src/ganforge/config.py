@@ -133,6 +133,12 @@ class LossConfig:
                                   "(Zhu et al. 2017, Eq. 3).")
     identity_weight: float = setting(0.5, "cyclegan: weight of the identity loss as a fraction of --cycle-weight "
                                      "(Zhu et al. 2017, Sec. 5.2: 0.5).")
+    content_loss: str = setting("lite0", "srgan: what G's content loss compares: lite0 (EfficientNet-Lite0 ImageNet "
+                                "features, standing in for the paper's VGG19; needs ganforge[projected]) or mse "
+                                "(pixels: SRGAN-MSE).", choices=("lite0", "mse"))
+    content_weight: float = setting(1.0, "srgan: weight of the content loss in G's adversarial phase.")
+    pretrain: float = setting(0.5, "srgan: fraction of the run that trains G alone on pixel MSE (SRResNet) before "
+                              "the adversarial phase.")
     pool_size: int = setting(50, "cyclegan: generated images kept per D and shown again, half of the time "
                              "(Shrivastava et al. 2017); 0 = off.", fixed_on_resume=True, at_most=10_000)
 
@@ -149,6 +155,8 @@ class LossConfig:
         _require(min(self.adv_weight, self.l1_weight, self.cycle_weight, self.identity_weight) >= 0,
                  "--adv-weight, --l1-weight, --cycle-weight and --identity-weight must not be negative")
         _require(self.pool_size >= 0, "--pool-size must not be negative")
+        _require(self.content_weight >= 0, "--content-weight must not be negative")
+        _require(0.0 <= self.pretrain < 1.0, "--pretrain must be in [0, 1): a fraction of the run")
 
 
 @dataclass(frozen=True)

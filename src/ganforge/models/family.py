@@ -23,7 +23,8 @@ COMMON_OPTIONS = frozenset({"name", "z_dim", "conditional", "num_classes", "inpu
 # Training settings that only a growing family reads.
 GROWING_SETTINGS = ("fade_kimg", "stable_kimg")
 # Loss settings that only some image-to-image families read (each family lists its own in `loss_options`).
-TRANSLATION_LOSS_SETTINGS = ("adv_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size")
+TRANSLATION_LOSS_SETTINGS = ("adv_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size",
+                             "content_loss", "content_weight", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class ModelFamily:
     loss_options: frozenset[str] = frozenset()  # TRANSLATION_LOSS_SETTINGS it reads
     # Image-to-image: the directions its G translates; "b2a" means G has a `b2a` network beside its own a2b.
     directions: tuple[str, ...] = ("a2b",)
+    # Adjusts a new run's settings to what is installed, with a line saying so (SRGAN's content loss without the
+    # optional Lite0 weights); None = nothing to adjust.
+    adjust: Callable[[Overrides], tuple[Overrides, str | None]] | None = None
 
     @property
     def translates(self) -> bool:

@@ -20,12 +20,13 @@ import torch
 from tqdm import tqdm
 
 from ganforge.config import TrainConfig
+from ganforge.content_loss import build_content_loss
 from ganforge.data.store import DeviceBatches, Store
 from ganforge.errors import TrainingInterrupted
 from ganforge.models import MODELS
 from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
-from ganforge.training import aae_step, cycle_step, gan_step, paired_step
+from ganforge.training import aae_step, cycle_step, gan_step, paired_step, sr_step
 from ganforge.training.batch_fit import passes_per_step
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
@@ -51,6 +52,7 @@ SCHEMES: dict[str, Scheme] = {
     "aae": Scheme(aae_step.discriminator_step, aae_step.generator_step),
     "paired": Scheme(paired_step.discriminator_step, paired_step.generator_step),
     "cycle": Scheme(cycle_step.discriminator_step, cycle_step.generator_step),
+    "super-resolution": Scheme(sr_step.discriminator_step, sr_step.generator_step),
 }
 
 
@@ -94,8 +96,9 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                    {role: ctx.wrap(net, device, find_unused=family.grows) for role, net in
                     (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None})
     scheme = SCHEMES[family.scheme]
+    content = build_content_loss(config.loss.content_loss, device) if "content_loss" in family.loss_options else None
     objective = build_objective(config.loss, state.augment, config.kimg, scheme.reconstruct_reals,
-                                state.path_length, state.pool)
+                                state.path_length, state.pool, content)
     precision, stats = state.precision, state.stats
     schedule = build_schedule(family.grows, store.manifest.output_shape[1], config.batch, config.fade_kimg,
                               config.stable_kimg)

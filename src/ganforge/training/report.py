@@ -73,7 +73,7 @@ def tick_means(state: TrainingState) -> dict[str, float]:
     if not all(v == v and abs(v) != float("inf") for k, v in means.items() if k.startswith("loss")):
         raise TrainingDiverged(
             f"the loss became non-finite during the tick ending at kimg {state.counters.cur_nimg / 1000:.1f} "
-            f"(loss_d={means['loss_d']}, loss_g={means['loss_g']}); resume from the last checkpoint with lower "
+            f"(loss_d={means.get('loss_d')}, loss_g={means.get('loss_g')}); resume from the last checkpoint with lower "
             "--lr-g/--lr-d: `ganforge train --resume RUN --lr-d ...`.")
     return means
 
@@ -104,7 +104,8 @@ def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[st
     log.append(record)
     log.image("samples", grid, state.counters.cur_nimg)
     rows = [r for r in log.records() if "tick" in r]
-    plot_curves({name: [(r["kimg"], r[name]) for r in rows] for name in ("loss_d", "loss_g")},
+    # A phase without D (SRGAN's pre-training) logs no D or adversarial G loss: those curves start later.
+    plot_curves({name: [(r["kimg"], r[name]) for r in rows if name in r] for name in ("loss_d", "loss_g")},
                 run_dir / "loss.png")
     plot_panels(metric_panels(rows), run_dir / "metrics.png")
 
@@ -184,11 +185,12 @@ def status_line(r: dict[str, Any]) -> str:
     extras = "".join(f" {label} {r[key]:.4g}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"),
                                                                  ("fid", "FID"), ("kid", "KID"), ("precision", "P"),
                                                                  ("recall", "R"), ("is", "IS")) if r.get(key))
+    adversarial = (f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} D(x) {r['d_real']:.2f} D(G(z)) "
+                   f"{r['d_fake']:.2f} acc real {r['acc_real']:.0%} fake {r['acc_fake']:.0%}" if "loss_d" in r
+                   else "D not training yet")  # SRGAN's pre-training
     return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f}{growing} time {_duration(r['time_s'])} "
             f"sec/tick {r['sec_per_tick']:<6.1f} sec/kimg {r['sec_per_kimg']:<6.2f} img/s {r['img_per_s']:<6.0f} "
-            f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} "
-            f"D(x) {r['d_real']:.2f} D(G(z)) {r['d_fake']:.2f} acc real {r['acc_real']:.0%} "
-            f"fake {r['acc_fake']:.0%}{extras} mem {r['peak_mem_gb']:.2f}GB")
+            f"{adversarial}{extras} mem {r['peak_mem_gb']:.2f}GB")
 
 
 def _duration(seconds: float) -> str:

@@ -91,6 +91,11 @@ def start_or_resume(overrides: dict[tuple[str, ...], Any], *, resume: Path | Non
             overrides = {**overrides, ("model", "num_classes"): class_count(store)}
         if store.manifest.two_sided:
             overrides = {**overrides, ("model", "input_shape"): store.manifest.shape}
+        adjust = family_of(str(overrides.get(("model", "name"), ModelConfig().name))).adjust
+        if adjust is not None:
+            overrides, note = adjust(overrides)
+            if note:
+                echo(note)
         config = apply_overrides(TrainConfig(), overrides)
     if not store.verify_content():
         echo(f"{store.path}: content hash not checked at this size ({store.images.nbytes / 1e9:.0f} GB); "

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.augment import Augment
 from ganforge.config import LossConfig
+from ganforge.content_loss import ContentLoss
 from ganforge.losses import AdversarialLoss, build_loss
 from ganforge.regularizers import Regularizer, build_regularizers
 from ganforge.training.fake_pool import FakePool
@@ -69,6 +70,9 @@ class Objective:
     cycle_weight: float = 0.0  # cycle scheme: lambda of the cycle losses
     identity_weight: float = 0.0  # cycle scheme: the identity losses' weight as a fraction of cycle_weight
     pool: FakePool | None = None  # cycle scheme: the history of fakes each D sees again, with its state
+    content: ContentLoss | None = None  # super-resolution scheme: the content loss of G's adversarial phase
+    content_weight: float = 1.0
+    pretrain_nimg: int = 0  # super-resolution scheme: images of G-alone pixel-MSE training before D joins
 
     def d_input(self, images: torch.Tensor, cur_nimg: int) -> torch.Tensor:
         """What D sees: augmented (ADA / DiffAugment), then blurred by instance noise (Sonderby et al. 2017)."""
@@ -80,12 +84,14 @@ class Objective:
 
 
 def build_objective(config: LossConfig, augment: Augment, run_kimg: float, reconstruct_reals: bool,
-                    path_length: PathLengthPenalty | None = None, pool: FakePool | None = None) -> Objective:
+                    path_length: PathLengthPenalty | None = None, pool: FakePool | None = None,
+                    content: ContentLoss | None = None) -> Objective:
     """The run's objective; instance noise falls to zero over the whole run unless `instance_noise_kimg` is set."""
     noise_kimg = config.instance_noise_kimg or run_kimg
     return Objective(build_loss(config), build_regularizers(config), augment, config.instance_noise,
                      int(noise_kimg * 1000), config.recon_weight, reconstruct_reals, path_length, config.adv_weight,
-                     config.l1_weight, config.cycle_weight, config.identity_weight, pool)
+                     config.l1_weight, config.cycle_weight, config.identity_weight, pool, content,
+                     config.content_weight, int(round(config.pretrain * run_kimg * 1000)))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,43 @@
+"""SRGAN's content loss (Ledig et al. 2017, Sec. 2.2.1): the distance between G's output and the target in a
+feature space, so that G is not pushed to the blurry average that a pixel loss rewards.
+
+The paper's VGG54 compares VGG19 ImageNet features; those weights cannot be fetched here, so "lite0" compares the
+ImageNet EfficientNet-Lite0's (the `projected` extra's weights) at its four taps, strides 4 to 32, each by mean
+squared error, averaged. "mse" compares pixels: the paper's SRGAN-MSE. The feature network is frozen and not
+part of any checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from ganforge.models.efficientnet_lite0 import load_pretrained
+
+
+class ContentLoss(Protocol):
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+
+class PixelContentLoss:
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs.float(), targets)
+
+
+class FeatureContentLoss:
+    def __init__(self, device: torch.device) -> None:
+        self.network = load_pretrained().to(device)  # frozen: eval mode, no parameter needs grad
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wanted = self.network.features(targets)
+        taps = self.network.features(outputs)
+        return torch.stack([F.mse_loss(a.float(), b.float()) for a, b in zip(taps, wanted, strict=True)]).mean()
+
+
+def build_content_loss(name: str, device: torch.device) -> ContentLoss:
+    """The content loss `name` ("lite0" or "mse") names; "lite0" raises ConfigError with the install line when
+    the optional weights are missing."""
+    return FeatureContentLoss(device) if name == "lite0" else PixelContentLoss()
