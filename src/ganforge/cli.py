@@ -204,8 +204,9 @@ def doctor(path: Path) -> None:
 
 @main.command()
 @click.argument("run_dir", required=False, type=click.Path(path_type=Path))
-@click.option("--metrics", "metrics_text", default="fid", show_default=True,
-              help="Comma-separated: fid, kid, is, pr; with a run also memorization, probe.")
+@click.option("--metrics", "metrics_text",
+              help="Comma-separated: fid, kid, is, pr; with a run also memorization, probe; with a paired "
+              "image-to-image run psnr, ssim. [fid; psnr,ssim for a paired image-to-image run]")
 @click.option("--n", type=click.IntRange(2, 1_000_000), default=10_000, show_default=True,
               help="Images per set (generated, and real from the store).")
 @click.option("--data", type=click.Path(path_type=Path), help="Real images: a store other than the run's own.")
@@ -221,7 +222,7 @@ def doctor(path: Path) -> None:
 @click.option("--batch", type=click.IntRange(1, 1024), default=50, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Folder for figures. [RUN/evaluation]")
 @click.option("--device", default="auto", show_default=True)
-def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None, real: Path | None,
+def evaluate(run_dir: Path | None, metrics_text: str | None, n: int, data: Path | None, real: Path | None,
              fake: Path | None, json_path: Path | None, extractor: str, inception_path: Path | None,
              download_inception: bool, batch: int, out_dir: Path | None, device: str) -> None:
     """Score a run's generator against its data (or --real vs --fake): FID, KID, IS, precision/recall."""
@@ -229,21 +230,22 @@ def evaluate(run_dir: Path | None, metrics_text: str, n: int, data: Path | None,
     from ganforge.api import evaluate as evaluate_images
     from ganforge.device import resolve_device
     from ganforge.metrics import load_extractor
-    from ganforge.metrics.evaluate import DIAGNOSTICS, parse_metrics
+    from ganforge.metrics.evaluate import DIAGNOSTICS, FIDELITY, parse_metrics
 
-    metrics = parse_metrics(metrics_text)
     if (run_dir is None) == (real is None or fake is None) or (run_dir is not None and (real or fake)):
         raise ConfigError("give a RUN folder, or --real and --fake (each a store or an image folder), not both")
+    metrics = parse_metrics(metrics_text or evaluation.default_metrics_text(run_dir))
     torch_device = resolve_device(device)
-    features = load_extractor(extractor, inception_path if extractor == "inception" else None, torch_device,
-                              allow_download=download_inception)
+    features = None if set(metrics) <= set(FIDELITY) else load_extractor(
+        extractor, inception_path if extractor == "inception" else None, torch_device,
+        allow_download=download_inception)
     if run_dir is not None:
         results = evaluation.evaluate_run(run_dir, metrics, n=n, data=data, extractor=features, batch_size=batch,
                                           device=torch_device, out_dir=out_dir or run_dir / "evaluation")
     else:
-        if set(metrics) & set(DIAGNOSTICS):
-            raise ConfigError("memorization and probe need a RUN folder (its generator or discriminator)")
-        assert real is not None and fake is not None
+        if set(metrics) & {*DIAGNOSTICS, *FIDELITY}:
+            raise ConfigError("memorization, probe, psnr and ssim need a RUN folder (its networks, or its pairs)")
+        assert real is not None and fake is not None and features is not None
         results = evaluate_images(real, fake, metrics, n=n, extractor=features, batch_size=batch, progress=True).records
     for result in results:
         click.echo(evaluation.describe(result))

@@ -19,16 +19,30 @@ import torch
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError
-from ganforge.metrics.evaluate import METRICS, evaluate_sets
+from ganforge.evaluation_translation import default_metrics, evaluate_translation
+from ganforge.metrics.evaluate import FIDELITY, METRICS, evaluate_sets
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.generated import generator_batches
 from ganforge.metrics.memorization import memorization_report
 from ganforge.metrics.probe import linear_probe
+from ganforge.models import family_of
 from ganforge.runs import load_discriminator, load_generator
+from ganforge.runs.folder import read_run_config
 
 
-def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None, extractor: FeatureExtractor,
-                 batch_size: int, device: torch.device, out_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
+def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None,
+                 extractor: FeatureExtractor | None, batch_size: int, device: torch.device, out_dir: Path,
+                 progress: bool = True) -> list[dict[str, Any]]:
+    """The run's scores; an image-to-image run is scored on its held-out inputs (evaluation_translation.py).
+    `extractor` may be None when only psnr and ssim are asked for."""
+    if family_of(read_run_config(run_dir)[0].model.name).translates:
+        return evaluate_translation(run_dir, metrics, n=n, data=data, extractor=extractor, batch_size=batch_size,
+                                    device=device, progress=progress)
+    fidelity = [m for m in metrics if m in FIDELITY]
+    if fidelity:
+        raise ConfigError(f"--metrics {', '.join(fidelity)} compare translations with their targets; {run_dir} is a "
+                          "noise-to-image run, which has no targets: score it with fid, kid, is or pr")
+    assert extractor is not None, "the caller loads the feature network for a noise-to-image run's metrics"
     generator, config, nimg = load_generator(run_dir, device)
     store = Store(data) if data is not None else open_training_store(config.data)
     fake = generator_batches(generator, config.model.z_dim, config.model.num_classes if config.model.conditional
@@ -55,6 +69,16 @@ def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None
     return results
 
 
+def default_metrics_text(run_dir: Path | None) -> str:
+    """--metrics when not given: fid, or psnr,ssim for a paired image-to-image run (its store holds targets)."""
+    if run_dir is None:
+        return "fid"
+    config, dataset = read_run_config(run_dir)
+    if not family_of(config.model.name).translates:
+        return "fid"
+    return ",".join(default_metrics(str(dataset.get("pairing", "paired"))))
+
+
 def describe(result: dict[str, Any]) -> str:
     """One line per result: the numbers, then how they were obtained."""
     name = result["metric"]
@@ -62,6 +86,9 @@ def describe(result: dict[str, Any]) -> str:
         return (f"memorization: median distance ratio generated/real {result['median_ratio']:.3f}, "
                 f"{result['fraction_suspicious']:.1%} of samples closer than 99% of real pairs; "
                 f"figures {result['pairs_png']}, {result['histogram_png']}")
+    if name in FIDELITY:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in result["scores"].items())
+        return f"{scores}  [{result['n_pairs']} pairs: {result['split']} of {result['data']}; uint8, all channels]"
     if name == "probe":
         return (f"probe (D features + linear classifier): test accuracy {result['test_accuracy']:.1%} "
                 f"(train {result['train_accuracy']:.1%}, chance {result['chance_accuracy']:.1%}) on {result['data']}")

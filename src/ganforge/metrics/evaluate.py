@@ -94,15 +94,17 @@ METRICS: dict[str, tuple[MetricFn, bool]] = {"fid": (_fid, True), "kid": (_kid, 
 
 
 DIAGNOSTICS = ("memorization", "probe")  # need a run's networks; write figures or fit a classifier
+FIDELITY = ("psnr", "ssim")  # outputs against their targets: paired image-to-image runs (fidelity.py)
 
 
 def parse_metrics(text: str) -> list[str]:
     """--metrics "fid,kid" -> ["fid", "kid"]: scores and run diagnostics, each name checked."""
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRICS and m not in DIAGNOSTICS]
+    known = [*METRICS, *DIAGNOSTICS, *FIDELITY]
+    unknown = [m for m in names if m not in known]
     if not names or unknown:
         raise ConfigError(f"--metrics: unknown {', '.join(unknown) or '(empty)'}; choose from "
-                          f"{', '.join([*METRICS, *DIAGNOSTICS])}, comma-separated (e.g. fid,kid,pr)")
+                          f"{', '.join(known)}, comma-separated (e.g. fid,kid,pr)")
     return names
 
 
