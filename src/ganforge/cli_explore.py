@@ -141,8 +141,9 @@ def export(source: Path, fmt: str, out: Path | None) -> None:
     check = report.check
     verified = (f"not verified ({check['skipped']})" if "skipped" in check
                 else f"{check['method']}: max abs diff {check['max_abs_diff']:.2g}")
-    click.echo(f"exported {report.weights} to {report.file} ({verified}); loads with "
-               f"ganforge.load_generator({str(report.folder)!r})")
+    use = (f"`ganforge translate {report.folder} INPUTS/ --out OUTPUTS/`" if "directions" in check
+           else f"ganforge.load_generator({str(report.folder)!r})")
+    click.echo(f"exported {report.weights} to {report.file} ({verified}); loads with {use}")
 
 
 @click.command()

@@ -26,13 +26,14 @@ from torch.nn.utils import parametrize
 
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.export_translation import export_translator
 from ganforge.generate import render, seed_latents
 from ganforge.hub import card_metadata, front_matter
 from ganforge.images import enlarge_small, make_grid, save_png
 from ganforge.models import family_of
 from ganforge.runs import load_run_generator
 from ganforge.runs.exported import EXPORT_VERSION, FORMATS, OnnxGenerator, TracedWithPsi, is_export_folder, load_graph
-from ganforge.runs.folder import CONFIG_FILE, read_record
+from ganforge.runs.folder import CONFIG_FILE, read_record, read_run_config
 from ganforge.version import __version__
 
 CHECK_LATENTS = 8  # random latents each exported graph is compared on
@@ -58,6 +59,9 @@ def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
     if is_export_folder(run_dir):
         raise ConfigError(f"{run_dir} is already an exported folder; export from the run folder it came from")
     _check_out_folder(out)
+    if family_of(read_run_config(run_dir)[0].model.name).translates:
+        file, weights, check = export_translator(run_dir, out, fmt)
+        return ExportReport(out, file, weights, check)
     (generator, config, nimg), weights = load_run_generator(run_dir, "cpu")
     record = read_record(run_dir)
     dataset = record.get("dataset", {})

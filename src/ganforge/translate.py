@@ -46,7 +46,8 @@ def translate_folder(run_dir: Path, inputs: Path, out: Path, *, direction: str =
     if crop not in CROP_MODES:
         raise ConfigError(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
     _check_out(inputs, out)
-    loaded = load_translator(run_dir, direction, resolve_device(device))
+    torch_device = resolve_device(device)
+    loaded = load_translator(run_dir, direction, torch_device)
     channels, height, width = loaded.input_shape
     target = Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0))
     limits = PrepareOptions().max_pixels
@@ -64,9 +65,9 @@ def translate_folder(run_dir: Path, inputs: Path, out: Path, *, direction: str =
             except SkipInput as skip:
                 report.skipped.append({"path": entry.name, "reason": skip.reason})
             if len(pending) == batch:
-                report.written += _translate(loaded.translator, pending)
+                report.written += _translate(loaded.translator, pending, torch_device)
                 pending = []
-        report.written += _translate(loaded.translator, pending)
+        report.written += _translate(loaded.translator, pending, torch_device)
     if not report.written:
         reasons = ", ".join(sorted({s["reason"] for s in report.skipped})) or "no images"
         raise DataError(f"{inputs}: no input could be translated ({reasons}); pass a folder of jpg, png, webp, bmp, "
@@ -99,11 +100,10 @@ def _output_names(entries: list[Entry]) -> dict[str, str]:
 
 
 @torch.no_grad()
-def _translate(translator: nn.Module, pending: list[tuple[Path, np.ndarray]]) -> list[Path]:
+def _translate(translator: nn.Module, pending: list[tuple[Path, np.ndarray]], device: torch.device) -> list[Path]:
     """Run one batch and write each output as a PNG; the paths written."""
     if not pending:
         return []
-    device = next(translator.parameters()).device
     images = to_float(torch.from_numpy(np.stack([pixels for _, pixels in pending]))).to(device)
     outputs = to_uint8(translator(images).float()).cpu().numpy()
     for (path, _), pixels in zip(pending, outputs, strict=True):

@@ -7,6 +7,7 @@ for them, and nothing here imports the training loop.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +45,7 @@ def load_generator(path: Path | str, device: torch.device | str = "cpu") -> Load
     path = Path(path)
     if is_export_folder(path):
         meta, config = read_export(path)
+        _refuse_translator(path, config)
         generator = load_graph(path, meta["format"], config, meta["dataset"], meta.get("file"))
         return LoadedGenerator(generator.to(device).eval(), config, int(meta.get("nimg", 0)))
     return load_run_generator(path, device)[0]
@@ -54,10 +56,8 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu", *,
     """A run folder's generator and which weights it holds: "G_ema" when the run kept an average, else "G".
     An image-to-image run's G takes images, not z: it is refused unless `translating` (see `load_translator`)."""
     config, dataset = read_run_config(run_dir)
-    if family_of(config.model.name).translates and not translating:
-        raise ConfigError(f"{run_dir} is an image-to-image run ({config.model.name}): its generator translates "
-                          f"images instead of drawing them from z; use `ganforge translate {run_dir} INPUTS/ --out "
-                          "OUTPUTS/` (or `ganforge evaluate`)")
+    if not translating:
+        _refuse_translator(run_dir, config)
     tensors, meta = _latest(run_dir, "train longer or wait for the first --snap")
     shape = _shape(dataset)
     prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
@@ -70,6 +70,13 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu", *,
         phase = schedule.phase_at(max(0, nimg - 1))
         generator.set_phase(phase.resolution, phase.alpha)
     return LoadedGenerator(generator.to(device).eval(), config, nimg), prefix
+
+
+def _refuse_translator(source: Path, config: TrainConfig) -> None:
+    if family_of(config.model.name).translates:
+        raise ConfigError(f"{source} holds an image-to-image generator ({config.model.name}): it translates images "
+                          f"instead of drawing them from z; use `ganforge translate {source} INPUTS/ --out OUTPUTS/` "
+                          "(or `ganforge evaluate`)")
 
 
 class LoadedTranslator(NamedTuple):
@@ -85,21 +92,39 @@ def load_translator(run_dir: Path | str, direction: str = "a2b", device: torch.d
     """An image-to-image run's latest generator (its average when the run kept one) for `direction`: "a2b"
     translates the store's inputs (A) to its targets (B); "b2a" the other way, for families that train both."""
     run_dir = Path(run_dir)
-    config, dataset = read_run_config(run_dir)
+    export = is_export_folder(run_dir)
+    meta, config = read_export(run_dir) if export else (None, read_run_config(run_dir)[0])
+    dataset = meta["dataset"] if meta is not None else read_run_config(run_dir)[1]
     family = family_of(config.model.name)
     if not family.translates:
-        raise ConfigError(f"{run_dir} is a {config.model.name} run, which generates images from noise; translate "
+        raise ConfigError(f"{run_dir} holds a {config.model.name} generator, which draws images from noise; translate "
                           f"takes an image-to-image run (pix2pix, cyclegan, srgan): use `ganforge generate {run_dir}`")
     if direction not in family.directions:
         raise ConfigError(f"--direction {direction}: --model {family.name} learns {' and '.join(family.directions)}"
                           f" only; use --direction {family.directions[0]}")
-    (generator, config, nimg), _ = load_run_generator(run_dir, device, translating=True)
     output_shape = _shape(dataset)
     input_shape = _shape({"shape": list(config.model.input_shape)})
-    if direction == "b2a":  # the generator holds both directions (CycleGAN)
-        generator = generator.get_submodule("b2a")
+    if meta is not None:
+        generator, nimg = _exported_translator(run_dir, meta, config, direction), int(meta.get("nimg", 0))
+    else:
+        (generator, config, nimg), _ = load_run_generator(run_dir, device, translating=True)
+        generator = generator if direction == "a2b" else generator.get_submodule(direction)  # CycleGAN's F
+    if direction == "b2a":
         input_shape, output_shape = output_shape, input_shape
-    return LoadedTranslator(generator, config, nimg, input_shape, output_shape)
+    return LoadedTranslator(generator.to(device).eval(), config, nimg, input_shape, output_shape)
+
+
+def _exported_translator(folder: Path, meta: dict[str, Any], config: TrainConfig, direction: str) -> nn.Module:
+    """A direction's network from an exported folder: the whole G's safetensors, or the direction's ONNX graph."""
+    files = meta.get("translator", {}).get("directions", {}) if isinstance(meta.get("translator"), dict) else {}
+    file = files.get(direction) if isinstance(files, dict) else None
+    if not isinstance(file, str) or not re.fullmatch(r"[\w-][\w.-]*", file) or ".." in file:
+        raise CheckpointError(f"{folder / 'config.json'} names no plain file in the folder for direction {direction}; "
+                              "export it again")
+    network = load_graph(folder, meta["format"], config, meta["dataset"], file)
+    if meta["format"] == "safetensors" and direction != "a2b":
+        network = network.get_submodule(direction)
+    return network
 
 
 def load_discriminator(run_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
