@@ -74,7 +74,7 @@ def test_translate_refuses_noise_runs_foreign_directions_and_outputs_inside_the_
     assert result.exit_code == 0, result.output
     noise_run = only_run(tmp_path / "runs")
     result = runner.invoke(main, ["translate", str(noise_run), str(tmp_path / "in"), "--out", str(tmp_path / "o")])
-    assert result.exit_code != 0 and "generates images from noise" in result.output
+    assert result.exit_code != 0 and "draws images from noise" in result.output
     result = runner.invoke(main, ["generate", str(run), "--out", str(tmp_path / "g.png")])
     assert result.exit_code != 0 and "use `ganforge translate" in result.output
     result = runner.invoke(main, ["translate", str(run), str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
