@@ -4,6 +4,7 @@ from ganforge.runs.load import (
     LoadedGenerator,
     LoadedTranslator,
     class_names,
+    holds_translator,
     load_discriminator,
     load_generator,
     load_run_generator,
@@ -12,5 +13,6 @@ from ganforge.runs.load import (
     sampling_generator,
 )
 
-__all__ = ["LoadedGenerator", "LoadedTranslator", "class_names", "load_discriminator", "load_generator",
+__all__ = ["LoadedGenerator", "LoadedTranslator", "class_names", "holds_translator", "load_discriminator",
+           "load_generator",
            "load_run_generator", "load_translator", "resolve_class", "sampling_generator"]

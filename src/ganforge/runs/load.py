@@ -72,6 +72,16 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu", *,
     return LoadedGenerator(generator.to(device).eval(), config, nimg), prefix
 
 
+def holds_translator(source: Path) -> bool:
+    """Whether a run or exported folder holds an image-to-image generator (False when it cannot be read: the
+    loaders report that)."""
+    try:
+        config = read_export(source)[1] if is_export_folder(source) else read_run_config(source)[0]
+        return family_of(config.model.name).translates
+    except (CheckpointError, ConfigError):
+        return False
+
+
 def _refuse_translator(source: Path, config: TrainConfig) -> None:
     if family_of(config.model.name).translates:
         raise ConfigError(f"{source} holds an image-to-image generator ({config.model.name}): it translates images "

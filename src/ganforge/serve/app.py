@@ -31,10 +31,12 @@ from starlette.exceptions import HTTPException
 
 from ganforge.errors import ConfigError
 from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates, truncation_space
-from ganforge.runs import class_names, load_generator
+from ganforge.runs import class_names, holds_translator, load_generator
 from ganforge.runs.exported import is_export_folder
 from ganforge.serve.hosts import HostCheck, allowed_hosts
+from ganforge.serve.params import check_params
 from ganforge.serve.render import BadParameter, Renderer, latent_from_text, latent_to_text
+from ganforge.serve.translate_app import create_translation_app
 
 STATIC = Path(__file__).parent / "static"
 MAX_FRAMES = 16  # images in one interpolation strip
@@ -53,6 +55,8 @@ ClassName = Annotated[str | None, Query(alias="class", max_length=256,
 def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: str = "127.0.0.1") -> FastAPI:
     """An app serving the generator in `source` (a run folder or an exported folder) to requests addressed to
     `host`, the address it is bound to (hosts.allowed_hosts: 127.0.0.1 also answers to localhost; 0.0.0.0 to any)."""
+    if holds_translator(source):  # an image-to-image run or export: upload an image, get its translation
+        return create_translation_app(source, device, max_parallel, host)
     generator, config, nimg = load_generator(source, device)
     run_root = source.resolve()
     classes = class_names(source, config)
@@ -106,7 +110,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
 
     @app.get("/api/info")
     def info(request: Request) -> dict[str, Any]:
-        _only(request)
+        check_params(request)
         return {"name": source.name, "source": "run" if is_run else "export", "model": config.model.name,
                 "z_dim": config.model.z_dim, "image_shape": shape,
                 "nimg": nimg, "kimg": round(nimg / 1000, 3), "classes": classes, "has_run_page": is_run,
@@ -119,7 +123,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
               psi: Psi = 1.0, seed_b: Seed | None = None, t: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
               method: Method = "slerp", scale: Scale = 1, class_name: ClassName = None) -> Response:
         """One image: from `seed` or a pasted latent `z`; with `seed_b`, the point `t` of the way to it."""
-        _only(request, "seed", "z", "psi", "seed_b", "t", "method", "scale", "class", "v")
+        check_params(request, "seed", "z", "psi", "seed_b", "t", "method", "scale", "class", "v")
         if (seed is None) == (z is None):
             raise BadParameter("seed", "give exactly one of seed (0..2^32-1) or z (a latent as text)")
         start = renderer.seed_latent(seed) if seed is not None else latent_from_text(z or "", config.model.z_dim)
@@ -138,7 +142,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
     def strip(request: Request, seed: Seed, seed_b: Seed, frames: Annotated[int, Query(ge=2, le=MAX_FRAMES)] = 8,
               psi: Psi = 1.0, method: Method = "slerp", scale: Scale = 1, class_name: ClassName = None) -> Response:
         """`frames` images from seed to seed_b, ends included, in one row (in one class)."""
-        _only(request, "seed", "seed_b", "frames", "psi", "method", "scale", "class", "v")
+        check_params(request, "seed", "seed_b", "frames", "psi", "method", "scale", "class", "v")
         t = [i / (frames - 1) for i in range(frames)]
         text = {"seed": str(seed), "seed_b": str(seed_b), "frames": str(frames), "psi": f"{psi:g}", "method": method}
         label = pick_class(class_name, text)
@@ -151,7 +155,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
     def grid(request: Request, seed: Seed = 0, n: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 16, psi: Psi = 1.0,
              scale: Scale = 1, class_name: ClassName = None) -> Response:
         """Seeds seed .. seed+n-1 (wrapping at 2^32) in a square grid (all in one class)."""
-        _only(request, "seed", "n", "psi", "scale", "class", "v")
+        check_params(request, "seed", "n", "psi", "scale", "class", "v")
         seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n)]
         text = {"seeds": f"{seeds[0]}..{seeds[-1]}", "psi": f"{psi:g}"}
         label = pick_class(class_name, text)
@@ -162,13 +166,13 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
     @app.get("/api/latent")
     def latent(request: Request, seed: Seed) -> dict[str, Any]:
         """A seed's latent as text, for export; paste it back as the `z` of /api/image.png."""
-        _only(request, "seed")
+        check_params(request, "seed")
         return {"seed": seed, "z_dim": config.model.z_dim, "z": latent_to_text(renderer.seed_latent(seed))}
 
     @app.get("/api/run/status")
     def run_status(request: Request) -> dict[str, Any]:
         """The run's latest log row and the modification times of its sample grid and loss plot."""
-        _only(request)
+        check_params(request)
         if not is_run:
             return {"run": False}
         files = {name: _mtime(_run_file_path(run_root, rel)) for name, rel in RUN_FILES.items()}
@@ -179,7 +183,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
     def run_file(request: Request, name: str) -> Response:
         """samples (samples/latest.png), loss (loss.png) or metrics (metrics.png) of the run; any other name is a
         404."""
-        _only(request, "v")
+        check_params(request, "v")
         path = _run_file_path(run_root, RUN_FILES[name]) if is_run and name in RUN_FILES else None
         if path is None:
             return JSONResponse({"error": f"no {name}.png here; this serves samples.png, loss.png and metrics.png "
@@ -193,16 +197,6 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
 
 # Fixed names: the client picks a key, not a path.
 RUN_FILES = {"samples": "samples/latest.png", "loss": "loss.png", "metrics": "metrics.png"}
-
-
-def _only(request: Request, *allowed: str) -> None:
-    """Refuse unknown and repeated parameters: a typo like `sed=5` must not silently render seed 0."""
-    for name in request.query_params:
-        if name not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise BadParameter(name, f"unknown parameter {name!r}; this endpoint takes: {known}")
-        if len(request.query_params.getlist(name)) > 1:
-            raise BadParameter(name, f"{name} is given more than once")
 
 
 def _run_file_path(run_root: Path, relative: str) -> Path | None:

@@ -1,0 +1,140 @@
+"""The translation web app: upload an image, get the translation of an image-to-image run or export.
+
+POST /api/translate.png takes the image file itself as the request body (any format the dataset doctor reads),
+with `direction`, `crop` and `scale` as query parameters, and answers a PNG. Everything from the client is
+hostile until checked: unknown or repeated parameters, values out of range, a body over the upload limit (refused
+from its Content-Length before it is read, and again while reading, since the header can lie), an empty body and
+a file that is not a usable image each get a 4xx with {"error": ..., "param": ...}; the image is decoded under
+the doctor's decompression-bomb limit and never written to disk.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
+import io
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.exceptions import HTTPException
+
+from ganforge.data.decode import SkipInput, Target, decode, pillow_limits
+from ganforge.data.prepare import CROP_MODES, PrepareOptions
+from ganforge.data.store import to_float, to_uint8
+from ganforge.device import resolve_device
+from ganforge.models import family_of
+from ganforge.runs import LoadedTranslator, load_translator
+from ganforge.serve.hosts import HostCheck, allowed_hosts
+from ganforge.serve.params import check_params
+from ganforge.serve.render import BadParameter
+
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 20 << 20  # a large photo as a camera writes it; the doctor resizes it to the model's input
+MAX_SCALE = 8  # nearest-neighbour enlargement of the output, for small models
+_CHUNK = 1 << 16
+
+Scale = Annotated[int, Query(ge=1, le=MAX_SCALE, description="nearest-neighbour enlargement of the output")]
+Direction = Annotated[str, Query(pattern="^(a2b|b2a)$", description="a2b, or b2a for CycleGAN runs")]
+Crop = Annotated[str, Query(pattern=f"^({'|'.join(CROP_MODES)})$", description="fit other aspect ratios")]
+
+
+class UploadTooLarge(Exception):
+    pass
+
+
+def create_translation_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: str = "127.0.0.1",
+                           max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """An app serving the translator(s) in `source` (a run folder or an exported folder) to requests addressed to
+    `host`."""
+    torch_device = resolve_device(device)
+    first = load_translator(source, "a2b", torch_device)
+    translators: dict[str, LoadedTranslator] = {"a2b": first}
+    for direction in family_of(first.config.model.name).directions[1:]:
+        translators[direction] = load_translator(source, direction, torch_device)
+    slots = threading.BoundedSemaphore(max_parallel)  # forward passes at once; more requests wait their turn
+    app = FastAPI(title="ganforge", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(HostCheck, allowed=allowed_hosts(host))
+
+    @app.exception_handler(BadParameter)
+    async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "param": exc.param}, status_code=400)
+
+    @app.exception_handler(UploadTooLarge)
+    async def too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
+        return JSONResponse({"error": f"file: larger than the {max_upload_bytes >> 20} MB upload limit; send a "
+                                      "smaller image", "param": "file"}, status_code=413)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first_error = exc.errors()[0]
+        param = str(first_error["loc"][-1]) if first_error.get("loc") else ""
+        return JSONResponse({"error": f"{param}: {first_error['msg']}", "param": param}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "translate.html")
+
+    @app.get("/api/info")
+    def info(request: Request) -> dict[str, Any]:
+        check_params(request)
+        return {"name": source.name, "model": first.config.model.name, "kimg": round(first.nimg / 1000, 3),
+                "directions": {d: {"input_shape": list(t.input_shape), "output_shape": list(t.output_shape)}
+                               for d, t in translators.items()},
+                "limits": {"upload_bytes": max_upload_bytes, "scale_max": MAX_SCALE, "crops": list(CROP_MODES)}}
+
+    @app.post("/api/translate.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    async def translate(request: Request, direction: Direction = "a2b", crop: Crop = "center",
+                        scale: Scale = 1) -> Response:
+        check_params(request, "direction", "crop", "scale")
+        if direction not in translators:
+            raise BadParameter("direction", f"direction {direction}: this {first.config.model.name} run translates "
+                                            f"{' and '.join(translators)} only")
+        body = await _read_body(request, max_upload_bytes)
+        loaded = translators[direction]
+        channels, height, width = loaded.input_shape
+        try:
+            with pillow_limits(PrepareOptions().max_pixels):
+                pixels = decode(io.BytesIO(body), Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0)))
+        except SkipInput as skip:
+            raise BadParameter("file", f"file: {skip.reason}; upload a jpg, png, webp, bmp, tif or gif image") from skip
+        images = to_float(torch.from_numpy(pixels[None].copy())).to(torch_device)
+        with slots, torch.no_grad():
+            output = to_uint8(loaded.translator(images).float())
+        return Response(_png(output[0].cpu(), scale), media_type="image/png")
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        if not declared.isdigit():
+            raise BadParameter("file", "file: the Content-Length header is not a number of bytes")
+        raise UploadTooLarge()
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:  # a chunked upload, or a Content-Length that lied
+            raise UploadTooLarge()
+    if not received:
+        raise BadParameter("file", "file: the upload is empty; send the image file as the request body")
+    return bytes(received)
+
+
+def _png(pixels: torch.Tensor, scale: int) -> bytes:
+    array = pixels.numpy()
+    image = Image.fromarray(array[0], "L") if array.shape[0] == 1 else Image.fromarray(array.transpose(1, 2, 0), "RGB")
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
