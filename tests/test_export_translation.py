@@ -67,6 +67,8 @@ def test_onnx_export_holds_both_cyclegan_directions(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["translate", str(tmp_path / "onnx"), str(tmp_path / "onnx"), "--out",
                                        str(tmp_path / "out"), "--direction", "b2a"])
     assert result.exit_code == 0 and "translated 1 of" in result.output, result.output  # samples.png
+    result = CliRunner().invoke(main, ["doctor", str(tmp_path / "onnx")])
+    assert result.exit_code == 0 and "onnx translator b2a (cyclegan" in result.output, result.output
 
 
 def test_an_export_naming_a_file_outside_its_folder_is_refused(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store, is_store
 from ganforge.errors import DataError, GanforgeError
 from ganforge.runs import checkpoint as ckpt
+from ganforge.runs import holds_translator, load_translator
 from ganforge.runs.exported import is_export_folder, load_graph, read_export
 from ganforge.runs.folder import CONFIG_FILE, read_run_config
 from ganforge.runs.lock import lock_holder
@@ -66,6 +67,8 @@ def _store(store: Store) -> list[Finding]:
 @torch.no_grad()
 def _export(path: Path) -> list[Finding]:
     meta, config = read_export(path)
+    if holds_translator(path):
+        return [_translator(path, meta, direction) for direction in meta.get("translator", {}).get("directions", {})]
     generator = load_graph(path, meta["format"], config, meta["dataset"], meta.get("file"))
     if config.model.conditional:
         images = generator(torch.randn(2, config.model.z_dim), torch.zeros(2, dtype=torch.long))
@@ -75,6 +78,17 @@ def _export(path: Path) -> list[Finding]:
     return [Finding(shape == expected and bool(torch.isfinite(images).all()),
                     f"{path}: {meta['format']} generator ({config.model.name}, {meta['nimg'] / 1000:g} kimg) draws "
                     f"{'x'.join(map(str, shape))} images" + ("" if shape == expected else f", expected {expected}"))]
+
+
+def _translator(path: Path, meta: dict[str, Any], direction: str) -> Finding:
+    """An exported image-to-image direction, run on random inputs of its input shape."""
+    loaded = load_translator(path, direction)
+    outputs = loaded.translator(torch.rand(2, *loaded.input_shape) * 2 - 1)
+    shape, expected = list(outputs.shape[1:]), list(loaded.output_shape)
+    return Finding(shape == expected and bool(torch.isfinite(outputs).all()),
+                   f"{path}: {meta['format']} translator {direction} ({loaded.config.model.name}, "
+                   f"{meta['nimg'] / 1000:g} kimg) maps {'x'.join(map(str, loaded.input_shape))} to "
+                   f"{'x'.join(map(str, shape))}" + ("" if shape == expected else f", expected {expected}"))
 
 
 def _run(run_dir: Path) -> list[Finding]:
