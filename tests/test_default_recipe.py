@@ -98,3 +98,16 @@ def test_summary_shows_the_recipe_it_would_train(photos64):
     result = CliRunner().invoke(main, ["train", "--summary", "--data", photos64])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("recipe fastgan-cpu") and "FastganGenerator" in result.output
+
+
+@pytest.mark.parametrize("pairing, input_shape, output_shape, preset", [
+    ("paired", (1, 256, 256), (3, 256, 256), "pix2pix"),
+    ("paired", (3, 32, 32), (3, 128, 128), "srgan"),
+    ("unpaired", (3, 128, 128), (3, 128, 128), "cyclegan"),
+    ("paired", (3, 64, 64), (3, 128, 128), "pix2pix"),  # x2: not SRGAN's x4, and pix2pix refuses it by name
+])
+def test_a_two_sided_store_gets_its_image_to_image_recipe(pairing, input_shape, output_shape, preset):
+    given, choice = default_recipe.with_default_recipe({}, output_shape, 100, 0, torch.device("cpu"), pairing,
+                                                       input_shape)
+    assert choice is not None and choice.preset == preset and given[("model", "name")] == preset
+    assert f"recipe {preset} (chosen because no --model" in choice.describe()

@@ -288,11 +288,15 @@ def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None,
         shape = (3, resolution, resolution)
     else:
         store = open_training_store(str(overrides.get(("data",), "")))
-        shape, count, classes = store.manifest.shape, len(store), len(store.manifest.label_names)
+        shape, count, classes = store.manifest.output_shape, len(store), len(store.manifest.label_names)
+        if store.manifest.two_sided:  # an image-to-image store: G's inputs are its A side
+            overrides = {**overrides, ("model", "input_shape"): store.manifest.shape}
     lines = []
     if choose_recipe:
+        pairing = "none" if resolution is not None else store.manifest.pairing
         overrides, choice = with_default_recipe(overrides, shape, count, classes,
-                                                resolve_device(str(overrides.get(("device",), "auto"))))
+                                                resolve_device(str(overrides.get(("device",), "auto"))), pairing,
+                                                overrides.get(("model", "input_shape")))
         lines += [choice.describe()] if choice is not None else []
     if overrides.get(("model", "conditional")) and classes >= 2:
         overrides = {**overrides, ("model", "num_classes"): classes}
