@@ -3,8 +3,9 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
+from ganforge.data.device_batches import DeviceBatches
 from ganforge.data.sampler import EpochSampler
-from ganforge.data.store import DeviceBatches, Manifest, Store, content_fingerprint, to_uint8, write_store
+from ganforge.data.store import Manifest, Store, content_fingerprint, to_uint8, write_store
 from ganforge.errors import DataError
 
 

@@ -23,7 +23,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ganforge.config import TrainConfig
-from ganforge.data.store import DeviceBatches, available_ram_bytes
+from ganforge.data.device_batches import DeviceBatches
+from ganforge.data.store import available_ram_bytes
 from ganforge.errors import ConfigError
 from ganforge.models.growing import Phase, Schedule
 from ganforge.training.precision import Precision

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from ganforge.config import TrainConfig
 from ganforge.content_loss import build_content_loss
-from ganforge.data.store import DeviceBatches, Store
+from ganforge.data.device_batches import DeviceBatches
+from ganforge.data.store import Store
 from ganforge.errors import TrainingInterrupted
 from ganforge.models import MODELS
 from ganforge.models.growing import Phase, Schedule, build_schedule
