@@ -70,7 +70,9 @@ def test_pix2pix_resumes_bit_identically_after_sigkill(tmp_path: Path) -> None:
     (["--augment", "ada"], "--augment"),
     (["--loss", "wgan-gp"], "trains with --loss"),
     (["--metrics", "fid"], "--metrics measures a noise-to-image generator"),
-    (["--z-dim", "8", "--mbstd"], "does not use --mbstd"),
+    (["--mbstd"], "does not use --mbstd"),
+    (["--z-dim", "8"], "takes an image, not a latent z; drop --z-dim"),
+    (["--batch-gpu", "auto"], "--batch-gpu auto measures a noise-to-image generator"),
 ])
 def test_pix2pix_refuses_flags_that_would_do_nothing(tmp_path: Path, flags: list[str], message: str) -> None:
     store = digit_pairs_store(tmp_path)

@@ -88,6 +88,8 @@ def check_supported(family: ModelFamily, config: TrainConfig) -> None:
         if name not in family.loss_options and getattr(config.loss, name) != getattr(default_loss, name):
             raise ConfigError(f"--model {family.name} does not use {flag_of(('loss', name))}; drop the flag")
     if family.translates:
+        if model.z_dim != default_model.z_dim:
+            raise ConfigError(f"--model {family.name}'s generator takes an image, not a latent z; drop --z-dim")
         for flag, given in (("--metrics", bool(config.metrics)), ("--batch-gpu auto", config.batch_gpu == "auto")):
             if given:
                 raise ConfigError(f"{flag} measures a noise-to-image generator; --model {family.name} translates "
