@@ -57,7 +57,7 @@ def test_a_pair_with_one_bad_side_is_skipped_whole_and_named(tmp_path: Path) -> 
     assert (store.images[:, 0] == 255).all() and (store.targets[:, 1] > 200).all()  # sides stay aligned
     skipped = {s["path"]: s["reason"] for s in store.manifest.skipped or []}
     a, b = tmp_path / "a", tmp_path / "b"
-    assert skipped[f"{a}/1.png (and its pair 1.jpg)"] == "corrupt or truncated"
+    assert skipped[f"{a}/1.png (and its pair {b}/1.jpg)"] == "corrupt or truncated"
     assert skipped[f"{b}/2.jpg (and its pair {a}/2.png)"] == "not an image"
     assert skipped[f"{a}/lonely.png"] == f"no matching file in {b}"
 

@@ -191,36 +191,32 @@ def _by_name(listings: list[FileSource], labels: list[str], options: PrepareOpti
 
     def both(entry: Entry, partner: Entry | None) -> tuple[np.ndarray, np.ndarray]:
         assert partner is not None
-        return _decode(entry, target_a, options.min_size), _decode(partner, target_b, options.min_size, labels[1])
+        return _decode(entry, target_a, options.min_size), _decode(partner, target_b, options.min_size, True)
 
     order, held = _hold_out([pair[0] for pair in pairs.values()], pairing.val_fraction)
     unmatched = sum(len(listing.entries) for listing in listings) - 2 * len(pairs)
     total = len(pairs) + unmatched + sum(len(listing.skipped) for listing in listings)
     return _fill_pairs([pairs[e.name] for e in order], held, pairing.val_fraction, both, (target_a, target_b),
-                       spill_a, spill_b, skipped, total, progress, labels[0])
+                       spill_a, spill_b, skipped, total, progress, (labels[0], labels[1]))
 
 
 def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
-def _decode(entry: Entry, target: Target, min_size: int, side: str | None = None) -> np.ndarray:
-    """One side of a pair; a B side's failure names its own file (`side`: its folder)."""
+def _decode(entry: Entry, target: Target, min_size: int, b_side: bool = False) -> np.ndarray:
+    """One side of a pair; a failure of the B side is a `_BSideSkipped`, so the report names that file first."""
     try:
         with entry.open() as fp:
             return decode(fp, target, min_size)
     except SkipInput as skip:
-        if side is None:
+        if not b_side:
             raise
-        raise _PartnerSkipped(f"{side}/{entry.name}", skip.reason) from skip
+        raise _BSideSkipped(skip.reason) from skip
 
 
-class _PartnerSkipped(SkipInput):
-    """The B side of a pair failed: reported under that file's name."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(reason)
-        self.path = path
+class _BSideSkipped(SkipInput):
+    """The B side of a pair is the bad one."""
 
 
 PairDecoder = Callable[[Entry, "Entry | None"], tuple[np.ndarray, np.ndarray]]
@@ -228,7 +224,9 @@ PairDecoder = Callable[[Entry, "Entry | None"], tuple[np.ndarray, np.ndarray]]
 
 def _fill_pairs(jobs: list[tuple[Entry, Entry | None]], held: set[str], fraction: float, decode_pair: PairDecoder,
                 targets: tuple[Target, Target], spill_a: Spill, spill_b: Spill, skipped: list[dict[str, str]],
-                total: int, progress: bool, label_a: str | None = None) -> _Sides:
+                total: int, progress: bool, labels: tuple[str, str] | None = None) -> _Sides:
+    """Decode every pair into the two buffers; a pair with a bad side is skipped whole, reported once under the
+    bad file's name with its partner's beside it (`labels`: the two folders, for pairs from two of them)."""
     a = spill_a.allocate((len(jobs), targets[0].channels, targets[0].height, targets[0].width))
     b = spill_b.allocate((len(jobs), targets[1].channels, targets[1].height, targets[1].width))
     kept = kept_held = 0
@@ -236,11 +234,13 @@ def _fill_pairs(jobs: list[tuple[Entry, Entry | None]], held: set[str], fraction
         try:
             a[kept], b[kept] = decode_pair(entry, partner)
         except SkipInput as skip:
-            own = f"{label_a}/{entry.name}" if label_a else entry.name
-            path = getattr(skip, "path", None)
-            shown = f"{path} (and its pair {own})" if path else own + (f" (and its pair {partner.name})"
-                                                                       if partner else "")
-            skipped.append({"path": shown, "reason": skip.reason})
+            if partner is None:  # one file holds both sides
+                skipped.append({"path": entry.name, "reason": skip.reason})
+                continue
+            names = [entry.name, partner.name] if labels is None else [f"{labels[0]}/{entry.name}",
+                                                                        f"{labels[1]}/{partner.name}"]
+            bad, other = names[::-1] if isinstance(skip, _BSideSkipped) else names
+            skipped.append({"path": f"{bad} (and its pair {other})", "reason": skip.reason})
             continue
         kept += 1
         kept_held += entry.name in held
