@@ -79,3 +79,4 @@ def test_translate_refuses_noise_runs_foreign_directions_and_outputs_inside_the_
     assert result.exit_code != 0 and "use `ganforge translate" in result.output
     result = runner.invoke(main, ["translate", str(run), str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "no such file or folder" in result.output
+
