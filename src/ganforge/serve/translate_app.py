@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ganforge.data.decode import SkipInput, Target, decode, pillow_limits
@@ -99,19 +100,25 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
             raise BadParameter("direction", f"direction {direction}: this {first.config.model.name} run translates "
                                             f"{' and '.join(translators)} only")
         body = await _read_body(request, max_upload_bytes)
-        loaded = translators[direction]
-        channels, height, width = loaded.input_shape
-        try:
-            with pillow_limits(PrepareOptions().max_pixels):
-                pixels = decode(io.BytesIO(body), Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0)))
-        except SkipInput as skip:
-            raise BadParameter("file", f"file: {skip.reason}; upload a jpg, png, webp, bmp, tif or gif image") from skip
-        images = to_float(torch.from_numpy(pixels[None].copy())).to(torch_device)
-        with slots, torch.no_grad():
-            output = to_uint8(loaded.translator(images).float())
-        return Response(_png(output[0].cpu(), scale), media_type="image/png")
+        # Decoding and the forward pass block: a worker thread runs them, so the server keeps answering meanwhile.
+        png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots, torch_device)
+        return Response(png, media_type="image/png")
 
     return app
+
+
+def _translate(loaded: LoadedTranslator, body: bytes, crop: str, scale: int, slots: threading.BoundedSemaphore,
+               device: torch.device) -> bytes:
+    channels, height, width = loaded.input_shape
+    try:
+        with pillow_limits(PrepareOptions().max_pixels):
+            pixels = decode(io.BytesIO(body), Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0)))
+    except SkipInput as skip:
+        raise BadParameter("file", f"file: {skip.reason}; upload a jpg, png, webp, bmp, tif or gif image") from skip
+    images = to_float(torch.from_numpy(pixels[None].copy())).to(device)
+    with slots, torch.no_grad():
+        output = to_uint8(loaded.translator(images).float())
+    return _png(output[0].cpu(), scale)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
