@@ -37,13 +37,16 @@ def test_demodulation_gives_unit_output_variance_for_unit_input_whatever_the_sty
     assert (variance - 1).abs().max().item() < 0.35
 
 
-def test_the_traced_export_form_equals_the_grouped_convolution_for_any_batch() -> None:
+def test_a_batch_and_its_samples_one_by_one_and_the_traced_export_agree() -> None:
+    """A batch modulates the activations, one sample its weight, an export traces the batch form: one function."""
     torch.manual_seed(0)
     for up in (False, True):
         conv = ModulatedConv2d(8, 6, 3, w_dim=5, up=up)
         x, w = torch.randn(3, 8, 8, 8), torch.randn(3, 5)
-        traced = torch.jit.trace(conv, (x[:2], w[:2]))
-        torch.testing.assert_close(traced(x, w), conv(x, w), rtol=1e-5, atol=1e-5)
+        one_by_one = torch.cat([conv(x[i:i + 1], w[i:i + 1]) for i in range(3)])
+        torch.testing.assert_close(conv(x, w), one_by_one, rtol=1e-5, atol=1e-5)
+        traced = torch.jit.trace(conv, (x[:1], w[:1]))
+        torch.testing.assert_close(traced(x, w), one_by_one, rtol=1e-5, atol=1e-5)
 
 
 def test_style_mixing_with_the_same_w_twice_is_no_mixing() -> None:

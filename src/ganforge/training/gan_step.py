@@ -22,6 +22,7 @@ from ganforge.training.step_parts import (
     passes,
     split,
     split_optional,
+    uncompiled,
     update_discriminator,
 )
 
@@ -79,7 +80,8 @@ def generator_step(nets: Trainee, objective: Objective, precision: Precision, st
                 loss = objective.loss.generator_loss(fake_logits)
                 total = loss * weight
                 if last and path_length is not None:
-                    total = total + path_length.penalty(G, latents, labels)
+                    with uncompiled(nets.generator):
+                        total = total + path_length.penalty(G, latents, labels)
             precision.backward(total, "G")
         g_loss = g_loss + loss.detach().float() * weight
     precision.step(nets.opt_g, "G")

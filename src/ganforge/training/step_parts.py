@@ -147,7 +147,8 @@ def update_discriminator(nets: Trainee, objective: Objective, precision: Precisi
                 loss = objective.loss.discriminator_loss(real_logits, fake_logits)
                 total = loss + reconstruction if objective.reconstruct_reals else loss
                 for regularizer in objective.regularizers:
-                    term = regularizer.penalty(critic, reals, fakes, real_logits, d_step)
+                    with uncompiled(nets.discriminator):
+                        term = regularizer.penalty(critic, reals, fakes, real_logits, d_step)
                     if term is not None:
                         total = total + term
             precision.backward(total * weight, "D")
@@ -193,3 +194,16 @@ def gradient_sync(last: bool, *modules: nn.Module) -> Iterator[None]:
                 if isinstance(module, DistributedDataParallel):
                     stack.enter_context(module.no_sync())
         yield
+
+
+@contextlib.contextmanager
+def uncompiled(module: nn.Module) -> Iterator[None]:
+    """Inside, `module` runs eagerly even when `--compile` compiled it in place: torch.compile's graphs cannot
+    be differentiated twice, which gradient penalties (R1, WGAN-GP, path length) need. A DDP wrapper reaches
+    the module through its `__call__`, so the wrapper runs it eagerly too."""
+    compiled = module._compiled_call_impl
+    module._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        module._compiled_call_impl = compiled
