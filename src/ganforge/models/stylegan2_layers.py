@@ -127,8 +127,9 @@ class ModulatedConv2d(nn.Module):
     w'_ijk = s_i w_ijk (Eq. 1), then w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps) (Eq. 3): with unit-variance
     inputs, each output feature map has unit variance again, whatever the style s. For one sample the modulated
     weight is convolved directly; for a batch the same result comes from one shared weight with the styles on
-    the activations (`_per_activation`), which measured 1.3-1.7x faster than the paper's grouped convolution
-    (one weight per sample, groups = B) on this CPU, training and sampling alike (BENCHMARKS.md, StyleGAN2).
+    the activations (`_per_activation`), as the reference trains: at 512 channels it measured 1.3-1.7x faster
+    than the paper's grouped convolution (one weight per sample, groups = B) on this CPU, at 128-256 channels
+    about even (BENCHMARKS.md, StyleGAN2).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, w_dim: int, *, demodulate: bool = True,
