@@ -24,21 +24,17 @@ from typing import Annotated, Any
 
 import torch
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException
 
 from ganforge.errors import ConfigError
 from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates, truncation_space
 from ganforge.runs import class_names, holds_translator, load_generator
 from ganforge.runs.exported import is_export_folder
-from ganforge.serve.hosts import HostCheck, allowed_hosts
+from ganforge.serve.base import STATIC, base_app
 from ganforge.serve.params import check_params
 from ganforge.serve.render import BadParameter, Renderer, latent_from_text, latent_to_text
 from ganforge.serve.translate_app import create_translation_app
 
-STATIC = Path(__file__).parent / "static"
 MAX_FRAMES = 16  # images in one interpolation strip
 MAX_BATCH = 64  # images in one grid request
 MAX_SCALE = 16  # nearest-neighbour enlargement factor
@@ -65,23 +61,7 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
     is_run = not is_export_folder(source)
     probe_label = torch.zeros(1, dtype=torch.long) if classes else None
     shape = list(render(generator, torch.zeros(1, config.model.z_dim), labels=probe_label).shape[1:])
-    app = FastAPI(title="ganforge", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(HostCheck, allowed=allowed_hosts(host))
-
-    @app.exception_handler(BadParameter)
-    async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
-        return JSONResponse({"error": str(exc), "param": exc.param}, status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        param = str(first["loc"][-1]) if first.get("loc") else ""
-        return JSONResponse({"error": f"{param}: {first['msg']}", "param": param}, status_code=400)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
+    app = base_app(host)
 
     def pick_class(name: str | None, text: dict[str, str]) -> int | None:
         """The `class` parameter -> its index (recorded in `text`); None for an unconditional generator."""

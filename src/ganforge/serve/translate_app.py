@@ -16,12 +16,9 @@ from typing import Annotated, Any
 
 import torch
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from ganforge.data.decode import SkipInput, Target, decode, pillow_limits
 from ganforge.data.prepare import CROP_MODES, PrepareOptions
@@ -29,11 +26,10 @@ from ganforge.data.store import to_float, to_uint8
 from ganforge.device import resolve_device
 from ganforge.models import family_of
 from ganforge.runs import LoadedTranslator, load_translator
-from ganforge.serve.hosts import HostCheck, allowed_hosts
+from ganforge.serve.base import STATIC, base_app
 from ganforge.serve.params import check_params
 from ganforge.serve.render import BadParameter
 
-STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 20 << 20  # a large photo as a camera writes it; the doctor resizes it to the model's input
 MAX_SCALE = 8  # nearest-neighbour enlargement of the output, for small models
 _CHUNK = 1 << 16
@@ -57,28 +53,12 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
     for direction in family_of(first.config.model.name).directions[1:]:
         translators[direction] = load_translator(source, direction, torch_device)
     slots = threading.BoundedSemaphore(max_parallel)  # forward passes at once; more requests wait their turn
-    app = FastAPI(title="ganforge", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(HostCheck, allowed=allowed_hosts(host))
-
-    @app.exception_handler(BadParameter)
-    async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
-        return JSONResponse({"error": str(exc), "param": exc.param}, status_code=400)
+    app = base_app(host)
 
     @app.exception_handler(UploadTooLarge)
     async def too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
         return JSONResponse({"error": f"file: larger than the {max_upload_bytes >> 20} MB upload limit; send a "
                                       "smaller image", "param": "file"}, status_code=413)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first_error = exc.errors()[0]
-        param = str(first_error["loc"][-1]) if first_error.get("loc") else ""
-        return JSONResponse({"error": f"{param}: {first_error['msg']}", "param": param}, status_code=400)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
