@@ -14,6 +14,12 @@ from data_slices import make_store
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
 
 
+@pytest.fixture(autouse=True)
+def projected_extra(monkeypatch) -> None:
+    """The choice on a machine with `ganforge[projected]` installed (the README's test command installs it)."""
+    monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: True)
+
+
 def dry_run(*args: str) -> tuple[list[str], dict[str, str]]:
     """The output lines of `train --dry-run ARGS` and its flag table (flag -> value as printed)."""
     result = CliRunner().invoke(main, ["train", "--dry-run", *args])
@@ -32,23 +38,23 @@ def photos64(tmp_path_factory) -> str:
 @pytest.mark.parametrize("shape, device, preset", [
     ((1, 28, 28), CPU, "dcgan-small"),
     ((3, 32, 32), GPU, "dcgan-small"),  # FastGAN starts at 64 px on any device
-    ((3, 64, 64), CPU, "fastgan-cpu"),
-    ((3, 128, 96), CPU, "fastgan-cpu"),
+    ((3, 64, 64), CPU, "projected-cpu"),
+    ((3, 128, 96), CPU, "projected-cpu"),
     ((3, 256, 256), GPU, "projected"),
 ])
 def test_the_choice_follows_resolution_and_device(shape, device, preset, monkeypatch):
     monkeypatch.setattr(default_recipe, "has_fast_bf16", lambda _: False)
-    monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: True)
     choice = default_recipe.choose_recipe(shape, 5000, device)
     assert choice.preset == preset and choice.preset in PRESETS
     assert f"{shape[1]}x{shape[2]}" in choice.reason and "5,000 images" in choice.reason
     assert ("precision",) not in choice.overrides()
 
 
-def test_a_gpu_without_the_projected_extra_gets_fastgan_and_the_install_line(monkeypatch):
+@pytest.mark.parametrize("device, preset", [(GPU, "fastgan"), (CPU, "fastgan-cpu")])
+def test_without_the_projected_extra_fastgan_is_chosen_with_the_install_line(device, preset, monkeypatch):
     monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: False)
-    choice = default_recipe.choose_recipe((3, 64, 64), 20_000, GPU)
-    assert choice.preset == "fastgan" and 'pip install "ganforge[projected]"' in choice.reason
+    choice = default_recipe.choose_recipe((3, 64, 64), 20_000, device)
+    assert choice.preset == preset and 'pip install "ganforge[projected]"' in choice.reason
 
 
 def test_fast_bf16_adds_bf16_and_channels_last_and_says_so(monkeypatch):
@@ -60,14 +66,14 @@ def test_fast_bf16_adds_bf16_and_channels_last_and_says_so(monkeypatch):
 
 def test_train_without_model_prints_the_choice_first_and_trains_it(photos64):
     lines, table = dry_run("--data", photos64)
-    assert lines[0].startswith("recipe fastgan-cpu (chosen because no --model or --preset was given)")
-    assert "FID" in lines[0]  # the reason is the measurement
-    assert table["--model"] == "fastgan" and table["--g-width"] == "16" and table["--loss"] == "hinge"
+    assert lines[0].startswith("recipe projected-cpu (chosen because no --model or --preset was given)")
+    assert "FID 52.0" in lines[0]  # the reason is the measurement
+    assert table["--model"] == "projected" and table["--g-width"] == "16" and table["--loss"] == "hinge"
 
 
 def test_flags_given_still_override_the_chosen_recipe(photos64):
     _, table = dry_run("--data", photos64, "--batch", "4", "--g-width", "8")
-    assert table["--model"] == "fastgan" and table["--batch"] == "4" and table["--g-width"] == "8"
+    assert table["--model"] == "projected" and table["--batch"] == "4" and table["--g-width"] == "8"
 
 
 @pytest.mark.parametrize("args", [["--model", "dcgan"], ["--preset", "sngan"]])
@@ -97,7 +103,7 @@ def test_an_unlabelled_small_store_gets_the_unconditional_recipe(tmp_path):
 def test_summary_shows_the_recipe_it_would_train(photos64):
     result = CliRunner().invoke(main, ["train", "--summary", "--data", photos64])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("recipe fastgan-cpu") and "FastganGenerator" in result.output
+    assert result.output.startswith("recipe projected-cpu") and "ProjectedDiscriminator" in result.output
 
 
 @pytest.mark.parametrize("pairing, input_shape, output_shape, preset", [

@@ -17,9 +17,15 @@ from ganforge.models.efficientnet_lite0 import extra_installed as projected_extr
 from ganforge.presets import Overrides, preset_overrides
 
 FASTGAN_MIN_SIDE = 64  # FastGAN's generator starts at 4 px and needs 4 doublings to its first skip excitation
-# Measured on an H200, both models side by side for 6.5 minutes on the 19,992 anime faces at 64 px
-# (BENCHMARKS.md, "Quality on a GPU"): the numbers the GPU choice is made on, quoted in its reason.
-GPU_MEASURED = {"projected": "FID 55.1, KID 0.040, recall 0.084", "fastgan": "FID 59.5, KID 0.049, recall 0.019"}
+# Device type -> (the winner's preset, the runner-up's preset without `ganforge[projected]`, where they were
+# measured, their scores), from BENCHMARKS.md's 64 px anime-face rows: FastGAN and Projected GAN for the same time.
+MEASURED = {
+    "cuda": ("projected", "fastgan", "after 6.5 minutes side by side on an H200 on 64 px anime faces",
+             {"projected": "FID 55.1, KID 0.040, recall 0.084", "fastgan": "FID 59.5, KID 0.049, recall 0.019"}),
+    "cpu": ("projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 64 px anime faces, with "
+            "a quarter of the papers' G width", {"projected": "FID 52.0, KID 0.038, recall 0.055",
+                                                "fastgan": "FID 75.8, KID 0.061, recall 0.001"}),
+}
 
 
 @dataclass(frozen=True)
@@ -61,23 +67,16 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
             "dcgan-small",
             f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: of the DCGAN variants measured on the "
             "28 px digits this one read best per CPU-minute (BENCHMARKS.md, the demo's first impression)", bf16)
-    if device.type == "cuda":
-        if not projected_extra_installed():
-            return RecipeChoice(
-                "fastgan",
-                f"{images} on a GPU: FastGAN at the paper's widths, the runner-up after 6.5 minutes on an H200 on 64 "
-                f"px anime faces ({GPU_MEASURED['fastgan']}); the winner, Projected GAN ({GPU_MEASURED['projected']}), "
-                'needs `pip install "ganforge[projected]"` (BENCHMARKS.md)', bf16)
+    winner, runner_up, measured_where, scores = MEASURED["cuda" if device.type == "cuda" else "cpu"]
+    if not projected_extra_installed():
         return RecipeChoice(
-            "projected",
-            f"{images} on a GPU: Projected GAN with the authors' recipe reached {GPU_MEASURED['projected']} in 6.5 "
-            f"minutes on an H200 on 64 px anime faces, against FastGAN's {GPU_MEASURED['fastgan']} beside it "
-            "(BENCHMARKS.md)", bf16)
+            runner_up,
+            f"{images}: FastGAN, the runner-up {measured_where} ({scores['fastgan']}); the winner, Projected GAN "
+            f'({scores["projected"]}), needs `pip install "ganforge[projected]"` (BENCHMARKS.md)', bf16)
     return RecipeChoice(
-        "fastgan-cpu",
-        f"{images} on the CPU: FastGAN at a quarter of the paper's widths reached FID 155 vs DCGAN's 252 after "
-        "the same 10 minutes on 64 px anime faces, with the sharpest grid and twice Projected GAN's precision "
-        "(whose lower FID, 109, its ImageNet features flatter; BENCHMARKS.md)", bf16)
+        winner,
+        f"{images}: Projected GAN reached {scores['projected']} {measured_where}, against FastGAN's "
+        f"{scores['fastgan']} (BENCHMARKS.md)", bf16)
 
 
 def translation_recipe(pairing: str, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],

@@ -46,6 +46,9 @@ MODEL_RECIPES = frozenset(name for name, family in MODELS.items() if family.reci
 PRESETS["fastgan-cpu"] = (
     "FastGAN's paper recipe at a quarter of its widths (g/d width 16) and batch 16: trains in CPU minutes",
     {**PRESETS["fastgan"][1], ("model", "g_width"): 16, ("model", "d_width"): 16, ("batch",): 16})
+PRESETS["projected-cpu"] = (
+    "Projected GAN's recipe with G at a quarter of its width (g width 16) and batch 16: trains in CPU minutes",
+    {**PRESETS["projected"][1], ("model", "g_width"): 16, ("batch",): 16})
 PRESETS["stylegan2-small"] = (
     "StyleGAN2-ADA's paper256 for small data: config F at half the widths (fmap_base 16384), ADA, R1 gamma 1, "
     "Adam 2.5e-3, batch 64, G EMA 20 kimg with ramp-up 0.05",
