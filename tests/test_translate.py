@@ -10,8 +10,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+import ganforge as gf
 from ganforge.cli import main
 from ganforge.data.store import Store, to_float, to_uint8
+from ganforge.errors import ConfigError
 from ganforge.runs import load_translator
 
 from data_slices import digit_pairs_store, digits16_store
@@ -80,3 +82,25 @@ def test_translate_refuses_noise_runs_foreign_directions_and_outputs_inside_the_
     result = runner.invoke(main, ["translate", str(run), str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "no such file or folder" in result.output
 
+
+
+def test_python_translate_takes_images_in_memory_or_a_folder(pix2pix_run, tmp_path: Path) -> None:
+    store, run = pix2pix_run
+    digits = torch.from_numpy(Store(store).images[:5].copy())  # uint8 [5, 1, 16, 16]
+    outputs = gf.translate(run, digits, batch=2)  # three batches, the last one short
+    translator = load_translator(run).translator
+    with torch.no_grad():
+        expected = to_uint8(translator(to_float(digits)))
+    assert outputs.dtype == torch.uint8 and torch.equal(outputs, expected)  # [5, 3, 16, 16]: grey in, RGB out
+    assert torch.equal(gf.translate(run, digits.numpy()[:0]), expected[:0])
+    with pytest.raises(ConfigError, match=r"uint8 images \[N, 1, 16, 16\]"):
+        gf.translate(run, digits.float())
+    with pytest.raises(ConfigError, match=r"uint8 images \[N, 1, 16, 16\]"):
+        gf.translate(run, torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ConfigError, match="out="):
+        gf.translate(run, str(tmp_path))
+    (tmp_path / "in").mkdir()
+    Image.fromarray(digits[0, 0].numpy()).save(tmp_path / "in" / "x.png")
+    report = gf.translate(run, tmp_path / "in", out=tmp_path / "out", progress=False)
+    assert report.written == [tmp_path / "out" / "x.png"] and not report.skipped
+    assert np.array_equal(np.asarray(Image.open(report.written[0])).transpose(2, 0, 1), expected[0].numpy())

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ganforge.version import __version__
 
 if TYPE_CHECKING:
-    from ganforge.api import Run, Scores, evaluate, prepare, train
+    from ganforge.api import Run, Scores, evaluate, prepare, train, translate
     from ganforge.config import TrainConfig
     from ganforge.explore.arithmetic import arithmetic
     from ganforge.explore.interpolate import interpolate
@@ -31,11 +31,11 @@ _PUBLIC = {
     "Scores": "ganforge.api", "TrainConfig": "ganforge.config", "load_generator": "ganforge.generator",
     "Generator": "ganforge.generator", "interpolate": "ganforge.explore.interpolate",
     "arithmetic": "ganforge.explore.arithmetic", "project": "ganforge.explore.project",
-    "export_generator": "ganforge.export",
+    "export_generator": "ganforge.export", "translate": "ganforge.api",
 }
 
 __all__ = ["Generator", "Run", "Scores", "TrainConfig", "__version__", "arithmetic", "evaluate", "export_generator",
-           "interpolate", "load_generator", "prepare", "project", "train"]
+           "interpolate", "load_generator", "prepare", "project", "train", "translate"]
 
 
 def __getattr__(name: str) -> Any:

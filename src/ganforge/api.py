@@ -6,6 +6,8 @@ as the flags are (`--g-width` is `g_width=`, `--cond` is `cond=`).
     G = gf.load_generator(run.path)                                # a run, an export, a Hub-style folder or repo id
     images = G.sample(16, seed=0)                                  # uint8 [16, C, H, W]
     scores = gf.evaluate(real="cars.gfs", fake=images, metrics=["fid", "kid"])
+    outputs = gf.translate("runs/00001-pix2pix-edges", edges_uint8)  # image-to-image runs: uint8 in, uint8 out
+    report = gf.translate("runs/00001-pix2pix-edges", "sketches/", out="photos/")   # a folder, as the CLI does
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -25,11 +27,14 @@ from ganforge.data.prepare import PrepareOptions, parse_resolution
 from ganforge.data.prepare import prepare as prepare_store
 from ganforge.data.prepare_pairs import prepare_pairs
 from ganforge.data.store import Store
+from ganforge.device import resolve_device
 from ganforge.errors import ConfigError
 from ganforge.generator import Generator
 from ganforge.metrics import FeatureExtractor, evaluate_sets, load_extractor
 from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, as_source
+from ganforge.runs import load_translator
 from ganforge.training import Run, train_from_paths
+from ganforge.translation import TranslateReport, translate_folder, translate_images
 
 ImagesLike = SourceLike | torch.Tensor | np.ndarray | Generator
 
@@ -100,6 +105,30 @@ def evaluate(real: ImagesLike, fake: ImagesLike, metrics: Sequence[str] = ("fid"
                      if isinstance(value, int | float)})
     scores.records = records
     return scores
+
+
+@overload
+def translate(run: str | os.PathLike[str], inputs: torch.Tensor | np.ndarray, *, out: None = None,
+              direction: str = ..., crop: str = ..., device: str = ..., batch: int = ..., progress: bool = ...,
+              ) -> torch.Tensor: ...
+@overload
+def translate(run: str | os.PathLike[str], inputs: str | os.PathLike[str], *, out: str | os.PathLike[str],
+              direction: str = ..., crop: str = ..., device: str = ..., batch: int = ..., progress: bool = ...,
+              ) -> TranslateReport: ...
+def translate(run: str | os.PathLike[str], inputs: str | os.PathLike[str] | torch.Tensor | np.ndarray, *,
+              out: str | os.PathLike[str] | None = None, direction: str = "a2b", crop: str = "center",
+              device: str = "cpu", batch: int = 16, progress: bool = True) -> torch.Tensor | TranslateReport:
+    """`ganforge translate`: an image-to-image run's (or export's) generator applied to `inputs`. uint8 images
+    [N, C, H, W] of the size it takes give their uint8 translations; a folder or archive of images is decoded,
+    fitted (`crop=`) and written as PNGs under `out`, and the report (written, skipped and why) is returned."""
+    if isinstance(inputs, torch.Tensor | np.ndarray):
+        if out is not None:
+            raise ConfigError("out= is where a folder's translations go; images in memory come back as a tensor")
+        return translate_images(load_translator(Path(run), direction, resolve_device(device)), inputs, batch=batch)
+    if out is None:
+        raise ConfigError(f"translate({str(inputs)!r}) reads a folder: name where the translations go with out=")
+    return translate_folder(Path(run), Path(inputs), Path(out), direction=direction, crop=crop, device=device,
+                            batch=batch, progress=progress)
 
 
 class Scores(dict[str, float]):

@@ -202,7 +202,7 @@ def serve(source: Path, host: str, port: int, device: str) -> None:
 def translate(source: Path, inputs: Path, out: Path, direction: str, crop: str, batch: int, device: str) -> None:
     """Translate every image in INPUTS (a folder or archive) with an image-to-image RUN (pix2pix, cyclegan,
     srgan); inputs that are not usable images are listed with the reason and skipped."""
-    from ganforge.translate import translate_folder
+    from ganforge.translation import translate_folder
 
     report = translate_folder(source, inputs, out, direction=direction, crop=crop, device=device, batch=batch)
     for skipped in report.skipped:

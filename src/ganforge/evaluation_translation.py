@@ -20,13 +20,14 @@ import torch
 from PIL import Image
 
 from ganforge.data.embedded import open_training_store
-from ganforge.data.store import Store, to_float, to_uint8
+from ganforge.data.store import Store
 from ganforge.errors import ConfigError, DataError
 from ganforge.metrics.evaluate import FIDELITY, METRICS, evaluate_sets
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.fidelity import PROTOCOL, psnr, ssim
 from ganforge.metrics.sources import TensorSource
 from ganforge.runs import load_translator
+from ganforge.translation import translate_images
 from ganforge.version import __version__
 
 PAIRED_METRICS = FIDELITY
@@ -55,7 +56,7 @@ def evaluate_translation(run_dir: Path, metrics: list[str], *, n: int, data: Pat
                           "domains; score --metrics fid")
     rows = _held_out_rows(store, explicit=data is not None)[:n]
     inputs = store.uint8_batch(rows)
-    outputs = _translate(loaded.translator, inputs, batch_size, device)
+    outputs = translate_images(loaded, inputs, batch=batch_size)
     context = {"run": str(run_dir), "kimg": loaded.nimg / 1000, "data": str(store.path),
                "split": f"rows {rows[0]}-{rows[-1]} of {len(store)}" + (" (held out)" if m.val_count else "")}
     results = []
@@ -88,13 +89,6 @@ def _held_out_rows(store: Store, explicit: bool) -> np.ndarray:
         return np.arange(m.count)
     raise DataError(f"{store.path} holds no held-out inputs, and scores on training pairs would flatter the model; "
                     "prepare the store again with --val-fraction 0.1, or pass a test store with --data")
-
-
-@torch.no_grad()
-def _translate(translator: torch.nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device
-               ) -> torch.Tensor:
-    return torch.cat([to_uint8(translator(to_float(part).to(device)).float()).cpu()
-                      for part in inputs.split(batch_size)])
 
 
 def _bicubic(inputs: torch.Tensor, size: torch.Size) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""`ganforge translate RUN INPUTS/ --out OUTPUTS/`: every image of a folder through an image-to-image run's G.
+"""`ganforge translate RUN INPUTS/ --out OUTPUTS/` and `gf.translate`: images through an image-to-image run's G.
 
 Inputs are decoded by the dataset doctor exactly as `prepare` decodes training images (EXIF rotation, alpha,
 palettes, 16-bit, bombs), fitted to the size the model takes, and each becomes one PNG under the same relative
@@ -23,7 +23,7 @@ from ganforge.data.store import to_float, to_uint8
 from ganforge.device import resolve_device
 from ganforge.errors import ConfigError, DataError
 from ganforge.progress import progress as progress_of
-from ganforge.runs import load_translator
+from ganforge.runs import LoadedTranslator, load_translator
 
 DIRECTIONS = ("a2b", "b2a")
 
@@ -99,13 +99,30 @@ def _output_names(entries: list[Entry]) -> dict[str, str]:
     return names
 
 
+def translate_images(loaded: LoadedTranslator, images: torch.Tensor | np.ndarray, *, batch: int = 16
+                     ) -> torch.Tensor:
+    """uint8 images [N, C, H, W] of the size the translator takes -> its uint8 translations, on the CPU."""
+    images = torch.as_tensor(images)
+    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != tuple(loaded.input_shape):
+        raise ConfigError(f"translate takes uint8 images [N, {', '.join(map(str, loaded.input_shape))}] (N, C, H, W), "
+                          f"got {images.dtype} {list(images.shape)}; pass a folder to fit images of other sizes")
+    if batch < 1:
+        raise ConfigError(f"batch must be at least 1, got {batch}")
+    device = next(loaded.translator.parameters(), torch.empty(0)).device
+    parts = [_run(loaded.translator, images[start:start + batch], device) for start in range(0, len(images), batch)]
+    return torch.cat(parts) if parts else images.new_empty((0, *loaded.output_shape))
+
+
 @torch.no_grad()
+def _run(translator: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return to_uint8(translator(to_float(images).to(device)).float()).cpu()
+
+
 def _translate(translator: nn.Module, pending: list[tuple[Path, np.ndarray]], device: torch.device) -> list[Path]:
     """Run one batch and write each output as a PNG; the paths written."""
     if not pending:
         return []
-    images = to_float(torch.from_numpy(np.stack([pixels for _, pixels in pending]))).to(device)
-    outputs = to_uint8(translator(images).float()).cpu().numpy()
+    outputs = _run(translator, torch.from_numpy(np.stack([pixels for _, pixels in pending])), device).numpy()
     for (path, _), pixels in zip(pending, outputs, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(pixels[0], "L") if pixels.shape[0] == 1 else Image.fromarray(
