@@ -3,19 +3,23 @@ and a killed two-process run resumes, here on one process (the world size may ch
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
+from ganforge.runs.checkpoint import latest_checkpoint
 
 from data_slices import digits16_store
-from run_helpers import assert_identical, kill_tree, only_run, run_to_end, wait_for_checkpoint
+from run_helpers import (
+    assert_close,
+    assert_identical,
+    kill_tree,
+    mean_weight_difference,
+    only_run,
+    run_to_end,
+    torchrun,
+    wait_for_checkpoint,
+)
 
 # Without --sync-bn BatchNorm keeps per-rank statistics, so the equivalence check uses ProGAN's networks, which
 # have no layer mixing samples once minibatch-stddev is off; DCGAN (BatchNorm in G and D) checks --sync-bn.
@@ -23,13 +27,6 @@ ARGS = ["--model", "progan", "--no-mbstd", "--loss", "nonsaturating", "--drift",
         "--kimg", "0.8", "--batch", "32", "--tick-kimg", "0.1", "--snap", "1", "--fmap-base", "256", "--fmap-max",
         "32", "--z-dim", "32", "--no-progress"]
 DCGAN = ["--model", "dcgan", "--kimg", "0.32", "--batch", "32", "--tick-kimg", "0.16", "--seed", "3", "--no-progress"]
-TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-
-
-def torchrun(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([TORCHRUN, "--nproc-per-node", "2", "-m", "ganforge", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +35,6 @@ def digits16(tmp_path_factory) -> tuple[Path, Path]:
     store = digits16_store(root)
     run_to_end("train", "--data", str(store), "--out", str(root / "single"), *ARGS)
     return store, latest_checkpoint(only_run(root / "single"))
-
-
-def assert_close(a: Path, b: Path) -> None:
-    """Equal up to summation order: gradients agree to ~1e-6, but Adam divides by sqrt(v), so a weight whose
-    gradient is near zero may move by up to lr (1e-3) differently per step. 5e-3 after 25 steps; the weights
-    themselves are N(0, 1) (equalized learning rate), so another seed would differ by about 1."""
-    tensors_a, _ = load_checkpoint(a)
-    tensors_b, _ = load_checkpoint(b)
-    for name in tensors_a:
-        if name.startswith(("G.", "D.")):
-            torch.testing.assert_close(tensors_a[name], tensors_b[name], rtol=0, atol=5e-3, msg=name)
 
 
 @pytest.mark.slow
@@ -76,13 +62,6 @@ def test_killed_two_process_run_resumes_on_one_process(digits16, tmp_path):
     assert "resumed from" in out and "\ntick " in out  # killed mid-run: the resumed run still had ticks to train
     assert latest_checkpoint(run_dir).name == single.name
     assert_close(single, latest_checkpoint(run_dir))
-
-
-def mean_weight_difference(a: Path, b: Path) -> float:
-    tensors_a, _ = load_checkpoint(a)
-    tensors_b, _ = load_checkpoint(b)
-    names = [n for n in tensors_a if n.startswith(("G.", "D.")) and tensors_a[n].is_floating_point()]
-    return sum((tensors_a[n] - tensors_b[n]).abs().mean().item() for n in names) / len(names)
 
 
 @pytest.mark.slow
