@@ -49,6 +49,22 @@ def mean_weight_difference(a: Path, b: Path) -> float:
     return sum((tensors_a[n] - tensors_b[n]).abs().mean().item() for n in names) / len(names)
 
 
+def assert_killed_two_process_run_resumes_identically(args: list[str], root: Path) -> None:
+    """torchrun `train ARGS` straight through under root/a, and killed after its first checkpoint then resumed
+    (also on two processes) under root/b: the final checkpoints must be bit-identical."""
+    straight = torchrun("train", "--out", str(root / "a"), *args)
+    out, _ = straight.communicate(timeout=300)
+    assert straight.returncode == 0, out
+    proc = torchrun("train", "--out", str(root / "b"), *args)
+    wait_for_checkpoint(proc, root / "b")
+    kill_tree(proc.pid)
+    proc.wait()
+    resumed = torchrun("train", "--resume", str(only_run(root / "b")))
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0 and "resumed from" in out and "\ntick " in out, out
+    assert_identical(latest_checkpoint(only_run(root / "a")), latest_checkpoint(only_run(root / "b")))
+
+
 def run_to_end(*args: str) -> str:
     proc = ganforge(*args)
     out, _ = proc.communicate(timeout=300)

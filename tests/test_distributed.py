@@ -12,7 +12,7 @@ from ganforge.runs.checkpoint import latest_checkpoint
 from data_slices import digits16_store
 from run_helpers import (
     assert_close,
-    assert_identical,
+    assert_killed_two_process_run_resumes_identically,
     kill_tree,
     mean_weight_difference,
     only_run,
@@ -90,14 +90,4 @@ def test_killed_two_process_run_with_random_draws_resumes_bit_identically(digits
     store, _ = digits16
     args = ["--data", str(store), *DCGAN, "--kimg", "0.64", "--tick-kimg", "0.064", "--snap", "1", "--d-dropout",
             "0.3", "--label-flip", "0.1"]
-    straight = torchrun("train", "--out", str(tmp_path / "a"), *args)
-    out, _ = straight.communicate(timeout=300)
-    assert straight.returncode == 0, out
-    proc = torchrun("train", "--out", str(tmp_path / "b"), *args)
-    wait_for_checkpoint(proc, tmp_path / "b")
-    kill_tree(proc.pid)
-    proc.wait()
-    resumed = torchrun("train", "--resume", str(only_run(tmp_path / "b")))
-    out, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0 and "resumed from" in out and "\ntick " in out, out
-    assert_identical(latest_checkpoint(only_run(tmp_path / "a")), latest_checkpoint(only_run(tmp_path / "b")))
+    assert_killed_two_process_run_resumes_identically(args, tmp_path)

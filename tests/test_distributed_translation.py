@@ -11,16 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ganforge.runs.checkpoint import latest_checkpoint
-
 from data_slices import digit_pairs_store, digits_fashion_store, digits_sr_store
 from run_helpers import (
-    assert_identical,
-    kill_tree,
+    assert_killed_two_process_run_resumes_identically,
     only_run,
     run_to_end,
     torchrun,
-    wait_for_checkpoint,
 )
 
 SMALL = ["--g-width", "4", "--d-width", "4", "--batch", "8", "--tick-kimg", "0.016", "--snap", "1", "--no-progress"]
@@ -63,14 +59,4 @@ def tick_losses(run_dir: Path) -> np.ndarray:
 def test_killed_two_process_pix2pix_resumes_bit_identically(tmp_path) -> None:
     store = digit_pairs_store(tmp_path)
     args = ["--data", str(store), "--model", "pix2pix", "--kimg", "0.064", "--seed", "4", *SMALL]
-    straight = torchrun("train", "--out", str(tmp_path / "a"), *args)
-    out, _ = straight.communicate(timeout=300)
-    assert straight.returncode == 0, out
-    proc = torchrun("train", "--out", str(tmp_path / "b"), *args)
-    wait_for_checkpoint(proc, tmp_path / "b")
-    kill_tree(proc.pid)
-    proc.wait()
-    resumed = torchrun("train", "--resume", str(only_run(tmp_path / "b")))
-    out, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0 and "resumed from" in out and "\ntick " in out, out
-    assert_identical(latest_checkpoint(only_run(tmp_path / "a")), latest_checkpoint(only_run(tmp_path / "b")))
+    assert_killed_two_process_run_resumes_identically(args, tmp_path)
