@@ -22,13 +22,13 @@ from starlette.concurrency import run_in_threadpool
 
 from ganforge.data.decode import SkipInput, Target, decode, pillow_limits
 from ganforge.data.prepare import CROP_MODES, PrepareOptions
-from ganforge.data.store import to_float, to_uint8
 from ganforge.device import resolve_device
 from ganforge.models import family_of
 from ganforge.runs import LoadedTranslator, load_translator
 from ganforge.serve.base import STATIC, base_app
 from ganforge.serve.params import check_params
 from ganforge.serve.render import BadParameter
+from ganforge.translation import translate_images
 
 MAX_UPLOAD_BYTES = 20 << 20  # a large photo as a camera writes it; the doctor resizes it to the model's input
 MAX_SCALE = 8  # nearest-neighbour enlargement of the output, for small models
@@ -81,24 +81,23 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
                                             f"{' and '.join(translators)} only")
         body = await _read_body(request, max_upload_bytes)
         # Decoding and the forward pass block: a worker thread runs them, so the server keeps answering meanwhile.
-        png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots, torch_device)
+        png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots)
         return Response(png, media_type="image/png")
 
     return app
 
 
-def _translate(loaded: LoadedTranslator, body: bytes, crop: str, scale: int, slots: threading.BoundedSemaphore,
-               device: torch.device) -> bytes:
+def _translate(loaded: LoadedTranslator, body: bytes, crop: str, scale: int, slots: threading.BoundedSemaphore
+               ) -> bytes:
     channels, height, width = loaded.input_shape
     try:
         with pillow_limits(PrepareOptions().max_pixels):
             pixels = decode(io.BytesIO(body), Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0)))
     except SkipInput as skip:
         raise BadParameter("file", f"file: {skip.reason}; upload a jpg, png, webp, bmp, tif or gif image") from skip
-    images = to_float(torch.from_numpy(pixels[None].copy())).to(device)
-    with slots, torch.no_grad():
-        output = to_uint8(loaded.translator(images).float())
-    return _png(output[0].cpu(), scale)
+    with slots:
+        output = translate_images(loaded, torch.from_numpy(pixels[None].copy()))
+    return _png(output[0], scale)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
