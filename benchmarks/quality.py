@@ -62,17 +62,24 @@ def prepare(dataset: str, root: Path) -> Path:
 
 
 def train_for(store: Path, out: Path, minutes: float, extra: list[str], kimg: float | None = None) -> Path:
-    """Train until `minutes` of wall clock have passed (SIGINT: the run checkpoints and exits), or to `kimg`."""
-    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", "--data", str(store), "--out", str(out),
-                             "--kimg", str(kimg or 100000), "--tick-kimg", "1", "--snap", "5", "--no-progress",
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        proc.communicate(timeout=None if kimg else minutes * 60)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=600)
-        if proc.returncode not in (0, 128 + signal.SIGINT):  # 130: interrupted, checkpoint written
-            raise SystemExit(f"training failed:\n{output}") from None
+    """Train until `minutes` of wall clock have passed (SIGINT: the run checkpoints and exits), or to `kimg`.
+
+    The child writes to a log file, not a pipe to this process: a killed benchmark must not take the training
+    run down with it at its next status line (`ganforge train --resume` picks it up from its last snapshot).
+    """
+    log_path = out.parent / f"{out.name}.log"
+    with log_path.open("a") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", "--data", str(store), "--out", str(out),
+                                 "--kimg", str(kimg or 100000), "--tick-kimg", "1", "--snap", "5", "--no-progress",
+                                 *extra], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout=None if kimg else minutes * 60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=600)
+    if proc.returncode not in (0, 128 + signal.SIGINT):  # 130: interrupted, checkpoint written
+        raise SystemExit(f"training failed (exit {proc.returncode}); its output is in {log_path}:\n"
+                         + "\n".join(log_path.read_text().splitlines()[-30:]))
     return sorted(out.iterdir())[-1]
 
 
