@@ -9,11 +9,13 @@ next to BENCHMARKS.md, shrunk, so a person can judge the images beside the numbe
     python benchmarks/quality.py --dataset cars --minutes 60 --n 2000    # 8,144 cars at 128 px
     python benchmarks/quality.py --dataset anime --minutes 10 --models fastgan --keep runs/quality
     python benchmarks/quality.py --dataset anime --minutes 60 --models projected --kimg 162
+    python benchmarks/quality.py --dataset cars --minutes 60 --models projected --kimg 45.5 --keep runs/quality
 
 A wall-clock budget only means something on a quiet machine: with a second process on 2 cores, PyTorch's
 threads wait on each other and a run trains at a third of its speed. `--kimg K` trains to K kimg instead,
 where K is the budget times the model's img/s on the quiet machine (read from a quiet run's log.jsonl): the
-images it gives are those the budget gives, whatever else ran meanwhile.
+images it gives are those the budget gives, whatever else ran meanwhile. With --keep, a model's earlier run there
+(the 10-minute one, say) is resumed and extended to K instead of trained again from the start.
 """
 
 from __future__ import annotations
@@ -67,11 +69,16 @@ def train_for(store: Path, out: Path, minutes: float, extra: list[str], kimg: fl
     The child writes to a log file, not a pipe to this process: a killed benchmark must not take the training
     run down with it at its next status line (`ganforge train --resume` picks it up from its last snapshot).
     """
+    earlier = sorted(out.iterdir()) if kimg and out.is_dir() else []
+    if earlier:  # --keep holds this model's shorter run: extend it (resume is exact) rather than start over
+        command = ["--resume", str(earlier[-1]), "--kimg", str(kimg)]
+    else:
+        command = ["--data", str(store), "--out", str(out), "--kimg", str(kimg or 100000), "--tick-kimg", "1",
+                   "--snap", "5", *extra]
     log_path = out.parent / f"{out.name}.log"
     with log_path.open("a") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", "--data", str(store), "--out", str(out),
-                                 "--kimg", str(kimg or 100000), "--tick-kimg", "1", "--snap", "5", "--no-progress",
-                                 *extra], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", *command, "--no-progress"],
+                                stdout=log, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=None if kimg else minutes * 60)
         except subprocess.TimeoutExpired:
@@ -106,7 +113,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--n", type=int, default=2000, help="generated (and real) images per metric")
     parser.add_argument("--grids", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--keep", type=Path, help="keep the stores and runs here (default: a temporary folder)")
+    parser.add_argument("--keep", type=Path, help="keep the stores and runs here (default: a temporary folder); "
+                        "with --kimg, a model's earlier run here is extended")
     parser.add_argument("--kimg", type=float, help="train to this many kimg: the --minutes budget at the model's "
                         "quiet img/s (one model per call)")
     args = parser.parse_args()
