@@ -7,7 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+            (227, 119, 194), (127, 127, 127)]  # matplotlib's tab10, whose colours people already read
 
 
 Series = dict[str, list[tuple[float, float]]]
@@ -55,12 +56,30 @@ def draw_curves(series: Series, x_label: str = "kimg", size: tuple[int, int] = (
         x_px, _ = to_px(x_value, y_min)
         draw.text((x_px - 10, height - bottom + 6), f"{x_value:.4g}", fill=(0, 0, 0))
     draw.text((width // 2 - 10, height - 16), x_label, fill=(0, 0, 0))
-    for i, (name, pts) in enumerate(series.items()):
+    for i, pts in enumerate(series.values()):
         colour = _COLOURS[i % len(_COLOURS)]
         line = [to_px(x, y) for x, y in pts if math.isfinite(y)]
         if len(line) > 1:
             draw.line(line, fill=colour, width=2)
         elif line:
             draw.ellipse([line[0][0] - 2, line[0][1] - 2, line[0][0] + 2, line[0][1] + 2], fill=colour)
-        draw.text((left + 10 + 90 * i, top + 4), name, fill=colour)
+    names = list(series)
+    positions = legend_positions([draw.textlength(n) for n in names], left + 10, width - right)
+    for i, (name, (x, y)) in enumerate(zip(names, positions, strict=True)):
+        # a white backing keeps a label readable where a curve passes under it (an ROC hugs the top left)
+        draw.rectangle([x - 2, top + 3 + y, x + draw.textlength(name) + 2, top + 15 + y], fill="white")
+        draw.text((x, top + 4 + y), name, fill=_COLOURS[i % len(_COLOURS)])
     return image
+
+
+def legend_positions(widths: list[float], start: float, end: float, gap: float = 14, line: float = 12
+                     ) -> list[tuple[float, float]]:
+    """Where each legend label goes, left to right, wrapping to a new row rather than over its neighbour:
+    names such as a detector's generator folders are longer than any fixed spacing."""
+    positions, x, y = [], start, 0.0
+    for w in widths:
+        if x > start and x + w > end:
+            x, y = start, y + line
+        positions.append((x, y))
+        x += w + gap
+    return positions
