@@ -6,12 +6,9 @@ from ganforge.config import (
     TrainConfig,
     apply_overrides,
     changed_settings,
-    check_resume_overrides,
-    describe_config,
-    flag_of,
-    settings,
 )
 from ganforge.errors import ConfigError
+from ganforge.setting_registry import check_resume_overrides, describe_config, flag_of, settings
 
 
 def test_config_round_trips_through_json_dict():

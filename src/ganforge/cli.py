@@ -12,9 +12,10 @@ import click
 
 from ganforge.cli_detect import detect
 from ganforge.cli_explore import register as register_explore_commands
-from ganforge.config import SettingInfo, TrainConfig, apply_overrides, check_resume_overrides, setting_info, settings
+from ganforge.config import TrainConfig, apply_overrides
 from ganforge.data.pairing import PairOptions
 from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
+from ganforge.setting_registry import SettingInfo, check_resume_overrides, setting_info, settings
 from ganforge.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,53 +1,21 @@
 """Typed, frozen training configuration: the CLI fills it, the run folder records it, resume reads it back.
 
-Each setting is written once, as a field made by `setting()`: its default, its one-line help, its flag (derived
-from the field's name unless given) and whether it may change on resume. `settings()` lists them; the `train`
-command's options, their `--help`, the resume rule and README's option table are generated from that list.
+Each setting is written once, as a field made by `setting()` (setting.py): its default, its one-line help, its
+flag and whether it may change on resume; `setting_registry.py` lists them for the CLI, `--help` and README.
 Unknown keys are rejected so a typo in a hand-edited config.json is an error, never a silently ignored setting.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from ganforge.errors import ConfigError
+from ganforge.setting import check_values, config_only, setting
 
 T = TypeVar("T")
-
-SettingPath = tuple[str, ...]  # a setting's place in TrainConfig, e.g. ("model", "g_width")
-Kind = Literal["bool", "int", "float", "str", "path", "auto|N", "shape"]  # what a flag's text is parsed to
-_KINDS: dict[str, Kind] = {"bool": "bool", "int": "int", "float": "float", "str": "str"}
-
-
-def setting(default: T, help: str, *, flag: str | None = None, fixed_on_resume: bool = False,
-            choices: tuple[str, ...] | None = None, kind: Kind | None = None, shown: str | None = None,
-            at_most: float | None = None) -> T:
-    """A config field with everything the CLI and the docs say about it.
-
-    help: one line, a sentence. flag: the command-line name when it is not the field's name in kebab case.
-    fixed_on_resume: part of the run's starting point (data, architecture, seed), refused with --resume.
-    choices: the only values accepted (checked when the config is built). kind: the flag's parser when the
-    annotation does not say it ("path", "auto|N"). shown: how `--help` and README show the default instead of
-    the value itself, e.g. "embedded MNIST" for an empty --data. at_most: the largest value accepted (numbers are
-    always checked to be finite numbers of the field's type), so that an absurd flag is refused in one line
-    before it allocates or loops forever.
-    """
-    metadata = {"help": help, "flag": flag, "fixed_on_resume": fixed_on_resume, "choices": choices, "kind": kind,
-                "shown": shown, "on_cli": True, "at_most": at_most}
-    return field(default=default, metadata=metadata)
-
-
-def config_only(default: T, help: str, kind: Kind | None = None) -> T:
-    """A field with no flag: set by the program (e.g. from the store) or in a hand-edited config.json."""
-    metadata = {"help": help, "flag": None, "fixed_on_resume": False, "choices": None, "kind": kind, "shown": None,
-                "on_cli": False, "at_most": None}
-    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -310,138 +278,3 @@ _NESTED: dict[tuple[str, str], type] = {("TrainConfig", "model"): ModelConfig, (
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
-
-
-@dataclass(frozen=True)
-class SettingInfo:
-    """What `setting()` recorded for one field, with the field's place in TrainConfig and its default."""
-
-    path: SettingPath  # ("model", "g_width")
-    flag: str | None  # "--g-width"; None for a config-only field
-    default: Any
-    help: str  # one sentence
-    fixed_on_resume: bool
-    kind: Kind  # how the flag's text is parsed
-    choices: tuple[str, ...] | None
-    default_text: str  # the default as `--help` and README show it: 64, 2e-4, on, "embedded MNIST" for ""
-
-    @property
-    def key(self) -> str:
-        """The name in config.json and in `changed_settings`, e.g. "model.g_width"."""
-        return ".".join(self.path)
-
-
-def settings(config_class: type = TrainConfig) -> list[SettingInfo]:
-    """Every leaf setting of `config_class` (TrainConfig unless another settings dataclass, e.g. prepare's
-    PairOptions, is named), in field order (nested configs in place)."""
-    return list(_settings(config_class))
-
-
-def setting_info(path: SettingPath) -> SettingInfo:
-    """The setting at `path`; KeyError naming the path when there is none (a bug in the caller)."""
-    try:
-        return _settings_by_path()[tuple(path)]
-    except KeyError:
-        raise KeyError(f"TrainConfig has no setting {'.'.join(path)}") from None
-
-
-def flag_of(path: tuple[str, ...]) -> str:
-    """The name a user sets `path` by, for messages: its flag ("--g-width", "--cond"), or for a setting without
-    one its config.json key ("model.num_classes")."""
-    info = setting_info(path)
-    return info.flag or info.key
-
-
-def fixed_on_resume_flags(given_paths: Iterable[SettingPath]) -> list[str]:
-    """The flags among `given_paths` that a resumed run cannot change, sorted."""
-    return sorted({flag_of(path) for path in given_paths if setting_info(path).fixed_on_resume})
-
-
-def check_resume_overrides(given_paths: Iterable[SettingPath], also_given: Iterable[str] = ()) -> None:
-    """Refuse, in one line, settings that define a resumed run's starting point (data, architecture, seed).
-
-    `also_given`: flags outside TrainConfig that would change it too, e.g. "--preset".
-    """
-    refused = fixed_on_resume_flags(given_paths) + list(also_given)
-    if refused:
-        raise ConfigError(f"--resume continues a run as it was set up; drop {', '.join(refused)} (they cannot "
-                          "change mid-run)")
-
-
-def describe_config(config: TrainConfig) -> str:
-    """One line per setting, `--flag value`, with the default beside each value that differs from it."""
-    raw = config.to_dict()
-    rows = []
-    for info in _settings():
-        value = functools.reduce(lambda d, key: d[key], info.path, raw)
-        text = info.default_text if value == info.default else f"{_show(value)}  (default {info.default_text})"
-        rows.append((flag_of(info.path), text))
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {text}" for name, text in rows)
-
-
-@functools.cache
-def _settings(config_class: type = TrainConfig) -> tuple[SettingInfo, ...]:
-    def walk(config: Any, prefix: SettingPath) -> list[SettingInfo]:
-        found: list[SettingInfo] = []
-        for f in fields(config):
-            value = getattr(config, f.name)
-            if dataclasses.is_dataclass(value):
-                found += walk(value, (*prefix, f.name))
-                continue
-            meta = f.metadata
-            if "help" not in meta:
-                raise TypeError(f"{type(config).__name__}.{f.name} is not declared with setting() or config_only()")
-            kind = meta["kind"] or _KINDS.get(getattr(f.type, "__name__", str(f.type)))
-            if kind is None:
-                raise TypeError(f"{type(config).__name__}.{f.name}: say the flag's kind, its type is {f.type}")
-            found.append(SettingInfo(path=(*prefix, f.name), flag=_flag_of_field(f), default=value,
-                                     help=meta["help"], fixed_on_resume=meta["fixed_on_resume"], kind=kind,
-                                     choices=meta["choices"], default_text=meta["shown"] or _show(value)))
-        return found
-
-    return tuple(walk(config_class(), ()))
-
-
-@functools.cache
-def _settings_by_path() -> dict[SettingPath, SettingInfo]:
-    return {info.path: info for info in _settings()}
-
-
-def _flag_of_field(f: dataclasses.Field[Any]) -> str | None:
-    if not f.metadata["on_cli"]:
-        return None
-    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
-
-
-def check_values(config: Any) -> None:
-    """Refuse, naming the flag: a value outside a setting's `choices`, a number of the wrong type (config.json is
-    hand-editable), a non-finite number, or one above the setting's `at_most`."""
-    for f in fields(config):
-        if "on_cli" not in f.metadata:
-            continue  # a nested config, checked when it was built
-        value, name = getattr(config, f.name), _flag_of_field(f) or f.name
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            allowed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
-            raise ConfigError(f"{name} must be {allowed}, got {value!r}")
-        if str(f.type) not in ("int", "float"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int if f.type == "int" else (int, float)):
-            raise ConfigError(f"{name} must be a number ({f.type}), got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        limit = f.metadata.get("at_most")
-        if limit is not None and value > limit:
-            raise ConfigError(f"{name} {_show(value)} is beyond any real run; the most accepted is {_show(limit)}")
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float) and value != 0 and abs(value) < 1e-3:
-        mantissa, exponent = f"{value:e}".split("e")  # 2e-4, not 0.0002: as papers write learning rates
-        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)

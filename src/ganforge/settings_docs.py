@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ganforge.config import SettingInfo, flag_of, settings
 from ganforge.errors import ConfigError
 from ganforge.models import MODELS
+from ganforge.setting_registry import SettingInfo, flag_of, settings
 
 START = "<!-- train-options:start -->"
 END = "<!-- train-options:end -->"

@@ -11,15 +11,7 @@ from typing import Any
 import torch
 
 from ganforge import default_recipe
-from ganforge.config import (
-    ModelConfig,
-    SettingPath,
-    TrainConfig,
-    apply_overrides,
-    changed_settings,
-    check_resume_overrides,
-    describe_config,
-)
+from ganforge.config import ModelConfig, TrainConfig, apply_overrides, changed_settings
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.device import flush_denormals
@@ -29,6 +21,8 @@ from ganforge.models.family import check_conditional, check_store
 from ganforge.presets import resolve_overrides
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
+from ganforge.setting import SettingPath
+from ganforge.setting_registry import check_resume_overrides, describe_config
 from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
 from ganforge.training.memory_check import check_fits
