@@ -50,6 +50,12 @@ def test_the_choice_follows_resolution_and_device(shape, device, preset, monkeyp
     assert ("precision",) not in choice.overrides()
 
 
+@pytest.mark.parametrize("side, measured_on", [(64, "64 px anime faces"), (96, "64 px anime faces"),
+                                               (128, "128 px cars"), (512, "128 px cars")])
+def test_the_reason_cites_the_measurement_nearest_the_stores_size(side, measured_on):
+    assert measured_on in default_recipe.choose_recipe((3, side, side), 8144, CPU).reason
+
+
 @pytest.mark.parametrize("device, preset", [(GPU, "fastgan"), (CPU, "fastgan-cpu")])
 def test_without_the_projected_extra_fastgan_is_chosen_with_the_install_line(device, preset, monkeypatch):
     monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: False)

@@ -17,15 +17,20 @@ from ganforge.models.efficientnet_lite0 import extra_installed as projected_extr
 from ganforge.presets import Overrides, preset_overrides
 
 FASTGAN_MIN_SIDE = 64  # FastGAN's generator starts at 4 px and needs 4 doublings to its first skip excitation
-# Device type -> (the winner's preset, the runner-up's preset without `ganforge[projected]`, where they were
-# measured, their scores), from BENCHMARKS.md's 64 px anime-face rows: FastGAN and Projected GAN for the same time.
+# Device type (and "cpu-128" for stores of 128 px and more) -> (the winner's preset, the runner-up's preset without
+# `ganforge[projected]`, where they were measured, their scores), from BENCHMARKS.md's rows for 64 px anime faces
+# and 128 px cars: FastGAN and Projected GAN for the same time.
 MEASURED = {
     "cuda": ("projected", "fastgan", "after 6.5 minutes side by side on an H200 on 64 px anime faces",
              {"projected": "FID 55.1, KID 0.040, recall 0.084", "fastgan": "FID 59.5, KID 0.049, recall 0.019"}),
     "cpu": ("projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 64 px anime faces, with "
             "a quarter of the papers' G width", {"projected": "FID 52.0, KID 0.038, recall 0.055",
                                                 "fastgan": "FID 75.8, KID 0.061, recall 0.001"}),
+    "cpu-128": ("projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 128 px cars, with a "
+                "quarter of the papers' G width", {"projected": "FID 47.0, KID 0.032, precision 0.21",
+                                                  "fastgan": "FID 304.9, KID 0.417, precision 0"}),
 }
+MEASURED_LARGE_SIDE = 128  # from this size on, the 128 px cars are the nearer measurement
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
             "dcgan-small",
             f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: of the DCGAN variants measured on the "
             "28 px digits this one read best per CPU-minute (BENCHMARKS.md, the demo's first impression)", bf16)
-    winner, runner_up, measured_where, scores = MEASURED["cuda" if device.type == "cuda" else "cpu"]
+    measured = "cuda" if device.type == "cuda" else "cpu-128" if min(height, width) >= MEASURED_LARGE_SIDE else "cpu"
+    winner, runner_up, measured_where, scores = MEASURED[measured]
     if not projected_extra_installed():
         return RecipeChoice(
             runner_up,
