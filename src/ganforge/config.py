@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from ganforge.errors import ConfigError
-from ganforge.setting import check_values, config_only, setting
+from ganforge.setting import check_values, config_only, require, setting
 
 T = TypeVar("T")
 
@@ -57,15 +57,15 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_values(self)
         object.__setattr__(self, "input_shape", tuple(self.input_shape))  # JSON gives a list
-        _require(len(self.input_shape) in (0, 3) and all(type(v) is int and 0 < v <= 1 << 16
-                                                         for v in self.input_shape),
-                 f"model.input_shape {list(self.input_shape)} is not a (channels, height, width) of whole numbers")
-        _require(self.z_dim >= 1, "--z-dim must be at least 1")
-        _require(not self.conditional or self.num_classes >= 2,
-                 "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
-        _require(self.g_width >= 1 and self.d_width >= 1, "--g-width and --d-width must be at least 1")
-        _require(0.0 <= self.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
-        _require(0 <= self.extra_convs <= 8, "--extra-convs must be in [0, 8]")
+        require(len(self.input_shape) in (0, 3) and all(type(v) is int and 0 < v <= 1 << 16
+                                                        for v in self.input_shape),
+                f"model.input_shape {list(self.input_shape)} is not a (channels, height, width) of whole numbers")
+        require(self.z_dim >= 1, "--z-dim must be at least 1")
+        require(not self.conditional or self.num_classes >= 2,
+                "--cond needs a store with at least 2 classes (`ganforge prepare --labels folders`)")
+        require(self.g_width >= 1 and self.d_width >= 1, "--g-width and --d-width must be at least 1")
+        require(0.0 <= self.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
+        require(0 <= self.extra_convs <= 8, "--extra-convs must be in [0, 8]")
 
 
 @dataclass(frozen=True)
@@ -112,19 +112,19 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         check_values(self)
-        _require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")
-        _require(0.0 <= self.label_flip < 0.5, "--label-flip must be in [0, 0.5)")
-        _require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.instance_noise >= 0,
-                 "--gp-lambda, --drift, --r1-gamma and --instance-noise must not be negative")
-        _require(self.clip > 0, "--clip must be positive")
-        _require(self.r1_every >= 1, "--r1-every must be at least 1")
-        _require(self.pl_weight >= 0, "--pl-weight must not be negative")
-        _require(self.pl_every >= 1, "--pl-every must be at least 1")
-        _require(min(self.adv_weight, self.l1_weight, self.cycle_weight, self.identity_weight) >= 0,
-                 "--adv-weight, --l1-weight, --cycle-weight and --identity-weight must not be negative")
-        _require(self.pool_size >= 0, "--pool-size must not be negative")
-        _require(self.content_weight >= 0, "--content-weight must not be negative")
-        _require(0.0 <= self.pretrain < 1.0, "--pretrain must be in [0, 1): a fraction of the run")
+        require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")
+        require(0.0 <= self.label_flip < 0.5, "--label-flip must be in [0, 0.5)")
+        require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.instance_noise >= 0,
+                "--gp-lambda, --drift, --r1-gamma and --instance-noise must not be negative")
+        require(self.clip > 0, "--clip must be positive")
+        require(self.r1_every >= 1, "--r1-every must be at least 1")
+        require(self.pl_weight >= 0, "--pl-weight must not be negative")
+        require(self.pl_every >= 1, "--pl-every must be at least 1")
+        require(min(self.adv_weight, self.l1_weight, self.cycle_weight, self.identity_weight) >= 0,
+                "--adv-weight, --l1-weight, --cycle-weight and --identity-weight must not be negative")
+        require(self.pool_size >= 0, "--pool-size must not be negative")
+        require(self.content_weight >= 0, "--content-weight must not be negative")
+        require(0.0 <= self.pretrain < 1.0, "--pretrain must be in [0, 1): a fraction of the run")
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         check_values(self)
-        _require(0.0 < self.target < 1.0, "--ada-target must be in (0, 1)")
-        _require(self.ada_kimg > 0, "--ada-kimg must be positive")
+        require(0.0 < self.target < 1.0, "--ada-target must be in (0, 1)")
+        require(self.ada_kimg > 0, "--ada-kimg must be positive")
 
 
 @dataclass(frozen=True)
@@ -197,22 +197,22 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_values(self)
-        _require(self.kimg > 0, "--kimg must be positive")
-        _require(0 <= self.seed < 2**32, f"--seed must be a whole number from 0 to 2^32 - 1, got {self.seed}")
-        _require(self.batch >= 1, "--batch must be at least 1")
-        _require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),
-                 f"--batch-gpu must be auto or a whole number of images (0 = the whole batch), got {self.batch_gpu!r}")
-        _require(self.lr_g > 0 and self.lr_d > 0, "--lr-g and --lr-d must be positive")
-        _require(0.0 <= self.lr_decay <= 1.0, "--lr-decay must be in [0, 1] (a fraction of --kimg)")
-        _require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "Adam betas must be in [0, 1)")
-        _require(self.d_steps >= 1, "--d-steps must be at least 1")
-        _require(self.ema_kimg >= 0, "--ema-kimg must be zero (off) or positive")
-        _require(self.ema_rampup >= 0, "--ema-rampup must be zero (off) or positive")
-        _require(self.tick_kimg > 0, "--tick-kimg must be positive")
-        _require(self.snap >= 1, "--snap must be at least 1 tick")
-        _require(self.keep >= 1, "--keep must be at least 1")
-        _require(1 <= self.grid_size <= 1024, "--grid-size must be between 1 and 1024")
-        _require(self.metrics_every >= 1 and self.metrics_n >= 2, "--metrics-every >= 1 and --metrics-n >= 2")
+        require(self.kimg > 0, "--kimg must be positive")
+        require(0 <= self.seed < 2**32, f"--seed must be a whole number from 0 to 2^32 - 1, got {self.seed}")
+        require(self.batch >= 1, "--batch must be at least 1")
+        require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),
+                f"--batch-gpu must be auto or a whole number of images (0 = the whole batch), got {self.batch_gpu!r}")
+        require(self.lr_g > 0 and self.lr_d > 0, "--lr-g and --lr-d must be positive")
+        require(0.0 <= self.lr_decay <= 1.0, "--lr-decay must be in [0, 1] (a fraction of --kimg)")
+        require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "Adam betas must be in [0, 1)")
+        require(self.d_steps >= 1, "--d-steps must be at least 1")
+        require(self.ema_kimg >= 0, "--ema-kimg must be zero (off) or positive")
+        require(self.ema_rampup >= 0, "--ema-rampup must be zero (off) or positive")
+        require(self.tick_kimg > 0, "--tick-kimg must be positive")
+        require(self.snap >= 1, "--snap must be at least 1 tick")
+        require(self.keep >= 1, "--keep must be at least 1")
+        require(1 <= self.grid_size <= 1024, "--grid-size must be between 1 and 1024")
+        require(self.metrics_every >= 1 and self.metrics_n >= 2, "--metrics-every >= 1 and --metrics-n >= 2")
 
     @property
     def total_nimg(self) -> int:
@@ -273,8 +273,3 @@ def from_dict(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
 
 _NESTED: dict[tuple[str, str], type] = {("TrainConfig", "model"): ModelConfig, ("TrainConfig", "loss"): LossConfig,
                                         ("TrainConfig", "augment"): AugmentConfig}
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)

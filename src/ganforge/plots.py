@@ -64,10 +64,11 @@ def draw_curves(series: Series, x_label: str = "kimg", size: tuple[int, int] = (
         elif line:
             draw.ellipse([line[0][0] - 2, line[0][1] - 2, line[0][0] + 2, line[0][1] + 2], fill=colour)
     names = list(series)
-    positions = legend_positions([draw.textlength(n) for n in names], left + 10, width - right)
-    for i, (name, (x, y)) in enumerate(zip(names, positions, strict=True)):
+    widths = [draw.textlength(name) for name in names]
+    positions = legend_positions(widths, left + 10, width - right)
+    for i, (name, w, (x, y)) in enumerate(zip(names, widths, positions, strict=True)):
         # a white backing keeps a label readable where a curve passes under it (an ROC hugs the top left)
-        draw.rectangle([x - 2, top + 3 + y, x + draw.textlength(name) + 2, top + 15 + y], fill="white")
+        draw.rectangle([x - 2, top + 3 + y, x + w + 2, top + 15 + y], fill="white")
         draw.text((x, top + 4 + y), name, fill=_COLOURS[i % len(_COLOURS)])
     return image
 

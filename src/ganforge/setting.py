@@ -67,6 +67,13 @@ def check_values(config: Any) -> None:
                               f"{show_value(limit)}")
 
 
+def require(condition: bool, message: str) -> None:
+    """A config's own cross-field check in `__post_init__`: ConfigError with `message` (naming the flag) unless
+    `condition` holds."""
+    if not condition:
+        raise ConfigError(message)
+
+
 def flag_of_field(f: dataclasses.Field[Any]) -> str | None:
     """The flag of a field declared by setting(): its own, or `--g-width` for `g_width`; None for config_only()."""
     if not f.metadata["on_cli"]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ganforge.errors import ConfigError
+from ganforge.setting import require
 
 BACKBONES = ("cnn", "lite0")
 ATTACKS = ("none", "fgsm", "pgd")
@@ -35,19 +36,19 @@ class DetectConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _require(bool(self.real) and bool(self.fake), "detect train needs --real and --fake sources")
-        _require(self.backbone in BACKBONES, f"--backbone must be {' or '.join(BACKBONES)}")
-        _require(self.adversarial in ATTACKS, f"--adversarial must be {', '.join(ATTACKS)}")
-        _require(16 <= self.size <= 512, "--size must be 16-512 px")
-        _require(1 <= self.steps <= 10_000_000 and 2 <= self.batch <= 4096 and self.batch % 2 == 0,
-                 "--steps must be 1-10,000,000 and --batch an even number from 2 to 4096")
-        _require(math.isfinite(self.lr) and self.lr > 0, "--lr must be a positive number")
-        _require(2 <= self.images_per_source <= 1_000_000, "--images-per-source must be 2-1,000,000")
-        _require(0 < self.val_fraction < 0.5, "--val-fraction must be in (0, 0.5)")
-        _require(math.isfinite(self.eps) and 0 <= self.eps <= 0.5, "--eps must be in [0, 0.5] (e.g. 2/255)")
-        _require(1 <= self.attack_steps <= 1000, "--attack-steps must be 1-1000")
-        _require(0 <= self.seed < 2**32, "--seed must be 0 to 2^32 - 1")
-        _require(self.tick_steps >= 1 and self.snap >= 1 and self.keep >= 1, "--tick-steps, --snap, --keep >= 1")
+        require(bool(self.real) and bool(self.fake), "detect train needs --real and --fake sources")
+        require(self.backbone in BACKBONES, f"--backbone must be {' or '.join(BACKBONES)}")
+        require(self.adversarial in ATTACKS, f"--adversarial must be {', '.join(ATTACKS)}")
+        require(16 <= self.size <= 512, "--size must be 16-512 px")
+        require(1 <= self.steps <= 10_000_000 and 2 <= self.batch <= 4096 and self.batch % 2 == 0,
+                "--steps must be 1-10,000,000 and --batch an even number from 2 to 4096")
+        require(math.isfinite(self.lr) and self.lr > 0, "--lr must be a positive number")
+        require(2 <= self.images_per_source <= 1_000_000, "--images-per-source must be 2-1,000,000")
+        require(0 < self.val_fraction < 0.5, "--val-fraction must be in (0, 0.5)")
+        require(math.isfinite(self.eps) and 0 <= self.eps <= 0.5, "--eps must be in [0, 0.5] (e.g. 2/255)")
+        require(1 <= self.attack_steps <= 1000, "--attack-steps must be 1-1000")
+        require(0 <= self.seed < 2**32, "--seed must be 0 to 2^32 - 1")
+        require(self.tick_steps >= 1 and self.snap >= 1 and self.keep >= 1, "--tick-steps, --snap, --keep >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,8 +82,3 @@ def parse_eps(text: str) -> list[float]:
     if not values:
         raise ConfigError("--eps is empty; give values like 1/255,2/255")
     return values
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
