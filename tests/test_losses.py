@@ -6,7 +6,7 @@ import torch
 
 from ganforge.config import LossConfig
 from ganforge.errors import ConfigError
-from ganforge.losses import LOSSES, build_loss
+from ganforge.training.objective.losses import LOSSES, build_loss
 
 LOGITS = torch.tensor([2.0, -1.0, 0.5])
 
@@ -61,7 +61,7 @@ def test_label_flips_happen_at_the_requested_rate():
 
 def test_unknown_loss_is_refused_when_the_config_is_built_naming_the_known_ones():
     # Refused before anything is written (`--loss wgangp` used to create a run folder first).
-    with pytest.raises(ConfigError, match="--loss must be nonsaturating, minimax, wgan, wgan-gp, hinge or lsgan"):
+    with pytest.raises(ConfigError, match="--loss must be nonsaturating, minimax, wgan, wgan-gp, hinge, lsgan or rpgan"):
         LossConfig(name="wgan-typo")
 
 

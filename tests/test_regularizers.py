@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ganforge.config import LossConfig
-from ganforge.regularizers import (
+from ganforge.training.objective.regularizers import (
     DriftPenalty,
     GradientPenalty,
     R1Penalty,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ganforge.cli import main
 from ganforge.config import ModelConfig
-from ganforge.content_loss import FeatureContentLoss, PixelContentLoss
+from ganforge.training.objective.content_loss import FeatureContentLoss, PixelContentLoss
 from ganforge.models import build_networks, srgan
 from ganforge.models.efficientnet_lite0 import extra_installed
 

@@ -11,12 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.augment import build_augment
-from ganforge.config import LossConfig
+from ganforge.config import LossConfig, TrainConfig
 from ganforge.models import MODELS
-from ganforge.training.loop import SCHEMES
+from ganforge.training.objective.adversary import build_adversary
 from ganforge.training.precision import Precision
+from ganforge.training.schemes import SCHEMES
 from ganforge.training.stats import TickStats
-from ganforge.training.step_parts import StepBatch, Trainee, build_objective
+from ganforge.training.step_parts import StepBatch, Trainee
 
 CPU = torch.device("cpu")
 
@@ -61,8 +62,8 @@ def networks(D: nn.Module) -> Trainee:
 def d_step(scheme: str, D: nn.Module, batch: StepBatch) -> TickStats:
     """One D step of `scheme` (a copy of D's initial weights stays with the caller); returns its stats."""
     stats = TickStats(CPU)
-    objective = build_objective(LossConfig(), build_augment("none", batch=batch.reals.shape[0]), 1.0,
-                                SCHEMES[scheme].reconstruct_reals)
+    adversary = build_adversary(LossConfig(), build_augment("none", batch=batch.reals.shape[0]), 1.0)
+    objective = SCHEMES[scheme].build_objective(TrainConfig(), adversary, {}, CPU)
     SCHEMES[scheme].discriminator_step(networks(D), objective, Precision("fp32", CPU), stats, batch, cur_nimg=0,
                                        d_step=0, keep_fakes=True)
     return stats

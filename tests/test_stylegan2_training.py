@@ -17,9 +17,9 @@ from ganforge.config import LossConfig, ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
 from ganforge.models import validate
 from ganforge.models.stylegan2 import networks
-from ganforge.regularizers import R1Penalty
+from ganforge.training.objective.regularizers import R1Penalty
 from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
-from ganforge.training.path_length import PathLengthPenalty
+from ganforge.training.objective.path_length import PathLengthPenalty
 from ganforge.training.step_parts import uncompiled
 
 from data_slices import SHARED_DATA, idx_images, idx_labels, make_store, shared_file
@@ -163,7 +163,7 @@ def test_compiled_networks_train_their_gradient_penalties_because_those_run_eage
 
 
 def test_r1_and_path_length_gradients_on_tiny_stylegan2_networks_match_finite_differences(monkeypatch) -> None:
-    from ganforge.training import path_length
+    from ganforge.training.objective import path_length
 
     torch.manual_seed(0)
     generator, discriminator = networks(ModelConfig(name="stylegan2", z_dim=4, fmap_base=32, fmap_max=4), (1, 8, 8))

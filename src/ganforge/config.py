@@ -71,8 +71,10 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     name: str = setting("nonsaturating", "Adversarial loss: nonsaturating, minimax (the original saturating game), "
-                        "wgan (weight clipping, --clip), wgan-gp (--gp-lambda, --gp-mode), hinge or lsgan.",
-                        flag="--loss", choices=("nonsaturating", "minimax", "wgan", "wgan-gp", "hinge", "lsgan"))
+                        "wgan (weight clipping, --clip), wgan-gp (--gp-lambda, --gp-mode), hinge, lsgan or rpgan "
+                        "(relativistic pairing: each fake judged against a real, as R3GAN trains).",
+                        flag="--loss", choices=("nonsaturating", "minimax", "wgan", "wgan-gp", "hinge", "lsgan",
+                                                "rpgan"))
     label_smoothing: float = setting(0.0, "One-sided label smoothing: D's target for reals becomes 1 - s (Salimans "
                                      "et al. 2016).")
     label_flip: float = setting(0.0, "Probability of flipping each of D's targets (label noise).")
@@ -84,7 +86,10 @@ class LossConfig:
     clip: float = setting(0.01, "Weight-clipping bound c for --loss wgan (Arjovsky et al. 2017).")
     r1_gamma: float = setting(0.0, "R1 penalty gamma/2 E||grad D(x_real)||^2 on reals (Mescheder et al. 2018); "
                               "0 = off.")
-    r1_every: int = setting(16, "Lazy regularisation: R1 every N D steps, scaled by N (StyleGAN2).", at_most=1_000_000)
+    r2_gamma: float = setting(0.0, "R2 penalty gamma/2 E||grad D(x_fake)||^2 on fakes, beside R1 (R3GAN: both, "
+                              "the same gamma); lazy on R1's schedule; 0 = off.")
+    r1_every: int = setting(16, "Lazy regularisation: R1 (and R2) every N D steps, scaled by N (StyleGAN2).",
+                            at_most=1_000_000)
     pl_weight: float = setting(0.0, "Path-length regularization weight of a style-based G (StyleGAN2 Sec. 3.2: 2); "
                                "0 = off.")
     pl_every: int = setting(4, "Lazy regularisation: path length every N G steps, scaled by N (StyleGAN2).",
@@ -114,8 +119,9 @@ class LossConfig:
         check_values(self)
         require(0.0 <= self.label_smoothing < 0.5, "--label-smoothing must be in [0, 0.5)")
         require(0.0 <= self.label_flip < 0.5, "--label-flip must be in [0, 0.5)")
-        require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.instance_noise >= 0,
-                "--gp-lambda, --drift, --r1-gamma and --instance-noise must not be negative")
+        require(self.gp_lambda >= 0 and self.drift >= 0 and self.r1_gamma >= 0 and self.r2_gamma >= 0
+                and self.instance_noise >= 0,
+                "--gp-lambda, --drift, --r1-gamma, --r2-gamma and --instance-noise must not be negative")
         require(self.clip > 0, "--clip must be positive")
         require(self.r1_every >= 1, "--r1-every must be at least 1")
         require(self.pl_weight >= 0, "--pl-weight must not be negative")

@@ -215,9 +215,10 @@ def passes_per_step(config: TrainConfig, nets: Trainee, precision: Precision, re
         images = schedule.prepare_reals(data.images(torch.arange(min(batch, count))), phase)
         return images.repeat(-(-batch // images.shape[0]), 1, 1, 1)[:batch]
 
+    penalised = config.loss.r1_gamma > 0 or config.loss.r2_gamma > 0 or config.loss.name == "wgan-gp"
     trial = trial_pass(nets.generator, nets.discriminator, nets.encoder, make_reals, config.model.z_dim,
                        config.model.num_classes if config.model.conditional else 0, precision,
-                       gradient_penalty=config.loss.r1_gamma > 0 or config.loss.name == "wgan-gp",
+                       gradient_penalty=penalised,
                        reconstruct_reals=reconstruct_reals)
     fitted, how = fit_batch(trial, networks, precision.device, share, smallest)
     per_pass = agree_on_smallest(fitted, precision.device)

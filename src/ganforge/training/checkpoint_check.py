@@ -19,14 +19,16 @@ from typing import Any
 import torch
 
 from ganforge.errors import CheckpointError
+from ganforge.models import family_of
+from ganforge.training.schemes import scheme_of
 from ganforge.training.state import CHECKPOINT_FORMAT, Counters, TrainingState
 from ganforge.training.stats import STAT_NAMES
 
 META_KEYS = {"format", "ganforge_version", "config", "counters", "opt_G", "opt_D", "stat_counts", "sampler",
-             "augment", "precision", "rng_python", "rng_numpy", "path_length", "input_sampler", "pool"}
-# Mixed-precision state came after format 1's first checkpoints; a path-length penalty's only where one runs; an
-# unpaired store's input sampler and CycleGAN's history pool only in image-to-image runs.
-OPTIONAL_META_KEYS = frozenset({"precision", "path_length", "input_sampler", "pool"})
+             "augment", "precision", "rng_python", "rng_numpy", "input_sampler"}
+# Mixed-precision state came after format 1's first checkpoints; an unpaired store's input sampler is only in
+# image-to-image runs. The scheme's stateful parts add their own keys (`Scheme.part_keys`), each checked by the part.
+OPTIONAL_META_KEYS = frozenset({"precision", "input_sampler"})
 SAMPLER_KEYS = {"epoch", "position", "dataset_size"}
 # torch.amp.GradScaler.state_dict() of an fp16 run: floats and two integer counts.
 SCALER_STATE = {"scale": 1.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 1,
@@ -55,7 +57,8 @@ def restore_checked(state: TrainingState, source: Path, tensors: dict[str, torch
 
 def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Raises _Invalid with the first problem found in a checkpoint's metadata or tensors for this state."""
-    _check_keys(meta, META_KEYS, "metadata", optional=OPTIONAL_META_KEYS)
+    part_keys = scheme_of(family_of(state.config.model.name).scheme).part_keys | set(state.parts)
+    _check_keys(meta, META_KEYS | part_keys, "metadata", optional=OPTIONAL_META_KEYS | part_keys)
     if meta["format"] != CHECKPOINT_FORMAT:
         raise _Invalid(f"checkpoint format {_show(meta['format'])} is not {CHECKPOINT_FORMAT} (written by ganforge "
                        f"{meta['ganforge_version']})")
@@ -66,15 +69,13 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
             "the checkpoint's input sampler does not match the store (unpaired stores have one, others none)")
     if state.input_sampler is not None:
         _check_sampler(meta["input_sampler"], meta["counters"]["cur_nimg"], state.input_sampler.dataset_size)
-    _expect((state.pool is None) == ("pool" not in meta), "the checkpoint's history pool does not match the model")
-    if state.pool is not None:
-        pool = _object(meta["pool"], "pool")
-        _check_keys(pool, {"filled", "size"}, "pool")
-        _expect(pool["size"] == state.pool.size, f"the pool was saved with {_show(pool['size'])} images per D, the "
-                                                 f"run keeps {state.pool.size}")
-        _expect(isinstance(pool["filled"], list) and len(pool["filled"]) == len(state.pool.filled)
-                and all(_is_count(n) and n <= state.pool.size for n in pool["filled"]),
-                f"pool filled {_show(pool['filled'])} is not a count of at most {state.pool.size} per D")
+    for key, part in state.parts.items():
+        _expect(key in meta or not part.required_on_resume, f"the checkpoint's {part.what} does not match the model")
+        if key in meta:
+            try:
+                part.check(meta[key])
+            except CheckpointError as exc:
+                raise _Invalid(str(exc)) from exc
     _check_numbers(meta["stat_counts"], dict.fromkeys(STAT_NAMES, 0), "stat_counts")
     augment_now = state.augment.state_dict()  # its keys are the augmentation's own check (another --augment)
     for key, value in _object(meta["augment"], "augment").items():
@@ -85,9 +86,6 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
         _expect(net in ("G", "D"), f"precision has an unknown network {_show(net)}")
         _check_numbers(scaler, SCALER_STATE, f"precision {net}")
         _expect(scaler["scale"] > 0, f"precision {net} scale is {_show(scaler['scale'])}, not > 0")
-    if "path_length" in meta:
-        _check_numbers(meta["path_length"], {"pl_mean": 0.0, "g_steps": 0}, "path_length")
-        _expect(meta["path_length"]["pl_mean"] >= 0, "path_length pl_mean is negative")
     _check_python_rng(meta["rng_python"])
     _check_numpy_rng(meta["rng_numpy"])
     _check_tensors(state, tensors, meta)
@@ -141,8 +139,8 @@ def _check_tensors(state: TrainingState, tensors: dict[str, torch.Tensor], meta:
         expected |= {f"E.{k}": v for k, v in state.encoder.state_dict().items()}
     expected |= {f"stats.{n}": torch.zeros((), dtype=torch.float64) for n in STAT_NAMES}
     expected |= {"rng.torch": torch.get_rng_state(), "rng.latent": state.latent_rng.get_state()}
-    if state.pool is not None:
-        expected |= state.pool.state_dict()[0]
+    for part in state.parts.values():
+        expected |= part.state_dict()[0]
     # G's average is optional (EMA may be switched on at resume) but complete when present; it mirrors G.
     if any(k.startswith("G_ema.") for k in tensors):
         expected |= {f"G_ema.{k}": v for k, v in state.generator.state_dict().items()}

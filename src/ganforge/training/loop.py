@@ -1,7 +1,7 @@
 """The one training loop every model runs through (Goodfellow et al. 2014, Algorithm 1).
 
 Per iteration: `d_steps` D updates on fresh real and fake batches, then one G update, by the model family's
-scheme (`SCHEMES`: the steps in `gan_step` or `aae_step`, their shared parts in `step_parts`). Progress is counted
+scheme (training/schemes/: its steps and objective; their shared parts in `step_parts`). Progress is counted
 in real images shown to D; every tick prints a status line, appends to log.jsonl, writes a sample grid from
 fixed latents and refreshes loss.png; every `snap` ticks, at the end and on SIGINT/SIGTERM a checkpoint is
 written. Numbers stay on the device until the tick ends.
@@ -14,47 +14,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from ganforge.config import TrainConfig
-from ganforge.content_loss import build_content_loss
 from ganforge.data.device_batches import DeviceBatches
 from ganforge.data.store import Store
 from ganforge.errors import TrainingInterrupted
 from ganforge.models import MODELS
 from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
-from ganforge.training import aae_step, cycle_step, gan_step, paired_step, sr_step
 from ganforge.training.batch_fit import passes_per_step
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import update_ema
+from ganforge.training.objective.adversary import build_adversary
 from ganforge.training.report import TickHook, advance_tick, previews, status_line, tick_means, tick_record, write_tick
 from ganforge.training.runlog import RunLog
+from ganforge.training.schemes import scheme_of
 from ganforge.training.state import TrainingState, build_state
-from ganforge.training.step_parts import DiscriminatorStep, GeneratorStep, StepBatch, Trainee, build_objective
+from ganforge.training.step_parts import StepBatch, Trainee
 from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
-
-
-class Scheme(NamedTuple):
-    """The two steps that train a model family (`ModelFamily.scheme` names one), and what D's objective adds."""
-
-    discriminator_step: DiscriminatorStep
-    generator_step: GeneratorStep
-    reconstruct_reals: bool = False  # D also rebuilds the reals it sees (FastGAN: Liu et al. 2021, Sec. 3.2)
-
-
-SCHEMES: dict[str, Scheme] = {
-    "gan": Scheme(gan_step.discriminator_step, gan_step.generator_step),
-    "gan-selfsupervised": Scheme(gan_step.discriminator_step, gan_step.generator_step, reconstruct_reals=True),
-    "aae": Scheme(aae_step.discriminator_step, aae_step.generator_step),
-    "paired": Scheme(paired_step.discriminator_step, paired_step.generator_step),
-    "cycle": Scheme(cycle_step.discriminator_step, cycle_step.generator_step),
-    "super-resolution": Scheme(sr_step.discriminator_step, sr_step.generator_step),
-}
 
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
@@ -96,10 +78,9 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     nets = Trainee(state.generator, state.discriminator, state.encoder, state.opt_g, state.opt_d,
                    {role: ctx.wrap(net, device, find_unused=family.grows) for role, net in
                     (("G", state.generator), ("D", state.discriminator), ("E", state.encoder)) if net is not None})
-    scheme = SCHEMES[family.scheme]
-    content = build_content_loss(config.loss.content_loss, device) if "content_loss" in family.loss_options else None
-    objective = build_objective(config.loss, state.augment, config.kimg, scheme.reconstruct_reals,
-                                state.path_length, state.pool, content)
+    scheme = scheme_of(family.scheme)
+    objective = scheme.build_objective(config, build_adversary(config.loss, state.augment, config.kimg), state.parts,
+                                       device)
     precision, stats = state.precision, state.stats
     schedule = build_schedule(family.grows, store.manifest.output_shape[1], config.batch, config.fade_kimg,
                               config.stable_kimg)

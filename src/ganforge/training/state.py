@@ -26,9 +26,9 @@ from ganforge.models import build_networks, family_of
 from ganforge.runs import checkpoint as ckpt
 from ganforge.training.distributed import Distributed
 from ganforge.training.ema import make_ema_copy
-from ganforge.training.fake_pool import FakePool
-from ganforge.training.path_length import PathLengthPenalty
 from ganforge.training.precision import Precision
+from ganforge.training.schemes import scheme_of
+from ganforge.training.schemes.scheme import Parts
 from ganforge.training.stats import TickStats
 from ganforge.version import __version__
 
@@ -59,9 +59,9 @@ class TrainingState:
     stats: TickStats
     augment: Augment
     precision: Precision
-    path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty: its mean and phase are state
     input_sampler: EpochSampler | None = None  # an unpaired store's A side, shuffled apart from the B side
-    pool: FakePool | None = None  # CycleGAN's history of fakes per D: images and fill counts are state
+    # The scheme's stateful objective parts by checkpoint key (CycleGAN's history pool, the path-length mean).
+    parts: Parts = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -93,13 +93,11 @@ class TrainingState:
             "rng_python": _jsonable(random.getstate()),
             "rng_numpy": _jsonable(np.random.get_state()),
         }
-        if self.path_length is not None:
-            meta["path_length"] = self.path_length.state_dict()
         if self.input_sampler is not None:
             meta["input_sampler"] = self.input_sampler.state_dict()
-        if self.pool is not None:
-            pool_tensors, meta["pool"] = self.pool.state_dict()
-            tensors.update(pool_tensors)
+        for key, part in self.parts.items():
+            part_tensors, meta[key] = part.state_dict()
+            tensors.update(part_tensors)
         return tensors, meta
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -126,12 +124,11 @@ class TrainingState:
         self.sampler.load_state_dict(meta["sampler"])
         if self.input_sampler is not None:
             self.input_sampler.load_state_dict(meta["input_sampler"])
-        if self.pool is not None:
-            self.pool.load_state_dict(tensors, meta["pool"])
+        for key, part in self.parts.items():
+            if key in meta:  # else switched on at resume (checkpoint_check refuses a missing required part)
+                part.load_state_dict(tensors, meta[key])
         self.augment.load_state_dict(meta["augment"])
         self.precision.load_state_dict(meta.get("precision", {}))
-        if self.path_length is not None and "path_length" in meta:  # else switched on at resume: a fresh mean
-            self.path_length.load_state_dict(meta["path_length"])
         self.counters = Counters(**meta["counters"])
         torch.set_rng_state(tensors["rng.torch"])
         self.latent_rng.set_state(tensors["rng.latent"])
@@ -179,10 +176,8 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
         augment=build_augment(config.augment.name, batch=config.batch, target=config.augment.target,
                               ada_kimg=config.augment.ada_kimg, policy=config.augment.policy,
                               sum_over_ranks=ctx.sum_ if ctx.enabled else None, world_size=ctx.world_size),
-        path_length=PathLengthPenalty(config.loss.pl_weight, config.loss.pl_every, device)
-        if config.loss.pl_weight > 0 else None,
-        pool=FakePool(config.loss.pool_size, store.manifest.output_shape, device)
-        if "pool_size" in family_of(config.model.name).loss_options else None,
+        parts=scheme_of(family_of(config.model.name).scheme).build_parts(config, store.manifest.output_shape,
+                                                                         device),
     )
 
 

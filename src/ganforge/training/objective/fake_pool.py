@@ -13,10 +13,15 @@ from typing import Any
 
 import torch
 
+from ganforge.errors import CheckpointError
+
 _DOMAINS = 2  # one pool per D: CycleGAN's D_A and D_B
 
 
 class FakePool:
+    what = "history pool"
+    required_on_resume = True  # --pool-size is fixed on resume: every checkpoint of the run has the pool
+
     def __init__(self, size: int, image_shape: tuple[int, int, int], device: torch.device) -> None:
         self.size = size
         self.images = torch.zeros(_DOMAINS, size, *image_shape, device=device)
@@ -49,3 +54,14 @@ class FakePool:
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.images = tensors["pool.images"].to(self.images.device)
         self.filled = [int(n) for n in meta["filled"]]
+
+    def check(self, meta: Any) -> None:
+        """Refuse a checkpoint's pool JSON that this pool cannot take (its tensors are checked by shape)."""
+        if not isinstance(meta, dict) or set(meta) != {"filled", "size"}:
+            raise CheckpointError(f"pool is {str(meta)[:40]}, not an object with 'filled' and 'size'")
+        if meta["size"] != self.size:
+            raise CheckpointError(f"the pool was saved with {meta['size']!r} images per D, the run keeps {self.size}")
+        filled = meta["filled"]
+        if not (isinstance(filled, list) and len(filled) == len(self.filled)
+                and all(type(n) is int and 0 <= n <= self.size for n in filled)):
+            raise CheckpointError(f"pool filled {str(filled)[:40]} is not a count of at most {self.size} per D")

@@ -25,6 +25,9 @@ PL_BATCH_SHRINK = 2  # the penalty sees half of the G batch (StyleGAN2's pl_mini
 
 
 class PathLengthPenalty:
+    what = "path-length state"
+    required_on_resume = False  # --pl-weight may be switched on at resume: a fresh mean then
+
     def __init__(self, weight: float, every: int, device: torch.device) -> None:
         self.weight, self.every = weight, every
         self.pl_mean = torch.zeros((), device=device)
@@ -52,14 +55,21 @@ class PathLengthPenalty:
     def step_done(self) -> None:
         self.g_steps += 1
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"pl_mean": float(self.pl_mean), "g_steps": self.g_steps}  # float32 -> JSON float -> exact
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {}, {"pl_mean": float(self.pl_mean), "g_steps": self.g_steps}  # float32 -> JSON float -> exact
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pl_mean, g_steps = state.get("pl_mean"), state.get("g_steps")
-        if not isinstance(pl_mean, float | int) or not math.isfinite(pl_mean) or pl_mean < 0:
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.check(meta)
+        self.pl_mean.fill_(float(meta["pl_mean"]))
+        self.g_steps = meta["g_steps"]
+
+    def check(self, meta: Any) -> None:
+        state = meta if isinstance(meta, dict) else {}
+        if set(state) != {"pl_mean", "g_steps"}:
+            raise CheckpointError(f"path_length is {str(meta)[:40]}, not an object with 'pl_mean' and 'g_steps'")
+        pl_mean, g_steps = state["pl_mean"], state["g_steps"]
+        if not isinstance(pl_mean, float | int) or isinstance(pl_mean, bool) or not math.isfinite(pl_mean) \
+                or pl_mean < 0:
             raise CheckpointError(f"path_length pl_mean is {pl_mean!r}, not a finite length >= 0")
         if not isinstance(g_steps, int) or isinstance(g_steps, bool) or g_steps < 0:
             raise CheckpointError(f"path_length g_steps is {g_steps!r}, not a count >= 0")
-        self.pl_mean.fill_(float(pl_mean))
-        self.g_steps = g_steps

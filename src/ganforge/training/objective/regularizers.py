@@ -65,6 +65,8 @@ class R1Penalty:
     StyleGAN2 Sec. 3.1): computed every `every` D steps and multiplied by `every`, so the average pull is unchanged
     at a fraction of the cost."""
 
+    on_fakes = False  # R2 (below) is the same penalty on the fakes
+
     def __init__(self, gamma: float, every: int) -> None:
         self.gamma = gamma
         self.every = every
@@ -73,12 +75,20 @@ class R1Penalty:
                 d_step: int) -> torch.Tensor | None:
         if d_step % self.every:
             return None
-        reals = reals.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(critic(reals).sum(), reals, create_graph=True)
+        points = (fakes if self.on_fakes else reals).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
         return (self.gamma / 2) * grad.flatten(1).pow(2).sum(1).mean() * self.every
 
     def after_step(self, discriminator: nn.Module) -> None:
         pass
+
+
+class R2Penalty(R1Penalty):
+    """R2 (Mescheder et al. 2018, Eq. 10): gamma/2 E[||grad D(G(z))||^2] on fakes. R3GAN (Huang et al. 2024,
+    Sec. 2.2) pairs it with R1: R1 alone lets D's gradient on the fakes grow, which stalls training. Lazy on R1's
+    schedule (`--r1-every`)."""
+
+    on_fakes = True
 
 
 class WeightClipping:
@@ -107,4 +117,6 @@ def build_regularizers(config: LossConfig) -> list[Regularizer]:
         regularizers.append(DriftPenalty(config.drift))
     if config.r1_gamma > 0:
         regularizers.append(R1Penalty(config.r1_gamma, config.r1_every))
+    if config.r2_gamma > 0:
+        regularizers.append(R2Penalty(config.r2_gamma, config.r1_every))
     return regularizers

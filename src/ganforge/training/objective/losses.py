@@ -1,8 +1,9 @@
 """Adversarial losses by name, all written on D's raw outputs ("logits"; a critic's scores for WGAN).
 
-A loss turns D's outputs on reals and fakes into D's loss, and D's outputs on fakes into G's loss. Penalties
-that need D itself (gradient penalty, R1, weight clipping) live in `regularizers.py`; the loop only calls these
-two methods. Each formula cites its paper; the tests check them on known logits.
+A loss turns D's outputs on reals and fakes into D's loss, and D's outputs on fakes (and, for a relativistic loss,
+on the reals beside them) into G's loss. Penalties that need D itself (gradient penalty, R1, R2, weight clipping)
+live in `regularizers.py`; the steps only call these two methods. Each formula cites its paper; the tests check
+them on known logits.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from ganforge.config import LossConfig
 class AdversarialLoss(Protocol):
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor: ...
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor: ...
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """G's loss; `real_logits` (D on reals, paired with the fakes row by row) only for a loss that
+        `pairs_reals`, which the G step then computes."""
+        ...
+
+
+def pairs_reals(loss: AdversarialLoss) -> bool:
+    """Whether G's loss judges each fake against a real (relativistic), so the G step must also run D on reals."""
+    return bool(getattr(loss, "relativistic", False))
 
 
 class _BinaryCrossEntropyD:
@@ -50,7 +59,7 @@ class NonSaturatingLoss(_BinaryCrossEntropyD):
     """G maximises log D(G(z)) instead of minimising log(1 - D(G(z))): same fixed point, strong early gradients
     (Goodfellow et al. 2014, Section 3). The default of DCGAN and nearly every GAN since."""
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()  # -log sigmoid(l)
 
 
@@ -58,7 +67,7 @@ class MinimaxLoss(_BinaryCrossEntropyD):
     """The original saturating game: G minimises log(1 - D(G(z))). Its gradient vanishes when D wins early,
     which is why the paper itself recommends the non-saturating form; kept for the textbook comparison."""
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
         return -F.softplus(fake_logits).mean()  # log(1 - sigmoid(l)) = -softplus(l)
 
 
@@ -75,7 +84,7 @@ class WassersteinLoss:
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return fake_logits.mean() - real_logits.mean()
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_logits.mean()
 
 
@@ -89,7 +98,7 @@ class HingeLoss:
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
         return -fake_logits.mean()
 
 
@@ -103,8 +112,28 @@ class LeastSquaresLoss:
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return 0.5 * ((real_logits - self.real_target).pow(2).mean() + fake_logits.pow(2).mean())
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
         return 0.5 * (fake_logits - 1.0).pow(2).mean()
+
+
+class RelativisticPairingLoss:
+    """RpGAN (Jolicoeur-Martineau 2019; the loss of R3GAN, Huang et al. 2024, Eq. 2): each fake is judged against
+    the real beside it, D minimising E[softplus(D(G(z)) - D(x))] and G E[softplus(D(x) - D(G(z)))]. Coupling
+    the two sides removes the flat regions of the non-saturating loss in which G drops modes; with R1 and R2 it
+    converges locally (R3GAN Sec. 2). D's reals carry no gradient in G's loss: only G's fakes are trained."""
+
+    relativistic = True
+
+    def __init__(self, config: LossConfig) -> None:
+        pass
+
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.softplus(fake_logits - real_logits).mean()
+
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        if real_logits is None:
+            raise ValueError("the relativistic pairing loss judges each fake against a real: pass real_logits")
+        return F.softplus(real_logits.detach() - fake_logits).mean()
 
 
 LOSSES: dict[str, type] = {
@@ -114,6 +143,7 @@ LOSSES: dict[str, type] = {
     "wgan-gp": WassersteinLoss,
     "hinge": HingeLoss,
     "lsgan": LeastSquaresLoss,
+    "rpgan": RelativisticPairingLoss,
 }
 
 
