@@ -15,8 +15,8 @@ from ganforge.cli import main
 from ganforge.config import ModelConfig
 from ganforge.models import build_networks
 from ganforge.models.cyclegan import CycleGenerators
-from ganforge.training.schemes.cycle import cycle_terms
 from ganforge.training.objective.fake_pool import FakePool
+from ganforge.training.schemes.cycle import cycle_terms
 
 from data_slices import digit_pairs_store, digits_fashion_store
 from run_helpers import assert_kill_and_resume_matches, only_run

@@ -61,7 +61,8 @@ def test_label_flips_happen_at_the_requested_rate():
 
 def test_unknown_loss_is_refused_when_the_config_is_built_naming_the_known_ones():
     # Refused before anything is written (`--loss wgangp` used to create a run folder first).
-    with pytest.raises(ConfigError, match="--loss must be nonsaturating, minimax, wgan, wgan-gp, hinge, lsgan or rpgan"):
+    with pytest.raises(ConfigError,
+                       match="--loss must be nonsaturating, minimax, wgan, wgan-gp, hinge, lsgan or rpgan"):
         LossConfig(name="wgan-typo")
 
 
@@ -88,3 +89,46 @@ def test_least_squares_losses_match_mao_et_al():
     loss = build_loss(LossConfig("lsgan"))
     assert loss.discriminator_loss(torch.tensor([0.0]), torch.tensor([1.0])).item() == pytest.approx(1.0)
     assert loss.generator_loss(torch.tensor([0.0, 2.0])).item() == pytest.approx(0.5)
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def test_rpgan_discriminator_loss_judges_each_fake_beside_its_real():
+    # Jolicoeur-Martineau 2019 / R3GAN Eq. 2: D minimises E[softplus(D(G(z)) - D(x))], row by row.
+    loss = build_loss(LossConfig("rpgan"))
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.5, 0.5, 3.0])
+    expected = (softplus(0.5 - 2.0) + softplus(0.5 + 1.0) + softplus(3.0 - 0.5)) / 3
+    assert loss.discriminator_loss(real, fake).item() == pytest.approx(expected, rel=1e-6)
+    # Pairing matters: the same logits in another order give another loss (a non-relativistic loss would not care).
+    assert loss.discriminator_loss(real, fake.flip(0)).item() != pytest.approx(expected, rel=1e-3)
+
+
+def test_rpgan_generator_loss_is_softplus_of_real_minus_fake():
+    loss = build_loss(LossConfig("rpgan"))
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.5, 0.5, 3.0])
+    expected = (softplus(2.0 - 0.5) + softplus(-1.0 - 0.5) + softplus(0.5 - 3.0)) / 3
+    assert loss.generator_loss(fake, real).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_rpgan_generator_loss_trains_only_through_the_fake_logits():
+    loss = build_loss(LossConfig("rpgan"))
+    real = torch.tensor([2.0, -1.0], requires_grad=True)
+    fake = torch.tensor([0.5, 0.5], requires_grad=True)
+    loss.generator_loss(fake, real).backward()
+    assert real.grad is None  # D's verdict on the reals is a constant in G's loss
+    # d/df mean softplus(r - f) = -sigmoid(r - f) / n
+    expected = [-sigmoid(2.0 - 0.5) / 2, -sigmoid(-1.0 - 0.5) / 2]
+    assert fake.grad.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_rpgan_generator_loss_without_real_logits_is_refused():
+    with pytest.raises(ValueError, match="real_logits"):
+        build_loss(LossConfig("rpgan")).generator_loss(torch.tensor([0.5]))
+
+
+def test_only_rpgan_makes_the_g_step_judge_reals_beside_fakes():
+    from ganforge.training.objective.losses import pairs_reals
+
+    assert {name for name in LOSSES if pairs_reals(build_loss(LossConfig(name)))} == {"rpgan"}

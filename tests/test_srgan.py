@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from ganforge.cli import main
 from ganforge.config import ModelConfig
-from ganforge.training.objective.content_loss import FeatureContentLoss, PixelContentLoss
 from ganforge.models import build_networks, srgan
 from ganforge.models.efficientnet_lite0 import extra_installed
+from ganforge.training.objective.content_loss import FeatureContentLoss, PixelContentLoss
 
 from data_slices import digit_pairs_store, digits_sr_store
 from run_helpers import assert_kill_and_resume_matches, only_run

@@ -17,9 +17,9 @@ from ganforge.config import LossConfig, ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
 from ganforge.models import validate
 from ganforge.models.stylegan2 import networks
-from ganforge.training.objective.regularizers import R1Penalty
 from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 from ganforge.training.objective.path_length import PathLengthPenalty
+from ganforge.training.objective.regularizers import R1Penalty
 from ganforge.training.step_parts import uncompiled
 
 from data_slices import SHARED_DATA, idx_images, idx_labels, make_store, shared_file
