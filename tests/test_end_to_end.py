@@ -13,7 +13,7 @@ from PIL import Image
 from ganforge.data.store import Store
 from ganforge.runs.checkpoint import latest_checkpoint
 
-from data_slices import SHARED_DATA
+from data_slices import SHARED_DATA, shared_file
 from run_helpers import assert_identical, ganforge, only_run, run_to_end, tick_history, wait_for_checkpoint
 
 CARS = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
@@ -24,7 +24,7 @@ TRAIN = ["--model", "dcgan",
 
 def car_folder_with_broken_files(root: Path, count: int = 150) -> Path:
     folder = root / "cars"
-    with tarfile.open(CARS) as tar:
+    with tarfile.open(shared_file(CARS)) as tar:
         members = [m for m in tar.getmembers() if m.name.endswith(".jpg")][:count]
         tar.extractall(folder, members=members, filter="data")
     photo = next(folder.rglob("*.jpg"))

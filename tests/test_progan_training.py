@@ -12,7 +12,7 @@ from PIL import Image
 
 from ganforge.cli import main
 
-from data_slices import SHARED_DATA
+from data_slices import SHARED_DATA, shared_file
 from run_helpers import (
     assert_kill_and_resume_matches,
     only_run,
@@ -28,7 +28,7 @@ GROW = ["--model", "progan", "--phase-kimg", "0.3", "--kimg", "1.8", "--batch", 
 @pytest.fixture(scope="module")
 def cars16(tmp_path_factory):
     root = tmp_path_factory.mktemp("cars")
-    with tarfile.open(CARS) as tar:
+    with tarfile.open(shared_file(CARS)) as tar:
         members = [m for m in tar.getmembers() if m.name.endswith(".jpg")][:200]
         tar.extractall(root / "photos", members=members, filter="data")
     result = CliRunner().invoke(main, ["prepare", str(root / "photos"), "--out", str(root / "cars16.gfs"),
