@@ -20,11 +20,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = setting("dcgan", "Model family (README's model table lists each with what it supports); a family "
-                        "with its own paper recipe (progan, fastgan, stylegan2) starts from it.", flag="--model",
-                        fixed_on_resume=True)
+    name: str = setting("dcgan", "Model family (README's model table lists each with what it supports); one with "
+                        "a paper recipe (progan, fastgan, projected, stylegan2, r3gan) starts from it.",
+                        flag="--model", fixed_on_resume=True)
     z_dim: int = setting(100, "Latent size (100 as in Radford et al.).", fixed_on_resume=True, at_most=16384)
-    g_width: int = setting(64, "G channels at the output resolution (DCGAN's ngf; mlp: the hidden width unit).",
+    g_width: int = setting(64, "G channels at the output resolution (DCGAN's ngf; mlp: the hidden width unit; r3gan: "
+                           "width x min(8, 256 / px) at each size).",
                            fixed_on_resume=True, at_most=4096)
     d_width: int = setting(64, "D channels at the input resolution (DCGAN's ndf).", fixed_on_resume=True, at_most=4096)
     d_dropout: float = setting(0.0, "Dropout after each D activation (the Keras GAN recipes use 0.2-0.3).",
@@ -72,7 +73,7 @@ class ModelConfig:
 class LossConfig:
     name: str = setting("nonsaturating", "Adversarial loss: nonsaturating, minimax (the original saturating game), "
                         "wgan (weight clipping, --clip), wgan-gp (--gp-lambda, --gp-mode), hinge, lsgan or rpgan "
-                        "(relativistic pairing: each fake judged against a real, as R3GAN trains).",
+                        "(relativistic pairing, R3GAN's).",
                         flag="--loss", choices=("nonsaturating", "minimax", "wgan", "wgan-gp", "hinge", "lsgan",
                                                 "rpgan"))
     label_smoothing: float = setting(0.0, "One-sided label smoothing: D's target for reals becomes 1 - s (Salimans "

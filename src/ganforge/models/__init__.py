@@ -13,12 +13,12 @@ from torch import nn
 
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
-from ganforge.models import aae, cyclegan, dcgan, fastgan, mlp, pix2pix, progan, projected, srgan, stylegan2
+from ganforge.models import aae, cyclegan, dcgan, fastgan, mlp, pix2pix, progan, projected, r3gan, srgan, stylegan2
 from ganforge.models.family import ImageShape, ModelFamily, check_supported
 
 MODELS: dict[str, ModelFamily] = {family.name: family for family in (
     mlp.FAMILY, dcgan.FAMILY, aae.FAMILY, progan.FAMILY, fastgan.FAMILY, projected.FAMILY, stylegan2.FAMILY,
-    pix2pix.FAMILY, cyclegan.FAMILY, srgan.FAMILY,
+    r3gan.FAMILY, pix2pix.FAMILY, cyclegan.FAMILY, srgan.FAMILY,
 )}
 
 
