@@ -35,7 +35,7 @@ from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, a
 from ganforge.runs import load_translator
 from ganforge.setting import SettingPath
 from ganforge.setting_registry import settings
-from ganforge.training import Run, train_from_paths
+from ganforge.training import Run, RunRequest, train_from_paths
 from ganforge.translation import TranslateReport, translate_folder, translate_images
 
 ImagesLike = SourceLike | torch.Tensor | np.ndarray | Generator
@@ -83,8 +83,9 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] |
     else:
         given = {_path_of_keyword(name): value for name, value in settings_given.items()}
         chosen = preset is None
-    run = train_from_paths(given, resume=Path(resume) if resume is not None else None, preset=preset,
-                           choose_recipe=chosen and resume is None, progress=progress, echo=echo)
+    request = RunRequest(given, preset=preset, resume=Path(resume) if resume is not None else None,
+                         choose_recipe=chosen and resume is None)
+    run = train_from_paths(request, progress=progress, echo=echo)
     assert run is not None  # only a dry run returns none
     return run
 

@@ -4,71 +4,21 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from ganforge.cli_detect import detect
 from ganforge.cli_explore import register as register_explore_commands
-from ganforge.config import TrainConfig, apply_overrides
+from ganforge.cli_options import given_settings, options_of
+from ganforge.config import TrainConfig
 from ganforge.data.pairing import PairOptions
 from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
-from ganforge.setting_registry import SettingInfo, check_resume_overrides, setting_info, settings
+from ganforge.setting_registry import setting_info
 from ganforge.version import __version__
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class BatchGpu(click.ParamType):
-    name = "auto|N"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
-        if isinstance(value, int) or value == "auto":
-            return value
-        try:
-            count = int(value)
-        except ValueError:
-            count = -1
-        if count < 0:
-            self.fail(f"{value!r} is neither auto nor a number of images (0 = the whole share)", param, ctx)
-        return count
-
-
-def options_of(config_class: type) -> Callable[[F], F]:
-    """A decorator adding one option per setting of `config_class` that has a flag, from its field: type,
-    choices, help and [default].
-
-    Every default is None, so a flag left out keeps the preset's value or, with --resume, the run's own. Each
-    option's parameter name is its path joined by "__" (`model__g_width`); `given_settings` reads them back.
-    """
-    def add(command: F) -> F:
-        for info in reversed(settings(config_class)):
-            if info.flag is not None:
-                bool_decl = f"{info.flag}/--no-{info.flag[2:]}"
-                decls = [bool_decl if info.kind == "bool" else info.flag, "__".join(info.path)]
-                command = click.option(*decls, type=_click_type(info), default=None,
-                                       help=f"{info.help} [{info.default_text}]")(command)
-        return command
-
-    return add
-
-
 setting_options = options_of(TrainConfig)  # the `train` command's options
-
-
-def given_settings(params: dict[str, Any]) -> dict[tuple[str, ...], Any]:
-    """{path: value} of the settings given on the command line, from the parameters of `setting_options`."""
-    return {tuple(name.split("__")): value for name, value in params.items() if value is not None}
-
-
-def _click_type(info: SettingInfo) -> click.ParamType | None:
-    if info.choices:
-        return click.Choice(info.choices)
-    types: dict[str, click.ParamType | None] = {"bool": None, "int": click.INT, "float": click.FLOAT,
-                                                 "str": click.STRING, "path": click.Path(), "auto|N": BatchGpu()}
-    return types[info.kind]
 
 
 class _Group(click.Group):
@@ -170,23 +120,18 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
           summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
     """Train a GAN. Without --model or --preset, the recipe measured best for the store is chosen and named in
     the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (CPU, ~5 min)."""
-    from ganforge.presets import describe_presets, resolve_overrides
-    from ganforge.training import train_from_paths
+    from ganforge.presets import describe_presets
+    from ganforge.training import RunRequest, model_summary, train_from_paths
 
     if list_presets:
         click.echo(describe_presets())
         return
-    given = given_settings(params)
-    if resume is not None:
-        check_resume_overrides(given, also_given=[flag for flag, value in (("--phase-kimg", phase_kimg),
-                                                                           ("--preset", preset)) if value is not None])
-    if phase_kimg is not None:
-        given = {("fade_kimg",): phase_kimg, ("stable_kimg",): phase_kimg, **given}
+    request = RunRequest(given_settings(params), preset=preset, phase_kimg=phase_kimg, resume=resume,
+                         choose_recipe=preset is None)
     if summary:
-        click.echo(model_summary(resolve_overrides(preset, given), resolution, choose_recipe=preset is None))
+        click.echo(model_summary(request, resolution))
         return
-    train_from_paths(given, resume=resume, preset=preset, choose_recipe=preset is None, dry_run=dry_run,
-                     progress=not no_progress, echo=click.echo)
+    train_from_paths(request, dry_run=dry_run, progress=not no_progress, echo=click.echo)
 
 
 @main.command()
@@ -275,36 +220,6 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
     click.echo(f"{model} {resolution}px batch {batch} {precision}{options}")
     kimg = kimg if kimg is not None else default_kimg(device)
     click.echo(run_bench(model, resolution, batch, precision, channels_last, kimg, device, compile_=compile_).report())
-
-
-def model_summary(overrides: dict[tuple[str, ...], Any], resolution: int | None, choose_recipe: bool) -> str:
-    """The layer tables of what `ganforge train` with these flags would build (and the recipe it would choose)."""
-    from ganforge.data.embedded import open_training_store
-    from ganforge.default_recipe import with_default_recipe
-    from ganforge.device import resolve_device
-    from ganforge.models import summarize, validate
-
-    count, classes = None, 0
-    if resolution is not None:
-        shape = (3, resolution, resolution)
-    else:
-        store = open_training_store(str(overrides.get(("data",), "")))
-        shape, count, classes = store.manifest.output_shape, len(store), len(store.manifest.label_names)
-        if store.manifest.two_sided:  # an image-to-image store: G's inputs are its A side
-            overrides = {**overrides, ("model", "input_shape"): store.manifest.shape}
-    lines = []
-    if choose_recipe:
-        pairing = "none" if resolution is not None else store.manifest.pairing
-        overrides, choice = with_default_recipe(overrides, shape, count, classes,
-                                                resolve_device(str(overrides.get(("device",), "auto"))), pairing,
-                                                overrides.get(("model", "input_shape")))
-        lines += [choice.describe()] if choice is not None else []
-    if overrides.get(("model", "conditional")) and classes >= 2:
-        overrides = {**overrides, ("model", "num_classes"): classes}
-    config = apply_overrides(TrainConfig(), overrides)
-    validate(config)
-    lines.append(summarize(config.model, shape))
-    return "\n".join(lines)
 
 
 @main.command("preview-augment")

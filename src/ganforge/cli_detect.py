@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+from ganforge.cli_options import given_settings, options_of
+from ganforge.detect.config import DetectConfig
+
 
 class _ScoreByDefault(click.Group):
     """`detect DET IMAGES...` means `detect score DET IMAGES...`: a first word that is no subcommand is a DET."""
@@ -24,40 +27,19 @@ def detect() -> None:
 
 
 @detect.command()
-@click.option("--real", "real", multiple=True, type=click.Path(path_type=Path), help="Store or folder of real images.")
-@click.option("--fake", "fake", multiple=True, type=click.Path(path_type=Path),
-              help="Run, export, store or folder of generated images (repeat, or list several).")
-@click.argument("more_fakes", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Detector folder to write (or resume).")
 @click.option("--resume", is_flag=True, help="Continue the detector in --out exactly where it stopped.")
-@click.option("--backbone", type=click.Choice(["cnn", "lite0"]), default="cnn", show_default=True,
-              help="cnn: small, from scratch; lite0: ImageNet EfficientNet-Lite0 fine-tuned (ganforge[projected]).")
-@click.option("--steps", type=int, default=2000, show_default=True)
-@click.option("--batch", type=int, default=32, show_default=True, help="Half real, half generated.")
-@click.option("--lr", type=float, default=3e-4, show_default=True)
-@click.option("--size", type=int, default=64, show_default=True, help="Images are resized to SIZE x SIZE RGB.")
-@click.option("--images-per-source", type=int, default=2000, show_default=True)
-@click.option("--no-augment", is_flag=True, help="Skip the blur/JPEG/crop/flip augmentations of Wang et al.")
-@click.option("--adversarial", type=click.Choice(["none", "fgsm", "pgd"]), default="none", show_default=True,
-              help="Also train on images attacked at --eps.")
-@click.option("--eps", default="2/255", show_default=True, help="Adversarial training's L-infinity bound.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--tick-steps", type=int, default=100, show_default=True)
-@click.option("--snap", type=int, default=5, show_default=True, help="Checkpoint every N ticks (and at the end).")
-@click.option("--keep", type=int, default=3, show_default=True, help="Most recent checkpoints kept.")
-@click.option("--device", default="auto", show_default=True)
-def train(real: tuple[Path, ...], fake: tuple[Path, ...], more_fakes: tuple[Path, ...], out: Path, resume: bool,
-          **options: Any) -> None:
-    """Train a real-vs-generated classifier into --out (a folder like a run's: config, log, checkpoints)."""
-    from ganforge.detect.config import DetectConfig, parse_eps
+@options_of(DetectConfig)
+@click.argument("more_fakes", nargs=-1, type=click.Path())
+def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) -> None:
+    """Train a real-vs-generated classifier into --out (a folder like a run's: config, log, checkpoints).
+    MORE_FAKES are --fake sources too."""
     from ganforge.detect.train import train_detector
 
-    config = None
-    if not resume:
-        (eps,) = parse_eps(options.pop("eps"))
-        config = DetectConfig(real=[str(p) for p in real], fake=[str(p) for p in (*fake, *more_fakes)],
-                              augment=not options.pop("no_augment"), eps=eps, **options)
-    train_detector(config, out, resume=resume, echo=click.echo)
+    given = {name: value for (name,), value in given_settings(options).items()}
+    if more_fakes:
+        given["fake"] = [*given.get("fake", []), *more_fakes]
+    train_detector(None if resume else DetectConfig(**given), out, resume=resume, echo=click.echo)
 
 
 @detect.command()

@@ -5,6 +5,7 @@ resume rule and limits, so that the CLI options, `--help`, the resume rule and R
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import field, fields
@@ -15,7 +16,9 @@ from ganforge.errors import ConfigError
 T = TypeVar("T")
 
 SettingPath = tuple[str, ...]  # a setting's place in TrainConfig, e.g. ("model", "g_width")
-Kind = Literal["bool", "int", "float", "str", "path", "auto|N", "shape"]  # what a flag's text is parsed to
+# What a flag's text is parsed to. "paths": a path, and the flag may be repeated (a list field); "fraction": a
+# number that may be written as a fraction, e.g. 2/255 (parse_fraction).
+Kind = Literal["bool", "int", "float", "str", "path", "paths", "fraction", "auto|N", "shape"]
 _KINDS: dict[str, Kind] = {"bool": "bool", "int": "int", "float": "float", "str": "str"}
 
 
@@ -34,6 +37,8 @@ def setting(default: T, help: str, *, flag: str | None = None, fixed_on_resume: 
     """
     metadata = {"help": help, "flag": flag, "fixed_on_resume": fixed_on_resume, "choices": choices, "kind": kind,
                 "shown": shown, "on_cli": True, "at_most": at_most}
+    if isinstance(default, list):  # each instance gets its own copy: a shared mutable default would leak
+        return field(default_factory=lambda: copy.copy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -65,6 +70,16 @@ def check_values(config: Any) -> None:
         if limit is not None and value > limit:
             raise ConfigError(f"{name} {show_value(value)} is beyond any real run; the most accepted is "
                               f"{show_value(limit)}")
+
+
+def parse_fraction(text: str) -> float:
+    """'2/255' -> 2/255, '0.01' -> 0.01: how a "fraction" setting's flag is read. ValueError when unreadable; the
+    range is the config's to check."""
+    top, _, bottom = text.strip().partition("/")
+    try:
+        return float(top) / float(bottom) if bottom else float(top)
+    except ZeroDivisionError:
+        raise ValueError(f"{text!r} divides by zero") from None
 
 
 def require(condition: bool, message: str) -> None:

@@ -86,25 +86,33 @@ def describe_config(config: TrainConfig) -> str:
 
 @functools.cache
 def _settings(config_class: type = TrainConfig) -> tuple[SettingInfo, ...]:
-    def walk(config: Any, prefix: SettingPath) -> list[SettingInfo]:
+    def walk(config_type: type, prefix: SettingPath) -> list[SettingInfo]:
         found: list[SettingInfo] = []
-        for f in fields(config):
-            value = getattr(config, f.name)
+        for f in fields(config_type):
+            value = _default_of(f)
             if dataclasses.is_dataclass(value):
-                found += walk(value, (*prefix, f.name))
+                found += walk(type(value), (*prefix, f.name))
                 continue
             meta = f.metadata
             if "help" not in meta:
-                raise TypeError(f"{type(config).__name__}.{f.name} is not declared with setting() or config_only()")
+                raise TypeError(f"{config_type.__name__}.{f.name} is not declared with setting() or config_only()")
             kind = kind_of_field(f)
             if kind is None:
-                raise TypeError(f"{type(config).__name__}.{f.name}: say the flag's kind, its type is {f.type}")
+                raise TypeError(f"{config_type.__name__}.{f.name}: say the flag's kind, its type is {f.type}")
             found.append(SettingInfo(path=(*prefix, f.name), flag=flag_of_field(f), default=value,
                                      help=meta["help"], fixed_on_resume=meta["fixed_on_resume"], kind=kind,
                                      choices=meta["choices"], default_text=meta["shown"] or show_value(value)))
         return found
 
-    return tuple(walk(config_class(), ()))
+    return tuple(walk(config_class, ()))
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    """A field's default, read from the field: building the dataclass would run checks that a config with every
+    default may fail on purpose (DetectConfig needs --real and --fake)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 @functools.cache

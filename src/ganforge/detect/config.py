@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ganforge.errors import ConfigError
-from ganforge.setting import require
+from ganforge.setting import check_values, config_only, parse_fraction, require, setting
 
 BACKBONES = ("cnn", "lite0")
 ATTACKS = ("none", "fgsm", "pgd")
@@ -16,24 +16,32 @@ ATTACKS = ("none", "fgsm", "pgd")
 
 @dataclass(frozen=True)
 class DetectConfig:
-    real: list[str] = field(default_factory=list)  # stores or folders of real images
-    fake: list[str] = field(default_factory=list)  # runs, exports, stores or folders of generated images
-    backbone: str = "cnn"  # cnn: small, from scratch; lite0: ImageNet EfficientNet-Lite0, fine-tuned
-    size: int = 64  # every image is resized to size x size RGB
-    steps: int = 2000  # optimizer steps
-    batch: int = 32  # half real, half generated
-    lr: float = 3e-4  # Adam
-    images_per_source: int = 2000  # images drawn from each real or fake source (all of a smaller one)
-    val_fraction: float = 0.1  # held out by image, for the accuracy each tick
-    augment: bool = True  # blur, JPEG re-compression, crop and flip at random strengths (Wang et al.)
-    adversarial: str = "none"  # none, fgsm or pgd: train on attacked images too
-    eps: float = 2 / 255  # the adversarial perturbation's L-infinity bound, in [0, 1] pixel units
-    attack_steps: int = 5  # PGD steps for --adversarial pgd
-    seed: int = 0
-    tick_steps: int = 100
-    snap: int = 5  # ticks between checkpoints
-    keep: int = 3
-    device: str = "auto"
+    """`detect train`'s settings: each field's flag, help and default make the command's options (cli_options.py)."""
+
+    real: list[str] = setting([], "Store or folder of real images (repeat for several).", kind="paths", shown="none")
+    fake: list[str] = setting([], "Run, export, store or folder of generated images (repeat, or list several).",
+                              kind="paths", shown="none")
+    backbone: str = setting("cnn", "cnn: small, from scratch; lite0: ImageNet EfficientNet-Lite0 fine-tuned "
+                            "(ganforge[projected]).", choices=BACKBONES)
+    size: int = setting(64, "Images are resized to SIZE x SIZE RGB.", at_most=512)
+    steps: int = setting(2000, "Optimizer steps.", at_most=10_000_000)
+    batch: int = setting(32, "Images per step: half real, half generated.", at_most=4096)
+    lr: float = setting(3e-4, "Adam learning rate.")
+    images_per_source: int = setting(2000, "Images drawn from each real or fake source (all of a smaller one).",
+                                     at_most=1_000_000)
+    val_fraction: float = config_only(0.1, "Held out by image, for the accuracy each tick.")
+    augment: bool = setting(True, "Blur, JPEG re-compression, crop and flip at random strengths (Wang et al. "
+                            "2020).")
+    adversarial: str = setting("none", "Also train on images attacked at --eps: none, fgsm or pgd.", choices=ATTACKS)
+    eps: float = setting(2 / 255, "Adversarial training's L-infinity bound in [0, 1] pixel units, e.g. 2/255.",
+                         kind="fraction", shown="2/255", at_most=0.5)
+    attack_steps: int = config_only(5, "PGD steps for --adversarial pgd.")
+    seed: int = setting(0, "Seeds the weights, the images drawn and every batch and augmentation.",
+                        at_most=2**32 - 1)
+    tick_steps: int = setting(100, "Steps per tick: one status line, validation accuracy and log row.")
+    snap: int = setting(5, "Checkpoint every N ticks (and at the end).")
+    keep: int = setting(3, "Most recent checkpoints kept.")
+    device: str = setting("auto", "auto (cuda when available), cpu, cuda, cuda:N.")
 
     def __post_init__(self) -> None:
         require(bool(self.real) and bool(self.fake), "detect train needs --real and --fake sources")
@@ -49,6 +57,7 @@ class DetectConfig:
         require(1 <= self.attack_steps <= 1000, "--attack-steps must be 1-1000")
         require(0 <= self.seed < 2**32, "--seed must be 0 to 2^32 - 1")
         require(self.tick_steps >= 1 and self.snap >= 1 and self.keep >= 1, "--tick-steps, --snap, --keep >= 1")
+        check_values(self)  # after the checks above, whose messages say the range: types, finiteness (config.json)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,9 +81,8 @@ def parse_eps(text: str) -> list[float]:
     values = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
-            top, _, bottom = part.partition("/")
-            value = float(top) / float(bottom) if bottom else float(top)
-        except (ValueError, ZeroDivisionError):
+            value = parse_fraction(part)
+        except ValueError:
             raise ConfigError(f"--eps: cannot read {part!r}; write values like 1/255,2/255,4/255") from None
         if not (math.isfinite(value) and 0 <= value <= 0.5):
             raise ConfigError(f"--eps {part} is outside [0, 0.5]; eps is in [0, 1] pixel units, e.g. 8/255")

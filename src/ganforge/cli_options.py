@@ -1,0 +1,81 @@
+"""Click options made from a settings dataclass (setting.py): `train`, `prepare` and `detect train` declare each
+setting once, as a field, and get its flag, type, choices, help and [default] from it here.
+
+A module of its own so that cli.py and cli_detect.py (which cli.py imports) both use it without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ganforge.setting import parse_fraction
+from ganforge.setting_registry import SettingInfo, settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BatchGpu(click.ParamType):
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            count = int(value)
+        except ValueError:
+            count = -1
+        if count < 0:
+            self.fail(f"{value!r} is neither auto nor a number of images (0 = the whole share)", param, ctx)
+        return count
+
+
+class Fraction(click.ParamType):
+    """A number written as 0.01 or as 2/255 (how L-infinity bounds are quoted); the config checks its range."""
+
+    name = "fraction"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_fraction(str(value))
+        except ValueError:
+            self.fail(f"cannot read {value!r}; write a number or a fraction such as 2/255", param, ctx)
+
+
+def options_of(config_class: type) -> Callable[[F], F]:
+    """A decorator adding one option per setting of `config_class` that has a flag, from its field: type,
+    choices, help and [default]; a "paths" setting's flag may be repeated.
+
+    Every default is None, so a flag left out keeps the preset's value or, with --resume, the run's own. Each
+    option's parameter name is its path joined by "__" (`model__g_width`); `given_settings` reads them back.
+    """
+    def add(command: F) -> F:
+        for info in reversed(settings(config_class)):
+            if info.flag is not None:
+                bool_decl = f"{info.flag}/--no-{info.flag[2:]}"
+                decls = [bool_decl if info.kind == "bool" else info.flag, "__".join(info.path)]
+                command = click.option(*decls, type=_click_type(info), default=None, multiple=info.kind == "paths",
+                                       help=f"{info.help} [{info.default_text}]")(command)
+        return command
+
+    return add
+
+
+def given_settings(params: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+    """{path: value} of the settings given on the command line, from the parameters of `options_of`. A repeated
+    flag's values come as a list, as its field holds them; one never given (click's empty tuple) is left out."""
+    given = {tuple(name.split("__")): value for name, value in params.items() if value not in (None, ())}
+    return {path: list(value) if isinstance(value, tuple) else value for path, value in given.items()}
+
+
+def _click_type(info: SettingInfo) -> click.ParamType | None:
+    if info.choices:
+        return click.Choice(info.choices)
+    types: dict[str, click.ParamType | None] = {
+        "bool": None, "int": click.INT, "float": click.FLOAT, "str": click.STRING, "path": click.Path(),
+        "paths": click.Path(), "fraction": Fraction(), "auto|N": BatchGpu()}
+    return types[info.kind]

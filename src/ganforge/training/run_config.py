@@ -1,0 +1,147 @@
+"""The one road from what a user gave `ganforge train` (or `gf.train`) to a run's config. Training, `--dry-run` and
+`--summary` all take it, so what they print is what would train.
+
+The steps, in order: the resume rule (checked once, here); then, for a resumed run, its recorded config with the
+given changes on top; for a new run, the preset or the family's own recipe, the measured-best default recipe,
+what the store decides (--cond's class count, an image-to-image model's input shape), the family's adjustment to
+what is installed, and the flags given over all of it. Last, the family and the store are checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ganforge.config import ModelConfig, TrainConfig, apply_overrides
+from ganforge.data.embedded import open_training_store
+from ganforge.data.store import Store
+from ganforge.default_recipe import with_default_recipe
+from ganforge.errors import ConfigError, DataError
+from ganforge.models import family_of, summarize, validate
+from ganforge.models.family import ImageShape, ModelFamily, check_conditional, check_store
+from ganforge.presets import Overrides, resolve_overrides
+from ganforge.runs.folder import read_run_config
+from ganforge.setting import SettingPath
+from ganforge.setting_registry import check_resume_overrides
+from ganforge.training.distributed import Distributed
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the user gave, before anything is resolved."""
+
+    settings: dict[SettingPath, Any] = field(default_factory=dict)  # the flags given, by path
+    preset: str | None = None  # --preset
+    phase_kimg: float | None = None  # --phase-kimg: both ProGAN phase lengths, unless each is given
+    resume: Path | None = None  # --resume: the run folder to continue
+    choose_recipe: bool = False  # a new run without --model: the measured-best recipe for its store first
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A run's config and what resolving it opened."""
+
+    config: TrainConfig
+    shape: ImageShape  # (C, H, W) of what G makes
+    store: Store | None  # None only for a --summary at --resolution, which opens no store
+    notes: tuple[str, ...] = ()  # lines to show first: the recipe chosen, the family's adjustment
+    saved: TrainConfig | None = None  # a resumed run's config as it was recorded, before the changes given
+
+
+def resolve_run(request: RunRequest, ctx: Distributed | None = None, resolution: int | None = None) -> ResolvedRun:
+    """`request` resolved into a checked config. `ctx` says which device the default recipe is chosen for (each
+    rank's own under torchrun; this process's alone when None); `resolution` (--summary without a store) stands
+    for a store of N x N RGB images."""
+    if request.resume is not None:
+        also_given = [flag for flag, value in (("--phase-kimg", request.phase_kimg), ("--preset", request.preset))
+                      if value is not None]
+        check_resume_overrides(request.settings, also_given=also_given)
+        return _resumed(request.resume, request.settings)
+    return _new_run(request, ctx or Distributed(), resolution)
+
+
+def model_summary(request: RunRequest, resolution: int | None = None) -> str:
+    """What `train --summary` prints: the lines a run would show first, then the layer tables of its networks."""
+    resolved = resolve_run(request, resolution=resolution)
+    return "\n".join([*resolved.notes, summarize(resolved.config.model, resolved.shape)])
+
+
+def class_count(store: Store) -> int:
+    """The store's number of classes for --cond, or a clear error when it has no labels."""
+    names = store.manifest.label_names
+    if len(names) < 2:
+        raise ConfigError(f"--cond needs class labels, but {store.path} has {len(names)} class(es); prepare the "
+                          "data with `ganforge prepare SRC --labels folders` (one subfolder per class) or from IDX "
+                          "files with their labels file.")
+    return len(names)
+
+
+def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> ResolvedRun:
+    given = request.settings
+    if request.phase_kimg is not None:
+        given = {("fade_kimg",): request.phase_kimg, ("stable_kimg",): request.phase_kimg, **given}
+    overrides = resolve_overrides(request.preset, given)
+    store: Store | None = None
+    if resolution is not None:
+        shape: ImageShape = (3, resolution, resolution)
+    else:
+        store = open_training_store(str(overrides.get(("data",), "")))
+        shape = store.manifest.output_shape
+    notes: list[str] = []
+    if request.choose_recipe:
+        overrides, choice = _with_default_recipe(overrides, store, shape, ctx)
+        notes += [choice] if choice else []
+    overrides = _from_store(overrides, store)
+    adjust = _family(overrides).adjust
+    if adjust is not None:
+        overrides, note = adjust(overrides)
+        notes += [note] if note else []
+    return ResolvedRun(_checked(apply_overrides(TrainConfig(), overrides), store), shape, store, tuple(notes))
+
+
+def _resumed(run_dir: Path, given: Overrides) -> ResolvedRun:
+    """The run's recorded config with `given` (settings that may change on resume) on top, on its own store."""
+    saved, dataset = read_run_config(run_dir)
+    config = apply_overrides(saved, given)
+    store = open_training_store(config.data)
+    if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):
+        raise DataError(f"{store.path} is not the dataset {run_dir} was trained on (its content fingerprint "
+                        "changed); resume with the original store.")
+    return ResolvedRun(_checked(config, store), store.manifest.output_shape, store, saved=saved)
+
+
+def _with_default_recipe(overrides: Overrides, store: Store | None, shape: ImageShape,
+                         ctx: Distributed) -> tuple[Overrides, str | None]:
+    """`overrides` over the recipe measured best for the store (none when they name a model), and the line
+    saying which and why. Without a store (--summary --resolution N): for N x N images without labels."""
+    m = store.manifest if store is not None else None
+    device = ctx.device_for(str(overrides.get(("device",), "auto")))
+    overrides, choice = with_default_recipe(overrides, shape, len(store) if store is not None else None,
+                                            len(m.label_names) if m else 0, device, m.pairing if m else "none",
+                                            m.shape if m else None)
+    return overrides, choice.describe() if choice is not None else None
+
+
+def _from_store(overrides: Overrides, store: Store | None) -> Overrides:
+    """What the store decides: --cond's class count, and an image-to-image model's input shape (its A side)."""
+    if overrides.get(("model", "conditional")):
+        check_conditional(_family(overrides), True)  # before counting labels for a family that takes none
+        if store is not None:  # without one, the config refuses --cond for want of classes
+            overrides = {**overrides, ("model", "num_classes"): class_count(store)}
+    if store is not None and store.manifest.two_sided:
+        overrides = {**overrides, ("model", "input_shape"): store.manifest.shape}
+    return overrides
+
+
+def _checked(config: TrainConfig, store: Store | None) -> TrainConfig:
+    """`config`, once its family supports every setting and trains on this kind of store."""
+    family = validate(config)  # an unsupported flag is refused here, before any network is built
+    if store is not None:
+        check_store(family, str(store.path), store.manifest.pairing)
+    return config
+
+
+def _family(overrides: Overrides) -> ModelFamily:
+    return family_of(str(overrides.get(("model", "name"), ModelConfig().name)))
+
