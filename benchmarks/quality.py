@@ -43,6 +43,9 @@ MODELS = {
     # (ngf 64, 28M parameters in G) FastGAN's G costs ~8 GFLOP per 64 px image and trained at 4 img/s here.
     "fastgan": ["--model", "fastgan", "--g-width", "16", "--d-width", "16", "--batch", "16", *FAST],
     "projected": ["--model", "projected", "--g-width", "16", "--batch", "16", *FAST],
+    # R3GAN's recipe at width 8 with R1/R2 every 4 D steps (`--preset r3gan-cpu`): at width 16 and penalties every
+    # step, as the paper runs them, it trained at 4 img/s here (BENCHMARKS.md).
+    "r3gan": ["--preset", "r3gan-cpu", *FAST],
 }
 
 
