@@ -7,8 +7,8 @@ from ganforge.config import (
     apply_overrides,
     changed_settings,
 )
+from ganforge.config.registry import check_resume_overrides, describe_config, flag_of, settings
 from ganforge.errors import ConfigError
-from ganforge.setting_registry import check_resume_overrides, describe_config, flag_of, settings
 
 
 def test_config_round_trips_through_json_dict():

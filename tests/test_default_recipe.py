@@ -5,9 +5,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ganforge import default_recipe
 from ganforge.cli import main
-from ganforge.presets import PRESETS
+from ganforge.recipes import default as default_recipe
+from ganforge.recipes.presets import PRESETS
 
 from data_slices import make_store
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.export import ONNX_TOLERANCE
+from ganforge.export.generator import ONNX_TOLERANCE
 from ganforge.generate import render, seed_latents
 from ganforge.runs import load_generator
 

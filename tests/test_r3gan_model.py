@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ganforge.config import ModelConfig, TrainConfig, apply_overrides
 from ganforge.errors import ConfigError
 from ganforge.models import MODELS, r3gan, validate
-from ganforge.presets import PRESETS, resolve_overrides
+from ganforge.recipes.presets import PRESETS, resolve_overrides
 
 TINY = {"name": "r3gan", "z_dim": 16, "g_width": 8, "d_width": 8}
 

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 import ganforge as gf
-from ganforge import setting_registry
 from ganforge.cli import main
+from ganforge.config import registry as setting_registry
+from ganforge.config.registry import describe_config, settings
 from ganforge.detect import train as detect_train
 from ganforge.detect.config import DetectConfig
 from ganforge.models import summarize
-from ganforge.setting_registry import describe_config, settings
 
 from data_slices import mnist_store
 from explore_helpers import one_thread

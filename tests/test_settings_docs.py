@@ -1,8 +1,8 @@
 import re
 from pathlib import Path
 
-from ganforge.cli import train
-from ganforge.settings_docs import (
+from ganforge.cli.main import train
+from ganforge.cli.settings_docs import (
     END,
     FAMILIES_END,
     FAMILIES_START,
@@ -23,8 +23,8 @@ def train_section(text: str) -> str:
 
 def test_readme_train_table_is_the_one_generated_from_the_settings():
     assert readme_block(README.read_text(encoding="utf-8")) == train_options_table(), (
-        "README's train option table differs from the settings in src/ganforge/config.py; regenerate it with "
-        "`python -m ganforge.settings_docs README.md`")
+        "README's train option table differs from the settings in src/ganforge/config/__init__.py; regenerate it with "
+        "`python -m ganforge.cli.settings_docs README.md`")
 
 
 def test_every_flag_of_train_help_is_documented_in_readme():
@@ -52,4 +52,4 @@ def test_table_shows_flags_defaults_and_the_resume_rule():
 def test_readme_model_table_is_the_one_generated_from_the_families():
     assert readme_block(README.read_text(encoding="utf-8"), FAMILIES_START, FAMILIES_END) == model_families_table(), (
         "README's model-family table differs from the families' declarations; regenerate it with "
-        "`python -m ganforge.settings_docs README.md`")
+        "`python -m ganforge.cli.settings_docs README.md`")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ganforge.explore.arithmetic import arithmetic
     from ganforge.explore.interpolate import interpolate
     from ganforge.explore.project import project
-    from ganforge.export import export_generator
+    from ganforge.export.generator import export_generator
     from ganforge.generator import Generator, load_generator
 
 _PUBLIC = {
@@ -31,7 +31,7 @@ _PUBLIC = {
     "Scores": "ganforge.api", "TrainConfig": "ganforge.config", "load_generator": "ganforge.generator",
     "Generator": "ganforge.generator", "interpolate": "ganforge.explore.interpolate",
     "arithmetic": "ganforge.explore.arithmetic", "project": "ganforge.explore.project",
-    "export_generator": "ganforge.export", "translate": "ganforge.api",
+    "export_generator": "ganforge.export.generator", "translate": "ganforge.api",
 }
 
 __all__ = ["Generator", "Run", "Scores", "TrainConfig", "__version__", "arithmetic", "evaluate", "export_generator",

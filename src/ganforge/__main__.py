@@ -1,3 +1,3 @@
-from ganforge.cli import main
+from ganforge.cli.main import main
 
 main()

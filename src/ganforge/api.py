@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from ganforge.config import TrainConfig, from_dict
+from ganforge.config.registry import settings
+from ganforge.config.setting import SettingPath
 from ganforge.data.pairing import PairOptions
 from ganforge.data.prepare import PrepareOptions, parse_resolution
 from ganforge.data.prepare import prepare as prepare_store
@@ -33,8 +35,6 @@ from ganforge.generator import Generator
 from ganforge.metrics import FeatureExtractor, evaluate_sets, load_extractor
 from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, as_source
 from ganforge.runs import load_translator
-from ganforge.setting import SettingPath
-from ganforge.setting_registry import settings
 from ganforge.training import Run, RunRequest, train_from_paths
 from ganforge.translation import TranslateReport, translate_folder, translate_images
 

@@ -23,7 +23,7 @@ from ganforge.config import ModelConfig, TrainConfig
 from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
 from ganforge.device import flush_denormals, resolve_device
 from ganforge.models import build_networks
-from ganforge.presets import MODEL_RECIPES, preset_overrides
+from ganforge.recipes.presets import MODEL_RECIPES, preset_overrides
 from ganforge.training import DTYPES, train
 
 

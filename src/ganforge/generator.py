@@ -14,8 +14,8 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.errors import ConfigError
+from ganforge.export.hub import resolve_model_path
 from ganforge.generate import MAX_IMAGES, SEED_MAX, check_truncation, render, seed_latents, truncation_space
-from ganforge.hub import resolve_model_path
 from ganforge.runs import load_generator as load_loaded
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ganforge.config.setting import check_values, setting
 from ganforge.errors import ConfigError
-from ganforge.setting import check_values, setting
 
 PAIR_LAYOUTS = ("none", "side-by-side", "by-name")
 DERIVED_INPUTS = ("none", "downscale4x", "grey", "edges")

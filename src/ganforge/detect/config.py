@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ganforge.config.setting import check_values, config_only, parse_fraction, require, setting
 from ganforge.errors import ConfigError
-from ganforge.setting import check_values, config_only, parse_fraction, require, setting
 
 BACKBONES = ("cnn", "lite0")
 ATTACKS = ("none", "fgsm", "pgd")

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from torch import nn
 
 from ganforge.config import AugmentConfig, LossConfig, ModelConfig, TrainConfig
+from ganforge.config.registry import flag_of
 from ganforge.errors import ConfigError
-from ganforge.setting_registry import flag_of
 
 ImageShape = tuple[int, int, int]  # (channels, height, width)
 Overrides = dict[tuple[str, ...], Any]

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.config import ModelConfig, TrainConfig, apply_overrides
+from ganforge.config.registry import check_resume_overrides
+from ganforge.config.setting import SettingPath
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
-from ganforge.default_recipe import with_default_recipe
 from ganforge.errors import ConfigError, DataError
 from ganforge.models import family_of, summarize, validate
 from ganforge.models.family import ImageShape, ModelFamily, check_conditional, check_store
-from ganforge.presets import Overrides, resolve_overrides
+from ganforge.recipes.default import with_default_recipe
+from ganforge.recipes.presets import Overrides, resolve_overrides
 from ganforge.runs.folder import read_run_config
-from ganforge.setting import SettingPath
-from ganforge.setting_registry import check_resume_overrides
 from ganforge.training.distributed import Distributed
 
 

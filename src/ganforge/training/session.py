@@ -11,13 +11,13 @@ from typing import Any
 import torch
 
 from ganforge.config import TrainConfig, changed_settings
+from ganforge.config.registry import describe_config
 from ganforge.data.store import Store
 from ganforge.device import flush_denormals
 from ganforge.errors import ConfigError
 from ganforge.models import build_networks
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
-from ganforge.setting_registry import describe_config
 from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
 from ganforge.training.memory_check import check_fits

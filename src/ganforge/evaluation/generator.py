@@ -19,7 +19,7 @@ import torch
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError
-from ganforge.evaluation_translation import default_metrics, evaluate_translation
+from ganforge.evaluation.translator import default_metrics, evaluate_translation
 from ganforge.metrics.evaluate import FIDELITY, METRICS, evaluate_sets
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.generated import generator_batches

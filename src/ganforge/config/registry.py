@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ganforge.config import TrainConfig
+from ganforge.config.setting import Kind, SettingPath, flag_of_field, kind_of_field, show_value
 from ganforge.errors import ConfigError
-from ganforge.setting import Kind, SettingPath, flag_of_field, kind_of_field, show_value
 
 
 @dataclass(frozen=True)

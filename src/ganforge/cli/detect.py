@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ganforge.cli_options import given_settings, options_of
+from ganforge.cli.options import given_settings, options_of
 from ganforge.detect.config import DetectConfig
 
 

@@ -26,9 +26,9 @@ from torch.nn.utils import parametrize
 
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
-from ganforge.export_translation import export_translator
+from ganforge.export.hub import card_metadata, front_matter
+from ganforge.export.translator import export_translator
 from ganforge.generate import render, seed_latents
-from ganforge.hub import card_metadata, front_matter
 from ganforge.images import enlarge_small, make_grid, save_png
 from ganforge.models import family_of
 from ganforge.runs import load_run_generator

@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
-from ganforge.cli_detect import detect
-from ganforge.cli_explore import register as register_explore_commands
-from ganforge.cli_options import given_settings, options_of
+from ganforge.cli.detect import detect
+from ganforge.cli.explore import register as register_explore_commands
+from ganforge.cli.options import given_settings, options_of
 from ganforge.config import TrainConfig
+from ganforge.config.registry import setting_info
 from ganforge.data.pairing import PairOptions
 from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
-from ganforge.setting_registry import setting_info
 from ganforge.version import __version__
 
 setting_options = options_of(TrainConfig)  # the `train` command's options
@@ -120,7 +120,7 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
           summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
     """Train a GAN. Without --model or --preset, the recipe measured best for the store is chosen and named in
     the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (CPU, ~5 min)."""
-    from ganforge.presets import describe_presets
+    from ganforge.recipes.presets import describe_presets
     from ganforge.training import RunRequest, model_summary, train_from_paths
 
     if list_presets:
@@ -172,9 +172,9 @@ def evaluate(run_dir: Path | None, metrics_text: str | None, n: int, data: Path 
              fake: Path | None, json_path: Path | None, extractor: str, inception_path: Path | None,
              download_inception: bool, batch: int, out_dir: Path | None, device: str) -> None:
     """Score a run's generator against its data (or --real vs --fake): FID, KID, IS, precision/recall."""
-    from ganforge import evaluation
     from ganforge.api import evaluate as evaluate_images
     from ganforge.device import resolve_device
+    from ganforge.evaluation import generator as evaluation
     from ganforge.metrics import load_extractor
     from ganforge.metrics.evaluate import DIAGNOSTICS, FIDELITY, parse_metrics
 

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
-from ganforge.setting import parse_fraction
-from ganforge.setting_registry import SettingInfo, settings
+from ganforge.config.registry import SettingInfo, settings
+from ganforge.config.setting import parse_fraction
 
 F = TypeVar("F", bound=Callable[..., Any])
 

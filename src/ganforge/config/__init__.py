@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
+from ganforge.config.setting import check_values, config_only, require, setting
 from ganforge.errors import ConfigError
-from ganforge.setting import check_values, config_only, require, setting
 
 T = TypeVar("T")
 

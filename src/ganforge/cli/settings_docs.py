@@ -1,8 +1,8 @@
 """README's `ganforge train` tables, generated from what the code declares: the option table from the settings
 in `ganforge.config`, the model-family table from each family's declaration in `ganforge.models`.
 
-    python -m ganforge.settings_docs README.md   # rewrite the tables between their markers in README.md
-    python -m ganforge.settings_docs             # print them
+    python -m ganforge.cli.settings_docs README.md   # rewrite the tables between their markers in README.md
+    python -m ganforge.cli.settings_docs             # print them
 
 tests/test_settings_docs.py fails when README's tables and the code disagree.
 """
@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ganforge.config.registry import SettingInfo, flag_of, settings
 from ganforge.errors import ConfigError
 from ganforge.models import MODELS
-from ganforge.setting_registry import SettingInfo, flag_of, settings
 
 START = "<!-- train-options:start -->"
 END = "<!-- train-options:end -->"

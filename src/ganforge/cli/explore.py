@@ -1,7 +1,7 @@
 """The exploring and shipping commands: interpolate, arithmetic, mix, project, export, serve, translate. Parse, call
 one function.
 
-`register(main)` adds them to the `ganforge` group; the work is in ganforge.explore, ganforge.export and
+`register(main)` adds them to the `ganforge` group; the work is in ganforge.explore, ganforge.export.generator and
 ganforge.serve, imported inside each command so `ganforge --help` stays fast and optional extras stay optional.
 """
 
@@ -135,7 +135,7 @@ def project(source: Path, image: Path, steps: int, lr: float, starts: int, featu
 def export(source: Path, fmt: str, out: Path | None) -> None:
     """Write G (its EMA copy when there is one) with config.json, a README.md model card and samples.png: a
     Hugging Face model folder that `ganforge generate`, `serve` and `ganforge.load_generator` read."""
-    from ganforge.export import export_generator
+    from ganforge.export.generator import export_generator
 
     report = export_generator(source, out or Path(f"{source.name}-{fmt}"), fmt)
     check = report.check
@@ -155,9 +155,9 @@ def push(source: Path, repo: str, private: bool, token: str | None) -> None:
     """Export RUN in the Hugging Face layout and upload it to the Hub repo --repo."""
     import tempfile
 
-    from ganforge.export import export_generator
-    from ganforge.hub import check_repo_id, hub_client
-    from ganforge.hub import push as upload
+    from ganforge.export.generator import export_generator
+    from ganforge.export.hub import check_repo_id, hub_client
+    from ganforge.export.hub import push as upload
     from ganforge.runs.exported import is_export_folder
 
     client = hub_client(token)  # the extra and the repo id are checked before any export work
