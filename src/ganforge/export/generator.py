@@ -5,15 +5,12 @@ config.json, a README.md model card and samples.png (the Hugging Face model-fold
 Formats, safest first: safetensors holds tensors only and is rebuilt from the model registry (needs ganforge);
 ONNX is a graph any onnxruntime can run (checked against onnxruntime to 1e-4 when it is installed); TorchScript
 is a graph with TorchScript code that `torch.jit.load` runs without ganforge (load only files you trust).
-ONNX uses torch's TorchScript-based exporter (`dynamo=False`): the dynamo exporter needs onnxscript, and the
-legacy one handles these plain conv/linear graphs exactly.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,14 @@ from torch.nn.utils import parametrize
 
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.export.folder import (
+    ONNX_TOLERANCE,
+    UNVERIFIED,
+    export_folder,
+    finish_folder,
+    onnxruntime_version,
+    write_onnx,
+)
 from ganforge.export.hub import card_metadata, front_matter
 from ganforge.export.translator import export_translator
 from ganforge.generate import render, seed_latents
@@ -33,13 +38,12 @@ from ganforge.images import enlarge_small, make_grid, save_png
 from ganforge.models import family_of
 from ganforge.runs import load_run_generator
 from ganforge.runs.exported import EXPORT_VERSION, FORMATS, OnnxGenerator, TracedWithPsi, is_export_folder, load_graph
-from ganforge.runs.folder import CONFIG_FILE, read_record, read_run_config
+from ganforge.runs.folder import read_record, read_run_config
 from ganforge.version import __version__
 
 CHECK_LATENTS = 8  # random latents each exported graph is compared on
 CARD_FILE, SAMPLES_FILE = "README.md", "samples.png"
 SAMPLE_SEEDS = 16
-ONNX_TOLERANCE = 1e-4  # max |onnxruntime - torch| per pixel, in G's [-1, 1] output units
 
 
 @dataclass(frozen=True)
@@ -70,14 +74,8 @@ def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
                           "--format safetensors")
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
         raise ConfigError("--format onnx needs the onnx package: pip install 'ganforge[onnx]'")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    with export_folder(out):
         return _write_export(out, fmt, run_dir, generator, config, nimg, weights, dataset)
-    except BaseException:
-        if created:  # a half-written export must not look like one
-            shutil.rmtree(out, ignore_errors=True)
-        raise
 
 
 def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, config: TrainConfig, nimg: int,
@@ -87,7 +85,9 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
         save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path))
         check = _compare_weights(generator, load_graph(out, "safetensors", config, dataset))
     elif fmt == "onnx":
-        _write_onnx(_traced_form(_as_plain_graph(generator), config), config.model.z_dim, path)
+        traced = _traced_form(_as_plain_graph(generator), config)
+        write_onnx(traced, _example_inputs(traced, z_dim), ["z", "psi"] if isinstance(traced, PsiInput) else ["z"],
+                   "images", path)
         check = _check_onnx(generator, out, config, dataset)
     else:
         _write_torchscript(_traced_form(_as_plain_graph(generator), config), config.model.z_dim, path)
@@ -104,11 +104,9 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
     if fmt != "safetensors" and _psi_is_input(config):  # the graph's second input
         meta["psi_input"] = {"name": "psi", "shape": [1], "dtype": "float32",
                              "meaning": "truncation in W toward the tracked mean w; 1 = none"}
-    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     write_samples(out / SAMPLES_FILE, generator, config)
     write_model_card(out, run_dir, meta)
-    for written in out.iterdir():  # others may read an export (safetensors writes its file 0600)
-        written.chmod(0o644)
+    finish_folder(out, meta)
     return ExportReport(out, path, weights, check)
 
 
@@ -161,18 +159,6 @@ def _example_inputs(generator: nn.Module, z_dim: int) -> tuple[torch.Tensor, ...
     return (z, torch.ones(1)) if isinstance(generator, PsiInput) else (z,)
 
 
-def _write_onnx(generator: nn.Module, z_dim: int, path: Path) -> None:
-    with_psi = isinstance(generator, PsiInput)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation on every call
-        try:
-            torch.onnx.export(generator, _example_inputs(generator, z_dim), str(path), dynamo=False,
-                              opset_version=17, input_names=["z", "psi"] if with_psi else ["z"],
-                              output_names=["images"], dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}})
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"ONNX export needs {exc.name}: pip install 'ganforge[onnx]'") from exc
-
-
 def _write_torchscript(generator: nn.Module, z_dim: int, path: Path) -> None:
     # Traced, not scripted: every model is a fixed graph of z, and tracing needs no TorchScript annotations.
     with warnings.catch_warnings():
@@ -182,13 +168,12 @@ def _write_torchscript(generator: nn.Module, z_dim: int, path: Path) -> None:
 
 
 def _check_onnx(generator: nn.Module, folder: Path, config: TrainConfig, dataset: dict[str, Any]) -> dict[str, Any]:
-    try:
-        import onnxruntime
-    except ImportError:
-        return {"method": "onnxruntime", "skipped": "onnxruntime is not installed (pip install 'ganforge[onnx]')"}
+    version = onnxruntime_version()
+    if version is None:
+        return dict(UNVERIFIED)
     check = _compare(generator, load_graph(folder, "onnx", config, dataset), config.model.z_dim,
                      "onnxruntime", ONNX_TOLERANCE)
-    return {**check, "onnxruntime_version": onnxruntime.__version__}
+    return {**check, "onnxruntime_version": version}
 
 
 def _compare_weights(reference: nn.Module, reloaded: nn.Module) -> dict[str, Any]:

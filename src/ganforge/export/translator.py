@@ -8,9 +8,7 @@ The folder opens with `ganforge translate EXPORT ...` and `ganforge serve EXPORT
 
 from __future__ import annotations
 
-import json
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +18,22 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.export.folder import (
+    ONNX_TOLERANCE,
+    UNVERIFIED,
+    export_folder,
+    finish_folder,
+    onnxruntime_version,
+    write_onnx,
+)
 from ganforge.models import family_of
 from ganforge.runs import load_run_generator
 from ganforge.runs.exported import EXPORT_VERSION, FORMATS, load_graph
-from ganforge.runs.folder import CONFIG_FILE, read_record
+from ganforge.runs.folder import read_record
 from ganforge.version import __version__
 
 TRANSLATOR_FORMATS = ("safetensors", "onnx")
 CHECK_INPUTS = 3  # random images each written graph is compared on (not the traced batch of 2: dynamic batch)
-ONNX_TOLERANCE = 1e-4  # max |onnxruntime - torch| per pixel, in [-1, 1] units
 SAMPLES_FILE = "samples.png"
 
 
@@ -46,9 +51,7 @@ def export_translator(run_dir: Path, out: Path, fmt: str) -> tuple[Path, str, di
     (generator, config, nimg), weights = load_run_generator(run_dir, "cpu", translating=True)
     dataset = read_record(run_dir).get("dataset", {})
     directions = family_of(config.model.name).directions
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    with export_folder(out):
         check = _write(out, fmt, generator.eval(), config, dataset, directions)
         files = {d: direction_file(fmt, d) for d in directions}
         meta = {
@@ -59,15 +62,9 @@ def export_translator(run_dir: Path, out: Path, fmt: str) -> tuple[Path, str, di
             "train": config.to_dict(), "dataset": dataset, "source_run": str(run_dir), "check": check,
             "ganforge_version": __version__, "torch_version": torch.__version__,
         }
-        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         _copy_samples(run_dir, out)
         _write_card(out, run_dir, meta)
-        for written in out.iterdir():
-            written.chmod(0o644)
-    except BaseException:
-        if created:  # a half-written export must not look like one
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+        finish_folder(out, meta)
     return out / files["a2b"], weights, check
 
 
@@ -79,34 +76,22 @@ def _write(out: Path, fmt: str, generator: nn.Module, config: TrainConfig, datas
         reloaded = load_graph(out, fmt, config, dataset)
         return {"method": "safetensors reload", **_compare(generator, reloaded, directions, shapes, 0.0)}
     for direction in directions:
-        _write_onnx(_network(generator, direction), shapes[direction], out / direction_file(fmt, direction))
-    try:
-        import onnxruntime
-    except ImportError:
-        return {"method": "onnxruntime", "directions": list(directions),
-                "skipped": "onnxruntime is not installed (pip install 'ganforge[onnx]')"}
+        write_onnx(_network(generator, direction), (torch.zeros(2, *shapes[direction]),), ["images"], "outputs",
+                   out / direction_file(fmt, direction))
+    version = onnxruntime_version()
+    if version is None:
+        return {**UNVERIFIED, "directions": list(directions)}
     worst = 0.0
     for direction in directions:
         graph = load_graph(out, fmt, config, dataset, direction_file(fmt, direction))
         worst = max(worst, _compare(_network(generator, direction), graph, ("a2b",), {"a2b": shapes[direction]},
                                     ONNX_TOLERANCE)["max_abs_diff"])
     return {"method": "onnxruntime", "directions": list(directions), "inputs": CHECK_INPUTS, "max_abs_diff": worst,
-            "tolerance": ONNX_TOLERANCE, "onnxruntime_version": onnxruntime.__version__}
+            "tolerance": ONNX_TOLERANCE, "onnxruntime_version": version}
 
 
 def _network(generator: nn.Module, direction: str) -> nn.Module:
     return generator if direction == "a2b" else generator.get_submodule(direction)
-
-
-def _write_onnx(network: nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation on every call
-        try:
-            torch.onnx.export(network, (torch.zeros(2, *input_shape),), str(path), dynamo=False, opset_version=17,
-                              input_names=["images"], output_names=["outputs"],
-                              dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}})
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"ONNX export needs {exc.name}: pip install 'ganforge[onnx]'") from exc
 
 
 @torch.no_grad()
