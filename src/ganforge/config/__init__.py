@@ -170,6 +170,9 @@ class TrainConfig:
     lr_d: float = setting(2e-4, "Adam learning rate of D.")
     lr_decay: float = setting(0.0, "Fraction of the run at its end over which both learning rates fall linearly "
                               "to 0 (CycleGAN: 0.5, the second half); 0 = constant.")
+    schedule: str = setting("constant", "How rates move over --kimg: constant, or cosine (R3GAN's shape: lr to 1/4, "
+                            "R1/R2 gamma to 1/10, beta2 up to 0.99, along a half cosine).",
+                            choices=("constant", "cosine"))
     beta1: float = setting(0.5, "Adam beta1; 0.5 instead of 0.9 stabilises GANs (Radford et al.).")
     beta2: float = setting(0.999, "Adam beta2.")
     d_steps: int = setting(1, "D updates per G update (k in Goodfellow et al.'s Algorithm 1).", at_most=100)
@@ -211,6 +214,8 @@ class TrainConfig:
                 f"--batch-gpu must be auto or a whole number of images (0 = the whole batch), got {self.batch_gpu!r}")
         require(self.lr_g > 0 and self.lr_d > 0, "--lr-g and --lr-d must be positive")
         require(0.0 <= self.lr_decay <= 1.0, "--lr-decay must be in [0, 1] (a fraction of --kimg)")
+        require(self.lr_decay == 0 or self.schedule == "constant",
+                "--lr-decay and --schedule cosine both shape the learning rates; give one of them")
         require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0, "Adam betas must be in [0, 1)")
         require(self.d_steps >= 1, "--d-steps must be at least 1")
         require(self.ema_kimg >= 0, "--ema-kimg must be zero (off) or positive")

@@ -26,9 +26,10 @@ Widths: channels at r px are width * min(8, 256 / r), for --g-width and --d-widt
 Deviations from the paper
 - Conditional D: a projection head (Miyato & Koyama 2018) beside the unconditional logit, as ganforge's other
   families have; the paper keeps only the inner product of a class embedding with D's final features.
-- Training schedules (see the recipe below): the paper cosine-decays the learning rate, gamma, Adam's beta2, the
-  EMA length and ADA's p over 20 Mimg; ganforge's settings are constants (and an adaptive ADA), so the recipe takes
-  the schedules' starting values, which are what runs much shorter than 20 Mimg see.
+- Training schedules (see the recipe below): the paper cosine-anneals the learning rate, gamma and Adam's beta2
+  over 20 Mimg; `--schedule cosine` draws the same shape over the run's --kimg, so a short run ends annealed too.
+  Its EMA length grows with the images seen (here: --ema-rampup) and its augmentation probability follows a fixed
+  ramp (here: ADA adapts it).
 """
 
 from __future__ import annotations
@@ -204,12 +205,13 @@ def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Mo
 
 # The authors' FFHQ-64 preset (`train.py --preset FFHQ-64`, README: --batch 256 --aug 1). Its schedules run over
 # 20 Mimg with cosine decay: lr 2e-4 -> 5e-5, gamma 2 -> 0.2, beta2 0.9 -> 0.99, EMA half-life 0 -> 500 kimg, ADA's
-# p 0 -> 0.3 (fixed, not adaptive). ganforge's settings are constant, so the recipe takes the starting values; the
-# EMA ramp-up 0.025 caps the half-life at 2.5 % of the images seen, which meets the paper's ramp at 10 and 20 Mimg.
+# p 0 -> 0.3 (fixed, not adaptive). `--schedule cosine` anneals lr, gamma and beta2 that way over the run's --kimg
+# (training/schedule.py); the EMA ramp-up 0.025 caps the half-life at 2.5 % of the images seen, which meets the
+# paper's ramp at 10 and 20 Mimg.
 RECIPE = {("model", "name"): "r3gan", ("model", "z_dim"): 64, ("model", "g_width"): 96, ("model", "d_width"): 96,
           ("loss", "name"): "rpgan", ("loss", "r1_gamma"): 2.0, ("loss", "r2_gamma"): 2.0, ("loss", "r1_every"): 1,
           ("lr_g",): 2e-4, ("lr_d",): 2e-4, ("beta1",): 0.0, ("beta2",): 0.9, ("batch",): 256,
-          ("ema_kimg",): 500.0, ("ema_rampup",): 0.025, ("augment", "name"): "ada"}
+          ("ema_kimg",): 500.0, ("ema_rampup",): 0.025, ("augment", "name"): "ada", ("schedule",): "cosine"}
 
 FAMILY = ModelFamily(
     name="r3gan", build=build, conditional=True, truncation="z",
@@ -224,5 +226,5 @@ FAMILY = ModelFamily(
            "extra_convs": " (its stages have two residual blocks each)",
            **{name: " (its widths are --g-width and --d-width)" for name in ("fmap_base", "fmap_max")}},
     recipe=("Huang et al. 2024, FFHQ-64 preset: RpGAN, R1 = R2 gamma 2 every step, Adam 2e-4 / (0, 0.9), z 64, "
-            "width 96 (768 channels to 32 px), batch 256, ADA, G EMA 500 kimg with ramp-up 0.025",
+            "width 96 (768 channels to 32 px), batch 256, ADA, G EMA 500 kimg with ramp-up 0.025, cosine schedule",
             RECIPE))

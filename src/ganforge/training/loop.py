@@ -33,6 +33,7 @@ from ganforge.training.ema import update_ema
 from ganforge.training.objective.adversary import build_adversary
 from ganforge.training.report import TickHook, advance_tick, previews, status_line, tick_means, tick_record, write_tick
 from ganforge.training.runlog import RunLog
+from ganforge.training.schedule import apply_schedule
 from ganforge.training.schemes import scheme_of
 from ganforge.training.state import TrainingState, build_state
 from ganforge.training.step_parts import StepBatch, Trainee
@@ -99,7 +100,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     try:
         while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
-            _decay_learning_rates(state, config)
+            apply_schedule(config, counters.cur_nimg, state.opt_g, state.opt_d, objective.adversary)
             if phase.resolution not in rounds_at:
                 rounds_at[phase.resolution] = passes_per_step(
                     config, nets, precision, scheme.reconstruct_reals, schedule, phase, data,
@@ -171,17 +172,6 @@ def _inputs(inputs: DeviceBatches | None, state: TrainingState, indices: torch.T
     if state.input_sampler is not None:
         indices = ctx.shard(state.input_sampler.next_indices(batch))
     return inputs.images(indices)
-
-
-def _decay_learning_rates(state: TrainingState, config: TrainConfig) -> None:
-    """--lr-decay: both rates constant, then falling linearly to 0 over the last fraction of the run (CycleGAN).
-    A function of the image count alone, so a resumed run sets the same rates."""
-    if config.lr_decay <= 0:
-        return
-    factor = min(1.0, (config.total_nimg - state.counters.cur_nimg) / (config.lr_decay * config.total_nimg))
-    for optimizer, rate in ((state.opt_g, config.lr_g), (state.opt_d, config.lr_d)):
-        for group in optimizer.param_groups:
-            group["lr"] = rate * factor
 
 
 def _enter_phase(state: TrainingState, schedule: Schedule) -> Phase:

@@ -12,7 +12,7 @@ import torch
 from ganforge.augment import Augment
 from ganforge.config import LossConfig
 from ganforge.training.objective.losses import AdversarialLoss, build_loss, pairs_reals
-from ganforge.training.objective.regularizers import Regularizer, build_regularizers
+from ganforge.training.objective.regularizers import R1Penalty, Regularizer, build_regularizers
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class Adversary:
             return images
         std = self.instance_noise * max(0.0, 1.0 - cur_nimg / max(1, self.instance_noise_nimg))
         return images + std * torch.randn_like(images) if std > 0 else images
+
+    def scale_penalties(self, factor: float) -> None:
+        """Scale R1 and R2's gamma by `factor` (of the gamma given) from the next D step on: a schedule's."""
+        for regularizer in self.regularizers:
+            if isinstance(regularizer, R1Penalty):
+                regularizer.factor = factor
 
     def generator_loss(self, critic: Callable[[torch.Tensor], torch.Tensor], fakes: torch.Tensor,
                        reals: torch.Tensor | None, cur_nimg: int) -> torch.Tensor:

@@ -70,6 +70,7 @@ class R1Penalty:
     def __init__(self, gamma: float, every: int) -> None:
         self.gamma = gamma
         self.every = every
+        self.factor = 1.0  # a schedule's share of gamma now (--schedule cosine anneals it)
 
     def penalty(self, critic: Critic, reals: torch.Tensor, fakes: torch.Tensor, real_logits: torch.Tensor,
                 d_step: int) -> torch.Tensor | None:
@@ -77,7 +78,7 @@ class R1Penalty:
             return None
         points = (fakes if self.on_fakes else reals).detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
-        return (self.gamma / 2) * grad.flatten(1).pow(2).sum(1).mean() * self.every
+        return (self.gamma * self.factor / 2) * grad.flatten(1).pow(2).sum(1).mean() * self.every
 
     def after_step(self, discriminator: nn.Module) -> None:
         pass
