@@ -199,9 +199,10 @@ def _quiet_trials(networks: tuple[nn.Module, ...], device: torch.device) -> Iter
 
 
 def passes_per_step(config: TrainConfig, nets: Trainee, precision: Precision, reconstruct_reals: bool,
-                    schedule: Schedule, phase: Phase, data: DeviceBatches, share: int, cur_nimg: int,
-                    echo: Callable[[str], None], log: RunLog | None) -> int:
-    """How many passes a step takes over this rank's `share` of the batch: from --batch-gpu N, or measured."""
+                    gradient_penalty: bool, schedule: Schedule, phase: Phase, data: DeviceBatches, share: int,
+                    cur_nimg: int, echo: Callable[[str], None], log: RunLog | None) -> int:
+    """How many passes a step takes over this rank's `share` of the batch: from --batch-gpu N, or measured (with
+    a gradient penalty's double backward when the objective has one, and D's decoders when it rebuilds reals)."""
     networks = tuple(net for net in (nets.generator, nets.discriminator, nets.encoder) if net is not None)
     smallest = 2 if any(count_batchnorm(net) for net in networks) else 1  # batch statistics need two images
     if config.batch_gpu != "auto":
@@ -215,11 +216,9 @@ def passes_per_step(config: TrainConfig, nets: Trainee, precision: Precision, re
         images = schedule.prepare_reals(data.images(torch.arange(min(batch, count))), phase)
         return images.repeat(-(-batch // images.shape[0]), 1, 1, 1)[:batch]
 
-    penalised = config.loss.r1_gamma > 0 or config.loss.r2_gamma > 0 or config.loss.name == "wgan-gp"
     trial = trial_pass(nets.generator, nets.discriminator, nets.encoder, make_reals, config.model.z_dim,
                        config.model.num_classes if config.model.conditional else 0, precision,
-                       gradient_penalty=penalised,
-                       reconstruct_reals=reconstruct_reals)
+                       gradient_penalty=gradient_penalty, reconstruct_reals=reconstruct_reals)
     fitted, how = fit_batch(trial, networks, precision.device, share, smallest)
     per_pass = agree_on_smallest(fitted, precision.device)
     if per_pass == 0:  # every rank raises together, after the agreement

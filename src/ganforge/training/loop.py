@@ -103,8 +103,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             apply_schedule(config, counters.cur_nimg, state.opt_g, state.opt_d, objective.adversary)
             if phase.resolution not in rounds_at:
                 rounds_at[phase.resolution] = passes_per_step(
-                    config, nets, precision, scheme.reconstruct_reals, schedule, phase, data,
-                    per_rank_batch(phase.batch, ctx), counters.cur_nimg, echo, log)
+                    config, nets, precision, scheme.reconstruct_reals, objective.adversary.differentiates_d_twice,
+                    schedule, phase, data, per_rank_batch(phase.batch, ctx), counters.cur_nimg, echo, log)
             for repeat in range(config.d_steps):
                 # Every rank draws the global batch and keeps its slice: the same data whatever the world size.
                 indices = ctx.shard(state.sampler.next_indices(phase.batch))

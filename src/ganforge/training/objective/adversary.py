@@ -31,6 +31,11 @@ class Adversary:
         std = self.instance_noise * max(0.0, 1.0 - cur_nimg / max(1, self.instance_noise_nimg))
         return images + std * torch.randn_like(images) if std > 0 else images
 
+    @property
+    def differentiates_d_twice(self) -> bool:
+        """Whether a penalty backpropagates through D's input gradient (R1, R2, WGAN-GP): memory a pass needs."""
+        return any(getattr(regularizer, "double_backward", False) for regularizer in self.regularizers)
+
     def scale_penalties(self, factor: float) -> None:
         """Scale R1 and R2's gamma by `factor` (of the gamma given) from the next D step on: a schedule's."""
         for regularizer in self.regularizers:

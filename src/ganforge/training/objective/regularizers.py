@@ -28,6 +28,8 @@ class GradientPenalty:
     """WGAN-GP (Gulrajani et al. 2017, Eq. 3): lambda E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates
     x_hat = eps x + (1 - eps) G(z). The one-sided form penalises only norms above 1 (their Appendix)."""
 
+    double_backward = True  # its loss holds D's input gradient
+
     def __init__(self, weight: float, one_sided: bool) -> None:
         self.weight = weight
         self.one_sided = one_sided
@@ -66,6 +68,7 @@ class R1Penalty:
     at a fraction of the cost."""
 
     on_fakes = False  # R2 (below) is the same penalty on the fakes
+    double_backward = True
 
     def __init__(self, gamma: float, every: int) -> None:
         self.gamma = gamma
