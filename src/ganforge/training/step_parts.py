@@ -148,9 +148,12 @@ def update_discriminator(nets: Trainee, adversary: Adversary, precision: Precisi
     for regularizer in adversary.regularizers:
         regularizer.after_step(D)
     all_real, all_fake = (torch.cat(seen) if rounds > 1 else seen[0] for seen in (real_logits_seen, fake_logits_seen))
-    # ADA's overfitting heuristic E[sign(D(x))] needs logits with a meaning of their own; a relativistic loss
-    # ignores any shift D applies to both sides, so there D's margin of each real over its fake stands in.
-    adversary.augment.observe_real_logits(all_real - all_fake if pairs_reals(adversary.loss) else all_real)
+    # ADA's overfitting heuristic E[sign(D(x))] and the logged D(x), D(G(z)) and accuracies need logits with a
+    # meaning of their own; a relativistic loss ignores any shift D applies to both sides, so there D's margin of
+    # each real over the fake beside it stands in.
+    if pairs_reals(adversary.loss):
+        all_real, all_fake = all_real - all_fake, all_fake - all_real
+    adversary.augment.observe_real_logits(all_real)
     stats.add_discriminator(d_loss, all_real, all_fake)
     if reconstruct_reals:
         stats.add("loss_recon", recon_loss)
