@@ -1,9 +1,13 @@
 """Suite-wide rule: where GANFORGE_NO_SKIPS is set (CI, which has every extra and ../shared/data), any skipped
-test or module fails the run, so that a missing install step or data set cannot hide behind a green run."""
+test or module fails the run, so that a missing install step or data set cannot hide behind a green run.
+
+Also the tiny trained runs several modules share (tiny_run, tiny_ema_run, tiny_conditional_run)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +21,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for reason in reasons:
             print(f"  {reason}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# The tiny trained runs of the generate, explore, export and serve tests (explore_helpers.py), written once here.
+# Module scope, as when each module trained its own: the tests only read them (the hostile ones damage a copy), but
+# a session-wide run would keep one_thread() set over every module after it. While a module's run is alive its
+# tests run on one thread, as before. explore_helpers is imported on use: it loads the CLI and torch.
+
+
+def _module_folder(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, what: str) -> Path:
+    return tmp_path_factory.mktemp(f"{request.module.__name__.rsplit('.', 1)[-1]}-{what}")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A DCGAN of width 8 after 0.3 kimg (two ticks) on 256 MNIST digits, without G-EMA."""
+    from explore_helpers import one_thread, train_tiny_run
+
+    with one_thread():
+        yield train_tiny_run(_module_folder(tmp_path_factory, request, "tiny"), ema=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_ema_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The same run with G-EMA (--ema-kimg 1), which is what `export` ships."""
+    from explore_helpers import one_thread, train_tiny_run
+
+    with one_thread():
+        yield train_tiny_run(_module_folder(tmp_path_factory, request, "tiny-ema"), ema=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_conditional_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A class-conditional DCGAN of width 8 after 0.1 kimg, its classes MNIST's digits "0".."9"."""
+    from explore_helpers import one_thread, train_tiny_conditional_run
+
+    with one_thread():
+        yield train_tiny_conditional_run(_module_folder(tmp_path_factory, request, "tiny-conditional"))

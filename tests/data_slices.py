@@ -72,12 +72,15 @@ def mnist_store(path: Path, count: int, dataset: str = "mnist", split: str = "tr
     return slice_store(path, dataset, split, 0, count, with_labels=True).path
 
 
-def digits16_store(root: Path, count: int = 256) -> Path:
-    """16 px images from real MNIST digits (padded to 32, box-downsampled), labels unused: small enough for
-    multi-process and accumulation runs of a few seconds."""
+def digits16_store(root: Path, count: int = 256, with_labels: bool = False) -> Path:
+    """16 px images from real MNIST digits (padded to 32, box-downsampled): small enough for multi-process and
+    accumulation runs of a few seconds. With `with_labels`, the digits' labels and the classes "0".."9"."""
     images = np.pad(idx_images("mnist", "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
     images = images.reshape(count, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
-    return make_store(root / "d16.gfs", images).path
+    if not with_labels:
+        return make_store(root / "d16.gfs", images).path
+    labels = idx_labels("mnist", "train", 0, count)
+    return make_store(root / "d16.gfs", images, labels, [str(i) for i in range(10)]).path
 
 
 def digits64_store(root: Path, count: int = 256, channels: int = 1) -> Path:

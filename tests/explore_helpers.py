@@ -49,7 +49,7 @@ def invoke_error(*args: str | Path) -> str:
     """Run a command that must fail the way users see it: exit 2, one line, no traceback."""
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1, result.output
     return result.output
 
 

@@ -1,9 +1,11 @@
 """--batch-gpu: a step over the batch run as several passes (gradient accumulation) trains like one pass, resumes
-exactly, works for every scheme, and `auto` measures the memory of a pass without disturbing the run."""
+exactly, works for the GAN (fixed and growing) and AAE schemes, and `auto` measures the memory of a pass without
+disturbing the run."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,7 @@ def test_rounds_cover_the_share_in_equal_passes_where_they_can(share, batch_gpu,
     assert rounds_for(share, batch_gpu, smallest) == rounds
 
 
+@pytest.mark.slow
 def test_four_passes_of_eight_train_like_one_pass_of_thirty_two(digits16, tmp_path):
     run_to_end("train", "--data", str(digits16), "--out", str(tmp_path / "one"), *PROGAN)
     run_to_end("train", "--data", str(digits16), "--out", str(tmp_path / "four"), "--batch-gpu", "8", *PROGAN)
@@ -66,23 +69,26 @@ def test_four_passes_of_eight_train_like_one_pass_of_thirty_two(digits16, tmp_pa
             torch.testing.assert_close(one[name], four[name], rtol=0, atol=5e-3, msg=name)
 
 
+@pytest.mark.slow
 def test_a_killed_run_with_several_passes_resumes_bit_identically(tmp_path):
     # DCGAN with BatchNorm, dropout and label flips: every random draw of every pass is on the resume path.
     assert_kill_and_resume_matches([*DCGAN, "--batch-gpu", "12"], tmp_path,
                                    accept=lambda checkpoints: len(checkpoints) >= 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["mlp", "aae", "progan"])
-def test_every_scheme_trains_in_uneven_passes(digits16, tmp_path, model):
+def test_mlp_aae_and_progan_train_in_uneven_passes(digits16, tmp_path, model):
     extra = ["--fmap-base", "256", "--fmap-max", "32", "--phase-kimg", "0.05"] if model == "progan" else []
     out = run_to_end("train", "--data", str(digits16), "--out", str(tmp_path), "--model", model, "--kimg", "0.15",
                      "--batch", "29", "--batch-gpu", "8", "--tick-kimg", "0.15", "--no-progress", *extra)
     assert "tick 1" in out
     row = next(json.loads(line) for line in (only_run(tmp_path) / "log.jsonl").read_text().splitlines()
                if '"tick"' in line)
-    assert all(row[key] == row[key] for key in ("loss_d", "loss_g"))  # finite: not NaN
+    assert all(math.isfinite(row[key]) for key in ("loss_d", "loss_g"))
 
 
+@pytest.mark.slow
 def test_auto_picks_a_size_logs_it_and_keeps_the_global_batch(tmp_path):
     out = run_to_end("train", "--model", "dcgan",
                      "--out", str(tmp_path), "--batch-gpu", "auto", "--kimg", "0.128", "--batch", "32",

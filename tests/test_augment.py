@@ -83,7 +83,8 @@ def test_ada_xflip_at_p_one_mirrors_half_the_images_exactly() -> None:
     y = ada(1.0, ("xflip",))(x)
     flipped = [torch.equal(y[i], x[i].flip(-1)) for i in range(32)]
     kept = [torch.equal(y[i], x[i]) for i in range(32)]
-    assert all(f or k for f, k in zip(flipped, kept, strict=True)) and any(flipped) and any(kept)
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert 8 <= sum(flipped) <= 24  # each image flips with probability 1/2: Binomial(32, 1/2), 16 +- 8
 
 
 def test_ada_rotate90_at_p_one_gives_exact_quarter_turns_of_every_angle() -> None:

@@ -23,10 +23,11 @@ def test_checkpoint_round_trips_tensors_and_json(tmp_path):
     assert path.read_bytes()[:1] != b"\x80"  # a safetensors header, not a pickle stream
 
 
-def test_non_finite_tensors_are_never_written(tmp_path):
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_tensors_are_never_written(tmp_path, bad):
     path = checkpoint_path(tmp_path, 10)
     with pytest.raises(TrainingDiverged, match="G.w"):
-        save_checkpoint(path, {"G.w": torch.tensor([1.0, float("nan")])}, {})
+        save_checkpoint(path, {"G.w": torch.tensor([1.0, bad])}, {})
     assert not path.exists() and not list((tmp_path / "checkpoints").glob("*"))
 
 

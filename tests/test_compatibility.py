@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -45,6 +46,7 @@ def test_an_old_run_and_its_export_render_the_same_images_as_0_1_did() -> None:
         assert difference.max() <= 1, source  # the same weights; a rounding step at most across CPUs
 
 
+@pytest.mark.slow
 def test_an_old_run_resumes_with_the_current_code(tmp_path: Path) -> None:
     run = tmp_path / OLD_RUN.name
     shutil.copytree(OLD_RUN, run)
@@ -55,6 +57,7 @@ def test_an_old_run_resumes_with_the_current_code(tmp_path: Path) -> None:
                                                        if t.is_floating_point())
 
 
+@pytest.mark.slow
 def test_the_same_command_trains_the_same_networks_as_0_1(tmp_path: Path) -> None:
     run_to_end(*OLD_COMMAND, "--out", str(tmp_path))
     new, _ = load_checkpoint(latest_checkpoint(only_run(tmp_path)))

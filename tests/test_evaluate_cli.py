@@ -73,4 +73,4 @@ def test_real_against_fake_folder_and_against_another_store(run_with_metrics, tm
 ])
 def test_evaluate_errors_are_one_clear_line(args, message):
     result = CliRunner().invoke(main, [*args, *FAST])
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 2 and message in result.output and len(result.output.splitlines()) == 1, result.output

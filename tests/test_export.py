@@ -13,20 +13,14 @@ from ganforge.generate import render, seed_latents
 from ganforge.runs import load_generator
 
 from data_slices import mnist_store
-from explore_helpers import invoke, invoke_error, one_thread, train_tiny_run
+from explore_helpers import invoke, invoke_error
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    with one_thread():
-        yield train_tiny_run(tmp_path_factory.mktemp("export"), ema=True)
-
-
-@pytest.fixture(scope="module")
-def reference(run_dir):
-    generator, config, nimg = load_generator(run_dir)
+def reference(tiny_ema_run):
+    generator, config, nimg = load_generator(tiny_ema_run)
     latents = torch.randn(5, config.model.z_dim, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         return latents, generator(latents), nimg
@@ -37,9 +31,9 @@ def reference(run_dir):
     ("torchscript", 1e-5),
     pytest.param("onnx", ONNX_TOLERANCE, marks=pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")),
 ])
-def test_exported_generator_loads_back_and_matches_the_run(run_dir, reference, tmp_path, fmt, tolerance):
+def test_exported_generator_loads_back_and_matches_the_run(tiny_ema_run, reference, tmp_path, fmt, tolerance):
     out = tmp_path / f"g-{fmt}"
-    output = invoke("export", run_dir, "--format", fmt, "--out", out)
+    output = invoke("export", tiny_ema_run, "--format", fmt, "--out", out)
     assert "exported G_ema" in output
     meta = json.loads((out / "config.json").read_text())
     assert meta["format"] == fmt and meta["weights"] == "G_ema" and meta["z_dim"] == 100
@@ -51,9 +45,9 @@ def test_exported_generator_loads_back_and_matches_the_run(run_dir, reference, t
     assert exported_nimg == nimg and config.model.g_width == 8
 
 
-def test_exported_folder_works_without_its_run(run_dir, tmp_path):
+def test_exported_folder_works_without_its_run(tiny_ema_run, tmp_path):
     copy = tmp_path / "run-copy"
-    shutil.copytree(run_dir, copy)
+    shutil.copytree(tiny_ema_run, copy)
     invoke("export", copy, "--out", tmp_path / "shipped")
     shutil.rmtree(copy)  # the export must not read the run again
     invoke("generate", tmp_path / "shipped", "--seeds", "0-3", "--truncation", "0.8", "--out", tmp_path / "g.png")
@@ -61,23 +55,23 @@ def test_exported_folder_works_without_its_run(run_dir, tmp_path):
     assert image.text["psi"] == "0.8" and image.size == (2 * 30 + 2, 2 * 30 + 2)
 
 
-def test_generate_renders_the_same_pixels_from_run_and_export(run_dir, tmp_path):
-    invoke("export", run_dir, "--format", "torchscript", "--out", tmp_path / "ts")
-    from_run = render(load_generator(run_dir).generator, seed_latents([1, 2, 3], 100))
+def test_generate_renders_the_same_pixels_from_run_and_export(tiny_ema_run, tmp_path):
+    invoke("export", tiny_ema_run, "--format", "torchscript", "--out", tmp_path / "ts")
+    from_run = render(load_generator(tiny_ema_run).generator, seed_latents([1, 2, 3], 100))
     from_export = render(load_generator(tmp_path / "ts").generator, seed_latents([1, 2, 3], 100))
     assert torch.equal(from_run, from_export)
 
 
-def test_model_card_names_data_length_weights_and_says_no_metrics_were_logged(run_dir, tmp_path):
-    invoke("export", run_dir, "--out", tmp_path / "e")
+def test_model_card_names_data_length_weights_and_says_no_metrics_were_logged(tiny_ema_run, tmp_path):
+    invoke("export", tiny_ema_run, "--out", tmp_path / "e")
     card = (tmp_path / "e" / "README.md").read_text()
     assert "synthetic image" in card and "digits" in card and "0.3 kimg of 0.3 planned" in card
     assert "G-EMA" in card and "No FID/KID was logged" in card
 
 
-def test_model_card_reports_logged_fid_and_kid_with_their_protocol(run_dir, tmp_path):
+def test_model_card_reports_logged_fid_and_kid_with_their_protocol(tiny_ema_run, tmp_path):
     copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
+    shutil.copytree(tiny_ema_run, copy)
     with open(copy / "log.jsonl", "a") as log:
         log.write(json.dumps({"kimg": 0.3, "fid_random-conv": 41.25, "extractor": "random-conv", "n_fake": 500})
                   + "\n")
@@ -89,10 +83,10 @@ def test_model_card_reports_logged_fid_and_kid_with_their_protocol(run_dir, tmp_
     assert "| 0.3 | kid | 0.0123 | metric=kid, extractor=inception-v3, n_real=1000 |" in card
 
 
-def test_model_card_front_matter_is_yaml_with_the_hub_fields_and_the_logged_metrics(run_dir, tmp_path):
+def test_model_card_front_matter_is_yaml_with_the_hub_fields_and_the_logged_metrics(tiny_ema_run, tmp_path):
     yaml = pytest.importorskip("yaml", reason="pyyaml is in the dev extra")
     copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
+    shutil.copytree(tiny_ema_run, copy)
     with open(copy / "log.jsonl", "a") as log:
         fid = {"metric": "fid", "scores": {"fid": 88.5}, "extractor": "inception-v3", "n_fake": 500}
         log.write(json.dumps({"kimg": 0.3, "fid": fid}) + "\n")
@@ -107,22 +101,22 @@ def test_model_card_front_matter_is_yaml_with_the_hub_fields_and_the_logged_metr
     assert "![samples, seeds 0-15](samples.png)" in text and (tmp_path / "e" / "samples.png").is_file()
 
 
-def test_export_refuses_to_mix_into_a_folder_of_other_files(run_dir, tmp_path):
+def test_export_refuses_to_mix_into_a_folder_of_other_files(tiny_ema_run, tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    assert "other files in it" in invoke_error("export", run_dir, "--out", tmp_path / "busy")
-    invoke("export", run_dir, "--out", tmp_path / "again")
-    invoke("export", run_dir, "--format", "torchscript", "--out", tmp_path / "again")  # re-export over an export
+    assert "other files in it" in invoke_error("export", tiny_ema_run, "--out", tmp_path / "busy")
+    invoke("export", tiny_ema_run, "--out", tmp_path / "again")
+    invoke("export", tiny_ema_run, "--format", "torchscript", "--out", tmp_path / "again")  # re-export over an export
 
 
-def test_export_reads_a_run_folder_only(run_dir, tmp_path):
-    invoke("export", run_dir, "--out", tmp_path / "e")
+def test_export_reads_a_run_folder_only(tiny_ema_run, tmp_path):
+    invoke("export", tiny_ema_run, "--out", tmp_path / "e")
     assert "already an exported folder" in invoke_error("export", tmp_path / "e", "--out", tmp_path / "f")
     assert "no such run folder" in invoke_error("export", tmp_path / "nothing")
 
 
-def test_damaged_export_is_a_clear_error(run_dir, tmp_path):
-    invoke("export", run_dir, "--out", tmp_path / "e")
+def test_damaged_export_is_a_clear_error(tiny_ema_run, tmp_path):
+    invoke("export", tiny_ema_run, "--out", tmp_path / "e")
     (tmp_path / "e" / "model.safetensors").write_bytes(b"junk")
     assert "cannot be loaded" in invoke_error("generate", tmp_path / "e", "--out", tmp_path / "g.png")
 

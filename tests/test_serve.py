@@ -11,7 +11,7 @@ from PIL import Image
 from ganforge.generate import SEED_MAX, render, seed_latents
 from ganforge.runs import load_generator
 
-from explore_helpers import invoke, invoke_error, one_thread, train_tiny_conditional_run, train_tiny_run
+from explore_helpers import invoke, invoke_error
 from serve_helpers import free_port, local_client
 
 try:
@@ -24,25 +24,13 @@ except (ImportError, RuntimeError) as exc:  # starlette's TestClient raises Runt
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    with one_thread():
-        yield train_tiny_run(tmp_path_factory.mktemp("serve"), ema=False)
+def client(tiny_run):
+    return local_client(tiny_run)
 
 
 @pytest.fixture(scope="module")
-def client(run_dir):
-    return local_client(run_dir)
-
-
-@pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory):
-    with one_thread():
-        yield train_tiny_conditional_run(tmp_path_factory.mktemp("serve-cond"))
-
-
-@pytest.fixture(scope="module")
-def conditional_client(conditional_run):
-    return local_client(conditional_run)
+def conditional_client(tiny_conditional_run):
+    return local_client(tiny_conditional_run)
 
 
 def png(response) -> Image.Image:
@@ -51,11 +39,11 @@ def png(response) -> Image.Image:
     return Image.open(io.BytesIO(response.content))
 
 
-def test_info_describes_the_generator_and_reports_no_classes_for_unconditional_runs(client, run_dir):
+def test_info_describes_the_generator_and_reports_no_classes_for_unconditional_runs(client, tiny_run):
     info = client.get("/api/info").json()
-    assert info["name"] == run_dir.name and info["z_dim"] == 100 and info["image_shape"] == [1, 28, 28]
+    assert info["name"] == tiny_run.name and info["z_dim"] == 100 and info["image_shape"] == [1, 28, 28]
     assert info["classes"] == [] and info["source"] == "run" and info["limits"]["seed_max"] == SEED_MAX
-    assert str(run_dir.parent) not in json.dumps(info)  # the folder's name only, never where it lives
+    assert str(tiny_run.parent) not in json.dumps(info)  # the folder's name only, never where it lives
 
 
 def test_image_embeds_seed_and_psi_and_is_the_same_for_the_same_query(client):
@@ -135,8 +123,8 @@ def test_pages_are_served_with_the_synthetic_image_label(client):
     assert client.get("/run").status_code == 200 and client.get("/static/generator.js").status_code == 200
 
 
-def test_an_exported_folder_serves_without_a_run_page(run_dir, tmp_path):
-    invoke("export", run_dir, "--out", tmp_path / "e")
+def test_an_exported_folder_serves_without_a_run_page(tiny_run, tmp_path):
+    invoke("export", tiny_run, "--out", tmp_path / "e")
     exported = local_client(tmp_path / "e")
     assert exported.get("/api/info").json()["source"] == "export"
     assert exported.get("/api/run/status").json() == {"run": False}
@@ -149,12 +137,12 @@ def test_only_loopback_counts_as_private():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
 
 
-def test_serve_command_rejects_bad_ports_and_missing_runs(run_dir, tmp_path):
-    assert "--port 70000 is not a TCP port" in invoke_error("serve", run_dir, "--port", "70000")
+def test_serve_command_rejects_bad_ports_and_missing_runs(tiny_run, tmp_path):
+    assert "--port 70000 is not a TCP port" in invoke_error("serve", tiny_run, "--port", "70000")
     assert "no such run folder" in invoke_error("serve", tmp_path / "none")
 
 
-def test_serve_binds_loopback_by_default_and_warns_before_binding_elsewhere(run_dir, monkeypatch):
+def test_serve_binds_loopback_by_default_and_warns_before_binding_elsewhere(tiny_run, monkeypatch):
     import uvicorn
 
     calls = []
@@ -165,8 +153,8 @@ def test_serve_binds_loopback_by_default_and_warns_before_binding_elsewhere(run_
 
     monkeypatch.setattr(uvicorn.Server, "run", record)
     ports = free_port(), free_port()
-    assert "warning" not in invoke("serve", run_dir, "--port", str(ports[0]))
-    output = invoke("serve", run_dir, "--host", "0.0.0.0", "--port", str(ports[1]))
+    assert "warning" not in invoke("serve", tiny_run, "--port", str(ports[0]))
+    output = invoke("serve", tiny_run, "--host", "0.0.0.0", "--port", str(ports[1]))
     assert "warning: --host 0.0.0.0 makes this server reachable from other machines" in output
     assert calls == [("127.0.0.1", ports[0]), ("0.0.0.0", ports[1])]
 
@@ -175,10 +163,10 @@ def test_info_lists_the_class_names_of_a_conditional_run(conditional_client):
     assert conditional_client.get("/api/info").json()["classes"] == [str(digit) for digit in range(10)]
 
 
-def test_conditional_image_is_drawn_in_the_requested_class(conditional_client, conditional_run):
+def test_conditional_image_is_drawn_in_the_requested_class(conditional_client, tiny_conditional_run):
     seven = png(conditional_client.get("/api/image.png", params={"seed": 5, "class": "7"}))
     assert seven.text["class"] == "7" and seven.text["seed"] == "5"
-    generator, config, _ = load_generator(conditional_run)
+    generator, config, _ = load_generator(tiny_conditional_run)
     latents = seed_latents([5, 5], config.model.z_dim)
     expected = render(generator, latents, labels=torch.tensor([7, 3]))[:, 0].numpy()
     assert np.array_equal(np.asarray(seven), expected[0])
@@ -215,8 +203,8 @@ def test_an_unconditional_generator_refuses_a_class(client):
     assert "unconditional" in response.json()["error"]
 
 
-def test_a_conditional_safetensors_export_serves_its_classes(conditional_run, tmp_path):
-    invoke("export", conditional_run, "--out", tmp_path / "e")
+def test_a_conditional_safetensors_export_serves_its_classes(tiny_conditional_run, tmp_path):
+    invoke("export", tiny_conditional_run, "--out", tmp_path / "e")
     exported = local_client(tmp_path / "e")
     assert exported.get("/api/info").json()["classes"] == [str(digit) for digit in range(10)]
     assert png(exported.get("/api/image.png?seed=5&class=2")).size == (28, 28)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from explore_helpers import one_thread, train_tiny_conditional_run, train_tiny_run
 from serve_helpers import running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -24,11 +23,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with one_thread():
-        run_dir = train_tiny_run(tmp_path_factory.mktemp("browser"), ema=False)
-        with running_server(run_dir) as url:
-            yield url
+def server(tiny_run):
+    with running_server(tiny_run) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +100,9 @@ def test_run_page_shows_samples_and_losses(page, server, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def conditional_server(tmp_path_factory):
-    with one_thread():
-        run_dir = train_tiny_conditional_run(tmp_path_factory.mktemp("browser-cond"))
-        with running_server(run_dir) as url:
-            yield url
+def conditional_server(tiny_conditional_run):
+    with running_server(tiny_conditional_run) as url:
+        yield url
 
 
 def image_pixels(page) -> list[int]:

@@ -5,26 +5,28 @@ from safetensors.numpy import load_file
 
 from ganforge.data.device_batches import DeviceBatches
 from ganforge.data.sampler import EpochSampler
-from ganforge.data.store import Manifest, Store, content_fingerprint, to_uint8, write_store
+from ganforge.data.store import Store, content_fingerprint, to_uint8
 from ganforge.errors import DataError
 
+from data_slices import make_store
 
-def make_store(path, n=10, shape=(3, 5, 7)):
+
+def random_store(path, n=10, shape=(3, 5, 7)):
     images = np.random.default_rng(0).integers(0, 256, (n, *shape), dtype=np.uint8)
     labels = np.arange(n) % 3
-    write_store(path, images, labels, Manifest(n, *shape, ["a", "b", "c"], content_fingerprint(images, labels)))
+    make_store(path, images, labels, ["a", "b", "c"])
     return images, labels
 
 
 def test_store_is_a_plain_safetensors_file(tmp_path):
-    images, labels = make_store(tmp_path / "s.gfs")
+    images, labels = random_store(tmp_path / "s.gfs")
     loaded = load_file(tmp_path / "s.gfs")
     assert np.array_equal(loaded["images"], images) and np.array_equal(loaded["labels"], labels)
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_batches_are_float_in_minus_one_one_on_the_device_and_round_trip(tmp_path, in_memory):
-    images, _ = make_store(tmp_path / "s.gfs")
+    images, _ = random_store(tmp_path / "s.gfs")
     store = Store(tmp_path / "s.gfs", in_memory=in_memory)
     batch = DeviceBatches(store, torch.device("cpu")).images(torch.tensor([4, 1, 9]))
     assert batch.dtype == torch.float32 and batch.min() >= -1 and batch.max() <= 1
@@ -40,7 +42,7 @@ def test_fingerprint_changes_with_a_single_pixel():
 
 
 def test_truncated_or_foreign_files_are_clear_errors(tmp_path):
-    make_store(tmp_path / "s.gfs")
+    random_store(tmp_path / "s.gfs")
     data = (tmp_path / "s.gfs").read_bytes()
     (tmp_path / "cut.gfs").write_bytes(data[: len(data) - 20])
     with pytest.raises(DataError, match="cut.gfs is not a readable ganforge store"):

@@ -7,7 +7,6 @@ import json
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -22,7 +21,7 @@ from ganforge.training.objective.path_length import PathLengthPenalty
 from ganforge.training.objective.regularizers import R1Penalty
 from ganforge.training.step_parts import uncompiled
 
-from data_slices import SHARED_DATA, idx_images, idx_labels, make_store, shared_file
+from data_slices import SHARED_DATA, digits16_store, shared_file
 from run_helpers import assert_kill_and_resume_matches, only_run, run_to_end
 
 ANIME = SHARED_DATA / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz"
@@ -50,6 +49,7 @@ def anime16(tmp_path_factory) -> Path:
     return root / "anime16.gfs"
 
 
+@pytest.mark.slow
 def test_a_tiny_stylegan2_trains_on_anime_faces_with_its_recipe_and_finite_losses(anime16, tmp_path):
     out = run_to_end("train", "--data", str(anime16), "--out", str(tmp_path), "--kimg", "0.128", *TINY)
     run = only_run(tmp_path)
@@ -65,13 +65,11 @@ def test_a_tiny_stylegan2_trains_on_anime_faces_with_its_recipe_and_finite_losse
     assert tensors["G_ema.mapping.w_avg"].abs().sum() > 0  # tracked in G, carried into the average
 
 
+@pytest.mark.slow
 def test_the_small_data_preset_trains_class_conditionally_with_ada(tmp_path):
-    # 64 labelled digits at 16 px (padded to 32, box-downsampled), the digit names as classes.
-    images = np.pad(idx_images("mnist", "train", 0, 64), ((0, 0), (0, 0), (2, 2), (2, 2)))
-    images = images.reshape(64, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
-    store = make_store(tmp_path / "d16.gfs", images, idx_labels("mnist", "train", 0, 64), [str(i) for i in range(10)])
+    store = digits16_store(tmp_path, 64, with_labels=True)  # 64 labelled digits at 16 px, the digits as classes
     flags = [f for f in TINY if f not in ("--model", "stylegan2")]
-    run_to_end("train", "--data", str(store.path), "--out", str(tmp_path / "runs"), "--preset", "stylegan2-small",
+    run_to_end("train", "--data", str(store), "--out", str(tmp_path / "runs"), "--preset", "stylegan2-small",
                "--cond", "--kimg", "0.064", *flags)
     run = only_run(tmp_path / "runs")
     config = json.loads((run / "config.json").read_text())["train"]

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from ganforge.cli import main
 
-from data_slices import mnist_store
+from data_slices import make_store, mnist_store
 
 SHORT = ["--model", "dcgan",
          "--kimg", "0.25", "--batch", "32", "--tick-kimg", "0.125", "--g-width", "8", "--d-width", "8",
@@ -53,11 +54,7 @@ def test_presets_are_listed_and_applied(digits, tmp_path):
 def test_conditional_training_needs_labels(tmp_path):
     import numpy as np
 
-    from ganforge.data.store import Manifest, content_fingerprint, write_store
-
-    images, labels = np.zeros((64, 1, 28, 28), np.uint8), np.zeros(64, np.int64)
-    write_store(tmp_path / "nolabels.gfs", images, labels,
-                Manifest(64, 1, 28, 28, [], content_fingerprint(images, labels)))
+    make_store(tmp_path / "nolabels.gfs", np.zeros((64, 1, 28, 28), np.uint8))  # no label names
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nolabels.gfs"), "--cond", "--dry-run"])
     assert result.exit_code == 2 and "--labels folders" in result.output
 
@@ -66,6 +63,8 @@ def test_conditional_run_records_its_classes_and_draws_a_class_per_column(digits
     train(digits, tmp_path, "--cond", "--grid-size", "20")
     run_dir = next(tmp_path.iterdir())
     assert json.loads((run_dir / "config.json").read_text())["train"]["model"]["num_classes"] == 10
+    grid = Image.open(run_dir / "samples" / "latest.png")  # 20 samples in ten columns, one per class, shown 2x
+    assert grid.size == (2 * (10 * 30 + 2), 2 * (2 * 30 + 2))
 
 
 def test_adversarial_autoencoder_trains_reconstructs_and_generates(digits, tmp_path):

@@ -143,6 +143,7 @@ def test_an_intact_but_hostile_checkpoint_is_refused_in_one_line_touching_nothin
     assert _snapshot(run) == before  # log.jsonl, config.json and every checkpoint as they were
 
 
+@pytest.mark.slow
 def test_flipped_bytes_fall_back_to_the_previous_checkpoint_and_resume_bit_identically(finished_run: Path,
                                                                                       run: Path) -> None:
     damaged = run / "checkpoints" / LAST

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from explore_helpers import one_thread, train_tiny_run
 from serve_helpers import free_port, local_client, running_server
 
 try:
@@ -26,17 +25,11 @@ except (ImportError, RuntimeError) as exc:  # starlette's TestClient raises Runt
 SECRET = b"root:x:0:0:root:/root:/bin/bash\n"  # what /etc/passwd starts with; a file outside every run folder
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    with one_thread():
-        yield train_tiny_run(tmp_path_factory.mktemp("serve-hostile"), ema=False)
-
-
 @pytest.fixture
-def run_copy(trained_run, tmp_path):
+def run_copy(tiny_run, tmp_path):
     """A copy of the tiny run to make hostile, plus a secret file beside (outside) it."""
     (tmp_path / "secret").write_bytes(SECRET)
-    return Path(shutil.copytree(trained_run, tmp_path / "run", symlinks=True))
+    return Path(shutil.copytree(tiny_run, tmp_path / "run", symlinks=True))
 
 
 def _refused(response) -> None:
@@ -86,8 +79,8 @@ def test_dot_dot_and_slashes_in_a_run_file_name_are_a_404(run_copy, url):
     _refused(local_client(run_copy).get(url))
 
 
-def test_a_foreign_host_header_is_refused_with_one_line_and_loopback_names_work(trained_run):
-    client = local_client(trained_run)
+def test_a_foreign_host_header_is_refused_with_one_line_and_loopback_names_work(tiny_run):
+    client = local_client(tiny_run)
     for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::1]:8000", "", "127.0.0.1:x"):
         response = client.get("/api/info", headers={"Host": host})
         assert response.status_code == 400, host
@@ -97,8 +90,8 @@ def test_a_foreign_host_header_is_refused_with_one_line_and_loopback_names_work(
         assert client.get("/api/info", headers={"Host": host}).status_code == 200, host
 
 
-def test_a_real_server_refuses_a_foreign_host_header(trained_run):
-    with running_server(trained_run) as url:
+def test_a_real_server_refuses_a_foreign_host_header(tiny_run):
+    with running_server(tiny_run) as url:
         port = int(url.rsplit(":", 1)[1])
         for host, status in ((f"evil.example:{port}", 400), (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200)):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -118,15 +111,15 @@ def test_host_widens_what_is_accepted_only_as_far_as_the_bind_address():
     assert host_name("[0:0:0:0:0:0:0:1]:80") == "[::1]" and host_name("::1") != "[::1]"
 
 
-def test_an_app_bound_to_every_interface_accepts_any_host_and_one_bound_to_ipv6_loopback_only_its_names(trained_run):
-    every_interface = local_client(trained_run, host="0.0.0.0")
+def test_an_app_bound_to_every_interface_accepts_any_host_and_one_bound_to_ipv6_loopback_only_its_names(tiny_run):
+    every_interface = local_client(tiny_run, host="0.0.0.0")
     assert every_interface.get("/api/info", headers={"Host": "box.lan:8000"}).status_code == 200
-    ipv6 = local_client(trained_run, host="::1")
+    ipv6 = local_client(tiny_run, host="::1")
     assert ipv6.get("/api/info", headers={"Host": "[::1]:8000"}).status_code == 200
     assert ipv6.get("/api/info", headers={"Host": "127.0.0.1:8000"}).status_code == 400
 
 
-def test_a_port_in_use_is_one_line_before_any_serving_on(trained_run):
+def test_a_port_in_use_is_one_line_before_any_serving_on(tiny_run):
     from click.testing import CliRunner
 
     from ganforge.cli import main
@@ -135,15 +128,15 @@ def test_a_port_in_use_is_one_line_before_any_serving_on(trained_run):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = CliRunner().invoke(main, ["serve", str(trained_run), "--port", str(port)])
+        result = CliRunner().invoke(main, ["serve", str(tiny_run), "--port", str(port)])
     assert result.exit_code == 2, result.output
     assert result.output.strip() == (f"error: --port {port} is already in use on 127.0.0.1 (another server?); stop "
                                      "it or choose another with --port N")
 
 
-def test_the_serve_command_answers_on_the_socket_it_bound(trained_run):
+def test_the_serve_command_answers_on_the_socket_it_bound(tiny_run):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "serve", str(trained_run), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "ganforge", "serve", str(tiny_run), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60

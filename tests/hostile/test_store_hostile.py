@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 
 from ganforge.cli import main
-from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
 from ganforge.errors import DataError
 
 from data_slices import make_store
@@ -106,11 +105,8 @@ def test_a_damaged_file_is_refused_on_open(store: Path, tmp_path: Path, damage: 
 def test_labels_outside_the_named_classes_are_refused_before_cond_indexes_with_them(tmp_path: Path) -> None:
     images = np.zeros((4, 1, 8, 8), np.uint8)
     labels = np.array([0, 1, 7, 1], np.int64)
-    manifest = Manifest(count=4, channels=1, height=8, width=8, label_names=["a", "b"],
-                        fingerprint=content_fingerprint(images, labels))
-    write_store(tmp_path / "labels.gfs", images, labels, manifest)
     with pytest.raises(DataError, match="labels must be class numbers 0-1 .* found 0-7"):
-        Store(tmp_path / "labels.gfs")
+        make_store(tmp_path / "labels.gfs", images, labels, ["a", "b"])  # writes the store, then opens it
     _assert_train_refuses(tmp_path / "labels.gfs", tmp_path, "labels must be class numbers 0-1", "--cond")
 
 

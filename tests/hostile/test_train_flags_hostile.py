@@ -179,8 +179,10 @@ def test_a_full_disk_while_preparing_is_one_line(tmp_path: Path, monkeypatch: py
     np.savez(tmp_path / "data.npz", images=np.zeros((4, 8, 8), np.uint8))
     monkeypatch.setattr(prepare_module, "write_store", _no_space)
     result = CliRunner().invoke(main, ["prepare", str(tmp_path / "data.npz"), "--out", str(tmp_path / "out.gfs")])
-    assert result.exit_code == 1 and result.output.strip().splitlines()[-1].startswith("error: "), result.output
-    assert "No space left on device; the disk is full" in result.output and not (tmp_path / "out.gfs").exists()
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert last.startswith("error: ") and "No space left on device; the disk is full" in last, result.output
+    assert not (tmp_path / "out.gfs").exists()
 
 
 def test_a_size_dcgan_cannot_draw_says_why_in_one_line() -> None:
