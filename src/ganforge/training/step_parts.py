@@ -97,7 +97,9 @@ def update_generator(nets: Trainee, precision: Precision, stats: TickStats, roun
                 total, logged = pass_loss(last, weight, parts)
             precision.backward(total, "G")
         for name, value in logged.items():
-            sums[name] = sums.get(name, torch.zeros((), device=device)) + value.detach().float() * weight
+            if name not in sums:  # allocated once per stat, not per pass
+                sums[name] = torch.zeros((), device=device)
+            sums[name] = sums[name] + value.detach().float() * weight
     precision.step(nets.opt_g, "G")
     if after_step is not None:
         after_step()
