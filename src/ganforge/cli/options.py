@@ -1,7 +1,7 @@
 """Click options made from a settings dataclass (setting.py): `train`, `prepare` and `detect train` declare each
 setting once, as a field, and get its flag, type, choices, help and [default] from it here.
 
-A module of its own so that cli.py and cli_detect.py (which cli.py imports) both use it without a cycle.
+A module of its own so that main.py and detect.py (which main.py imports) both use it without a cycle.
 """
 
 from __future__ import annotations

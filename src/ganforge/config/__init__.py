@@ -1,7 +1,7 @@
 """Typed, frozen training configuration: the CLI fills it, the run folder records it, resume reads it back.
 
 Each setting is written once, as a field made by `setting()` (setting.py): its default, its one-line help, its
-flag and whether it may change on resume; `setting_registry.py` lists them for the CLI, `--help` and README.
+flag and whether it may change on resume; `config/registry.py` lists them for the CLI, `--help` and README.
 Unknown keys are rejected so a typo in a hand-edited config.json is an error, never a silently ignored setting.
 """
 

@@ -1,6 +1,6 @@
 """Every setting of TrainConfig (or of another settings dataclass) as data: its flag, help, default text and resume
 rule. The `train` command's options, its `--help`, the resume rule, `--dry-run` and README's option table read
-this list, so a setting written once in config.py appears everywhere the same.
+this list, so a setting written once in config/__init__.py appears everywhere the same.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How a setting is declared: one dataclass field made by `setting()` carries its default, one-line help, flag,
 resume rule and limits, so that the CLI options, `--help`, the resume rule and README's table all come from it
-(`setting_registry.py` lists them). `check_values` enforces the declared choices and limits when a config is built.
+(`registry.py` lists them). `check_values` enforces the declared choices and limits when a config is built.
 """
 
 from __future__ import annotations

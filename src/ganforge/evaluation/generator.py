@@ -33,7 +33,7 @@ from ganforge.runs.folder import read_run_config
 def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None,
                  extractor: FeatureExtractor | None, batch_size: int, device: torch.device, out_dir: Path,
                  progress: bool = True) -> list[dict[str, Any]]:
-    """The run's scores; an image-to-image run is scored on its held-out inputs (evaluation_translation.py).
+    """The run's scores; an image-to-image run is scored on its held-out inputs (evaluation/translator.py).
     `extractor` may be None when only psnr and ssim are asked for."""
     if family_of(read_run_config(run_dir)[0].model.name).translates:
         return evaluate_translation(run_dir, metrics, n=n, data=data, extractor=extractor, batch_size=batch_size,

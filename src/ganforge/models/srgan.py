@@ -7,7 +7,8 @@ al. 2016) and a 9x9 conv to the output. D is the paper's VGG-style network: eigh
 Dense 1024, LeakyReLU, Dense 1.
 
 The content loss (the paper's VGG54) needs ImageNet features; VGG19's weights cannot be fetched here, so
-ganforge compares EfficientNet-Lite0 ImageNet features (`content_loss.py`), or, without the optional weights,
+ganforge compares EfficientNet-Lite0 ImageNet features (`training/objective/content_loss.py`), or, without the
+optional weights,
 pixels (the paper's SRGAN-MSE). Deviation: a tanh keeps G's output in [-1, 1], as every ganforge generator's.
 """
 

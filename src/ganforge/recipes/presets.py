@@ -42,7 +42,7 @@ PRESETS: dict[str, tuple[str, Overrides]] = {
 PRESETS.update({name: family.recipe for name, family in MODELS.items() if family.recipe is not None})
 MODEL_RECIPES = frozenset(name for name, family in MODELS.items() if family.recipe is not None)
 
-# The recipes `ganforge train` picks when no --model is named (default_recipe.py), measured in BENCHMARKS.md.
+# The recipes `ganforge train` picks when no --model is named (recipes/default.py), measured in BENCHMARKS.md.
 PRESETS["fastgan-cpu"] = (
     "FastGAN's paper recipe at a quarter of its widths (g/d width 16) and batch 16: trains in CPU minutes",
     {**PRESETS["fastgan"][1], ("model", "g_width"): 16, ("model", "d_width"): 16, ("batch",): 16})
