@@ -8,8 +8,8 @@ Dense 1024, LeakyReLU, Dense 1.
 
 The content loss (the paper's VGG54) needs ImageNet features; VGG19's weights cannot be fetched here, so
 ganforge compares EfficientNet-Lite0 ImageNet features (`training/objective/content_loss.py`), or, without the
-optional weights,
-pixels (the paper's SRGAN-MSE). Deviation: a tanh keeps G's output in [-1, 1], as every ganforge generator's.
+optional weights, pixels (the paper's SRGAN-MSE). Deviation: a tanh keeps G's output in [-1, 1], as every
+ganforge generator's.
 """
 
 from __future__ import annotations
