@@ -30,6 +30,7 @@ from ganforge.training.batch_fit import passes_per_step
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import update_ema
+from ganforge.training.heartbeat import Heartbeat
 from ganforge.training.objective.adversary import build_adversary
 from ganforge.training.report import TickHook, advance_tick, previews, status_line, tick_means, tick_record, write_tick
 from ganforge.training.runlog import RunLog
@@ -93,6 +94,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     total_nimg = config.total_nimg
     bar = tqdm(total=total_nimg, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
                disable=None if progress and ctx.is_main else True, leave=False)
+    # No bar off a terminal (tqdm disables itself there): a line every half minute instead, between ticks.
+    heartbeat = Heartbeat(echo, progress and ctx.is_main and bool(bar.disable), total_nimg, counters.cur_nimg)
     stopping = False
     rounds_at: dict[int, int] = {}  # passes per step (gradient accumulation), decided once per resolution
     tick_start_time = time.perf_counter()
@@ -123,6 +126,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                            counters.cur_nimg)
             counters.cur_nimg += phase.batch * config.d_steps
             bar.update(phase.batch * config.d_steps)
+            heartbeat.beat(counters.cur_nimg, int(counters.tick_start_nimg + config.tick_kimg * 1000))
 
             done = counters.cur_nimg >= total_nimg
             # One process stops at once; several agree at tick ends, so no rank waits alone in a collective.

@@ -188,12 +188,13 @@ def status_line(r: dict[str, Any]) -> str:
     adversarial = (f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} D(x) {r['d_real']:.2f} D(G(z)) "
                    f"{r['d_fake']:.2f} acc real {r['acc_real']:.0%} fake {r['acc_fake']:.0%}" if "loss_d" in r
                    else "D not training yet")  # SRGAN's pre-training
-    return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f}{growing} time {_duration(r['time_s'])} "
+    return (f"tick {r['tick']:<4d} kimg {r['kimg']:<8.1f}{growing} time {duration_text(r['time_s'])} "
             f"sec/tick {r['sec_per_tick']:<6.1f} sec/kimg {r['sec_per_kimg']:<6.2f} img/s {r['img_per_s']:<6.0f} "
             f"{adversarial}{extras} mem {r['peak_mem_gb']:.2f}GB")
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """12m05s, or 1h02m05s."""
     minutes, sec = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
