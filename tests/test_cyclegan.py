@@ -68,6 +68,35 @@ def test_the_pool_fills_then_swaps_about_half_and_its_state_round_trips() -> Non
     assert torch.equal(copy.query(later[:8], 0), expected)
 
 
+def test_the_pool_over_a_batch_is_the_pool_fake_by_fake() -> None:
+    # The pool queries a batch at once on the device; it must show and keep exactly what taking the fakes one by
+    # one does (Shrivastava et al.'s loop), also when several fakes of a batch draw the same slot.
+    def one_by_one(stored: list, filled: int, fakes: torch.Tensor, coins: list, slots: list) -> tuple[list, list]:
+        shown = []
+        for i, image in enumerate(fakes):
+            if filled < len(stored):
+                stored[filled], filled = image, filled + 1
+                shown.append(image)
+            elif coins[i] > 0.5:
+                shown.append(stored[slots[i]])
+                stored[slots[i]] = image
+            else:
+                shown.append(image)
+        return shown, stored
+
+    pool = FakePool(3, (1, 1, 1), torch.device("cpu"))
+    reference: list = [torch.zeros(1, 1, 1)] * 3
+    for query in range(6):
+        fakes = (10 * query + torch.arange(1.0, 9.0)).view(8, 1, 1, 1)  # 8 fakes into 3 slots: repeats certain
+        torch.manual_seed(query)
+        coins, slots = torch.rand(8).tolist(), torch.randint(3, (8,)).tolist()  # the draws query makes
+        expected, reference = one_by_one(reference, min(3, 8 * query), fakes, coins, slots)
+        torch.manual_seed(query)
+        assert torch.equal(pool.query(fakes, 1), torch.stack(expected)), query
+        assert torch.equal(pool.images[1], torch.stack(reference)), query
+    assert pool.filled == [0, 3] and torch.equal(pool.images[0], torch.zeros(3, 1, 1, 1))
+
+
 def test_cyclegan_trains_a_few_steps_with_a_decaying_learning_rate(tmp_path: Path) -> None:
     store = digits_fashion_store(tmp_path)
     result = CliRunner().invoke(main, ["train", "--data", str(store), "--out", str(tmp_path / "runs"), "--kimg",

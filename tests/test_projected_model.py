@@ -10,6 +10,7 @@ from PIL import Image
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 from ganforge.models import efficientnet_lite0 as lite0
+from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.projected import build_discriminator
 
 from data_slices import SHARED_DATA, shared_file
@@ -186,13 +187,33 @@ def test_paper_resize_to_224_gives_four_heads_of_patch_logits():
 @needs_weights
 def test_bf16_autocast_runs_and_memory_format_and_dtype_moves_reach_the_frozen_network():
     D = build_discriminator(ModelConfig(), (3, 64, 64)).to(memory_format=torch.channels_last)
-    assert D.feature_network._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert D.feature_network.stem_weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = D(x.to(memory_format=torch.channels_last))
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
     D.to(torch.float64)  # a float64 forward would cost seconds here; the move is what is being checked
-    assert D.feature_network._fc.weight.dtype == torch.float64 and D.projection.ccm[0].weight.dtype == torch.float64
+    assert D.feature_network.stem_weight.dtype == torch.float64 and D.projection.ccm[0].weight.dtype == torch.float64
+
+
+@needs_weights
+def test_the_folded_feature_network_computes_the_unfolded_one(frozen_net):
+    # Each BatchNorm folded into its convolution: the same taps in fp32 up to rounding, and under bf16 autocast
+    # the weights cast once and used in bf16 (a cast that went stale after a move would fail the second call).
+    folded = FrozenFeatures(frozen_net)
+    x = torch.rand(3, 3, 64, 48) * 2 - 1  # non-square: TF padding of each strided conv per side
+    for unfolded, tap in zip(frozen_net.features(x), folded.features(x), strict=True):
+        assert tap.shape == unfolded.shape
+        assert torch.allclose(tap, unfolded, atol=1e-4 * unfolded.abs().max().item())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        taps = folded.features(x)
+    assert all(t.dtype == torch.bfloat16 for t in taps)
+    assert all((t.float() - u).abs().max() < 0.1 * u.abs().max() for t, u in zip(taps, frozen_net.features(x)))
+    folded.to(torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert folded.features(x.double())[0].dtype == torch.bfloat16
+    assert folded.features(x.double())[0].dtype == torch.float64
+    assert not folded.train().training and not any(True for _ in folded.parameters())
 
 
 @needs_weights

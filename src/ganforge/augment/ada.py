@@ -24,7 +24,9 @@ scaling. Colour ops are not clamped, as in the paper. At p = 0 the images pass t
 
 p adapts with the paper's overfitting heuristic r_t = E[sign(D(x_real))], over all ranks' reals under torchrun:
 every `interval` D steps, p += sign(r_t - target) * batch * interval / (ada_kimg * 1000), so p can move from 0
-to 1 in ada_kimg kimg.
+to 1 in ada_kimg kimg. p lives on the device and moves there, so adapting never waits for the device; the host
+keeps only an upper bound (raised by one step per adjustment, made exact when the tick reads p), which lets the
+images pass through without a kernel while p is certainly 0.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ CONTRAST_STD = 0.5  # log2 std
 SATURATION_STD = 1.0  # log2 std
 P_MAX = math.nextafter(1.0, 0.0)  # p stays below 1 so every image has a chance to reach D un-augmented
 
-STATE_KEYS = {"p", "sign_sum", "sign_count", "steps"}
+STATE_KEYS = {"p", "sign_sum", "sign_count", "steps", "p_bound"}
+OLD_STATE_KEYS = STATE_KEYS - {"p_bound"}  # ganforge 0.1 checkpoints
 
 
 class AdaptiveAugment:
@@ -81,21 +84,23 @@ class AdaptiveAugment:
         if not 0.0 <= initial_p <= 1.0:
             raise ConfigError(f"the initial ADA probability p must be in [0, 1], got {initial_p}")
         self.batch, self.target, self.ada_kimg, self.interval = batch, target, ada_kimg, interval
-        self.p = float(initial_p)
         # Multi-process: every rank adds every rank's signs (one tiny all-reduce per D step, queued on the device
         # without a host sync), so all ranks adapt p alike and rank 0's checkpoint holds the global sums.
         self._sum_over_ranks, self._world_size = sum_over_ranks, world_size
-        # Sum of sign(D(x_real)) since the last adjustment: a device tensor so observing never syncs; it is created
-        # on the logits' device at the first observation (from `_pending_sign_sum` after a resume).
+        # p and the sum of sign(D(x_real)) since the last adjustment are device tensors, so neither augmenting nor
+        # observing syncs; they are created on the images' device at first use, from these host values (also where
+        # a resume puts the checkpoint's).
+        self._p: torch.Tensor | None = None
         self._sign_sum: torch.Tensor | None = None
-        self._pending_sign_sum = 0.0
+        self._pending_p, self._pending_sign_sum = float(initial_p), 0.0
+        self._p_bound = float(initial_p)  # p <= this, known without reading p
         self._sign_count = 0  # logits summed so far (known on the host from shapes)
         self._steps = 0  # D steps observed since the last adjustment
 
     # ---------------------------------------------------------------- augmentation
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if self.p <= 0.0:
+        if self._p_bound <= 0.0:  # p is 0: every op would be skipped
             return images
         if any(op in self.ops for op in GEOMETRIC_OPS):
             images = self._geometric(images)
@@ -103,7 +108,7 @@ class AdaptiveAugment:
 
     def _gate(self, value: torch.Tensor, identity: float) -> torch.Tensor:
         """value [B, ...] for the samples a Bernoulli(p) draw selects, `identity` (the op's no-op) elsewhere."""
-        applied = torch.rand(value.shape[0], device=value.device) < self.p
+        applied = torch.rand(value.shape[0], device=value.device) < self._p_on(value.device)
         return torch.where(applied.view(-1, *[1] * (value.ndim - 1)), value, torch.full_like(value, identity))
 
     def _geometric(self, images: torch.Tensor) -> torch.Tensor:
@@ -177,33 +182,56 @@ class AdaptiveAugment:
         self._sign_count += logits.numel() * self._world_size  # every rank's share of the batch is the same size
         self._steps += 1
         if self._steps >= self.interval:
-            self._adjust()
+            self._adjust(signs.device)
 
-    def _adjust(self) -> None:
+    def _adjust(self, device: torch.device) -> None:
+        """p += sign(r_t - target) * step, clamped to [0, P_MAX], all on the device."""
         assert self._sign_sum is not None
-        r_t = self._sign_sum.item() / max(self._sign_count, 1)  # the one host sync per interval
-        direction = (r_t > self.target) - (r_t < self.target)
-        step = direction * self.batch * self.interval / (self.ada_kimg * 1000)
-        self.p = min(max(self.p + step, 0.0), P_MAX)
+        step = self.batch * self.interval / (self.ada_kimg * 1000)
+        r_t = self._sign_sum.double() / max(self._sign_count, 1)
+        p = self._p_on(device)
+        p.add_(torch.sign(r_t - self.target), alpha=step).clamp_(0.0, P_MAX)
+        self._p_bound = min(self._p_bound + step, P_MAX)
         self._sign_sum.zero_()
         self._sign_count = 0
         self._steps = 0
 
+    def _p_on(self, device: torch.device) -> torch.Tensor:
+        if self._p is None:
+            self._p = torch.full((), self._pending_p, dtype=torch.float64, device=device)
+        return self._p
+
+    @property
+    def p(self) -> float:
+        """p now: reads the device (a tick's business, not a step's)."""
+        return self._pending_p if self._p is None else float(self._p.item())
+
     @property
     def probability(self) -> float:
-        return self.p
+        """p, read once per tick for the log; the host's bound becomes p again, so augmentation stops costing
+        anything once p is back at 0."""
+        p = self.p
+        self._p_bound = p
+        return p
 
     def state_dict(self) -> dict[str, float | int]:
         sign_sum = self._pending_sign_sum if self._sign_sum is None else float(self._sign_sum.item())
-        return {"p": self.p, "sign_sum": sign_sum, "sign_count": self._sign_count, "steps": self._steps}
+        return {"p": self.p, "sign_sum": sign_sum, "sign_count": self._sign_count, "steps": self._steps,
+                "p_bound": self._p_bound}
 
     def load_state_dict(self, state: dict[str, float | int]) -> None:
-        check_state_keys(state, STATE_KEYS, "ada")
+        check_state_keys(state, STATE_KEYS if "p_bound" in state else OLD_STATE_KEYS, "ada")
         p = float(state["p"])
         if not 0.0 <= p <= 1.0:
             raise CheckpointError(f"the checkpoint's ADA probability p = {p} is outside [0, 1]: the file is damaged")
-        self.p = p
+        bound = float(state.get("p_bound", p))
+        if not p - 1e-9 <= bound <= 1.0:
+            raise CheckpointError(f"the checkpoint's ADA bound {bound} is not between p = {p} and 1: the file is "
+                                  "damaged")
+        self._pending_p, self._p_bound = p, bound
         self._sign_count, self._steps = int(state["sign_count"]), int(state["steps"])
         self._pending_sign_sum = float(state["sign_sum"])
+        if self._p is not None:
+            self._p.fill_(p)
         if self._sign_sum is not None:
             self._sign_sum.fill_(self._pending_sign_sum)

@@ -2,10 +2,10 @@
 
 D(x) = heads(CSM(CCM(F(x)))):
 - F: a frozen ImageNet EfficientNet-Lite0 (`efficientnet_lite0.py`) tapped at strides 4, 8, 16, 32 (24, 40,
-  112, 320 channels). Always in eval mode, never trained, and not a registered submodule: its 4.65M weights
-  (2.96M on the tapped path) stay out of `parameters()` (Adam and DDP see only the heads) and out of
-  `state_dict()` (checkpoints stay small, and a checkpoint cannot alter them); `_apply` carries it along
-  with `.to()`, `.cuda()`, `.half()`.
+  112, 320 channels), its BatchNorms folded into its convolutions (`frozen_features.py`). Never trained, and
+  not a registered submodule: its 2.96M weights on the tapped path stay out of `parameters()` (Adam and DDP
+  see only the heads) and out of `state_dict()` (checkpoints stay small, and a checkpoint cannot alter them);
+  `_apply` carries it along with `.to()`, `.cuda()`, `.half()`.
 - CCM (Sec. 3.2, cross-channel mixing): a random 1x1 conv per scale, widening to 64, 128, 256, 512 channels.
 - CSM (cross-scale mixing, the paper's "proj_type 2"): U-Net-like, from the deepest scale up, each level
   is a random 3x3 conv of its CCM output plus the bilinearly upsampled level below; a conv halves the
@@ -21,7 +21,7 @@ Class conditioning (the authors' SingleDiscCond): each head adds the projection 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,13 +29,11 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
-from ganforge.models.efficientnet_lite0 import FEATURE_CHANNELS, FEATURE_STRIDES, EfficientNetLite0, load_pretrained
+from ganforge.models.efficientnet_lite0 import FEATURE_CHANNELS, FEATURE_STRIDES, load_pretrained
 from ganforge.models.family import ModelFamily
 from ganforge.models.fastgan import FastganGenerator
+from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.layers import apply_spectral_norm
-
-if TYPE_CHECKING:  # typing.Self needs Python 3.11; the annotation is never evaluated at run time
-    from typing_extensions import Self
 
 ImageShape = tuple[int, int, int]
 
@@ -149,7 +147,7 @@ class ScaleHead(nn.Module):
 class ProjectedDiscriminator(nn.Module):
     """images [B, C, H, W] in [-1, 1] (+ labels [B]) -> logits [B, K], K = sum of the heads' positions."""
 
-    feature_network: EfficientNetLite0  # frozen, held outside the module tree (see the module docstring)
+    feature_network: FrozenFeatures  # held outside the module tree (see the module docstring)
 
     def __init__(self, image_shape: ImageShape, feature_resolution: int | None, num_classes: int = 0) -> None:
         super().__init__()
@@ -162,7 +160,7 @@ class ProjectedDiscriminator(nn.Module):
             raise ConfigError(f"--model projected needs images of at least {MIN_FEATURE_SIDE} px for its feature "
                               f"network, got {width}x{height}; pass feature_resolution=64 to resize them")
         # object.__setattr__ bypasses nn.Module's registration: not a child, so no parameters or state-dict keys.
-        object.__setattr__(self, "feature_network", load_pretrained())
+        object.__setattr__(self, "feature_network", FrozenFeatures(load_pretrained()))
         self.projection = RandomProjection(FEATURE_CHANNELS)
         self.num_classes = num_classes
         heads = [ScaleHead(c, -(-net_h // stride), -(-net_w // stride), num_classes)  # TF "SAME" rounds up
@@ -176,15 +174,9 @@ class ProjectedDiscriminator(nn.Module):
         self.feature_network._apply(fn, recurse)
         return self
 
-    def train(self, mode: bool = True) -> Self:
-        super().train(mode)
-        # F keeps ImageNet's BatchNorm statistics: batch statistics of fakes would change what D sees.
-        self.feature_network.eval()
-        return self
-
     def extra_repr(self) -> str:
-        frozen = sum(p.numel() for p in self.feature_network.parameters())
-        return (f"feature_network=EfficientNetLite0(frozen, eval, {frozen:,} parameters, not in state_dict), "
+        frozen = sum(b.numel() for b in self.feature_network.buffers())
+        return (f"feature_network=FrozenFeatures(EfficientNet-Lite0, {frozen:,} weights, not in state_dict), "
                 f"feature_resolution={self.feature_resolution}, logits={self.num_logits}")
 
     def resize(self, images: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,14 @@ def update_ema(ema: nn.Module, generator: nn.Module, batch: int, ema_kimg: float
     if rampup > 0:
         ema_nimg = min(ema_nimg, cur_nimg * rampup)
     beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
-    for p_ema, p in zip(ema.parameters(), generator.parameters(), strict=True):
-        p_ema.lerp_(p.detach(), 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), generator.buffers(), strict=True):
-        b_ema.copy_(b)
+    # One multi-tensor kernel per list rather than one launch per tensor: the step's host work stays small.
+    averaged, current = list(ema.parameters()), list(generator.parameters())
+    if len(averaged) != len(current):
+        raise ValueError(f"the EMA copy has {len(averaged)} parameters, G {len(current)}")
+    if averaged:
+        torch._foreach_lerp_(averaged, current, 1.0 - beta)
+    copies, sources = list(ema.buffers()), list(generator.buffers())
+    if len(copies) != len(sources):
+        raise ValueError(f"the EMA copy has {len(copies)} buffers, G {len(sources)}")
+    if copies:
+        torch._foreach_copy_(copies, sources)

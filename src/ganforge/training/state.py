@@ -10,6 +10,7 @@ uses, one argument each.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,9 +148,10 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
     np.random.seed(config.seed)
     networks = build_networks(config.model, store.manifest.output_shape)
     generator, discriminator = networks.generator.to(device), networks.discriminator.to(device)
-    if config.channels_last:
-        generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        discriminator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if config.channels_last:  # where a network says the layout slows it, it stays contiguous
+        for network in (generator, discriminator):
+            if getattr(network, "channels_last", True):
+                network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     encoder = networks.encoder.to(device) if networks.encoder is not None else None
     if config.compile:  # in place (nn.Module.compile), so state_dict keys and checkpoints stay the same
         generator.compile(dynamic=False)
@@ -162,10 +164,8 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
         discriminator=discriminator,
         generator_ema=make_ema_copy(generator) if config.ema_kimg > 0 else None,
         encoder=encoder,
-        # Fused Adam is one kernel per step on GPUs; on the CPU the default (foreach) measured the same.
-        opt_g=torch.optim.Adam(g_side, lr=config.lr_g, betas=betas, fused=device.type == "cuda" or None),
-        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas,
-                               fused=device.type == "cuda" or None),
+        opt_g=_adam(g_side, config.lr_g, betas, device),
+        opt_d=_adam(discriminator.parameters(), config.lr_d, betas, device),
         # Over the rows D sees as real (a two-sided store's targets), held-out rows left out.
         sampler=EpochSampler(store.manifest.train_rows("b" if store.manifest.two_sided else "a"), config.seed),
         input_sampler=EpochSampler(store.manifest.train_rows("a"), config.seed + 3)
@@ -179,6 +179,15 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
         parts=scheme_of(family_of(config.model.name).scheme).build_parts(config, store.manifest.output_shape,
                                                                          device),
     )
+
+
+def _adam(parameters: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float],
+          device: torch.device) -> torch.optim.Adam:
+    """Adam updating all parameters at once: fused on GPUs (one kernel, its step counts on the device, so a step
+    never reads one back); multi-tensor on the CPU, where with the fused kernel a resumed run drifted from an uninterrupted one (tests/test_resume.py)."""
+    if device.type == "cuda":
+        return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
+    return torch.optim.Adam(parameters, lr=lr, betas=betas, foreach=True)
 
 
 def _jsonable(value: Any) -> Any:

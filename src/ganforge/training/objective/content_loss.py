@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.models.efficientnet_lite0 import load_pretrained
+from ganforge.models.frozen_features import FrozenFeatures
 
 
 class ContentLoss(Protocol):
@@ -30,7 +31,7 @@ class PixelContentLoss:
 
 class FeatureContentLoss:
     def __init__(self, device: torch.device) -> None:
-        self.network = load_pretrained().to(device)  # frozen: eval mode, no parameter needs grad
+        self.network = FrozenFeatures(load_pretrained()).to(device)
 
     def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -29,24 +29,33 @@ class FakePool:
 
     def query(self, fakes: torch.Tensor, domain: int) -> torch.Tensor:
         """What D sees for this batch of `fakes` [B, C, H, W] (detached): while the pool fills, each fake goes in
-        and through; then each is, with probability 1/2, swapped for a random stored one, which it replaces."""
+        and through; then each is, with probability 1/2, swapped for a random stored one, which it replaces.
+
+        As if the fakes were taken one by one, in order, but computed over the batch on the device: a fake that
+        swaps a slot an earlier fake of the batch swapped into gets that earlier fake back."""
         if self.size == 0:
             return fakes
         fakes, count = fakes.float(), fakes.shape[0]  # the pool keeps float32 whatever --precision computes in
-        coins, slots = torch.rand(count).tolist(), torch.randint(self.size, (count,)).tolist()  # CPU: no sync
-        shown = []
-        for i in range(count):
-            image = fakes[i]
-            if self.filled[domain] < self.size:
-                self.images[domain, self.filled[domain]] = image
-                self.filled[domain] += 1
-                shown.append(image)
-            elif coins[i] > 0.5:
-                shown.append(self.images[domain, slots[i]].clone())
-                self.images[domain, slots[i]] = image
-            else:
-                shown.append(image)
-        return torch.stack(shown)
+        coins, slots = torch.rand(count), torch.randint(self.size, (count,))  # CPU draws, restored on resume
+        pool = self.images[domain]
+        entering = min(self.size - self.filled[domain], count)  # known on the host: no device read
+        if entering:
+            pool[self.filled[domain]: self.filled[domain] + entering] = fakes[:entering]
+            self.filled[domain] += entering
+        if entering == count:
+            return fakes
+        rest, device = fakes[entering:], fakes.device
+        swaps = (coins[entering:] > 0.5).to(device, non_blocking=True)
+        slot = slots[entering:].to(device, non_blocking=True)
+        order = torch.arange(1, len(rest) + 1, device=device)
+        # writes[j, i]: fake i swaps into fake j's slot; earlier[j, i]: and does so before fake j.
+        writes = swaps[None, :] & (slot[:, None] == slot[None, :])
+        earlier = writes & (order[None, :] < order[:, None])
+        stored = pool.index_select(0, slot)
+        before = _where(earlier.any(1), rest[(earlier * order).argmax(1)], stored)  # the slot when j comes
+        after = _where(writes.any(1), rest[(writes * order).argmax(1)], stored)  # the slot after the batch
+        pool.index_copy_(0, slot, after)  # every write to one slot carries the same value: order cannot matter
+        return torch.cat([fakes[:entering], _where(swaps, before, rest)])
 
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {"pool.images": self.images}, {"filled": list(self.filled), "size": self.size}
@@ -65,3 +74,8 @@ class FakePool:
         if not (isinstance(filled, list) and len(filled) == len(self.filled)
                 and all(type(n) is int and 0 <= n <= self.size for n in filled)):
             raise CheckpointError(f"pool filled {str(filled)[:40]} is not a count of at most {self.size} per D")
+
+
+def _where(condition: torch.Tensor, chosen: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Per image: `chosen` where `condition` [B] holds, `other` elsewhere."""
+    return torch.where(condition.view(-1, *[1] * (chosen.ndim - 1)), chosen, other)
