@@ -89,7 +89,6 @@ def update_generator(nets: Trainee, precision: Precision, stats: TickStats, roun
     nets.discriminator.requires_grad_(False)
     nets.opt_g.zero_grad(set_to_none=True)
     trained = [nets.trained(role) for role in roles]
-    device = next(t for t in tensors if t is not None).device
     sums: dict[str, torch.Tensor] = {}
     for last, weight, parts in passes(rounds, *tensors):
         with gradient_sync(last, *trained):
@@ -97,9 +96,7 @@ def update_generator(nets: Trainee, precision: Precision, stats: TickStats, roun
                 total, logged = pass_loss(last, weight, parts)
             precision.backward(total, "G")
         for name, value in logged.items():
-            if name not in sums:  # allocated once per stat, not per pass
-                sums[name] = torch.zeros((), device=device)
-            sums[name] = sums[name] + value.detach().float() * weight
+            sums[name] = accumulate(sums.get(name), value, weight)
     precision.step(nets.opt_g, "G")
     if after_step is not None:
         after_step()
@@ -117,8 +114,8 @@ def update_discriminator(nets: Trainee, adversary: Adversary, precision: Precisi
     one (lazy regularizers key on it)."""
     D = nets.trained("D")
     nets.opt_d.zero_grad(set_to_none=True)
-    d_loss = torch.zeros((), device=real_in.device)
-    recon_loss = torch.zeros((), device=real_in.device)
+    d_loss: torch.Tensor | None = None
+    recon_loss: torch.Tensor | None = None
     real_logits_seen, fake_logits_seen = [], []
     for last, weight, (reals, fakes, part_labels) in passes(rounds, real_in, fake_in, labels):
         assert reals is not None and fakes is not None
@@ -141,9 +138,9 @@ def update_discriminator(nets: Trainee, adversary: Adversary, precision: Precisi
                     if term is not None:
                         total = total + term
             precision.backward(total * weight, "D")
-        d_loss = d_loss + loss.detach().float() * weight
+        d_loss = accumulate(d_loss, loss, weight)
         if reconstruct_reals:
-            recon_loss = recon_loss + reconstruction.detach().float() * weight
+            recon_loss = accumulate(recon_loss, reconstruction, weight)
         real_logits_seen.append(real_logits.detach())
         fake_logits_seen.append(fake_logits.detach())
     precision.step(nets.opt_d, "D")
@@ -156,9 +153,18 @@ def update_discriminator(nets: Trainee, adversary: Adversary, precision: Precisi
     if pairs_reals(adversary.loss):
         all_real, all_fake = all_real - all_fake, all_fake - all_real
     adversary.augment.observe_real_logits(all_real)
+    assert d_loss is not None
     stats.add_discriminator(d_loss, all_real, all_fake)
-    if reconstruct_reals:
+    if recon_loss is not None:
         stats.add("loss_recon", recon_loss)
+
+
+def accumulate(total: torch.Tensor | None, value: torch.Tensor, weight: float) -> torch.Tensor:
+    """`total` plus one pass's `value` weighted by its share of the batch (no kernel for a whole-batch pass)."""
+    value = value.detach().float()
+    if weight != 1.0:
+        value = value * weight
+    return value if total is None else total + value
 
 
 def split(tensor: torch.Tensor, rounds: int) -> tuple[torch.Tensor, ...]:

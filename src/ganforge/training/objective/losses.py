@@ -42,6 +42,8 @@ class _BinaryCrossEntropyD:
         self.label_flip = config.label_flip
 
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        if self.label_smoothing == 0 and self.label_flip == 0:  # targets 1 and 0: two kernels, no target tensors
+            return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         real_targets = torch.full_like(real_logits, 1.0 - self.label_smoothing)
         fake_targets = torch.zeros_like(fake_logits)
         if self.label_flip > 0:
