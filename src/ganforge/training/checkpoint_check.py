@@ -92,10 +92,11 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
 
 
 def _check_counters(counters: Any) -> None:
-    _check_keys(counters, {f.name for f in fields(Counters)}, "counters")
+    # budget_seconds came with --minutes: older checkpoints have none (a resumed budget counts from there).
+    _check_keys(counters, {f.name for f in fields(Counters)}, "counters", optional=frozenset({"budget_seconds"}))
     for name, value in counters.items():
-        if name == "train_seconds":
-            _expect(_is_number(value) and value >= 0, f"counter train_seconds is {_show(value)}, not seconds >= 0")
+        if name in ("train_seconds", "budget_seconds"):
+            _expect(_is_number(value) and value >= 0, f"counter {name} is {_show(value)}, not seconds >= 0")
         else:
             _check_count(value, f"counter {name}", minimum=-1 if name == "phase_index" else 0)
     _expect(counters["tick_start_nimg"] <= counters["cur_nimg"],

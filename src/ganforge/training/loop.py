@@ -9,6 +9,7 @@ written. Numbers stay on the device until the tick ends.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from ganforge.errors import TrainingInterrupted
 from ganforge.models import MODELS
 from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
+from ganforge.runs.folder import read_run_config, write_run_config
 from ganforge.training.batch_fit import passes_per_step
+from ganforge.training.budget import WARMUP_STEPS, Budget, Plan
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import update_ema
@@ -43,8 +46,10 @@ from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
           tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write,
-          ctx: Distributed | None = None, on_resumed: Callable[[int], bool] | None = None) -> TrainingState:
-    """Train until `config.kimg`, resuming from the run's latest checkpoint if there is one.
+          ctx: Distributed | None = None, on_resumed: Callable[[int], bool] | None = None,
+          clock: Callable[[], float] = time.monotonic) -> TrainingState:
+    """Train until `config.kimg` (with `config.minutes`, until the kimg planned for the budget, timed by
+    `clock`), resuming from the run's latest checkpoint if there is one.
 
     `on_resumed(cur_nimg)` is called once that checkpoint (if any) is restored and checked, before the run folder
     is written to (every rank calls it); training goes on only if it returns True. Raises TrainingInterrupted after
@@ -89,9 +94,20 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     tick_previews = previews(config, store, run_dir if ctx.is_main else None)
 
     stop_signal: list[int] = []
-    previous_handlers = _install_stop_handlers(stop_signal)
     counters = state.counters
     total_nimg = config.total_nimg
+    budget = None
+    if config.minutes > 0:
+        budget = Budget(config.minutes, counters.budget_seconds, counters.cur_nimg, config.batch * config.d_steps,
+                        clock)
+        if budget.seconds_left() <= 0:
+            echo(f"{run_dir} has spent its {config.minutes:g} minutes (kimg {counters.cur_nimg / 1000:g}): it is "
+                 f"complete. Extend it with `ganforge train --resume {run_dir} --minutes {2 * config.minutes:g}`")
+            return state
+        total_nimg = max(total_nimg, counters.cur_nimg + budget.step_images)  # until the first plan
+        echo(f"budget: {config.minutes:g} min, {budget.seconds_left() / 60:.1f} left; measuring the speed over "
+             f"{budget.window:.0f} s after {WARMUP_STEPS} warm-up steps, then planning --kimg")
+    previous_handlers = _install_stop_handlers(stop_signal)
     bar = tqdm(total=total_nimg, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
                disable=None if progress and ctx.is_main else True, leave=False)
     # No bar off a terminal (tqdm disables itself there): a line every half minute instead, between ticks.
@@ -127,6 +143,13 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             counters.cur_nimg += phase.batch * config.d_steps
             bar.update(phase.batch * config.d_steps)
             heartbeat.beat(counters.cur_nimg, int(counters.tick_start_nimg + config.tick_kimg * 1000))
+            # Several processes plan at tick ends only, where they agree (every rank keeps its own clock).
+            if budget is not None:
+                first_plan = budget.step_done(counters.cur_nimg)
+                if first_plan is not None and not ctx.enabled:
+                    config, total_nimg = _follow_plan(state, first_plan, run_dir, ctx, echo, bar, heartbeat, True)
+                if budget.out_of_time() and not ctx.enabled:
+                    total_nimg = counters.cur_nimg
 
             done = counters.cur_nimg >= total_nimg
             # One process stops at once; several agree at tick ends, so no rank waits alone in a collective.
@@ -134,6 +157,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
                 continue
             seconds = time.perf_counter() - tick_start_time
+            tick_end_start = time.perf_counter()
             stats.all_reduce(ctx.sum_, ctx.world_size)
             means = tick_means(state)
             advance_tick(state, seconds)
@@ -143,17 +167,35 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             if log is not None:
                 write_tick(state, run_dir, log, record, tick_previews)
                 echo(status_line(record))
+            if budget is not None:
+                counters.budget_seconds = budget.seconds_used()
             if (counters.tick % config.snap == 0 or done) and ctx.is_main:
                 _save(state, run_dir)
+            if budget is not None and not done:
+                end_seconds = time.perf_counter() - tick_end_start
+                plan = (_plan_of_rank_0(ctx, budget, counters.cur_nimg, end_seconds) if ctx.enabled
+                        else budget.tick_done(counters.cur_nimg, end_seconds))
+                if plan is not None:
+                    config, total_nimg = _follow_plan(state, plan, run_dir, ctx, echo, bar, heartbeat,
+                                                      abs(plan.total_nimg - total_nimg) > 0.05 * total_nimg)
+                    if total_nimg <= counters.cur_nimg:  # no time for another step: end with this checkpoint
+                        if ctx.is_main and counters.tick % config.snap:
+                            _save(state, run_dir)
+                        break
             stopping = ctx.all_true(bool(stop_signal))
             ctx.seed_own_stream(config.seed, counters.cur_nimg)
             tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
         if counters.cur_nimg >= total_nimg:
+            if budget is not None:
+                echo(f"budget: {budget.seconds_used() / 60:.1f} of {config.minutes:g} minutes used")
             use = f"translate {run_dir} INPUTS/ --out OUTPUTS/" if two_sided else f"generate {run_dir} --out grid.png"
-            echo(f"done: {config.kimg:g} kimg. Samples: {run_dir / 'samples' / 'latest.png'}; next: `ganforge "
+            length = f"{counters.cur_nimg / 1000:g} kimg" if budget is not None else f"{config.kimg:g} kimg"
+            echo(f"done: {length}. Samples: {run_dir / 'samples' / 'latest.png'}; next: `ganforge "
                  f"{use}`, `ganforge evaluate {run_dir}` or `ganforge serve {run_dir}`")
         elif stopping:
             counters.train_seconds += time.perf_counter() - tick_start_time
+            if budget is not None:
+                counters.budget_seconds = budget.seconds_used()
             if ctx.is_main:
                 _save(state, run_dir)
             raise TrainingInterrupted(stop_signal[0] if stop_signal else signal.SIGTERM,
@@ -165,6 +207,34 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             log.close()
         _restore_handlers(previous_handlers)
     return state
+
+
+def _follow_plan(state: TrainingState, plan: Plan, run_dir: Path, ctx: Distributed, echo: Callable[[str], None],
+                 bar: tqdm, heartbeat: Heartbeat, announce: bool) -> tuple[TrainConfig, int]:
+    """The run's length becomes the plan's: --kimg in the state (so checkpoints, schedules and the progress bar
+    follow it) and in config.json (so resume, generate and the next plan see it). Returns (config, total_nimg)."""
+    config = dataclasses.replace(state.config, kimg=plan.total_nimg / 1000)
+    state.config = config
+    bar.total = heartbeat.total_nimg = plan.total_nimg
+    if ctx.is_main:
+        write_run_config(run_dir, config, read_run_config(run_dir)[1])
+        RunLog(run_dir, tensorboard=False).append({"event": "plan", "kimg": config.kimg, "img_per_s": plan.img_per_s,
+                                                   "seconds_left": plan.seconds_left, "source": plan.source})
+    if announce:
+        echo(plan.describe(config.minutes))
+    return config, plan.total_nimg
+
+
+def _plan_of_rank_0(ctx: Distributed, budget: Budget, cur_nimg: int, end_seconds: float) -> Plan | None:
+    """Under torchrun, plans are made at tick ends by rank 0 and sent to every rank: one clock decides."""
+    plan = budget.tick_done(cur_nimg, end_seconds)
+    text = ctx.broadcast_text(f"{plan.total_nimg} {plan.img_per_s} {plan.seconds_left}|{plan.source}"
+                              if ctx.is_main and plan is not None else "")
+    if not text:
+        return None
+    numbers, source = text.split("|", 1)
+    total, speed, left = numbers.split()
+    return Plan(int(total), float(speed), float(left), source)
 
 
 def _inputs(inputs: DeviceBatches | None, state: TrainingState, indices: torch.Tensor, batch: int,

@@ -57,6 +57,7 @@ def resolve_run(request: RunRequest, ctx: Distributed | None = None, resolution:
         also_given = [flag for flag, value in (("--phase-kimg", request.phase_kimg), ("--preset", request.preset))
                       if value is not None]
         check_resume_overrides(request.settings, also_given=also_given)
+        _check_length(request.settings)
         return _resumed(request.resume, request.settings)
     return _new_run(request, ctx or Distributed(), resolution)
 
@@ -77,8 +78,15 @@ def class_count(store: Store) -> int:
     return len(names)
 
 
+def _check_length(given: Overrides) -> None:
+    """--minutes sets --kimg: the two are refused together."""
+    if given.get(("minutes",), 0) and ("kimg",) in given:
+        raise ConfigError("--minutes plans the run's --kimg for the time given; pass one of them")
+
+
 def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> ResolvedRun:
     given = request.settings
+    _check_length(given)
     if request.phase_kimg is not None:
         given = {("fade_kimg",): request.phase_kimg, ("stable_kimg",): request.phase_kimg, **given}
     overrides = resolve_overrides(request.preset, given)
@@ -103,6 +111,9 @@ def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> R
 def _resumed(run_dir: Path, given: Overrides) -> ResolvedRun:
     """The run's recorded config with `given` (settings that may change on resume) on top, on its own store."""
     saved, dataset = read_run_config(run_dir)
+    if saved.minutes > 0 and ("kimg",) in given and ("minutes",) not in given:
+        raise ConfigError(f"{run_dir} trains for --minutes {saved.minutes:g} (its --kimg is the plan); pass "
+                          "--minutes 0 with --kimg to train to a length instead, or --minutes to extend its budget")
     config = apply_overrides(saved, given)
     store = open_training_store(config.data)
     if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):

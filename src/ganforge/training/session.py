@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from ganforge.errors import ConfigError
 from ganforge.models import build_networks
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
+from ganforge.training.budget import plan_total_nimg
 from ganforge.training.distributed import init_distributed
 from ganforge.training.loop import train
 from ganforge.training.memory_check import check_fits
@@ -25,6 +28,8 @@ from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.report import TickHook
 from ganforge.training.run_config import RunRequest, resolve_run
 from ganforge.training.runlog import RunLog
+
+PROBE_MINUTES = 0.4  # the dry run's trial: the warm-up and a 5 s window fit, with time to spare
 
 
 def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
@@ -64,6 +69,8 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
     echo(f"data {dataset_record(store, config)['path']}: {_contents(store)}; model {config.model.name}: "
          f"G {sizes['G'] / 1e6:.2f}M, D {sizes['D'] / 1e6:.2f}M parameters")
     if dry_run:
+        if config.minutes > 0:
+            echo(_probe_plan(config, store, echo))
         echo(describe_config(config))
         return None
     on_resumed = None
@@ -91,6 +98,26 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
             raise
     ctx.finish()
     return run_dir
+
+
+def _probe_plan(config: TrainConfig, store: Store, echo: Callable[[str], None]) -> str:
+    """What `--minutes M --dry-run` shows: the plan from a short run of this recipe on this device and store (in a
+    temporary folder, deleted after), timed as the real run times itself."""
+    echo(f"measuring the speed of this recipe here: a {PROBE_MINUTES * 60:.0f} s trial run ...")
+    probe = dataclasses.replace(config, minutes=PROBE_MINUTES, tick_kimg=1e6, snap=1_000_000, metrics="",
+                                grid_size=1)
+    with tempfile.TemporaryDirectory() as folder:
+        run_dir = Path(folder)
+        write_run_config(run_dir, probe, dataset_record(store, probe))
+        train(probe, run_dir, store, progress=False, echo=lambda _: None)
+        plans = [r for r in RunLog(run_dir, tensorboard=False).records() if r.get("event") == "plan"]
+    if not plans:
+        return f"plan: {config.minutes:g} min; the trial run was too short to measure: the run measures itself"
+    speed = float(plans[0]["img_per_s"])
+    kimg = plan_total_nimg(0, config.minutes * 60, speed, 0.0, config.batch * config.d_steps) / 1000
+    return (f"plan: {config.minutes:g} min -> about {kimg:.1f} kimg at {speed:.1f} img/s (measured by a "
+            f"{PROBE_MINUTES * 60:.0f} s trial run of this recipe on this device and store; the run measures "
+            "itself again, leaves time for its ticks and last checkpoint, and replans at every tick)")
 
 
 def _parameter_counts(config: TrainConfig, shape: tuple[int, int, int]) -> dict[str, int]:
@@ -123,7 +150,7 @@ def _resume_check(run_dir: Path, saved: TrainConfig, config: TrainConfig, datase
     changes = changed_settings(saved, config)
 
     def check_and_record(cur_nimg: int) -> bool:
-        if cur_nimg >= config.total_nimg:
+        if cur_nimg >= config.total_nimg and config.minutes == 0:  # a budget's end is the loop's to judge
             done = f"{run_dir} has trained {cur_nimg / 1000:g} kimg"
             if "kimg" in changes:
                 raise ConfigError(f"--kimg {config.kimg:g} is not beyond what {done}; pass a larger --kimg to extend "

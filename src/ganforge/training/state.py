@@ -44,6 +44,7 @@ class Counters:
     d_steps: int = 0  # D updates so far (lazy regularizers key on it)
     phase_index: int = -1  # growing schedule phase of the last iteration (-1: none yet)
     train_seconds: float = 0.0  # wall time spent training, summed over sessions (not part of the trajectory)
+    budget_seconds: float = 0.0  # --minutes: wall time spent against the budget, tick ends and checkpoints included
 
 
 @dataclass

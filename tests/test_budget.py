@@ -1,0 +1,161 @@
+"""`--minutes`: the planner on made-up speeds (deadline kept, the run's length and its schedules set from the plan),
+a run under a simulated clock that slows down, resume in the middle of a plan, and the flags' rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ganforge.api import _path_of_keyword
+from ganforge.cli import main
+from ganforge.errors import ConfigError
+from ganforge.training import loop, train
+from ganforge.training.budget import END_MARGIN, WARMUP_STEPS, Budget, plan_total_nimg
+from ganforge.training.run_config import RunRequest, resolve_run
+
+from data_slices import make_store
+from run_helpers import assert_identical
+
+TINY = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 8}
+
+
+class FakeClock:
+    """Seconds that pass only as the run trains: a step of `batch` images takes batch / speed, whatever the
+    machine does meanwhile. `speed` may be a function of the images shown (a load spike)."""
+
+    def __init__(self, speed) -> None:
+        self.speed = speed if callable(speed) else (lambda nimg: speed)
+        self.now = 1000.0
+        self.nimg = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_to(self, nimg: int) -> None:
+        while self.nimg < nimg:
+            self.now += 8 / self.speed(self.nimg)
+            self.nimg += 8
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    images = np.random.default_rng(0).integers(0, 256, (64, 1, 16, 16), dtype=np.uint8)
+    return make_store(tmp_path / "s.gfs", images).path
+
+
+def budget_run(store: Path, out: Path, clock: FakeClock, monkeypatch, run_dir: Path | None = None,
+               tick_hooks=(), **settings):
+    """train() with `settings` under `clock`, which advances with every step the loop reports."""
+    beat = loop.Heartbeat.beat
+
+    def beat_and_tick_the_clock(self, cur_nimg, tick_end_nimg):
+        clock.advance_to(cur_nimg)
+        beat(self, cur_nimg, tick_end_nimg)
+
+    monkeypatch.setattr(loop.Heartbeat, "beat", beat_and_tick_the_clock)
+    given = {**TINY, "data": str(store), "out": str(out), "snap": 1, **settings}
+    resolved = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in given.items()}))
+    run_dir = run_dir or out / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.json").exists():
+        from ganforge.runs.folder import write_run_config
+        from ganforge.training.session import dataset_record
+
+        write_run_config(run_dir, resolved.config, dataset_record(resolved.store, resolved.config))
+    lines: list[str] = []
+    state = train(resolved.config, run_dir, resolved.store, progress=False, echo=lines.append, clock=clock,
+                  tick_hooks=tick_hooks)
+    return state, lines, run_dir
+
+
+def test_the_plan_fills_the_time_left_with_whole_steps_and_keeps_the_end():
+    # 100 s left at 50 img/s, the end measured at 4 s (reserved with a margin): whole steps of 16 images.
+    total = plan_total_nimg(cur_nimg=160, seconds_left=100.0, img_per_s=50.0, end_seconds=4.0, step_images=16)
+    assert total == 160 + int((100 - END_MARGIN * 4) * 50 // 16) * 16
+    assert plan_total_nimg(160, 0.5, 50.0, 4.0, 16) == 176  # no time left: still one step, and a checkpoint
+
+
+def test_the_budget_plans_after_its_window_and_again_at_ticks():
+    now = [0.0]
+    budget = Budget(minutes=10, seconds_used=0.0, cur_nimg=0, step_images=10, clock=lambda: now[0])
+    assert budget.window == 12.0  # 2 % of 600 s
+    nimg = 0
+    for step in range(1, 100):
+        now[0] += 1.0 if step > WARMUP_STEPS else 5.0  # slow first steps are left out
+        nimg += 10
+        plan = budget.step_done(nimg)
+        if plan is not None:
+            break
+    assert plan is not None and plan.img_per_s == pytest.approx(10.0)
+    assert plan.total_nimg == nimg + int((600 - now[0]) * 10 // 10) * 10
+    # Twice as slow from here on: the next tick's plan ends sooner, at the same deadline.
+    for _ in range(60):
+        now[0] += 2.0
+        nimg += 10
+    later = budget.tick_done(nimg, end_seconds=3.0)
+    assert later is not None and later.total_nimg < plan.total_nimg
+    assert later.img_per_s < plan.img_per_s
+    assert (later.total_nimg - nimg) / later.img_per_s <= budget.seconds_left() - END_MARGIN * 3.0 + 1e-9
+    now[0] = 600 - END_MARGIN * 3.0
+    assert budget.out_of_time()
+
+
+def test_a_run_ends_by_its_deadline_when_the_device_slows_down(store, tmp_path, monkeypatch):
+    # 100 img/s for the first 800 images, then 25 (a load spike): the plan shrinks, the deadline holds.
+    clock = FakeClock(lambda nimg: 100.0 if nimg < 800 else 25.0)
+    state, lines, run_dir = budget_run(store, tmp_path, clock, monkeypatch, minutes=0.5, tick_kimg=0.4)
+    first_plan = next(line for line in lines if line.startswith("plan: 0.5 min"))
+    planned_kimg = float(first_plan.split("-> ")[1].split(" kimg")[0])
+    assert planned_kimg == pytest.approx(2.99, abs=0.1)  # 30 s at 100 img/s, less the warm-up
+    done_kimg = state.counters.cur_nimg / 1000
+    assert 0.8 < done_kimg < planned_kimg - 0.5  # shortened by the slow stretch
+    assert state.counters.budget_seconds <= 30.0
+    assert any(line.startswith("done: ") for line in lines)
+    recorded = json.loads((run_dir / "config.json").read_text())["train"]
+    assert recorded["minutes"] == 0.5 and recorded["kimg"] * 1000 >= state.counters.cur_nimg
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e for e in events if e.get("event") == "plan"], "each plan is logged"
+
+
+def test_a_cosine_schedule_runs_over_the_planned_length(store, tmp_path, monkeypatch):
+    # The schedule's end is the plan's: the learning rate reaches a quarter at the budget's last step.
+    state, _, run_dir = budget_run(store, tmp_path, FakeClock(80.0), monkeypatch, minutes=0.25, tick_kimg=0.4,
+                                   schedule="cosine")
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if '"tick"' in line]
+    assert rows[-1]["lr_g"] == pytest.approx(2e-4 / 4, rel=0.05)
+    assert rows[0]["lr_g"] > 2e-4 * 0.9
+
+
+def test_resume_in_the_middle_of_a_plan_is_bit_identical(store, tmp_path, monkeypatch):
+    whole, _, whole_dir = budget_run(store, tmp_path / "whole", FakeClock(100.0), monkeypatch, minutes=0.3,
+                                     tick_kimg=0.4)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_tick_3(state, record):
+        if state.counters.tick == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        budget_run(store, tmp_path / "split", FakeClock(100.0), monkeypatch, minutes=0.3, tick_kimg=0.4,
+                   tick_hooks=(stop_at_tick_3,))
+    clock = FakeClock(100.0)
+    clock.nimg, clock.now = 800, 1000.0 + 8.0  # the clock's origin is its own: only its rate matters
+    resumed, lines, split_dir = budget_run(store, tmp_path / "split", clock, monkeypatch, minutes=0.3,
+                                           tick_kimg=0.4, run_dir=tmp_path / "split" / "run")
+    assert any("resumed from" in line for line in lines)
+    assert resumed.counters.cur_nimg == whole.counters.cur_nimg
+    last = [sorted((folder / "checkpoints").glob("*"))[-1] for folder in (whole_dir, split_dir)]
+    assert_identical(*last)
+
+
+def test_minutes_and_kimg_together_are_refused(store, tmp_path):
+    with pytest.raises(ConfigError, match="--minutes plans"):
+        resolve_run(RunRequest({("data",): str(store), ("minutes",): 5.0, ("kimg",): 10.0}))
+    result = CliRunner().invoke(main, ["train", "--data", str(store), "--minutes", "-1", "--dry-run"])
+    assert result.exit_code != 0 and "--minutes" in result.output
