@@ -159,3 +159,42 @@ def test_minutes_and_kimg_together_are_refused(store, tmp_path):
         resolve_run(RunRequest({("data",): str(store), ("minutes",): 5.0, ("kimg",): 10.0}))
     result = CliRunner().invoke(main, ["train", "--data", str(store), "--minutes", "-1", "--dry-run"])
     assert result.exit_code != 0 and "--minutes" in result.output
+
+
+def test_the_best_snapshot_is_kept_beside_the_last_and_loads_like_a_run(store, tmp_path, monkeypatch):
+    # Checks may take half the budget here (random-conv features stand in for Inception): after 30 % of the time,
+    # every tick is scored, and RUN/best holds the best-scoring weights as a run folder of its own.
+    import ganforge as gf
+    from ganforge.data.store import Store
+    from ganforge.training.best_snapshot import best_snapshot_hook
+    from ganforge.training.distributed import Distributed
+
+    settings = {"minutes": 0.3, "tick_kimg": 0.4, "best_share": 0.5, "metrics_extractor": "random-conv",
+                "ema_kimg": 0.1}
+    config = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in
+                                     {**TINY, "data": str(store), **settings}.items()})).config
+    said: list[str] = []
+    hook = best_snapshot_hook(config, Store(store), Distributed(), tmp_path / "run", said.append)
+    _, lines, run_dir = budget_run(store, tmp_path, FakeClock(100.0), monkeypatch, tick_hooks=(hook,), **settings)
+    lines += said
+    scored = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if '"kid"' in line]
+    assert len(scored) >= 2
+    best = json.loads((run_dir / "best" / "best.json").read_text())
+    assert best["kid"] == min(row["kid"] for row in scored)
+    assert best["nimg"] == next(row["nimg"] for row in scored if row["kid"] == best["kid"])
+    assert len(list((run_dir / "best" / "checkpoints").glob("*"))) == 1
+    assert any(line.startswith("best so far: KID") for line in lines)
+    G = gf.load_generator(run_dir / "best")
+    assert G.nimg == best["nimg"] and G.sample(2, seed=0).shape == (2, 1, 16, 16)
+    result = CliRunner().invoke(main, ["generate", str(run_dir / "best"), "--out", str(tmp_path / "grid.png")])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_damaged_best_record_is_ignored_not_trusted(tmp_path):
+    from ganforge.training.best_snapshot import _recorded_best
+
+    folder = tmp_path / "best"
+    folder.mkdir()
+    for text in ("", "{", '{"kid": "low"}', '{"kid": NaN}', "[]", '{"kid": 0.01}'):
+        (folder / "best.json").write_text(text)
+        assert _recorded_best(folder) == (0.01 if text == '{"kid": 0.01}' else None)

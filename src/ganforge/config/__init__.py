@@ -161,6 +161,8 @@ class TrainConfig:
     kimg: float = setting(100.0, "Training length in thousands of real images shown to D.", at_most=1e6)
     minutes: float = setting(0.0, "Train for this many minutes: the run measures its speed and sets --kimg to end "
                              "on time; 0 = train --kimg.", at_most=1e6)
+    best_share: float = setting(0.05, "--minutes: share of the budget a periodic KID check may take to keep the "
+                                "best snapshot in RUN/best beside the last; 0 = none.")
     batch: int = setting(64, "Images per D step and per G step: the global batch, whatever the number of "
                          "processes.", at_most=65536)
     batch_gpu: int | Literal["auto"] = setting(0, "Images per forward/backward pass on each device; smaller passes "
@@ -211,6 +213,7 @@ class TrainConfig:
         check_values(self)
         require(self.kimg > 0, "--kimg must be positive")
         require(self.minutes >= 0, "--minutes must be zero (train --kimg) or positive")
+        require(0.0 <= self.best_share < 1.0, "--best-share must be in [0, 1) (a share of the --minutes budget)")
         require(0 <= self.seed < 2**32, f"--seed must be a whole number from 0 to 2^32 - 1, got {self.seed}")
         require(self.batch >= 1, "--batch must be at least 1")
         require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),

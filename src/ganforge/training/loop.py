@@ -148,8 +148,10 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 first_plan = budget.step_done(counters.cur_nimg)
                 if first_plan is not None and not ctx.enabled:
                     config, total_nimg = _follow_plan(state, first_plan, run_dir, ctx, echo, bar, heartbeat, True)
-                if budget.out_of_time() and not ctx.enabled:
-                    total_nimg = counters.cur_nimg
+                if budget.out_of_time() and not ctx.enabled:  # the run's length becomes what it reached
+                    final = Plan(counters.cur_nimg, budget.plan.img_per_s if budget.plan else 0.0,
+                                 budget.seconds_left(), "the deadline came first")
+                    config, total_nimg = _follow_plan(state, final, run_dir, ctx, echo, bar, heartbeat, False)
 
             done = counters.cur_nimg >= total_nimg
             # One process stops at once; several agree at tick ends, so no rank waits alone in a collective.
@@ -162,6 +164,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             means = tick_means(state)
             advance_tick(state, seconds)
             record = tick_record(state, means, seconds, counters.cur_nimg - tick_start_nimg_session)
+            if budget is not None:  # the hooks see the time spent (the best snapshot's check is timed by it)
+                counters.budget_seconds = budget.seconds_used()
             for hook in (*tick_hooks, _phase_fields(schedule)):
                 hook(state, record)
             if log is not None:

@@ -20,8 +20,9 @@ from ganforge.errors import ConfigError
 from ganforge.models import build_networks
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
+from ganforge.training.best_snapshot import best_snapshot_hook
 from ganforge.training.budget import plan_total_nimg
-from ganforge.training.distributed import init_distributed
+from ganforge.training.distributed import Distributed, init_distributed
 from ganforge.training.loop import train
 from ganforge.training.memory_check import check_fits
 from ganforge.training.metrics_hook import training_metrics_hook
@@ -88,6 +89,8 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
     hooks: tuple[TickHook, ...] = ()
     if config.metrics:
         hooks = (training_metrics_hook(config, store, ctx),)
+    if config.minutes > 0 and config.best_share > 0:
+        hooks += (_best_snapshot(config, store, ctx, run_dir, echo),)
     with lock or contextlib.nullcontext():
         try:
             train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx,
@@ -98,6 +101,16 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
             raise
     ctx.finish()
     return run_dir
+
+
+def _best_snapshot(config: TrainConfig, store: Store, ctx: Distributed, run_dir: Path,
+                   echo: Callable[[str], None]) -> TickHook:
+    """The best-snapshot check of a budget run; without the Inception weights, a line saying how to get it."""
+    try:
+        return best_snapshot_hook(config, store, ctx, run_dir, echo)
+    except ConfigError as error:
+        echo(f"no best snapshot for this run (the last one is kept): {error}")
+        return lambda state, record: None
 
 
 def _probe_plan(config: TrainConfig, store: Store, echo: Callable[[str], None]) -> str:
