@@ -23,8 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store
+from ganforge.metrics import load_extractor
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.folder import CONFIG_FILE
 from ganforge.training.distributed import Distributed
@@ -32,6 +35,7 @@ from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.state import TrainingState
 
 CHECK_N = 500  # generated images per check (and real images in the cached statistics)
+ESTIMATE_IMAGES = 8  # images the extractor is timed on before the first check
 START_SHARE = 0.3  # of the budget spent before the first check
 BEST_FOLDER = "best"
 BEST_RECORD = "best.json"
@@ -41,15 +45,27 @@ def best_snapshot_hook(config: TrainConfig, store: Store, ctx: Distributed, run_
                        echo: Callable[[str], None]) -> Callable[[TrainingState, dict[str, Any]], None]:
     """The tick hook that checks KID when due and writes RUN/best/ when G beats its best so far."""
     check = dataclasses.replace(config, metrics="kid", metrics_n=min(CHECK_N, len(store)), metrics_every=1)
-    score = training_metrics_hook(check, store, ctx)
+    extractor = load_extractor(check.metrics_extractor, device=ctx.device_for(config.device))
+    score = training_metrics_hook(check, store, ctx, extractor)
     budget_seconds = config.minutes * 60
     best_kid = _recorded_best(run_dir / BEST_FOLDER)
-    spent, last_cost, checks = 0.0, 0.0, 0
+    spent, checks = 0.0, 0
+    # Before the first check, its cost is estimated from the extractor's speed on a few images: the generated
+    # ones and, not yet cached, as many real ones (a short budget on a slow extractor then makes no check at all).
+    last_cost = -1.0
+
+    def estimated_cost() -> float:
+        sample = torch.randint(0, 256, (ESTIMATE_IMAGES, *store.manifest.output_shape), dtype=torch.uint8)
+        started = time.perf_counter()
+        extractor.extract(sample)
+        return (time.perf_counter() - started) / ESTIMATE_IMAGES * 2 * check.metrics_n
 
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
         nonlocal best_kid, spent, last_cost, checks
         used = state.counters.budget_seconds
         last_tick = state.counters.cur_nimg >= state.config.total_nimg
+        if used >= START_SHARE * budget_seconds and last_cost < 0 and ctx.is_main:
+            last_cost = estimated_cost()
         due = used >= START_SHARE * budget_seconds and (
             spent + last_cost <= config.best_share * used or (last_tick and checks > 0))
         if ctx.broadcast_text("due" if ctx.is_main and due else "") != "due":

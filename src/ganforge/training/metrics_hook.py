@@ -27,8 +27,8 @@ from ganforge.training.state import TrainingState
 BATCH_SIZE = 50  # images per pass of G and the extractor during training (evaluate_sets' default)
 
 
-def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed
-                          ) -> Callable[[TrainingState, dict[str, Any]], None]:
+def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed,
+                          extractor: FeatureExtractor | None = None) -> Callable[[TrainingState, dict[str, Any]], None]:
     """Every `metrics_every` ticks: score G (its EMA when kept) against the store and add the numbers, with
     their protocol, to the tick's log row. Real features are cached, so each evaluation costs only the fakes.
 
@@ -45,7 +45,8 @@ def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed
         raise ConfigError(f"--metrics-n {config.metrics_n} with {len(store)} real images leaves some of the "
                           f"{ctx.world_size} processes without images to score; use at least {ctx.world_size}")
     device = ctx.device_for(config.device)  # each rank's own GPU, where the loop puts its G
-    extractor = load_extractor(config.metrics_extractor, device=device)
+    if extractor is None:
+        extractor = load_extractor(config.metrics_extractor, device=device)
     if "is" in metrics:
         require_logits(extractor)  # before training starts, not at the first evaluation
     real_source = StoreSource(store)
