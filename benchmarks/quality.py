@@ -10,12 +10,14 @@ next to BENCHMARKS.md, shrunk, so a person can judge the images beside the numbe
     python benchmarks/quality.py --dataset anime --minutes 10 --models fastgan --keep runs/quality
     python benchmarks/quality.py --dataset anime --minutes 60 --models projected --kimg 162
     python benchmarks/quality.py --dataset cars --minutes 60 --models projected --kimg 45.5 --keep runs/quality
+    python benchmarks/quality.py --dataset anime --minutes 10 --models projected --plan   # `train --minutes 10`
 
 A wall-clock budget only means something on a quiet machine: with a second process on 2 cores, PyTorch's
 threads wait on each other and a run trains at a third of its speed. `--kimg K` trains to K kimg instead,
 where K is the budget times the model's img/s on the quiet machine (read from a quiet run's log.jsonl): the
 images it gives are those the budget gives, whatever else ran meanwhile. With --keep, a model's earlier run there
-(the 10-minute one, say) is resumed and extended to K instead of trained again from the start.
+(the 10-minute one, say) is resumed and extended to K instead of trained again from the start. `--plan` trains
+with `ganforge train --minutes`, which plans its own length and ends on time (its last weights are scored).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def prepare(dataset: str, root: Path) -> Path:
     return store
 
 
-def train_for(store: Path, out: Path, minutes: float, extra: list[str], kimg: float | None = None) -> Path:
+def train_for(store: Path, out: Path, minutes: float, extra: list[str], kimg: float | None = None,
+              plan: bool = False) -> Path:
     """Train until `minutes` of wall clock have passed (SIGINT: the run checkpoints and exits), or to `kimg`.
 
     The child writes to a log file, not a pipe to this process: a killed benchmark must not take the training
@@ -76,14 +79,14 @@ def train_for(store: Path, out: Path, minutes: float, extra: list[str], kimg: fl
     if earlier:  # --keep holds this model's shorter run: extend it (resume is exact) rather than start over
         command = ["--resume", str(earlier[-1]), "--kimg", str(kimg)]
     else:
-        command = ["--data", str(store), "--out", str(out), "--kimg", str(kimg or 100000), "--tick-kimg", "1",
-                   "--snap", "5", *extra]
+        length = ["--minutes", str(minutes)] if plan else ["--kimg", str(kimg or 100000)]
+        command = ["--data", str(store), "--out", str(out), *length, "--tick-kimg", "1", "--snap", "5", *extra]
     log_path = out.parent / f"{out.name}.log"
     with log_path.open("a") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ganforge", "train", *command, "--no-progress"],
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=None if kimg else minutes * 60)
+            proc.wait(timeout=None if kimg or plan else minutes * 60)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=600)
@@ -120,7 +123,11 @@ def main() -> None:
                         "with --kimg, a model's earlier run here is extended")
     parser.add_argument("--kimg", type=float, help="train to this many kimg: the --minutes budget at the model's "
                         "quiet img/s (one model per call)")
+    parser.add_argument("--plan", action="store_true", help="train with `ganforge train --minutes`, which plans "
+                        "its length and ends on time, instead of stopping it after --minutes")
     args = parser.parse_args()
+    if args.kimg and args.plan:
+        parser.error("--plan sets the length from --minutes: drop --kimg")
     if args.kimg and "," in args.models:
         parser.error("--kimg is one model's budget: name one with --models")
     args.grids.mkdir(parents=True, exist_ok=True)
@@ -134,7 +141,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|")
         for name in args.models.split(","):
             started = time.perf_counter()
-            run = train_for(store, root / f"runs-{name}", args.minutes, MODELS[name], args.kimg)
+            run = train_for(store, root / f"runs-{name}", args.minutes, MODELS[name], args.kimg, args.plan)
             grid = args.grids / f"{args.dataset}-{name}-{args.minutes:g}min.png"
             s = summarize(run, args.n, grid)
             print(f"| {name} | {s['kimg']:.1f} | {s['img_per_s']:.0f} | {s['fid']:.1f} | {s['kid'] * 1e3:.1f} "

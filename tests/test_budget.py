@@ -198,3 +198,15 @@ def test_a_damaged_best_record_is_ignored_not_trusted(tmp_path):
     for text in ("", "{", '{"kid": "low"}', '{"kid": NaN}', "[]", '{"kid": 0.01}'):
         (folder / "best.json").write_text(text)
         assert _recorded_best(folder) == (0.01 if text == '{"kid": 0.01}' else None)
+
+
+@pytest.mark.slow
+def test_gf_train_with_minutes_plans_and_records_the_run(store, tmp_path):
+    import ganforge as gf
+
+    run = gf.train(data=str(store), out=str(tmp_path), minutes=0.1, tick_kimg=0.2, progress=False,
+                   echo=lambda _: None, **TINY)
+    assert run.config.minutes == 0.1 and run.config.kimg != 100.0  # --kimg is the plan, not the default
+    events = [json.loads(line) for line in (run.path / "log.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "plan" for e in events)
+    assert run.config.kimg * 1000 == pytest.approx(max(e["nimg"] for e in events if "nimg" in e), abs=8)

@@ -113,6 +113,8 @@ HOSTILE: dict[str, tuple[Edit, str]] = {
     "torch RNG of another type": (lambda t, m: t.__setitem__("rng.latent", t["rng.latent"].long()),
                                   "tensor rng.latent is int64 [5056], this run needs uint8 [5056]"),
     "negative stat count": (_set("stat_counts", "loss_d", -1), "stat_counts loss_d is -1"),
+    "negative budget time": (_set("counters", "budget_seconds", -5.0), "counter budget_seconds is -5.0, not seconds"),
+    "budget time as text": (_set("counters", "budget_seconds", "60"), "counter budget_seconds is '60', not seconds"),
     "missing tensor": (lambda t, m: t.pop(_first(t, "G.")), "is missing"),
     "renamed tensor": (_rename, ".kernel is not part of this run's state (renamed, or from another model)"),
     "misshapen weight": (lambda t, m: t.__setitem__(_first(t, "G."), torch.zeros(3)),

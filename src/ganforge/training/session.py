@@ -163,6 +163,10 @@ def _resume_check(run_dir: Path, saved: TrainConfig, config: TrainConfig, datase
     changes = changed_settings(saved, config)
 
     def check_and_record(cur_nimg: int) -> bool:
+        if cur_nimg >= config.total_nimg and config.minutes > 0 and "minutes" not in changes:
+            echo(f"{run_dir} has spent its {config.minutes:g} minutes (kimg {cur_nimg / 1000:g}): it is complete. "
+                 f"Extend it with `ganforge train --resume {run_dir} --minutes {2 * config.minutes:g}`")
+            return False
         if cur_nimg >= config.total_nimg and config.minutes == 0:  # a budget's end is the loop's to judge
             done = f"{run_dir} has trained {cur_nimg / 1000:g} kimg"
             if "kimg" in changes:

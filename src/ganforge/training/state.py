@@ -155,6 +155,11 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
                 network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     encoder = networks.encoder.to(device) if networks.encoder is not None else None
     if config.compile:  # in place (nn.Module.compile), so state_dict keys and checkpoints stay the same
+        # A graph torch.compile cannot handle (a family's data-dependent code, a backend missing on this machine)
+        # runs eagerly with torch's warning instead of ending the run: every family trains with --compile.
+        import torch._dynamo as dynamo  # only with --compile: importing it costs a second
+
+        dynamo.config.suppress_errors = True
         generator.compile(dynamic=False)
         discriminator.compile(dynamic=False)
     g_side = [*generator.parameters(), *(encoder.parameters() if encoder is not None else [])]
