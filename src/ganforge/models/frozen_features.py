@@ -4,7 +4,8 @@ A frozen network in eval mode normalises with fixed statistics, so BN(conv(x, W)
 mean * s) with s = gamma / sqrt(var + eps), exactly (up to rounding). Folding removes every BatchNorm's forward
 and, in G's step, its backward to the input: on this 2-core CPU the features' forward and backward (batch 16,
 64 px, bf16) took 60 ms unfolded. Under autocast the weights are cast once per dtype and kept, since autocast
-caches casts only of weights that require grad and would otherwise copy all of them on every call.
+caches casts only of weights that require grad and would otherwise copy all of them on every call. On the CPU
+a pass that is differentiated (G's step) runs in fp32, whose backward is the faster one there.
 
 Same inputs and outputs as `EfficientNetLite0.features`; the weights are buffers (nothing to train, nothing for
 an optimizer or DDP to see) and the network is always in eval mode.
@@ -100,6 +101,10 @@ class FrozenFeatures(nn.Module):
         [B, 320, H/32, W/32]."""
         device_type = images.device.type
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else images.dtype
+        if device_type == "cpu" and dtype == torch.bfloat16 and images.requires_grad and torch.is_grad_enabled():
+            # G's step differentiates through this network: on the CPU, oneDNN's bf16 backward of the depthwise
+            # convolutions made that pass slower than fp32 (49.5 against 35.0 ms, batch 16 at 64 px).
+            dtype = torch.float32
         weights = self._weights(dtype)
         with torch.autocast(device_type, enabled=False):  # the weights are already in the autocast dtype
             x = EfficientNetLite0.to_network_input(images).to(dtype)
