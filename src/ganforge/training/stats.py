@@ -20,14 +20,15 @@ class TickStats:
 
     @torch.no_grad()
     def add_discriminator(self, loss: torch.Tensor, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
-        real, fake = real_logits.detach().float(), fake_logits.detach().float()
-        values = torch.stack([
-            loss.detach().float(),
-            torch.sigmoid(real).mean(),  # D(x): D's probability that a real is real
-            torch.sigmoid(fake).mean(),  # D(G(z))
-            (real > 0).float().mean(),  # fraction of reals D calls real
-            (fake < 0).float().mean(),  # fraction of fakes D calls fake
-        ])
+        real, fake = real_logits.detach().float().flatten(), fake_logits.detach().float().flatten()
+        if real.shape == fake.shape:  # the usual case: both sides in one stack, few kernels
+            logits = torch.stack([real, fake])
+            values = torch.cat([loss.detach().float().view(1),
+                                torch.sigmoid(logits).mean(1),  # D(x), D(G(z)): D's probability of "real"
+                                torch.stack([real > 0, fake < 0]).float().mean(1)])  # D's accuracy on each
+        else:
+            values = torch.stack([loss.detach().float(), torch.sigmoid(real).mean(), torch.sigmoid(fake).mean(),
+                                  (real > 0).float().mean(), (fake < 0).float().mean()])
         self.sums[:_DISCRIMINATOR] += values
         for name in STAT_NAMES[:_DISCRIMINATOR]:
             self.counts[name] += 1

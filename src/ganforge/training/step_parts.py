@@ -178,6 +178,9 @@ def split_optional(tensor: torch.Tensor | None, rounds: int) -> tuple[torch.Tens
 
 def passes(rounds: int, *tensors: torch.Tensor | None) -> Iterator[tuple[bool, float, tuple[torch.Tensor | None, ...]]]:
     """(is_last, weight, parts) per pass: the parts of each tensor (None stays None), weighted by their share."""
+    if rounds == 1:  # the usual case, without splitting anything
+        yield True, 1.0, tensors
+        return
     parts = [split_optional(t, rounds) for t in tensors]
     total = next(t.shape[0] for t in tensors if t is not None)
     for index, chunk in enumerate(zip(*parts, strict=True)):
@@ -188,6 +191,9 @@ def passes(rounds: int, *tensors: torch.Tensor | None) -> Iterator[tuple[bool, f
 @contextlib.contextmanager
 def gradient_sync(last: bool, *modules: nn.Module) -> Iterator[None]:
     """Inside, DDP modules skip their gradient all-reduce (`no_sync`) unless this is the last pass of the step."""
+    if last:
+        yield
+        return
     with contextlib.ExitStack() as stack:
         if not last:
             for module in modules:
