@@ -153,8 +153,9 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = setting("", "Store from `ganforge prepare`; empty = the embedded MNIST sample.", kind="path",
-                        shown="embedded MNIST", fixed_on_resume=True)
+    data: str = setting("", "Store from `ganforge prepare`; empty = the embedded MNIST sample. On resume: where "
+                        "the run's store is now (its content must be the same).", kind="path",
+                        shown="embedded MNIST")
     model: ModelConfig = field(default_factory=ModelConfig)  # architecture
     loss: LossConfig = field(default_factory=LossConfig)  # adversarial objective, penalties, D-label tricks
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # differentiable augmentation before D

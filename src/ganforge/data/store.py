@@ -263,6 +263,11 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """A store's manifest from its header alone (no pixels read): its counts, shapes and content fingerprint."""
+    return _read_header(Path(path))[0]
+
+
 def _read_header(path: Path) -> tuple[Manifest, int, int, int | None]:
     if not path.exists():
         raise DataError(f"{path}: no such store; create one with `ganforge prepare SOURCE --out {path}`.")

@@ -35,13 +35,24 @@ from ganforge.training.distributed import Distributed, init_distributed, per_ran
 from ganforge.training.ema import update_ema
 from ganforge.training.heartbeat import Heartbeat
 from ganforge.training.objective.adversary import build_adversary
-from ganforge.training.report import TickHook, advance_tick, previews, status_line, tick_means, tick_record, write_tick
+from ganforge.training.report import (
+    TickHook,
+    advance_tick,
+    previews,
+    status_line,
+    tick_means,
+    tick_record,
+    write_early_samples,
+    write_tick,
+)
 from ganforge.training.runlog import RunLog
 from ganforge.training.schedule import apply_schedule
 from ganforge.training.schemes import scheme_of
 from ganforge.training.state import TrainingState, build_state
 from ganforge.training.step_parts import StepBatch, Trainee
 from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
+
+EARLY_SAMPLES_S = 30.0  # seconds of training before a fresh run's first sample grid, if no tick came first
 
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
@@ -113,6 +124,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     # No bar off a terminal (tqdm disables itself there): a line every half minute instead, between ticks.
     heartbeat = Heartbeat(echo, progress and ctx.is_main and bool(bar.disable), total_nimg, counters.cur_nimg)
     stopping = False
+    # A fresh run shows its first samples after EARLY_SAMPLES_S, not only at its first tick (minutes away on a CPU).
+    early_samples_at = time.perf_counter() + EARLY_SAMPLES_S if counters.tick == 0 and log is not None else None
     rounds_at: dict[int, int] = {}  # passes per step (gradient accumulation), decided once per resolution
     tick_start_time = time.perf_counter()
     tick_start_nimg_session = counters.cur_nimg
@@ -143,6 +156,11 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             counters.cur_nimg += phase.batch * config.d_steps
             bar.update(phase.batch * config.d_steps)
             heartbeat.beat(counters.cur_nimg, int(counters.tick_start_nimg + config.tick_kimg * 1000))
+            if early_samples_at is not None and time.perf_counter() >= early_samples_at:
+                early_samples_at = None
+                if counters.tick == 0:
+                    echo(f"first samples at kimg {counters.cur_nimg / 1000:.2f}: "
+                         f"{write_early_samples(state, run_dir, tick_previews)}")
             # Several processes plan at tick ends only, where they agree (every rank keeps its own clock).
             if budget is not None:
                 first_plan = budget.step_done(counters.cur_nimg)

@@ -128,6 +128,16 @@ def metric_panels(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[
 
 
 @torch.no_grad()
+def write_early_samples(state: TrainingState, run_dir: Path, previews: Previews) -> Path:
+    """The first sample grid, before the first tick: something to look at within the first minute. It draws
+    nothing from the run's random streams (a G with noise inputs draws from torch's), so the run goes on exactly
+    as it would have without it."""
+    devices = [state.stats.device] if state.stats.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        _write_samples(state, run_dir, previews)
+    return run_dir / "samples" / "latest.png"
+
+
 def _write_samples(state: TrainingState, run_dir: Path, previews: Previews) -> Image.Image:
     generator = state.generator_ema if state.generator_ema is not None else state.generator
     was_training = generator.training

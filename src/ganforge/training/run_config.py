@@ -9,6 +9,7 @@ what is installed, and the flags given over all of it. Last, the family and the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from ganforge.config import ModelConfig, TrainConfig, apply_overrides
 from ganforge.config.registry import check_resume_overrides
 from ganforge.config.setting import SettingPath
 from ganforge.data.embedded import open_training_store
-from ganforge.data.store import Store
+from ganforge.data.store import Store, read_manifest
 from ganforge.errors import ConfigError, DataError
 from ganforge.models import family_of, summarize, validate
 from ganforge.models.family import ImageShape, ModelFamily, check_conditional, check_store
@@ -109,17 +110,49 @@ def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> R
 
 
 def _resumed(run_dir: Path, given: Overrides) -> ResolvedRun:
-    """The run's recorded config with `given` (settings that may change on resume) on top, on its own store."""
+    """The run's recorded config with `given` (settings that may change on resume) on top, on its own store,
+    wherever it is now (see `find_store`)."""
     saved, dataset = read_run_config(run_dir)
     if saved.minutes > 0 and ("kimg",) in given and ("minutes",) not in given:
         raise ConfigError(f"{run_dir} trains for --minutes {saved.minutes:g} (its --kimg is the plan); pass "
                           "--minutes 0 with --kimg to train to a length instead, or --minutes to extend its budget")
     config = apply_overrides(saved, given)
+    if config.data:
+        found = find_store(run_dir, config.data, dataset, searched=("data",) not in given)
+        config = dataclasses.replace(config, data=str(found))
     store = open_training_store(config.data)
     if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):
         raise DataError(f"{store.path} is not the dataset {run_dir} was trained on (its content fingerprint "
                         "changed); resume with the original store.")
     return ResolvedRun(_checked(config, store), store.manifest.output_shape, store, saved=saved)
+
+
+def find_store(run_dir: Path, data: str, dataset: dict[str, Any], *, searched: bool) -> Path:
+    """Where a resumed run's store is now: `data` as recorded (or as given with --data), else, unless given, at
+    the absolute path the run recorded, then under its name beside the run folder, its parent or inside it; the
+    first whose content fingerprint is the run's. A run started elsewhere or moved with its store resumes."""
+    candidates = [Path(data)]
+    if searched:
+        name = Path(data).name
+        recorded = dataset.get("abs_path")
+        candidates += [Path(recorded)] if isinstance(recorded, str) else []
+        candidates += [run_dir.parent / name, run_dir.parent.parent / name, run_dir / name]
+    wanted = dataset.get("fingerprint")
+    for candidate in candidates:
+        if candidate.is_file() and (wanted is None or _fingerprint(candidate) == wanted):
+            return candidate
+    if not searched:
+        return candidates[0]  # opened as given: a missing or different store is reported there
+    looked = ", ".join(dict.fromkeys(str(c) for c in candidates))
+    raise DataError(f"{run_dir} was trained on {data}, which is not there (looked at {looked}); pass the store "
+                    f"with `ganforge train --resume {run_dir} --data PATH` (its content must be the same)")
+
+
+def _fingerprint(path: Path) -> str | None:
+    try:
+        return read_manifest(path).fingerprint
+    except (DataError, OSError, ValueError):
+        return None
 
 
 def _with_default_recipe(overrides: Overrides, store: Store | None, shape: ImageShape,

@@ -38,6 +38,7 @@ def dataset_record(store: Store, config: TrainConfig) -> dict[str, Any]:
     image-to-image run also records its inputs' shape and the store's pairing."""
     m = store.manifest
     record = {"path": config.data or "(embedded MNIST sample)", "name": store.name, "count": m.count,
+              **({"abs_path": str(Path(config.data).resolve())} if config.data else {}),
               "shape": list(m.output_shape), "label_names": m.label_names, "fingerprint": m.fingerprint}
     if m.two_sided:
         record.update(pairing=m.pairing, input_shape=list(m.shape), count_b=m.count_b, val_count=m.val_count,
