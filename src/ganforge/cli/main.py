@@ -109,6 +109,8 @@ def prepare(source: Path | None, out: Path, folder_a: Path | None, folder_b: Pat
 @click.option("--preset", help="A named recipe (see --list-presets); other flags override its settings.")
 @click.option("--list-presets", is_flag=True, help="List the presets and exit.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Run folder to continue exactly where it stopped.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="Settings from a JSON, TOML or YAML file (a run's config.json reruns it); flags override it.")
 @setting_options
 @click.option("--phase-kimg", type=float, help="progan: kimg of each fade-in and each stabilisation phase. "
               f"[{setting_info(('fade_kimg',)).default_text}]")
@@ -116,8 +118,8 @@ def prepare(source: Path | None, out: Path, folder_a: Path | None, folder_b: Pat
 @click.option("--resolution", type=int, help="With --summary and no --data: the square image size. [store's]")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and the networks' sizes, then exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (status lines only).")
-def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | None, list_presets: bool,
-          summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
+def train(resume: Path | None, config_file: Path | None, dry_run: bool, no_progress: bool, preset: str | None,
+          list_presets: bool, summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
     """Train a GAN. Without --model or --preset, the recipe measured best for the store is chosen and named in
     the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (CPU, ~5 min)."""
     from ganforge.recipes.presets import describe_presets
@@ -126,7 +128,14 @@ def train(resume: Path | None, dry_run: bool, no_progress: bool, preset: str | N
     if list_presets:
         click.echo(describe_presets())
         return
-    request = RunRequest(given_settings(params), preset=preset, phase_kimg=phase_kimg, resume=resume,
+    given = given_settings(params)
+    if config_file is not None:
+        from ganforge.config.file import settings_from_file
+
+        if resume is not None:
+            raise ConfigError("--config starts a new run from a file; --resume continues one: give one of them")
+        given = {**settings_from_file(config_file), **given}
+    request = RunRequest(given, preset=preset, phase_kimg=phase_kimg, resume=resume,
                          choose_recipe=preset is None)
     if summary:
         click.echo(model_summary(request, resolution))
