@@ -126,6 +126,17 @@ def test_kid_on_fewer_images_than_its_subset_size_is_one_stamped_estimate(run: g
     assert "kid_std" not in kid["scores"] and kid["options"]["subsets"] == 1
     assert "200 images per set, fewer than the subset size 1000" in kid["options"]["warning"]
     assert "VGG-16" in pr["options"]["features"] and pr["extractor"] == "random-conv"
+    # Where the numbers are shown, the small n is said too: in the result's repr, as on the command line.
+    assert "200 images per set: k-nearest-neighbour manifolds on fewer than 1000" in pr["options"]["warning"]
+    shown = repr(scores)
+    assert "warning: kid: 200 images per set" in shown and "warning: pr: 200 images per set" in shown
+
+
+def test_fid_on_fewer_images_than_feature_dimensions_says_so(run: gf.Run, digits: Path) -> None:
+    scores = gf.evaluate(real=digits, fake=gf.load_generator(run.path), metrics=["fid"], n=100,
+                         extractor="random-conv")
+    (fid,) = scores.records
+    assert "100 images per set, fewer than the" in fid["options"]["warning"] and "warning: fid:" in repr(scores)
 
 
 def test_a_run_draws_metrics_png_with_a_panel_per_logged_metric(digits: Path, tmp_path: Path) -> None:

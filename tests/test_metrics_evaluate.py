@@ -139,4 +139,5 @@ def test_inception_score_runs_on_an_extractor_with_logits(stores: dict[str, Stor
                               cache_dir=tmp_path, progress=False)
     assert result["scores"]["is"] >= 1.0 and result["scores"]["is_std"] >= 0
     assert result["n_real"] is None and result["dataset_fingerprint"] is None and result["n_fake"] == 100
-    assert result["options"] == {"splits": 10}
+    assert result["options"]["splits"] == 10 and "100 images: the Inception Score's protocol uses 50,000" in \
+        result["options"]["warning"]

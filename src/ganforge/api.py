@@ -135,9 +135,18 @@ def translate(run: str | os.PathLike[str], inputs: str | os.PathLike[str] | torc
 
 
 class Scores(dict[str, float]):
-    """{score name: value}, with the protocol-stamped records (extractor, n, cache, time) as `.records`."""
+    """{score name: value}, with the protocol-stamped records (extractor, n, cache, time) as `.records`; its repr
+    shows any record's warning (a score on fewer images than its protocol needs) beside the numbers."""
 
     records: list[dict[str, Any]]
+
+    def warnings(self) -> list[str]:
+        return [f"{r['metric']}: {r['options']['warning']}" for r in getattr(self, "records", [])
+                if isinstance(r.get("options"), dict) and r["options"].get("warning")]
+
+    def __repr__(self) -> str:
+        warnings = self.warnings()
+        return super().__repr__() + "".join(f"\n  warning: {w}" for w in warnings)
 
 
 def _source(images: ImagesLike) -> ImageSource:

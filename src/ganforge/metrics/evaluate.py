@@ -51,7 +51,13 @@ MetricFn = Callable[[FeatureSet | None, FeatureSet, MetricOptions, torch.device]
 def _fid(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
          ) -> tuple[dict[str, float], dict[str, Any]]:
     assert real is not None
-    return {"fid": frechet_distance(*real.statistics(), *fake.statistics())}, {}
+    smaller, dimensions = min(len(real), len(fake)), real.features.shape[1]
+    stamp = {}
+    if smaller < dimensions:
+        stamp["warning"] = (f"{smaller} images per set, fewer than the {dimensions} feature dimensions: the "
+                            "covariances are singular and FID reads high; compare only at equal n, and use "
+                            "n >= 10000 for numbers to publish")
+    return {"fid": frechet_distance(*real.statistics(), *fake.statistics())}, stamp
 
 
 def _kid(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
@@ -76,16 +82,28 @@ def _kid(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, devi
 def _is(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
         ) -> tuple[dict[str, float], dict[str, Any]]:
     mean, std = inception_score(fake.logits, options.is_splits)
-    return {"is": mean, "is_std": std}, {"splits": options.is_splits}
+    stamp: dict[str, Any] = {"splits": options.is_splits}
+    if len(fake) < IS_MIN_N:
+        stamp["warning"] = (f"{len(fake)} images: the Inception Score's protocol uses 50,000 in 10 splits, and "
+                            f"below {IS_MIN_N} it reads low; compare only at equal n")
+    return {"is": mean, "is_std": std}, stamp
 
 
 def _pr(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
         ) -> tuple[dict[str, float], dict[str, Any]]:
     assert real is not None
     precision, recall = precision_recall(real.features, fake.features, options.pr_k, device)
-    return {"precision": precision, "recall": recall}, {
-        "k": options.pr_k, "features": "the stamp's extractor (Kynkäänniemi et al. 2019 used VGG-16 fc2; scores "
-                                       "from different feature networks are not comparable)"}
+    stamp = {"k": options.pr_k, "features": "the stamp's extractor (Kynkäänniemi et al. 2019 used VGG-16 fc2; "
+                                            "scores from different feature networks are not comparable)"}
+    smaller = min(len(real), len(fake))
+    if smaller < PR_MIN_N:
+        stamp["warning"] = (f"{smaller} images per set: k-nearest-neighbour manifolds on fewer than {PR_MIN_N} "
+                            "are coarse; compare only at equal n")
+    return {"precision": precision, "recall": recall}, stamp
+
+
+PR_MIN_N = 1000  # below this, precision/recall's k-NN balls are coarse (the paper uses 50,000)
+IS_MIN_N = 5000  # below this, 10 splits of the Inception Score hold under 500 images each
 
 
 # name -> (function, needs real features)
