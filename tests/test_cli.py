@@ -90,6 +90,20 @@ def test_train_help_shows_each_settings_default_from_its_field():
     assert rows["--batch-gpu AUTO|N"].endswith("[0]") and "0 = all at once" in rows["--batch-gpu AUTO|N"]
 
 
+def test_train_help_lists_every_option_once_in_its_section():
+    from ganforge.cli.options import SECTIONS
+
+    out = CliRunner().invoke(main, ["train", "--help"]).output
+    headers = [line.rstrip(":") for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headers == list(SECTIONS)  # in order, none empty
+    flags = re.findall(r"^  (--[a-z0-9-]+)", out, re.M)
+    assert len(flags) == len(set(flags)) and {"--data", "--minutes", "--lr-g", "--loss", "--augment"} <= set(flags)
+    sections = dict(zip(headers, re.split(r"^[A-Z][^\n]*:$", out, flags=re.M)[1:], strict=True))
+    assert "--g-width" in sections["Model"] and "--r1-gamma" in sections["Loss and regularization"]
+    assert "--minutes" in sections["Data, length and run folder"] and "--precision" in sections["Precision and scale"]
+    assert "--resume" in sections["Run"] and "--ada-target" in sections["Augmentation"]
+
+
 def test_flags_left_out_keep_the_presets_values(tmp_path):
     result = CliRunner().invoke(main, ["train", "--dry-run", "--preset", "wgan-gp", "--lr-d", "3e-4", "--no-cond",
                                        "--out", str(tmp_path / "r")])

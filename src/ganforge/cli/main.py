@@ -11,7 +11,7 @@ import click
 
 from ganforge.cli.detect import detect
 from ganforge.cli.explore import register as register_explore_commands
-from ganforge.cli.options import given_settings, options_of
+from ganforge.cli.options import SectionedCommand, given_settings, options_of
 from ganforge.config import TrainConfig
 from ganforge.config.registry import setting_info
 from ganforge.data.pairing import PairOptions
@@ -105,7 +105,7 @@ def prepare(source: Path | None, out: Path, folder_a: Path | None, folder_b: Pat
                 **{"__".join(path): value for path, value in given_settings(pairing).items()})
 
 
-@main.command()
+@main.command(cls=SectionedCommand)
 @click.option("--preset", help="A named recipe (see --list-presets); other flags override its settings.")
 @click.option("--list-presets", is_flag=True, help="List the presets and exit.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Run folder to continue exactly where it stopped.")

@@ -79,3 +79,41 @@ def _click_type(info: SettingInfo) -> click.ParamType | None:
         "bool": None, "int": click.INT, "float": click.FLOAT, "str": click.STRING, "path": click.Path(),
         "paths": click.Path(), "fraction": Fraction(), "auto|N": BatchGpu()}
     return types[info.kind]
+
+
+# `train --help` in sections: each setting by its table (model, loss, augment) or, at the top level, by topic;
+# the options that are not settings (--preset, --resume, --dry-run, ...) first, as "Run".
+SECTION_OF_TABLE = {"model": "Model", "loss": "Loss and regularization", "augment": "Augmentation"}
+SECTION_OF_SETTING = {
+    **dict.fromkeys(("data", "out", "kimg", "minutes", "best_share", "seed", "tick_kimg", "snap", "keep"),
+                    "Data, length and run folder"),
+    **dict.fromkeys(("batch", "batch_gpu", "lr_g", "lr_d", "lr_decay", "schedule", "beta1", "beta2", "d_steps",
+                     "ema_kimg", "ema_rampup", "fade_kimg", "stable_kimg"), "Optimization"),
+    **dict.fromkeys(("device", "precision", "channels_last", "compile", "sync_bn"), "Precision and scale"),
+    **dict.fromkeys(("grid_size", "metrics", "metrics_every", "metrics_n", "metrics_extractor"),
+                    "Samples and metrics"),
+}
+SECTIONS = ("Run", "Data, length and run folder", "Model", "Loss and regularization", "Augmentation",
+            "Optimization", "Precision and scale", "Samples and metrics")
+
+
+def section_of(param: click.Parameter) -> str:
+    path = (param.name or "").split("__")
+    if len(path) > 1:
+        return SECTION_OF_TABLE.get(path[0], "Run")
+    return SECTION_OF_SETTING.get(path[0], "Run")
+
+
+class SectionedCommand(click.Command):
+    """A command whose --help lists its options in SECTIONS (a long flat list reads badly: train has ~80)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {section: [] for section in SECTIONS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                rows.setdefault(section_of(param), []).append(record)
+        for section, records in rows.items():
+            if records:
+                with formatter.section(section):
+                    formatter.write_dl(records)
