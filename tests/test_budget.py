@@ -96,7 +96,9 @@ def test_the_budget_plans_after_its_window_and_again_at_ticks():
     for _ in range(60):
         now[0] += 2.0
         nimg += 10
-    later = budget.tick_done(nimg, end_seconds=3.0)
+    budget.tick_end_begins()
+    now[0] += 3.0  # the tick's grid, row and checkpoint
+    later = budget.tick_done(nimg)
     assert later is not None and later.total_nimg < plan.total_nimg
     assert later.img_per_s < plan.img_per_s
     assert (later.total_nimg - nimg) / later.img_per_s <= budget.seconds_left() - END_MARGIN * 3.0 + 1e-9

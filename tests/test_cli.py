@@ -129,3 +129,14 @@ def test_a_seed_renders_the_same_image_whatever_else_is_generated(trained_run, t
     first, alone = Image.open(tmp_path / "a" / "seed0005.png"), Image.open(tmp_path / "b" / "seed0005.png")
     assert first.tobytes() == alone.tobytes() and first.text["seed"] == "5"
     assert Image.open(tmp_path / "a" / "seed0004.png").tobytes() != first.tobytes()
+
+
+def test_resolution_outside_a_summary_without_data_is_refused_not_ignored(tmp_path):
+    for flags in (["--resolution", "63", "--dry-run"], ["--resolution", "32", "--summary", "--data", "x.gfs"]):
+        result = CliRunner().invoke(main, ["train", *flags])
+        assert result.exit_code == 2 and "--resolution is the image size of a --summary" in result.output, flags
+
+
+def test_generate_on_a_folder_that_is_no_run_says_what_to_pass(tmp_path):
+    result = CliRunner().invoke(main, ["generate", str(tmp_path), "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 2 and "made by `ganforge train`" in result.output, result.output

@@ -121,7 +121,8 @@ def prepare(source: Path | None, out: Path, folder_a: Path | None, folder_b: Pat
 def train(resume: Path | None, config_file: Path | None, dry_run: bool, no_progress: bool, preset: str | None,
           list_presets: bool, summary: bool, resolution: int | None, phase_kimg: float | None, **params: Any) -> None:
     """Train a GAN. Without --model or --preset, the recipe measured best for the store is chosen and named in
-    the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (CPU, ~5 min)."""
+    the first line; with no flags at all, a class-conditional DCGAN on the embedded MNIST digits (about 2.5
+    minutes on 2 CPU cores)."""
     from ganforge.recipes.presets import describe_presets
     from ganforge.training import RunRequest, model_summary, train_from_paths
 
@@ -129,6 +130,9 @@ def train(resume: Path | None, config_file: Path | None, dry_run: bool, no_progr
         click.echo(describe_presets())
         return
     given = given_settings(params)
+    if resolution is not None and (not summary or ("data",) in given):
+        raise ConfigError("--resolution is the image size of a --summary without --data; a store's images have "
+                          "their own size (prepare it at another with `ganforge prepare --resolution N`)")
     if config_file is not None:
         from ganforge.config.file import settings_from_file
 

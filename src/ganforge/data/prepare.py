@@ -71,7 +71,7 @@ class PrepareOptions:
         if self.labels not in LABEL_MODES:
             raise ConfigError(f"labels {self.labels!r} is not one of {', '.join(LABEL_MODES)}.")
         if self.min_size < 0 or self.max_pixels <= 0:
-            raise ConfigError("min_size must be >= 0 and max_pixels > 0.")
+            raise ConfigError("--min-size must be >= 0 (and the decompression-bomb limit max_pixels > 0).")
         for name in ("background", "pad_color"):
             color = tuple(getattr(self, name))
             object.__setattr__(self, name, color)

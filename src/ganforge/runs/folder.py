@@ -60,7 +60,8 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
         raise CheckpointError(f"{run_dir}: no such run folder; pass a folder made by `ganforge train` "
                               "(e.g. runs/00001-dcgan-mnist).")
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}; it is not a ganforge run folder.")
+        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}; it is not a ganforge run folder: pass one made by "
+                              "`ganforge train` (e.g. runs/00001-dcgan-mnist) or a folder `ganforge export` wrote.")
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

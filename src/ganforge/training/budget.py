@@ -62,6 +62,7 @@ class Budget:
         self._measure_from: tuple[float, int] | None = None  # (time, nimg) once warmed up
         self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, WINDOW_SHARE * self.seconds))
         self.end_seconds = 0.0  # the costliest tick end seen (grid, log row, checkpoint)
+        self._tick_end_began = self._session_start
         self.plan: Plan | None = None
 
     def seconds_used(self) -> float:
@@ -92,10 +93,14 @@ class Budget:
         pass the deadline."""
         return self.seconds_left() <= self._last_step_s + END_MARGIN * self.end_seconds
 
-    def tick_done(self, cur_nimg: int, end_seconds: float) -> Plan | None:
-        """At a tick's end (its grid, row and any checkpoint written, `end_seconds` long): plan again from the
-        session's speed so far. None while the first measurement is still running."""
-        self.end_seconds = max(self.end_seconds, end_seconds)
+    def tick_end_begins(self) -> None:
+        """The steps of a tick are done; what follows (grid, log row, checkpoint) is the tick's end."""
+        self._tick_end_began = self.clock()
+
+    def tick_done(self, cur_nimg: int) -> Plan | None:
+        """At a tick's end (its grid, row and any checkpoint written, timed from `tick_end_begins`): plan again
+        from the session's speed so far. None while the first measurement is still running."""
+        self.end_seconds = max(self.end_seconds, self.clock() - self._tick_end_began)
         if self._measure_from is None or (self.clock() - self._measure_from[0]) < self.window:
             return None
         started, nimg = self._measure_from

@@ -177,7 +177,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
                 continue
             seconds = time.perf_counter() - tick_start_time
-            tick_end_start = time.perf_counter()
+            if budget is not None:
+                budget.tick_end_begins()
             stats.all_reduce(ctx.sum_, ctx.world_size)
             means = tick_means(state)
             advance_tick(state, seconds)
@@ -194,9 +195,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             if (counters.tick % config.snap == 0 or done) and ctx.is_main:
                 _save(state, run_dir)
             if budget is not None and not done:
-                end_seconds = time.perf_counter() - tick_end_start
-                plan = (_plan_of_rank_0(ctx, budget, counters.cur_nimg, end_seconds) if ctx.enabled
-                        else budget.tick_done(counters.cur_nimg, end_seconds))
+                plan = (_plan_of_rank_0(ctx, budget, counters.cur_nimg) if ctx.enabled
+                        else budget.tick_done(counters.cur_nimg))
                 if plan is not None:
                     config, total_nimg = _follow_plan(state, plan, run_dir, ctx, echo, bar, heartbeat,
                                                       abs(plan.total_nimg - total_nimg) > 0.05 * total_nimg)
@@ -247,9 +247,9 @@ def _follow_plan(state: TrainingState, plan: Plan, run_dir: Path, ctx: Distribut
     return config, plan.total_nimg
 
 
-def _plan_of_rank_0(ctx: Distributed, budget: Budget, cur_nimg: int, end_seconds: float) -> Plan | None:
+def _plan_of_rank_0(ctx: Distributed, budget: Budget, cur_nimg: int) -> Plan | None:
     """Under torchrun, plans are made at tick ends by rank 0 and sent to every rank: one clock decides."""
-    plan = budget.tick_done(cur_nimg, end_seconds)
+    plan = budget.tick_done(cur_nimg)
     text = ctx.broadcast_text(f"{plan.total_nimg} {plan.img_per_s} {plan.seconds_left}|{plan.source}"
                               if ctx.is_main and plan is not None else "")
     if not text:
