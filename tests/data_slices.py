@@ -1,6 +1,7 @@
 """Test data: small slices of the real datasets in ../shared/data, written as stores, and tiny stores made here.
 
-Tests that need ../shared/data skip with a reason when it is missing (a fresh clone without it); CI has it.
+Where ../shared/data is missing (a fresh clone without it), MNIST slices come from the 10,000 digits the package
+embeds; tests that need other data skip with a reason. CI has it all.
 GANFORGE_TEST_DATA points at another copy of that folder.
 """
 
@@ -40,13 +41,42 @@ def read_idx(path: Path, count: int, start: int = 0) -> np.ndarray:
 
 @cache
 def idx_images(dataset: str, split: str, start: int, stop: int) -> np.ndarray:
-    """uint8 [stop - start, 1, 28, 28] from MNIST or Fashion-MNIST (split "train" or "t10k")."""
-    return read_idx(SHARED_DATA / dataset / f"{split}-images-idx3-ubyte.gz", stop - start, start)[:, None]
+    """uint8 [stop - start, 1, 28, 28] from MNIST or Fashion-MNIST (split "train" or "t10k"); MNIST from the
+    package's embedded digits where ../shared/data is missing (see `embedded_rows`)."""
+    path = SHARED_DATA / dataset / f"{split}-images-idx3-ubyte.gz"
+    if not path.exists() and dataset == "mnist":
+        return np.ascontiguousarray(embedded_rows(split, start, stop).images)
+    return read_idx(path, stop - start, start)[:, None]
 
 
 @cache
 def idx_labels(dataset: str, split: str, start: int, stop: int) -> np.ndarray:
-    return read_idx(SHARED_DATA / dataset / f"{split}-labels-idx1-ubyte.gz", stop - start, start).astype(np.int64)
+    path = SHARED_DATA / dataset / f"{split}-labels-idx1-ubyte.gz"
+    if not path.exists() and dataset == "mnist":
+        return np.asarray(embedded_rows(split, start, stop).labels, dtype=np.int64)
+    return read_idx(path, stop - start, start).astype(np.int64)
+
+
+EMBEDDED_TRAIN = 8000  # the embedded digits' first 8,000 stand in for MNIST's train split, the last 2,000 for t10k
+
+
+class EmbeddedRows:
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+
+def embedded_rows(split: str, start: int, stop: int) -> EmbeddedRows:
+    """MNIST rows from the 10,000 labelled digits the package embeds, for a clone without ../shared/data: the
+    train split's first 8,000 and t10k's first 2,000 (disjoint); a larger slice skips as the real data would."""
+    from ganforge.data.embedded import embedded_store_path
+
+    offset, size = (0, EMBEDDED_TRAIN) if split == "train" else (EMBEDDED_TRAIN, 10_000 - EMBEDDED_TRAIN)
+    if stop > size:
+        pytest.skip(f"MNIST {split}[{start}:{stop}] is beyond the embedded digits' {size} for that split; this test "
+                    "needs the real data in ../shared/data (or set GANFORGE_TEST_DATA)")
+    store = Store(embedded_store_path())
+    rows = slice(offset + start, offset + stop)
+    return EmbeddedRows(np.asarray(store.images[rows]), np.asarray(store.labels[rows]))
 
 
 def make_store(path: Path, images: np.ndarray, labels: np.ndarray | None = None,

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+import ganforge
+
 READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy")
 SHORT_TICK, LONG_TICK = 2, 6  # iterations per tick
 
@@ -36,10 +38,13 @@ def _optimizer_step_count(tensor: torch.Tensor) -> bool:
                                                for part in ("optim", "amp"))
 
 
+PACKAGE = str(Path(ganforge.__file__).resolve().parent) + os.sep  # the installed package, wherever the clone is
+
+
 def _site(kind: str) -> str:
     frames = traceback.extract_stack(limit=16)[:-2]
-    where = next((f for f in reversed(frames) if "/ganforge/" in f.filename), frames[-1])
-    return f"{kind} at {where.filename.rsplit('/ganforge/', 1)[-1]}:{where.lineno}"
+    where = next((f for f in reversed(frames) if f.filename.startswith(PACKAGE)), frames[-1])
+    return f"{kind} at {where.filename.removeprefix(PACKAGE)}:{where.lineno}"
 
 
 @contextlib.contextmanager
