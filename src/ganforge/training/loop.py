@@ -114,6 +114,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         if budget.seconds_left() <= 0:
             echo(f"{run_dir} has spent its {config.minutes:g} minutes (kimg {counters.cur_nimg / 1000:g}): it is "
                  f"complete. Extend it with `ganforge train --resume {run_dir} --minutes {2 * config.minutes:g}`")
+            if log is not None:
+                log.close()
             return state
         total_nimg = max(total_nimg, counters.cur_nimg + budget.step_images)  # until the first plan
         echo(f"budget: {config.minutes:g} min, {budget.seconds_left() / 60:.1f} left; measuring the speed over "
