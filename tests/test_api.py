@@ -101,8 +101,11 @@ def test_a_run_its_export_and_a_hub_snapshot_of_it_give_the_same_images(run: gf.
     shutil.copytree(export, snapshot)
     (cache / "models--someone--digits" / "refs").mkdir()
     (cache / "models--someone--digits" / "refs" / "main").write_text("0123456789abcdef")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads these once, when first imported (another test may have imported it already).
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert torch.equal(gf.load_generator("someone/digits").sample(8, seed=3), expected)
 
 

@@ -132,12 +132,15 @@ def project(source: Path, image: Path, steps: int, lr: float, starts: int, featu
               help="safetensors (data only; the Hugging Face layout, also named hf), onnx (any runtime), torchscript "
                    "(torch only).")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder to write. [RUN-NAME-FORMAT]")
-def export(source: Path, fmt: str, out: Path | None) -> None:
+@click.option("--with-discriminator", is_flag=True,
+              help="Write D beside G (discriminator.safetensors), so the export can be fine-tuned with `ganforge "
+                   "train --init`.")
+def export(source: Path, fmt: str, out: Path | None, with_discriminator: bool) -> None:
     """Write G (its EMA copy when there is one) with config.json, a README.md model card and samples.png: a
     Hugging Face model folder that `ganforge generate`, `serve` and `ganforge.load_generator` read."""
     from ganforge.export.generator import export_generator
 
-    report = export_generator(source, out or Path(f"{source.name}-{fmt}"), fmt)
+    report = export_generator(source, out or Path(f"{source.name}-{fmt}"), fmt, with_discriminator)
     check = report.check
     verified = (f"not verified ({check['skipped']})" if "skipped" in check
                 else f"{check['method']}: max abs diff {check['max_abs_diff']:.2g}")

@@ -90,11 +90,12 @@ SECTION_OF_SETTING = {
     **dict.fromkeys(("batch", "batch_gpu", "lr_g", "lr_d", "lr_decay", "schedule", "beta1", "beta2", "d_steps",
                      "ema_kimg", "ema_rampup", "fade_kimg", "stable_kimg"), "Optimization"),
     **dict.fromkeys(("device", "precision", "channels_last", "compile", "sync_bn"), "Precision and scale"),
-    **dict.fromkeys(("grid_size", "metrics", "metrics_every", "metrics_n", "metrics_extractor"),
-                    "Samples and metrics"),
+    **dict.fromkeys(("grid_size", "metrics", "metrics_every", "metrics_n", "metrics_extractor",
+                     "memorization"), "Samples and metrics"),
+    **dict.fromkeys(("init", "freeze_d", "freeze_g_mapping"), "Fine-tuning"),
 }
 SECTIONS = ("Run", "Data, length and run folder", "Model", "Loss and regularization", "Augmentation",
-            "Optimization", "Precision and scale", "Samples and metrics")
+            "Fine-tuning", "Optimization", "Precision and scale", "Samples and metrics")
 
 
 def section_of(param: click.Parameter) -> str:

@@ -164,6 +164,14 @@ class TrainConfig:
                              "on time; 0 = train --kimg.", at_most=1e6)
     best_share: float = setting(0.05, "--minutes: share of the budget a periodic KID check may take to keep the "
                                 "best snapshot in RUN/best beside the last; 0 = none.")
+    init: str = setting("", "Fine-tune a trained GAN: a run folder (RUN/best: its best snapshot), an export or a "
+                        "cached Hub repo id; its recipe, and the weights that fit, start the run.",
+                        fixed_on_resume=True, shown="none")
+    init_sha256: str = config_only("", "--init: SHA-256 of the source weights the run started from.")
+    freeze_d: int = setting(0, "FreezeD (Mo et al. 2020): D's first N blocks keep their weights, for fine-tuning "
+                            "with --init; 0 = none.", fixed_on_resume=True, at_most=64)
+    freeze_g_mapping: bool = setting(False, "stylegan2: G's mapping network keeps its weights (fine-tuning with "
+                                     "--init).", fixed_on_resume=True)
     batch: int = setting(64, "Images per D step and per G step: the global batch, whatever the number of "
                          "processes.", at_most=65536)
     batch_gpu: int | Literal["auto"] = setting(0, "Images per forward/backward pass on each device; smaller passes "
@@ -206,6 +214,9 @@ class TrainConfig:
     metrics_every: int = setting(10, "Ticks between evaluations during training.", at_most=1_000_000)
     metrics_n: int = setting(5000, "Generated images per evaluation (and real images for the cached statistics).",
                              at_most=1_000_000)
+    memorization: str = setting("auto", "At the end of the run, check whether samples copy training images "
+                                "(nearest neighbours; RUN/memorization): auto = runs fine-tuned with --init on fewer "
+                                "than 2,000 images, on, or off.", choices=("auto", "on", "off"))
     metrics_extractor: str = setting("inception", "Feature network for --metrics: inception (standard FID "
                                      "weights) or random-conv (fast offline stand-in).",
                                      choices=("inception", "random-conv"))

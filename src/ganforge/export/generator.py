@@ -36,8 +36,16 @@ from ganforge.export.translator import export_translator
 from ganforge.generate import render, seed_latents
 from ganforge.images import enlarge_small, make_grid, save_png
 from ganforge.models import family_of
-from ganforge.runs import load_run_generator
-from ganforge.runs.exported import EXPORT_VERSION, FORMATS, OnnxGenerator, TracedWithPsi, is_export_folder, load_graph
+from ganforge.runs import load_discriminator, load_run_generator
+from ganforge.runs.exported import (
+    DISCRIMINATOR_FILE,
+    EXPORT_VERSION,
+    FORMATS,
+    OnnxGenerator,
+    TracedWithPsi,
+    is_export_folder,
+    load_graph,
+)
 from ganforge.runs.folder import read_record, read_run_config
 from ganforge.version import __version__
 
@@ -54,9 +62,10 @@ class ExportReport:
     check: dict[str, Any]  # how the written file was verified against the torch generator
 
 
-def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
+def export_generator(run_dir: Path, out: Path, fmt: str, with_discriminator: bool = False) -> ExportReport:
     """Write `out`/{generator file, config.json, README.md, samples.png} from a run folder's latest checkpoint.
-    "hf" is the safetensors format under its Hugging Face name (the same folder)."""
+    "hf" is the safetensors format under its Hugging Face name (the same folder). `with_discriminator` adds D as
+    discriminator.safetensors, so that the export can be fine-tuned (`ganforge train --init`), not only sampled."""
     fmt = "safetensors" if fmt == "hf" else fmt
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not a format; choose one of: {', '.join(FORMATS)}")
@@ -64,6 +73,9 @@ def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
         raise ConfigError(f"{run_dir} is already an exported folder; export from the run folder it came from")
     _check_out_folder(out)
     if family_of(read_run_config(run_dir)[0].model.name).translates:
+        if with_discriminator:
+            raise ConfigError(f"--with-discriminator: {run_dir} is an image-to-image run, whose export holds its "
+                              "translators only; drop the flag")
         file, weights, check = export_translator(run_dir, out, fmt)
         return ExportReport(out, file, weights, check)
     (generator, config, nimg), weights = load_run_generator(run_dir, "cpu")
@@ -74,12 +86,13 @@ def export_generator(run_dir: Path, out: Path, fmt: str) -> ExportReport:
                           "--format safetensors")
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
         raise ConfigError("--format onnx needs the onnx package: pip install 'ganforge[onnx]'")
+    discriminator = load_discriminator(run_dir) if with_discriminator else None
     with export_folder(out):
-        return _write_export(out, fmt, run_dir, generator, config, nimg, weights, dataset)
+        return _write_export(out, fmt, run_dir, generator, config, nimg, weights, dataset, discriminator)
 
 
 def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, config: TrainConfig, nimg: int,
-                  weights: str, dataset: dict[str, Any]) -> ExportReport:
+                  weights: str, dataset: dict[str, Any], discriminator: nn.Module | None) -> ExportReport:
     path, z_dim = out / FORMATS[fmt], config.model.z_dim
     if fmt == "safetensors":
         save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(path))
@@ -101,6 +114,9 @@ def _write_export(out: Path, fmt: str, run_dir: Path, generator: nn.Module, conf
         "train": config.to_dict(), "dataset": dataset, "source_run": str(run_dir), "check": check,
         "ganforge_version": __version__, "torch_version": torch.__version__,
     }
+    if discriminator is not None:
+        save_file({k: v.contiguous() for k, v in discriminator.state_dict().items()}, str(out / DISCRIMINATOR_FILE))
+        meta["discriminator"] = DISCRIMINATOR_FILE
     if fmt != "safetensors" and _psi_is_input(config):  # the graph's second input
         meta["psi_input"] = {"name": "psi", "shape": [1], "dtype": "float32",
                              "meaning": "truncation in W toward the tracked mean w; 1 = none"}
@@ -230,6 +246,8 @@ def write_model_card(out: Path, run_dir: Path, meta: dict[str, Any]) -> None:
         f"{train['loss']['name']}, batch {train['batch']}, seed {train['seed']} |",
         f"| file | `{meta['file']}` ({meta['format']}); check: {_describe_check(meta['check'])} |",
         f"| made by | ganforge {meta['ganforge_version']}, torch {meta['torch_version']} |",
+        *([f"| discriminator | `{meta['discriminator']}` (safetensors): fine-tune this model with `ganforge train "
+           f"--data STORE --init {out.name}` |"] if "discriminator" in meta else []),
         "",
         "## Metrics",
         "",

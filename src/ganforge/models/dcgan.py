@@ -193,4 +193,5 @@ FAMILY = ModelFamily(
     name="dcgan", build=build, description="Radford et al. 2016: strided-convolution G and D with BatchNorm",
     options=frozenset({"g_width", "d_width", "d_dropout", "g_activation", "d_batchnorm", "spectral_norm", "mbstd",
                        "g_upsample", "extra_convs"}),
-    resolutions="any size reachable by doubling a 4-7 px start (28, 32, 64, 128, non-square)", conditional=True)
+    resolutions="any size reachable by doubling a 4-7 px start (28, 32, 64, 128, non-square)", conditional=True,
+    d_blocks=lambda d: list(d.get_submodule("blocks").children()))

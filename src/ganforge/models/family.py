@@ -58,6 +58,14 @@ class ModelFamily:
     # Adjusts a new run's settings to what is installed, with a line saying so (SRGAN's content loss without the
     # optional Lite0 weights); None = nothing to adjust.
     adjust: Callable[[Overrides], tuple[Overrides, str | None]] | None = None
+    # FreezeD (--freeze-d): D's blocks from the input inwards, each a module (its head is none of them); None = the
+    # family declares none.
+    d_blocks: Callable[[nn.Module], list[nn.Module]] | None = None
+    # --init from a run at a lower resolution: (role, tensor name here, doublings) -> the source's name for it, or
+    # None for a new layer (a growing family adds blocks); None = the family takes only its source's resolution.
+    grows_from: Callable[[str, str, int], str | None] | None = None
+    # --freeze-g-mapping: G's mapping network (style-based G); None = G has none.
+    g_mapping: Callable[[nn.Module], nn.Module] | None = None
 
     @property
     def translates(self) -> bool:

@@ -303,6 +303,7 @@ FAMILY = ModelFamily(
     name="fastgan", build=build, scheme="gan-selfsupervised", conditional=True,
     description="Liu et al. 2021: light G with skip-layer excitation, self-supervised D (few-shot, fast)",
     options=frozenset({"g_width", "d_width"}),
+    d_blocks=lambda d: [d.get_submodule("stem"), *d.get_submodule("downs").children()],
     resolutions="64 to 1024 px by doubling a 4-7 px start, non-square too",
     notes={"spectral_norm": " (its D always has spectral norm)", "d_batchnorm": " (its D always has BatchNorm)",
            "g_activation": " (its G uses GLU)"},

@@ -81,4 +81,5 @@ def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Mo
 FAMILY = ModelFamily(
     name="mlp", build=build, description="Goodfellow et al. 2014: fully connected G and D on flat pixels",
     options=frozenset({"g_width", "d_width", "d_dropout", "mbstd", "spectral_norm"}),
-    resolutions="any image size (pixels are flattened)", conditional=True)
+    resolutions="any image size (pixels are flattened)", conditional=True,
+    d_blocks=lambda d: [m for m in d.get_submodule("features").children() if isinstance(m, nn.Linear)])

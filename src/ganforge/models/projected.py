@@ -213,11 +213,18 @@ def build(config: ModelConfig, image_shape: ImageShape) -> tuple[nn.Module, nn.M
     return FastganGenerator(config, image_shape), build_discriminator(config, image_shape)
 
 
+def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
+    """FreezeD's blocks: the feature network is frozen already; block k is every scale head's k-th down block."""
+    heads = [list(head.get_submodule("main").children()) for head in discriminator.get_submodule("heads").children()]
+    depth = max(len(layers) for layers in heads)
+    return [nn.ModuleList([layers[k] for layers in heads if len(layers) > k]) for k in range(depth)]
+
+
 FAMILY = ModelFamily(
     name="projected", build=build, conditional=True,
     description="Sauer et al. 2021: FastGAN G, D on a frozen ImageNet EfficientNet-Lite0's random projections "
                 "(needs ganforge[projected])",
-    options=frozenset({"g_width"}),
+    options=frozenset({"g_width"}), d_blocks=_d_blocks,
     resolutions="as fastgan: 64 to 1024 px by doubling a 4-7 px start, non-square too",
     notes={"d_width": " (its D's widths are set by the feature network's projections)"},
     # The authors' configuration: hinge loss, DiffAugment color,translation,cutout, Adam 2e-4 / (0, 0.99),

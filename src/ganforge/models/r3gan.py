@@ -213,11 +213,17 @@ RECIPE = {("model", "name"): "r3gan", ("model", "z_dim"): 64, ("model", "g_width
           ("lr_g",): 2e-4, ("lr_d",): 2e-4, ("beta1",): 0.0, ("beta2",): 0.9, ("batch",): 256,
           ("ema_kimg",): 500.0, ("ema_rampup",): 0.025, ("augment", "name"): "ada", ("schedule",): "cosine"}
 
+def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
+    """FreezeD's blocks, from the input: the input convolution with the first stage, then each further stage."""
+    first, *rest = discriminator.get_submodule("stages").children()
+    return [nn.ModuleList([discriminator.get_submodule("from_image"), first]), *rest]
+
+
 FAMILY = ModelFamily(
     name="r3gan", build=build, conditional=True, truncation="z",
     description="Huang et al. 2024: RpGAN + R1 + R2 on normalization-free ResNets (grouped inverted bottlenecks, "
                 "fix-up init)",
-    options=frozenset({"g_width", "d_width"}),
+    options=frozenset({"g_width", "d_width"}), d_blocks=_d_blocks,
     resolutions="square powers of two from 8 to 1024 px",
     notes={"spectral_norm": " (its networks have no normalization: R1 and R2 keep D in check)",
            "d_batchnorm": " (its networks have no normalization)", "mbstd": " (the paper's D has none)",

@@ -300,9 +300,30 @@ RECIPE_F = {("model", "name"): "stylegan2", ("model", "z_dim"): 512, ("model", "
             ("loss", "r1_every"): 16, ("loss", "pl_weight"): 2.0, ("loss", "pl_every"): 4, ("lr_g",): 2e-3,
             ("lr_d",): 2e-3, ("beta1",): 0.0, ("beta2",): 0.99, ("batch",): 32, ("ema_kimg",): 10.0}
 
+def _grows_from(role: str, name: str, doublings: int) -> str | None:
+    """Where a tensor of a network `doublings` times the source's resolution comes from. G's layers are named by
+    resolution from 4 px up, so they keep their names and the new top ones are new; D's blocks are numbered from
+    the input, so the source's block i is block i + doublings here, and the new input layers are new."""
+    if role != "D":
+        return name
+    if name.startswith("from_rgb."):
+        return None
+    if name.startswith("blocks."):
+        _, index, rest = name.split(".", 2)
+        source = int(index) - doublings
+        return f"blocks.{source}.{rest}" if source >= 0 else None
+    return name
+
+
+def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
+    """FreezeD's blocks, from the input: from_rgb with the first residual block, then each further one."""
+    first, *rest = discriminator.get_submodule("blocks").children()
+    return [nn.ModuleList([discriminator.get_submodule("from_rgb"), first]), *rest]
+
+
 FAMILY = ModelFamily(
     name="stylegan2", build=build, summary=summary, conditional=True, truncation="w",
-    path_length=True,
+    path_length=True, d_blocks=_d_blocks, grows_from=_grows_from, g_mapping=lambda g: g.get_submodule("mapping"),
     description="Karras et al. 2020 (config F): mapping network, modulated convs, noise, skip G, residual D",
     options=frozenset({"fmap_base", "fmap_max"}),
     resolutions="square powers of two from 4 to 1024 px",

@@ -27,6 +27,8 @@ ImageShape = tuple[int, int, int]
 # and config.json's "file" says which.
 FORMATS = {"safetensors": "model.safetensors", "onnx": "generator.onnx", "torchscript": "generator.pt"}
 EXPORT_VERSION = 1
+# `ganforge export --with-discriminator` writes D here, beside G, so an export can be fine-tuned (`train --init`).
+DISCRIMINATOR_FILE = "discriminator.safetensors"
 
 
 def is_export_folder(path: Path) -> bool:

@@ -34,6 +34,7 @@ from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import update_ema
 from ganforge.training.heartbeat import Heartbeat
+from ganforge.training.init_from import initialize
 from ganforge.training.objective.adversary import build_adversary
 from ganforge.training.report import (
     TickHook,
@@ -58,13 +59,15 @@ EARLY_SAMPLES_S = 30.0  # seconds of training before a fresh run's first sample 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
           tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write,
           ctx: Distributed | None = None, on_resumed: Callable[[int], bool] | None = None,
-          clock: Callable[[], float] = time.monotonic) -> TrainingState:
+          clock: Callable[[], float] = time.monotonic,
+          on_done: Callable[[TrainingState], str] | None = None) -> TrainingState:
     """Train until `config.kimg` (with `config.minutes`, until the kimg planned for the budget, timed by
     `clock`), resuming from the run's latest checkpoint if there is one.
 
     `on_resumed(cur_nimg)` is called once that checkpoint (if any) is restored and checked, before the run folder
-    is written to (every rank calls it); training goes on only if it returns True. Raises TrainingInterrupted after
-    SIGINT or SIGTERM, once the checkpoint is written.
+    is written to (every rank calls it); training goes on only if it returns True. `on_done(state)`, called on
+    the main process once the run has reached its length, gives a phrase for the "done" line (the memorization
+    check). Raises TrainingInterrupted after SIGINT or SIGTERM, once the checkpoint is written.
     """
     ctx = ctx if ctx is not None else init_distributed(config.device)
     device = ctx.device_for(config.device)
@@ -81,6 +84,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     if resumed is not None:
         resumed_from, tensors, meta = resumed
         restore_checked(state, resumed_from, tensors, meta)
+    elif config.init:  # a fine-tuning run's start (again, if it was stopped before its first checkpoint)
+        initialize(config, store.manifest.output_shape, state.networks())
     if on_resumed is not None and not on_resumed(state.counters.cur_nimg):
         return state
     log = RunLog(run_dir) if ctx.is_main else None
@@ -214,7 +219,8 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 echo(f"budget: {budget.seconds_used() / 60:.1f} of {config.minutes:g} minutes used")
             use = f"translate {run_dir} INPUTS/ --out OUTPUTS/" if two_sided else f"generate {run_dir} --out grid.png"
             length = f"{counters.cur_nimg / 1000:g} kimg" if budget is not None else f"{config.kimg:g} kimg"
-            echo(f"done: {length}. Samples: {run_dir / 'samples' / 'latest.png'}; next: `ganforge "
+            checked = f"; {on_done(state)}" if on_done is not None and ctx.is_main else ""
+            echo(f"done: {length}{checked}. Samples: {run_dir / 'samples' / 'latest.png'}; next: `ganforge "
                  f"{use}`, `ganforge evaluate {run_dir}` or `ganforge serve {run_dir}`")
         elif stopping:
             counters.train_seconds += time.perf_counter() - tick_start_time

@@ -14,18 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from ganforge.config import ModelConfig, TrainConfig, apply_overrides
 from ganforge.config.registry import check_resume_overrides
 from ganforge.config.setting import SettingPath
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store, read_manifest
 from ganforge.errors import ConfigError, DataError
-from ganforge.models import family_of, summarize, validate
+from ganforge.models import build_networks, family_of, summarize, validate
 from ganforge.models.family import ImageShape, ModelFamily, check_conditional, check_store
 from ganforge.recipes.default import with_default_recipe
 from ganforge.recipes.presets import Overrides, resolve_overrides
 from ganforge.runs.folder import read_run_config
 from ganforge.training.distributed import Distributed
+from ganforge.training.fine_tuning import fine_tuning_recipe, init_record
+from ganforge.training.freeze import frozen_modules
+from ganforge.training.init_from import match_init, open_init_source
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,14 @@ def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> R
     _check_length(given)
     if request.phase_kimg is not None:
         given = {("fade_kimg",): request.phase_kimg, ("stable_kimg",): request.phase_kimg, **given}
-    overrides = resolve_overrides(request.preset, given)
+    source = None
+    if given.get(("init",)):
+        if request.preset is not None:
+            raise ConfigError("--init starts from the source's recipe; drop --preset (flags given still apply)")
+        if resolution is not None:
+            raise ConfigError("--init fine-tunes on a store: pass --data STORE instead of --resolution")
+        source = open_init_source(str(given[("init",)]))
+    overrides = given if source is not None else resolve_overrides(request.preset, given)
     store: Store | None = None
     if resolution is not None:
         shape: ImageShape = (3, resolution, resolution)
@@ -98,7 +111,13 @@ def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> R
         store = open_training_store(str(overrides.get(("data",), "")))
         shape = store.manifest.output_shape
     notes: list[str] = []
-    if request.choose_recipe:
+    if source is not None:
+        assert store is not None
+        overrides, recipe_note = fine_tuning_recipe(overrides, source, len(store), len(store.manifest.label_names),
+                                                    shape)
+        overrides.update(init_record(source))
+        notes.append(recipe_note)
+    elif request.choose_recipe:
         overrides, choice = _with_default_recipe(overrides, store, shape, ctx)
         notes += [choice] if choice else []
     overrides = _from_store(overrides, store)
@@ -106,7 +125,19 @@ def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> R
     if adjust is not None:
         overrides, note = adjust(overrides)
         notes += [note] if note else []
-    return ResolvedRun(_checked(apply_overrides(TrainConfig(), overrides), store), shape, store, tuple(notes))
+    config = _checked(apply_overrides(TrainConfig(), overrides), store, shape)
+    if source is not None:
+        notes.append(match_init(source, config, shape, _skeletons(config, shape)).report(source))
+    return ResolvedRun(config, shape, store, tuple(notes))
+
+
+def _skeletons(config: TrainConfig, shape: ImageShape) -> dict[str, nn.Module]:
+    """The run's networks by checkpoint prefix, on the meta device: their tensors' names and shapes, no memory."""
+    with torch.device("meta"):
+        networks = build_networks(config.model, shape)
+    found = {"G": networks.generator, "D": networks.discriminator, "E": networks.encoder,
+             "G_ema": networks.generator if config.ema_kimg > 0 else None}
+    return {role: net for role, net in found.items() if net is not None}
 
 
 def _resumed(run_dir: Path, given: Overrides) -> ResolvedRun:
@@ -124,7 +155,8 @@ def _resumed(run_dir: Path, given: Overrides) -> ResolvedRun:
     if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):
         raise DataError(f"{store.path} is not the dataset {run_dir} was trained on (its content fingerprint "
                         "changed); resume with the original store.")
-    return ResolvedRun(_checked(config, store), store.manifest.output_shape, store, saved=saved)
+    shape = store.manifest.output_shape
+    return ResolvedRun(_checked(config, store, shape), shape, store, saved=saved)
 
 
 def find_store(run_dir: Path, data: str, dataset: dict[str, Any], *, searched: bool) -> Path:
@@ -178,11 +210,14 @@ def _from_store(overrides: Overrides, store: Store | None) -> Overrides:
     return overrides
 
 
-def _checked(config: TrainConfig, store: Store | None) -> TrainConfig:
+def _checked(config: TrainConfig, store: Store | None, shape: ImageShape) -> TrainConfig:
     """`config`, once its family supports every setting and trains on this kind of store."""
     family = validate(config)  # an unsupported flag is refused here, before any network is built
     if store is not None:
         check_store(family, str(store.path), store.manifest.pairing)
+    if config.freeze_d or config.freeze_g_mapping:
+        networks = _skeletons(config, shape)
+        frozen_modules(config, family, networks["G"], networks["D"])
     return config
 
 

@@ -24,6 +24,7 @@ from ganforge.training.best_snapshot import best_snapshot_hook
 from ganforge.training.budget import plan_total_nimg
 from ganforge.training.distributed import Distributed, init_distributed
 from ganforge.training.loop import train
+from ganforge.training.memorization_check import memorization_at_end, memorization_due
 from ganforge.training.memory_check import check_fits
 from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.report import TickHook
@@ -94,8 +95,10 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
         hooks += (_best_snapshot(config, store, ctx, run_dir, echo),)
     with lock or contextlib.nullcontext():
         try:
+            on_done = (memorization_at_end(store, run_dir, ctx.device_for(config.device), echo)
+                       if memorization_due(config, len(store)) else None)
             train(config, run_dir, store, progress=progress, echo=echo, tick_hooks=hooks, ctx=ctx,
-                  on_resumed=on_resumed)
+                  on_resumed=on_resumed, on_done=on_done)
         except BaseException:
             if request.resume is None and ctx.is_main:
                 remove_if_unstarted(run_dir)

@@ -27,6 +27,7 @@ from ganforge.models import build_networks, family_of
 from ganforge.runs import checkpoint as ckpt
 from ganforge.training.distributed import Distributed
 from ganforge.training.ema import make_ema_copy
+from ganforge.training.freeze import freeze, frozen_modules
 from ganforge.training.precision import Precision
 from ganforge.training.schemes import scheme_of
 from ganforge.training.schemes.scheme import Parts
@@ -65,6 +66,11 @@ class TrainingState:
     # The scheme's stateful objective parts by checkpoint key (CycleGAN's history pool, the path-length mean).
     parts: Parts = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks by checkpoint prefix: G, D, and G_ema and E when the run has them."""
+        found = {"G": self.generator, "D": self.discriminator, "G_ema": self.generator_ema, "E": self.encoder}
+        return {role: net for role, net in found.items() if net is not None}
 
     def capture(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {**ckpt.module_tensors("G", self.generator), **ckpt.module_tensors("D", self.discriminator)}
@@ -162,7 +168,9 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
         dynamo.config.suppress_errors = True
         generator.compile(dynamic=False)
         discriminator.compile(dynamic=False)
-    g_side = [*generator.parameters(), *(encoder.parameters() if encoder is not None else [])]
+    freeze(frozen_modules(config, family_of(config.model.name), generator, discriminator))
+    g_side = [p for p in (*generator.parameters(), *(encoder.parameters() if encoder is not None else []))
+              if p.requires_grad]
     betas = (config.beta1, config.beta2)
     return TrainingState(
         config=config,
@@ -171,7 +179,7 @@ def build_state(config: TrainConfig, store: Store, device: torch.device, ctx: Di
         generator_ema=make_ema_copy(generator) if config.ema_kimg > 0 else None,
         encoder=encoder,
         opt_g=_adam(g_side, config.lr_g, betas, device),
-        opt_d=_adam(discriminator.parameters(), config.lr_d, betas, device),
+        opt_d=_adam([p for p in discriminator.parameters() if p.requires_grad], config.lr_d, betas, device),
         # Over the rows D sees as real (a two-sided store's targets), held-out rows left out.
         sampler=EpochSampler(store.manifest.train_rows("b" if store.manifest.two_sided else "a"), config.seed),
         input_sampler=EpochSampler(store.manifest.train_rows("a"), config.seed + 3)

@@ -100,7 +100,9 @@ def update_generator(nets: Trainee, precision: Precision, stats: TickStats, roun
     precision.step(nets.opt_g, "G")
     if after_step is not None:
         after_step()
-    nets.discriminator.requires_grad_(True)
+    for group in nets.opt_d.param_groups:  # D's trained weights only: FreezeD's blocks stay frozen
+        for parameter in group["params"]:
+            parameter.requires_grad_(True)
     for name, value in sums.items():
         stats.add(name, value)
 

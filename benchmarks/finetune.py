@@ -1,0 +1,125 @@
+"""Fine-tuning against training from scratch, on a few images of one subject: `ganforge train --init` from a run
+on all the anime faces, against the default recipe from nothing, on 100 and 1,000 light-haired faces.
+
+The light-haired faces are the lightest quarter by the brightness of the top band (benchmarks/anime_hair_domains.py);
+1,000 of them, drawn at random (seed 0), are held out and every run is scored against them: FID, KID and
+precision/recall (standard Inception features), and the memorization check against the run's own training images
+(median nearest-neighbour distance ratio, >= 1 when samples are no closer to training images than held-out real
+images are). Both arms train the same kimg: the budget's worth at the speed a quiet machine measured, so the
+comparison holds whatever else runs meanwhile (see benchmarks/quality.py). The last sample grid of each run is
+copied next to BENCHMARKS.md. Usage:
+    python benchmarks/finetune.py --source runs/00001-projected-anime --faces anime/images --kimg 33.8
+    python benchmarks/finetune.py --source RUN --faces DIR --kimg 33.8 --sizes 100 --arms fine-tuned --keep ft/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anime_hair_domains import top_band_brightness  # noqa: E402  (a script beside this one)
+
+HELD_OUT = 1000
+
+
+def ganforge(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "ganforge", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"ganforge {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def light_faces(faces: Path, fraction: float = 0.25) -> list[Path]:
+    paths = sorted(p for p in faces.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    order = np.argsort([top_band_brightness(p) for p in paths], kind="stable")
+    return [paths[i] for i in order[-int(len(paths) * fraction):]]
+
+
+def store_of(paths: list[Path], folder: Path) -> Path:
+    """A store prepared from `paths` (linked into `folder`), written once."""
+    store = folder.with_suffix(".gfs")
+    if not store.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            link = folder / path.name
+            if not link.exists():
+                os.symlink(path.resolve(), link)
+        ganforge("prepare", str(folder), "--out", str(store))
+    return store
+
+
+def train(store: Path, out: Path, kimg: float, init: Path | None) -> tuple[Path, float, str]:
+    """(the run folder, wall seconds, the "done" line)."""
+    start = time.perf_counter()
+    output = ganforge("train", "--data", str(store), "--kimg", str(kimg), "--out", str(out), "--no-progress",
+                      *(["--init", str(init)] if init else []))
+    seconds = time.perf_counter() - start
+    run = next(p for p in sorted(out.iterdir()) if (p / "config.json").is_file())
+    return run, seconds, next((line for line in output.splitlines() if line.startswith("done:")), "")
+
+
+def scores(run: Path, held_out: Path, n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        quality, copies = Path(folder) / "q.json", Path(folder) / "m.json"
+        ganforge("evaluate", str(run), "--data", str(held_out), "--metrics", "fid,kid,pr", "--n", str(n),
+                 "--json", str(quality))
+        ganforge("evaluate", str(run), "--metrics", "memorization", "--n", str(n), "--json", str(copies))
+        results = [*json.loads(quality.read_text()), *json.loads(copies.read_text())]
+    found: dict[str, float] = {}
+    for result in results:
+        if result["metric"] == "memorization":
+            found["memorization"] = result["median_ratio"]
+            found["suspicious"] = result["fraction_suspicious"]
+        else:
+            found.update(result["scores"])
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, required=True, help="a run on all the anime faces (--init SOURCE)")
+    parser.add_argument("--faces", type=Path, required=True, help="folder of the anime faces (searched recursively)")
+    parser.add_argument("--kimg", type=float, required=True, help="kimg per run: the budget at the quiet speed")
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--arms", default="fine-tuned,scratch")
+    parser.add_argument("--n", type=int, default=HELD_OUT, help="generated (and held-out real) images per metric")
+    parser.add_argument("--keep", type=Path, help="keep the stores and runs here (default: a temporary folder)")
+    parser.add_argument("--grids", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="finetune-"))
+    light = light_faces(args.faces)
+    order = np.random.default_rng(0).permutation(len(light))
+    held_out = store_of([light[i] for i in order[:HELD_OUT]], root / "light-held-out")
+    pool = [light[i] for i in order[HELD_OUT:]]
+    print(f"{len(light)} light-haired faces: {HELD_OUT} held out, training sets from the other {len(pool)}")
+    print("| images | start | kimg | wall | FID | KID x1e3 | precision | recall | memorization | grid |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size in map(int, args.sizes.split(",")):
+        store = store_of(pool[:size], root / f"light-{size}")
+        for arm in args.arms.split(","):
+            out = root / f"runs-{arm}-{size}"
+            if out.exists():
+                shutil.rmtree(out)
+            run, seconds, done = train(store, out, args.kimg, args.source if arm == "fine-tuned" else None)
+            found = scores(run, held_out, args.n)
+            grid = args.grids / f"finetune-{arm}-{size}.png"
+            shutil.copyfile(run / "samples" / "latest.png", grid)
+            print(f"| {size} | {arm} | {args.kimg:g} | {seconds / 60:.1f} min | {found['fid']:.1f} | "
+                  f"{found['kid'] * 1e3:.1f} | {found['precision']:.3f} | {found['recall']:.3f} | "
+                  f"{found['memorization']:.2f} ({found['suspicious']:.1%} suspicious) | [grid]({grid.name}) |",
+                  flush=True)
+            print(f"  {done}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The recipe of a run that starts from a trained GAN (`--init`): the source's own, with the flags given on top, and
+on a few-shot store (fewer than FEW_SHOT_IMAGES images) the defaults that keep a small set from collapsing or
+being copied: augmentation, FreezeD (Mo et al. 2020) and a memorization check at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganforge.config import TrainConfig
+from ganforge.config.setting import SettingPath
+from ganforge.models import build_networks, family_of
+from ganforge.training.init_from import InitSource
+
+FEW_SHOT_IMAGES = 2000  # below this many images, fine-tuning needs the few-shot defaults (Karras et al. 2020, Fig. 1)
+# What a run takes from its source besides the model, loss and augmentation tables: how it was optimized.
+RECIPE_SETTINGS = ("batch", "batch_gpu", "lr_g", "lr_d", "lr_decay", "schedule", "beta1", "beta2", "d_steps",
+                   "ema_kimg", "ema_rampup", "fade_kimg", "stable_kimg", "precision", "channels_last", "tick_kimg",
+                   "metrics_extractor")
+FEW_SHOT_AUGMENT = "ada"  # when the source trained without augmentation: ADA adapts its strength to the set
+
+
+def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count: int, classes: int,
+                       shape: tuple[int, int, int]) -> tuple[dict[SettingPath, Any], str]:
+    """The settings of a run from `source` on a store of `count` images with `classes` labels, and the line saying
+    what was chosen. The given flags win over everything."""
+    recipe = _source_recipe(source.config)
+    notes = [f"fine-tuning: the recipe of {source.path} ({source.config.model.name}, --loss "
+             f"{source.config.loss.name}, --batch {source.config.batch}, --lr-g {source.config.lr_g:g}, "
+             f"--lr-d {source.config.lr_d:g})"]
+    if recipe[("model", "conditional")] and classes < 2 and ("model", "conditional") not in given:
+        recipe.update({("model", "conditional"): False, ("model", "num_classes"): 0})
+        notes.append("the source is class-conditional and these images have no labels: trained unconditionally")
+    elif recipe[("model", "conditional")]:
+        theirs = source.config.model.num_classes
+        notes += [f"new class embedding: the source has {theirs} classes, these images {classes}"] \
+            if theirs != classes else []
+    if count < FEW_SHOT_IMAGES:
+        few_shot = []
+        if ("augment", "name") not in given and recipe[("augment", "name")] == "none":
+            recipe[("augment", "name")] = FEW_SHOT_AUGMENT
+            few_shot.append(f"--augment {FEW_SHOT_AUGMENT}")
+        if (("freeze_d",) not in given and family_of(source.config.model.name).d_blocks is not None
+                and source.tensors.get("D") and source.image_shape[1:] == shape[1:]):
+            recipe[("freeze_d",)] = default_frozen_blocks(source.config, shape)
+            few_shot.append(f"--freeze-d {recipe[('freeze_d',)]} (FreezeD)")
+        if ("memorization",) not in given:
+            few_shot.append("a memorization check at the end")
+        if few_shot:
+            notes.append(f"few-shot ({count} < {FEW_SHOT_IMAGES} images): " + ", ".join(few_shot))
+    return {**recipe, **given}, "; ".join(notes)
+
+
+def default_frozen_blocks(config: TrainConfig, shape: tuple[int, int, int]) -> int:
+    """FreezeD's default: the first half of D's blocks (rounded down, at least one), the ones that see low-level
+    image statistics, which carry over between data sets."""
+    family = family_of(config.model.name)
+    assert family.d_blocks is not None
+    with torch.device("meta"):
+        discriminator = build_networks(config.model, shape).discriminator
+    return max(1, len(family.d_blocks(discriminator)) // 2)
+
+
+def _source_recipe(config: TrainConfig) -> dict[SettingPath, Any]:
+    raw = dataclasses.asdict(config)
+    recipe: dict[SettingPath, Any] = {}
+    for table in ("model", "loss", "augment"):
+        recipe.update({(table, name): value for name, value in raw[table].items() if name != "input_shape"})
+    recipe.update({(name,): raw[name] for name in RECIPE_SETTINGS})
+    return recipe
+
+
+def init_record(source: InitSource) -> dict[SettingPath, Any]:
+    """What config.json records of the source: where it is (absolute, so the run does not depend on the working
+    directory) and the fingerprint of its weights."""
+    where = str(Path(source.given).resolve()) if Path(source.given).exists() else source.given
+    return {("init",): where, ("init_sha256",): source.sha256}

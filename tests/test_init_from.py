@@ -1,0 +1,219 @@
+"""Fine-tuning from a trained GAN (`train --init`): what is copied and what is reported fresh, the class-count,
+grey/RGB and resolution bridges, FreezeD keeping its blocks bit-identical, the few-shot defaults and the
+memorization check in the "done" line, exact resume of a fine-tuned run, and an export with its discriminator
+that a run starts from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import ganforge as gf
+from ganforge.cli import main
+from ganforge.config import ModelConfig, TrainConfig
+from ganforge.errors import ConfigError
+from ganforge.models import build_networks
+from ganforge.runs import checkpoint as ckpt
+from ganforge.training.init_from import InitSource, apply_init, match_init, open_init_source
+from ganforge.training.run_config import RunRequest, resolve_run
+
+from data_slices import idx_images, idx_labels, make_store
+from explore_helpers import one_thread
+
+SOURCE = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 32, "tick_kimg": 0.1, "ema_kimg": 1.0,
+          "metrics_extractor": "random-conv", "progress": False}
+
+
+def _digits(count: int, start: int = 0) -> np.ndarray:
+    images = np.pad(idx_images("mnist", "train", start, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    return images.reshape(count, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
+
+
+def _fashion(count: int, channels: int = 1) -> np.ndarray:
+    images = np.pad(idx_images("fashion-mnist", "train", 0, count), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    small = images.reshape(count, 1, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(small, channels, axis=1))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A class-conditional DCGAN (width 8, G-EMA) after 0.2 kimg on 256 labelled MNIST digits at 16 px."""
+    root = tmp_path_factory.mktemp("init-source")
+    labels = idx_labels("mnist", "train", 0, 256)
+    store = make_store(root / "digits.gfs", _digits(256), labels, [str(i) for i in range(10)]).path
+    with one_thread():
+        return gf.train(data=str(store), cond=True, kimg=0.2, out=str(root / "runs"), **SOURCE).path
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("init-fashion") / "fashion.gfs", _fashion(128)).path
+
+
+def _tensors(run: Path, prefix: str) -> dict[str, torch.Tensor]:
+    tensors, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(run))
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def _fine_tune(source: Path, data: Path, out: Path, lines: list[str] | None = None, **settings: object) -> Path:
+    with one_thread():
+        return gf.train(data=str(data), init=str(source), out=str(out), progress=False,
+                        echo=(lines.append if lines is not None else lambda _: None), **settings).path
+
+
+def test_the_run_takes_the_sources_recipe_records_it_and_reports_what_starts_fresh(source: Path, fashion: Path,
+                                                                                     tmp_path: Path) -> None:
+    lines: list[str] = []
+    run = _fine_tune(source, fashion, tmp_path, lines, kimg=0.05, memorization="off")
+    record = json.loads((run / "config.json").read_text())["train"]
+    assert record["init"] == str(source.resolve()) and len(record["init_sha256"]) == 64
+    assert (record["model"]["g_width"], record["batch"], record["ema_kimg"]) == (8, 32, 1.0)  # the source's
+    # The source draws ten digit classes; the fashion images have no labels: trained unconditionally, said so.
+    assert record["model"]["conditional"] is False
+    text = "\n".join(lines)
+    assert "no labels: trained unconditionally" in text
+    report = next(line for line in lines if line.startswith("init from"))
+    assert "copied" in report and "G_ema" in report and "fresh: " in report and "G.norms.0 (" in report
+
+
+def test_matching_tensors_are_copied_exactly_and_the_rest_listed(source: Path, fashion: Path) -> None:
+    config = resolve_run(RunRequest({("data",): str(fashion), ("init",): str(source)})).config
+    with torch.device("cpu"):
+        networks = build_networks(config.model, (1, 16, 16))
+    nets = {"G": networks.generator, "D": networks.discriminator}
+    match = match_init(open_init_source(str(source)), config, (1, 16, 16), nets)
+    apply_init(match, nets)
+    source_g = _tensors(source, "G")
+    copied = [k for k in match.copies if k.startswith("G.")]
+    assert copied and all(torch.equal(nets["G"].state_dict()[k[2:]], source_g[k[2:]]) for k in copied)
+    # Conditional BatchNorm in the source, plain BatchNorm here: listed as fresh, by name.
+    assert any(name.startswith("G.norms.") for name, _ in match.skipped)
+    assert match.g_share > 0.5
+
+
+def test_a_new_class_count_gets_a_new_class_embedding_and_says_so(source: Path, tmp_path: Path) -> None:
+    labels = idx_labels("mnist", "train", 0, 64) % 3
+    store = make_store(tmp_path / "three.gfs", _digits(64), labels, ["a", "b", "c"]).path
+    resolved = resolve_run(RunRequest({("data",): str(store), ("init",): str(source), ("model", "conditional"): True}))
+    assert resolved.config.model.num_classes == 3
+    text = "\n".join(resolved.notes)
+    assert "new class embedding: the source has 10 classes, these images 3" in text
+    assert "[10, " in text and "[3, " in text  # the class weights' shapes, there and here
+
+
+def test_grey_to_rgb_keeps_what_the_source_draws_in_every_channel(source: Path, tmp_path: Path) -> None:
+    store = make_store(tmp_path / "rgb.gfs", _fashion(32, channels=3)).path
+    config = resolve_run(RunRequest({("data",): str(store), ("init",): str(source),
+                                     ("model", "conditional"): False})).config
+    target = build_networks(config.model, (3, 16, 16))
+    nets = {"G": target.generator, "D": target.discriminator}
+    match = match_init(open_init_source(str(source)), config, (3, 16, 16), nets)
+    apply_init(match, nets)
+    assert any(k.startswith("G.") for k in match.bridged) and any(k.startswith("D.") for k in match.bridged)
+    grey = build_networks(config.model, (1, 16, 16))
+    grey_nets = {"G": grey.generator, "D": grey.discriminator}
+    apply_init(match_init(open_init_source(str(source)), config, (1, 16, 16), grey_nets), grey_nets)
+    # The one layer the source has not (its BatchNorms were class-conditional) is made alike in both.
+    nets["G"].get_submodule("norms").load_state_dict(grey_nets["G"].get_submodule("norms").state_dict())
+    z = torch.randn(4, config.model.z_dim)
+    with torch.no_grad():
+        for net in (*nets.values(), *grey_nets.values()):
+            net.eval()
+        rgb_images, grey_images = nets["G"](z), grey_nets["G"](z)
+        assert all(torch.allclose(rgb_images[:, c:c + 1], grey_images, atol=1e-6) for c in range(3))
+        assert torch.allclose(nets["D"](grey_images.repeat(1, 3, 1, 1)), grey_nets["D"](grey_images), atol=1e-5)
+
+
+def test_a_stylegan2_run_at_twice_the_resolution_keeps_the_sources_layers() -> None:
+    model = ModelConfig(name="stylegan2", z_dim=16, fmap_base=256, fmap_max=32)
+    config = TrainConfig(model=model, batch=8)
+    torch.manual_seed(0)
+    small = build_networks(model, (3, 8, 8))
+    tensors = {"G": small.generator.state_dict(), "D": small.discriminator.state_dict()}
+    source = InitSource("small", Path("small"), "run", config, (3, 8, 8), 1000, tensors, "0" * 64)
+    big = build_networks(model, (3, 16, 16))
+    nets = {"G": big.generator, "D": big.discriminator}
+    match = match_init(source, config, (3, 16, 16), nets)
+    apply_init(match, nets)
+    d_here = nets["D"].state_dict()
+    for name, tensor in tensors["D"].items():
+        if name.startswith("blocks."):
+            _, index, rest = name.split(".", 2)
+            assert torch.equal(d_here[f"blocks.{int(index) + 1}.{rest}"], tensor)
+    assert ("D.from_rgb.weight", "a new layer at this resolution") in match.skipped
+    g_here = nets["G"].state_dict()
+    kept = [name for name in tensors["G"] if name in g_here]
+    assert len(kept) == len(tensors["G"])  # G's layers are named by resolution: all of the source's are here
+    assert all(torch.equal(g_here[name], tensors["G"][name]) for name in kept)
+    assert match.g_share > 0.5
+
+
+def test_freeze_d_keeps_the_frozen_blocks_bit_identical_and_the_done_line_has_the_memorization_check(
+        source: Path, fashion: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    run = _fine_tune(source, fashion, tmp_path, lines, kimg=0.1, freeze_d=1)
+    before, after = _tensors(source, "D"), _tensors(run, "D")
+    frozen = [name for name in after if name.startswith("blocks.0.") and "running" not in name
+              and "num_batches" not in name]
+    assert frozen and all(torch.equal(after[name], before[name]) for name in frozen)
+    assert not torch.equal(after["head.weight"], before["head.weight"])  # the rest of D trains
+    done = next(line for line in lines if line.startswith("done:"))
+    assert "memorization: " in done and "median distance ratio" in done
+    summary = json.loads((run / "memorization" / "summary.json").read_text())
+    assert summary["n_train"] == 128 and (run / "memorization" / "nearest_neighbours.png").is_file()
+
+
+def test_a_few_shot_store_turns_on_augmentation_and_freezed_and_a_large_one_does_not(source: Path,
+                                                                                     tmp_path: Path) -> None:
+    few = make_store(tmp_path / "few.gfs", _fashion(100)).path
+    resolved = resolve_run(RunRequest({("data",): str(few), ("init",): str(source)}))
+    assert (resolved.config.augment.name, resolved.config.freeze_d) == ("ada", 1)
+    assert any("few-shot (100 < 2000 images): --augment ada, --freeze-d 1 (FreezeD), a memorization check" in n
+               for n in resolved.notes)
+    given = resolve_run(RunRequest({("data",): str(few), ("init",): str(source), ("freeze_d",): 0,
+                                    ("augment", "name"): "diffaugment"}))
+    assert (given.config.augment.name, given.config.freeze_d) == ("diffaugment", 0)  # the flags given win
+    many = make_store(tmp_path / "many.gfs", np.repeat(_fashion(100), 21, axis=0)).path
+    large = resolve_run(RunRequest({("data",): str(many), ("init",): str(source)}))
+    assert (large.config.augment.name, large.config.freeze_d) == ("none", 0)
+    assert not any("few-shot" in n for n in large.notes)
+
+
+def test_a_fine_tuned_run_resumes_bit_identically(source: Path, fashion: Path, tmp_path: Path) -> None:
+    settings = {"memorization": "off", "tick_kimg": 0.064, "snap": 1}
+    whole = _fine_tune(source, fashion, tmp_path / "whole", kimg=0.192, **settings)
+    half = _fine_tune(source, fashion, tmp_path / "half", kimg=0.096, **settings)
+    with one_thread():
+        gf.train(resume=str(half), kimg=0.192, progress=False, echo=lambda _: None)
+    a, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(whole))
+    b, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(half))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_export_with_its_discriminator_round_trips_into_a_fine_tuning_run(source: Path, fashion: Path,
+                                                                            tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(source), "--out", str(out), "--with-discriminator"])
+    assert result.exit_code == 0, result.output
+    assert "discriminator.safetensors" in (out / "README.md").read_text()
+    saved = load_file(str(out / "discriminator.safetensors"))
+    run_d = _tensors(source, "D")
+    assert saved.keys() == run_d.keys() and all(torch.equal(saved[k], run_d[k]) for k in saved)
+    loaded = open_init_source(str(out))
+    assert loaded.kind == "export" and set(loaded.tensors) == {"G", "D"}
+    assert all(torch.equal(loaded.tensors["G"][k], v) for k, v in _tensors(source, "G_ema").items())
+    lines: list[str] = []
+    run = _fine_tune(out, fashion, tmp_path / "runs", lines, kimg=0.05, memorization="off")
+    assert any(line.startswith("init from") and "export" in line and " D" in line for line in lines)
+    assert json.loads((run / "config.json").read_text())["train"]["freeze_d"] == 1
+
+
+def test_another_family_is_refused_in_one_line(source: Path, fashion: Path) -> None:
+    with pytest.raises(ConfigError, match=r"holds a dcgan GAN and this run trains --model mlp: nothing fits"):
+        resolve_run(RunRequest({("data",): str(fashion), ("init",): str(source), ("model", "name"): "mlp"}))
