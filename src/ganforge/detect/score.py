@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from ganforge.detect.data import resize
 from ganforge.detect.train import Detector
 from ganforge.errors import DataError
+from ganforge.runs.output_guard import check_output_file, json_report
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 64 << 20  # larger images are refused as bombs, as `prepare` does
@@ -70,6 +71,14 @@ def score_files(detector: Detector, paths: list[Path]) -> tuple[dict[str, float]
             flush()
     flush()
     return scores, skipped
+
+
+def check_json_out(path: Path, images: list[str]) -> None:
+    """Refuse a --json that would replace a file other than an earlier score report, or land in a run, export,
+    detector or image folder (checked before the detector is loaded)."""
+    inputs = [Path(p) for p in images if not glob.has_magic(p)]
+    check_output_file(path, "--json", json_report(lambda v: isinstance(v, dict) and "p_generated" in v),
+                      inputs=inputs)
 
 
 def write_json(path: Path, scores: dict[str, float], skipped: dict[str, str], detector: Detector) -> None:
