@@ -74,6 +74,9 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] |
     """`ganforge train`: a new run from `config` or from keyword settings named as the flags are (data=,
     model=, kimg=, g_width=, cond=, ...), or `resume=RUN` to continue one. Without model= or preset= the
     recipe measured best for the store is chosen, as the CLI does."""
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ConfigError(f"train(config=...) takes a TrainConfig, got {type(config).__name__} {config!r:.40}; pass "
+                          "settings as keywords instead, e.g. gf.train(data='digits.gfs', model='dcgan', kimg=50)")
     if config is not None and (settings_given or preset or resume is not None):
         raise ConfigError("pass config= alone: it is a whole run's settings (resume= takes the settings that may "
                           "change, as keywords, e.g. kimg=)")
