@@ -162,3 +162,12 @@ def test_temporaries_of_a_killed_checkpoint_write_are_reported_and_removed_on_re
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_detect_says_a_fifo_among_the_images_is_no_regular_file(tmp_path: Path) -> None:
+    from ganforge.detect.score import read_image
+    from ganforge.errors import DataError
+
+    os.mkfifo(tmp_path / "fake.png")
+    with _within(20), pytest.raises(DataError, match="not a regular file \\(a FIFO\\)"):
+        read_image(tmp_path / "fake.png", 16)

@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from ganforge.detect.data import resize
 from ganforge.detect.train import Detector
 from ganforge.errors import DataError
+from ganforge.regular_files import open_regular
 from ganforge.runs.output_guard import check_output_file, json_report
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -39,9 +40,9 @@ def expand(patterns: list[str]) -> list[Path]:
 def read_image(path: Path, size: int) -> torch.Tensor:
     """uint8 [3, size, size]; DataError naming the file when it is not a readable image."""
     try:
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise OSError("no such file")
-        with Image.open(path) as picture:
+        with open_regular(path) as f, Image.open(f) as picture:  # a FIFO is "not a regular file", not "missing"
             if picture.width * picture.height > MAX_PIXELS:
                 raise OSError(f"{picture.width}x{picture.height} is too large")
             pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
