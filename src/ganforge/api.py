@@ -35,6 +35,7 @@ from ganforge.generator import Generator
 from ganforge.metrics import FeatureExtractor, evaluate_sets, load_extractor
 from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, as_source
 from ganforge.runs import load_translator
+from ganforge.runs.output_guard import check_outside_ganforge_folders
 from ganforge.training import Run, RunRequest, train_from_paths
 from ganforge.translation import TranslateReport, translate_folder, translate_images
 
@@ -50,6 +51,7 @@ def prepare(source: str | os.PathLike[str] | None, out: str | os.PathLike[str], 
     the report (kept, skipped and why) is echoed; the store is returned opened. For image-to-image translation,
     `pairs=`, `unpaired=`, `make_pairs=` and `val_fraction=` (named as the flags are; `a=` and `b=` are the two
     folders of by-name pairs or unpaired domains) make a two-sided store."""
+    check_outside_ganforge_folders(Path(out), "--out")  # a store written into a run or export folder mixes them
     size = parse_resolution(str(resolution)) if resolution is not None else None
     options = PrepareOptions(resolution=size, crop=crop, channels=channels, labels=labels, min_size=min_size)
     pair_options = from_dict(PairOptions, pairing, "prepare()")

@@ -193,3 +193,16 @@ def test_evaluate_json_may_replace_an_earlier_report_but_not_notes(noise: tuple[
     notes.write_text('{"todo": "keep me"}')
     with pytest.raises(ConfigError, match="ganforge did not write it"):
         check_outputs(noise[1], ["fid"], notes, None, [noise[1]])
+
+
+def test_prepare_and_detect_train_write_no_store_or_detector_into_a_run_or_export(noise: tuple[Path, Path, Path],
+                                                                                  tmp_path: Path) -> None:
+    store, run, export = noise
+    _png(tmp_path / "images" / "a.png")
+    before_run, before_export = _files(run), _files(export)
+    error = _one_error(_invoke("prepare", tmp_path / "images", "--out", run / "data.gfs"))
+    assert "inside the run folder" in error, error
+    error = _one_error(_invoke("detect", "train", "--real", store, "--fake", run, "--out", export / "det",
+                               "--steps", "1"))
+    assert "inside the export folder" in error, error
+    assert _files(run) == before_run and _files(export) == before_export

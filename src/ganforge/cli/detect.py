@@ -35,7 +35,10 @@ def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) 
     """Train a real-vs-generated classifier into --out (a folder like a run's: config, log, checkpoints).
     MORE_FAKES are --fake sources too."""
     from ganforge.detect.train import train_detector
+    from ganforge.runs.output_guard import check_outside_ganforge_folders
 
+    # A detector folder of its own, never one inside a run, export or detector (--resume continues the one at --out).
+    check_outside_ganforge_folders(out, "--out", home=out if resume else None)
     given = {name: value for (name,), value in given_settings(options).items()}
     if more_fakes:
         given["fake"] = [*given.get("fake", []), *more_fakes]

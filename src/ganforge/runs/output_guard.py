@@ -51,6 +51,12 @@ def check_output_folder(folder: Path, flag: str, names: Iterable[str], ours: Rec
         _replaceable(folder / name, flag, ours)
 
 
+def check_outside_ganforge_folders(path: Path, flag: str, *, home: Path | None = None) -> None:
+    """Only the folder check, for writers that judge existing files themselves (prepare's store, export, a
+    detector folder): refuse a `path` inside a run, export or detector folder unless it is under `home`."""
+    _outside_ganforge_folders(path, flag, home)
+
+
 def ganforge_folder(path: Path) -> tuple[Path, str] | None:
     """(folder, "run" | "export" | "detector") for the nearest folder at or above `path` (symlinks followed)
     that ganforge made, by its config.json; None when there is none."""
