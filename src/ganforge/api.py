@@ -35,6 +35,7 @@ from ganforge.generator import Generator
 from ganforge.metrics import FeatureExtractor, evaluate_sets, load_extractor
 from ganforge.metrics.sources import GeneratorSource, ImageSource, SourceLike, as_source
 from ganforge.runs import load_translator
+from ganforge.runs.output_guard import check_outside_ganforge_folders
 from ganforge.training import Run, RunRequest, train_from_paths
 from ganforge.translation import TranslateReport, translate_folder, translate_images
 
@@ -50,6 +51,7 @@ def prepare(source: str | os.PathLike[str] | None, out: str | os.PathLike[str], 
     the report (kept, skipped and why) is echoed; the store is returned opened. For image-to-image translation,
     `pairs=`, `unpaired=`, `make_pairs=` and `val_fraction=` (named as the flags are; `a=` and `b=` are the two
     folders of by-name pairs or unpaired domains) make a two-sided store."""
+    check_outside_ganforge_folders(Path(out), "--out")  # a store written into a run or export folder mixes them
     size = parse_resolution(str(resolution)) if resolution is not None else None
     options = PrepareOptions(resolution=size, crop=crop, channels=channels, labels=labels, min_size=min_size)
     pair_options = from_dict(PairOptions, pairing, "prepare()")
@@ -74,6 +76,9 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike[str] |
     """`ganforge train`: a new run from `config` or from keyword settings named as the flags are (data=,
     model=, kimg=, g_width=, cond=, ...), or `resume=RUN` to continue one. Without model= or preset= the
     recipe measured best for the store is chosen, as the CLI does."""
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ConfigError(f"train(config=...) takes a TrainConfig, got {type(config).__name__} {config!r:.40}; pass "
+                          "settings as keywords instead, e.g. gf.train(data='digits.gfs', model='dcgan', kimg=50)")
     if config is not None and (settings_given or preset or resume is not None):
         raise ConfigError("pass config= alone: it is a whole run's settings (resume= takes the settings that may "
                           "change, as keywords, e.g. kimg=)")

@@ -3,7 +3,7 @@ and report each finding in one line. Reads only: it never repairs, moves or lock
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -13,7 +13,8 @@ import torch
 from ganforge.config import TrainConfig
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store, is_store
-from ganforge.errors import DataError, GanforgeError
+from ganforge.errors import CheckpointError, DataError, GanforgeError
+from ganforge.regular_files import read_json_lines
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs import holds_translator, load_translator
 from ganforge.runs.exported import is_export_folder, load_graph, read_export
@@ -68,16 +69,26 @@ def _store(store: Store) -> list[Finding]:
 def _export(path: Path) -> list[Finding]:
     meta, config = read_export(path)
     if holds_translator(path):
-        return [_translator(path, meta, direction) for direction in meta.get("translator", {}).get("directions", {})]
+        return [_translator(path, meta, direction) for direction in _directions(path, meta)]
     generator = load_graph(path, meta["format"], config, meta["dataset"], meta.get("file"))
     if config.model.conditional:
         images = generator(torch.randn(2, config.model.z_dim), torch.zeros(2, dtype=torch.long))
     else:
         images = generator(torch.randn(2, config.model.z_dim))
-    shape, expected = list(images.shape[1:]), meta["dataset"]["shape"]
+    shape, expected, kimg = list(images.shape[1:]), meta["dataset"]["shape"], meta.get("nimg", 0) / 1000
     return [Finding(shape == expected and bool(torch.isfinite(images).all()),
-                    f"{path}: {meta['format']} generator ({config.model.name}, {meta['nimg'] / 1000:g} kimg) draws "
+                    f"{path}: {meta['format']} generator ({config.model.name}, {kimg:g} kimg) draws "
                     f"{'x'.join(map(str, shape))} images" + ("" if shape == expected else f", expected {expected}"))]
+
+
+def _directions(path: Path, meta: dict[str, Any]) -> list[str]:
+    """The directions an exported translator's config.json lists, checked before any is loaded."""
+    translator = meta.get("translator")
+    files = translator.get("directions") if isinstance(translator, dict) else None
+    if not isinstance(files, dict) or not files or not all(isinstance(d, str) for d in files):
+        raise CheckpointError(f"{path / CONFIG_FILE}: \"translator\" lists no directions (a2b, b2a) with their "
+                              "files; export it again")
+    return list(files)
 
 
 def _translator(path: Path, meta: dict[str, Any], direction: str) -> Finding:
@@ -87,7 +98,7 @@ def _translator(path: Path, meta: dict[str, Any], direction: str) -> Finding:
     shape, expected = list(outputs.shape[1:]), list(loaded.output_shape)
     return Finding(shape == expected and bool(torch.isfinite(outputs).all()),
                    f"{path}: {meta['format']} translator {direction} ({loaded.config.model.name}, "
-                   f"{meta['nimg'] / 1000:g} kimg) maps {'x'.join(map(str, loaded.input_shape))} to "
+                   f"{loaded.nimg / 1000:g} kimg) maps {'x'.join(map(str, loaded.input_shape))} to "
                    f"{'x'.join(map(str, shape))}" + ("" if shape == expected else f", expected {expected}"))
 
 
@@ -108,11 +119,12 @@ def _run(run_dir: Path) -> list[Finding]:
         found.append(Finding(False, f"the run's data: {exc} (generate, export and serve work without it; resume "
                                     "does not)"))
     found += _checkpoints(run_dir, config, store)
-    ticks = _ticks(run_dir / "log.jsonl")
-    found.append(Finding(True, f"{run_dir / 'log.jsonl'}: {len(ticks)} ticks" +
-                         (f", last at kimg {ticks[-1].get('kimg', 0):g}" if ticks else "")))
+    found += _log(run_dir / "log.jsonl")
     found += [Finding(False, f"{p}: set aside as damaged by an earlier resume; delete it when inspected")
               for p in sorted((run_dir / ckpt.CHECKPOINT_DIR).glob("*.damaged"))]
+    found += [Finding(False, f"{p}: half-written by process {pid}, which is no longer running (killed while "
+                             "writing a checkpoint); a resume removes it, or delete it")
+              for p, pid in ckpt.stale_temporaries(run_dir)]
     return found
 
 
@@ -138,12 +150,19 @@ def _checkpoints(run_dir: Path, config: TrainConfig, store: Store | None) -> lis
     return found
 
 
-def _ticks(log: Path) -> list[dict[str, Any]]:
-    """The tick rows of a run's log.jsonl, up to a line cut short by a kill (a resume drops it too)."""
-    rows: list[dict[str, Any]] = []
-    for line in log.read_text().splitlines() if log.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return [r for r in rows if isinstance(r, dict) and "tick" in r]
+def _log(log: Path) -> list[Finding]:
+    """The run log's finding: its tick rows (up to a line cut short by a kill, which a resume drops too)."""
+    if not os.path.lexists(log):
+        return [Finding(True, f"{log}: 0 ticks")]
+    try:
+        rows = read_json_lines(log)
+    except (OSError, ValueError) as exc:
+        return [Finding(False, f"{log} cannot be read ({exc}); a resume needs it, restore it or start a new run")]
+    ticks = [r for r in rows if isinstance(r, dict) and "tick" in r]
+    if not ticks:
+        return [Finding(True, f"{log}: 0 ticks")]
+    kimg = ticks[-1].get("kimg", 0)
+    if isinstance(kimg, bool) or not isinstance(kimg, (int, float)):
+        return [Finding(False, f"{log}: {len(ticks)} ticks, the last with kimg {str(kimg)[:40]!r}, not a number; "
+                               "the log was edited, restore it from a backup")]
+    return [Finding(True, f"{log}: {len(ticks)} ticks, last at kimg {kimg:g}")]

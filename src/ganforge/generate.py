@@ -19,6 +19,7 @@ from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import family_of
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import class_names, load_generator, resolve_class
+from ganforge.runs.output_guard import check_output_file, check_output_folder, ganforge_png
 
 MAX_IMAGES = 100_000
 SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and the web UI
@@ -152,13 +153,17 @@ def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Pat
     """
     extra = dict(text or {})
     if out.suffix.lower() == ".png":
+        check_output_file(out, "--out", ganforge_png)
         seeds_text = ",".join(map(str, seeds)) if len(seeds) <= 1024 else f"{seeds[0]}..{seeds[-1]} (many)"
         save_png(make_grid(images, columns), out, {"run": str(run_dir), "seeds": seeds_text, **extra})
         return [out]
+    names = [f"seed{seed:04d}.png" if classes is None else f"seed{seed:04d}-{_file_safe(classes[i])}.png"
+             for i, seed in enumerate(seeds)]
+    check_output_folder(out, "--out", names, ganforge_png)  # before the first file is written
     written = []
-    for i, (seed, image) in enumerate(zip(seeds, images, strict=True)):
+    for i, (seed, image, name) in enumerate(zip(seeds, images, names, strict=True)):
         own = {} if classes is None else {"class": classes[i]}
-        path = out / (f"seed{seed:04d}.png" if classes is None else f"seed{seed:04d}-{_file_safe(classes[i])}.png")
+        path = out / name
         save_png(to_pil(image.permute(1, 2, 0).numpy()), path,
                  {"run": str(run_dir), "seed": str(seed), **extra, **own})
         written.append(path)
@@ -185,6 +190,10 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
                               f"given; give {rows * columns} seeds or leave --seeds out")
         if out.suffix.lower() != ".png":
             raise ConfigError(f"--grid writes one image; give --out a .png name instead of {out}")
+    if out.suffix.lower() == ".png":  # checked again by name before writing; here before minutes of loading
+        check_output_file(out, "--out", ganforge_png)
+    else:
+        check_output_folder(out, "--out", [], ganforge_png)
     generator, config, nimg = load_generator(source, device)
     check_truncation(config, psi)
     latents = seed_latents(seeds, config.model.z_dim)

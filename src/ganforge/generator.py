@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ganforge.config import TrainConfig
+from ganforge.device import resolve_device
 from ganforge.errors import ConfigError
 from ganforge.export.hub import resolve_model_path
 from ganforge.generate import MAX_IMAGES, SEED_MAX, check_truncation, render, seed_latents, truncation_space
@@ -56,6 +57,8 @@ class Generator:
         labels: a conditional run's classes, one per image or one for all; by default the classes in turn.
         truncation: psi, as `ganforge generate --truncation`.
         """
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"sample(batch=...) is the images per forward pass, at least 1; got {batch!r}")
         if z is None:
             if n is None or not 1 <= n <= MAX_IMAGES or not 0 <= seed <= SEED_MAX - n + 1:
                 raise ConfigError(f"sample(n, seed=...) needs 1 <= n <= {MAX_IMAGES} and seeds within 0-{SEED_MAX}, "
@@ -88,6 +91,8 @@ class Generator:
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> Generator:
     """A run folder, an exported folder (any format), a Hugging Face-style model folder, or, with the
     huggingface_hub extra, a Hub repo id ("user/name") already in the local cache or downloadable."""
+    if isinstance(device, str):
+        device = resolve_device(device)  # "tpu" is one line before any file is read, not torch's traceback
     folder = resolve_model_path(path)
     module, config, nimg = load_loaded(folder, device)
     return Generator(module, config, nimg, folder)

@@ -32,10 +32,15 @@ def to_pil(hwc_uint8: np.ndarray) -> Image.Image:
     return Image.fromarray(hwc_uint8[:, :, 0] if hwc_uint8.shape[2] == 1 else hwc_uint8)
 
 
+# The tEXt chunk every PNG ganforge writes carries: an output flag may replace a PNG that has it (an earlier
+# run of the same command), never one that does not (a user's image). See runs/output_guard.py.
+MARK_KEY, MARK_VALUE = "Software", "ganforge"
+
+
 def save_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
-    """Save a PNG, embedding `text` as tEXt chunks (readable with `Image.open(path).text`)."""
+    """Save a PNG, embedding `text` as tEXt chunks (readable with `Image.open(path).text`) beside ganforge's mark."""
     info = PngImagePlugin.PngInfo()
-    for key, value in (text or {}).items():
+    for key, value in {MARK_KEY: MARK_VALUE, **(text or {})}.items():
         info.add_text(key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, pnginfo=info)

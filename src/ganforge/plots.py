@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from ganforge.images import save_png
+
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
             (227, 119, 194), (127, 127, 127)]  # matplotlib's tab10, whose colours people already read
 
@@ -16,7 +18,7 @@ Series = dict[str, list[tuple[float, float]]]
 
 def plot_curves(series: Series, path: Path, x_label: str = "kimg", size: tuple[int, int] = (640, 360)) -> None:
     """One line per named series of (x, y) points on shared axes; non-finite points are left out."""
-    draw_curves(series, x_label, size).save(path)
+    save_png(draw_curves(series, x_label, size), path)
 
 
 def plot_panels(panels: dict[str, Series], path: Path, x_label: str = "kimg", width: int = 640,
@@ -27,7 +29,7 @@ def plot_panels(panels: dict[str, Series], path: Path, x_label: str = "kimg", wi
         panel = draw_curves(series, x_label, (width, panel_height))
         ImageDraw.Draw(panel).text((width - 8 * len(title) - 24, 4), title, fill=(0, 0, 0))
         image.paste(panel, (0, i * panel_height))
-    image.save(path)
+    save_png(image, path)
 
 
 def draw_curves(series: Series, x_label: str = "kimg", size: tuple[int, int] = (640, 360)) -> Image.Image:

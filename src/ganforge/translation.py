@@ -7,7 +7,6 @@ name in OUTPUTS; an input the doctor rejects is reported with its reason and the
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +21,10 @@ from ganforge.data.sources import Entry, FileSource, open_source
 from ganforge.data.store import to_float, to_uint8
 from ganforge.device import resolve_device
 from ganforge.errors import ConfigError, DataError
+from ganforge.images import save_png
 from ganforge.progress import progress as progress_of
 from ganforge.runs import LoadedTranslator, load_translator
+from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
 DIRECTIONS = ("a2b", "b2a")
 
@@ -45,7 +46,7 @@ def translate_folder(run_dir: Path, inputs: Path, out: Path, *, direction: str =
         raise ConfigError(f"--direction must be {' or '.join(DIRECTIONS)}, got {direction!r}")
     if crop not in CROP_MODES:
         raise ConfigError(f"--crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
-    _check_out(inputs, out)
+    check_output_folder(out, "--out", [], ganforge_png, inputs=[inputs], around_inputs=True)
     torch_device = resolve_device(device)
     loaded = load_translator(run_dir, direction, torch_device)
     channels, height, width = loaded.input_shape
@@ -57,17 +58,20 @@ def translate_folder(run_dir: Path, inputs: Path, out: Path, *, direction: str =
             raise DataError(f"{inputs}: translate reads a folder or an archive of images, not an array file")
         report.skipped += source.skipped
         names = _output_names(source.entries)
+        check_output_folder(out, "--out", names, ganforge_png)  # before any is written: a refusal changes nothing
+        mark = {"run": str(run_dir), "direction": direction}
         pending: list[tuple[Path, np.ndarray]] = []
-        for entry in progress_of(source.entries, desc="translating", enabled=progress):
+        for entry, name in progress_of(list(zip(source.entries, names, strict=True)), desc="translating",
+                                       enabled=progress):
             try:
                 with entry.open() as fp:
-                    pending.append((out / names[entry.name], decode(fp, target)))
+                    pending.append((out / name, decode(fp, target)))
             except SkipInput as skip:
                 report.skipped.append({"path": entry.name, "reason": skip.reason})
             if len(pending) == batch:
-                report.written += _translate(loaded.translator, pending, torch_device)
+                report.written += _translate(loaded.translator, pending, torch_device, mark)
                 pending = []
-        report.written += _translate(loaded.translator, pending, torch_device)
+        report.written += _translate(loaded.translator, pending, torch_device, mark)
     if not report.written:
         reasons = ", ".join(sorted({s["reason"] for s in report.skipped})) or "no images"
         raise DataError(f"{inputs}: no input could be translated ({reasons}); pass a folder of jpg, png, webp, bmp, "
@@ -75,28 +79,28 @@ def translate_folder(run_dir: Path, inputs: Path, out: Path, *, direction: str =
     return report
 
 
-def _check_out(inputs: Path, out: Path) -> None:
-    """OUTPUTS must be a folder outside INPUTS: writing into the inputs would mix results with what is read."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; name a folder for the translated images")
-    real_in, real_out = Path(os.path.realpath(inputs)), Path(os.path.realpath(out))
-    if inputs.is_dir() and (real_out == real_in or real_out.is_relative_to(real_in)):
-        raise ConfigError(f"--out {out} is inside the inputs folder {inputs}; write the translations elsewhere, e.g. "
-                          f"--out {real_in.parent / (real_in.name + '-translated')}")
-
-
-def _output_names(entries: list[Entry]) -> dict[str, str]:
-    """Input name -> output PNG name: the same relative path with .png, keeping the suffix when two inputs would
-    collide (photo.jpg and photo.png -> photo.png and photo.jpg.png)."""
-    taken: set[str] = set()
-    names = {}
+def _output_names(entries: list[Entry]) -> list[str]:
+    """One distinct output PNG name per input, in order: the same relative path with .png; when two inputs would
+    collide (photo.jpg and photo.png, an archive holding a.png twice, x.png beside a folder x.png/), the later
+    keeps its suffix and then gets -2, -3, ... (flattened into the top folder if need be). Names are compared
+    case-folded, as a Mac or Windows disk does."""
+    taken: set[str] = set()  # every output file and every folder above one
+    names = []
     for entry in entries:
-        name = str(Path(entry.name).with_suffix(".png"))
-        if name in taken:
-            name = entry.name + ".png"
-        taken.add(name)
-        names[entry.name] = name
+        stem, flat = Path(entry.name).with_suffix(""), str(Path(entry.name).with_suffix("")).replace("/", "_")
+        # The flat names come last: a name under a folder that is taken as a file (x.png/y.png) can use none other.
+        candidates = (str(stem) + ".png", entry.name + ".png", *(f"{stem}-{n}.png" for n in range(2, 10)),
+                      *(f"{flat}-{n}.png" for n in range(2, len(entries) + 3)))
+        name = next(c for c in candidates if not _collides(c, taken))
+        taken.add(name.casefold())
+        taken.update(str(parent).casefold() for parent in Path(name).parents if str(parent) != ".")
+        names.append(name)
     return names
+
+
+def _collides(name: str, taken: set[str]) -> bool:
+    """Whether `name` is taken as a file or folder, or one of its folders is taken as a file."""
+    return name.casefold() in taken or any(str(p).casefold() in taken for p in Path(name).parents if str(p) != ".")
 
 
 def translate_images(loaded: LoadedTranslator, images: torch.Tensor | np.ndarray, *, batch: int = 16
@@ -118,14 +122,15 @@ def _run(translator: nn.Module, images: torch.Tensor, device: torch.device) -> t
     return to_uint8(translator(to_float(images).to(device)).float()).cpu()
 
 
-def _translate(translator: nn.Module, pending: list[tuple[Path, np.ndarray]], device: torch.device) -> list[Path]:
-    """Run one batch and write each output as a PNG; the paths written."""
+def _translate(translator: nn.Module, pending: list[tuple[Path, np.ndarray]], device: torch.device,
+               mark: dict[str, str]) -> list[Path]:
+    """Run one batch and write each output as a PNG (with ganforge's mark, so a rerun may replace it); the paths
+    written."""
     if not pending:
         return []
     outputs = _run(translator, torch.from_numpy(np.stack([pixels for _, pixels in pending])), device).numpy()
     for (path, _), pixels in zip(pending, outputs, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(pixels[0], "L") if pixels.shape[0] == 1 else Image.fromarray(
             pixels.transpose(1, 2, 0), "RGB")
-        image.save(path)
+        save_png(image, path, mark)
     return [path for path, _ in pending]

@@ -35,7 +35,10 @@ def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) 
     """Train a real-vs-generated classifier into --out (a folder like a run's: config, log, checkpoints).
     MORE_FAKES are --fake sources too."""
     from ganforge.detect.train import train_detector
+    from ganforge.runs.output_guard import check_outside_ganforge_folders
 
+    # A detector folder of its own, never one inside a run, export or detector (--resume continues the one at --out).
+    check_outside_ganforge_folders(out, "--out", home=out if resume else None)
     given = {name: value for (name,), value in given_settings(options).items()}
     if more_fakes:
         given["fake"] = [*given.get("fake", []), *more_fakes]
@@ -49,9 +52,11 @@ def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) 
 @click.option("--device", default="cpu", show_default=True)
 def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: str) -> None:
     """The probability that each image is generated (files, folders, globs)."""
-    from ganforge.detect.score import expand, score_files, write_json
+    from ganforge.detect.score import check_json_out, expand, score_files, write_json
     from ganforge.detect.train import load_detector
 
+    if json_path is not None:
+        check_json_out(json_path, list(images))
     detector = load_detector(det, device)
     scores, skipped = score_files(detector, expand(list(images)))
     for path, p in scores.items():
@@ -77,7 +82,10 @@ def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fak
     """Accuracy, ROC AUC and AP per generator, clean and after JPEG 75, with a ROC curve PNG."""
     from ganforge.detect.evaluate import describe_rows, evaluate_detector
     from ganforge.detect.train import load_detector
+    from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
+    check_output_folder(out or det / "eval", "--out", ["roc.png"], ganforge_png, home=det / "eval",
+                        inputs=[*real, *fake, *more_fakes])
     detector = load_detector(det, device)
     rows = evaluate_detector(detector, [str(p) for p in real], [str(p) for p in (*fake, *more_fakes)], count,
                              out or det / "eval")
@@ -102,10 +110,13 @@ def attack_command(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], na
     from ganforge.detect.config import parse_eps
     from ganforge.detect.robustness import attack_detector, describe_rows
     from ganforge.detect.train import load_detector
+    from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
     eps_values = parse_eps(eps)  # before minutes of loading
-    detector = load_detector(det, device)
     folder = out or det / f"attack-{name}"  # one folder per attack: an FGSM and a PGD run keep both plots
+    check_output_folder(folder, "--out", ["attack.png", "attacked.png"], ganforge_png, home=det / f"attack-{name}",
+                        inputs=[*real, *fake])
+    detector = load_detector(det, device)
     rows = attack_detector(detector, [str(p) for p in real], [str(p) for p in fake], name, eps_values, steps, count,
                            folder)
     click.echo(describe_rows(rows))

@@ -139,8 +139,14 @@ def export(source: Path, fmt: str, out: Path | None, with_discriminator: bool) -
     """Write G (its EMA copy when there is one) with config.json, a README.md model card and samples.png: a
     Hugging Face model folder that `ganforge generate`, `serve` and `ganforge.load_generator` read."""
     from ganforge.export.generator import export_generator
+    from ganforge.runs.exported import is_export_folder
+    from ganforge.runs.output_guard import check_output_folder
 
-    report = export_generator(source, out or Path(f"{source.name}-{fmt}"), fmt, with_discriminator)
+    out = out or Path(f"{source.name}-{fmt}")
+    # Not inside a run, export or detector folder; an earlier export in its place is replaced, as before.
+    check_output_folder(out, "--out", [], lambda _: True, home=out if is_export_folder(out) else None,
+                        inputs=[source], around_inputs=True)
+    report = export_generator(source, out, fmt, with_discriminator)
     check = report.check
     verified = (f"not verified ({check['skipped']})" if "skipped" in check
                 else f"{check['method']}: max abs diff {check['max_abs_diff']:.2g}")

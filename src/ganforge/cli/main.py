@@ -194,6 +194,7 @@ def evaluate(run_dir: Path | None, metrics_text: str | None, n: int, data: Path 
     if (run_dir is None) == (real is None or fake is None) or (run_dir is not None and (real or fake)):
         raise ConfigError("give a RUN folder, or --real and --fake (each a store or an image folder), not both")
     metrics = parse_metrics(metrics_text or evaluation.default_metrics_text(run_dir))
+    evaluation.check_outputs(run_dir, metrics, json_path, out_dir, [p for p in (data, real, fake) if p])
     torch_device = resolve_device(device)
     features = None if set(metrics) <= set(FIDELITY) else load_extractor(
         extractor, inception_path if extractor == "inception" else None, torch_device,
@@ -253,7 +254,9 @@ def preview_augment(store: Path, name: str, probability: float, count: int, copi
     from ganforge.augment import build_augment, preview_grid
     from ganforge.data.store import Store
     from ganforge.images import make_grid, save_png
+    from ganforge.runs.output_guard import check_output_file, ganforge_png
 
+    check_output_file(out, "--out", ganforge_png, inputs=[store])
     data = Store(store)
     torch.manual_seed(seed)
     augment = build_augment(name, batch=count, initial_p=probability)

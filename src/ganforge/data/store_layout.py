@@ -7,13 +7,14 @@ side); its manifest says whether the sides are aligned row by row ("paired") or 
 
 from __future__ import annotations
 
-import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ganforge.errors import DataError
+from ganforge.regular_files import open_regular, parse_json
 
 MAX_HEADER_BYTES = 256 << 20
 MAX_SIDE = 1 << 16  # pixels per side: far beyond any GAN, small enough that shapes cannot overflow
@@ -39,15 +40,16 @@ def read_layout(path: Path) -> StoreLayout:
 
 
 def _read(path: Path) -> StoreLayout:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO or device in place of a store must not block or stream forever
+        size = os.fstat(f.fileno()).st_size
         (header_len,) = struct.unpack("<Q", f.read(8))
         if not 2 <= header_len <= min(MAX_HEADER_BYTES, size - 8):
-            raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
-        header = json.loads(f.read(header_len))
+            # The length is the file's first bytes: never shown, a file that is no store may be anyone's secret.
+            raise ValueError(f"its first 8 bytes give a header length that does not fit a {size}-byte file")
+        header = parse_json(f.read(header_len))
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
-    manifest = json.loads(header["__metadata__"]["manifest"])
+    manifest = parse_json(header["__metadata__"]["manifest"])
     count, channels, height, width = _side(manifest, "")
     names = manifest.get("label_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -15,6 +15,8 @@ from PIL import Image, UnidentifiedImageError
 from ganforge.detect.data import resize
 from ganforge.detect.train import Detector
 from ganforge.errors import DataError
+from ganforge.regular_files import open_regular
+from ganforge.runs.output_guard import check_output_file, json_report
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 64 << 20  # larger images are refused as bombs, as `prepare` does
@@ -38,9 +40,9 @@ def expand(patterns: list[str]) -> list[Path]:
 def read_image(path: Path, size: int) -> torch.Tensor:
     """uint8 [3, size, size]; DataError naming the file when it is not a readable image."""
     try:
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise OSError("no such file")
-        with Image.open(path) as picture:
+        with open_regular(path) as f, Image.open(f) as picture:  # a FIFO is "not a regular file", not "missing"
             if picture.width * picture.height > MAX_PIXELS:
                 raise OSError(f"{picture.width}x{picture.height} is too large")
             pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
@@ -70,6 +72,14 @@ def score_files(detector: Detector, paths: list[Path]) -> tuple[dict[str, float]
             flush()
     flush()
     return scores, skipped
+
+
+def check_json_out(path: Path, images: list[str]) -> None:
+    """Refuse a --json that would replace a file other than an earlier score report, or land in a run, export,
+    detector or image folder (checked before the detector is loaded)."""
+    inputs = [Path(p) for p in images if not glob.has_magic(p)]
+    check_output_file(path, "--json", json_report(lambda v: isinstance(v, dict) and "p_generated" in v),
+                      inputs=inputs)
 
 
 def write_json(path: Path, scores: dict[str, float], skipped: dict[str, str], detector: Detector) -> None:

@@ -25,6 +25,7 @@ from ganforge.detect.data import FAKE, REAL, LabelledImages, combine, load_image
 from ganforge.detect.networks import build_detector
 from ganforge.device import flush_denormals, resolve_device
 from ganforge.errors import CheckpointError, ConfigError, TrainingInterrupted
+from ganforge.regular_files import read_json
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.lock import lock_run
 from ganforge.version import __version__
@@ -54,7 +55,7 @@ class Detector:
 def read_detector_config(folder: Path) -> DetectConfig:
     path = folder / CONFIG_FILE
     try:
-        record = json.loads(path.read_text())
+        record = read_json(path)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder} is not a detector folder ({path}: {exc}); pass the --out of "
                               "`ganforge detect train`") from exc

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import torch
 
+from ganforge.config import TrainConfig
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError
@@ -27,7 +28,9 @@ from ganforge.metrics.memorization import memorization_report
 from ganforge.metrics.probe import linear_probe
 from ganforge.models import family_of
 from ganforge.runs import load_discriminator, load_generator
+from ganforge.runs.exported import is_export_folder, read_export
 from ganforge.runs.folder import read_run_config
+from ganforge.runs.output_guard import check_output_file, check_output_folder, ganforge_png, json_report
 
 
 def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None,
@@ -35,7 +38,7 @@ def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None
                  progress: bool = True) -> list[dict[str, Any]]:
     """The run's scores; an image-to-image run is scored on its held-out inputs (evaluation/translator.py).
     `extractor` may be None when only psnr and ssim are asked for."""
-    if family_of(read_run_config(run_dir)[0].model.name).translates:
+    if family_of(_recorded(run_dir)[0].model.name).translates:
         return evaluate_translation(run_dir, metrics, n=n, data=data, extractor=extractor, batch_size=batch_size,
                                     device=device, progress=progress)
     fidelity = [m for m in metrics if m in FIDELITY]
@@ -73,10 +76,18 @@ def default_metrics_text(run_dir: Path | None) -> str:
     """--metrics when not given: fid, or psnr,ssim for a paired image-to-image run (its store holds targets)."""
     if run_dir is None:
         return "fid"
-    config, dataset = read_run_config(run_dir)
+    config, dataset = _recorded(run_dir)
     if not family_of(config.model.name).translates:
         return "fid"
     return ",".join(default_metrics(str(dataset.get("pairing", "paired"))))
+
+
+def _recorded(source: Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """(training config, dataset record) of a run folder or of an exported folder, which evaluates the same way."""
+    if is_export_folder(source):
+        meta, config = read_export(source)
+        return config, meta["dataset"]
+    return read_run_config(source)
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -97,6 +108,22 @@ def describe(result: dict[str, Any]) -> str:
     return (f"{scores}  [n_real {result['n_real']}, n_fake {result['n_fake']}, {result['extractor']} "
             f"{str(result['extractor_hash'])[:19]}, resize {result['resize']}]" + (f"  warning: {warning}" if warning
                                                                                    else ""))
+
+
+def check_outputs(run_dir: Path | None, metrics: list[str], json_path: Path | None, out_dir: Path | None,
+                  inputs: list[Path]) -> None:
+    """Refuse, before any network is loaded, a --json or --out that would replace what ganforge did not write for
+    evaluate or land in a run, export, detector or input folder (RUN/evaluation is evaluate's own place)."""
+    home = run_dir / "evaluation" if run_dir is not None else None
+    if json_path is not None:
+        check_output_file(json_path, "--json", json_report(_is_scores), home=home, inputs=inputs)
+    if run_dir is not None and "memorization" in metrics:  # the only metric that draws figures
+        check_output_folder(out_dir or run_dir / "evaluation", "--out", ["nearest_neighbours.png", "distances.png"],
+                            ganforge_png, home=home, inputs=inputs)
+
+
+def _is_scores(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(r, dict) and "metric" in r for r in value)
 
 
 def write_json(results: list[dict[str, Any]], path: Path) -> None:

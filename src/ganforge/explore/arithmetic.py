@@ -18,6 +18,7 @@ from ganforge.explore.classes import class_label, class_labels
 from ganforge.generate import check_psi, check_truncation, render, seed_latents, truncation_space
 from ganforge.images import make_grid, save_png
 from ganforge.runs import load_generator
+from ganforge.runs.output_guard import check_output_file, ganforge_png
 
 NOISE = 0.25  # half-width of the uniform noise added to the result for its variations
 MAX_GROUP = 32  # seeds per group; the means stop changing long before this
@@ -40,6 +41,7 @@ def arithmetic(source: Path, a: list[int], b: list[int], c: list[int], out: Path
         raise ConfigError(f"--variations must be between 0 and {MAX_GROUP}")
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: the arithmetic grid is one image; give a .png name")
+    check_output_file(out, "--out", ganforge_png)
     generator, config, nimg = load_generator(source, device)
     check_truncation(config, psi)
     label = class_label(source, config, class_name)

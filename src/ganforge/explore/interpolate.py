@@ -17,9 +17,10 @@ import torch
 from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
 from ganforge.generate import check_psi, check_truncation, render, render_styles, seed_latents, truncation_space
-from ganforge.images import make_grid, save_png, to_pil
+from ganforge.images import MARK_VALUE, make_grid, save_png, to_pil
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
+from ganforge.runs.output_guard import check_output_file, ganforge_animation, ganforge_png
 
 METHODS = ("lerp", "slerp")
 MAX_FRAMES = 2000  # all transitions together: a longer walk is minutes of video and a huge GIF
@@ -67,6 +68,7 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".mp4", ".png"):
         raise ConfigError(f"--out {out}: write .gif (animation), .mp4 (video) or .png (grid of rows)")
+    check_output_file(out, "--out", ganforge_png if suffix == ".png" else ganforge_animation)
     keys = seeds + [seeds[0]] if loop else seeds
     transitions = len(keys) - 1
     if suffix == ".png" and frames > MAX_GRID_COLUMNS:
@@ -128,7 +130,7 @@ def write_gif(frames: list[np.ndarray], out: Path, fps: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     # GIF delays are whole hundredths of a second; `loop=0` repeats forever.
     pictures[0].save(out, save_all=True, append_images=pictures[1:], duration=max(20, round(1000 / fps)),
-                     loop=0, optimize=False)
+                     loop=0, optimize=False, comment=MARK_VALUE.encode())  # the mark a later --out may replace
 
 
 def write_mp4(frames: list[np.ndarray], out: Path, fps: int) -> None:
@@ -142,7 +144,8 @@ def write_mp4(frames: list[np.ndarray], out: Path, fps: int) -> None:
     pad_h, pad_w = height % 2, width % 2
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = imageio_ffmpeg.write_frames(str(out), (width + pad_w, height + pad_h), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv420p", macro_block_size=1, quality=8)
+                                         pix_fmt_out="yuv420p", macro_block_size=1, quality=8,
+                                         output_params=["-metadata", f"comment={MARK_VALUE}"])  # see output_guard
     writer.send(None)  # the generator protocol: prime it before sending frames
     for frame in frames:
         writer.send(np.ascontiguousarray(np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)))))

@@ -26,6 +26,7 @@ from ganforge.generate import (
 from ganforge.images import make_grid, save_png
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
+from ganforge.runs.output_guard import check_output_file, ganforge_png
 
 MAX_SEEDS = 32  # per side: a 33 x 33 grid is already larger than any figure
 
@@ -54,6 +55,7 @@ def style_mixing(source: Path, rows: list[int], columns: list[int], out: Path, *
             raise ConfigError(f"{flag} needs 1 to {MAX_SEEDS} seeds, got {len(seeds)}")
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: the mixing figure is one image; give a .png name")
+    check_output_file(out, "--out", ganforge_png)
     generator, config, nimg = load_generator(source, device)
     if truncation_space(config) != "w":
         raise ConfigError(f"ganforge mix needs a style-based generator with a W space (--model stylegan2); {source} "

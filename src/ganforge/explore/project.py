@@ -34,6 +34,7 @@ from ganforge.explore.classes import class_label, class_labels
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
+from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
 SNAPSHOTS = 8  # images in the progress strip besides the target
 SPACES = ("z", "w", "w+")
@@ -97,6 +98,7 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         raise ConfigError("--steps and --starts must be at least 1, --lr positive, --feature-weight not negative")
     if space is not None and space not in SPACES:
         raise ConfigError(f"--space {space!r} is not a latent space; choose z, w or w+")
+    check_output_folder(out, "--out", OUTPUT_FILES, _earlier_projection, inputs=[image_path])
     loaded, config, nimg = load_generator(source, device)
     label = class_label(source, config, class_name)
     if next(loaded.parameters(), None) is None:
@@ -170,6 +172,15 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         text["class"] = class_name
     _write(out, result, to_uint8(target).cpu(), to_uint8(torch.cat(snapshots)).cpu(), text)
     return result
+
+
+OUTPUT_FILES = ("latent.npy", "projected.png", "target.png", "progress.png")
+
+
+def _earlier_projection(path: Path) -> bool:
+    """A file an earlier projection into the same folder wrote: its PNGs carry ganforge's mark, and its
+    latent.npy is vouched for by the projected.png beside it."""
+    return ganforge_png(path.with_name("projected.png") if path.suffix == ".npy" else path)
 
 
 def _write(out: Path, result: Projection, target: torch.Tensor, snapshots: torch.Tensor, text: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ganforge.errors import ConfigError
+from ganforge.errors import ConfigError, DataError
 from ganforge.metrics import cache as feature_cache
 from ganforge.metrics.features import FeatureExtractor, FeatureSet, extract_features, load_extractor
 from ganforge.metrics.fid import frechet_distance
@@ -92,6 +92,10 @@ def _is(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, devic
 def _pr(real: FeatureSet | None, fake: FeatureSet, options: MetricOptions, device: torch.device
         ) -> tuple[dict[str, float], dict[str, Any]]:
     assert real is not None
+    if min(len(real), len(fake)) <= options.pr_k:  # a set smaller than n asked for (a small folder) lands here
+        raise DataError(f"precision/recall compares each image with its {options.pr_k} nearest neighbours, so it "
+                        f"needs more than {options.pr_k} images per set; got {len(real)} real and {len(fake)} "
+                        "generated: use more images (--n)")
     precision, recall = precision_recall(real.features, fake.features, options.pr_k, device)
     stamp = {"k": options.pr_k, "features": "the stamp's extractor (Kynkäänniemi et al. 2019 used VGG-16 fc2; "
                                             "scores from different feature networks are not comparable)"}
@@ -149,6 +153,9 @@ def evaluate_sets(real: SourceLike, fake: SourceLike, metrics: Sequence[str] = (
     options = options or MetricOptions()
     if n < 2 or batch_size < 1:
         raise ConfigError(f"need n >= 2 images per set and batch_size >= 1, got n={n}, batch_size={batch_size}.")
+    if "pr" in names and n <= options.pr_k:  # before minutes of feature extraction, not after
+        raise ConfigError(f"--metrics pr compares each image with its {options.pr_k} nearest neighbours: it needs "
+                          f"--n above {options.pr_k}, got {n}")
     if not isinstance(extractor, FeatureExtractor):
         extractor = load_extractor(extractor or "inception")
     if "is" in names:

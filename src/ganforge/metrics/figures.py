@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ganforge.images import save_png
+
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 LABEL_HEIGHT = 14
@@ -44,7 +46,7 @@ def image_rows(rows: Sequence[Sequence[torch.Tensor]], labels: Sequence[Sequence
             x = c * (cell_w + 2) + (gap_after_first if c > 0 else 0)
             canvas.paste(to_pil(image).resize((cell_w, h * scale), Image.Resampling.NEAREST), (x, y))
             draw.text((x + 2, y + h * scale + 1), text, fill=INK, font=font)
-    canvas.save(path)
+    save_png(canvas, path)
 
 
 def overlaid_histograms(series: Sequence[tuple[str, np.ndarray, tuple[int, int, int]]], path: Path, *,
@@ -91,4 +93,4 @@ def overlaid_histograms(series: Sequence[tuple[str, np.ndarray, tuple[int, int, 
         label, v = marker
         draw.line([x_of(v), top, x_of(v), top + plot_h], fill=(200, 0, 0), width=2)
         draw.text((x_of(v) + 3, top + plot_h - 14), label, fill=(200, 0, 0), font=font)
-    canvas.save(path)
+    save_png(canvas, path)

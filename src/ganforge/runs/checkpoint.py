@@ -23,9 +23,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from ganforge.errors import CheckpointDamaged, CheckpointError, TrainingDiverged
+from ganforge.regular_files import check_regular
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")
+_TEMPORARY = re.compile(r"^\.ckpt-\d{10}\.safetensors\.tmp-(\d+)$")  # save_checkpoint's, with the writer's pid
 CHECKSUM_KEY = "ganforge_sha256"  # beside "ganforge" (the metadata JSON) in the safetensors header
 DAMAGED_SUFFIX = ".damaged"
 
@@ -149,6 +151,7 @@ class _Damage(Exception):
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
+        check_regular(path)  # safetensors would block on a FIFO named like a checkpoint, for good
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         tensors = load_file(str(path))
@@ -162,11 +165,43 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise _Damage("checksum mismatch")
     try:
         meta = json.loads(raw_meta)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _Damage(f"its metadata is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise _Damage("its metadata is not a JSON object")
     return tensors, meta
+
+
+def stale_temporaries(run_dir: Path) -> list[tuple[Path, int]]:
+    """(temporary, pid) of each half-written checkpoint whose writer is no longer running: a SIGKILL or an OOM
+    kill during `save_checkpoint` leaves one, as large as a checkpoint, that nothing would ever remove."""
+    folder = run_dir / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(p, int(m.group(1))) for p in sorted(folder.iterdir()) if (m := _TEMPORARY.match(p.name))]
+    return [(p, pid) for p, pid in found if pid != os.getpid() and not _alive(pid)]
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the stale temporaries of `run_dir` (see stale_temporaries); the paths removed."""
+    removed = []
+    for path, _ in stale_temporaries(run_dir):
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass  # another resume removed it first, or the folder is read-only: doctor still reports it
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a pid no process can have): leave its file alone
+    return True
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

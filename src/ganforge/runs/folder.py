@@ -15,6 +15,7 @@ from typing import Any
 
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.regular_files import read_json
 from ganforge.version import __version__
 
 CONFIG_FILE = "config.json"
@@ -59,13 +60,21 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder; pass a folder made by `ganforge train` "
                               "(e.g. runs/00001-dcgan-mnist).")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}; it is not a ganforge run folder: pass one made by "
                               "`ganforge train` (e.g. runs/00001-dcgan-mnist) or a folder `ganforge export` wrote.")
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = read_json(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); restore it from the checkpoint metadata.") from exc
+    except ValueError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); restore it from the checkpoint metadata.") from exc
+    if isinstance(record, dict) and "ganforge_export" in record:
+        # An export carries its run's "train" settings too, but no training state: a resume would start a fresh
+        # run inside it, an export of it would nest one export in another.
+        raise CheckpointError(f"{run_dir} is an exported folder (`ganforge export` wrote it), not a run folder: it "
+                              "holds no training state; pass the run folder it was exported from (e.g. "
+                              "runs/00001-dcgan-mnist)")
     if not isinstance(record, dict) or not isinstance(record.get("train"), dict):
         raise CheckpointError(f"{path} is not a run config (a JSON object with a \"train\" object); restore it from "
                               "a backup or from the `config` in a checkpoint's metadata.")
@@ -79,7 +88,7 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
 def read_record(folder: Path) -> dict[str, Any]:
     """The JSON record (config.json) of a run folder or an exported folder: config, dataset, fingerprint."""
     try:
-        record = json.loads((Path(folder) / CONFIG_FILE).read_text())
+        record = read_json(Path(folder) / CONFIG_FILE)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder} has no readable {CONFIG_FILE} ({exc}); pass a run folder or an exported "
                               "folder.") from exc

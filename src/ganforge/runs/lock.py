@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from pathlib import Path
 from types import TracebackType
 
 from ganforge.errors import CheckpointError, RunInUse
+from ganforge.regular_files import kind_of
+from ganforge.runs.checkpoint import remove_stale_temporaries
 
 if sys.platform != "win32":
     import fcntl
@@ -66,9 +69,15 @@ def lock_run(run_dir: Path) -> RunLock:
         return RunLock(key, None)
     path = run_dir / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except IsADirectoryError as exc:
+        raise _not_regular(path, stat.S_IFDIR) from exc
     except OSError as exc:
         raise CheckpointError(f"cannot open {path} ({exc.strerror}); train the run where you may write.") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -82,7 +91,15 @@ def lock_run(run_dir: Path) -> RunLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     lock = _held[key] = RunLock(key, fd)
+    # Holding the lock, no other trainer writes here: a temporary checkpoint of a dead writer (a SIGKILL mid-write)
+    # is stale, and would otherwise stay as large as a checkpoint for good. Run start and resume both pass here.
+    remove_stale_temporaries(run_dir)
     return lock
+
+
+def _not_regular(path: Path, mode: int) -> CheckpointError:
+    return CheckpointError(f"{path} is not a regular file ({kind_of(mode)}); remove it, then train the run again "
+                           "(ganforge makes a new one).")
 
 
 def _busy(run_dir: Path, pid: str) -> str:
@@ -94,10 +111,12 @@ def lock_holder(run_dir: Path) -> str | None:
     if sys.platform == "win32":
         return None
     try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO there must not block `doctor`
     except OSError:
         return None  # no lock file: never trained by this version, or not now
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # no process can hold a lock on it: training would refuse it
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"

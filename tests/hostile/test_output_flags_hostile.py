@@ -1,0 +1,208 @@
+"""Flags that write (`--json`, `--out`) on hostile targets: a run's config.json, a detector's checkpoint, the
+inputs' own folder, a user's image. Each is refused in one line before anything is loaded, and every file stays
+as it was; an earlier output of the same command may still be replaced. And two inputs never become one output."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from ganforge.cli import main
+from ganforge.errors import ConfigError
+from ganforge.images import save_png
+from ganforge.runs.checkpoint import latest_checkpoint
+from ganforge.runs.output_guard import check_output_file, ganforge_png
+
+from data_slices import digit_pairs_store
+from run_helpers import noise_run_and_export, only_run
+
+TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.025",
+         "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
+TINY_PIX2PIX = ["--model", "pix2pix", "--g-width", "4", "--d-width", "4", "--batch", "4", "--kimg", "0.008",
+                "--tick-kimg", "0.008", "--seed", "2", "--no-progress"]
+
+
+def _invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_error(result: Result) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code in (1, 2) and len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _png(path: Path, value: int = 7, size: int = 16) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size), value, np.uint8), "L").save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    return noise_run_and_export(tmp_path_factory.mktemp("output-flags"), TRAIN)
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("output-flags-pix2pix")
+    result = _invoke("train", "--data", digit_pairs_store(root), "--out", root / "runs", *TINY_PIX2PIX)
+    assert result.exit_code == 0, result.output
+    return only_run(root / "runs")
+
+
+@pytest.fixture(scope="module")
+def detector(noise: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store, run, _ = noise
+    out = tmp_path_factory.mktemp("output-flags-detector") / "det"
+    result = _invoke("detect", "train", "--real", store, "--fake", run, "--out", out, "--steps", "2", "--batch", "4",
+                     "--size", "16", "--images-per-source", "16", "--tick-steps", "1", "--snap", "1")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_evaluate_json_onto_the_runs_config_is_refused_and_the_config_kept(noise: tuple[Path, Path, Path]) -> None:
+    run = noise[1]
+    before = _files(run)
+    error = _one_error(_invoke("evaluate", run, "--metrics", "fid", "--extractor", "random-conv", "--n", "4",
+                               "--json", run / "config.json"))
+    assert "--json" in error and "inside the run folder" in error, error
+    assert _files(run) == before
+
+
+def test_detect_score_json_onto_the_detectors_checkpoint_is_refused(detector: Path, tmp_path: Path) -> None:
+    checkpoint = latest_checkpoint(detector)
+    assert checkpoint is not None
+    before = _files(detector)
+    error = _one_error(_invoke("detect", "score", detector, _png(tmp_path / "x.png"), "--json", checkpoint))
+    assert "--json" in error and "inside the detector folder" in error, error
+    assert _files(detector) == before
+
+
+def test_translate_into_the_folder_that_holds_the_inputs_is_refused(translator: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "D" / "in"
+    _png(inputs / "x.png")
+    before = _files(tmp_path / "D")
+    error = _one_error(_invoke("translate", translator, inputs, "--out", tmp_path / "D"))
+    assert "holds the input" in error, error
+    error = _one_error(_invoke("translate", translator, inputs, "--out", inputs / "sub"))
+    assert "is inside" in error, error
+    assert _files(tmp_path / "D") == before
+
+
+def test_detect_attack_figures_are_never_written_among_the_real_images(detector: Path, noise: tuple[Path, Path, Path],
+                                                                       tmp_path: Path) -> None:
+    images = tmp_path / "imgs"
+    _png(images / "a.png")
+    before = _files(images)
+    error = _one_error(_invoke("detect", "attack", detector, "--real", images, "--fake", noise[1], "--out", images))
+    assert "--out" in error and "is inside the inputs folder" in error, error
+    assert _files(images) == before
+
+
+def test_generate_refuses_a_users_image_and_a_run_or_export_folder_but_replaces_its_own_grid(
+        noise: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, run, export = noise
+    mine = _png(tmp_path / "holiday.png")
+    before = mine.read_bytes()
+    error = _one_error(_invoke("generate", run, "--n", "2", "--out", mine))
+    assert "ganforge did not write it" in error, error
+    assert mine.read_bytes() == before
+    for inside in (run / "more", export / "grid.png"):
+        error = _one_error(_invoke("generate", run, "--n", "2", "--out", inside))
+        assert "inside the" in error, error
+        assert not inside.exists()
+    for _ in range(2):  # the second run replaces the grid the first wrote
+        result = _invoke("generate", run, "--n", "2", "--out", tmp_path / "grid.png")
+        assert result.exit_code == 0, result.output
+
+
+def test_explore_tools_refuse_a_users_file(noise: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run = noise[1]
+    walk = tmp_path / "walk.gif"
+    walk.write_bytes(b"GIF89a not really")
+    error = _one_error(_invoke("interpolate", run, "--seeds", "0,1", "--frames", "2", "--out", walk))
+    assert "ganforge did not write it" in error, error
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "latent.npy").write_bytes(b"someone's array")
+    error = _one_error(_invoke("project", run, _png(tmp_path / "t.png"), "--steps", "1", "--starts", "1", "--out",
+                               tmp_path / "proj"))
+    assert "latent.npy exists" in error, error
+
+
+def test_the_guard_tells_its_own_pngs_from_a_users_and_refuses_special_files(tmp_path: Path) -> None:
+    ours = tmp_path / "ours.png"
+    save_png(Image.new("L", (4, 4)), ours)
+    assert ganforge_png(ours) and not ganforge_png(_png(tmp_path / "theirs.png"))
+    check_output_file(ours, "--out", ganforge_png)
+    with pytest.raises(ConfigError, match="is a folder"):
+        check_output_file(tmp_path, "--out", ganforge_png)
+    (tmp_path / "link.png").symlink_to("/dev/null")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        check_output_file(tmp_path / "link.png", "--out", ganforge_png)
+
+
+def test_an_archive_with_two_members_of_one_name_translates_both_under_distinct_names(translator: Path,
+                                                                                      tmp_path: Path) -> None:
+    archive = tmp_path / "in.zip"
+    buffers = []
+    for value in (10, 200, 90):
+        path = _png(tmp_path / f"src-{value}.png", value)
+        buffers.append(path.read_bytes())
+    with zipfile.ZipFile(archive, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("a.png", buffers[0])
+        zf.writestr("a.png", buffers[1])
+        zf.writestr("b.png", buffers[2])
+    out = tmp_path / "out"
+    result = _invoke("translate", translator, archive, "--out", out)
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in out.rglob("*.png"))
+    assert len(written) == 3 and "translated 3 of 3" in result.output, (written, result.output)
+
+
+def test_a_file_beside_a_folder_of_the_same_name_both_translate(translator: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("x.png", _png(tmp_path / "1.png", 1).read_bytes())
+        zf.writestr("x/y.png", _png(tmp_path / "2.png", 2).read_bytes())
+        zf.writestr("x.jpg/z.png", _png(tmp_path / "3.png", 3).read_bytes())
+    out = tmp_path / "out"
+    result = _invoke("translate", translator, archive, "--out", out)
+    assert result.exit_code == 0 and "translated 3 of 3" in result.output, result.output
+    assert len([p for p in out.rglob("*.png") if p.is_file()]) == 3
+
+
+def test_evaluate_json_may_replace_an_earlier_report_but_not_notes(noise: tuple[Path, Path, Path],
+                                                                  tmp_path: Path) -> None:
+    from ganforge.evaluation.generator import check_outputs
+
+    report = tmp_path / "scores.json"
+    report.write_text(json.dumps([{"metric": "fid", "scores": {"fid": 1.0}}]))
+    check_outputs(noise[1], ["fid"], report, None, [noise[1]])
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"todo": "keep me"}')
+    with pytest.raises(ConfigError, match="ganforge did not write it"):
+        check_outputs(noise[1], ["fid"], notes, None, [noise[1]])
+
+
+def test_prepare_and_detect_train_write_no_store_or_detector_into_a_run_or_export(noise: tuple[Path, Path, Path],
+                                                                                  tmp_path: Path) -> None:
+    store, run, export = noise
+    _png(tmp_path / "images" / "a.png")
+    before_run, before_export = _files(run), _files(export)
+    error = _one_error(_invoke("prepare", tmp_path / "images", "--out", run / "data.gfs"))
+    assert "inside the run folder" in error, error
+    error = _one_error(_invoke("detect", "train", "--real", store, "--fake", run, "--out", export / "det",
+                               "--steps", "1"))
+    assert "inside the export folder" in error, error
+    assert _files(run) == before_run and _files(export) == before_export

@@ -1,0 +1,173 @@
+"""FIFOs, devices and monsters where ganforge expects a file: a FIFO as an export's config.json, as a checkpoint,
+as a run's .lock or its store; config.json linked to /dev/zero; config.json of 100,000 nested '['. Each gives one
+line saying what is wrong ("not a regular file", "larger than", "nested too deeply") within seconds; nothing
+blocks, and nothing reads until memory runs out. Also: the temporaries a SIGKILL leaves mid-checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ganforge.cli import main
+from ganforge.runs.checkpoint import checkpoint_path, latest_checkpoint
+
+from run_helpers import noise_run_and_export
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev/zero are POSIX")
+
+TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.025",
+         "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    return noise_run_and_export(tmp_path_factory.mktemp("special-files"), TRAIN)
+
+
+@contextmanager
+def _within(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: SIGALRM interrupts a blocked open() of a FIFO."""
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _invoke(*args: str | Path) -> Result:
+    with _within(60):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_error(result: Result) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code in (1, 2) and len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+def _doctor_problems(path: Path) -> list[str]:
+    result = _invoke("doctor", path)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    return [line for line in result.output.splitlines() if line.startswith("PROBLEM")]
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+
+def _replace(path: Path, how: str) -> None:
+    path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+    elif how == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif how == "huge":
+        with open(path, "wb") as f:
+            f.truncate(5 << 20)  # sparse: 5 MB of zeros that take no disk
+    else:
+        path.write_text("[" * 100_000)
+
+
+@pytest.mark.parametrize("how, says", [("fifo", "not a regular file (a FIFO)"),
+                                       ("dev-zero", "not a regular file (a character device)"),
+                                       ("huge", "larger than 4 MB"), ("nested", "nested too deeply")])
+def test_an_exports_config_json_that_is_no_file_or_too_much_is_one_line(healthy: tuple[Path, Path, Path],
+                                                                         tmp_path: Path, how: str, says: str) -> None:
+    export = _copy(healthy[2], tmp_path)
+    _replace(export / "config.json", how)
+    error = _one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
+    assert says in error and "config.json" in error, error
+    assert any(says in line for line in _doctor_problems(export))
+
+
+@pytest.mark.parametrize("how, says", [("dev-zero", "not a regular file"), ("huge", "larger than 4 MB"),
+                                       ("nested", "nested too deeply")])
+def test_a_runs_config_json_that_is_too_much_is_one_line(healthy: tuple[Path, Path, Path], tmp_path: Path, how: str,
+                                                          says: str) -> None:
+    run = _copy(healthy[1], tmp_path)
+    _replace(run / "config.json", how)
+    error = _one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
+    assert says in error, error
+
+
+def test_a_fifo_named_like_the_latest_checkpoint_is_reported_not_read(healthy: tuple[Path, Path, Path],
+                                                                      tmp_path: Path) -> None:
+    run = _copy(healthy[1], tmp_path)
+    fifo = checkpoint_path(run, 10**9)
+    os.mkfifo(fifo)
+    error = _one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
+    assert "not a regular file (a FIFO)" in error, error
+    assert any("not a regular file" in line for line in _doctor_problems(run))
+    assert fifo.exists()  # doctor reads only
+
+
+def test_a_fifo_as_the_lock_does_not_block_doctor_and_training_refuses_it(healthy: tuple[Path, Path, Path],
+                                                                         tmp_path: Path) -> None:
+    run = _copy(healthy[1], tmp_path)
+    (run / ".lock").unlink(missing_ok=True)
+    os.mkfifo(run / ".lock")
+    result = _invoke("doctor", run)
+    assert "Traceback" not in result.output, result.output
+    error = _one_error(_invoke("train", "--resume", run, "--kimg", "0.05", "--no-progress"))
+    assert ".lock is not a regular file (a FIFO)" in error, error
+
+
+def test_a_fifo_as_the_runs_store_is_reported_not_read(healthy: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run = _copy(healthy[1], tmp_path)
+    os.mkfifo(tmp_path / "store.gfs")
+    record = json.loads((run / "config.json").read_text())
+    record["train"]["data"] = str(tmp_path / "store.gfs")
+    (run / "config.json").write_text(json.dumps(record))
+    assert any("not a regular file (a FIFO)" in line for line in _doctor_problems(run))
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporaries_of_a_killed_checkpoint_write_are_reported_and_removed_on_resume(
+        healthy: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run = _copy(healthy[1], tmp_path)
+    latest = latest_checkpoint(run)
+    assert latest is not None
+    stale = latest.with_name(f".{latest.name}.tmp-{_dead_pid()}")
+    stale.write_bytes(b"half a checkpoint")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = latest.with_name(f".{latest.name}.tmp-{alive.pid}")
+        live.write_bytes(b"being written")
+        problems = _doctor_problems(run)
+        assert any(stale.name in line and "no longer running" in line for line in problems), problems
+        assert not any(live.name in line for line in problems), problems
+        result = _invoke("train", "--resume", run, "--kimg", "0.05", "--no-progress")
+        assert result.exit_code == 0, result.output
+        assert not stale.exists() and live.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_detect_says_a_fifo_among_the_images_is_no_regular_file(tmp_path: Path) -> None:
+    from ganforge.detect.score import read_image
+    from ganforge.errors import DataError
+
+    os.mkfifo(tmp_path / "fake.png")
+    with _within(20), pytest.raises(DataError, match="not a regular file \\(a FIFO\\)"):
+        read_image(tmp_path / "fake.png", 16)
