@@ -10,6 +10,9 @@ comparison holds whatever else runs meanwhile (see benchmarks/quality.py). The l
 copied next to BENCHMARKS.md. Usage:
     python benchmarks/finetune.py --source runs/00001-projected-anime --faces anime/images --kimg 33.8
     python benchmarks/finetune.py --source RUN --faces DIR --kimg 33.8 --sizes 100 --arms fine-tuned --keep ft/
+Across domains, from the digits demo's run (`ganforge train`) to Fashion-MNIST (held out: the first 1,000 of its
+test split; training sets from its train split):
+    python benchmarks/finetune.py --source runs/00001-dcgan-mnist --fashion ../shared/data/fashion-mnist --kimg 50
 """
 
 from __future__ import annotations
@@ -43,6 +46,24 @@ def light_faces(faces: Path, fraction: float = 0.25) -> list[Path]:
     paths = sorted(p for p in faces.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     order = np.argsort([top_band_brightness(p) for p in paths], kind="stable")
     return [paths[i] for i in order[-int(len(paths) * fraction):]]
+
+
+def fashion_images(folder: Path, idx: Path, split: str, start: int, count: int) -> list[Path]:
+    """Fashion-MNIST items start..start+count of `split` ("train" or "t10k") as PNG files in `folder`."""
+    import gzip
+
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(idx / f"{split}-images-idx3-ubyte.gz", "rb") as f:
+        raw = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    paths = []
+    for i in range(start, start + count):
+        path = folder / f"{split}-{i:05d}.png"
+        if not path.exists():
+            Image.fromarray(raw[i]).save(path)
+        paths.append(path)
+    return paths
 
 
 def store_of(paths: list[Path], folder: Path) -> Path:
@@ -88,7 +109,9 @@ def scores(run: Path, held_out: Path, n: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, required=True, help="a run on all the anime faces (--init SOURCE)")
-    parser.add_argument("--faces", type=Path, required=True, help="folder of the anime faces (searched recursively)")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--faces", type=Path, help="folder of the anime faces (searched recursively)")
+    data.add_argument("--fashion", type=Path, help="folder of Fashion-MNIST's IDX files (../shared/data/fashion-mnist)")
     parser.add_argument("--kimg", type=float, required=True, help="kimg per run: the budget at the quiet speed")
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--arms", default="fine-tuned,scratch")
@@ -97,22 +120,29 @@ def main() -> None:
     parser.add_argument("--grids", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="finetune-"))
-    light = light_faces(args.faces)
-    order = np.random.default_rng(0).permutation(len(light))
-    held_out = store_of([light[i] for i in order[:HELD_OUT]], root / "light-held-out")
-    pool = [light[i] for i in order[HELD_OUT:]]
-    print(f"{len(light)} light-haired faces: {HELD_OUT} held out, training sets from the other {len(pool)}")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if args.faces is not None:
+        light = light_faces(args.faces)
+        order = np.random.default_rng(0).permutation(len(light))
+        held_out = store_of([light[i] for i in order[:HELD_OUT]], root / "light-held-out")
+        pool, name = [light[i] for i in order[HELD_OUT:]], "light"
+        print(f"{len(light)} light-haired faces: {HELD_OUT} held out, training sets from the other {len(pool)}")
+    else:
+        images = root / "fashion-images"
+        held_out = store_of(fashion_images(images, args.fashion, "t10k", 0, HELD_OUT), root / "fashion-held-out")
+        pool, name = fashion_images(images, args.fashion, "train", 0, max(sizes)), "fashion"
+        print(f"Fashion-MNIST: the first {HELD_OUT} test items held out, training sets from the train split")
     print("| images | start | kimg | wall | FID | KID x1e3 | precision | recall | memorization | grid |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for size in map(int, args.sizes.split(",")):
-        store = store_of(pool[:size], root / f"light-{size}")
+    for size in sizes:
+        store = store_of(pool[:size], root / f"{name}-{size}")
         for arm in args.arms.split(","):
             out = root / f"runs-{arm}-{size}"
             if out.exists():
                 shutil.rmtree(out)
             run, seconds, done = train(store, out, args.kimg, args.source if arm == "fine-tuned" else None)
             found = scores(run, held_out, args.n)
-            grid = args.grids / f"finetune-{arm}-{size}.png"
+            grid = args.grids / f"finetune-{name}-{arm}-{size}.png"
             shutil.copyfile(run / "samples" / "latest.png", grid)
             print(f"| {size} | {arm} | {args.kimg:g} | {seconds / 60:.1f} min | {found['fid']:.1f} | "
                   f"{found['kid'] * 1e3:.1f} | {found['precision']:.3f} | {found['recall']:.3f} | "

@@ -147,8 +147,8 @@ def test_a_run_draws_metrics_png_with_a_panel_per_logged_metric(digits: Path, tm
         run = gf.train(data=str(digits), kimg=0.1, out=str(tmp_path), metrics="kid",
                        metrics_extractor="random-conv", metrics_every=1, metrics_n=64, echo=lambda _: None, **TINY)
     picture = Image.open(run.path / "metrics.png")
-    # KID, D's outputs, D's accuracy and img/s: four panels of 200 px (no FID logged, no ADA).
-    assert picture.size == (640, 4 * 200)
+    # KID, sample diversity, D's outputs, D's accuracy and img/s: five panels of 200 px (no FID logged, no ADA).
+    assert picture.size == (640, 5 * 200)
     assert Image.open(run.path / "samples" / "latest.png").width >= 512  # 28 px digits, enlarged to be seen
 
 

@@ -7,6 +7,7 @@ whatever else is generated beside it, on any device. Runs and exports are opened
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -174,13 +175,18 @@ def _file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64] or "class"
 
 
+# What turns latents [N, z_dim] (with labels, at psi) into uint8 images: plain `render`, or `generate --edit`'s.
+Draw = Callable[[nn.Module, torch.Tensor, torch.Tensor | None, float], torch.Tensor]
+
+
 def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1.0, columns: int | None = None,
                     grid: tuple[int, int] | None = None, device: str = "cpu",
-                    class_name: str | None = None) -> tuple[list[Path], int]:
+                    class_name: str | None = None, draw: Draw | None = None) -> tuple[list[Path], int]:
     """What `ganforge generate` does: (files written, nimg of the weights used).
 
     Conditional runs render every seed in `class_name`, or, without it, a per-class grid (one row per seed, one
-    column per class) or, into a folder, one file per seed with the classes in turn.
+    column per class) or, into a folder, one file per seed with the classes in turn. `draw` replaces plain
+    rendering (`--edit` moves the latents along directions first).
     """
     check_psi(psi)
     if grid is not None:
@@ -198,6 +204,7 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
     check_truncation(config, psi)
     latents = seed_latents(seeds, config.model.z_dim)
     space = truncation_space(config)
+    drawing: Draw = draw or (lambda g, z, y, p: render(g, z, labels=y, psi=p, space=space))
     text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}"}
     if class_name is not None:
         label = resolve_class(source, config, class_name)
@@ -208,17 +215,17 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
         # One file per seed, the classes in turn (seed i in class i mod K), so that N files cover every class.
         names = class_names(source, config)
         labels = torch.arange(len(seeds)) % len(names)
-        images = render(generator, latents, labels=labels, psi=psi, space=space)
+        images = drawing(generator, latents, labels, psi)
         return write_images(images, seeds, out, source, columns, text, [names[i] for i in labels.tolist()]), nimg
     elif config.model.conditional:
         classes = config.model.num_classes
         labels = torch.arange(classes).repeat(len(seeds))
-        images = render(generator, latents.repeat_interleave(classes, dim=0), labels=labels, psi=psi, space=space)
+        images = drawing(generator, latents.repeat_interleave(classes, dim=0), labels, psi)
         save_png(make_grid(images, classes), out, {"run": str(source), "seeds": ",".join(map(str, seeds)),
                                                    "layout": "rows = seeds, columns = classes", **text})
         return [out], nimg
     else:
-        images = render(generator, latents, psi=psi, space=space)
+        images = drawing(generator, latents, None, psi)
     if grid is not None:
         text["grid"] = f"{grid[0]}x{grid[1]}"
     return write_images(images, seeds, out, source, columns, text), nimg

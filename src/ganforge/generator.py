@@ -7,6 +7,7 @@ or a Hugging Face-style folder or repo) with the seed convention of `ganforge ge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from ganforge.config import TrainConfig
 from ganforge.device import resolve_device
 from ganforge.errors import ConfigError
+from ganforge.explore.directions import Directions, edited_images, load_directions
 from ganforge.export.hub import resolve_model_path
 from ganforge.generate import MAX_IMAGES, SEED_MAX, check_truncation, render, seed_latents, truncation_space
 from ganforge.runs import load_generator as load_loaded
@@ -70,6 +72,36 @@ class Generator:
         z = z.float().cpu()
         return render(self.module, z, batch, labels=self._labels(labels, z.shape[0]), psi=psi,
                       space=truncation_space(self.config))
+
+    @torch.no_grad()
+    def edit(self, edits: Sequence[tuple[Directions | str | Path, dict[int, float]]], *, n: int | None = None,
+             seed: int = 0, z: torch.Tensor | None = None, w: torch.Tensor | None = None,
+             labels: torch.Tensor | list[int] | int | None = None, truncation: float = 1.0) -> torch.Tensor:
+        """uint8 [N, C, H, W]: the images of seeds seed..seed+n-1 (or of `z`, or of a style-based G's `w`
+        [N, w_dim], e.g. a projected photo's) moved along directions from `ganforge directions`: `edits` pairs a
+        directions folder (or loaded Directions) with {direction index: amount in its scale}, e.g.
+        `G.edit([("dirs", {0: 2.0})], n=8)`."""
+        loaded = [(d if isinstance(d, Directions) else load_directions(Path(d)), dict(a)) for d, a in edits]
+        if w is not None:
+            if z is not None or w.dim() != 2:
+                raise ConfigError("edit(w=...) takes w [N, w_dim] alone (no z)")
+            latents = w.float().cpu()
+        elif z is None:
+            latents = self.sample_latents(n, seed)
+        else:
+            latents = z.float().cpu()
+        if w is None and (latents.dim() != 2 or latents.shape[1] != self.z_dim):
+            raise ConfigError(f"z must be [N, {self.z_dim}], got {list(latents.shape)}")
+        psi = check_truncation(self.config, truncation, "truncation")
+        return edited_images(self.module, latents, loaded, self._labels(labels, latents.shape[0]), psi,
+                             in_w=w is not None)
+
+    def sample_latents(self, n: int | None, seed: int) -> torch.Tensor:
+        """z [n, z_dim] of seeds seed..seed+n-1, as `sample` draws them."""
+        if n is None or not 1 <= n <= MAX_IMAGES or not 0 <= seed <= SEED_MAX - n + 1:
+            raise ConfigError(f"n and seed: 1 <= n <= {MAX_IMAGES} and seeds within 0-{SEED_MAX}, got n={n}, "
+                              f"seed={seed}")
+        return seed_latents(list(range(seed, seed + n)), self.z_dim)
 
     def _labels(self, labels: torch.Tensor | list[int] | int | None, count: int) -> torch.Tensor | None:
         if not self.num_classes:

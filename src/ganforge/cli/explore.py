@@ -219,6 +219,51 @@ def translate(source: Path, inputs: Path, out: Path, direction: str, crop: str, 
     click.echo(report.summary(out))
 
 
+@click.command()
+@_SOURCE
+@click.option("--method", type=click.Choice(["sefa", "ganspace", "labels"]), default="sefa", show_default=True,
+              help="sefa: closed form from the first latent-reading weights; ganspace: principal components of W "
+                   "(stylegan2) or of the first layer; labels: the boundary of an image statistic (--score).")
+@click.option("--k", "count", type=click.IntRange(1, 512), default=10, show_default=True, help="Directions to find.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for directions.safetensors, directions.json and directions.png.")
+@click.option("--layers", help="stylegan2: the style layers the directions come from and edits move, e.g. 0-3 "
+                               "(coarse: pose, shape) or 6-11 (fine: colour). [all]")
+@click.option("--score", type=click.Choice(["brightness", "contrast", "saturation", "red", "green", "blue"]),
+              default="brightness", show_default=True, help="--method labels: the statistic whose boundary is found.")
+@click.option("--samples", type=click.IntRange(100, 100_000), default=2000, show_default=True,
+              help="Latents sampled (ganspace, labels, and the scale of each direction).")
+@click.option("--seeds", default="0,1", show_default=True, help="Seeds the figure moves along each direction.")
+@_DEVICE
+def directions(source: Path, method: str, count: int, out: Path, layers: str | None, score: str, samples: int,
+               seeds: str, device: str) -> None:
+    """Find semantic directions in RUN's latent space and draw them: one row per direction, each seed moved from
+    -3 to +3 of the direction's scale. Edit with `ganforge generate RUN --edit OUT:INDEX=AMOUNT`."""
+    from ganforge.explore.directions import FIGURE, RECORD, TENSORS, find_directions, write_figure
+    from ganforge.generate import parse_ranges
+    from ganforge.runs import load_generator
+    from ganforge.runs.output_guard import any_of, check_output_folder, ganforge_png, json_report
+
+    seed_list = _seed_list(seeds, "--seeds")[:8]
+    span = None
+    if layers is not None:
+        ranges = parse_ranges(layers, "--layers", "0-3")
+        if len(ranges) != 1:
+            raise ConfigError(f"--layers {layers}: give one range, e.g. 0-3")
+        span = (ranges[0][1], ranges[0][2] + 1)
+    ours = any_of(ganforge_png, json_report(lambda v: isinstance(v, dict) and "ganforge_directions" in v),
+                  lambda path: path.name == TENSORS and (path.parent / RECORD).is_file())
+    check_output_folder(out, "--out", [TENSORS, RECORD, FIGURE], ours, inputs=[source])
+    generator, config, _ = load_generator(source, device)
+    found = find_directions(generator, config, method, count, layers=span, score=score, samples=samples,
+                            source=str(source))
+    found.save(out)
+    write_figure(generator, config, found, seed_list, out / FIGURE)
+    where = f" in W, style layers {found.layers[0]}-{found.layers[1] - 1}" if found.layers else " in z"
+    click.echo(f"wrote {len(found)} {method} directions{where} to {out} (figure {out / FIGURE}); edit with "
+               f"`ganforge generate {source} --edit {out}:0=2`")
+
+
 def register(group: click.Group) -> None:
-    for command in (interpolate, arithmetic, mix, project, export, push, serve, translate):
+    for command in (interpolate, arithmetic, mix, project, export, push, serve, translate, directions):
         group.add_command(command)

@@ -278,8 +278,11 @@ def preview_augment(store: Path, name: str, probability: float, count: int, copi
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 @click.option("--class", "class_name",
               help="Conditional runs: render this class (label name or index). Without it: one column per class.")
+@click.option("--edit", "edit_texts", multiple=True, metavar="DIR:INDEX=AMOUNT",
+              help="Move every latent along direction INDEX of a `ganforge directions` folder by AMOUNT of its scale "
+                   "(e.g. dirs:0=2); repeat to combine.")
 def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str | None, psi: float, out: Path,
-             columns: int | None, device: str, class_name: str | None) -> None:
+             columns: int | None, device: str, class_name: str | None, edit_texts: tuple[str, ...]) -> None:
     """Render images from a trained run or an exported folder (the EMA generator when there is one)."""
     from ganforge import generate as gen
 
@@ -290,8 +293,13 @@ def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str
     grid = gen.parse_grid(grid_text) if grid_text else None
     default_count = grid[0] * grid[1] if grid else 64
     seed_list = list(range(count or default_count)) if not seeds else gen.parse_seeds(seeds)
+    draw = None
+    if edit_texts:
+        from ganforge.explore.directions import edit_drawer, parse_edits
+
+        draw = edit_drawer(parse_edits(edit_texts))
     written, nimg = gen.generate_images(run_dir, seed_list, out, psi=psi, columns=columns, grid=grid, device=device,
-                                        class_name=class_name)
+                                        class_name=class_name, draw=draw)
     click.echo(f"wrote {len(seed_list)} images from {run_dir} (kimg {nimg / 1000:.1f}, psi {psi:g}) to "
                f"{written[0] if len(written) == 1 else out}")
 

@@ -24,6 +24,7 @@ from torch import nn
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.models import family_of
+from ganforge.regular_files import check_regular
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.exported import DISCRIMINATOR_FILE, FORMATS, is_export_folder, read_export
 from ganforge.runs.folder import read_run_config
@@ -136,6 +137,7 @@ def _export_source(given: str, path: Path) -> InitSource:
 
 def _load(file: Path) -> dict[str, torch.Tensor]:
     try:
+        check_regular(file)  # a FIFO would block the reader forever
         return load_file(str(file))
     except Exception as exc:  # OSError, or safetensors' own error for a malformed file
         raise CheckpointError(f"{file} is not a readable safetensors file ({exc}); export it again") from exc

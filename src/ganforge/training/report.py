@@ -111,7 +111,9 @@ def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[st
 
 
 # metrics.png, one panel each: (title, the log keys drawn in it). FID/KID appear once --metrics logged them.
-METRIC_PANELS = (("FID", ("fid",)), ("KID", ("kid",)), ("D's outputs", ("d_real", "d_fake")),
+METRIC_PANELS = (("FID", ("fid",)), ("KID", ("kid",)),
+                 ("Diversity: samples vs real images", ("diversity", "diversity_real")),
+                 ("D's outputs", ("d_real", "d_fake")),
                  ("D's accuracy", ("acc_real", "acc_fake")), ("ADA p", ("augment_p",)), ("img/s", ("img_per_s",)))
 
 

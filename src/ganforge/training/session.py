@@ -17,11 +17,12 @@ from ganforge.config.registry import describe_config
 from ganforge.data.store import Store
 from ganforge.device import flush_denormals
 from ganforge.errors import ConfigError
-from ganforge.models import build_networks
+from ganforge.models import build_networks, family_of
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
 from ganforge.training.best_snapshot import best_snapshot_hook
 from ganforge.training.budget import plan_total_nimg
+from ganforge.training.collapse_monitor import collapse_monitor
 from ganforge.training.distributed import Distributed, init_distributed
 from ganforge.training.loop import train
 from ganforge.training.memorization_check import memorization_at_end, memorization_due
@@ -89,8 +90,10 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
         run_dir = request.resume
         on_resumed = _resume_check(run_dir, resolved.saved, config, dataset_record(store, config), ctx.is_main, echo)
     hooks: tuple[TickHook, ...] = ()
+    if not family_of(config.model.name).translates and len(store) >= 2:
+        hooks = (collapse_monitor(config, store, echo, ctx.device_for(config.device)),)
     if config.metrics:
-        hooks = (training_metrics_hook(config, store, ctx),)
+        hooks += (training_metrics_hook(config, store, ctx),)
     if config.minutes > 0 and config.best_share > 0:
         hooks += (_best_snapshot(config, store, ctx, run_dir, echo),)
     with lock or contextlib.nullcontext():

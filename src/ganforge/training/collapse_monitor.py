@@ -1,0 +1,83 @@
+"""Mode collapse seen as it happens: at every tick, how far apart a fixed set of samples lie compared with as many
+real images, and a warning when the samples are far closer to one another than real images are.
+
+The measure is the median distance from each image to its nearest other image of the same set, in the features
+of a small fixed random convolutional network (metrics/random_conv.py: no download, a few milliseconds for 64
+images). Real images give the reference (their own median). A collapsed generator draws a few images over and
+over: most samples then have a near-twin, and the median falls towards 0 (the same image 64 times: exactly 0),
+while a varied set stays near the real images' value. Samples come from fixed latents of their own seed under a
+forked random stream, so the run's trajectory is the one it would have without the monitor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge.config import TrainConfig
+from ganforge.data.store import Store, to_uint8
+from ganforge.metrics.random_conv import RandomConvExtractor
+from ganforge.training.state import TrainingState
+
+SAMPLES = 64  # samples and real images compared at each tick
+COLLAPSE_RATIO = 0.5  # samples' nearest-neighbour median below this share of the real images' is collapse
+START_SHARE = 0.1  # a fresh G draws near-identical images: no warning in the first tenth of the run
+TWIN_PERCENTILE = 5.0  # a sample is a near-twin when its nearest neighbour is closer than 95 % of real pairs
+
+
+def nearest_neighbour_distances(features: torch.Tensor) -> torch.Tensor:
+    """Each row's distance to its nearest other row [N]."""
+    distances = torch.cdist(features.double(), features.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    distances.fill_diagonal_(float("inf"))
+    return distances.min(dim=1).values
+
+
+def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], None],
+                     device: torch.device) -> Callable[[TrainingState, dict[str, Any]], None]:
+    """A tick hook adding `diversity` (the samples' median nearest-neighbour distance), `diversity_real` (the real
+    images') and `near_twins` (samples closer to another than 95 % of real images are) to the tick's log row, and
+    printing a warning when the samples fall below COLLAPSE_RATIO of the real images' diversity."""
+    extractor = RandomConvExtractor(device=device)
+    m = store.manifest
+    rows = np.random.default_rng(config.seed + 5).permutation(m.count)[:SAMPLES]
+    real_nn = nearest_neighbour_distances(extractor.extract(store.uint8_batch(np.sort(rows)))[0])
+    real = float(real_nn.median())
+    twin = float(np.percentile(real_nn.numpy(), TWIN_PERCENTILE))
+    latents = torch.randn(len(rows), config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
+    labels = torch.arange(len(rows)) % config.model.num_classes if config.model.conditional else None
+
+    def hook(state: TrainingState, record: dict[str, Any]) -> None:
+        images = _samples(state, latents, labels, (m.height, m.width))
+        nn_distances = nearest_neighbour_distances(extractor.extract(images)[0])
+        diversity = float(nn_distances.median())
+        twins = int((nn_distances < twin).sum())
+        record.update(diversity=diversity, diversity_real=real, near_twins=twins)
+        started = state.counters.cur_nimg >= START_SHARE * state.config.total_nimg and state.counters.tick > 2
+        if started and real > 0 and diversity < COLLAPSE_RATIO * real:
+            echo(f"samples are collapsing: diversity {diversity:.3g}, {diversity / real:.0%} of the real images' "
+                 f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin. Look at samples/latest.png; "
+                 "if it repeats a few images, resume from an earlier checkpoint with a lower --lr-g/--lr-d, or "
+                 "retrain with --augment diffaugment, --ema-kimg 10, or --model projected")
+
+    return hook
+
+
+@torch.no_grad()
+def _samples(state: TrainingState, latents: torch.Tensor, labels: torch.Tensor | None,
+             size: tuple[int, int]) -> torch.Tensor:
+    """uint8 samples of the sampling generator (its EMA when kept) at the data's size, drawing nothing from the
+    run's random streams (a G with noise inputs draws from torch's)."""
+    generator = state.generator_ema if state.generator_ema is not None else state.generator
+    device = next(generator.parameters()).device
+    devices = [device] if device.type == "cuda" else []
+    was_training = generator.training
+    with torch.random.fork_rng(devices=devices):
+        generator.eval()
+        images = generator(latents.to(device), None if labels is None else labels.to(device)).float()
+        generator.train(was_training)
+    if tuple(images.shape[-2:]) != size:  # a growing G mid-way
+        images = torch.nn.functional.interpolate(images, size=size, mode="nearest")
+    return to_uint8(images).cpu()

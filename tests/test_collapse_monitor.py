@@ -1,0 +1,94 @@
+"""The collapse monitor: its value on a collapsed set (one image 64 times) against a varied one, the warning and
+when it may come, and its numbers in log.jsonl, the same after a resume as in an unbroken run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ganforge as gf
+from ganforge.config import ModelConfig, TrainConfig
+from ganforge.data.store import Store, to_float
+from ganforge.metrics.random_conv import RandomConvExtractor
+from ganforge.training.collapse_monitor import COLLAPSE_RATIO, collapse_monitor, nearest_neighbour_distances
+from ganforge.training.report import metric_panels
+
+from data_slices import mnist_store
+from explore_helpers import one_thread
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return Store(mnist_store(tmp_path_factory.mktemp("collapse") / "digits.gfs", 512))
+
+
+class Drawing(nn.Module):
+    """A stand-in G that draws the store's images: image i % count for latent i of the monitor's set."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__()
+        self.images = nn.Parameter(images, requires_grad=False)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.images[torch.arange(len(z)) % len(self.images)]
+
+
+def _state(generator: nn.Module, cur_nimg: int, tick: int, kimg: float = 10.0) -> SimpleNamespace:
+    config = TrainConfig(model=ModelConfig(z_dim=8), kimg=kimg)
+    return SimpleNamespace(generator=generator, generator_ema=None, config=config,
+                           counters=SimpleNamespace(cur_nimg=cur_nimg, tick=tick))
+
+
+def test_one_image_repeated_has_no_diversity_and_real_digits_have_plenty(digits: Store) -> None:
+    extractor = RandomConvExtractor()
+    varied = extractor.extract(digits.uint8_batch(np.arange(64)))[0]
+    same = extractor.extract(digits.uint8_batch(np.zeros(64, dtype=np.int64)))[0]
+    assert float(nearest_neighbour_distances(same).median()) == 0.0
+    assert float(nearest_neighbour_distances(varied).median()) > 1.0
+
+
+def test_a_collapsed_generator_is_warned_about_once_past_the_start_and_a_varied_one_never(digits: Store) -> None:
+    config = TrainConfig(model=ModelConfig(z_dim=8), kimg=10.0)
+    lines: list[str] = []
+    hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"))
+    reals = to_float(digits.uint8_batch(np.arange(200, 264)))
+    collapsed = Drawing(reals[:3])  # three digits over and over
+    varied = Drawing(reals)  # 64 other real digits
+
+    record: dict = {}
+    hook(_state(collapsed, cur_nimg=500, tick=1), record)  # a fresh G may draw alike: no warning yet
+    assert lines == [] and record["diversity"] < COLLAPSE_RATIO * record["diversity_real"]
+    assert record["near_twins"] == 64
+
+    hook(_state(varied, cur_nimg=5000, tick=5), record)
+    assert lines == [] and record["diversity"] > COLLAPSE_RATIO * record["diversity_real"]
+    assert record["near_twins"] < 16
+
+    hook(_state(collapsed, cur_nimg=5000, tick=5), record)
+    assert len(lines) == 1 and lines[0].startswith("samples are collapsing: diversity 0,")
+    assert "64 of 64 samples have a near-twin" in lines[0] and "--lr-g" in lines[0]
+
+
+def test_the_logged_diversity_is_the_same_after_a_resume(digits: Store, tmp_path: Path) -> None:
+    settings = {"data": str(digits.path), "model": "dcgan", "g_width": 8, "d_width": 8, "batch": 32,
+                "tick_kimg": 0.064, "snap": 1, "progress": False, "echo": lambda _: None}
+    with one_thread():
+        whole = gf.train(kimg=0.192, out=str(tmp_path / "whole"), **settings).path
+        half = gf.train(kimg=0.096, out=str(tmp_path / "half"), **settings).path
+        gf.train(resume=str(half), kimg=0.192, progress=False, echo=lambda _: None)
+
+    def diversity(run: Path) -> dict[int, tuple[float, float, int]]:
+        rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        return {r["nimg"]: (r["diversity"], r["diversity_real"], r["near_twins"]) for r in rows if "tick" in r}
+
+    unbroken, resumed = diversity(whole), diversity(half)  # the resumed run also ended a tick at its first end
+    assert set(unbroken) == {64, 128, 192} and {64, 192} <= set(resumed)
+    assert unbroken[64] == resumed[64] and unbroken[192] == resumed[192]
+    rows = [json.loads(line) for line in (whole / "log.jsonl").read_text().splitlines()]
+    assert any(title.startswith("Diversity") for title in metric_panels(rows))  # drawn in metrics.png
