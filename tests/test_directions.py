@@ -132,3 +132,10 @@ def test_directions_and_edits_from_the_cli_and_the_api(tiny_ema_run: Path, tmp_p
     assert torch.equal(api, edited_images(generator.module, z, [(directions, {0: 3.0, 1: -2.0})]))
     bad = runner.invoke(main, ["generate", str(tiny_ema_run), "--out", str(tmp_path / "x.png"), "--edit", "nowhere"])
     assert bad.exit_code == 2 and "--edit" in bad.output
+
+
+def test_gf_directions_writes_what_the_cli_writes(tiny_ema_run: Path, tmp_path: Path) -> None:
+    found = gf.directions(tiny_ema_run, "ganspace", 3, out=tmp_path / "api", samples=200)
+    assert isinstance(found, gf.Directions) and len(found) == 3 and found.space == "z"
+    assert torch.equal(gf.load_directions(tmp_path / "api").vectors, found.vectors)
+    assert (tmp_path / "api" / "directions.png").is_file()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ganforge.api import Run, Scores, evaluate, prepare, train, translate
     from ganforge.config import TrainConfig
     from ganforge.explore.arithmetic import arithmetic
+    from ganforge.explore.directions import Directions, directions, load_directions
     from ganforge.explore.interpolate import interpolate
     from ganforge.explore.project import project
     from ganforge.export.generator import export_generator
@@ -32,10 +33,13 @@ _PUBLIC = {
     "Generator": "ganforge.generator", "interpolate": "ganforge.explore.interpolate",
     "arithmetic": "ganforge.explore.arithmetic", "project": "ganforge.explore.project",
     "export_generator": "ganforge.export.generator", "translate": "ganforge.api",
+    "directions": "ganforge.explore.directions", "load_directions": "ganforge.explore.directions",
+    "Directions": "ganforge.explore.directions",
 }
 
-__all__ = ["Generator", "Run", "Scores", "TrainConfig", "__version__", "arithmetic", "evaluate", "export_generator",
-           "interpolate", "load_generator", "prepare", "project", "train", "translate"]
+__all__ = ["Directions", "Generator", "Run", "Scores", "TrainConfig", "__version__", "arithmetic", "directions",
+           "evaluate", "export_generator", "interpolate", "load_directions", "load_generator", "prepare", "project",
+           "train", "translate"]
 
 
 def __getattr__(name: str) -> Any:

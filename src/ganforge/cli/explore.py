@@ -239,9 +239,9 @@ def directions(source: Path, method: str, count: int, out: Path, layers: str | N
                seeds: str, device: str) -> None:
     """Find semantic directions in RUN's latent space and draw them: one row per direction, each seed moved from
     -3 to +3 of the direction's scale. Edit with `ganforge generate RUN --edit OUT:INDEX=AMOUNT`."""
-    from ganforge.explore.directions import FIGURE, RECORD, TENSORS, find_directions, write_figure
+    from ganforge.explore.directions import FIGURE, RECORD, TENSORS
+    from ganforge.explore.directions import directions as find
     from ganforge.generate import parse_ranges
-    from ganforge.runs import load_generator
     from ganforge.runs.output_guard import any_of, check_output_folder, ganforge_png, json_report
 
     seed_list = _seed_list(seeds, "--seeds")[:8]
@@ -254,11 +254,8 @@ def directions(source: Path, method: str, count: int, out: Path, layers: str | N
     ours = any_of(ganforge_png, json_report(lambda v: isinstance(v, dict) and "ganforge_directions" in v),
                   lambda path: path.name == TENSORS and (path.parent / RECORD).is_file())
     check_output_folder(out, "--out", [TENSORS, RECORD, FIGURE], ours, inputs=[source])
-    generator, config, _ = load_generator(source, device)
-    found = find_directions(generator, config, method, count, layers=span, score=score, samples=samples,
-                            source=str(source))
-    found.save(out)
-    write_figure(generator, config, found, seed_list, out / FIGURE)
+    found = find(source, method, count, out=out, layers=span, score=score, samples=samples, seeds=seed_list,
+                 device=device)
     where = f" in W, style layers {found.layers[0]}-{found.layers[1] - 1}" if found.layers else " in z"
     click.echo(f"wrote {len(found)} {method} directions{where} to {out} (figure {out / FIGURE}); edit with "
                f"`ganforge generate {source} --edit {out}:0=2`")

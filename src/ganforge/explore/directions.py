@@ -31,6 +31,7 @@ from ganforge.errors import ConfigError
 from ganforge.generate import seed_latents, truncate
 from ganforge.images import make_grid, save_png
 from ganforge.regular_files import check_regular, read_json
+from ganforge.runs import load_generator
 
 METHODS = ("sefa", "ganspace", "labels")
 SCORES = ("brightness", "contrast", "saturation", "red", "green", "blue")
@@ -324,3 +325,17 @@ def edit_drawer(edits: Sequence[Edit]) -> Callable[[nn.Module, torch.Tensor, tor
                                                    torch.Tensor]:
     """What `generate --edit` renders with: latents moved by `edits`, then drawn."""
     return lambda generator, z, labels, psi: edited_images(generator, z, edits, labels, psi)
+
+
+def directions(run: str | Path, method: str = "sefa", k: int = 10, *, out: str | Path | None = None,
+               layers: tuple[int, int] | None = None, score: str = "brightness", samples: int = SAMPLES,
+               seeds: Sequence[int] = (0, 1), device: str = "cpu") -> Directions:
+    """`ganforge directions`: the top `k` directions of a run's (or export's) generator by `method`; with `out`,
+    written there (directions.safetensors, directions.json) with the figure directions.png."""
+    generator, config, _ = load_generator(Path(run), device)
+    found = find_directions(generator, config, method, k, layers=layers, score=score, samples=samples,
+                            source=str(run))
+    if out is not None:
+        found.save(Path(out))
+        write_figure(generator, config, found, list(seeds), Path(out) / FIGURE)
+    return found
