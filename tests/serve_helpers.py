@@ -30,14 +30,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(source: Path, timeout_s: float = 30.0) -> Iterator[str]:
-    """Yields the base URL of `ganforge serve SOURCE` while it runs; stops it on exit."""
+def running_server(source: Path, timeout_s: float = 30.0, directions: Path | None = None) -> Iterator[str]:
+    """Yields the base URL of `ganforge serve SOURCE [--directions DIR]` while it runs; stops it on exit."""
     import uvicorn
 
     from ganforge.serve.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(source), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(source, directions=directions), host="127.0.0.1", port=port,
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

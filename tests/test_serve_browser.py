@@ -128,3 +128,35 @@ def test_the_class_selector_of_a_conditional_run_redraws_image_and_strip_in_that
     assert page.get_attribute("#download", "download") == "ganforge-seed0-class7-psi1.00.png"
     assert "class=7" in page.get_attribute("#download", "href")
     screenshot(page, tmp_path, "generator-conditional.png")
+
+
+@pytest.fixture(scope="module")
+def directions_server(tiny_run, tmp_path_factory):
+    from ganforge.explore.directions import find_directions
+    from ganforge.runs import load_generator
+
+    generator, config, _ = load_generator(tiny_run)
+    folder = tmp_path_factory.mktemp("browser-directions") / "dirs"
+    find_directions(generator, config, "sefa", 12).save(folder)
+    with running_server(tiny_run, directions=folder) as url:
+        yield url
+
+
+def test_a_direction_slider_redraws_the_image_and_its_link_reproduces_the_edit(page, directions_server, tmp_path):
+    page.goto(directions_server + "/?seed=3")
+    page.wait_for_function("document.querySelector('#image').dataset.seed === '3'", timeout=15000)
+    assert page.locator("#directions").is_visible() and page.locator("#sliders input").count() == 10
+    src, before = image_state(page)[0], image_pixels(page)
+    page.eval_on_selector("#direction-0", "el => { el.value = 2; el.dispatchEvent(new Event('input')); }")
+    wait_for_new_image(page, src)
+    page.wait_for_function("document.querySelector('#image').dataset.edit === '0:2.0'", timeout=15000)
+    edited = image_pixels(page)
+    assert edited != before and "edit 0:2.0" in page.inner_text("#caption") and page.inner_text("#error") == ""
+    link = page.url
+    assert "seed=3" in link and "edit=0%3A2.0" in link
+    screenshot(page, tmp_path, "generator-directions.png")
+    page.goto(directions_server + "/")  # elsewhere, then back through the link alone
+    page.goto(link)
+    page.wait_for_function("document.querySelector('#image').dataset.edit === '0:2.0'", timeout=15000)
+    page.wait_for_function("document.querySelector('#image').complete", timeout=15000)
+    assert page.input_value("#direction-0") == "2" and image_pixels(page) == edited

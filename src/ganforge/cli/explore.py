@@ -186,15 +186,17 @@ def push(source: Path, repo: str, private: bool, token: str | None) -> None:
                    "this address in their Host header (127.0.0.1 also accepts localhost), which stops DNS "
                    "rebinding; 0.0.0.0 binds every interface and accepts any Host.")
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
+@click.option("--directions", "directions_folder", type=click.Path(path_type=Path),
+              help="A `ganforge directions` folder: its top directions become sliders (and the API's edit=).")
 @_DEVICE
-def serve(source: Path, host: str, port: int, device: str) -> None:
+def serve(source: Path, host: str, port: int, device: str, directions_folder: Path | None) -> None:
     """Explore a run or exported generator in the browser; /run follows a training run."""
     try:
         from ganforge.serve.app import serve as run
     except ImportError as exc:
         raise ConfigError(f"ganforge serve needs the serve extra ({exc.name} is missing): "
                           "pip install 'ganforge[serve]'") from exc
-    run(source, host=host, port=port, device=device, echo=click.echo)
+    run(source, host=host, port=port, device=device, echo=click.echo, directions=directions_folder)
 
 
 @click.command()

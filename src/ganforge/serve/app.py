@@ -27,12 +27,20 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from ganforge.errors import ConfigError
+from ganforge.explore.directions import Directions, load_directions, style_based
 from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates, truncation_space
 from ganforge.runs import class_names, holds_translator, load_generator
 from ganforge.runs.exported import is_export_folder
 from ganforge.serve.base import STATIC, base_app
 from ganforge.serve.params import check_params
-from ganforge.serve.render import BadParameter, Renderer, latent_from_text, latent_to_text
+from ganforge.serve.render import (
+    EDIT_ABS_MAX,
+    BadParameter,
+    Renderer,
+    edits_from_text,
+    latent_from_text,
+    latent_to_text,
+)
 from ganforge.serve.translate_app import create_translation_app
 
 MAX_FRAMES = 16  # images in one interpolation strip
@@ -48,12 +56,18 @@ ClassName = Annotated[str | None, Query(alias="class", max_length=256,
                                         description="class-conditional generators: one of /api/info's classes")]
 
 
-def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: str = "127.0.0.1") -> FastAPI:
+def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: str = "127.0.0.1",
+               directions: Path | None = None) -> FastAPI:
     """An app serving the generator in `source` (a run folder or an exported folder) to requests addressed to
-    `host`, the address it is bound to (hosts.allowed_hosts: 127.0.0.1 also answers to localhost; 0.0.0.0 to any)."""
+    `host`, the address it is bound to (hosts.allowed_hosts: 127.0.0.1 also answers to localhost; 0.0.0.0 to any).
+    `directions` (a `ganforge directions` folder) adds its top directions as sliders."""
     if holds_translator(source):  # an image-to-image run or export: upload an image, get its translation
+        if directions is not None:
+            raise ConfigError(f"--directions: {source} translates images; directions move a noise-to-image "
+                              "generator's latents")
         return create_translation_app(source, device, max_parallel, host)
     generator, config, nimg = load_generator(source, device)
+    moves = _checked_directions(directions, generator, config.model.z_dim) if directions is not None else None
     run_root = source.resolve()
     classes = class_names(source, config)
     renderer = Renderer(generator, config.model.z_dim, source.name, nimg, max_parallel, truncates(config),
@@ -95,23 +109,35 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
                 "z_dim": config.model.z_dim, "image_shape": shape,
                 "nimg": nimg, "kimg": round(nimg / 1000, 3), "classes": classes, "has_run_page": is_run,
                 "truncation": renderer.truncates,
+                "directions": None if moves is None else {
+                    "method": moves.method, "space": moves.space, "count": len(moves),
+                    "sliders": min(len(moves), MAX_SLIDERS), "score": moves.score,
+                    "layers": list(moves.layers) if moves.layers else None},
                 "limits": {"seed_max": SEED_MAX, "psi_min": PSI_RANGE[0], "psi_max": PSI_RANGE[1],
-                           "frames_max": MAX_FRAMES, "batch_max": MAX_BATCH, "scale_max": MAX_SCALE}}
+                           "frames_max": MAX_FRAMES, "batch_max": MAX_BATCH, "scale_max": MAX_SCALE,
+                           "edit_max": EDIT_ABS_MAX}}
 
     @app.get("/api/image.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def image(request: Request, seed: Seed | None = None, z: Annotated[str | None, Query(max_length=65536)] = None,
               psi: Psi = 1.0, seed_b: Seed | None = None, t: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-              method: Method = "slerp", scale: Scale = 1, class_name: ClassName = None) -> Response:
-        """One image: from `seed` or a pasted latent `z`; with `seed_b`, the point `t` of the way to it."""
-        check_params(request, "seed", "z", "psi", "seed_b", "t", "method", "scale", "class", "v")
+              method: Method = "slerp", scale: Scale = 1, class_name: ClassName = None,
+              edit: Annotated[str | None, Query(max_length=1024)] = None) -> Response:
+        """One image: from `seed` or a pasted latent `z`; with `seed_b`, the point `t` of the way to it; with
+        `edit` ("INDEX:AMOUNT,..."), moved along the server's directions (amounts in each direction's scale)."""
+        check_params(request, "seed", "z", "psi", "seed_b", "t", "method", "scale", "class", "v", "edit")
         if (seed is None) == (z is None):
             raise BadParameter("seed", "give exactly one of seed (0..2^32-1) or z (a latent as text)")
         start = renderer.seed_latent(seed) if seed is not None else latent_from_text(z or "", config.model.z_dim)
         text = {"psi": f"{psi:g}", **({"seed": str(seed)} if seed is not None else {"latent": "imported"})}
         label = pick_class(class_name, text)
+        amounts = edits_from_text(edit, moves) if edit is not None else {}
+        if amounts and seed_b is not None:
+            raise BadParameter("edit", "edit moves one image; drop seed_b (or edit each end on its own)")
         if seed_b is None:
-            return png_response(renderer.png(("one", seed, z, psi, scale, label), lambda: start[None], psi, scale,
-                                             None, text, label))
+            edits = [(moves, amounts)] if amounts and moves is not None else []
+            text.update({"edit": ",".join(f"{i}:{a:g}" for i, a in amounts.items())} if amounts else {})
+            return png_response(renderer.png(("one", seed, z, psi, scale, label, tuple(amounts.items())),
+                                             lambda: start[None], psi, scale, None, text, label, edits))
         text.update(seed_b=str(seed_b), t=f"{t:g}", method=method)
         return png_response(renderer.png(
             ("between", seed, z, seed_b, t, method, psi, scale, label),
@@ -175,6 +201,22 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
     return app
 
 
+MAX_SLIDERS = 10  # directions the page shows as sliders (the strongest first)
+
+
+def _checked_directions(folder: Path, generator: torch.nn.Module, z_dim: int) -> Directions:
+    """The directions of `folder`, once they fit this generator (its latent size; W for a style-based G)."""
+    found = load_directions(folder)
+    if found.space == "w" and not style_based(generator):
+        raise ConfigError(f"--directions {folder} are in W, for a style-based generator; this one reads z: find "
+                          "directions for it with `ganforge directions`")
+    if found.vectors.shape[1] != z_dim or (found.space == "z" and style_based(generator)):
+        raise ConfigError(f"--directions {folder} were found for another generator ({found.space}, "
+                          f"{found.vectors.shape[1]} dimensions); find directions for this one with "
+                          "`ganforge directions`")
+    return found
+
+
 # Fixed names: the client picks a key, not a path.
 RUN_FILES = {"samples": "samples/latest.png", "loss": "loss.png", "metrics": "metrics.png"}
 
@@ -225,7 +267,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(source: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-          echo: Callable[[str], None] = print) -> None:
+          echo: Callable[[str], None] = print, directions: Path | None = None) -> None:
     """Run the app with uvicorn until Ctrl-C."""
     try:
         import uvicorn  # optional extra: ganforge[serve]
@@ -233,7 +275,7 @@ def serve(source: Path, host: str = "127.0.0.1", port: int = 8000, device: str =
         raise ConfigError("ganforge serve needs uvicorn and fastapi: pip install 'ganforge[serve]'") from exc
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a TCP port; use 1-65535 (e.g. 8000)")
-    app = create_app(source, device, host=host)
+    app = create_app(source, device, host=host, directions=directions)
     if not is_loopback(host):
         echo(f"warning: --host {host} makes this server reachable from other machines; it has no authentication "
              "and anyone who can reach it can use the CPU/GPU. Use 127.0.0.1 unless you mean it.")

@@ -11,12 +11,13 @@ import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 from PIL import PngImagePlugin
 from torch import nn
 
+from ganforge.explore.directions import Directions, Edit, edited_images
 from ganforge.explore.interpolate import lerp, slerp
 from ganforge.generate import render, seed_latents
 from ganforge.images import make_grid
@@ -78,11 +79,12 @@ class Renderer:
         return (slerp if method == "slerp" else lerp)(a, b, torch.tensor(t, dtype=torch.float32))
 
     def png(self, key: Hashable, make_latents: Callable[[], torch.Tensor], psi: float, scale: int,
-            columns: int | None, text: dict[str, str], label: int | None = None) -> bytes:
+            columns: int | None, text: dict[str, str], label: int | None = None,
+            edits: Sequence[Edit] = ()) -> bytes:
         """PNG bytes of G(truncate(latents, psi)) as a grid, scaled by nearest neighbour; cached under `key`.
 
         `label` is the class index every image is drawn in for a conditional G (None for an unconditional one);
-        the caller puts it in `key`.
+        `edits` move the latents along directions first (the sliders). The caller puts both in `key`.
         """
         if psi != 1.0 and not self.truncates:
             raise BadParameter("psi", "this generator normalises z, so truncation has no effect; use psi=1")
@@ -93,7 +95,8 @@ class Renderer:
         latents = make_latents()
         with self._gate:
             labels = None if label is None else torch.full((len(latents),), label, dtype=torch.long)
-            images = render(self.generator, latents, labels=labels, psi=psi, space=self.space)
+            images = (edited_images(self.generator, latents, edits, labels, psi) if edits else
+                      render(self.generator, latents, labels=labels, psi=psi, space=self.space))
         grid = make_grid(images, columns, padding=2 if len(images) > 1 else 0)
         if max(grid.size) * scale > MAX_OUTPUT_SIDE:
             raise BadParameter("scale", f"scale {scale} would make a {grid.size[0] * scale}x{grid.size[1] * scale} "
@@ -113,3 +116,32 @@ class Renderer:
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         return data
+
+
+MAX_EDITS = 20  # directions moved in one request
+EDIT_ABS_MAX = 10.0  # amounts in the direction's scale: +-3 is already far
+
+
+def edits_from_text(text: str, directions: Directions | None) -> dict[int, float]:
+    """`edit` as the page sends it, "0:1.5,3:-2" -> {0: 1.5, 3: -2.0}, every index and amount checked."""
+    if directions is None:
+        raise BadParameter("edit", "this server has no directions; start it with `ganforge serve RUN --directions "
+                                   "DIR` (from `ganforge directions RUN --out DIR`)")
+    amounts: dict[int, float] = {}
+    parts = [p for p in text.split(",") if p.strip()]
+    if len(parts) > MAX_EDITS:
+        raise BadParameter("edit", f"edit moves at most {MAX_EDITS} directions at once")
+    for part in parts:
+        index, sep, amount = part.partition(":")
+        try:
+            i, a = int(index), float(amount)
+        except ValueError:
+            raise BadParameter("edit", f"edit: cannot read {part[:40]!r}; write INDEX:AMOUNT pairs, e.g. 0:1.5,3:-2") \
+                from None
+        if not sep or not 0 <= i < len(directions) or i in amounts:
+            raise BadParameter("edit", f"edit: direction {index[:20]!r} is not one of 0-{len(directions) - 1} (each "
+                                       "once)")
+        if not math.isfinite(a) or abs(a) > EDIT_ABS_MAX:
+            raise BadParameter("edit", f"edit: amounts must be finite and within +-{EDIT_ABS_MAX:g}")
+        amounts[i] = a
+    return {i: a for i, a in amounts.items() if a != 0}

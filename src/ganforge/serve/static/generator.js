@@ -25,6 +25,68 @@ function psi() { return Number($("psi").value).toFixed(2); }
 // A conditional generator draws every image in the selected class; {} for an unconditional one.
 function classParam() { return info.classes.length ? { class: $("class").value } : {}; }
 
+// The sliders' non-zero amounts as the API's edit parameter ("0:1.5,3:-2"); {} when nothing is moved.
+function editParam() {
+  if (!info.directions) return {};
+  const moved = [...document.querySelectorAll("#sliders input")]
+    .filter((slider) => Number(slider.value) !== 0)
+    .map((slider) => `${slider.dataset.index}:${Number(slider.value).toFixed(1)}`);
+  return moved.length ? { edit: moved.join(",") } : {};
+}
+
+// The page's own URL holds its state (seed, psi, class, edit), so a link reproduces the image.
+function keepStateInUrl() {
+  const state = new URLSearchParams();
+  if (current.z === null) state.set("seed", current.seed);
+  state.set("psi", psi());
+  for (const [key, value] of Object.entries({ ...classParam(), ...editParam() })) state.set(key, value);
+  history.replaceState(null, "", "?" + state);
+}
+
+function restoreStateFromUrl() {
+  const state = new URLSearchParams(location.search);
+  const seed = Math.floor(Number(state.get("seed") ?? 0));
+  if (state.has("psi") && info.truncation) {
+    $("psi").value = Number(state.get("psi"));
+    $("psi-value").textContent = psi();
+  }
+  if (state.has("class") && info.classes.includes(state.get("class"))) $("class").value = state.get("class");
+  for (const pair of (state.get("edit") || "").split(",").filter(Boolean)) {
+    const [index, amount] = pair.split(":");
+    const slider = document.querySelector(`#sliders input[data-index="${Number(index)}"]`);
+    if (slider) { slider.value = Number(amount); slider.oninput({ quiet: true }); }
+  }
+  return Number.isFinite(seed) && seed >= 0 && seed <= info.limits.seed_max ? seed : 0;
+}
+
+function buildSliders() {
+  const d = info.directions;
+  $("directions-meta").textContent = `${d.method}${d.score ? " of " + d.score : ""}, in ${d.space}` +
+    (d.layers ? ` (style layers ${d.layers[0]}-${d.layers[1] - 1})` : "");
+  for (let index = 0; index < d.sliders; index++) {
+    const row = document.createElement("div");
+    row.className = "row";
+    const id = `direction-${index}`;
+    row.innerHTML = `<label for="${id}">direction ${index}</label>` +
+      `<input type="range" id="${id}" data-index="${index}" min="-3" max="3" step="0.1" value="0">` +
+      `<span id="${id}-value">0.0</span>`;
+    $("sliders").append(row);
+    const slider = row.querySelector("input");
+    slider.oninput = (event) => {
+      $(`${id}-value`).textContent = Number(slider.value).toFixed(1);
+      if (!(event && event.quiet)) debounce("edit", render);
+    };
+  }
+  $("directions").hidden = false;
+  $("reset-edits").onclick = () => {
+    for (const slider of document.querySelectorAll("#sliders input")) {
+      slider.value = 0;
+      slider.oninput({ quiet: true });
+    }
+    render();
+  };
+}
+
 async function showImage(imgId, url) {
   const response = await fetch(url);
   if (!response.ok) {
@@ -45,15 +107,18 @@ function imageQuery(extra = {}) {
   const query = new URLSearchParams();
   if (current.z !== null) query.set("z", current.z); else query.set("seed", current.seed);
   query.set("psi", psi());
-  for (const [key, value] of Object.entries({ ...classParam(), ...extra })) query.set(key, value);
+  for (const [key, value] of Object.entries({ ...classParam(), ...editParam(), ...extra })) query.set(key, value);
   query.set("v", info.nimg); // a new checkpoint gets new URLs, so no cache serves an old image
   return query;
 }
 
 async function render() {
   if (!(await showImage("image", "/api/image.png?" + imageQuery()))) return;
+  const edit = editParam().edit;
   const what = (current.z !== null ? "imported latent" : `seed ${current.seed}`) +
-    (info.classes.length ? ` · class ${$("class").value}` : "");
+    (info.classes.length ? ` · class ${$("class").value}` : "") + (edit ? ` · edit ${edit}` : "");
+  $("image").dataset.edit = edit || "";
+  keepStateInUrl();
   $("caption").textContent = `${what} · ψ ${psi()} · synthetic image from ${info.name} (kimg ${info.kimg})`;
   $("image").dataset.seed = current.z !== null ? "imported" : String(current.seed);
   $("image").dataset.class = info.classes.length ? $("class").value : "";
@@ -127,13 +192,14 @@ async function start() {
   };
   $("export").onclick = exportLatent;
   $("import").onclick = () => { current = { seed: null, z: $("latent").value.trim() }; render(); };
+  if (info.directions) buildSliders();
   $("interpolate").onclick = () => interpolate(true);
   $("method").onchange = () => interpolate(true);
   $("t").oninput = () => {
     $("t-value").textContent = Number($("t").value).toFixed(2);
     debounce("t", () => interpolate(false), 60);
   };
-  await useSeed(0);
+  await useSeed(restoreStateFromUrl());
   await interpolate(true);
 }
 
