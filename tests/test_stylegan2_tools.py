@@ -124,12 +124,14 @@ def test_project_optimises_in_w_and_w_plus(trained, tmp_path, space, shape) -> N
     assert np.load(tmp_path / space / "latent.npy").shape == shape(generator)
 
 
-def test_project_defaults_to_w_for_stylegan2_and_refuses_w_without_a_mapping(trained, tmp_path) -> None:
+def test_project_defaults_to_w_plus_for_stylegan2_and_refuses_w_without_a_mapping(trained, tmp_path) -> None:
     from ganforge.explore.project import project
 
     run, _ = trained
+    generator = load_generator(run)[0]
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "black.png")
-    assert project(run, tmp_path / "black.png", tmp_path / "p", steps=2, starts=2).latent.shape == (32,)
+    assert project(run, tmp_path / "black.png", tmp_path / "p", steps=2, starts=2).latent.shape == (generator.num_ws,
+                                                                                                     32)
     with pytest.raises(ConfigError, match="--space w needs a style-based generator"):
         project(OLD_DCGAN_RUN, tmp_path / "black.png", tmp_path / "q", steps=2, starts=2, space="w")
 
@@ -150,3 +152,19 @@ def test_serve_truncates_in_w_for_a_run_and_its_onnx_export(trained, tmp_path) -
         assert np.array_equal(pixels[0], pixels[1])  # psi 0: the mean-w image for every seed
         plain = [client.get("/api/image.png", params={"seed": s, "psi": 1}).content for s in (1, 2)]
         assert plain[0] != plain[1]
+
+
+def test_a_projected_photo_is_edited_in_w_plus_on_the_directions_layers(trained, tmp_path) -> None:
+    from ganforge.explore.directions import edited_images, find_directions
+    from ganforge.explore.project import project
+
+    run, _ = trained
+    generator, config, _ = load_generator(run)
+    directions = find_directions(generator, config, "sefa", 2, layers=(0, 2))
+    target = render(generator, seed_latents([4], config.model.z_dim))[0, 0].numpy()
+    Image.fromarray(target).save(tmp_path / "target.png")
+    result = project(run, tmp_path / "target.png", tmp_path / "p", steps=5, starts=2, edits=[(directions, {0: 3.0})])
+    expected = edited_images(generator, result.latent[None], [(directions, {0: 3.0})], in_w=True)
+    edited = np.array(Image.open(tmp_path / "p" / "edited.png"))
+    assert np.array_equal(edited, expected[0, 0].numpy())
+    assert not np.array_equal(edited, np.array(Image.open(tmp_path / "p" / "projected.png")))

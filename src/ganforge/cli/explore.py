@@ -105,24 +105,32 @@ def mix(source: Path, rows: str, cols: str, styles: str | None, out: Path, psi: 
 @click.option("--starts", type=click.IntRange(1, 10_000), default=64, show_default=True,
               help="Random latents tried; the best one is optimised.")
 @click.option("--feature-weight", type=float, default=1.0, show_default=True,
-              help="Weight of the random-conv feature loss beside pixel MSE (0 = pixels only).")
+              help="Weight of the feature loss beside pixel MSE (0 = pixels only).")
+@click.option("--features", type=click.Choice(["lite0", "random-conv"]),
+              help="Feature loss: lite0 (EfficientNet-Lite0 ImageNet features, ganforge[projected]) or random-conv. "
+                   "[lite0 when installed]")
+@click.option("--edit", "edit_texts", multiple=True, metavar="DIR:INDEX=AMOUNT",
+              help="Also draw the found latent moved along directions (edited.png); repeat to combine.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random starts.")
 @click.option("--space", type=click.Choice(["z", "w", "w+"]),
               help="Latent optimised: z, or for a style-based G w (one for all layers) or w+ (one per layer). "
-                   "[w for stylegan2, else z]")
+                   "[w+ for stylegan2, else z]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("projection"), show_default=True,
               help="Folder for latent.npy, projected.png, target.png, progress.png.")
 @_CLASS
 @_DEVICE
-def project(source: Path, image: Path, steps: int, lr: float, starts: int, feature_weight: float, seed: int,
-            space: str | None, out: Path, class_name: str | None, device: str) -> None:
-    """Find the latent whose image best reproduces IMAGE (pixel + feature loss)."""
+def project(source: Path, image: Path, steps: int, lr: float, starts: int, feature_weight: float,
+            features: str | None, edit_texts: tuple[str, ...], seed: int, space: str | None, out: Path,
+            class_name: str | None, device: str) -> None:
+    """Find the latent whose image best reproduces IMAGE (pixel + feature loss); with --edit, edit it."""
+    from ganforge.explore.directions import parse_edits
     from ganforge.explore.project import project as run
 
+    edits = parse_edits(edit_texts)
     result = run(source, image, out, steps=steps, lr=lr, starts=starts, feature_weight=feature_weight, seed=seed,
-                 device=device, class_name=class_name, space=space)
+                 device=device, class_name=class_name, space=space, features=features, edits=edits)
     click.echo(f"projected {image} in {steps} steps: pixel MSE {result.pixel_mse:.4f}; wrote {out}/latent.npy, "
-               "projected.png, target.png, progress.png")
+               "projected.png, target.png, progress.png" + (", edited.png" if edits else ""))
 
 
 @click.command()

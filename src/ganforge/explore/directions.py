@@ -256,7 +256,8 @@ Edit = tuple[Directions, dict[int, float]]  # directions and {index: amount in t
 def edited_images(generator: nn.Module, latents: torch.Tensor, edits: Sequence[Edit],
                   labels: torch.Tensor | None = None, psi: float = 1.0, *, in_w: bool = False,
                   batch: int = 64) -> torch.Tensor:
-    """uint8 images of `latents` (z [N, z_dim], or w [N, w_dim] with `in_w`) moved by every edit, in batches.
+    """uint8 images of `latents` (z [N, z_dim], or with `in_w` w [N, w_dim] or W+ [N, num_ws, w_dim]) moved by
+    every edit, in batches.
     In W each edit moves its directions' style layers only (GANSpace's layer-wise edits)."""
     spaces = {directions.space for directions, _ in edits}
     if len(spaces) > 1:
@@ -278,7 +279,7 @@ def edited_images(generator: nn.Module, latents: torch.Tensor, edits: Sequence[E
             continue
         w = chunk if in_w else _mapping(generator)(chunk, label, psi)
         num_ws = _num_ws(generator)
-        ws = w.unsqueeze(1).repeat(1, num_ws, 1)
+        ws = w.clone() if w.dim() == 3 else w.unsqueeze(1).repeat(1, num_ws, 1)  # W+ latents: one w per layer
         for delta, layers in deltas:
             first, last = layers or (0, num_ws)
             ws[:, first:last] += delta

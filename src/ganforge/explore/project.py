@@ -12,13 +12,20 @@ Start: the best of `starts` random latents (cheap, avoids a bad basin). A prior 
 keeps z on the shell where a Gaussian prior's mass lies; without it the optimum is often an atypical latent
 that only this one image likes.
 
-A style-based G (StyleGAN2) is projected in W by default, as its authors do (Karras et al. 2020, Sec. 5): the
-starts are mapped latents, the variable is w (one for every layer), and no Gaussian prior applies. W+ (one w
-per layer, Abdal et al. 2019) reproduces more images at the cost of leaving the space G was trained on.
+The feature loss uses EfficientNet-Lite0's ImageNet features when `ganforge[projected]` is installed (`--features
+lite0`, the default then): a perceptual loss in the sense of Johnson et al. 2016 and of StyleGAN2's projector (which
+uses VGG/LPIPS), with the frozen BatchNorm-folded network Projected GAN's D uses; images below 64 px are enlarged
+for it. Without the extra, the random-conv features above.
+
+A style-based G (StyleGAN2) is projected in W+ by default (one w per layer, Abdal et al. 2019), which reproduces
+photos far better than W (Karras et al. 2020, Sec. 5, project in W, one w for all layers: `--space w`); the starts
+are mapped latents and no Gaussian prior applies. `--edit DIR:INDEX=AMOUNT` then draws the found latent moved
+along directions from `ganforge directions` (edited.png).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +38,10 @@ from torch import nn
 from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError, DataError
 from ganforge.explore.classes import class_label, class_labels
+from ganforge.explore.directions import Edit, edited_images
 from ganforge.images import make_grid, save_png, to_pil
+from ganforge.models.efficientnet_lite0 import extra_installed, load_pretrained
+from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
 from ganforge.runs.output_guard import check_output_folder, ganforge_png
@@ -87,17 +97,22 @@ def load_target(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
 
 def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: float = 0.05, starts: int = 64,
             feature_weight: float = 1.0, seed: int = 0, device: str = "cpu", class_name: str | None = None,
-            space: str | None = None) -> Projection:
-    """What `ganforge project` does: writes latent.npy, projected.png, target.png and progress.png into `out`.
+            space: str | None = None, features: str | None = None, edits: Sequence[Edit] = ()) -> Projection:
+    """What `ganforge project` does: writes latent.npy, projected.png, target.png and progress.png into `out`
+    (and edited.png with `edits`).
 
     A conditional run searches z with the class fixed to `class_name`: latent.npy reproduces the image only
     together with that class, which is written into the PNGs' metadata. `space`: z, w or w+ (w and w+ for a
-    style-based G only); by default w for a style-based G, z otherwise.
+    style-based G only); by default w+ for a style-based G, z otherwise. `features`: lite0 or random-conv (by
+    default lite0 when ganforge[projected] is installed).
     """
     if steps < 1 or starts < 1 or lr <= 0 or feature_weight < 0:
         raise ConfigError("--steps and --starts must be at least 1, --lr positive, --feature-weight not negative")
     if space is not None and space not in SPACES:
         raise ConfigError(f"--space {space!r} is not a latent space; choose z, w or w+")
+    features = features or ("lite0" if extra_installed() else "random-conv")
+    if features not in FEATURES:
+        raise ConfigError(f"--features {features!r}: choose {' or '.join(FEATURES)}")
     check_output_folder(out, "--out", OUTPUT_FILES, _earlier_projection, inputs=[image_path])
     loaded, config, nimg = load_generator(source, device)
     label = class_label(source, config, class_name)
@@ -105,7 +120,7 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         raise ConfigError(f"{source} is an ONNX export, which has no gradients; project with the run folder or a "
                           "safetensors/torchscript export")
     style = loaded if isinstance(loaded, StyleGAN2Generator) else None
-    space = space or ("w" if style is not None else "z")
+    space = space or ("w+" if style is not None else "z")
     if space != "z" and style is None:
         raise ConfigError(f"--space {space} needs a style-based generator with a mapping network (--model stylegan2, "
                           "run folder or safetensors export); project this one in z")
@@ -130,14 +145,14 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
     with torch.no_grad():
         shape = tuple(generator(mapped(torch.zeros(1, config.model.z_dim, device=dev))).shape[1:])
     target = load_target(image_path, (shape[0], shape[1], shape[2])).to(dev)
-    features = RandomFeatures(shape[0]).to(dev)
-    target_features = features(target)
+    extract = feature_network(features, shape[0], dev)
+    target_features = extract(target)
 
     def loss_of(images: torch.Tensor) -> torch.Tensor:
         """Per-image loss [B] against the target."""
         pixel = (images - target).pow(2).flatten(1).mean(1)
         feature = sum(((f - t).pow(2).flatten(1).mean(1) / t.pow(2).mean().clamp_min(1e-8)
-                       for f, t in zip(features(images), target_features, strict=True)), torch.zeros(()))
+                       for f, t in zip(extract(images), target_features, strict=True)), torch.zeros(()))
         return pixel + feature_weight * feature
 
     with torch.no_grad():
@@ -167,14 +182,40 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         pixel_mse = float((final - target).pow(2).mean())
     result = Projection(latent.detach()[0].cpu(), to_uint8(final[0]).cpu(), [float(v) for v in losses], pixel_mse)
     text = {"run": str(source), "image": image_path.name, "steps": str(steps), "kimg": f"{nimg / 1000:.1f}",
-            "pixel_mse": f"{pixel_mse:.5f}", "seed": str(seed), "space": space}
+            "pixel_mse": f"{pixel_mse:.5f}", "seed": str(seed), "space": space, "features": features}
     if class_name is not None:
         text["class"] = class_name
     _write(out, result, to_uint8(target).cpu(), to_uint8(torch.cat(snapshots)).cpu(), text)
+    if edits:
+        edited = edited_images(loaded, result.latent[None], edits, class_labels(label, 1, "cpu"),
+                               in_w=space != "z")
+        save_png(to_pil(edited[0].permute(1, 2, 0).numpy()), out / "edited.png",
+                 {**text, "edit": "; ".join(f"{d.source or d.method}: {a}" for d, a in edits)})
     return result
 
 
-OUTPUT_FILES = ("latent.npy", "projected.png", "target.png", "progress.png")
+FEATURES = ("lite0", "random-conv")
+LITE0_MIN_SIDE = 64  # EfficientNet-Lite0's deepest tap (stride 32) needs images of at least this size
+
+
+def feature_network(name: str, channels: int, device: torch.device) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """images [B, C, H, W] in [-1, 1] -> a list of feature maps, by `name`: lite0 (ImageNet features; smaller
+    images enlarged) or random-conv."""
+    if name == "random-conv":
+        return RandomFeatures(channels).to(device)
+    network = FrozenFeatures(load_pretrained()).to(device)
+
+    def lite0(images: torch.Tensor) -> list[torch.Tensor]:
+        side = min(images.shape[-2:])
+        if side < LITE0_MIN_SIDE:
+            size = [round(s * LITE0_MIN_SIDE / side) for s in images.shape[-2:]]
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        return network.features(images)
+
+    return lite0
+
+
+OUTPUT_FILES = ("latent.npy", "projected.png", "target.png", "progress.png", "edited.png")
 
 
 def _earlier_projection(path: Path) -> bool:
