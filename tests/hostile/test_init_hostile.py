@@ -128,3 +128,17 @@ def test_a_damaged_latest_checkpoint_of_the_source_is_passed_over_and_left_where
     report = next(line for line in result.output.splitlines() if line.startswith("init from"))
     assert "kimg 0.056" in report and "is damaged" in report  # the older, intact checkpoint's, and why
     assert sorted(os.listdir(copy / "checkpoints")) == before  # the source is only read
+
+
+def test_an_export_with_nan_weights_is_refused(root: Path, store: Path, source: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    export = root / "nan-export"
+    result = CliRunner().invoke(main, ["export", str(source), "--out", str(export), "--with-discriminator"])
+    assert result.exit_code == 0, result.output
+    weights = load_file(str(export / "model.safetensors"))
+    name = next(k for k, v in weights.items() if v.is_floating_point() and v.dim() > 1)
+    weights[name] = weights[name].clone().fill_(float("nan"))
+    save_file(weights, str(export / "model.safetensors"))
+    error = _one_error(_train(store, root / "refused", "--init", str(export)))
+    assert "holds NaN or infinity" in error and name in error

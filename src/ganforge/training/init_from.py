@@ -200,6 +200,9 @@ def match_init(source: InitSource, config: TrainConfig, shape: ImageShape,
                 match.bridged.append(key)
             else:
                 match.skipped.append((key, f"{list(tensor.shape)} in the source, {list(target.shape)} here"))
+            if taken is not None and taken.is_floating_point() and not bool(torch.isfinite(taken).all()):
+                raise ConfigError(f"--init {given}: its tensor {role}.{source_name} holds NaN or infinity; it cannot "
+                                  "start a run (export or train the source again)")
             if taken is not None:
                 match.copies[key] = taken.to(target.dtype)
             if role == "G" and name in parameters:
