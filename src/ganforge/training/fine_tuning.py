@@ -41,10 +41,11 @@ def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count:
             if theirs != classes else []
     if count < FEW_SHOT_IMAGES:
         few_shot = []
-        if ("augment", "name") not in given and recipe[("augment", "name")] == "none":
+        family = family_of(source.config.model.name)
+        if ("augment", "name") not in given and recipe[("augment", "name")] == "none" and family.augments:
             recipe[("augment", "name")] = FEW_SHOT_AUGMENT
             few_shot.append(f"--augment {FEW_SHOT_AUGMENT}")
-        if (("freeze_d",) not in given and family_of(source.config.model.name).d_blocks is not None
+        if (("freeze_d",) not in given and family.d_blocks is not None
                 and source.tensors.get("D") and source.image_shape[1:] == shape[1:]):
             recipe[("freeze_d",)] = default_frozen_blocks(source.config, shape)
             few_shot.append(f"--freeze-d {recipe[('freeze_d',)]} (FreezeD)")
