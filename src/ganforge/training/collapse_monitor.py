@@ -74,10 +74,14 @@ def _samples(state: TrainingState, latents: torch.Tensor, labels: torch.Tensor |
     device = next(generator.parameters()).device
     devices = [device] if device.type == "cuda" else []
     was_training = generator.training
+    chunks = []
     with torch.random.fork_rng(devices=devices):
         generator.eval()
-        images = generator(latents.to(device), None if labels is None else labels.to(device)).float()
+        for start in range(0, len(latents), 16):  # 16 at a time: 64 images at 1024 px would not fit on every GPU
+            label = None if labels is None else labels[start:start + 16].to(device)
+            images = generator(latents[start:start + 16].to(device), label).float()
+            if tuple(images.shape[-2:]) != size:  # a growing G mid-way
+                images = torch.nn.functional.interpolate(images, size=size, mode="nearest")
+            chunks.append(to_uint8(images).cpu())
         generator.train(was_training)
-    if tuple(images.shape[-2:]) != size:  # a growing G mid-way
-        images = torch.nn.functional.interpolate(images, size=size, mode="nearest")
-    return to_uint8(images).cpu()
+    return torch.cat(chunks)
