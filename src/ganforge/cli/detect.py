@@ -49,7 +49,7 @@ def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) 
 @click.argument("det", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write every probability here.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: str) -> None:
     """The probability that each image is generated (files, folders, globs)."""
     from ganforge.detect.score import check_json_out, expand, score_files, write_json
@@ -70,13 +70,15 @@ def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: st
 
 @detect.command(name="eval")
 @click.argument("det", type=click.Path(path_type=Path))
-@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path))
-@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path))
+@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Real images: a store or a folder of images (repeat to add more).")
+@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Generated images: a run or an export (drawn by seed), a store or a folder (repeat to add more).")
 @click.argument("more_fakes", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--n", "count", type=click.IntRange(2, 100_000), default=1000, show_default=True,
               help="Images per real source and per generator.")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder for roc.png. [DET/eval]")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fakes: tuple[Path, ...], count: int,
              out: Path | None, device: str) -> None:
     """Accuracy, ROC AUC and AP per generator, clean and after JPEG 75, with a ROC curve PNG."""
@@ -95,15 +97,19 @@ def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fak
 
 @detect.command(name="attack")
 @click.argument("det", type=click.Path(path_type=Path))
-@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path))
-@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path))
-@click.option("--attack", "name", type=click.Choice(["fgsm", "pgd"]), default="fgsm", show_default=True)
+@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Real images: a store or a folder of images (repeat to add more).")
+@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Generated images: a run or an export (drawn by seed), a store or a folder (repeat to add more).")
+@click.option("--attack", "name", type=click.Choice(["fgsm", "pgd"]), default="fgsm", show_default=True,
+              help="fgsm (one signed-gradient step) or pgd (iterated, projected back into the eps ball).")
 @click.option("--eps", default="1/255,2/255,4/255,8/255", show_default=True, help="L-infinity bounds, comma-separated.")
 @click.option("--steps", type=click.IntRange(1, 1000), default=10, show_default=True, help="PGD steps.")
-@click.option("--n", "count", type=click.IntRange(2, 100_000), default=500, show_default=True)
+@click.option("--n", "count", type=click.IntRange(2, 100_000), default=500, show_default=True,
+              help="Images attacked from each side.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Folder for attack.png and attacked.png. [DET/attack-fgsm or DET/attack-pgd]")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 def attack_command(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], name: str, eps: str, steps: int,
                    count: int, out: Path | None, device: str) -> None:
     """Accuracy under FGSM or PGD at each eps, on attacked reals and fakes, with a plot and an image grid."""

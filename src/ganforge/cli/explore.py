@@ -139,7 +139,8 @@ def project(source: Path, image: Path, steps: int, lr: float, starts: int, featu
               default="safetensors", show_default=True,
               help="safetensors (data only; the Hugging Face layout, also named hf), onnx (any runtime), torchscript "
                    "(torch only).")
-@click.option("--out", type=click.Path(path_type=Path), help="Folder to write. [RUN-NAME-FORMAT]")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Folder to write. [the run's folder name and the format, e.g. 00001-dcgan-mnist-safetensors]")
 @click.option("--with-discriminator", is_flag=True,
               help="Write D beside G (discriminator.safetensors), so the export can be fine-tuned with `ganforge "
                    "train --init`.")

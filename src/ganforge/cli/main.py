@@ -178,9 +178,10 @@ def doctor(path: Path) -> None:
               help="TorchScript Inception weights (NVIDIA's inception-2015-12-05.pt or fid-helper's default_1.pt).")
 @click.option("--download-inception", is_flag=True,
               help="If no weights are installed, download NVIDIA's inception-2015-12-05.pt into the cache dir.")
-@click.option("--batch", type=click.IntRange(1, 1024), default=50, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 1024), default=50, show_default=True,
+              help="Images per forward pass of G and of the feature network.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Folder for figures. [RUN/evaluation]")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N.")
 def evaluate(run_dir: Path | None, metrics_text: str | None, n: int, data: Path | None, real: Path | None,
              fake: Path | None, json_path: Path | None, extractor: str, inception_path: Path | None,
              download_inception: bool, batch: int, out_dir: Path | None, device: str) -> None:
@@ -215,16 +216,18 @@ def evaluate(run_dir: Path | None, metrics_text: str | None, n: int, data: Path 
 
 
 @main.command()
-@click.option("--model", default="dcgan", show_default=True)
-@click.option("--resolution", type=click.IntRange(4, 1024), default=64, show_default=True)
-@click.option("--batch", type=click.IntRange(1, 4096), default=64, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--model", default="dcgan", show_default=True, help="Model family to time (as train's --model).")
+@click.option("--resolution", type=click.IntRange(4, 1024), default=64, show_default=True,
+              help="Side of the synthetic square RGB images trained on.")
+@click.option("--batch", type=click.IntRange(1, 4096), default=64, show_default=True, help="Images per step.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="As train's --precision.")
 @click.option("--channels-last", is_flag=True, help="NHWC layout for ganforge's loop.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile ganforge's G and D (the warm-up tick "
               "pays for compiling).")
 @click.option("--kimg", type=click.FloatRange(0.1, 10_000),
               help="Length of ganforge's timed run (4 ticks; the first is warm-up). [2 on the CPU, 100 on a GPU]")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N.")
 def bench(model: str, resolution: int, batch: int, precision: str, channels_last: bool, compile_: bool,
           kimg: float | None, device: str) -> None:
     """Train img/s of ganforge's loop vs a textbook eager loop on the same networks, and the device's peak."""
@@ -238,13 +241,15 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
 
 @main.command("preview-augment")
 @click.argument("store", type=click.Path(path_type=Path))
-@click.option("--augment", "name", type=click.Choice(["ada", "diffaugment"]), default="ada", show_default=True)
+@click.option("--augment", "name", type=click.Choice(["ada", "diffaugment"]), default="ada", show_default=True,
+              help="The augmentation to preview (as train's --augment).")
 @click.option("--p", "probability", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="ADA probability to preview (ADA adapts it during training).")
 @click.option("--n", "count", type=click.IntRange(1, 64), default=8, show_default=True, help="Real images (rows).")
 @click.option("--copies", type=click.IntRange(1, 16), default=7, show_default=True, help="Augmented copies per row.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("augment.png"), show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the augmentations drawn.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("augment.png"), show_default=True,
+              help="The PNG to write: each real image (first column) beside its augmented copies.")
 def preview_augment(store: Path, name: str, probability: float, count: int, copies: int, seed: int,
                     out: Path) -> None:
     """Write a grid of reals from STORE, each followed by augmented copies: what D sees with --augment."""

@@ -230,10 +230,13 @@ def guess_channels(data: FileSource, progress: bool) -> int:
             votes.append(grey)
     channels = 1 if votes and all(votes) else 3
     if not votes:
-        note(progress, "channels 3 (none of the first inputs could be read; they are reported below)")
+        note(progress, "channels 3 (none of the first inputs could be read: the decoding reports each one; pass "
+                       "--channels 1 for greyscale images)")
+    elif channels == 1:
+        note(progress, f"channels 1 (all of the first {len(votes)} readable inputs are greyscale)")
     else:
-        note(progress, f"channels {channels} ({'all' if channels == 1 else 'not all'} of the first {len(votes)} "
-                        "readable inputs are greyscale)")
+        colour = len(votes) - sum(votes)
+        note(progress, f"channels 3 ({colour} of the first {len(votes)} readable inputs are in colour)")
     return channels
 
 
@@ -303,7 +306,7 @@ def _nothing_usable(src: Path, decoded: Decoded) -> str:
     counts = Counter(s["reason"] for s in decoded.skipped).most_common()
     reasons = ", ".join(f"{reason} {n}" for reason, n in counts)
     return (f"{src}: none of its {decoded.total} inputs is a usable image (skipped: {reasons}); "
-            "fix or replace them, or check the min_size, labels and max_pixels options.")
+            "fix or replace them, or check --min-size and --labels.")
 
 
 def note(progress: bool, message: str) -> None:
