@@ -4,6 +4,8 @@ starts. Scored by pixel MSE (in G's [-1, 1] units) and by the distance between t
 network neither loss used (Inception's pool features, cosine distance), so the perceptual loss is not judged by its
 own features. Writes a figure of target | random-conv | lite0 rows. Usage:
     python benchmarks/projector.py RUN FACES_DIR --count 4 --steps 200 --figure projector.png
+    python benchmarks/projector.py RUN FACES_DIR --settings lite0:0.1 --figure lite0-weight-0.1.png
+--settings lists FEATURES:WEIGHT pairs (the feature loss and its weight beside pixel MSE); default both at 1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ganforge.explore.project import load_target, project
 from ganforge.images import make_grid, save_png
 from ganforge.metrics.features import load_extractor
 
-FEATURES = ("random-conv", "lite0")
+SETTINGS = "random-conv:1,lite0:1"
 
 
 def main() -> None:
@@ -29,31 +31,34 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--figure", type=Path, required=True)
+    parser.add_argument("--settings", default=SETTINGS, help="FEATURES:WEIGHT pairs, comma-separated")
     args = parser.parse_args()
+    settings = [(text.split(":")[0], float(text.split(":")[1])) for text in args.settings.split(",")]
     photos = sorted(p for p in args.faces.iterdir() if p.suffix.lower() in {".jpg", ".png"})[-args.count:]
     inception = load_extractor("inception")
-    rows, scores = [], {name: ([], []) for name in FEATURES}
+    rows: list[torch.Tensor] = []
+    scores: dict[tuple[str, float], tuple[list[float], list[float]]] = {setting: ([], []) for setting in settings}
     with tempfile.TemporaryDirectory() as folder:
         for photo in photos:
             row = []
-            for name in FEATURES:
-                result = project(args.run, photo, Path(folder) / f"{photo.stem}-{name}", steps=args.steps,
-                                 features=name)
+            for name, weight in settings:
+                result = project(args.run, photo, Path(folder) / f"{photo.stem}-{name}-{weight}", steps=args.steps,
+                                 features=name, feature_weight=weight)
                 row.append(result.image)
                 shape = tuple(result.image.shape)
                 target = ((load_target(photo, (shape[0], shape[1], shape[2]))[0] + 1) * 127.5).round().byte()
                 pair = inception.extract(torch.stack([target, result.image]))[0]
-                scores[name][0].append(result.pixel_mse)
-                scores[name][1].append(1 - float(torch.nn.functional.cosine_similarity(pair[0], pair[1], dim=0)))
+                scores[(name, weight)][0].append(result.pixel_mse)
+                scores[(name, weight)][1].append(1 - float(torch.nn.functional.cosine_similarity(pair[0], pair[1],
+                                                                                                dim=0)))
             rows.append(torch.stack([target, *row]))
-    save_png(make_grid(torch.cat(rows), 1 + len(FEATURES)), args.figure,
-             {"layout": "rows: target, random-conv, lite0", "steps": str(args.steps)})
+    save_png(make_grid(torch.cat(rows), 1 + len(settings)), args.figure,
+             {"layout": "columns: target, then " + args.settings, "steps": str(args.steps)})
     print(f"{len(photos)} photos, {args.steps} steps, 64 starts each")
-    print("| feature loss | pixel MSE (mean) | Inception cosine distance (mean) |")
-    print("|---|---|---|")
-    for name in FEATURES:
-        mse, distance = scores[name]
-        print(f"| {name} | {np.mean(mse):.4f} | {np.mean(distance):.4f} |")
+    print("| feature loss | weight | pixel MSE (mean) | Inception cosine distance (mean) |")
+    print("|---|---|---|---|")
+    for (name, weight), (mse, distance) in scores.items():
+        print(f"| {name} | {weight:g} | {np.mean(mse):.4f} | {np.mean(distance):.4f} |")
 
 
 if __name__ == "__main__":
