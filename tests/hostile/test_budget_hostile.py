@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cli_helpers import usage_error
 from ganforge.cli import main
 
 from data_slices import make_store
@@ -32,14 +33,6 @@ def spent_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return only_run(root / "runs")
 
 
-def _one_error(args: list[str]) -> str:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert "Traceback" not in result.output and len(errors) == 1, result.output
-    return errors[0]
-
-
 @pytest.mark.parametrize("flags, problem", [
     (["--minutes", "-1"], "--minutes"),
     (["--minutes", "nan"], "--minutes"),
@@ -49,7 +42,7 @@ def _one_error(args: list[str]) -> str:
     (["--minutes", "5", "--best-share", "-0.1"], "--best-share"),
 ])
 def test_absurd_or_contradictory_budgets_are_refused_in_one_line(tmp_path, flags, problem):
-    error = _one_error(["train", "--out", str(tmp_path / "runs"), *TINY, *flags])
+    error = usage_error(["train", "--out", str(tmp_path / "runs"), *TINY, *flags])
     assert problem in error, error
     assert not (tmp_path / "runs").exists()
 
@@ -63,7 +56,7 @@ def test_a_spent_budget_resumes_to_a_line_saying_so_and_changes_nothing(spent_ru
 
 
 def test_a_budget_run_refuses_a_kimg_without_leaving_its_budget(spent_run):
-    error = _one_error(["train", "--resume", str(spent_run), "--kimg", "9"])
+    error = usage_error(["train", "--resume", str(spent_run), "--kimg", "9"])
     assert "--minutes 0 with --kimg" in error, error
 
 
@@ -72,7 +65,7 @@ def test_an_edited_budget_in_config_json_is_refused_naming_it(spent_run, tmp_pat
     record = json.loads((run / "config.json").read_text())
     record["train"]["minutes"] = -3
     (run / "config.json").write_text(json.dumps(record))
-    error = _one_error(["train", "--resume", str(run)])
+    error = usage_error(["train", "--resume", str(run)])
     assert "minutes" in error, error
 
 
@@ -84,7 +77,7 @@ def test_a_damaged_best_snapshot_is_refused_like_a_damaged_run(spent_run, tmp_pa
     data = bytearray(checkpoint.read_bytes())
     data[len(data) // 2] ^= 0xFF
     (best / "checkpoints" / checkpoint.name).write_bytes(bytes(data))
-    error = _one_error(["generate", str(best), "--out", str(tmp_path / "grid.png")])
+    error = usage_error(["generate", str(best), "--out", str(tmp_path / "grid.png")])
     assert str(best) in error or checkpoint.name in error, error
     assert not (tmp_path / "grid.png").exists()
 

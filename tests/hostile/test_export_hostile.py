@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from cli_helpers import one_error
 from ganforge.cli import main
 
 from run_helpers import noise_run_and_export
@@ -25,12 +26,6 @@ TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8",
 def run_and_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     _, run, export = noise_run_and_export(tmp_path_factory.mktemp("export-hostile"), TRAIN)
     return run, export
-
-
-def _one_error(result: Result) -> str:
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code in (1, 2) and len(errors) == 1 and "Traceback" not in result.output, result.output
-    return errors[0]
 
 
 def _set(*path: str, value: object) -> Callable[[dict[str, Any]], None]:
@@ -57,7 +52,7 @@ def test_an_export_whose_config_lies_is_refused_before_building_a_network(run_an
     record = json.loads((copy / "config.json").read_text())
     edit(record)
     (copy / "config.json").write_text(json.dumps(record))
-    error = _one_error(CliRunner().invoke(main, ["generate", str(copy), "--n", "2", "--out", str(tmp_path / "g.png")]))
+    error = one_error(CliRunner().invoke(main, ["generate", str(copy), "--n", "2", "--out", str(tmp_path / "g.png")]))
     assert str(copy) in error and problem in error, error
     assert not (tmp_path / "g.png").exists()
 
@@ -67,7 +62,7 @@ def test_onnx_without_its_extra_is_one_line_and_leaves_no_folder(run_and_export:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
     out = tmp_path / "onnx-export"
-    error = _one_error(CliRunner().invoke(main, ["export", str(run_and_export[0]), "--format", "onnx",
+    error = one_error(CliRunner().invoke(main, ["export", str(run_and_export[0]), "--format", "onnx",
                                                  "--out", str(out)]))
     assert error == "error: --format onnx needs the onnx package: pip install 'ganforge[onnx]'"
     assert not out.exists()
@@ -75,6 +70,6 @@ def test_onnx_without_its_extra_is_one_line_and_leaves_no_folder(run_and_export:
 
 def test_generate_into_a_folder_under_a_file_is_one_line(run_and_export: tuple[Path, Path], tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
-    error = _one_error(CliRunner().invoke(main, ["generate", str(run_and_export[0]), "--n", "2",
+    error = one_error(CliRunner().invoke(main, ["generate", str(run_and_export[0]), "--n", "2",
                                                  "--out", str(tmp_path / "a-file" / "images") + "/"]))
     assert "a-file" in error and "a part of that path is a file, not a folder" in error

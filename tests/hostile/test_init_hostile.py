@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cli_helpers import usage_error
 from ganforge.cli import main
 from ganforge.config import TrainConfig
 from ganforge.errors import ConfigError
@@ -44,14 +45,6 @@ def source(root: Path, store: Path) -> Path:
     return only_run(root / "runs")
 
 
-def _one_error(args: list[str]) -> str:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert "Traceback" not in result.output and len(errors) == 1, result.output
-    return errors[0]
-
-
 def _train(store: Path, out: Path, *flags: str) -> list[str]:
     return ["train", "--data", str(store), "--out", str(out), *flags, "--no-progress"]
 
@@ -59,26 +52,26 @@ def _train(store: Path, out: Path, *flags: str) -> list[str]:
 def test_a_missing_source_a_file_and_a_run_without_checkpoints_are_refused(root: Path, store: Path,
                                                                           source: Path) -> None:
     out = root / "refused"
-    assert "--init" in _one_error(_train(store, out, "--init", str(root / "nowhere")))
-    assert "is not a folder" in _one_error(_train(store, out, "--init", str(store)))
+    assert "--init" in usage_error(_train(store, out, "--init", str(root / "nowhere")))
+    assert "is not a folder" in usage_error(_train(store, out, "--init", str(store)))
     bare = root / "bare-run"
     bare.mkdir()
     shutil.copy(source / "config.json", bare / "config.json")
-    assert "no checkpoint yet" in _one_error(_train(store, out, "--init", str(bare)))
+    assert "no checkpoint yet" in usage_error(_train(store, out, "--init", str(bare)))
     assert not out.exists()  # a refused run leaves no folder
 
 
 def test_a_repo_id_not_in_the_local_cache_is_refused_without_the_network(root: Path, store: Path) -> None:
     pytest.importorskip("huggingface_hub", reason="the Hub extra (pip install 'ganforge[hub]') is not installed")
     # Looked up with local_files_only: no request is made (this machine has no network to make it on).
-    assert "local cache" in _one_error(_train(store, root / "refused", "--init", "someone/no-such-model"))
+    assert "local cache" in usage_error(_train(store, root / "refused", "--init", "someone/no-such-model"))
 
 
 def test_a_graph_export_is_refused_with_the_export_to_make(root: Path, store: Path, source: Path) -> None:
     export = root / "ts-export"
     result = CliRunner().invoke(main, ["export", str(source), "--format", "torchscript", "--out", str(export)])
     assert result.exit_code == 0, result.output
-    error = _one_error(_train(store, root / "refused", "--init", str(export)))
+    error = usage_error(_train(store, root / "refused", "--init", str(export)))
     assert "torchscript export is a graph" in error and "--with-discriminator" in error
 
 
@@ -91,18 +84,18 @@ def test_a_graph_export_is_refused_with_the_export_to_make(root: Path, store: Pa
 ])
 def test_contradictions_are_refused_in_one_line(root: Path, store: Path, source: Path, flags: list[str],
                                                 problem: str) -> None:
-    assert problem in _one_error(_train(store, root / "refused", "--init", str(source), *flags))
+    assert problem in usage_error(_train(store, root / "refused", "--init", str(source), *flags))
 
 
 def test_another_resolution_is_refused_for_a_family_that_cannot_grow(root: Path, source: Path) -> None:
     images = np.random.default_rng(1).integers(0, 256, (16, 1, 32, 32), dtype=np.uint8)
     bigger = make_store(root / "noise32.gfs", images).path
-    error = _one_error(_train(bigger, root / "refused", "--init", str(source)))
+    error = usage_error(_train(bigger, root / "refused", "--init", str(source)))
     assert "makes 16x16 images and this store holds 32x32" in error and "--resolution 16" in error
 
 
 def test_freezing_what_a_family_does_not_declare_is_refused_without_init(root: Path, store: Path) -> None:
-    assert "declares no discriminator blocks" in _one_error(_train(store, root / "refused", "--model", "aae",
+    assert "declares no discriminator blocks" in usage_error(_train(store, root / "refused", "--model", "aae",
                                                                    "--freeze-d", "1", *TINY))
 
 
@@ -140,5 +133,5 @@ def test_an_export_with_nan_weights_is_refused(root: Path, store: Path, source: 
     name = next(k for k, v in weights.items() if v.is_floating_point() and v.dim() > 1)
     weights[name] = weights[name].clone().fill_(float("nan"))
     save_file(weights, str(export / "model.safetensors"))
-    error = _one_error(_train(store, root / "refused", "--init", str(export)))
+    error = usage_error(_train(store, root / "refused", "--init", str(export)))
     assert "holds NaN or infinity" in error and name in error

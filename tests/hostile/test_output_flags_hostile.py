@@ -10,32 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
 from PIL import Image
 
-from ganforge.cli import main
+from cli_helpers import TRAIN, invoke, one_error, tiny_pix2pix_run
 from ganforge.errors import ConfigError
 from ganforge.images import save_png
 from ganforge.runs.checkpoint import latest_checkpoint
 from ganforge.runs.output_guard import check_output_file, ganforge_png
 
-from data_slices import digit_pairs_store
-from run_helpers import noise_run_and_export, only_run
-
-TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.025",
-         "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
-TINY_PIX2PIX = ["--model", "pix2pix", "--g-width", "4", "--d-width", "4", "--batch", "4", "--kimg", "0.008",
-                "--tick-kimg", "0.008", "--seed", "2", "--no-progress"]
-
-
-def _invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_error(result: Result) -> str:
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code in (1, 2) and len(errors) == 1 and "Traceback" not in result.output, result.output
-    return errors[0]
+from run_helpers import noise_run_and_export
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -55,17 +38,14 @@ def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("output-flags-pix2pix")
-    result = _invoke("train", "--data", digit_pairs_store(root), "--out", root / "runs", *TINY_PIX2PIX)
-    assert result.exit_code == 0, result.output
-    return only_run(root / "runs")
+    return tiny_pix2pix_run(tmp_path_factory.mktemp("output-flags-pix2pix"))
 
 
 @pytest.fixture(scope="module")
 def detector(noise: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     store, run, _ = noise
     out = tmp_path_factory.mktemp("output-flags-detector") / "det"
-    result = _invoke("detect", "train", "--real", store, "--fake", run, "--out", out, "--steps", "2", "--batch", "4",
+    result = invoke("detect", "train", "--real", store, "--fake", run, "--out", out, "--steps", "2", "--batch", "4",
                      "--size", "16", "--images-per-source", "16", "--tick-steps", "1", "--snap", "1")
     assert result.exit_code == 0, result.output
     return out
@@ -74,7 +54,7 @@ def detector(noise: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFa
 def test_evaluate_json_onto_the_runs_config_is_refused_and_the_config_kept(noise: tuple[Path, Path, Path]) -> None:
     run = noise[1]
     before = _files(run)
-    error = _one_error(_invoke("evaluate", run, "--metrics", "fid", "--extractor", "random-conv", "--n", "4",
+    error = one_error(invoke("evaluate", run, "--metrics", "fid", "--extractor", "random-conv", "--n", "4",
                                "--json", run / "config.json"))
     assert "--json" in error and "inside the run folder" in error, error
     assert _files(run) == before
@@ -84,7 +64,7 @@ def test_detect_score_json_onto_the_detectors_checkpoint_is_refused(detector: Pa
     checkpoint = latest_checkpoint(detector)
     assert checkpoint is not None
     before = _files(detector)
-    error = _one_error(_invoke("detect", "score", detector, _png(tmp_path / "x.png"), "--json", checkpoint))
+    error = one_error(invoke("detect", "score", detector, _png(tmp_path / "x.png"), "--json", checkpoint))
     assert "--json" in error and "inside the detector folder" in error, error
     assert _files(detector) == before
 
@@ -93,9 +73,9 @@ def test_translate_into_the_folder_that_holds_the_inputs_is_refused(translator: 
     inputs = tmp_path / "D" / "in"
     _png(inputs / "x.png")
     before = _files(tmp_path / "D")
-    error = _one_error(_invoke("translate", translator, inputs, "--out", tmp_path / "D"))
+    error = one_error(invoke("translate", translator, inputs, "--out", tmp_path / "D"))
     assert "holds the input" in error, error
-    error = _one_error(_invoke("translate", translator, inputs, "--out", inputs / "sub"))
+    error = one_error(invoke("translate", translator, inputs, "--out", inputs / "sub"))
     assert "is inside" in error, error
     assert _files(tmp_path / "D") == before
 
@@ -105,7 +85,7 @@ def test_detect_attack_figures_are_never_written_among_the_real_images(detector:
     images = tmp_path / "imgs"
     _png(images / "a.png")
     before = _files(images)
-    error = _one_error(_invoke("detect", "attack", detector, "--real", images, "--fake", noise[1], "--out", images))
+    error = one_error(invoke("detect", "attack", detector, "--real", images, "--fake", noise[1], "--out", images))
     assert "--out" in error and "is inside the inputs folder" in error, error
     assert _files(images) == before
 
@@ -115,15 +95,15 @@ def test_generate_refuses_a_users_image_and_a_run_or_export_folder_but_replaces_
     _, run, export = noise
     mine = _png(tmp_path / "holiday.png")
     before = mine.read_bytes()
-    error = _one_error(_invoke("generate", run, "--n", "2", "--out", mine))
+    error = one_error(invoke("generate", run, "--n", "2", "--out", mine))
     assert "ganforge did not write it" in error, error
     assert mine.read_bytes() == before
     for inside in (run / "more", export / "grid.png"):
-        error = _one_error(_invoke("generate", run, "--n", "2", "--out", inside))
+        error = one_error(invoke("generate", run, "--n", "2", "--out", inside))
         assert "inside the" in error, error
         assert not inside.exists()
     for _ in range(2):  # the second run replaces the grid the first wrote
-        result = _invoke("generate", run, "--n", "2", "--out", tmp_path / "grid.png")
+        result = invoke("generate", run, "--n", "2", "--out", tmp_path / "grid.png")
         assert result.exit_code == 0, result.output
 
 
@@ -131,11 +111,11 @@ def test_explore_tools_refuse_a_users_file(noise: tuple[Path, Path, Path], tmp_p
     run = noise[1]
     walk = tmp_path / "walk.gif"
     walk.write_bytes(b"GIF89a not really")
-    error = _one_error(_invoke("interpolate", run, "--seeds", "0,1", "--frames", "2", "--out", walk))
+    error = one_error(invoke("interpolate", run, "--seeds", "0,1", "--frames", "2", "--out", walk))
     assert "ganforge did not write it" in error, error
     (tmp_path / "proj").mkdir()
     (tmp_path / "proj" / "latent.npy").write_bytes(b"someone's array")
-    error = _one_error(_invoke("project", run, _png(tmp_path / "t.png"), "--steps", "1", "--starts", "1", "--out",
+    error = one_error(invoke("project", run, _png(tmp_path / "t.png"), "--steps", "1", "--starts", "1", "--out",
                                tmp_path / "proj"))
     assert "latent.npy exists" in error, error
 
@@ -164,7 +144,7 @@ def test_an_archive_with_two_members_of_one_name_translates_both_under_distinct_
         zf.writestr("a.png", buffers[1])
         zf.writestr("b.png", buffers[2])
     out = tmp_path / "out"
-    result = _invoke("translate", translator, archive, "--out", out)
+    result = invoke("translate", translator, archive, "--out", out)
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in out.rglob("*.png"))
     assert len(written) == 3 and "translated 3 of 3" in result.output, (written, result.output)
@@ -177,7 +157,7 @@ def test_a_file_beside_a_folder_of_the_same_name_both_translate(translator: Path
         zf.writestr("x/y.png", _png(tmp_path / "2.png", 2).read_bytes())
         zf.writestr("x.jpg/z.png", _png(tmp_path / "3.png", 3).read_bytes())
     out = tmp_path / "out"
-    result = _invoke("translate", translator, archive, "--out", out)
+    result = invoke("translate", translator, archive, "--out", out)
     assert result.exit_code == 0 and "translated 3 of 3" in result.output, result.output
     assert len([p for p in out.rglob("*.png") if p.is_file()]) == 3
 
@@ -200,9 +180,9 @@ def test_prepare_and_detect_train_write_no_store_or_detector_into_a_run_or_expor
     store, run, export = noise
     _png(tmp_path / "images" / "a.png")
     before_run, before_export = _files(run), _files(export)
-    error = _one_error(_invoke("prepare", tmp_path / "images", "--out", run / "data.gfs"))
+    error = one_error(invoke("prepare", tmp_path / "images", "--out", run / "data.gfs"))
     assert "inside the run folder" in error, error
-    error = _one_error(_invoke("detect", "train", "--real", store, "--fake", run, "--out", export / "det",
+    error = one_error(invoke("detect", "train", "--real", store, "--fake", run, "--out", export / "det",
                                "--steps", "1"))
     assert "inside the export folder" in error, error
     assert _files(run) == before_run and _files(export) == before_export

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from cli_helpers import one_error
 from ganforge.cli import main
 from ganforge.runs.checkpoint import checkpoint_path, latest_checkpoint
 
@@ -54,12 +55,6 @@ def _invoke(*args: str | Path) -> Result:
         return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def _one_error(result: Result) -> str:
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code in (1, 2) and len(errors) == 1 and "Traceback" not in result.output, result.output
-    return errors[0]
-
-
 def _doctor_problems(path: Path) -> list[str]:
     result = _invoke("doctor", path)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -90,7 +85,7 @@ def test_an_exports_config_json_that_is_no_file_or_too_much_is_one_line(healthy:
                                                                          tmp_path: Path, how: str, says: str) -> None:
     export = _copy(healthy[2], tmp_path)
     _replace(export / "config.json", how)
-    error = _one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
+    error = one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
     assert says in error and "config.json" in error, error
     assert any(says in line for line in _doctor_problems(export))
 
@@ -101,7 +96,7 @@ def test_a_runs_config_json_that_is_too_much_is_one_line(healthy: tuple[Path, Pa
                                                           says: str) -> None:
     run = _copy(healthy[1], tmp_path)
     _replace(run / "config.json", how)
-    error = _one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
+    error = one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
     assert says in error, error
 
 
@@ -110,7 +105,7 @@ def test_a_fifo_named_like_the_latest_checkpoint_is_reported_not_read(healthy: t
     run = _copy(healthy[1], tmp_path)
     fifo = checkpoint_path(run, 10**9)
     os.mkfifo(fifo)
-    error = _one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
+    error = one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
     assert "not a regular file (a FIFO)" in error, error
     assert any("not a regular file" in line for line in _doctor_problems(run))
     assert fifo.exists()  # doctor reads only
@@ -123,7 +118,7 @@ def test_a_fifo_as_the_lock_does_not_block_doctor_and_training_refuses_it(health
     os.mkfifo(run / ".lock")
     result = _invoke("doctor", run)
     assert "Traceback" not in result.output, result.output
-    error = _one_error(_invoke("train", "--resume", run, "--kimg", "0.05", "--no-progress"))
+    error = one_error(_invoke("train", "--resume", run, "--kimg", "0.05", "--no-progress"))
     assert ".lock is not a regular file (a FIFO)" in error, error
 
 

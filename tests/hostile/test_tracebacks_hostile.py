@@ -10,29 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 import ganforge as gf
-from ganforge.cli import main
+from cli_helpers import TRAIN, invoke, one_error, tiny_pix2pix_run
 from ganforge.errors import CheckpointError, ConfigError
 
-from data_slices import digit_pairs_store
-from run_helpers import noise_run_and_export, only_run
-
-TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.025",
-         "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
-TINY_PIX2PIX = ["--model", "pix2pix", "--g-width", "4", "--d-width", "4", "--batch", "4", "--kimg", "0.008",
-                "--tick-kimg", "0.008", "--seed", "2", "--no-progress"]
-
-
-def _invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_error(result: Result) -> str:
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code in (1, 2) and len(errors) == 1 and "Traceback" not in result.output, result.output
-    return errors[0]
+from run_helpers import noise_run_and_export
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -57,9 +40,7 @@ def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 @pytest.fixture(scope="module")
 def translator_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tracebacks-pix2pix")
-    result = _invoke("train", "--data", digit_pairs_store(root), "--out", root / "runs", *TINY_PIX2PIX)
-    assert result.exit_code == 0, result.output
-    result = _invoke("export", only_run(root / "runs"), "--out", root / "export")
+    result = invoke("export", tiny_pix2pix_run(root), "--out", root / "export")
     assert result.exit_code == 0, result.output
     return root / "export"
 
@@ -67,7 +48,7 @@ def translator_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_doctor_on_an_export_without_nimg_reports_it_at_zero(noise: tuple[Path, Path, Path], tmp_path: Path) -> None:
     export = Path(shutil.copytree(noise[2], tmp_path / "export"))
     _edit(export / "config.json", nimg=None)
-    result = _invoke("doctor", export)
+    result = invoke("doctor", export)
     assert result.exit_code == 0 and "0 kimg" in result.output and "Traceback" not in result.output, result.output
 
 
@@ -75,7 +56,7 @@ def test_doctor_on_a_translator_export_whose_translator_is_not_a_record(translat
                                                                          tmp_path: Path) -> None:
     export = Path(shutil.copytree(translator_export, tmp_path / "export"))
     _edit(export / "config.json", translator="x")
-    result = _invoke("doctor", export)
+    result = invoke("doctor", export)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "lists no directions" in result.output, result.output
 
@@ -84,13 +65,13 @@ def test_doctor_on_a_log_row_whose_kimg_is_text(noise: tuple[Path, Path, Path], 
     run = Path(shutil.copytree(noise[1], tmp_path / "run"))
     with open(run / "log.jsonl", "a") as log:
         log.write(json.dumps({"tick": 99, "kimg": "abc"}) + "\n")
-    result = _invoke("doctor", run)
+    result = invoke("doctor", run)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "kimg 'abc', not a number" in result.output, result.output
 
 
 def test_evaluate_pr_on_three_images_is_refused_before_any_work(noise: tuple[Path, Path, Path]) -> None:
-    error = _one_error(_invoke("evaluate", noise[1], "--metrics", "pr", "--n", "3", "--extractor", "random-conv"))
+    error = one_error(invoke("evaluate", noise[1], "--metrics", "pr", "--n", "3", "--extractor", "random-conv"))
     assert "--n above 3" in error, error
 
 
@@ -107,7 +88,7 @@ def test_python_api_mistakes_are_config_errors(noise: tuple[Path, Path, Path]) -
 def test_resuming_an_export_folder_is_refused_and_writes_nothing_there(noise: tuple[Path, Path, Path]) -> None:
     export = noise[2]
     before = _files(export)
-    error = _one_error(_invoke("train", "--resume", export, "--no-progress"))
+    error = one_error(invoke("train", "--resume", export, "--no-progress"))
     assert "is an exported folder" in error and "pass the run folder" in error, error
     with pytest.raises(CheckpointError, match="is an exported folder"):
         gf.train(resume=export, progress=False)
