@@ -106,3 +106,18 @@ def test_the_python_api_refuses_the_same_paths(images: Path, tmp_path: Path) -> 
     with pytest.raises(DataError, match="not a ganforge store"):
         prepare(images, tmp_path / "notes.txt", progress=False)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_size_no_convolutional_model_draws_is_named_with_the_nearest_one(tmp_path):
+    from PIL import Image
+
+    from ganforge.data.prepare import size_note
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (63, 63), (i * 60, 0, 0)).save(folder / f"{i}.png")
+    result = CliRunner().invoke(main, ["prepare", str(folder), "--out", str(tmp_path / "odd.gfs")])
+    assert result.exit_code == 0, result.output
+    assert "only mlp trains on 63x63; prepare again with --resolution 64" in result.output
+    assert size_note(64, 64) == size_note(28, 28) == size_note(56, 112) == ""

@@ -115,7 +115,8 @@ class PrepareReport:
         c, h, w = self.shape
         if self.pairing == "none":
             return (f"kept {self.kept} of {self.total}; skipped: {skips}; "
-                    f"store: {self.out} ({c} x {h} x {w}, labels: {labels}); {self.seconds:.1f} s")
+                    f"store: {self.out} ({c} x {h} x {w}, labels: {labels}); {self.seconds:.1f} s"
+                    + size_note(h, w))
         c_b, h_b, w_b = self.shape_b
         if self.pairing == "paired":
             kept, held = f"{self.kept} pairs", f"{self.val_count} pairs"
@@ -319,3 +320,21 @@ def free_ram_bytes() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 8 << 30
+
+
+def doubled_sizes(limit: int = 4096) -> list[int]:
+    """The sides convolutional generators draw: a 4-7 px start doubled (4, 5, 6, 7, 8, 10, ..., 56, 64, ...)."""
+    return sorted({start << k for start in range(4, 8) for k in range(12) if start << k <= limit})
+
+
+def size_note(height: int, width: int) -> str:
+    """A sentence for a size no convolutional model draws (only mlp flattens any size), naming the nearest that
+    they do; "" for a usual size."""
+    sizes = doubled_sizes()
+    if height in sizes and width in sizes:
+        return ""
+    near = [min(sizes, key=lambda s: (abs(s - side), -s)) for side in (height, width)]
+    shown = str(near[0]) if near[0] == near[1] else f"{near[1]}x{near[0]}"
+    return (f". Note: the convolutional models (dcgan, fastgan, projected, progan, stylegan2, r3gan) draw sides made "
+            f"by doubling 4-7 px, so only mlp trains on {width}x{height}; prepare again with --resolution {shown} "
+            "for the others")
