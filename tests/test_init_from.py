@@ -217,3 +217,11 @@ def test_an_export_with_its_discriminator_round_trips_into_a_fine_tuning_run(sou
 def test_another_family_is_refused_in_one_line(source: Path, fashion: Path) -> None:
     with pytest.raises(ConfigError, match=r"holds a dcgan GAN and this run trains --model mlp: nothing fits"):
         resolve_run(RunRequest({("data",): str(fashion), ("init",): str(source), ("model", "name"): "mlp"}))
+
+
+def test_the_memorization_verdict_reads_near_copies_and_a_pulled_in_distribution_apart() -> None:
+    from ganforge.training.memorization_check import memorization_verdict
+
+    assert memorization_verdict(0.98, 0.0) == "no sign of copying"  # a hair below held-out reals: not copying
+    assert memorization_verdict(1.1, 0.2).startswith("some samples are near-copies")
+    assert memorization_verdict(0.6, 0.01).startswith("samples sit closer to the training images")

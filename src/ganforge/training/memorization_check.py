@@ -21,6 +21,8 @@ from ganforge.training.fine_tuning import FEW_SHOT_IMAGES
 from ganforge.training.state import TrainingState
 
 FOLDER = "memorization"
+SUSPICIOUS_SHARE = 0.05  # of samples closer to a training image than 99 % of real pairs (1 % by chance)
+LOW_RATIO = 0.9  # samples' median nearest-training distance below this share of real images' one: drawn in
 MAX_SAMPLES = 1000  # generated images compared; the store's images (fewer than FEW_SHOT_IMAGES by default) all
 
 
@@ -48,13 +50,22 @@ def memorization_at_end(store: Store, run_dir: Path, device: torch.device,
         summary = memorization_report(fake, store, extractor, run_dir / FOLDER, n_generated=n,
                                       n_train=min(len(store), 10_000), use_cache=False)
         (run_dir / FOLDER / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
-        verdict = "no sign of copying" if summary.median_ratio >= 1 and summary.fraction_suspicious <= 0.05 \
-            else "samples sit close to training images: look at the figure"
+        verdict = memorization_verdict(summary.median_ratio, summary.fraction_suspicious)
         return (f"memorization: {verdict} (median distance ratio {summary.median_ratio:.2f}, "
                 f"{summary.n_suspicious} of {summary.n_generated} samples closer than 99% of real pairs; "
                 f"{run_dir / FOLDER / 'nearest_neighbours.png'})")
 
     return check
+
+
+def memorization_verdict(ratio: float, suspicious: float) -> str:
+    """How the numbers read: near-copies (more samples closer to a training image than 99 % of real pairs than
+    the 1 % chance allows, with margin) or a whole distribution pulled towards the training set."""
+    if suspicious > SUSPICIOUS_SHARE:
+        return "some samples are near-copies of training images: look at the figure"
+    if ratio < LOW_RATIO:
+        return "samples sit closer to the training images than unseen real images do: look at the figure"
+    return "no sign of copying"
 
 
 def _extractor(name: str, device: torch.device, echo: Callable[[str], None]) -> FeatureExtractor:
