@@ -76,7 +76,7 @@ def load_directions(folder: Path) -> Directions:
         record = read_json(folder / RECORD)
         check_regular(folder / TENSORS)
         tensors = load_file(str(folder / TENSORS))
-    except (OSError, ValueError, Exception) as exc:  # safetensors raises its own error type
+    except Exception as exc:  # OSError, ValueError, or safetensors' own error type
         raise ConfigError(f"{folder} is not a directions folder ({exc}); write one with `ganforge directions RUN "
                           "--out DIR`") from exc
     vectors, scales = tensors.get("vectors"), tensors.get("scales")

@@ -11,7 +11,6 @@ Another family, another resolution, or a source of which less than half of G fit
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,13 +149,10 @@ def _shape(shape: Any, where: Path) -> ImageShape:
 
 
 def _fingerprint(roles: dict[str, dict[str, torch.Tensor]]) -> str:
-    digest = hashlib.sha256()
-    for role in sorted(roles):
-        for name in sorted(roles[role]):
-            tensor = roles[role][name].detach().cpu().contiguous()
-            digest.update(f"\n{role}.{name} {tensor.dtype} {list(tensor.shape)}\n".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
-    return digest.hexdigest()
+    """The checkpoints' own content checksum over the source tensors used, by role."""
+    flat = {f"{role}.{name}": tensor.detach().cpu().contiguous()
+            for role, tensors in roles.items() for name, tensor in tensors.items()}
+    return ckpt.content_checksum("", flat)
 
 
 def match_init(source: InitSource, config: TrainConfig, shape: ImageShape,
