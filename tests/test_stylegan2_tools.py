@@ -12,12 +12,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from safetensors.numpy import load_file
 
 import ganforge as gf
 from ganforge.cli import main
 from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError
 from ganforge.explore.mixing import parse_styles, style_mixing
+from ganforge.explore.noise_maps import load_noise_maps
 from ganforge.generate import render, seed_latents
 from ganforge.images import make_grid
 from ganforge.runs import load_generator
@@ -164,6 +166,7 @@ def test_a_projected_photo_is_edited_in_w_plus_on_the_directions_layers(trained,
     target = render(generator, seed_latents([4], config.model.z_dim))[0, 0].numpy()
     Image.fromarray(target).save(tmp_path / "target.png")
     result = project(run, tmp_path / "target.png", tmp_path / "p", steps=5, starts=2, edits=[(directions, {0: 3.0})])
+    load_noise_maps(generator, load_file(tmp_path / "p" / "noise.safetensors"))  # the photo's own noise maps
     expected = edited_images(generator, result.latent[None], [(directions, {0: 3.0})], in_w=True)
     edited = np.array(Image.open(tmp_path / "p" / "edited.png"))
     assert np.array_equal(edited, expected[0, 0].numpy())

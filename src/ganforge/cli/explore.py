@@ -115,22 +115,34 @@ def mix(source: Path, rows: str, cols: str, styles: str | None, out: Path, psi: 
 @click.option("--space", type=click.Choice(["z", "w", "w+"]),
               help="Latent optimised: z, or for a style-based G w (one for all layers) or w+ (one per layer). "
                    "[w+ for stylegan2, else z]")
+@click.option("--noise", type=click.Choice(["optimise", "fixed"]),
+              help="StyleGAN2's per-layer noise maps: optimised beside w (regularised to stay noise; "
+                   "noise.safetensors) or G's fixed maps. [optimise for stylegan2 in w/w+]")
+@click.option("--noise-weight", type=float, default=1e5, show_default=True,
+              help="Weight of the noise maps' autocorrelation penalty (StyleGAN2's projector's value).")
+@click.option("--tune", "tune_steps", type=click.IntRange(0, 100_000), default=0, show_default=True,
+              help="Pivotal tuning: fine-tune G this many steps around the found latent (about 300 is typical), "
+                   "written as the export tuned/; projected.png and edited.png then come from it.")
+@click.option("--tune-lr", type=float, default=3e-4, show_default=True, help="Adam learning rate of --tune.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("projection"), show_default=True,
-              help="Folder for latent.npy, projected.png, target.png, progress.png.")
+              help="Folder for latent.npy, projected.png, target.png, progress.png (and noise.safetensors, tuned/).")
 @_CLASS
 @_DEVICE
 def project(source: Path, image: Path, steps: int, lr: float, starts: int, feature_weight: float,
-            features: str | None, edit_texts: tuple[str, ...], seed: int, space: str | None, out: Path,
-            class_name: str | None, device: str) -> None:
+            features: str | None, edit_texts: tuple[str, ...], seed: int, space: str | None, noise: str | None,
+            noise_weight: float, tune_steps: int, tune_lr: float, out: Path, class_name: str | None,
+            device: str) -> None:
     """Find the latent whose image best reproduces IMAGE (pixel + feature loss); with --edit, edit it."""
     from ganforge.explore.directions import parse_edits
     from ganforge.explore.project import project as run
 
     edits = parse_edits(edit_texts)
     result = run(source, image, out, steps=steps, lr=lr, starts=starts, feature_weight=feature_weight, seed=seed,
-                 device=device, class_name=class_name, space=space, features=features, edits=edits)
-    click.echo(f"projected {image} in {steps} steps: pixel MSE {result.pixel_mse:.4f}; wrote {out}/latent.npy, "
-               "projected.png, target.png, progress.png" + (", edited.png" if edits else ""))
+                 device=device, class_name=class_name, space=space, features=features, edits=edits, noise=noise,
+                 noise_weight=noise_weight, tune_steps=tune_steps, tune_lr=tune_lr)
+    tuned = f" after {tune_steps} tuning steps" if tune_steps else ""
+    click.echo(f"projected {image} in {steps} steps: pixel MSE {result.pixel_mse:.4f}{tuned}; wrote {out}/"
+               + ", ".join(result.written))
 
 
 @click.command()

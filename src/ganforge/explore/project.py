@@ -19,26 +19,40 @@ for it. Without the extra, the random-conv features above.
 
 A style-based G (StyleGAN2) is projected in W+ by default (one w per layer, Abdal et al. 2019), which reproduces
 photos far better than W (Karras et al. 2020, Sec. 5, project in W, one w for all layers: `--space w`); the starts
-are mapped latents and no Gaussian prior applies. `--edit DIR:INDEX=AMOUNT` then draws the found latent moved
-along directions from `ganforge directions` (edited.png).
+are mapped latents and no Gaussian prior applies. Its per-layer noise maps are optimised beside w, as StyleGAN2's
+projector does (noise_maps.py: regularised to stay white noise; noise.safetensors). `--edit DIR:INDEX=AMOUNT`
+then draws the found latent moved along directions from `ganforge directions` (edited.png).
+
+`--tune STEPS` adds pivotal tuning (Roich et al. 2022, pivotal_tuning.py): G itself is fine-tuned around the found
+latent, written as the export tuned/, so that an edit keeps the photo's detail.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+from safetensors.numpy import save_file
 from torch import nn
 
 from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError, DataError
 from ganforge.explore.classes import class_label, class_labels
 from ganforge.explore.directions import Edit, edited_images
+from ganforge.explore.noise_maps import (
+    NOISE_WEIGHT,
+    as_arrays,
+    autocorrelation_penalty,
+    make_noise_trainable,
+    renormalise,
+)
+from ganforge.explore.pivotal_tuning import TUNE_LR, TUNED_FOLDER, tune_around_pivot, write_tuned_export
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models.efficientnet_lite0 import extra_installed, load_pretrained
 from ganforge.models.frozen_features import FrozenFeatures
@@ -48,6 +62,7 @@ from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
 SNAPSHOTS = 8  # images in the progress strip besides the target
 SPACES = ("z", "w", "w+")
+NOISE_MODES = ("optimise", "fixed")
 FEATURE_SEED = 1234
 PRIOR_WEIGHT = 0.01
 
@@ -56,8 +71,9 @@ PRIOR_WEIGHT = 0.01
 class Projection:
     latent: torch.Tensor  # the best latent found: [z_dim] in z, [w_dim] in W, [num_ws, w_dim] in W+
     image: torch.Tensor  # uint8 [C, H, W], G(latent)
-    losses: list[float]  # total loss per step
+    losses: list[float]  # total loss per step: the projection's, then pivotal tuning's
     pixel_mse: float  # final mean squared pixel error in G's [-1, 1] units
+    written: tuple[str, ...] = ()  # the files written into the output folder
 
 
 class RandomFeatures(nn.Module):
@@ -97,17 +113,26 @@ def load_target(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
 
 def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: float = 0.05, starts: int = 64,
             feature_weight: float = 1.0, seed: int = 0, device: str = "cpu", class_name: str | None = None,
-            space: str | None = None, features: str | None = None, edits: Sequence[Edit] = ()) -> Projection:
+            space: str | None = None, features: str | None = None, edits: Sequence[Edit] = (),
+            noise: str | None = None, noise_weight: float = NOISE_WEIGHT, tune_steps: int = 0,
+            tune_lr: float = TUNE_LR) -> Projection:
     """What `ganforge project` does: writes latent.npy, projected.png, target.png and progress.png into `out`
-    (and edited.png with `edits`).
+    (and edited.png with `edits`, noise.safetensors with optimised noise, tuned/ with `tune_steps`).
 
     A conditional run searches z with the class fixed to `class_name`: latent.npy reproduces the image only
     together with that class, which is written into the PNGs' metadata. `space`: z, w or w+ (w and w+ for a
     style-based G only); by default w+ for a style-based G, z otherwise. `features`: lite0 or random-conv (by
-    default lite0 when ganforge[projected] is installed).
+    default lite0 when ganforge[projected] is installed). `noise`: optimise or fixed, StyleGAN2's noise maps (by
+    default optimised, regularised with `noise_weight`, for a style-based G in W/W+). `tune_steps`: pivotal tuning
+    of G around the found latent afterwards, written as the export tuned/ (projected.png and edited.png then come
+    from the tuned G).
     """
     if steps < 1 or starts < 1 or lr <= 0 or feature_weight < 0:
         raise ConfigError("--steps and --starts must be at least 1, --lr positive, --feature-weight not negative")
+    if not 0 <= tune_steps <= 100_000 or not 0 < tune_lr < 1 or not 0 <= noise_weight < float("inf"):
+        raise ConfigError("--tune must be 0-100000 steps, --tune-lr in (0, 1), --noise-weight finite and not negative")
+    if noise is not None and noise not in NOISE_MODES:
+        raise ConfigError(f"--noise {noise!r}: choose {' or '.join(NOISE_MODES)}")
     if space is not None and space not in SPACES:
         raise ConfigError(f"--space {space!r} is not a latent space; choose z, w or w+")
     features = features or ("lite0" if extra_installed() else "random-conv")
@@ -124,8 +149,12 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
     if space != "z" and style is None:
         raise ConfigError(f"--space {space} needs a style-based generator with a mapping network (--model stylegan2, "
                           "run folder or safetensors export); project this one in z")
-    loaded.requires_grad_(False)  # only the latent is optimised
+    noise = noise or ("optimise" if style is not None and space != "z" else "fixed")
+    if noise == "optimise" and (style is None or space == "z"):
+        raise ConfigError("--noise optimise needs a style-based generator projected in w or w+; use --noise fixed")
+    loaded.requires_grad_(False)  # only the latent (and the noise maps) are optimised
     dev = next(loaded.parameters()).device
+    noise_maps = make_noise_trainable(style) if style is not None and noise == "optimise" else []
 
     def generator(latent: torch.Tensor) -> torch.Tensor:
         """G(latent) [B, C, H, W], in the chosen class for a conditional G; in W, synthesis alone."""
@@ -160,37 +189,54 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         candidates = torch.cat([mapped(z) for z in candidates.split(32)])
         scores = torch.cat([loss_of(generator(z)) for z in candidates.split(32)])
     latent = candidates[int(scores.argmin())].clone()[None].requires_grad_(True)
-    optimizer = torch.optim.Adam([latent], lr=lr)
+    optimizer = torch.optim.Adam([latent, *noise_maps], lr=lr)
     # Linear decay over the last quarter: large steps find the basin, small ones settle in it.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, 4.0 * (1.0 - i / steps)))
     snapshot_at = {round(i * (steps - 1) / max(SNAPSHOTS - 1, 1)) for i in range(SNAPSHOTS)}
-    snapshots, losses = [], []
+    snapshots, step_losses = [], []
     for step in range(steps):
         images = generator(latent)
         loss = loss_of(images).mean()
         if space == "z":  # a Gaussian prior's shell; W has no such prior
             loss = loss + PRIOR_WEIGHT * (latent.pow(2).mean() - 1.0).pow(2)
+        if noise_maps:
+            loss = loss + noise_weight * autocorrelation_penalty(noise_maps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.detach())  # kept on the device; read once at the end
+        renormalise(noise_maps)
+        step_losses.append(loss.detach())  # kept on the device; read once at the end
         if step in snapshot_at:
             snapshots.append(images.detach())
+    latent, losses = latent.detach(), [float(v) for v in step_losses]
+    for noise_map in noise_maps:
+        noise_map.requires_grad_(False)
+    text = {"run": str(source), "image": image_path.name, "steps": str(steps), "kimg": f"{nimg / 1000:.1f}",
+            "seed": str(seed), "space": space, "features": features, "noise": noise}
+    if tune_steps:
+        losses += tune_around_pivot(loaded, lambda: generator(latent), loss_of, tune_steps, tune_lr)
+        snapshots.append(generator(latent).detach())
+        text.update(tuned=f"{tune_steps} steps at lr {tune_lr:g}: draw with {TUNED_FOLDER}/")
     with torch.no_grad():
         final = generator(latent)
         pixel_mse = float((final - target).pow(2).mean())
-    result = Projection(latent.detach()[0].cpu(), to_uint8(final[0]).cpu(), [float(v) for v in losses], pixel_mse)
-    text = {"run": str(source), "image": image_path.name, "steps": str(steps), "kimg": f"{nimg / 1000:.1f}",
-            "pixel_mse": f"{pixel_mse:.5f}", "seed": str(seed), "space": space, "features": features}
+    result = Projection(latent[0].cpu(), to_uint8(final[0]).cpu(), losses, pixel_mse)
+    text["pixel_mse"] = f"{pixel_mse:.5f}"
     if class_name is not None:
         text["class"] = class_name
-    _write(out, result, to_uint8(target).cpu(), to_uint8(torch.cat(snapshots)).cpu(), text)
+    written = _write(out, result, to_uint8(target).cpu(), to_uint8(torch.cat(snapshots)).cpu(), text, noise_maps)
+    if tune_steps:
+        write_tuned_export(out / TUNED_FOLDER, loaded, config, nimg, source,
+                           {"image": image_path.name, "steps": tune_steps, "lr": tune_lr, "space": space})
+        written.append(f"{TUNED_FOLDER}/")
     if edits:
         edited = edited_images(loaded, result.latent[None], edits, class_labels(label, 1, "cpu"),
                                in_w=space != "z")
         save_png(to_pil(edited[0].permute(1, 2, 0).numpy()), out / "edited.png",
                  {**text, "edit": "; ".join(f"{d.source or d.method}: {a}" for d, a in edits)})
+        written.append("edited.png")
+    return replace(result, written=tuple(written))
     return result
 
 
@@ -215,23 +261,38 @@ def feature_network(name: str, channels: int, device: torch.device) -> Callable[
     return lite0
 
 
-OUTPUT_FILES = ("latent.npy", "projected.png", "target.png", "progress.png", "edited.png")
+OUTPUT_FILES = ("latent.npy", "projected.png", "target.png", "progress.png", "edited.png", "noise.safetensors",
+                *(f"{TUNED_FOLDER}/{name}" for name in ("model.safetensors", "config.json", "samples.png")))
 
 
 def _earlier_projection(path: Path) -> bool:
-    """A file an earlier projection into the same folder wrote: its PNGs carry ganforge's mark, and its
-    latent.npy is vouched for by the projected.png beside it."""
-    return ganforge_png(path.with_name("projected.png") if path.suffix == ".npy" else path)
+    """A file an earlier projection into the same folder wrote: its PNGs carry ganforge's mark, and its other
+    files (latent.npy, noise.safetensors, tuned/) are vouched for by the projected.png of their projection
+    folder."""
+    folder = path.parent.parent if path.parent.name == TUNED_FOLDER else path.parent
+    return ganforge_png(path if path.parent == folder and path.suffix == ".png" else folder / "projected.png")
 
 
-def _write(out: Path, result: Projection, target: torch.Tensor, snapshots: torch.Tensor, text: dict[str, str]) -> None:
+def _write(out: Path, result: Projection, target: torch.Tensor, snapshots: torch.Tensor, text: dict[str, str],
+           noise_maps: list[torch.Tensor]) -> list[str]:
+    """The projection's files in `out`; their names. An earlier projection's noise.safetensors or tuned/ that this
+    one does not replace is removed: it would not fit the new latent.npy."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for latent.npy and the images")
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "latent.npy", result.latent.numpy().astype(np.float32))
     save_png(to_pil(result.image.permute(1, 2, 0).numpy()), out / "projected.png", text)
     save_png(to_pil(target[0].permute(1, 2, 0).numpy()), out / "target.png", text)
-    # The strip reads left to right: the target, then G(z) from the first step to the last.
+    # The strip reads left to right: the target, then G(z) from the first step to the last (then after tuning).
     strip = torch.cat([target, snapshots])
     save_png(make_grid(strip, columns=len(strip)), out / "progress.png",
              {**text, "layout": "target, then G(z) at evenly spaced steps"})
+    for name in OUTPUT_FILES:  # each checked as an earlier projection's own by check_output_folder
+        if name == "noise.safetensors" or name.startswith(TUNED_FOLDER):
+            (out / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # kept if it holds anything else
+        (out / TUNED_FOLDER).rmdir()
+    if not noise_maps:
+        return ["latent.npy", "projected.png", "target.png", "progress.png"]
+    save_file(as_arrays(noise_maps), str(out / "noise.safetensors"))
+    return ["latent.npy", "noise.safetensors", "projected.png", "target.png", "progress.png"]
