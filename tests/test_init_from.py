@@ -225,3 +225,24 @@ def test_the_memorization_verdict_reads_near_copies_and_a_pulled_in_distribution
     assert memorization_verdict(0.98, 0.0) == "no sign of copying"  # a hair below held-out reals: not copying
     assert memorization_verdict(1.1, 0.2).startswith("some samples are near-copies")
     assert memorization_verdict(0.6, 0.01).startswith("samples sit closer to the training images")
+
+
+def test_a_progan_run_at_twice_the_resolution_starts_by_fading_in_the_new_one(tmp_path: Path) -> None:
+    progan = {"model": "progan", "fmap_base": 64, "fmap_max": 16, "z_dim": 16, "batch": 8, "fade_kimg": 0.032,
+              "stable_kimg": 0.032, "tick_kimg": 0.032, "metrics_extractor": "random-conv", "progress": False,
+              "memorization": "off"}
+    digits = _digits(64)
+    small = make_store(tmp_path / "digits8.gfs", digits.reshape(64, 1, 8, 2, 8, 2).mean((3, 5)).astype(np.uint8))
+    with one_thread():
+        source = gf.train(data=str(small.path), kimg=0.16, out=str(tmp_path / "source"), **progan).path
+    lines: list[str] = []
+    big = make_store(tmp_path / "digits16.gfs", digits).path
+    run = _fine_tune(source, big, tmp_path / "tuned", lines, kimg=0.064, tick_kimg=0.032)
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["grow_start"] == 8 and any("the run fades in 16 px first" in line for line in lines), lines
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    first = next(row for row in rows if "resolution" in row)
+    assert first["resolution"] == 16 and 0 < first["lod"] < 1, first  # not back at 4 px: fading in 16 px
+    before, after = _tensors(source, "G"), _tensors(run, "G")
+    assert "blocks.2.conv1.weight" not in before and "blocks.2.conv1.weight" in after
+    assert all(after[name].shape == tensor.shape for name, tensor in before.items())

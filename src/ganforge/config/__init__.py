@@ -197,6 +197,8 @@ class TrainConfig:
                                "--phase-kimg; Karras et al. 2018).", fixed_on_resume=True, at_most=1e6)
     stable_kimg: float = setting(600.0, "progan: stabilisation length of each resolution in kimg (overrides "
                                  "--phase-kimg).", fixed_on_resume=True, at_most=1e6)
+    grow_start: int = config_only(4, "progan: the resolution progressive growing starts at; --init from a smaller "
+                                  "ProGAN sets it to the source's, so the run fades in only the new resolutions.")
     seed: int = setting(0, "Seeds weights, data order, latents and the fixed sample grid.", fixed_on_resume=True)
     tick_kimg: float = setting(4.0, "kimg per tick: one status line, sample grid and log row.", at_most=1e6)
     snap: int = setting(5, "Checkpoint every N ticks (and at the end, and on SIGINT/SIGTERM).", at_most=1_000_000)

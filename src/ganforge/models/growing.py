@@ -58,7 +58,8 @@ class Grows(Protocol):
 
 class GrowingSchedule:
     def __init__(self, target_resolution: int, fade_kimg: float = 600.0, stable_kimg: float = 600.0,
-                 batch_by_resolution: dict[int, int] | None = None, max_batch: int | None = None) -> None:
+                 batch_by_resolution: dict[int, int] | None = None, max_batch: int | None = None,
+                 start_resolution: int = 4) -> None:
         if not 4 <= target_resolution <= 1024 or target_resolution & (target_resolution - 1):
             raise ConfigError(f"progressive growing needs a power-of-two target resolution from 4 to 1024 px, got "
                               f"{target_resolution}; prepare the store at one (`ganforge prepare --resolution 128`)")
@@ -72,6 +73,14 @@ class GrowingSchedule:
         self.fade_nimg, self.stable_nimg = round(fade_kimg * 1000), round(stable_kimg * 1000)
         self.batch_by_resolution = dict(batch_by_resolution or DEFAULT_BATCH_BY_RESOLUTION)
         self.max_batch = max_batch
+        if start_resolution not in [4 << lv for lv in range(self.levels + 1)]:
+            raise ConfigError(f"grow_start {start_resolution} is not a power of two from 4 px to the target "
+                              f"{target_resolution} px; set it in config.json to one, or to 4")
+        # A run fine-tuned from a trained ProGAN of `start_resolution` px starts where that one ended: at the
+        # fade-in of the next resolution, as if the phases below had been trained.
+        start_level = int(math.log2(start_resolution)) - 2
+        self.skipped_nimg = 0 if start_level == 0 else self.stable_nimg + start_level * (self.fade_nimg +
+                                                                                         self.stable_nimg)
         missing = [4 << lv for lv in range(self.levels + 1) if self.batch_by_resolution.get(4 << lv, 0) < 1]
         if missing:
             raise ConfigError(f"the progressive-growing minibatch sizes lack a positive size for {missing} px")
@@ -83,6 +92,7 @@ class GrowingSchedule:
     def phase_at(self, cur_nimg: int) -> Phase:
         if cur_nimg < 0:
             raise ValueError(f"cur_nimg must not be negative, got {cur_nimg}")
+        cur_nimg += self.skipped_nimg
         level, alpha, fading = self.levels, 1.0, False  # past the schedule: the target, for good
         since = cur_nimg - self.stable_nimg
         span = self.fade_nimg + self.stable_nimg  # one doubling: fade-in then stabilisation
@@ -152,8 +162,10 @@ class FixedSchedule:
         return {}
 
 
-def build_schedule(grows: bool, resolution: int, batch: int, fade_kimg: float, stable_kimg: float) -> Schedule:
-    """A growing family follows Karras et al.'s schedule with `batch` as the cap on its per-resolution batches."""
+def build_schedule(grows: bool, resolution: int, batch: int, fade_kimg: float, stable_kimg: float,
+                   start_resolution: int = 4) -> Schedule:
+    """A growing family follows Karras et al.'s schedule with `batch` as the cap on its per-resolution batches,
+    from `start_resolution` (a fine-tuned run's source's) up."""
     if grows:
-        return GrowingSchedule(resolution, fade_kimg, stable_kimg, max_batch=batch)
+        return GrowingSchedule(resolution, fade_kimg, stable_kimg, max_batch=batch, start_resolution=start_resolution)
     return FixedSchedule(resolution, batch)

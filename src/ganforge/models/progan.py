@@ -284,8 +284,14 @@ def networks(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[Pr
             ProganDiscriminator(image_channels, height, fmap_base, fmap_max, mbstd_group))
 
 
+def _grows_from(role: str, name: str, doublings: int) -> str | None:
+    """Where a tensor of a ProGAN `doublings` times the source's resolution comes from: both networks index their
+    blocks and RGB layers by level from 4 px up, so every tensor keeps its name, and the new top levels' are new."""
+    return name
+
+
 FAMILY = ModelFamily(
-    name="progan", build=build, summary=summary, grows=True, truncation="none",
+    name="progan", build=build, summary=summary, grows=True, truncation="none", grows_from=_grows_from,
     description="Karras et al. 2018: progressive growing from 4x4 with fade-ins, equalized LR, pixel norm",
     options=frozenset({"fmap_base", "fmap_max", "mbstd"}),
     resolutions="square powers of two from 4 to 1024 px",

@@ -66,7 +66,8 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu", *,
     ckpt.load_module(prefix, generator, tensors)
     nimg = int(meta["counters"]["cur_nimg"])
     if isinstance(generator, Grows):  # a growing run mid-way: render at the resolution it has reached
-        schedule = build_schedule(True, shape[1], config.batch, config.fade_kimg, config.stable_kimg)
+        schedule = build_schedule(True, shape[1], config.batch, config.fade_kimg, config.stable_kimg,
+                                  config.grow_start)
         phase = schedule.phase_at(max(0, nimg - 1))
         generator.set_phase(phase.resolution, phase.alpha)
     return LoadedGenerator(generator.to(device).eval(), config, nimg), prefix

@@ -39,6 +39,11 @@ def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count:
         theirs = source.config.model.num_classes
         notes += [f"new class embedding: the source has {theirs} classes, these images {classes}"] \
             if theirs != classes else []
+    if family_of(source.config.model.name).grows and source.image_shape[1] <= shape[1]:
+        # Growing again from 4 px would retrain, and unlearn, the resolutions the source has already learnt.
+        recipe[("grow_start",)] = source.image_shape[1]
+        notes += [f"progressive growing from the source's {source.image_shape[1]} px: the run fades in "
+                  f"{source.image_shape[1] * 2} px first"] if source.image_shape[1] < shape[1] else []
     if count < FEW_SHOT_IMAGES:
         few_shot = []
         family = family_of(source.config.model.name)

@@ -4,8 +4,9 @@ the local cache. Nothing is unpickled: runs and exports hold safetensors and JSO
 Every tensor of the new networks whose name and shape match the source's is copied; the rest start fresh and
 are listed. Two differences are bridged instead of skipped: a new class count (the class weights start fresh,
 said so) and grey <-> RGB images (G's output layer and D's input layer are widened or folded along their
-channel axis, so a grey image still gets the response the source gave it), and a growing family (StyleGAN2)
-at 2x, 4x ... its source's resolution keeps the source's layers and adds new ones (`ModelFamily.grows_from`).
+channel axis, so a grey image still gets the response the source gave it), and a growing family (ProGAN,
+StyleGAN2) at 2x, 4x ... its source's resolution keeps the source's layers and adds new ones
+(`ModelFamily.grows_from`); ProGAN's schedule then starts at the fade-in above the source's resolution.
 Another family, another resolution, or a source of which less than half of G fits is refused in one line.
 """
 
@@ -222,7 +223,7 @@ def _doublings(source: InitSource, shape: ImageShape) -> int:
     grows = family_of(source.config.model.name).grows_from is not None
     if not grows or h % their_h or ratio & (ratio - 1) or (w * their_h != h * their_w) or ratio < 2:
         how = (" (it adds new blocks for 2x, 4x ... the source's size)" if grows
-               else "; a growing family (stylegan2) can also start from a smaller source")
+               else "; a growing family (progan, stylegan2) can also start from a smaller source")
         raise ConfigError(f"--init {source.given} makes {their_h}x{their_w} images and this store holds {h}x{w}; "
                           f"prepare the new images at the source's size (`ganforge prepare ... --resolution "
                           f"{their_h}`){how}")

@@ -106,7 +106,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                                        device)
     precision, stats = state.precision, state.stats
     schedule = build_schedule(family.grows, store.manifest.output_shape[1], config.batch, config.fade_kimg,
-                              config.stable_kimg)
+                              config.stable_kimg, config.grow_start)
     tick_previews = previews(config, store, run_dir if ctx.is_main else None)
 
     stop_signal: list[int] = []
