@@ -16,14 +16,9 @@ import ganforge as gf
 from ganforge.cli import main
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
-from ganforge.explore.directions import (
-    edited_images,
-    find_directions,
-    image_score,
-    latent_layer,
-    load_directions,
-    write_figure,
-)
+from ganforge.explore.direction_search import find_directions, latent_layer
+from ganforge.explore.directions import edited_images, load_directions, write_figure
+from ganforge.explore.image_scores import image_statistic
 from ganforge.generate import seed_latents
 from ganforge.models import build_networks
 
@@ -66,8 +61,8 @@ def test_a_brightness_boundary_brightens_what_it_moves() -> None:
     generator, config = _dcgan()
     found = find_directions(generator, config, "labels", 1, score="brightness", samples=400)
     z = seed_latents(list(range(1000, 1016)), 16)
-    darker = image_score(edited_images(generator, z, [(found, {0: -2.0})]), "brightness")
-    brighter = image_score(edited_images(generator, z, [(found, {0: 2.0})]), "brightness")
+    darker = image_statistic(edited_images(generator, z, [(found, {0: -2.0})]), "brightness")
+    brighter = image_statistic(edited_images(generator, z, [(found, {0: 2.0})]), "brightness")
     assert (brighter > darker).float().mean() >= 0.9
 
 

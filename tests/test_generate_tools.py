@@ -160,7 +160,8 @@ def test_projection_with_either_feature_loss_improves_and_says_which(tiny_run, t
 
 
 def test_project_command_edits_what_it_found(tiny_run, tmp_path):
-    from ganforge.explore.directions import edited_images, find_directions
+    from ganforge.explore.direction_search import find_directions
+    from ganforge.explore.directions import edited_images
 
     generator, config, _ = load_generator(tiny_run)
     find_directions(generator, config, "sefa", 3).save(tmp_path / "dirs")

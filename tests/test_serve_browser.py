@@ -132,7 +132,7 @@ def test_the_class_selector_of_a_conditional_run_redraws_image_and_strip_in_that
 
 @pytest.fixture(scope="module")
 def directions_server(tiny_run, tmp_path_factory):
-    from ganforge.explore.directions import find_directions
+    from ganforge.explore.direction_search import find_directions
     from ganforge.runs import load_generator
 
     generator, config, _ = load_generator(tiny_run)

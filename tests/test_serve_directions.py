@@ -14,7 +14,8 @@ from PIL import Image
 
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
-from ganforge.explore.directions import Directions, edited_images, find_directions, load_directions
+from ganforge.explore.direction_search import find_directions
+from ganforge.explore.directions import Directions, edited_images, load_directions
 from ganforge.generate import seed_latents
 from ganforge.runs import load_generator
 

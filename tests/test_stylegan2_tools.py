@@ -157,7 +157,8 @@ def test_serve_truncates_in_w_for_a_run_and_its_onnx_export(trained, tmp_path) -
 
 
 def test_a_projected_photo_is_edited_in_w_plus_on_the_directions_layers(trained, tmp_path) -> None:
-    from ganforge.explore.directions import edited_images, find_directions
+    from ganforge.explore.direction_search import find_directions
+    from ganforge.explore.directions import edited_images
     from ganforge.explore.project import project
 
     run, _ = trained

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from ganforge.api import Run, Scores, evaluate, prepare, train, translate
     from ganforge.config import TrainConfig
     from ganforge.explore.arithmetic import arithmetic
-    from ganforge.explore.directions import Directions, directions, load_directions
+    from ganforge.explore.direction_search import directions
+    from ganforge.explore.directions import Directions, load_directions
     from ganforge.explore.interpolate import interpolate
     from ganforge.explore.project import project
     from ganforge.export.generator import export_generator
@@ -33,7 +34,7 @@ _PUBLIC = {
     "Generator": "ganforge.generator", "interpolate": "ganforge.explore.interpolate",
     "arithmetic": "ganforge.explore.arithmetic", "project": "ganforge.explore.project",
     "export_generator": "ganforge.export.generator", "translate": "ganforge.api",
-    "directions": "ganforge.explore.directions", "load_directions": "ganforge.explore.directions",
+    "directions": "ganforge.explore.direction_search", "load_directions": "ganforge.explore.directions",
     "Directions": "ganforge.explore.directions",
 }
 

@@ -246,14 +246,16 @@ def translate(source: Path, inputs: Path, out: Path, direction: str, crop: str, 
 @_SOURCE
 @click.option("--method", type=click.Choice(["sefa", "ganspace", "labels"]), default="sefa", show_default=True,
               help="sefa: closed form from the first latent-reading weights; ganspace: principal components of W "
-                   "(stylegan2) or of the first layer; labels: the boundary of an image statistic (--score).")
+                   "(stylegan2) or of the first layer; labels: the boundary of a score of the images (--score).")
 @click.option("--k", "count", type=click.IntRange(1, 512), default=10, show_default=True, help="Directions to find.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for directions.safetensors, directions.json and directions.png.")
 @click.option("--layers", help="stylegan2: the style layers the directions come from and edits move, e.g. 0-3 "
                                "(coarse: pose, shape) or 6-11 (fine: colour). [all]")
-@click.option("--score", type=click.Choice(["brightness", "contrast", "saturation", "red", "green", "blue"]),
-              default="brightness", show_default=True, help="--method labels: the statistic whose boundary is found.")
+@click.option("--score", default="brightness", show_default=True,
+              help="--method labels: what the boundary separates: brightness, contrast, saturation, red, green, "
+                   "blue, detect:FOLDER (a trained detector's verdict: toward looking generated) or class:NAME "
+                   "(a class-conditional stylegan2: toward that class).")
 @click.option("--samples", type=click.IntRange(100, 100_000), default=2000, show_default=True,
               help="Latents sampled (ganspace, labels, and the scale of each direction).")
 @click.option("--seeds", default="0,1", show_default=True, help="Seeds the figure moves along each direction.")
@@ -262,8 +264,8 @@ def directions(source: Path, method: str, count: int, out: Path, layers: str | N
                seeds: str, device: str) -> None:
     """Find semantic directions in RUN's latent space and draw them: one row per direction, each seed moved from
     -3 to +3 of the direction's scale. Edit with `ganforge generate RUN --edit OUT:INDEX=AMOUNT`."""
+    from ganforge.explore.direction_search import directions as find
     from ganforge.explore.directions import FIGURE, RECORD, TENSORS
-    from ganforge.explore.directions import directions as find
     from ganforge.generate import parse_ranges
     from ganforge.runs.output_guard import any_of, check_output_folder, ganforge_png, json_report
 

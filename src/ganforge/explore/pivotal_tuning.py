@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ganforge import __version__
 from ganforge.config import TrainConfig
 from ganforge.export.folder import export_folder, finish_folder
 from ganforge.export.generator import write_samples
 from ganforge.runs.exported import EXPORT_VERSION, FORMATS
 from ganforge.runs.folder import read_record
+from ganforge.version import __version__
 
 TUNE_LR = 3e-4  # the paper's learning rate
 TUNED_FOLDER = "tuned"
