@@ -22,6 +22,9 @@ from ganforge.runs.folder import CONFIG_FILE, read_run_config
 from ganforge.runs.lock import lock_holder
 from ganforge.training import check_resumable
 
+# An ONNX or TorchScript graph's weights cannot be checked one by one, only by what the graph draws.
+_NOT_FINITE = ", but they hold NaN or infinity (its weights do): export it again"
+
 
 class Finding(NamedTuple):
     ok: bool
@@ -76,9 +79,11 @@ def _export(path: Path) -> list[Finding]:
     else:
         images = generator(torch.randn(2, config.model.z_dim))
     shape, expected, kimg = list(images.shape[1:]), meta["dataset"]["shape"], meta.get("nimg", 0) / 1000
-    return [Finding(shape == expected and bool(torch.isfinite(images).all()),
+    finite = bool(torch.isfinite(images).all())
+    return [Finding(shape == expected and finite,
                     f"{path}: {meta['format']} generator ({config.model.name}, {kimg:g} kimg) draws "
-                    f"{'x'.join(map(str, shape))} images" + ("" if shape == expected else f", expected {expected}"))]
+                    f"{'x'.join(map(str, shape))} images" + ("" if shape == expected else f", expected {expected}")
+                    + ("" if finite else _NOT_FINITE))]
 
 
 def _directions(path: Path, meta: dict[str, Any]) -> list[str]:
@@ -96,10 +101,12 @@ def _translator(path: Path, meta: dict[str, Any], direction: str) -> Finding:
     loaded = load_translator(path, direction)
     outputs = loaded.translator(torch.rand(2, *loaded.input_shape) * 2 - 1)
     shape, expected = list(outputs.shape[1:]), list(loaded.output_shape)
-    return Finding(shape == expected and bool(torch.isfinite(outputs).all()),
+    finite = bool(torch.isfinite(outputs).all())
+    return Finding(shape == expected and finite,
                    f"{path}: {meta['format']} translator {direction} ({loaded.config.model.name}, "
                    f"{loaded.nimg / 1000:g} kimg) maps {'x'.join(map(str, loaded.input_shape))} to "
-                   f"{'x'.join(map(str, shape))}" + ("" if shape == expected else f", expected {expected}"))
+                   f"{'x'.join(map(str, shape))}" + ("" if shape == expected else f", expected {expected}")
+                   + ("" if finite else _NOT_FINITE))
 
 
 def _run(run_dir: Path) -> list[Finding]:

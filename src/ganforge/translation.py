@@ -7,6 +7,7 @@ name in OUTPUTS; an input the doctor rejects is reported with its reason and the
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ganforge.runs import LoadedTranslator, load_translator
 from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
 DIRECTIONS = ("a2b", "b2a")
+NAME_MAX_BYTES = 255  # the longest file or folder name on ext4, XFS, btrfs and APFS
+PATH_MAX_BYTES = 4096  # Linux's longest path a system call takes
 
 
 @dataclass
@@ -57,12 +60,17 @@ def translate_folder(run_dir: Path, inputs: Path, out: Path, *, direction: str =
         if not isinstance(source, FileSource):
             raise DataError(f"{inputs}: translate reads a folder or an archive of images, not an array file")
         report.skipped += source.skipped
-        names = _output_names(source.entries)
-        check_output_folder(out, "--out", names, ganforge_png)  # before any is written: a refusal changes nothing
+        named = []
+        for entry, name in zip(source.entries, _output_names(source.entries), strict=True):
+            if (too_long := _too_long(out, name)) is not None:
+                report.skipped.append({"path": entry.name, "reason": too_long})
+            else:
+                named.append((entry, name))
+        # Before any is written: a refusal changes nothing.
+        check_output_folder(out, "--out", [name for _, name in named], ganforge_png)
         mark = {"run": str(run_dir), "direction": direction}
         pending: list[tuple[Path, np.ndarray]] = []
-        for entry, name in progress_of(list(zip(source.entries, names, strict=True)), desc="translating",
-                                       enabled=progress):
+        for entry, name in progress_of(named, desc="translating", enabled=progress):
             try:
                 with entry.open() as fp:
                     pending.append((out / name, decode(fp, target)))
@@ -96,6 +104,16 @@ def _output_names(entries: list[Entry]) -> list[str]:
         taken.update(str(parent).casefold() for parent in Path(name).parents if str(parent) != ".")
         names.append(name)
     return names
+
+
+def _too_long(out: Path, name: str) -> str | None:
+    """Why the file system cannot hold the output `name` under `out` (an archive member's name has no limit), or
+    None when it can."""
+    if any(len(os.fsencode(part)) > NAME_MAX_BYTES for part in Path(name).parts):
+        return f"name too long for an output file (a part of it over {NAME_MAX_BYTES} bytes)"
+    if len(os.fsencode(str(out / name))) >= PATH_MAX_BYTES:
+        return f"path too long for an output file (over {PATH_MAX_BYTES} bytes under --out)"
+    return None
 
 
 def _collides(name: str, taken: set[str]) -> bool:

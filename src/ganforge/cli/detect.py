@@ -3,6 +3,7 @@ attack it. `ganforge detect DET IMAGES...` (no subcommand) scores."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import click
 
 from ganforge.cli.options import given_settings, options_of
 from ganforge.detect.config import DetectConfig
+from ganforge.errors import ConfigError
+from ganforge.printable_names import printable_name
 
 
 class _ScoreByDefault(click.Group):
@@ -35,8 +38,10 @@ def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) 
     """Train a real-vs-generated classifier into --out (a folder like a run's: config, log, checkpoints).
     MORE_FAKES are --fake sources too."""
     from ganforge.detect.train import train_detector
-    from ganforge.runs.output_guard import check_outside_ganforge_folders
+    from ganforge.runs.output_guard import check_outside_ganforge_folders, ganforge_folder
 
+    if not resume and ganforge_folder(out) == (Path(os.path.realpath(out)), "detector"):
+        raise ConfigError(f"--out {out} holds a detector already; continue it with --resume, or name a new folder")
     # A detector folder of its own, never one inside a run, export or detector (--resume continues the one at --out).
     check_outside_ganforge_folders(out, "--out", home=out if resume else None)
     given = {name: value for (name,), value in given_settings(options).items()}
@@ -59,10 +64,10 @@ def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: st
         check_json_out(json_path, list(images))
     detector = load_detector(det, device)
     scores, skipped = score_files(detector, expand(list(images)))
-    for path, p in scores.items():
-        click.echo(f"{p:.4f}  {path}")
+    for path, p in scores.items():  # one line per file, whatever its name holds (a newline could forge a score)
+        click.echo(f"{p:.4f}  {printable_name(path)}")
     for path, why in skipped.items():
-        click.echo(f"skipped {path}: {why}", err=True)
+        click.echo(f"skipped {printable_name(path)}: {printable_name(why)}", err=True)
     if json_path is not None:
         write_json(json_path, scores, skipped, detector)
         click.echo(f"wrote {json_path}")

@@ -88,7 +88,7 @@ def prepare_pairs(out: str | os.PathLike[str], options: PrepareOptions, pairing:
             else:
                 sides = _derived(listings[0], options, pairing, spill_a, spill_b, progress)
             if len(sides.a) == 0 or len(sides.b) == 0:
-                raise DataError(_nothing_usable(labels, sides))
+                raise DataError(_nothing_usable(labels, sides, pairing))
             manifest = _manifest(labels, [listing.seen for listing in listings], sides, options, pairing)
             write_store(out, sides.a, np.zeros(len(sides.a), np.int64), manifest, sides.b)
     finally:
@@ -298,10 +298,20 @@ def _manifest(labels: list[str], seen: list[list[tuple[str, int]]], sides: _Side
                     val_count=sides.val_a, val_count_b=sides.val_b)
 
 
-def _nothing_usable(labels: list[str], sides: _Sides) -> str:
+def _nothing_usable(labels: list[str], sides: _Sides, pairing: PairOptions) -> str:
+    if pairing.unpaired:  # each side is read on its own: name the one that came out empty
+        flag, label = ("--a", labels[0]) if len(sides.a) == 0 else ("--b", labels[1])
+        skipped = [s for s in sides.skipped if s["path"].startswith(f"{label}/")]
+        what = f"no usable images (skipped: {_reasons(skipped)})" if skipped else "no images"
+        return (f"{flag} {label} holds {what}; pass a folder (or archive) of jpg, png, webp, bmp, "
+                "tif or gif images.")
     where = " and ".join(labels)
     if sides.total == 0:
         return f"{where}: no images; pass folders (or archives) of jpg, png, webp, bmp, tif or gif images."
-    reasons = ", ".join(f"{reason} {n}" for reason, n in Counter(s["reason"] for s in sides.skipped).most_common())
-    return (f"{where}: nothing usable among {sides.total} inputs (skipped: {reasons or 'none'}); fix or replace "
-            "them, and check that paired file names match.")
+    names = ", and check that paired file names match" if pairing.pairs == "by-name" else ""
+    return (f"{where}: nothing usable among {sides.total} inputs (skipped: {_reasons(sides.skipped) or 'none'}); "
+            f"fix or replace them{names}.")
+
+
+def _reasons(skipped: list[dict[str, str]]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in Counter(s["reason"] for s in skipped).most_common())

@@ -181,6 +181,12 @@ def _unsafe(name: str) -> bool:
     return name.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:", name)) or ".." in parts
 
 
+def _member_name(raw: str) -> str:
+    """An archive member's path without its "." and empty parts: `./dot.png` and `e/./f.png` are dot.png and
+    e/f.png (zip -r . writes such names), not hidden files."""
+    return "/".join(part for part in raw.split("/") if part not in ("", "."))
+
+
 def _single_top_folder(names: list[str]) -> bool:
     """Whether every member sits in one top folder (`cars/…`), which is then not a class but the root."""
     tops = {n.split("/")[0] for n in names}
@@ -190,12 +196,12 @@ def _single_top_folder(names: list[str]) -> bool:
 def _list_zip(zf: zipfile.ZipFile, max_member_bytes: int) -> FileSource:
     source = FileSource()
     infos = [i for i in zf.infolist() if not i.is_dir()]
-    strip_top = _single_top_folder([i.filename for i in infos])
+    strip_top = _single_top_folder([_member_name(i.filename) for i in infos])
     for info in infos:
-        name = printable(info.filename)
-        parts = info.filename.split("/")
+        name = printable(_member_name(info.filename))
+        parts = _member_name(info.filename).split("/")
         if _unsafe(info.filename):
-            source.skip(name, "unsafe zip path", info.file_size)
+            source.skip(printable(info.filename), "unsafe zip path", info.file_size)
         elif reason := _member_reason(parts, info.file_size, max_member_bytes):
             source.skip(name, reason, info.file_size)
         else:
@@ -241,13 +247,13 @@ def _bounded(member: IO[bytes], limit: int) -> BinaryIO:
 def _list_tar(tf: tarfile.TarFile, max_member_bytes: int) -> FileSource:
     source = FileSource()
     members = [m for m in tf.getmembers() if not m.isdir()]  # reads a compressed tar once, front to back
-    strip_top = _single_top_folder([m.name for m in members])
+    strip_top = _single_top_folder([_member_name(m.name) for m in members])
     # Archive order, not sorted: a compressed tar only reads quickly front to back.
     for m in members:
-        name = printable(m.name)
-        parts = m.name.split("/")
+        name = printable(_member_name(m.name))
+        parts = _member_name(m.name).split("/")
         if _unsafe(m.name):
-            source.skip(name, "unsafe tar path", m.size)
+            source.skip(printable(m.name), "unsafe tar path", m.size)
         elif not m.isfile():  # links would let one member alias another or point outside
             source.skip(name, "not a regular file", m.size)
         elif reason := _member_reason(parts, m.size, max_member_bytes):

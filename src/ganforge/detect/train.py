@@ -6,6 +6,7 @@ augmentation, and the torch RNG are all checkpointed."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.data.store import is_store
 from ganforge.detect.attack import attack
 from ganforge.detect.augment import robust_augment
 from ganforge.detect.config import DetectConfig
@@ -28,6 +30,7 @@ from ganforge.errors import CheckpointError, ConfigError, TrainingInterrupted
 from ganforge.regular_files import read_json
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.lock import lock_run
+from ganforge.runs.weights import check_weights
 from ganforge.version import __version__
 
 CONFIG_FILE, LOG_FILE = "config.json", "log.jsonl"
@@ -75,8 +78,9 @@ def load_detector(folder: Path, device: str = "cpu") -> Detector:
     if resumed is None:
         raise CheckpointError(f"{folder} has no checkpoint yet; train it longer (`ganforge detect train --resume "
                               f"{folder}`)")
-    _, tensors, meta = resumed
+    path, tensors, meta = resumed
     model = build_detector(config.backbone)
+    check_weights(path, tensors, model, "model.", f"move it out of {path.parent} to use the one before")
     ckpt.load_module("model", model, tensors)
     return Detector(model.to(resolve_device(device)).eval(), config, int(meta["step"]), folder)
 
@@ -91,7 +95,10 @@ def train_detector(config: DetectConfig | None, out: Path, *, resume: bool = Fal
         config = read_detector_config(out)
     elif config is None:
         raise ConfigError("detect train needs --real and --fake (or --resume DET)")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"--out {out} is {'a store' if is_store(out) else 'a file'}, not a folder; name a new "
+                          "folder for the detector")
+    elif out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"--out {out} exists and is not empty; choose a new folder, or --resume {out}")
     assert config is not None
     data = _load_data(config, echo)
@@ -206,6 +213,7 @@ def _restore(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
         if not (isinstance(step, int) and 0 <= step <= config.steps and isinstance(sums, dict)
                 and set(sums) == {"loss", "correct", "seen"} and state.get("bit_generator") == "PCG64"):
             raise ValueError("its step, tick sums or random state are not what a detector checkpoint holds")
+        check_weights(path, tensors, model, "model.", f"move it out of {path.parent} to resume from the one before")
         ckpt.load_module("model", model, tensors)
         ckpt.load_optimizer("opt", optimizer, tensors, meta["opt"])
         rng.bit_generator.state = state

@@ -18,7 +18,13 @@ from torch import nn
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 from ganforge.models.family import ModelFamily
-from ganforge.models.patchgan import PatchDiscriminator, init_weights, input_shape_of, instance_norm
+from ganforge.models.patchgan import (
+    PatchDiscriminator,
+    check_min_side,
+    init_weights,
+    input_shape_of,
+    instance_norm,
+)
 
 DOWNSAMPLINGS = 2  # d128, d256
 
@@ -115,6 +121,7 @@ def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Mo
         raise ConfigError(f"cyclegan translates between domains of one image shape (its identity loss feeds B images "
                           f"to G), but the store's domains are {in_channels}x{in_height}x{in_width} and "
                           f"{channels}x{height}x{width}; prepare both with one --resolution and --channels")
+    check_min_side("cyclegan", height, width)
     if height % 4 or width % 4:
         raise ConfigError(f"cyclegan's generators halve the image twice, so its sides must be multiples of 4; got "
                           f"{width}x{height}: prepare the store with --resolution 128 or 256")

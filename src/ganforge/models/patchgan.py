@@ -35,6 +35,15 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def check_min_side(family: str, height: int, width: int) -> None:
+    """Refuse images smaller than any PatchGAN-judged family trains on, before a size rule of its own (multiples
+    of 2^depth) would name a size that still fails here."""
+    if min(height, width) < MIN_SIDE:
+        raise ConfigError(f"{family} trains on images of at least {MIN_SIDE}x{MIN_SIDE} (its PatchGAN discriminator "
+                          f"needs {MIN_SIDE} px a side), got {width}x{height}; prepare the store with --resolution "
+                          f"{MIN_SIDE} or more")
+
+
 def patch_layers(height: int, width: int) -> int:
     """Stride-2 layers for an image of this size: the paper's 3 (70x70 patches) from 32 px, 2 (34x34) below."""
     side = min(height, width)

@@ -22,7 +22,13 @@ from torch import nn
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 from ganforge.models.family import ModelFamily
-from ganforge.models.patchgan import PatchDiscriminator, init_weights, input_shape_of, instance_norm
+from ganforge.models.patchgan import (
+    PatchDiscriminator,
+    check_min_side,
+    init_weights,
+    input_shape_of,
+    instance_norm,
+)
 
 MAX_DEPTH = 8  # the paper's U-Net reaches 1x1 from 256 px in eight halvings
 MAX_WIDTH = 512
@@ -31,6 +37,7 @@ DROPOUT_LAYERS = 3  # CD512-CD512-CD512: the first three decoder layers
 
 def unet_depth(height: int, width: int) -> int:
     """Halvings from the image to the bottleneck: to 1 px on the shorter side, at most eight."""
+    check_min_side("pix2pix", height, width)
     depth = min(MAX_DEPTH, int(math.log2(min(height, width))))
     if depth < 2 or height % 2**depth or width % 2**depth:
         raise ConfigError(f"pix2pix's U-Net halves the image {depth} times, so its sides must be multiples of "

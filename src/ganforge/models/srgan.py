@@ -88,7 +88,8 @@ def build(config: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Mo
                           f"{width}x{height}; prepare it with `ganforge prepare PHOTOS --make-pairs downscale4x`")
     if height % 16 or width % 16:
         raise ConfigError(f"srgan's discriminator halves its input four times, so the targets' sides must be "
-                          f"multiples of 16; got {width}x{height}: prepare the store with --resolution 64 or 128")
+                          f"multiples of 16 (16x16 at the smallest); got {width}x{height}: prepare the store with "
+                          "--resolution 64 or 128")
     return SRResNet(in_channels, channels, config.g_width), VggDiscriminator(channels, height, width, config.d_width)
 
 

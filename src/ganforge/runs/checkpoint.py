@@ -163,6 +163,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     recorded = header.get(CHECKSUM_KEY)
     if recorded is not None and recorded != content_checksum(raw_meta, tensors):
         raise _Damage("checksum mismatch")
+    for name, tensor in tensors.items():  # save_checkpoint refuses these: such a file was made by hand
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _Damage(f"tensor {name} holds NaN or infinity, which ganforge never writes")
     try:
         meta = json.loads(raw_meta)
     except (ValueError, RecursionError) as exc:

@@ -20,7 +20,8 @@ from torch import nn
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.models import build_networks, family_of
-from ganforge.runs.folder import CONFIG_FILE, read_record
+from ganforge.runs.folder import CONFIG_FILE, is_image_shape, read_record
+from ganforge.runs.weights import check_weights
 
 ImageShape = tuple[int, int, int]
 # The safetensors file has the Hugging Face name; exports from before ganforge 0.2 named it generator.safetensors,
@@ -49,7 +50,7 @@ def read_export(folder: Path) -> tuple[dict[str, Any], TrainConfig]:
     nimg, dataset = meta.get("nimg", 0), meta.get("dataset")
     if isinstance(nimg, bool) or not isinstance(nimg, int) or nimg < 0:
         raise CheckpointError(f"{where}: nimg is {nimg!r}, not a count of images; export it again")
-    if not isinstance(dataset, dict) or not _is_image_shape(dataset.get("shape")):
+    if not isinstance(dataset, dict) or not is_image_shape(dataset.get("shape")):
         raise CheckpointError(f"{where} records no valid image shape (dataset.shape); export it again")
     file = meta.get("file", FORMATS[meta["format"]])
     if not isinstance(file, str) or not re.fullmatch(r"[\w-][\w.-]*", file) or ".." in file:
@@ -60,11 +61,6 @@ def read_export(folder: Path) -> tuple[dict[str, Any], TrainConfig]:
         return meta, TrainConfig.from_dict(meta["train"])
     except ConfigError as exc:
         raise CheckpointError(f"{where}: {exc}; export it again") from exc
-
-
-def _is_image_shape(shape: Any) -> bool:
-    return (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)
-            and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 1 << 16 for s in shape))
 
 
 def build_matching(model: ModelConfig, shape: ImageShape, tensor_shapes: dict[str, tuple[int, ...]],
@@ -98,7 +94,9 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
             with safe_open(str(path), "pt") as header:
                 shapes = {name: tuple(header.get_slice(name).get_shape()) for name in header.keys()}
             generator = build_matching(config.model, (shape[0], shape[1], shape[2]), shapes, path)
-            generator.load_state_dict(load_file(str(path)), strict=True)
+            tensors = load_file(str(path))
+            check_weights(path, tensors, generator, "", "export it again")
+            generator.load_state_dict(tensors, strict=True)
             return generator.eval()
         if fmt == "torchscript":
             with warnings.catch_warnings():

@@ -79,10 +79,21 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
         raise CheckpointError(f"{path} is not a run config (a JSON object with a \"train\" object); restore it from "
                               "a backup or from the `config` in a checkpoint's metadata.")
     dataset = record.get("dataset", {})
+    dataset = dataset if isinstance(dataset, dict) else {}
+    if "shape" in dataset and not is_image_shape(dataset["shape"]):  # 0.1's runs recorded one too
+        raise CheckpointError(f"{path}: dataset.shape is {str(dataset['shape'])[:40]}, not the [channels, height, "
+                              "width] of the run's images (1 or 3 channels, sides of 1 px or more); the file was "
+                              "edited: restore it from a backup")
     try:
-        return TrainConfig.from_dict(record["train"]), dataset if isinstance(dataset, dict) else {}
+        return TrainConfig.from_dict(record["train"]), dataset
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+
+
+def is_image_shape(shape: Any) -> bool:
+    """Whether a config.json's recorded image shape is one ganforge writes: [1 or 3, height, width], sides >= 1."""
+    return (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)
+            and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 1 << 16 for s in shape))
 
 
 def read_record(folder: Path) -> dict[str, Any]:

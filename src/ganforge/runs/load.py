@@ -21,8 +21,10 @@ from ganforge.models.growing import Grows, build_schedule
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.exported import build_matching, is_export_folder, load_graph, read_export
 from ganforge.runs.folder import read_record, read_run_config
+from ganforge.runs.weights import check_weights
 
 ImageShape = tuple[int, int, int]
+_MOVE_ASIDE = "move it out of {folder} to use the one before"
 
 
 class LoadedGenerator(NamedTuple):
@@ -58,11 +60,12 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu", *,
     config, dataset = read_run_config(run_dir)
     if not translating:
         _refuse_translator(run_dir, config)
-    tensors, meta = _latest(run_dir, "train longer or wait for the first --snap")
+    latest, tensors, meta = _latest(run_dir, "train longer or wait for the first --snap")
     shape = _shape(dataset)
     prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else "G"
     shapes = {k.removeprefix(prefix + "."): tuple(t.shape) for k, t in tensors.items() if k.startswith(prefix + ".")}
     generator = build_matching(config.model, shape, shapes, run_dir / "config.json")
+    check_weights(latest, tensors, generator, prefix + ".", _MOVE_ASIDE.format(folder=latest.parent))
     ckpt.load_module(prefix, generator, tensors)
     nimg = int(meta["counters"]["cur_nimg"])
     if isinstance(generator, Grows):  # a growing run mid-way: render at the resolution it has reached
@@ -141,8 +144,9 @@ def _exported_translator(folder: Path, meta: dict[str, Any], config: TrainConfig
 def load_discriminator(run_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
     """A run's latest D in eval mode (for diagnostics such as the feature probe)."""
     config, dataset = read_run_config(run_dir)
-    tensors, _ = _latest(run_dir, "train longer before probing its discriminator")
+    latest, tensors, _ = _latest(run_dir, "train longer before probing its discriminator")
     discriminator = build_networks(config.model, _shape(dataset)).discriminator
+    check_weights(latest, tensors, discriminator, "D.", _MOVE_ASIDE.format(folder=latest.parent))
     ckpt.load_module("D", discriminator, tensors)
     return discriminator.to(device).eval()
 
@@ -171,11 +175,11 @@ def resolve_class(source: Path, config: TrainConfig, text: str) -> int:
     raise ConfigError(f"--class {text!r} is not a class of {source}; choose one of: {shown}")
 
 
-def _latest(run_dir: Path, hint: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _latest(run_dir: Path, hint: str) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet; {hint}.")
-    return ckpt.load_checkpoint(latest)
+    return latest, *ckpt.load_checkpoint(latest)
 
 
 def _shape(dataset: dict[str, Any]) -> ImageShape:

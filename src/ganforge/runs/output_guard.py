@@ -91,6 +91,9 @@ def _outside_ganforge_folders(path: Path, flag: str, home: Path | None) -> None:
     if owner is None or (home is not None and _within(path, home)):
         return
     folder, kind = owner
+    if folder == _real(path):
+        article = "an" if kind == "export" else "a"
+        raise ConfigError(f"{flag} {path} is {article} {kind} folder, which ganforge reads and keeps; name a new one")
     raise ConfigError(f"{flag} {path} is inside the {kind} folder {folder}, which ganforge reads and keeps; write it "
                       f"elsewhere, e.g. {flag} {folder.parent / path.name}")
 

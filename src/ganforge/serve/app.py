@@ -281,7 +281,10 @@ def serve(source: Path, host: str = "127.0.0.1", port: int = 8000, device: str =
              "and anyone who can reach it can use the CPU/GPU. Use 127.0.0.1 unless you mean it.")
     listening = _bind(host, port)  # first, so that a port in use is reported before "serving on"
     shown = f"[{host}]" if ":" in host else host
-    echo(f"serving {source} on http://{shown}:{port}/ (training run page: /run, API docs: /api/docs); Ctrl-C stops")
+    # A translation app has no run page, and an export no run to show on one.
+    has_run_page = any(getattr(route, "path", None) == "/run" for route in app.routes) and not is_export_folder(source)
+    pages = ("training run page: /run, " if has_run_page else "") + "API docs: /api/docs"
+    echo(f"serving {source} on http://{shown}:{port}/ ({pages}); Ctrl-C stops")
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
 
 

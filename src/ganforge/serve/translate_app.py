@@ -80,24 +80,36 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
             raise BadParameter("direction", f"direction {direction}: this {first.config.model.name} run translates "
                                             f"{' and '.join(translators)} only")
         body = await _read_body(request, max_upload_bytes)
+        form = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
         # Decoding and the forward pass block: a worker thread runs them, so the server keeps answering meanwhile.
-        png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots)
+        png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots, form)
         return Response(png, media_type="image/png")
 
     return app
 
 
-def _translate(loaded: LoadedTranslator, body: bytes, crop: str, scale: int, slots: threading.BoundedSemaphore
-               ) -> bytes:
+def _translate(loaded: LoadedTranslator, body: bytes, crop: str, scale: int, slots: threading.BoundedSemaphore,
+               form: bool) -> bytes:
+    """`form`: the request said its body is multipart/form-data (an HTML form's or `curl -F`'s upload)."""
     channels, height, width = loaded.input_shape
     try:
         with pillow_limits(PrepareOptions().max_pixels):
             pixels = decode(io.BytesIO(body), Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0)))
     except SkipInput as skip:
+        if form or _looks_multipart(body):
+            raise BadParameter("file", "file: the body looks like multipart/form-data (a form upload); send the "
+                                       "image's bytes as the body, e.g. curl --data-binary @x.png "
+                                       "http://HOST/api/translate.png") from skip
         raise BadParameter("file", f"file: {skip.reason}; upload a jpg, png, webp, bmp, tif or gif image") from skip
     with slots:
         output = translate_images(loaded, torch.from_numpy(pixels[None].copy()))
     return _png(output[0], scale)
+
+
+def _looks_multipart(body: bytes) -> bool:
+    """A multipart body sent without its Content-Type: a "--boundary" line, then a part's headers."""
+    head = body[:1024]
+    return head.startswith(b"--") and b"content-disposition: form-data" in head.lower()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

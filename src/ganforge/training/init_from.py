@@ -28,6 +28,7 @@ from ganforge.regular_files import check_regular
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.exported import DISCRIMINATOR_FILE, FORMATS, is_export_folder, read_export
 from ganforge.runs.folder import read_run_config
+from ganforge.runs.weights import weight_problem
 
 ImageShape = tuple[int, int, int]
 ROLES = ("G", "D", "G_ema", "E")  # checkpoint prefixes: generator, discriminator, G's average, AAE's encoder
@@ -186,6 +187,10 @@ def match_init(source: InitSource, config: TrainConfig, shape: ImageShape,
             source_name = grows_from(role, name, doublings) if grows_from is not None and doublings else name
             key, tensor = f"{role}.{name}", available.get(source_name) if source_name is not None else None
             taken = None
+            if tensor is not None and (problem := weight_problem(tensor, target)) is not None:
+                # Before bridging, which averages: an integer tensor would fail there, a NaN spread.
+                raise ConfigError(f"--init {given}: its tensor {role}.{source_name} {problem}; it cannot start a run "
+                                  "(export or train the source again)")
             if source_name is None:
                 match.skipped.append((key, "a new layer at this resolution"))
             elif tensor is None:
@@ -197,9 +202,6 @@ def match_init(source: InitSource, config: TrainConfig, shape: ImageShape,
                 match.bridged.append(key)
             else:
                 match.skipped.append((key, f"{list(tensor.shape)} in the source, {list(target.shape)} here"))
-            if taken is not None and taken.is_floating_point() and not bool(torch.isfinite(taken).all()):
-                raise ConfigError(f"--init {given}: its tensor {role}.{source_name} holds NaN or infinity; it cannot "
-                                  "start a run (export or train the source again)")
             if taken is not None:
                 match.copies[key] = taken.to(target.dtype)
             if role == "G" and name in parameters:

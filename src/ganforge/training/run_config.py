@@ -10,6 +10,7 @@ what is installed, and the flags given over all of it. Last, the family and the 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,14 @@ from ganforge.config import ModelConfig, TrainConfig, apply_overrides
 from ganforge.config.registry import check_resume_overrides
 from ganforge.config.setting import SettingPath
 from ganforge.data.embedded import open_training_store
-from ganforge.data.store import Store, read_manifest
+from ganforge.data.store import Store, is_store, read_manifest
 from ganforge.errors import ConfigError, DataError
 from ganforge.models import build_networks, family_of, summarize, validate
 from ganforge.models.family import ImageShape, ModelFamily, check_conditional, check_store
 from ganforge.recipes.default import with_default_recipe
 from ganforge.recipes.presets import Overrides, resolve_overrides
 from ganforge.runs.folder import read_run_config
+from ganforge.runs.output_guard import check_outside_ganforge_folders
 from ganforge.training.distributed import Distributed
 from ganforge.training.fine_tuning import fine_tuning_recipe, init_record
 from ganforge.training.freeze import frozen_modules
@@ -126,6 +128,7 @@ def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> R
         overrides, note = adjust(overrides)
         notes += [note] if note else []
     config = _checked(apply_overrides(TrainConfig(), overrides), store, shape)
+    _check_out(Path(config.out))
     if source is not None:
         notes.append(match_init(source, config, shape, _skeletons(config, shape)).report(source))
     return ResolvedRun(config, shape, store, tuple(notes))
@@ -213,12 +216,26 @@ def _from_store(overrides: Overrides, store: Store | None) -> Overrides:
 def _checked(config: TrainConfig, store: Store | None, shape: ImageShape) -> TrainConfig:
     """`config`, once its family supports every setting and trains on this kind of store."""
     family = validate(config)  # an unsupported flag is refused here, before any network is built
+    if config.minutes == 0 and config.total_nimg < config.batch:
+        # One step shows D a whole batch: the run would train --batch images and call it --kimg.
+        raise ConfigError(f"--kimg {config.kimg:g} is {config.total_nimg} images, less than one --batch of "
+                          f"{config.batch}; the shortest run at this batch is --kimg {config.batch / 1000:g} (or pass "
+                          "a smaller --batch)")
     if store is not None:
         check_store(family, str(store.path), store.manifest.pairing)
     if config.freeze_d or config.freeze_g_mapping:
         networks = _skeletons(config, shape)
         frozen_modules(config, family, networks["G"], networks["D"])
     return config
+
+
+def _check_out(out: Path) -> None:
+    """--out holds run folders: refuse a file (a store given as --out by mistake) and a run, export or detector
+    folder, where a new run would nest inside what ganforge keeps."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"--out {out} is {'a store' if is_store(out) else 'a file'}, not a folder; --out names the "
+                          "folder runs are made in (e.g. --out runs)")
+    check_outside_ganforge_folders(out, "--out")
 
 
 def _family(overrides: Overrides) -> ModelFamily:
