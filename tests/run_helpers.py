@@ -157,3 +157,21 @@ def noise_run_and_export(root: Path, train_flags: list[str]) -> tuple[Path, Path
     result = CliRunner().invoke(main, ["export", str(run), "--out", str(root / "export")])
     assert result.exit_code == 0, result.output
     return store, run, root / "export"
+
+
+class FakeClock:
+    """Seconds that pass only as the run trains: a step of `batch` images takes batch / speed, whatever the
+    machine does meanwhile. `speed` may be a function of the images shown (a load spike)."""
+
+    def __init__(self, speed) -> None:
+        self.speed = speed if callable(speed) else (lambda nimg: speed)
+        self.now = 1000.0
+        self.nimg = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_to(self, nimg: int) -> None:
+        while self.nimg < nimg:
+            self.now += 8 / self.speed(self.nimg)
+            self.nimg += 8

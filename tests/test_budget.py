@@ -18,27 +18,9 @@ from ganforge.training.budget import END_MARGIN, WARMUP_STEPS, Budget, plan_tota
 from ganforge.training.run_config import RunRequest, resolve_run
 
 from data_slices import make_store
-from run_helpers import assert_identical
+from run_helpers import FakeClock, assert_identical
 
 TINY = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 8}
-
-
-class FakeClock:
-    """Seconds that pass only as the run trains: a step of `batch` images takes batch / speed, whatever the
-    machine does meanwhile. `speed` may be a function of the images shown (a load spike)."""
-
-    def __init__(self, speed) -> None:
-        self.speed = speed if callable(speed) else (lambda nimg: speed)
-        self.now = 1000.0
-        self.nimg = 0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance_to(self, nimg: int) -> None:
-        while self.nimg < nimg:
-            self.now += 8 / self.speed(self.nimg)
-            self.nimg += 8
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from cli_helpers import usage_error
 from ganforge.cli import main
+from ganforge.training import loop
 
 from data_slices import make_store
-from run_helpers import only_run
+from run_helpers import FakeClock, only_run
 
 TINY = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--tick-kimg", "0.05",
         "--no-progress"]
@@ -82,10 +83,14 @@ def test_a_damaged_best_snapshot_is_refused_like_a_damaged_run(spent_run, tmp_pa
     assert not (tmp_path / "grid.png").exists()
 
 
-def test_a_spent_budget_extended_trains_on(spent_run, tmp_path):
+def test_a_spent_budget_extended_trains_on(spent_run, tmp_path, monkeypatch):
     run = Path(shutil.copytree(spent_run, tmp_path / spent_run.name))
     before = max(json.loads(line).get("nimg", 0) for line in (run / "log.jsonl").read_text().splitlines())
-    # 15 s more: enough for steps beyond the warm-up's and the end's margin on a loaded machine too.
+    # 15 s more, timed by a clock that runs only as the run trains (100 img/s), so a loaded machine cannot spend
+    # them before the first step.
+    clock, beat = FakeClock(100.0), loop.Heartbeat.beat
+    monkeypatch.setitem(loop.train.__kwdefaults__, "clock", clock)
+    monkeypatch.setattr(loop.Heartbeat, "beat", lambda self, nimg, end: (clock.advance_to(nimg), beat(self, nimg, end)))
     result = CliRunner().invoke(main, ["train", "--resume", str(run), "--minutes", "0.3", "--no-progress"])
     assert result.exit_code == 0 and "resume overrides: minutes 0.05 -> 0.3" in result.output, result.output
     after = max(json.loads(line).get("nimg", 0) for line in (run / "log.jsonl").read_text().splitlines())
