@@ -10,9 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from torch import nn
 
 import ganforge as gf
+from ganforge.cli import main
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.data.store import Store, to_float
 from ganforge.metrics.random_conv import RandomConvExtractor
@@ -92,3 +94,30 @@ def test_the_logged_diversity_is_the_same_after_a_resume(digits: Store, tmp_path
     assert unbroken[64] == resumed[64] and unbroken[192] == resumed[192]
     rows = [json.loads(line) for line in (whole / "log.jsonl").read_text().splitlines()]
     assert any(title.startswith("Diversity") for title in metric_panels(rows))  # drawn in metrics.png
+
+
+def test_the_first_warning_keeps_the_checkpoint_from_before_the_fall(digits: Store, tmp_path: Path) -> None:
+    with one_thread():
+        run = gf.train(data=str(digits.path), model="dcgan", g_width=8, d_width=8, batch=32, kimg=0.192,
+                       tick_kimg=0.064, snap=1, keep=5, out=str(tmp_path), progress=False, echo=lambda _: None).path
+    config = TrainConfig(model=ModelConfig(z_dim=8), kimg=0.4)
+    lines: list[str] = []
+    hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"), run)
+    reals = to_float(digits.uint8_batch(np.arange(0, 512)))
+    hook(_state(Drawing(reals), cur_nimg=130, tick=3, kimg=0.4), {})  # healthy: after the checkpoint of 128
+    hook(_state(Drawing(reals[:3]), cur_nimg=200, tick=4, kimg=0.4), {})
+    assert len(lines) == 1 and "kimg 0.128, from before the fall, is kept in" in lines[0], lines
+    kept = run / "before-collapse"
+    assert [p.name for p in (kept / "checkpoints").iterdir()] == ["ckpt-0000000128.safetensors"]
+    result = CliRunner().invoke(main, ["generate", str(kept), "--seeds", "0-3", "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 0 and (tmp_path / "g.png").is_file(), result.output
+    hook(_state(Drawing(reals[:3]), cur_nimg=260, tick=5, kimg=0.4), {})  # warned again, nothing more kept
+    assert len(lines) == 2 and "is kept in" not in lines[1]
+
+
+def test_a_fall_before_any_checkpoint_says_none_was_kept(digits: Store, tmp_path: Path) -> None:
+    lines: list[str] = []
+    hook = collapse_monitor(TrainConfig(model=ModelConfig(z_dim=8), kimg=10.0), digits, lines.append,
+                            torch.device("cpu"), tmp_path)
+    hook(_state(Drawing(to_float(digits.uint8_batch(np.arange(3)))), cur_nimg=5000, tick=5), {})
+    assert "No checkpoint from before the fall is on disk" in lines[0] and not (tmp_path / "before-collapse").exists()

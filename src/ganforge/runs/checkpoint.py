@@ -44,6 +44,13 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
 
 
+def nimg_of(path: Path) -> int:
+    """The images seen when the checkpoint `path` (one list_checkpoints returns) was written, from its name."""
+    found = _NAME.match(path.name)
+    assert found is not None, path
+    return int(found.group(1))
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None

@@ -7,11 +7,19 @@ images). Real images give the reference (their own median). A collapsed generato
 over: most samples then have a near-twin, and the median falls towards 0 (the same image 64 times: exactly 0),
 while a varied set stays near the real images' value. Samples come from fixed latents of their own seed under a
 forked random stream, so the run's trajectory is the one it would have without the monitor.
+
+The run reacts to the first warning by keeping the newest checkpoint from before the fall (its tick's diversity
+still healthy) in `RUN/before-collapse/`, a run folder of one checkpoint (hard-linked, so it costs no copy) that
+--keep does not rotate away: `ganforge generate`, `export` and `serve` take it as they take RUN, and
+`train --resume RUN/before-collapse --lr-g ...` continues from it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,12 +28,15 @@ import torch
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store, to_uint8
 from ganforge.metrics.random_conv import RandomConvExtractor
+from ganforge.runs import checkpoint as ckpt
+from ganforge.runs.folder import CONFIG_FILE
 from ganforge.training.state import TrainingState
 
 SAMPLES = 64  # samples and real images compared at each tick
 COLLAPSE_RATIO = 0.5  # samples' nearest-neighbour median below this share of the real images' is collapse
 START_SHARE = 0.1  # a fresh G draws near-identical images: no warning in the first tenth of the run
 TWIN_PERCENTILE = 5.0  # a sample is a near-twin when its nearest neighbour is closer than 95 % of real pairs
+BEFORE_COLLAPSE = "before-collapse"
 
 
 def nearest_neighbour_distances(features: torch.Tensor) -> torch.Tensor:
@@ -35,11 +46,12 @@ def nearest_neighbour_distances(features: torch.Tensor) -> torch.Tensor:
     return distances.min(dim=1).values
 
 
-def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], None],
-                     device: torch.device) -> Callable[[TrainingState, dict[str, Any]], None]:
+def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], None], device: torch.device,
+                     run_dir: Path | None = None) -> Callable[[TrainingState, dict[str, Any]], None]:
     """A tick hook adding `diversity` (the samples' median nearest-neighbour distance), `diversity_real` (the real
     images') and `near_twins` (samples closer to another than 95 % of real images are) to the tick's log row, and
-    printing a warning when the samples fall below COLLAPSE_RATIO of the real images' diversity."""
+    printing a warning when the samples fall below COLLAPSE_RATIO of the real images' diversity; at the first
+    warning, the checkpoint from before the fall is kept in `run_dir`/before-collapse (None: on other ranks)."""
     extractor = RandomConvExtractor(device=device)
     m = store.manifest
     rows = np.random.default_rng(config.seed + 5).permutation(m.count)[:SAMPLES]
@@ -49,20 +61,53 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     latents = torch.randn(len(rows), config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
     labels = torch.arange(len(rows)) % config.model.num_classes if config.model.conditional else None
 
+    healthy_nimg: int | None = None  # the last tick at which the samples were as varied as they should be
+    kept = False
+
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
+        nonlocal healthy_nimg, kept
         images = _samples(state, latents, labels, (m.height, m.width))
         nn_distances = nearest_neighbour_distances(extractor.extract(images)[0])
         diversity = float(nn_distances.median())
         twins = int((nn_distances < twin).sum())
         record.update(diversity=diversity, diversity_real=real, near_twins=twins)
+        collapsed = real > 0 and diversity < COLLAPSE_RATIO * real
+        if not collapsed:
+            healthy_nimg = state.counters.cur_nimg
         started = state.counters.cur_nimg >= START_SHARE * state.config.total_nimg and state.counters.tick > 2
-        if started and real > 0 and diversity < COLLAPSE_RATIO * real:
-            echo(f"samples are collapsing: diversity {diversity:.3g}, {diversity / real:.0%} of the real images' "
-                 f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin. Look at samples/latest.png; "
-                 "if it repeats a few images, resume from an earlier checkpoint with a lower --lr-g/--lr-d, or "
-                 "retrain with --augment diffaugment, --ema-kimg 10, or --model projected")
+        if not (started and collapsed):
+            return
+        where = ""
+        if not kept and run_dir is not None:
+            kept = True
+            where = _keep_before_collapse(run_dir, healthy_nimg)
+        echo(f"samples are collapsing: diversity {diversity:.3g}, {diversity / real:.0%} of the real images' "
+             f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin. Look at samples/latest.png; "
+             "if it repeats a few images, resume from an earlier checkpoint with a lower --lr-g/--lr-d, or "
+             f"retrain with --augment diffaugment, --ema-kimg 10, or --model projected{where}")
 
     return hook
+
+
+def _keep_before_collapse(run_dir: Path, healthy_nimg: int | None) -> str:
+    """Link the newest checkpoint at or before `healthy_nimg` into run_dir/before-collapse/ with the run's config;
+    what to tell the user about it."""
+    older = [path for path in ckpt.list_checkpoints(run_dir)
+             if healthy_nimg is not None and ckpt.nimg_of(path) <= healthy_nimg]
+    if not older:
+        return ". No checkpoint from before the fall is on disk (--snap more often to keep one)"
+    source, folder = older[-1], run_dir / BEFORE_COLLAPSE
+    (folder / ckpt.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in ckpt.list_checkpoints(folder):  # a resumed run's earlier warning
+        stale.unlink()
+    target = folder / ckpt.CHECKPOINT_DIR / source.name
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, target)
+    shutil.copyfile(run_dir / CONFIG_FILE, folder / CONFIG_FILE)
+    return (f". The checkpoint of kimg {ckpt.nimg_of(source) / 1000:g}, from before the fall, is kept in {folder} "
+            f"(`ganforge generate {folder}`, or `ganforge train --resume {folder}` with lower rates)")
 
 
 @torch.no_grad()

@@ -91,7 +91,8 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
         on_resumed = _resume_check(run_dir, resolved.saved, config, dataset_record(store, config), ctx.is_main, echo)
     hooks: tuple[TickHook, ...] = ()
     if not family_of(config.model.name).translates and len(store) >= 2:
-        hooks = (collapse_monitor(config, store, echo, ctx.device_for(config.device)),)
+        hooks = (collapse_monitor(config, store, echo, ctx.device_for(config.device),
+                                  run_dir if ctx.is_main else None),)
     if config.metrics:
         hooks += (training_metrics_hook(config, store, ctx),)
     if config.minutes > 0 and config.best_share > 0:
