@@ -144,6 +144,9 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
     if next(loaded.parameters(), None) is None:
         raise ConfigError(f"{source} is an ONNX export, which has no gradients; project with the run folder or a "
                           "safetensors/torchscript export")
+    if tune_steps and isinstance(loaded, torch.jit.ScriptModule):
+        raise ConfigError(f"--tune writes the tuned weights as a safetensors export, and {source} is a TorchScript "
+                          "graph; project with the run folder or its safetensors export")
     style = loaded if isinstance(loaded, StyleGAN2Generator) else None
     space = space or ("w+" if style is not None else "z")
     if space != "z" and style is None:
