@@ -110,3 +110,12 @@ def test_the_cli_tunes_edits_and_refuses_absurd_tuning(run: Path, tmp_path: Path
     assert "--tune-lr" in one_error(invoke("project", run, _face(run), "--tune-lr", "5", "--out", tmp_path / "q"))
     assert "--noise-weight" in one_error(invoke("project", run, _face(run), "--noise-weight", "nan",
                                                "--out", tmp_path / "q"))
+
+
+def test_tuning_a_torchscript_export_is_refused_in_one_line(tmp_path: Path) -> None:
+    dcgan_script = tmp_path / "script"
+    assert invoke("export", DCGAN, "--format", "torchscript", "--out", dcgan_script).exit_code == 0
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "black.png")
+    error = one_error(invoke("project", dcgan_script, tmp_path / "black.png", "--tune", "2", "--steps", "2",
+                             "--starts", "1", "--out", tmp_path / "p"))
+    assert "TorchScript" in error and "--tune" in error
