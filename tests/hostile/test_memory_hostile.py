@@ -153,6 +153,18 @@ def test_running_out_of_memory_while_decoding_is_busy_retry_not_a_bad_image(pix2
     assert response.headers["retry-after"]
 
 
+def test_an_image_over_the_pixel_limit_is_a_bomb_even_when_the_warning_is_not_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another thread leaving pillow_limits resets the warning filters for all: the limit must not depend on them.
+    from ganforge.data.decode import SkipInput, open_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    buffer = io.BytesIO()
+    Image.new("L", (12, 12)).save(buffer, "PNG")  # 144 px: over the limit, under twice it (Pillow only warns)
+    with pytest.warns(Image.DecompressionBombWarning), pytest.raises(SkipInput, match="decompression bomb"):
+        open_image(io.BytesIO(buffer.getvalue()))
+
+
 def test_translate_skips_an_input_it_has_no_memory_for_and_says_so(pix2pix: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = tmp_path / "inputs"

@@ -102,6 +102,10 @@ def _open_image(fp: BinaryIO, min_size: int, draft: Target | None) -> Image.Imag
         raise SkipInput("corrupt or truncated" if _has_image_signature(fp) else "not an image") from exc
     except _DECODE_ERRORS as exc:
         raise SkipInput("corrupt or truncated") from exc
+    # Pillow only warns between its limit and twice it, and pillow_limits' "warnings are errors" is undone for every
+    # thread when another thread leaves it (serve decodes in parallel): so the limit is checked here too.
+    if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
+        raise SkipInput("decompression bomb")
     if min(img.size) < min_size:
         raise SkipInput("too small")
     try:
