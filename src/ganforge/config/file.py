@@ -15,6 +15,7 @@ from typing import Any
 from ganforge.config.registry import settings
 from ganforge.config.setting import SettingPath
 from ganforge.errors import ConfigError
+from ganforge.regular_files import read_limited
 
 # What config.json records beside the settings: set from the store when the run starts, not chosen by the user.
 FROM_THE_STORE = frozenset({("model", "num_classes"), ("model", "input_shape")})
@@ -40,10 +41,14 @@ def settings_from_file(path: Path) -> dict[SettingPath, Any]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
+    try:  # with a size limit: a settings file linked to /dev/zero would be read until memory runs out
+        text = read_limited(path).decode("utf-8")
     except OSError as error:
         raise ConfigError(f"--config {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path} is not UTF-8 text; save it as UTF-8 JSON, TOML or YAML") from None
+    except ValueError as error:
+        raise ConfigError(f"--config {path}: {error}; point at a settings file") from None
     try:
         if path.suffix.lower() == ".toml":
             raw = _toml(text, path)

@@ -1,8 +1,10 @@
 """The image doctor: encoded bytes -> one normalised uint8 array [C, H, W], or a short reason to skip them.
 
 Everything a real photo folder throws at a loader ends here: truncated files, text renamed .jpg, CMYK, alpha,
-palettes, 16-bit greys, EXIF rotation, decompression bombs. Reasons are short stable strings because reports
-count them and users grep for them.
+palettes, 16-bit greys, EXIF rotation, decompression bombs, shapes whose resize would dwarf the image (1 x
+80,000,000 px). Reasons are short stable strings because reports count them and users grep for them. Running out
+of memory is not the file's fault: it is OutOfMemory, which batch readers skip like any reason and a server
+answers as "busy" instead of "bad input".
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ganforge.data.bounded_resize import bounded_resize
+
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # Leading bytes of JPEG, PNG, GIF, BMP and TIFF (both byte orders); WebP is checked apart (RIFF....WEBP).
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # rotated by 90 degrees: the stored width is the shown height
+# Pillow's own bomb limit (1 GiB / 4 bytes / 3): larger images are skipped as decompression bombs.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 # What Pillow's decoders raise on hostile or damaged input; each means the file, not our code, is at fault.
+# MemoryError is not among them: it says how busy this process is, not what the file holds.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError, TypeError,
-                  KeyError, AttributeError, AssertionError, MemoryError, NotImplementedError)
+                  KeyError, AttributeError, AssertionError, NotImplementedError)
 
 
 class SkipInput(Exception):
@@ -35,6 +42,21 @@ class SkipInput(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class OutOfMemory(SkipInput):
+    """An input there was no memory to decode now: skipped by batch readers, "busy, retry" for a server."""
+
+    def __init__(self) -> None:
+        super().__init__("out of memory while decoding")
+
+
+@contextmanager
+def _memory_is_not_the_file() -> Iterator[None]:
+    try:
+        yield
+    except MemoryError as exc:
+        raise OutOfMemory() from exc
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,11 @@ def pillow_limits(max_pixels: int) -> Iterator[None]:
 
 def open_image(fp: BinaryIO, min_size: int = 0, draft: Target | None = None) -> Image.Image:
     """Decoded pixels with EXIF orientation applied; `draft` lets JPEG decode at a reduced scale."""
+    with _memory_is_not_the_file():
+        return _open_image(fp, min_size, draft)
+
+
+def _open_image(fp: BinaryIO, min_size: int, draft: Target | None) -> Image.Image:
     try:
         img = Image.open(fp)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -75,6 +102,10 @@ def open_image(fp: BinaryIO, min_size: int = 0, draft: Target | None = None) -> 
         raise SkipInput("corrupt or truncated" if _has_image_signature(fp) else "not an image") from exc
     except _DECODE_ERRORS as exc:
         raise SkipInput("corrupt or truncated") from exc
+    # Pillow only warns between its limit and twice it, and pillow_limits' "warnings are errors" is undone for every
+    # thread when another thread leaves it (serve decodes in parallel): so the limit is checked here too.
+    if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
+        raise SkipInput("decompression bomb")
     if min(img.size) < min_size:
         raise SkipInput("too small")
     try:
@@ -120,13 +151,14 @@ def decode(fp: BinaryIO, target: Target, min_size: int = 0) -> np.ndarray:
 
 def to_array(img: Image.Image, target: Target) -> np.ndarray:
     """A loaded image -> uint8 [C, H, W]: 8-bit, alpha flattened, channel count and size as `target` says."""
-    try:
-        img = _to_8bit(img, target.background)
-        img = img.convert("L" if target.channels == 1 else "RGB")
-    except _DECODE_ERRORS as exc:  # a mode Pillow cannot convert (e.g. an exotic TIFF)
-        raise SkipInput("unsupported colour mode") from exc
-    img = _fit(img, target)
-    pixels = np.asarray(img)
+    with _memory_is_not_the_file():
+        try:
+            img = _to_8bit(img, target.background)
+            img = img.convert("L" if target.channels == 1 else "RGB")
+        except _DECODE_ERRORS as exc:  # a mode Pillow cannot convert (e.g. an exotic TIFF)
+            raise SkipInput("unsupported colour mode") from exc
+        img = _fit(img, target)
+        pixels = np.asarray(img)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
@@ -145,7 +177,7 @@ def is_grey(fp: BinaryIO) -> bool | None:
             palette = np.asarray(img.getpalette() or [0, 0, 1]).reshape(-1, 3)
             return bool((palette == palette[:, :1]).all())
         return img.mode in _GREY_MODES
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError, *_DECODE_ERRORS):
         return None
 
 
@@ -185,19 +217,19 @@ def _fit(img: Image.Image, target: Target) -> Image.Image:
         return img
     width, height = img.size
     if target.crop == "none":
-        return img.resize(size, Image.Resampling.LANCZOS)
+        return bounded_resize(img, size, Image.Resampling.LANCZOS)
     if target.crop == "center":
         # Crop the largest centred box of the target's aspect ratio, then resize it: one Lanczos pass.
         scale = min(width / target.width, height / target.height)
         box_w, box_h = target.width * scale, target.height * scale
         left, top = (width - box_w) / 2, (height - box_h) / 2
-        return img.resize(size, Image.Resampling.LANCZOS, box=(left, top, left + box_w, top + box_h))
+        return bounded_resize(img, size, Image.Resampling.LANCZOS, (left, top, left + box_w, top + box_h))
     # pad: the whole image, scaled to fit, centred on bars of pad_color.
     scale = min(target.width / width, target.height / height)
     inner = (max(1, min(target.width, round(width * scale))),
              max(1, min(target.height, round(height * scale))))
     fill = Image.new("RGB", (1, 1), target.pad_color).convert(img.mode).getpixel((0, 0))
     canvas = Image.new(img.mode, size, fill)
-    canvas.paste(img.resize(inner, Image.Resampling.LANCZOS),
+    canvas.paste(bounded_resize(img, inner, Image.Resampling.LANCZOS),
                  ((target.width - inner[0]) // 2, (target.height - inner[1]) // 2))
     return canvas

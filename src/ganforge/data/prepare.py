@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ganforge.data.arrays import ArraySource
 from ganforge.data.decode import (
+    DEFAULT_MAX_PIXELS,
     SkipInput,
     Target,
     decode,
@@ -42,7 +42,6 @@ from ganforge.progress import progress as progress_of
 
 CROP_MODES = ("center", "pad", "none")
 LABEL_MODES = ("folders", "none")
-_PILLOW_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's default: 1 GiB / 4 bytes / 3
 _CHANNEL_PEEKS = 100  # inputs whose headers decide channels=None
 _SPILL_MAX_BYTES = 2 << 30  # decode into a temp file above this (or above a quarter of free RAM)
 
@@ -58,7 +57,7 @@ class PrepareOptions:
     min_size: int = 0  # skip images whose shorter side is below this many pixels (before resizing)
     background: tuple[int, int, int] = (255, 255, 255)  # RGB that transparent pixels are composited on
     pad_color: tuple[int, int, int] = (0, 0, 0)  # RGB of the bars that crop="pad" adds
-    max_pixels: int = _PILLOW_MAX_PIXELS  # larger images are skipped as decompression bombs
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are skipped as decompression bombs
 
     def __post_init__(self) -> None:
         if self.resolution is not None:

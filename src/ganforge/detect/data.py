@@ -49,8 +49,8 @@ def load_images(path: str | Path, count: int, size: int, label: float, seed: int
     if is_generator_source(path):
         images = load_generator(path).sample(count, seed=seed)
     else:
-        source = as_source(path)
-        images = torch.cat(list(source.batches(256, skip + count)))[skip:]
+        source = as_source(path)  # each batch resized as it comes: large photos never all sit in memory at once
+        images = torch.cat([resize(batch, size) for batch in source.batches(256, skip + count)])[skip:]
     if len(images) < 2:
         held = f" after the first {skip}, which the detector trained on" if skip else ""
         raise DataError(f"{path} gave {len(images)} image(s){held}; a detector needs at least 2 per source")
@@ -61,10 +61,18 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 [N, 1|3, H, W] -> uint8 [N, 3, size, size] (antialiased bilinear; grey repeated into RGB)."""
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
-    if images.shape[-2:] == (size, size):
+    height, width = images.shape[-2:]
+    if (height, width) == (size, size):
         return images.contiguous()
-    out = [F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-           for chunk in images.split(256)]
+    # torch resizes the width first, into [N, C, height, size] floats: for an image far taller than wide (1 x
+    # 5,000,000 px: 15 GB) resizing the height first keeps that intermediate within the output's size.
+    steps = [(size, width), (size, size)] if height * size > max(height * width, size * size) else [(size, size)]
+    out = []
+    for chunk in images.split(256):
+        floats = chunk.float()
+        for step in steps:
+            floats = F.interpolate(floats, size=step, mode="bilinear", antialias=True, align_corners=False)
+        out.append(floats)
     return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
 
 

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors.numpy import save_file
 from torch import nn
 
+from ganforge.data.decode import DEFAULT_MAX_PIXELS, SkipInput, Target, decode, pillow_limits
 from ganforge.data.store import to_uint8
 from ganforge.errors import ConfigError, DataError
 from ganforge.explore.classes import class_label, class_labels
@@ -57,6 +57,7 @@ from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models.efficientnet_lite0 import extra_installed, load_pretrained
 from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.stylegan2 import StyleGAN2Generator
+from ganforge.regular_files import open_regular
 from ganforge.runs import load_generator
 from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
@@ -99,16 +100,18 @@ class RandomFeatures(nn.Module):
 
 
 def load_target(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
-    """An image file as [1, C, H, W] in [-1, 1]: EXIF-rotated, centre-cropped to G's aspect and resized."""
+    """An image file as [1, C, H, W] in [-1, 1], decoded as `prepare` decodes (EXIF rotation, alpha, 16-bit,
+    decompression bombs, a resize bounded by what it makes), centre-cropped to G's aspect and resized."""
     channels, height, width = shape
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("L" if channels == 1 else "RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path} cannot be read as an image ({exc}); give a PNG or JPEG file") from exc
-    image = ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).reshape(height, width, channels)
-    return (pixels.permute(2, 0, 1)[None] / 127.5 - 1.0).contiguous()
+        with pillow_limits(DEFAULT_MAX_PIXELS), open_regular(path) as fp:
+            pixels = decode(fp, Target(height, width, channels, "center", (255, 255, 255), (0, 0, 0)))
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read as an image ({exc.strerror or exc}); give a PNG or JPEG file"
+                        ) from exc
+    except SkipInput as skip:
+        raise DataError(f"{path} cannot be read as an image ({skip.reason}); give a PNG or JPEG file") from skip
+    return (torch.from_numpy(pixels.astype(np.float32))[None] / 127.5 - 1.0).contiguous()
 
 
 def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: float = 0.05, starts: int = 64,

@@ -16,11 +16,15 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ganforge.data.bounded_resize import bounded_resize
+from ganforge.data.decode import DEFAULT_MAX_PIXELS, pillow_limits
 from ganforge.data.store import STORE_SUFFIX, Store
 from ganforge.errors import ConfigError, DataError
 from ganforge.metrics.features import check_uint8_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Pixels of one batch read from a folder: batches of large photos get fewer images (about 200 MB as RGB).
+MAX_BATCH_PIXELS = 64 << 20
 
 
 class ImageSource(ABC):
@@ -69,7 +73,8 @@ class FolderSource(ImageSource):
     """PNG/JPEG files under a folder (recursively), sorted by relative path.
 
     Channels and size follow the first image: greyscale files stay one channel when the first is grey, anything
-    else becomes RGB, and images of another size are resized to the first one's with PIL bicubic.
+    else becomes RGB, and images of another size are resized to the first one's with PIL bicubic. An image over
+    the decompression-bomb limit is refused with one line, as any unreadable file is.
     """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
@@ -88,8 +93,12 @@ class FolderSource(ImageSource):
 
     def _open(self, path: Path) -> Image.Image:
         try:
-            image = Image.open(path)
-            image.load()
+            with pillow_limits(DEFAULT_MAX_PIXELS):
+                image = Image.open(path)
+                image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DataError(f"{path}: more than {DEFAULT_MAX_PIXELS:,} pixels, refused as a decompression bomb; "
+                            "remove it or shrink it.") from exc
         except (OSError, UnidentifiedImageError) as exc:
             raise DataError(f"{path}: not a readable image ({exc}); remove it or re-export it.") from exc
         return image
@@ -97,12 +106,13 @@ class FolderSource(ImageSource):
     def _read(self, path: Path) -> np.ndarray:
         image = self._open(path).convert(self.mode)
         if image.size != self.size:
-            image = image.resize(self.size, Image.Resampling.BICUBIC)
+            image = bounded_resize(image, self.size, Image.Resampling.BICUBIC)
         pixels = np.asarray(image, dtype=np.uint8)
         return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # HWC -> CHW
 
     def batches(self, batch_size: int, limit: int) -> Iterator[torch.Tensor]:
         files = self.files[: self.count(limit)]
+        batch_size = max(1, min(batch_size, MAX_BATCH_PIXELS // (self.size[0] * self.size[1])))
         for start in range(0, len(files), batch_size):
             yield torch.from_numpy(np.stack([self._read(p) for p in files[start : start + batch_size]]))
 

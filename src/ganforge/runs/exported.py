@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -21,6 +20,7 @@ from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.models import build_networks, family_of
 from ganforge.runs.folder import CONFIG_FILE, is_image_shape, read_record
+from ganforge.runs.onnx_generator import OnnxGenerator
 from ganforge.runs.weights import check_weights
 
 ImageShape = tuple[int, int, int]
@@ -30,6 +30,10 @@ FORMATS = {"safetensors": "model.safetensors", "onnx": "generator.onnx", "torchs
 EXPORT_VERSION = 1
 # `ganforge export --with-discriminator` writes D here, beside G, so an export can be fine-tuned (`train --init`).
 DISCRIMINATOR_FILE = "discriminator.safetensors"
+# The most pixels per image a run or export may declare: 4096 x 4096, the largest SRGAN target of a 1024 px input
+# (every other family stops at 1024). A fully convolutional G has the same weights at any size, so only this
+# stops a config.json saying 16384 x 16384 from being taken at its word and running out of memory.
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def is_export_folder(path: Path) -> bool:
@@ -52,15 +56,29 @@ def read_export(folder: Path) -> tuple[dict[str, Any], TrainConfig]:
         raise CheckpointError(f"{where}: nimg is {nimg!r}, not a count of images; export it again")
     if not isinstance(dataset, dict) or not is_image_shape(dataset.get("shape")):
         raise CheckpointError(f"{where} records no valid image shape (dataset.shape); export it again")
+    check_image_size(dataset["shape"], where, "dataset.shape")
     file = meta.get("file", FORMATS[meta["format"]])
     if not isinstance(file, str) or not re.fullmatch(r"[\w-][\w.-]*", file) or ".." in file:
         raise CheckpointError(f"{where}: file {file!r} is not a plain file name in the folder; export it again")
     if not isinstance(meta.get("train"), dict):
         raise CheckpointError(f"{where} has no training config (\"train\"); export it again")
     try:
-        return meta, TrainConfig.from_dict(meta["train"])
+        config = TrainConfig.from_dict(meta["train"])
     except ConfigError as exc:
         raise CheckpointError(f"{where}: {exc}; export it again") from exc
+    if config.model.input_shape:
+        check_image_size(config.model.input_shape, where, "train.model.input_shape")
+    return meta, config
+
+
+def check_image_size(shape: Any, where: Path, field: str) -> None:
+    """Refuse a recorded (C, H, W) of more than MAX_IMAGE_PIXELS per image, before anything of that size is
+    built, decoded or drawn."""
+    channels, height, width = shape
+    if height * width > MAX_IMAGE_PIXELS:
+        raise CheckpointError(f"{where}: {field} says {channels}x{height}x{width} images, more than the "
+                              f"{MAX_IMAGE_PIXELS:,} pixels per image ganforge makes (4096 x 4096); the record was "
+                              "edited, export (or train) again")
 
 
 def build_matching(model: ModelConfig, shape: ImageShape, tensor_shapes: dict[str, tuple[int, ...]],
@@ -82,9 +100,11 @@ def _shown(shape: tuple[int, ...] | None) -> str:
     return "absent" if shape is None else f"[{', '.join(map(str, shape))}]"
 
 
-def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any], file: str | None = None
-               ) -> nn.Module:
-    """The exported generator file (`file`, by default the format's name) in `folder`, in eval mode on the CPU."""
+def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, Any], file: str | None = None,
+               output_shape: ImageShape | None = None) -> nn.Module:
+    """The exported generator file (`file`, by default the format's name) in `folder`, in eval mode on the CPU.
+    `output_shape`: what it makes, when not the dataset's shape (a translator's b2a graph); an ONNX graph that
+    makes anything else is refused."""
     path = folder / (file or FORMATS[fmt])
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again")
@@ -104,35 +124,12 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
                 warnings.simplefilter("ignore", FutureWarning)
                 graph = torch.jit.load(str(path), map_location="cpu").eval()
             return TracedWithPsi(graph) if family_of(config.model.name).truncation == "w" else graph
-        return OnnxGenerator(path)
+        shape = output_shape or tuple(dataset["shape"])
+        return OnnxGenerator(path, (shape[0], shape[1], shape[2]))
     except GanforgeError:
         raise
     except Exception as exc:  # safetensors, torch.jit and onnxruntime each raise their own error types
         raise CheckpointError(f"{path} cannot be loaded ({exc}); export it again") from exc
-
-
-class OnnxGenerator(nn.Module):
-    """An ONNX graph behind the nn.Module interface the tools use: z [B, z_dim] -> images [B, C, H, W]."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        try:
-            import onnxruntime  # optional extra: ganforge[onnx]
-        except ImportError as exc:
-            raise ConfigError(f"loading {path} needs onnxruntime: pip install 'ganforge[onnx]'") from exc
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        # A style-based G's graph takes psi too (truncation in W happens inside it).
-        self.takes_psi = any(i.name == "psi" for i in self.session.get_inputs())
-
-    def forward(self, z: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
-        feed = {self.input_name: z.detach().cpu().float().numpy()}
-        if self.takes_psi:
-            feed["psi"] = np.array([psi], dtype=np.float32)
-        elif psi != 1.0:
-            raise ConfigError("this ONNX generator truncates in z: pull the latents, not psi")
-        out = self.session.run(None, feed)[0]
-        return torch.from_numpy(np.asarray(out)).to(z.device)
 
 
 class TracedWithPsi(nn.Module):

@@ -19,7 +19,7 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.models import build_networks, family_of
 from ganforge.models.growing import Grows, build_schedule
 from ganforge.runs import checkpoint as ckpt
-from ganforge.runs.exported import build_matching, is_export_folder, load_graph, read_export
+from ganforge.runs.exported import MAX_IMAGE_PIXELS, build_matching, is_export_folder, load_graph, read_export
 from ganforge.runs.folder import read_record, read_run_config
 from ganforge.runs.weights import check_weights
 
@@ -119,7 +119,8 @@ def load_translator(run_dir: Path | str, direction: str = "a2b", device: torch.d
     output_shape = _shape(dataset)
     input_shape = _shape({"shape": list(config.model.input_shape)})
     if meta is not None:
-        generator, nimg = _exported_translator(run_dir, meta, config, direction), int(meta.get("nimg", 0))
+        made = output_shape if direction == "a2b" else input_shape
+        generator, nimg = _exported_translator(run_dir, meta, config, direction, made), int(meta.get("nimg", 0))
     else:
         (generator, config, nimg), _ = load_run_generator(run_dir, device, translating=True)
         generator = generator if direction == "a2b" else generator.get_submodule(direction)  # CycleGAN's F
@@ -128,14 +129,15 @@ def load_translator(run_dir: Path | str, direction: str = "a2b", device: torch.d
     return LoadedTranslator(generator.to(device).eval(), config, nimg, input_shape, output_shape)
 
 
-def _exported_translator(folder: Path, meta: dict[str, Any], config: TrainConfig, direction: str) -> nn.Module:
+def _exported_translator(folder: Path, meta: dict[str, Any], config: TrainConfig, direction: str,
+                         output_shape: ImageShape) -> nn.Module:
     """A direction's network from an exported folder: the whole G's safetensors, or the direction's ONNX graph."""
     files = meta.get("translator", {}).get("directions", {}) if isinstance(meta.get("translator"), dict) else {}
     file = files.get(direction) if isinstance(files, dict) else None
     if not isinstance(file, str) or not re.fullmatch(r"[\w-][\w.-]*", file) or ".." in file:
         raise CheckpointError(f"{folder / 'config.json'} names no plain file in the folder for direction {direction}; "
                               "export it again")
-    network = load_graph(folder, meta["format"], config, meta["dataset"], file)
+    network = load_graph(folder, meta["format"], config, meta["dataset"], file, output_shape)
     if meta["format"] == "safetensors" and direction != "a2b":
         network = network.get_submodule(direction)
     return network
@@ -186,4 +188,8 @@ def _shape(dataset: dict[str, Any]) -> ImageShape:
     shape = dataset.get("shape")
     if not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
         raise CheckpointError(f"the run's config.json records no valid image shape ({shape!r}); it is damaged")
+    if shape[1] * shape[2] > MAX_IMAGE_PIXELS:  # a fully convolutional G has the same weights at any size
+        raise CheckpointError(f"the run's config.json records images of {'x'.join(map(str, shape))}, more than "
+                              f"the {MAX_IMAGE_PIXELS:,} pixels per image ganforge makes (4096 x 4096); it was "
+                              "edited, train or export again")
     return (shape[0], shape[1], shape[2])

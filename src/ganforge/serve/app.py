@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from ganforge.errors import ConfigError
 from ganforge.explore.directions import Directions, load_directions, style_based
 from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates, truncation_space
+from ganforge.regular_files import read_limited
 from ganforge.runs import class_names, holds_translator, load_generator
 from ganforge.runs.exported import is_export_folder
 from ganforge.serve.base import STATIC, base_app
@@ -242,9 +243,9 @@ def _mtime(path: Path | None) -> float | None:
 def _last_tick(log: Path | None) -> dict[str, Any] | None:
     if log is None:
         return None
-    try:
-        lines = log.read_text().splitlines()
-    except OSError:
+    try:  # with a size limit: a log linked to /dev/zero would be read until memory runs out
+        lines = read_limited(log, 256 << 20).decode("utf-8", errors="replace").splitlines()
+    except (OSError, ValueError):
         return None
     for line in reversed(lines):
         try:

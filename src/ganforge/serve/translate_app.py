@@ -5,7 +5,9 @@ with `direction`, `crop` and `scale` as query parameters, and answers a PNG. Eve
 hostile until checked: unknown or repeated parameters, values out of range, a body over the upload limit (refused
 from its Content-Length before it is read, and again while reading, since the header can lie), an empty body and
 a file that is not a usable image each get a 4xx with {"error": ..., "param": ...}; the image is decoded under
-the doctor's decompression-bomb limit and never written to disk.
+the doctor's decompression-bomb limit and never written to disk. Decoding holds a full-size image, so it waits for
+one of the `max_parallel` slots as the forward pass does; running out of memory is a 503 "busy, retry", never a
+verdict on the image.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
@@ -20,14 +22,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from ganforge.data.decode import SkipInput, Target, decode, pillow_limits
+from ganforge.data.decode import OutOfMemory, SkipInput, Target, decode, pillow_limits
 from ganforge.data.prepare import CROP_MODES, PrepareOptions
 from ganforge.device import resolve_device
 from ganforge.models import family_of
 from ganforge.runs import LoadedTranslator, load_translator
 from ganforge.serve.base import STATIC, base_app
 from ganforge.serve.params import check_params
-from ganforge.serve.render import BadParameter
+from ganforge.serve.render import MAX_OUTPUT_SIDE, BadParameter
 from ganforge.translation import translate_images
 
 MAX_UPLOAD_BYTES = 20 << 20  # a large photo as a camera writes it; the doctor resizes it to the model's input
@@ -43,6 +45,10 @@ class UploadTooLarge(Exception):
     pass
 
 
+class ServerBusy(Exception):
+    """No memory for this request now: the client should retry, not change its image."""
+
+
 def create_translation_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: str = "127.0.0.1",
                            max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """An app serving the translator(s) in `source` (a run folder or an exported folder) to requests addressed to
@@ -52,6 +58,8 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
     translators: dict[str, LoadedTranslator] = {"a2b": first}
     for direction in family_of(first.config.model.name).directions[1:]:
         translators[direction] = load_translator(source, direction, torch_device)
+    for loaded in translators.values():  # an exported graph that makes other images fails now, not on each request
+        translate_images(loaded, torch.zeros((1, *loaded.input_shape), dtype=torch.uint8))
     slots = threading.BoundedSemaphore(max_parallel)  # forward passes at once; more requests wait their turn
     app = base_app(host)
 
@@ -59,6 +67,11 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
     async def too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
         return JSONResponse({"error": f"file: larger than the {max_upload_bytes >> 20} MB upload limit; send a "
                                       "smaller image", "param": "file"}, status_code=413)
+
+    @app.exception_handler(ServerBusy)
+    async def busy(request: Request, exc: ServerBusy) -> JSONResponse:
+        return JSONResponse({"error": "the server is out of memory for translations right now; retry in a moment"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -92,18 +105,25 @@ def _translate(loaded: LoadedTranslator, body: bytes, crop: str, scale: int, slo
                form: bool) -> bytes:
     """`form`: the request said its body is multipart/form-data (an HTML form's or `curl -F`'s upload)."""
     channels, height, width = loaded.input_shape
-    try:
-        with pillow_limits(PrepareOptions().max_pixels):
-            pixels = decode(io.BytesIO(body), Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0)))
-    except SkipInput as skip:
-        if form or _looks_multipart(body):
-            raise BadParameter("file", "file: the body looks like multipart/form-data (a form upload); send the "
-                                       "image's bytes as the body, e.g. curl --data-binary @x.png "
-                                       "http://HOST/api/translate.png") from skip
-        raise BadParameter("file", f"file: {skip.reason}; upload a jpg, png, webp, bmp, tif or gif image") from skip
+    made = (loaded.output_shape[2] * scale, loaded.output_shape[1] * scale)
+    if scale > 1 and max(made) > MAX_OUTPUT_SIDE:
+        raise BadParameter("scale", f"scale {scale} would make a {made[0]}x{made[1]} px image; the limit is "
+                                    f"{MAX_OUTPUT_SIDE} px a side")
+    # A decoded upload, and the enlarged output, can take more memory than the forward pass: all wait for a slot.
     with slots:
-        output = translate_images(loaded, torch.from_numpy(pixels[None].copy()))
-    return _png(output[0], scale)
+        try:
+            with pillow_limits(PrepareOptions().max_pixels):
+                pixels = decode(io.BytesIO(body), Target(height, width, channels, crop, (255, 255, 255), (0, 0, 0)))
+            output = translate_images(loaded, torch.from_numpy(pixels[None].copy()))
+        except (OutOfMemory, MemoryError, torch.OutOfMemoryError) as exc:
+            raise ServerBusy() from exc
+        except SkipInput as skip:
+            if form or _looks_multipart(body):
+                raise BadParameter("file", "file: the body looks like multipart/form-data (a form upload); send the "
+                                           "image's bytes as the body, e.g. curl --data-binary @x.png "
+                                           "http://HOST/api/translate.png") from skip
+            raise BadParameter("file", f"file: {skip.reason}; upload a jpg, png, webp, bmp, tif or gif image") from skip
+        return _png(output[0], scale)
 
 
 def _looks_multipart(body: bytes) -> bool:

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ganforge.errors import CheckpointError
+from ganforge.regular_files import read_json_lines
+
 LOG_FILE = "log.jsonl"
 
 
@@ -27,13 +30,12 @@ class RunLog:
     def records(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        rows = []
-        for line in self.path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut short by a kill: everything after it is unreliable
-        return rows
+        try:  # with a size limit: a log linked to /dev/zero would be read until memory runs out
+            rows = read_json_lines(self.path)  # up to a line cut short by a kill: the rest is unreliable
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{self.path} cannot be read as the run's log ({exc}); move it away (the run goes on "
+                                  "without its history)") from exc
+        return [row for row in rows if isinstance(row, dict)]
 
     def truncate_after(self, nimg: int) -> None:
         """Drop rows from after the checkpoint being resumed, so the log reads as one uninterrupted history."""
