@@ -69,17 +69,23 @@ def read_limited(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
 
 
 def parse_json(text: str | bytes) -> Any:
-    """json.loads, with nesting too deep for the parser (100,000 '[') a ValueError like any other bad JSON."""
+    """json.loads, with nesting too deep for the parser (100,000 '[') a ValueError like any other bad JSON, and
+    every error worded without the file's bytes: a path that names no JSON file may name someone's secret, and
+    UnicodeDecodeError would quote its bytes ("can't decode byte 0xff")."""
     try:
         return json.loads(text)
     except RecursionError:
         raise ValueError("its JSON is nested too deeply to be a ganforge record") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text (byte {exc.start} is not)") from None
+    except json.JSONDecodeError as exc:  # exc.msg names the fault, never the text ("Expecting value")
+        raise ValueError(f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
 
 
 def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
     """The JSON value in the regular file `path` (UTF-8, at most `limit` bytes). OSError (NotARegularFile for a
     FIFO, device or folder) when it cannot be read; ValueError when it is too large or not JSON."""
-    return parse_json(read_limited(path, limit).decode("utf-8"))
+    return parse_json(read_limited(path, limit))
 
 
 def read_json_lines(path: Path, limit: int = 256 << 20) -> list[Any]:
