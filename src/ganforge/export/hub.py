@@ -83,9 +83,28 @@ def hub_client(token: str | None = None) -> Any:
 
 def push(client: Any, folder: Path, repo_id: str, private: bool = False) -> str:
     """Upload an exported model folder to the Hub repo `repo_id` (created if missing); the repo's URL."""
-    client.create_repo(repo_id, private=private, exist_ok=True)
-    client.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload a ganforge generator")
+    try:
+        client.create_repo(repo_id, private=private, exist_ok=True)
+        client.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload a ganforge generator")
+    except Exception as exc:
+        if not _from_the_network(exc):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"--repo {repo_id}: the upload to the Hugging Face Hub failed ({reason}); check the "
+                          "network connection and your token (--token, $HF_TOKEN or `huggingface-cli login`), "
+                          "then push again") from exc
     return f"https://huggingface.co/{repo_id}"
+
+
+# The packages whose errors mean the Hub could not be reached or refused the request: huggingface_hub wraps its
+# HTTP client's errors in some versions and lets them through in others (requests, then httpx), so errors are
+# recognised by where they come from rather than by class.
+_NETWORK_PACKAGES = frozenset({"huggingface_hub", "requests", "urllib3", "httpx", "httpx2", "httpcore", "h11"})
+
+
+def _from_the_network(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or any(cls.__module__.split(".")[0] in _NETWORK_PACKAGES
+                                           for cls in type(exc).__mro__)
 
 
 def check_repo_id(repo_id: str) -> str:
