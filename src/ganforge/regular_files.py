@@ -97,3 +97,23 @@ def read_json_lines(path: Path, limit: int = 256 << 20) -> list[Any]:
         except ValueError:
             break
     return rows
+
+
+def append_regular(path: Path, text: str) -> None:
+    """Append `text` (UTF-8) to the regular file `path`, created when missing. A FIFO or a device there is
+    NotARegularFile: opening a FIFO to write blocks until a reader comes, and a device swallows the rows."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads: non-blocking, the open fails instead of waiting
+            raise NotARegularFile(path, os.stat(path).st_mode) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(path, mode)
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)

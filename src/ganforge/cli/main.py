@@ -17,6 +17,7 @@ from ganforge.config import TrainConfig
 from ganforge.config.registry import setting_info
 from ganforge.data.pairing import PairOptions
 from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
+from ganforge.regular_files import NotARegularFile
 from ganforge.terminal_text import terminal_safe
 from ganforge.version import __version__
 
@@ -45,6 +46,8 @@ def _one_line(exc: Exception) -> tuple[str | None, int]:
         return str(exc), exc.exit_code
     if isinstance(exc, GanforgeError):
         return f"error: {exc}", exc.exit_code
+    if isinstance(exc, NotARegularFile):  # a FIFO, device or folder where a reader or writer expected a file
+        return f"error: {exc.filename}: {exc.strerror}; move it away, ganforge reads and writes only files there", 1
     if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"error: {where}{exc.strerror}; {_OS_HINTS[exc.errno]}", 1

@@ -10,7 +10,6 @@ is a graph with TorchScript code that `torch.jit.load` runs without ganforge (lo
 from __future__ import annotations
 
 import importlib.util
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from ganforge.export.translator import export_translator
 from ganforge.generate import render, seed_latents
 from ganforge.images import enlarge_small, make_grid, save_png
 from ganforge.models import family_of
+from ganforge.regular_files import read_json_lines
 from ganforge.runs import load_discriminator, load_run_generator
 from ganforge.runs.exported import (
     DISCRIMINATOR_FILE,
@@ -296,15 +296,17 @@ def _metric_lines(run_dir: Path) -> list[str]:
 def _metric_rows(run_dir: Path) -> list[tuple[str, str, float, str]]:
     """(kimg, metric, value, protocol) for every log.jsonl value whose key starts with fid/kid, in log order."""
     rows: list[tuple[str, str, float, str]] = []
+    log = run_dir / "log.jsonl"
     try:
-        lines = (run_dir / "log.jsonl").read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut short by a kill; the rest is unreliable
+        records = read_json_lines(log)  # up to a line cut short by a kill; the rest is unreliable
+    except FileNotFoundError:
+        records = []
+    except (OSError, ValueError) as error:  # a FIFO would block the export for good
+        raise CheckpointError(f"{log}: {error}; move it away and export again (the card then lists no "
+                              "metrics)") from None
+    for record in records:
+        if not isinstance(record, dict):
+            continue
         for key, value in record.items():
             if not key.lower().startswith(("fid", "kid")):
                 continue

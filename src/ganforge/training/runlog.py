@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ganforge.errors import CheckpointError
+from ganforge.regular_files import NotARegularFile, append_regular, read_json_lines
+
 LOG_FILE = "log.jsonl"
 
 
@@ -25,15 +28,17 @@ class RunLog:
                 self._writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
+        """The log's rows up to the first that does not parse (a line cut short by a kill: everything after it is
+        unreliable); none when there is no log yet. A log that is no regular file (a FIFO would block for good) or
+        too large to be one is a CheckpointError naming it."""
+        try:
+            rows = read_json_lines(self.path)
+        except FileNotFoundError:
             return []
-        rows = []
-        for line in self.path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut short by a kill: everything after it is unreliable
-        return rows
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"{self.path}: {error}; move it away (the run resumes without its history)") \
+                from None
+        return [row for row in rows if isinstance(row, dict)]
 
     def truncate_after(self, nimg: int) -> None:
         """Drop rows from after the checkpoint being resumed, so the log reads as one uninterrupted history."""
@@ -43,8 +48,11 @@ class RunLog:
         os.replace(tmp, self.path)
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            append_regular(self.path, json.dumps(record) + "\n")
+        except NotARegularFile as error:  # a FIFO would block the run at its first row
+            raise CheckpointError(f"{self.path}: {error}; move it away (the run resumes without its history)") \
+                from None
         if self._writer is not None and "tick" in record:
             for key, value in record.items():
                 if isinstance(value, int | float) and key not in ("tick", "nimg"):
