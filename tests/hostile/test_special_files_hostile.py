@@ -215,3 +215,14 @@ def test_appending_to_a_log_that_is_a_fifo_refuses_instead_of_waiting_for_a_read
     append_regular(tmp_path / "new.jsonl", "{}\n")
     append_regular(tmp_path / "new.jsonl", "[]\n")
     assert (tmp_path / "new.jsonl").read_text() == "{}\n[]\n"
+
+
+@pytest.mark.parametrize("how, says", [("fifo", "not a regular file (a FIFO)"),
+                                       ("dev-zero", "not a regular file (a character device)")])
+def test_an_exports_weights_that_are_no_file_are_said_to_be_so_not_missing(healthy: tuple[Path, Path, Path],
+                                                                         tmp_path: Path, how: str, says: str) -> None:
+    export = _copy(healthy[2], tmp_path)
+    _replace(export / "model.safetensors", how)
+    error = one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
+    assert f"model.safetensors: {says}" in error, error
+    assert any(says in line for line in _doctor_problems(export))

@@ -20,6 +20,7 @@ from torch import nn
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.models import build_networks, family_of
+from ganforge.regular_files import check_regular
 from ganforge.runs.folder import CONFIG_FILE, read_record
 
 ImageShape = tuple[int, int, int]
@@ -90,8 +91,12 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
                ) -> nn.Module:
     """The exported generator file (`file`, by default the format's name) in `folder`, in eval mode on the CPU."""
     path = folder / (file or FORMATS[fmt])
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again")
+    try:
+        check_regular(path)  # the readers below would block on a FIFO for good, or read /dev/zero forever
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: {exc.strerror}; export it again") from None
     try:
         if fmt == "safetensors":
             shape = dataset["shape"]
