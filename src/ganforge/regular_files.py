@@ -103,7 +103,7 @@ def append_regular(path: Path, text: str) -> None:
     """Append `text` (UTF-8) to the regular file `path`, created when missing. A FIFO or a device there is
     NotARegularFile: opening a FIFO to write blocks until a reader comes, and a device swallows the rows."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)  # as open(), less umask
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a FIFO nobody reads: non-blocking, the open fails instead of waiting
             raise NotARegularFile(path, os.stat(path).st_mode) from None

@@ -93,8 +93,7 @@ class FolderSource(ImageSource):
                 image = Image.open(f)
                 image.load()
         except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"{path}: not a readable image ({_reason(exc, path)}); remove it or re-export it.") \
-                from exc
+            raise DataError(f"{path}: not a readable image ({_reason(exc)}); remove it or re-export it.") from exc
         return image
 
     def _read(self, path: Path) -> np.ndarray:
@@ -129,7 +128,7 @@ class FolderSource(ImageSource):
         return torch.from_numpy(np.stack([self._read(self.files[int(i)]) for i in indices]))
 
 
-def _reason(exc: Exception, path: Path) -> str:
+def _reason(exc: Exception) -> str:
     """PIL's message without the path it repeats ("cannot identify image file '...'"), which the line names."""
     if isinstance(exc, UnidentifiedImageError):
         return "not an image format PIL reads"
