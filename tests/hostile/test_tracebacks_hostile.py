@@ -2,7 +2,8 @@
 export without nimg or with a bad "translator", on a log row whose kimg is text; evaluate --metrics pr --n 3;
 G.sample(batch=0), load_generator(device="tpu"), gf.train(123); and `train --resume EXP`, which must refuse an
 export folder instead of starting a fresh run inside it. Also: `ganforge push` with no network, evaluate on a folder
-holding a file name that is not UTF-8 (or holds a newline), and a client that leaves mid-upload to `serve`."""
+holding a file name that is not UTF-8 (or holds a newline; also in doctor and translate), and a client that leaves
+mid-upload to `serve`."""
 
 from __future__ import annotations
 
@@ -177,3 +178,12 @@ def test_doctor_shows_a_store_name_with_a_newline_and_undecodable_bytes_as_one_e
     assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
     assert "fake\\n\\xffok.gfs is not a readable ganforge store" in lines[0], lines
     assert not any(line.startswith("\xff") or line.startswith("ok.gfs") for line in result.output.splitlines())
+
+
+def test_translate_lists_an_input_whose_name_holds_a_newline_on_one_escaped_line(translator_export: Path,
+                                                                                tmp_path: Path) -> None:
+    inputs = _image_folder(tmp_path / "inputs", [b"ok.png"])
+    (inputs / "fake\nskipped other.png").write_bytes(b"not an image")
+    result = invoke("translate", translator_export, inputs, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "skipped fake\\nskipped other.png: not an image" in result.output.splitlines(), result.output
