@@ -11,14 +11,13 @@ from typing import Any, NamedTuple
 import torch
 
 from ganforge.config import TrainConfig
-from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store, is_store
 from ganforge.errors import CheckpointError, DataError, GanforgeError
 from ganforge.regular_files import read_json_lines
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs import holds_translator, load_translator
 from ganforge.runs.exported import is_export_folder, load_graph, read_export
-from ganforge.runs.folder import CONFIG_FILE, read_run_config
+from ganforge.runs.folder import CONFIG_FILE, open_recorded_store, read_run_config
 from ganforge.runs.lock import lock_holder
 from ganforge.training import check_resumable
 
@@ -117,7 +116,7 @@ def _run(run_dir: Path) -> list[Finding]:
         found.append(Finding(True, f"{run_dir} is being trained now (pid {holder}): findings may change"))
     store: Store | None = None
     try:
-        store = open_training_store(config.data)
+        store = open_recorded_store(run_dir, config.data)
         if store.manifest.fingerprint != dataset.get("fingerprint", store.manifest.fingerprint):
             raise DataError(f"{store.path} is not the dataset the run was trained on (fingerprint changed)")
         found += _store(store)

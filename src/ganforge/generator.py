@@ -122,7 +122,8 @@ class Generator:
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> Generator:
     """A run folder, an exported folder (any format), a Hugging Face-style model folder, or, with the
-    huggingface_hub extra, a Hub repo id ("user/name") already in the local cache or downloadable."""
+    huggingface_hub extra, a Hub repo id ("user/name") already in the local cache or downloadable (a generator's
+    files only). A string a local path could mean ("runs/00001-dcgan-mnsit") is a missing folder, never a repo id."""
     if isinstance(device, str):
         device = resolve_device(device)  # "tpu" is one line before any file is read, not torch's traceback
     folder = resolve_model_path(path)

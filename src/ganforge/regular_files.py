@@ -69,17 +69,23 @@ def read_limited(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
 
 
 def parse_json(text: str | bytes) -> Any:
-    """json.loads, with nesting too deep for the parser (100,000 '[') a ValueError like any other bad JSON."""
+    """json.loads, with nesting too deep for the parser (100,000 '[') a ValueError like any other bad JSON, and
+    every error worded without the file's bytes: a path that names no JSON file may name someone's secret, and
+    UnicodeDecodeError would quote its bytes ("can't decode byte 0xff")."""
     try:
         return json.loads(text)
     except RecursionError:
         raise ValueError("its JSON is nested too deeply to be a ganforge record") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text (byte {exc.start} is not)") from None
+    except json.JSONDecodeError as exc:  # exc.msg names the fault, never the text ("Expecting value")
+        raise ValueError(f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
 
 
 def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
     """The JSON value in the regular file `path` (UTF-8, at most `limit` bytes). OSError (NotARegularFile for a
     FIFO, device or folder) when it cannot be read; ValueError when it is too large or not JSON."""
-    return parse_json(read_limited(path, limit).decode("utf-8"))
+    return parse_json(read_limited(path, limit))
 
 
 def read_json_lines(path: Path, limit: int = 256 << 20) -> list[Any]:
@@ -91,3 +97,23 @@ def read_json_lines(path: Path, limit: int = 256 << 20) -> list[Any]:
         except ValueError:
             break
     return rows
+
+
+def append_regular(path: Path, text: str) -> None:
+    """Append `text` (UTF-8) to the regular file `path`, created when missing. A FIFO or a device there is
+    NotARegularFile: opening a FIFO to write blocks until a reader comes, and a device swallows the rows."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)  # as open(), less umask
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads: non-blocking, the open fails instead of waiting
+            raise NotARegularFile(path, os.stat(path).st_mode) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(path, mode)
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)

@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from cli_helpers import TRAIN, invoke, one_error, tiny_pix2pix_run, usage_error
 from ganforge.data.store import Store
-from ganforge.printable_names import printable_name
 from ganforge.runs.checkpoint import CHECKSUM_KEY, content_checksum, latest_checkpoint
+from ganforge.terminal_text import terminal_safe
 
 from data_slices import make_pair_store
 from run_helpers import noise_run_and_export
@@ -213,13 +213,13 @@ def test_serve_advertises_the_run_page_only_where_there_is_one(noise: tuple[Path
 
 # 5. File names are printed one per line, whatever they hold.
 
-def test_printable_name_escapes_what_a_terminal_would_act_on() -> None:
-    assert printable_name("plain name é.png") == "plain name é.png"
-    assert printable_name("a\nb\r\t.png") == "a\\nb\\r\\t.png"
-    assert printable_name("x\x1b[2J.png") == "x\\x1b[2J.png"
-    assert printable_name("r\u202egnp.exe") == "r\\u202egnp.exe"
-    assert printable_name(b"caf\xe9.png".decode("utf-8", "surrogateescape")) == "caf\\xe9.png"
-    assert printable_name(Path("d\n/e.png")) == "d\\n/e.png"
+def test_file_names_are_escaped_as_a_terminal_would_act_on_them() -> None:
+    assert terminal_safe("plain name é.png") == "plain name é.png"
+    assert terminal_safe("a\nb\r\t.png") == "a\\nb\\r\\t.png"
+    assert terminal_safe("x\x1b[2J.png") == "x\\x1b[2J.png"
+    assert terminal_safe("r\u202egnp.exe") == "r\\u202egnp.exe"
+    assert terminal_safe(b"caf\xe9.png".decode("utf-8", "surrogateescape")) == "caf\\xe9.png"
+    assert terminal_safe(Path("d\n/e.png")) == "d\\n/e.png"
 
 
 @pytest.fixture(scope="module")

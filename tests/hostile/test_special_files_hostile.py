@@ -166,3 +166,63 @@ def test_detect_says_a_fifo_among_the_images_is_no_regular_file(tmp_path: Path) 
     os.mkfifo(tmp_path / "fake.png")
     with _within(20), pytest.raises(DataError, match="not a regular file \\(a FIFO\\)"):
         read_image(tmp_path / "fake.png", 16)
+
+
+def test_a_fifo_as_the_config_file_is_one_line(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "settings.json")
+    error = one_error(_invoke("train", "--config", tmp_path / "settings.json", "--dry-run"))
+    assert f"--config {tmp_path / 'settings.json'}: not a regular file (a FIFO)" in error, error
+
+
+def test_a_fifo_as_the_log_refuses_resume_and_export_in_one_line(healthy: tuple[Path, Path, Path],
+                                                                  tmp_path: Path) -> None:
+    run = _copy(healthy[1], tmp_path)
+    _replace(run / "log.jsonl", "fifo")
+    error = one_error(_invoke("train", "--resume", run, "--kimg", "0.05", "--no-progress"))
+    assert f"{run / 'log.jsonl'}: not a regular file (a FIFO); move it away" in error, error
+    error = one_error(_invoke("export", run, "--out", tmp_path / "export"))
+    assert f"{run / 'log.jsonl'}: not a regular file (a FIFO); move it away" in error, error
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_fifo_as_the_inception_weights_is_one_line(healthy: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "inception.pt")
+    error = one_error(_invoke("evaluate", "--real", healthy[0], "--fake", healthy[0], "--n", "4", "--inception",
+                              tmp_path / "inception.pt"))
+    assert f"--inception {tmp_path / 'inception.pt'}: not a regular file (a FIFO)" in error, error
+
+
+def test_a_fifo_as_the_best_snapshots_record_is_skipped_with_a_line(tmp_path: Path) -> None:
+    from ganforge.training.best_snapshot import BEST_RECORD, _recorded_best
+
+    os.mkfifo(tmp_path / BEST_RECORD)
+    said: list[str] = []
+    with _within(20):
+        assert _recorded_best(tmp_path, said.append) is None
+    assert len(said) == 1 and "not a regular file (a FIFO)" in said[0] and "chosen afresh" in said[0], said
+    (tmp_path / BEST_RECORD).unlink()
+    assert _recorded_best(tmp_path, said.append) is None and len(said) == 1  # none yet: nothing to say
+    (tmp_path / BEST_RECORD).write_text(json.dumps({"kid": 0.25}))
+    assert _recorded_best(tmp_path, said.append) == 0.25
+
+
+def test_appending_to_a_log_that_is_a_fifo_refuses_instead_of_waiting_for_a_reader(tmp_path: Path) -> None:
+    from ganforge.regular_files import NotARegularFile, append_regular
+
+    os.mkfifo(tmp_path / "log.jsonl")
+    with _within(20), pytest.raises(NotARegularFile, match="not a regular file \\(a FIFO\\)"):
+        append_regular(tmp_path / "log.jsonl", "{}\n")
+    append_regular(tmp_path / "new.jsonl", "{}\n")
+    append_regular(tmp_path / "new.jsonl", "[]\n")
+    assert (tmp_path / "new.jsonl").read_text() == "{}\n[]\n"
+
+
+@pytest.mark.parametrize("how, says", [("fifo", "not a regular file (a FIFO)"),
+                                       ("dev-zero", "not a regular file (a character device)")])
+def test_an_exports_weights_that_are_no_file_are_said_to_be_so_not_missing(healthy: tuple[Path, Path, Path],
+                                                                         tmp_path: Path, how: str, says: str) -> None:
+    export = _copy(healthy[2], tmp_path)
+    _replace(export / "model.safetensors", how)
+    error = one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
+    assert f"model.safetensors: {says}" in error, error
+    assert any(says in line for line in _doctor_problems(export))

@@ -12,7 +12,7 @@ import click
 from ganforge.cli.options import given_settings, options_of
 from ganforge.detect.config import DetectConfig
 from ganforge.errors import ConfigError
-from ganforge.printable_names import printable_name
+from ganforge.terminal_text import terminal_safe
 
 
 class _ScoreByDefault(click.Group):
@@ -65,9 +65,9 @@ def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: st
     detector = load_detector(det, device)
     scores, skipped = score_files(detector, expand(list(images)))
     for path, p in scores.items():  # one line per file, whatever its name holds (a newline could forge a score)
-        click.echo(f"{p:.4f}  {printable_name(path)}")
+        click.echo(f"{p:.4f}  {terminal_safe(path)}")
     for path, why in skipped.items():
-        click.echo(f"skipped {printable_name(path)}: {printable_name(why)}", err=True)
+        click.echo(f"skipped {terminal_safe(path)}: {terminal_safe(why)}", err=True)
     if json_path is not None:
         write_json(json_path, scores, skipped, detector)
         click.echo(f"wrote {json_path}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ganforge.errors import ConfigError
-from ganforge.printable_names import printable_name
+from ganforge.terminal_text import terminal_safe
 
 _SOURCE = click.argument("source", metavar="RUN", type=click.Path(path_type=Path))
 _DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
@@ -239,7 +239,7 @@ def translate(source: Path, inputs: Path, out: Path, direction: str, crop: str, 
 
     report = translate_folder(source, inputs, out, direction=direction, crop=crop, device=device, batch=batch)
     for skipped in report.skipped:
-        click.echo(f"skipped {printable_name(skipped['path'])}: {skipped['reason']}")
+        click.echo(terminal_safe(f"skipped {skipped['path']}: {skipped['reason']}"))  # one line per input
     click.echo(report.summary(out))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from ganforge.config import TrainConfig
 from ganforge.config.registry import setting_info
 from ganforge.data.pairing import PairOptions
 from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
+from ganforge.regular_files import NotARegularFile
+from ganforge.terminal_text import terminal_safe
 from ganforge.version import __version__
 
 setting_options = options_of(TrainConfig)  # the `train` command's options
@@ -33,7 +36,7 @@ class _Group(click.Group):
             line, code = _one_line(exc)
             if line is None:
                 raise
-            click.secho(line, fg="yellow" if isinstance(exc, TrainingInterrupted) else "red", err=True)
+            click.secho(terminal_safe(line), fg="yellow" if isinstance(exc, TrainingInterrupted) else "red", err=True)
             sys.exit(code)
 
 
@@ -43,6 +46,8 @@ def _one_line(exc: Exception) -> tuple[str | None, int]:
         return str(exc), exc.exit_code
     if isinstance(exc, GanforgeError):
         return f"error: {exc}", exc.exit_code
+    if isinstance(exc, NotARegularFile):  # a FIFO, device or folder where a reader or writer expected a file
+        return f"error: {exc.filename}: {exc.strerror}; move it away, ganforge reads and writes only files there", 1
     if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"error: {where}{exc.strerror}; {_OS_HINTS[exc.errno]}", 1
@@ -74,6 +79,9 @@ _OS_HINTS = {
 def main(ctx: click.Context, debug: bool) -> None:
     """Train GANs on a folder of images; generate, evaluate and explore what they learn."""
     ctx.obj = {"debug": debug}
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \xff, never a traceback
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @main.command()
@@ -156,7 +164,7 @@ def doctor(path: Path) -> None:
 
     findings = diagnose(path)
     for finding in findings:
-        click.echo(str(finding))
+        click.echo(terminal_safe(str(finding)))  # a file name's newline must not split or fake a finding
     if not all(f.ok for f in findings):
         sys.exit(1)
 

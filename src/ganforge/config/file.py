@@ -8,14 +8,14 @@ by name with the file, so a typo never trains silently with a default.
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 from typing import Any
 
 from ganforge.config.registry import settings
 from ganforge.config.setting import SettingPath
 from ganforge.errors import ConfigError
-from ganforge.regular_files import read_limited
+from ganforge.regular_files import parse_json, read_limited
 
 # What config.json records beside the settings: set from the store when the run starts, not chosen by the user.
 FROM_THE_STORE = frozenset({("model", "num_classes"), ("model", "input_shape")})
@@ -41,22 +41,24 @@ def settings_from_file(path: Path) -> dict[SettingPath, Any]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:  # with a size limit: a settings file linked to /dev/zero would be read until memory runs out
-        text = read_limited(path).decode("utf-8")
+    try:
+        data = read_limited(path)  # a FIFO or /dev/zero as FILE must not block or fill memory
     except OSError as error:
         raise ConfigError(f"--config {path}: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"--config {path} is not UTF-8 text; save it as UTF-8 JSON, TOML or YAML") from None
     except ValueError as error:
-        raise ConfigError(f"--config {path}: {error}; point at a settings file") from None
+        raise ConfigError(f"--config {path}: {error}; a settings file is a few KB") from None
     try:
+        text = data.decode("utf-8")
         if path.suffix.lower() == ".toml":
             raw = _toml(text, path)
         elif path.suffix.lower() in (".yaml", ".yml"):
             raw = _yaml(text, path)
         else:
-            raw = json.loads(text)
-    except ValueError as error:  # JSON's, TOML's and (re-raised) YAML's errors
+            raw = parse_json(text)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"--config {path} is not UTF-8 text (byte {error.start} is not); pass a JSON, TOML or "
+                          "YAML file") from None
+    except ValueError as error:  # each parser's complaint and where, never the file's text (see _toml)
         raise ConfigError(f"--config {path} cannot be read: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"--config {path} must hold a table of settings, not {type(raw).__name__}")
@@ -72,7 +74,13 @@ def _toml(text: str, path: Path) -> Any:
         except ImportError:
             raise ConfigError(f"--config {path}: reading TOML on Python 3.10 needs tomli (pip install tomli); "
                               "JSON needs nothing") from None
-    return tomllib.loads(text)
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as error:
+        # Where, not what: FILE may be anything (a key file, a password list), and tomllib quotes the character
+        # it stopped at, PyYAML the whole line.
+        where = re.search(r"line \d+, column \d+", str(error))
+        raise ValueError("not valid TOML" + (f" (at {where.group()})" if where else "")) from None
 
 
 def _yaml(text: str, path: Path) -> Any:
@@ -84,7 +92,11 @@ def _yaml(text: str, path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ValueError(str(error)) from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"not valid YAML{where}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to be a table of settings") from None
 
 
 def _flatten(raw: dict[str, Any], prefix: SettingPath) -> list[tuple[SettingPath, Any]]:

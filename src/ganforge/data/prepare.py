@@ -37,8 +37,8 @@ from ganforge.data.destination import check_destination
 from ganforge.data.sources import FileSource, open_source
 from ganforge.data.store import Manifest, content_fingerprint, write_store
 from ganforge.errors import ConfigError, DataError
-from ganforge.printable_names import printable_name
 from ganforge.progress import progress as progress_of
+from ganforge.terminal_text import terminal_safe
 
 CROP_MODES = ("center", "pad", "none")
 LABEL_MODES = ("folders", "none")
@@ -199,7 +199,7 @@ def decode_files(data: FileSource, options: PrepareOptions, spill: Spill, progre
                     img = open_image(fp, options.min_size)
                     target = target_of(options, (img.height, img.width), channels)
                     note(progress, f"resolution {img.width}x{img.height} (width x height) from "
-                                    f"{printable_name(entry.name)}; pass a resolution to choose another")
+                                    f"{terminal_safe(entry.name)}; pass a resolution to choose another")
                     pixels = to_array(img, target)
                 else:
                     pixels = decode(fp, target, options.min_size)

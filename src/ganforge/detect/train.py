@@ -27,7 +27,7 @@ from ganforge.detect.data import FAKE, REAL, LabelledImages, combine, load_image
 from ganforge.detect.networks import build_detector
 from ganforge.device import flush_denormals, resolve_device
 from ganforge.errors import CheckpointError, ConfigError, TrainingInterrupted
-from ganforge.regular_files import read_json
+from ganforge.regular_files import append_regular, read_json
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.lock import lock_run
 from ganforge.runs.weights import check_weights
@@ -187,8 +187,7 @@ def _tick(model: nn.Module, out: Path, config: DetectConfig, step: int, sums: di
     record = {"tick": step // config.tick_steps, "step": step, "loss": sums["loss"] / max(1, sums["seen"]),
               "train_accuracy": sums["correct"] / max(1, sums["seen"]), "val_accuracy": val_accuracy,
               "img_per_s": steps_done * config.batch / max(seconds, 1e-9)}
-    with open(out / LOG_FILE, "a") as log:
-        log.write(json.dumps(record) + "\n")
+    append_regular(out / LOG_FILE, json.dumps(record) + "\n")  # a FIFO there must not block training
     echo(f"tick {record['tick']:<4d} step {step:<7d} loss {record['loss']:.4f} train acc "
          f"{record['train_accuracy']:.1%} val acc {val_accuracy:.1%} img/s {record['img_per_s']:.0f}")
     if record["tick"] % config.snap == 0 or step == config.steps:

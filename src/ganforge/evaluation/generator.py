@@ -17,7 +17,6 @@ from typing import Any, cast
 import torch
 
 from ganforge.config import TrainConfig
-from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError
 from ganforge.evaluation.translator import default_metrics, evaluate_translation
@@ -29,7 +28,7 @@ from ganforge.metrics.probe import linear_probe
 from ganforge.models import family_of
 from ganforge.runs import load_discriminator, load_generator
 from ganforge.runs.exported import is_export_folder, read_export
-from ganforge.runs.folder import read_run_config
+from ganforge.runs.folder import open_recorded_store, read_run_config
 from ganforge.runs.output_guard import check_output_file, check_output_folder, ganforge_png, json_report
 
 
@@ -47,7 +46,7 @@ def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None
                           "noise-to-image run, which has no targets: score it with fid, kid, is or pr")
     assert extractor is not None, "the caller loads the feature network for a noise-to-image run's metrics"
     generator, config, nimg = load_generator(run_dir, device)
-    store = Store(data) if data is not None else open_training_store(config.data)
+    store = Store(data) if data is not None else open_recorded_store(run_dir, config.data)
     fake = generator_batches(generator, config.model.z_dim, config.model.num_classes if config.model.conditional
                              else 0, (store.manifest.height, store.manifest.width), device)
     results: list[dict[str, Any]] = []

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError, DataError
 from ganforge.metrics.evaluate import FIDELITY, METRICS, evaluate_sets
@@ -27,6 +26,7 @@ from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.fidelity import PROTOCOL, psnr, ssim
 from ganforge.metrics.sources import TensorSource
 from ganforge.runs import load_translator
+from ganforge.runs.folder import open_recorded_store
 from ganforge.translation import translate_images
 from ganforge.version import __version__
 
@@ -42,7 +42,7 @@ def evaluate_translation(run_dir: Path, metrics: list[str], *, n: int, data: Pat
                          extractor: FeatureExtractor | None, batch_size: int, device: torch.device,
                          progress: bool = True) -> list[dict[str, Any]]:
     loaded = load_translator(run_dir, "a2b", device)
-    store = Store(data) if data is not None else open_training_store(loaded.config.data)
+    store = Store(data) if data is not None else open_recorded_store(run_dir, loaded.config.data)
     m = store.manifest
     refused = [name for name in metrics if name not in (*PAIRED_METRICS, *METRICS)]
     if refused:

@@ -296,11 +296,17 @@ def _metric_lines(run_dir: Path) -> list[str]:
 def _metric_rows(run_dir: Path) -> list[tuple[str, str, float, str]]:
     """(kimg, metric, value, protocol) for every log.jsonl value whose key starts with fid/kid, in log order."""
     rows: list[tuple[str, str, float, str]] = []
-    try:  # with a size limit, up to a line cut short by a kill: a log linked to /dev/zero never ends
-        records = [r for r in read_json_lines(run_dir / "log.jsonl") if isinstance(r, dict)]
-    except (OSError, ValueError):
+    log = run_dir / "log.jsonl"
+    try:
+        records = read_json_lines(log)  # up to a line cut short by a kill; the rest is unreliable
+    except FileNotFoundError:
         records = []
+    except (OSError, ValueError) as error:  # a FIFO would block the export for good
+        raise CheckpointError(f"{log}: {error}; move it away and export again (the card then lists no "
+                              "metrics)") from None
     for record in records:
+        if not isinstance(record, dict):
+            continue
         for key, value in record.items():
             if not key.lower().startswith(("fid", "kid")):
                 continue

@@ -8,14 +8,11 @@ and those need the optional `huggingface_hub` package (pip install "ganforge[hub
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from ganforge.errors import ConfigError
-
-HUB_EXTRA = "pip install 'ganforge[hub]'"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+from ganforge.runs.hub_source import HUB_EXTRA, REPO_ID, fetch_generator_files, hub_repo_id
 
 
 def front_matter(fields: dict[str, Any]) -> str:
@@ -66,27 +63,13 @@ def card_metadata(meta: dict[str, Any], scores: dict[str, tuple[float, str]]) ->
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """A local folder as it is; otherwise a Hub repo id ("user/name"), from the local Hub cache first and then
-    the network, through huggingface_hub."""
+    """A local folder as it is; otherwise a string that can only be a Hub repo id ("user/name", see
+    runs/hub_source.py), from the local Hub cache first and then the network, through huggingface_hub."""
     local = Path(path)
     if local.exists():
         return local
-    text = str(path)
-    if not _REPO_ID.match(text):
-        raise ConfigError(f"{text}: no such run, export or model folder, and not a Hub repo id (user/name)")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:
-        raise ConfigError(f"{text}: no such run, export or model folder here; to load it as a Hugging Face Hub "
-                          f"repo id: {HUB_EXTRA}") from exc
-    try:
-        return Path(snapshot_download(text, local_files_only=True))
-    except Exception:  # not in the cache (the library raises its own error types): try the network
-        try:
-            return Path(snapshot_download(text))
-        except Exception as exc:
-            raise ConfigError(f"{text}: no such folder here, and no Hub repo of that name in the local cache or "
-                              f"online ({type(exc).__name__})") from exc
+    repo_id = hub_repo_id(path, str(path))
+    return fetch_generator_files(repo_id, repo_id, network=True)
 
 
 def hub_client(token: str | None = None) -> Any:
@@ -100,12 +83,31 @@ def hub_client(token: str | None = None) -> Any:
 
 def push(client: Any, folder: Path, repo_id: str, private: bool = False) -> str:
     """Upload an exported model folder to the Hub repo `repo_id` (created if missing); the repo's URL."""
-    client.create_repo(repo_id, private=private, exist_ok=True)
-    client.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload a ganforge generator")
+    try:
+        client.create_repo(repo_id, private=private, exist_ok=True)
+        client.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload a ganforge generator")
+    except Exception as exc:
+        if not _from_the_network(exc):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"--repo {repo_id}: the upload to the Hugging Face Hub failed ({reason}); check the "
+                          "network connection and your token (--token, $HF_TOKEN or `huggingface-cli login`), "
+                          "then push again") from exc
     return f"https://huggingface.co/{repo_id}"
 
 
+# The packages whose errors mean the Hub could not be reached or refused the request: huggingface_hub wraps its
+# HTTP client's errors in some versions and lets them through in others (requests, then httpx), so errors are
+# recognised by where they come from rather than by class.
+_NETWORK_PACKAGES = frozenset({"huggingface_hub", "requests", "urllib3", "httpx", "httpx2", "httpcore", "h11"})
+
+
+def _from_the_network(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or any(cls.__module__.split(".")[0] in _NETWORK_PACKAGES
+                                           for cls in type(exc).__mro__)
+
+
 def check_repo_id(repo_id: str) -> str:
-    if not _REPO_ID.match(repo_id):
+    if not REPO_ID.match(repo_id):
         raise ConfigError(f"--repo {repo_id!r} is not a Hub repo id; write user/name")
     return repo_id

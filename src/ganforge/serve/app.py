@@ -16,7 +16,7 @@ unconditional generator "classes" is [] and `class` is refused.
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
 import errno
 import ipaddress
-import json
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from ganforge.errors import ConfigError
 from ganforge.explore.directions import Directions, load_directions, style_based
 from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates, truncation_space
-from ganforge.regular_files import read_limited
+from ganforge.regular_files import open_regular, parse_json
 from ganforge.runs import class_names, holds_translator, load_generator
 from ganforge.runs.exported import is_export_folder
 from ganforge.serve.base import STATIC, base_app
@@ -220,6 +220,7 @@ def _checked_directions(folder: Path, generator: torch.nn.Module, z_dim: int) ->
 
 # Fixed names: the client picks a key, not a path.
 RUN_FILES = {"samples": "samples/latest.png", "loss": "loss.png", "metrics": "metrics.png"}
+LOG_TAIL_BYTES = 1 << 20  # of log.jsonl read for the status: hundreds of rows, whatever the log's length
 
 
 def _run_file_path(run_root: Path, relative: str) -> Path | None:
@@ -243,16 +244,18 @@ def _mtime(path: Path | None) -> float | None:
 def _last_tick(log: Path | None) -> dict[str, Any] | None:
     if log is None:
         return None
-    try:  # with a size limit: a log linked to /dev/zero would be read until memory runs out
-        lines = read_limited(log, 256 << 20).decode("utf-8", errors="replace").splitlines()
-    except (OSError, ValueError):
+    try:  # a FIFO swapped in after _run_file_path's check must not block the server
+        with open_regular(log) as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - LOG_TAIL_BYTES))  # the last tick is in the last rows
+            lines = f.read(LOG_TAIL_BYTES).decode("utf-8", errors="replace").splitlines()
+    except OSError:
         return None
     for line in reversed(lines):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = parse_json(line)
+        except ValueError:
             continue  # the line being written right now
-        if "tick" in record:
+        if isinstance(record, dict) and "tick" in record:
             keep = ("tick", "kimg", "loss_d", "loss_g", "d_real", "d_fake", "img_per_s")
             return {k: record[k] for k in keep if k in record}
     return None

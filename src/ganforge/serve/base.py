@@ -1,4 +1,5 @@
-"""What every ganforge web app shares: the static files, the Host check, and errors as JSON naming the parameter.
+"""What every ganforge web app shares: the static files, the Host check, errors as JSON naming the parameter, and
+quiet ends to uploads the client gave up on.
 
 No `from __future__ import annotations`: FastAPI reads the handler annotations at runtime.
 """
@@ -7,9 +8,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ganforge.serve.hosts import HostCheck, allowed_hosts
 from ganforge.serve.render import BadParameter
@@ -36,5 +38,11 @@ def base_app(host: str) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client closed the connection mid-upload: nobody reads an answer, and it is no server error to log
+        # ("Exception in ASGI application" with a traceback).
+        return Response(status_code=400)
 
     return app

@@ -28,6 +28,7 @@ import torch
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store
 from ganforge.metrics import load_extractor
+from ganforge.regular_files import read_json
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.folder import CONFIG_FILE
 from ganforge.training.distributed import Distributed
@@ -48,7 +49,7 @@ def best_snapshot_hook(config: TrainConfig, store: Store, ctx: Distributed, run_
     extractor = load_extractor(check.metrics_extractor, device=ctx.device_for(config.device))
     score = training_metrics_hook(check, store, ctx, extractor)
     budget_seconds = config.minutes * 60
-    best_kid = _recorded_best(run_dir / BEST_FOLDER)
+    best_kid = _recorded_best(run_dir / BEST_FOLDER, echo)
     spent, checks = 0.0, 0
     # Before the first check, its cost is estimated from the extractor's speed on a few images: the generated
     # ones and, not yet cached, as many real ones (a short budget on a slow extractor then makes no check at all).
@@ -103,10 +104,18 @@ def _write_best(state: TrainingState, run_dir: Path, record: dict[str, Any]) -> 
     os.replace(tmp, folder / BEST_RECORD)
 
 
-def _recorded_best(folder: Path) -> float | None:
-    """A resumed run's best KID so far (None when it has none or the record is unreadable)."""
+def _recorded_best(folder: Path, echo: Callable[[str], None]) -> float | None:
+    """A resumed run's best KID so far; None when it has none, or (said in a line) when the record is unreadable:
+    the best is then searched afresh and the record rewritten."""
+    path = folder / BEST_RECORD
     try:
-        kid = json.loads((folder / BEST_RECORD).read_text())["kid"]
-        return float(kid) if isinstance(kid, int | float) and kid == kid else None
-    except (OSError, ValueError, KeyError, TypeError):
+        kid = read_json(path)["kid"]  # a FIFO there must not block the resumed run
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as error:
+        echo(f"{path} is unreadable ({error}); the best snapshot is chosen afresh from here on")
+        return None
+    except (KeyError, TypeError):
+        echo(f"{path} records no KID; the best snapshot is chosen afresh from here on")
+        return None
+    return float(kid) if isinstance(kid, int | float) and not isinstance(kid, bool) and kid == kid else None

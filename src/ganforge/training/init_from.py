@@ -12,7 +12,6 @@ Another family, another resolution, or a source of which less than half of G fit
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ from ganforge.regular_files import check_regular
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.exported import DISCRIMINATOR_FILE, FORMATS, is_export_folder, read_export
 from ganforge.runs.folder import read_run_config
+from ganforge.runs.hub_source import fetch_generator_files, hub_repo_id
 from ganforge.runs.weights import weight_problem
 
 ImageShape = tuple[int, int, int]
 ROLES = ("G", "D", "G_ema", "E")  # checkpoint prefixes: generator, discriminator, G's average, AAE's encoder
 MIN_G_SHARE = 0.5  # less of G's weights than this from the source is not fine-tuning: refused
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 _LISTED = 6  # skipped tensors named in the report; the rest are counted
 
 
@@ -86,27 +85,13 @@ def open_init_source(given: str) -> InitSource:
     network: a run must not download at start)."""
     path = Path(given)
     if not path.exists():
-        path = _cached_hub_folder(given)
+        named = f"--init {given}"
+        path = fetch_generator_files(hub_repo_id(given, named), named, network=False)
     if not path.is_dir():
         raise ConfigError(f"--init {given} is not a folder; pass a run folder, an exported folder or a Hub repo id")
     if is_export_folder(path):
         return _export_source(given, path)
     return _run_source(given, path)
-
-
-def _cached_hub_folder(given: str) -> Path:
-    if not _REPO_ID.match(given):
-        raise ConfigError(f"--init {given}: no such run or exported folder (and not a Hub repo id, user/name)")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:
-        raise ConfigError(f"--init {given}: no such folder here; as a Hub repo id it needs huggingface_hub: "
-                          "pip install 'ganforge[hub]'") from exc
-    try:
-        return Path(snapshot_download(given, local_files_only=True))
-    except Exception as exc:  # the library's own error types: not in the cache
-        raise ConfigError(f"--init {given}: no such folder, and no Hub repo of that name in the local cache; "
-                          f"download it first (`huggingface-cli download {given}`) or pass its folder") from exc
 
 
 def _run_source(given: str, path: Path) -> InitSource:

@@ -28,7 +28,7 @@ from ganforge.models import build_networks, family_of, summarize, validate
 from ganforge.models.family import ImageShape, ModelFamily, check_conditional, check_store
 from ganforge.recipes.default import with_default_recipe
 from ganforge.recipes.presets import Overrides, resolve_overrides
-from ganforge.runs.folder import read_run_config
+from ganforge.runs.folder import CONFIG_FILE, open_recorded_store, read_run_config
 from ganforge.runs.output_guard import check_outside_ganforge_folders
 from ganforge.training.distributed import Distributed
 from ganforge.training.fine_tuning import fine_tuning_recipe, init_record
@@ -154,7 +154,7 @@ def _resumed(run_dir: Path, given: Overrides) -> ResolvedRun:
     if config.data:
         found = find_store(run_dir, config.data, dataset, searched=("data",) not in given)
         config = dataclasses.replace(config, data=str(found))
-    store = open_training_store(config.data)
+    store = open_recorded_store(run_dir, config.data) if ("data",) not in given else open_training_store(config.data)
     if dataset.get("fingerprint") not in (None, store.manifest.fingerprint):
         raise DataError(f"{store.path} is not the dataset {run_dir} was trained on (its content fingerprint "
                         "changed); resume with the original store.")
@@ -179,7 +179,9 @@ def find_store(run_dir: Path, data: str, dataset: dict[str, Any], *, searched: b
     if not searched:
         return candidates[0]  # opened as given: a missing or different store is reported there
     looked = ", ".join(dict.fromkeys(str(c) for c in candidates))
-    raise DataError(f"{run_dir} was trained on {data}, which is not there (looked at {looked}); pass the store "
+    # A file at the recorded path that is not the store (train.data edited to another file) is not "missing".
+    found = (f"which is not the store {run_dir} was trained on" if Path(data).exists() else "which is not there")
+    raise DataError(f"train.data in {run_dir / CONFIG_FILE} is {data}, {found} (looked at {looked}); pass the store "
                     f"with `ganforge train --resume {run_dir} --data PATH` (its content must be the same)")
 
 

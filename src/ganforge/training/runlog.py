@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ganforge.errors import CheckpointError
-from ganforge.regular_files import read_json_lines
+from ganforge.regular_files import NotARegularFile, append_regular, read_json_lines
 
 LOG_FILE = "log.jsonl"
 
@@ -28,13 +28,16 @@ class RunLog:
                 self._writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
+        """The log's rows up to the first that does not parse (a line cut short by a kill: everything after it is
+        unreliable); none when there is no log yet. A log that is no regular file (a FIFO would block for good) or
+        too large to be one is a CheckpointError naming it."""
+        try:
+            rows = read_json_lines(self.path)
+        except FileNotFoundError:
             return []
-        try:  # with a size limit: a log linked to /dev/zero would be read until memory runs out
-            rows = read_json_lines(self.path)  # up to a line cut short by a kill: the rest is unreliable
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{self.path} cannot be read as the run's log ({exc}); move it away (the run goes on "
-                                  "without its history)") from exc
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"{self.path}: {error}; move it away (the run resumes without its history)") \
+                from None
         return [row for row in rows if isinstance(row, dict)]
 
     def truncate_after(self, nimg: int) -> None:
@@ -45,8 +48,11 @@ class RunLog:
         os.replace(tmp, self.path)
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            append_regular(self.path, json.dumps(record) + "\n")
+        except NotARegularFile as error:  # a FIFO would block the run at its first row
+            raise CheckpointError(f"{self.path}: {error}; move it away (the run resumes without its history)") \
+                from None
         if self._writer is not None and "tick" in record:
             for key, value in record.items():
                 if isinstance(value, int | float) and key not in ("tick", "nimg"):
