@@ -20,13 +20,12 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from cli_helpers import TRAIN, invoke, one_error, tiny_pix2pix_run, usage_error
+from cli_helpers import TRAIN, invoke, one_error, usage_error
 from ganforge.data.store import Store
 from ganforge.runs.checkpoint import CHECKSUM_KEY, content_checksum, latest_checkpoint
 from ganforge.terminal_text import terminal_safe
 
 from data_slices import make_pair_store
-from run_helpers import noise_run_and_export
 
 
 def _png_bytes(value: int = 128, size: int = 16) -> bytes:
@@ -50,17 +49,6 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """(store, run, export) of a run that trains in a second."""
-    return noise_run_and_export(tmp_path_factory.mktemp("behaviour"), TRAIN)
-
-
-@pytest.fixture(scope="module")
-def translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_pix2pix_run(tmp_path_factory.mktemp("behaviour-pix2pix"))
 
 
 # 1. Weights that would draw blank images: NaN, or integers that load_state_dict would cast to floats.
@@ -220,16 +208,6 @@ def test_file_names_are_escaped_as_a_terminal_would_act_on_them() -> None:
     assert terminal_safe("r\u202egnp.exe") == "r\\u202egnp.exe"
     assert terminal_safe(b"caf\xe9.png".decode("utf-8", "surrogateescape")) == "caf\\xe9.png"
     assert terminal_safe(Path("d\n/e.png")) == "d\\n/e.png"
-
-
-@pytest.fixture(scope="module")
-def detector(noise: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store, run, _ = noise
-    out = tmp_path_factory.mktemp("behaviour-detector") / "det"
-    result = invoke("detect", "train", "--real", store, "--fake", run, "--out", out, "--steps", "2", "--batch", "4",
-                    "--size", "16", "--images-per-source", "16", "--tick-steps", "1", "--snap", "1")
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_detect_score_prints_a_name_with_a_newline_on_one_line(detector: Path, tmp_path: Path) -> None:

@@ -23,12 +23,11 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from cli_helpers import TRAIN, invoke, one_error, tiny_pix2pix_run
+from cli_helpers import invoke, one_error
 from ganforge.errors import CheckpointError
 from ganforge.runs import load_generator
 
 from data_slices import make_store
-from run_helpers import noise_run_and_export
 from serve_helpers import LOCAL_BASE_URL
 
 
@@ -49,11 +48,6 @@ def _grey_png(width: int, height: int, header_only: bool = False) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def pix2pix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_pix2pix_run(tmp_path_factory.mktemp("memory-pix2pix"))
-
-
-@pytest.fixture(scope="module")
 def wide_png() -> bytes:
     png = _grey_png(50_000_000, 1)
     assert len(png) < 100_000  # 50 M pixels in under 100 KB
@@ -69,24 +63,24 @@ def _digit_png() -> bytes:
 
 
 @pytest.mark.parametrize("crop", ["none", "pad"])
-def test_a_line_of_fifty_million_pixels_translates_like_any_other_input(pix2pix: Path, wide_png: bytes,
+def test_a_line_of_fifty_million_pixels_translates_like_any_other_input(translator: Path, wide_png: bytes,
                                                                         tmp_path: Path, crop: str) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "line.png").write_bytes(wide_png)
     (inputs / "digit.png").write_bytes(_digit_png())
-    result = invoke("translate", pix2pix, inputs, "--out", tmp_path / "out", "--crop", crop)
+    result = invoke("translate", translator, inputs, "--out", tmp_path / "out", "--crop", crop)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert "translated 2 of 2" in result.output
     assert Image.open(tmp_path / "out" / "line.png").size == (16, 16)
 
 
-def test_a_column_of_fifty_million_pixels_is_stretched_without_a_giant_intermediate(pix2pix: Path,
+def test_a_column_of_fifty_million_pixels_is_stretched_without_a_giant_intermediate(translator: Path,
                                                                                     tmp_path: Path) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "column.png").write_bytes(_grey_png(1, 50_000_000))  # the shape: 1 px wide, 97 KB
-    result = invoke("translate", pix2pix, inputs, "--out", tmp_path / "out", "--crop", "none")
+    result = invoke("translate", translator, inputs, "--out", tmp_path / "out", "--crop", "none")
     assert result.exit_code == 0 and "translated 1 of 1" in result.output, result.output
 
 
@@ -99,17 +93,17 @@ def _client(run: Path, max_parallel: int = 2):  # -> fastapi's TestClient, which
     return testclient.TestClient(create_translation_app(run, max_parallel=max_parallel), base_url=LOCAL_BASE_URL)
 
 
-def test_serve_translates_a_line_of_fifty_million_pixels_with_crop_none(pix2pix: Path, wide_png: bytes) -> None:
-    response = _client(pix2pix).post("/api/translate.png?crop=none", content=wide_png)
+def test_serve_translates_a_line_of_fifty_million_pixels_with_crop_none(translator: Path, wide_png: bytes) -> None:
+    response = _client(translator).post("/api/translate.png?crop=none", content=wide_png)
     assert response.status_code == 200, response.text
     assert Image.open(io.BytesIO(response.content)).size == (16, 16)
 
 
-def test_serve_decodes_no_more_uploads_at_once_than_its_translation_slots(pix2pix: Path,
+def test_serve_decodes_no_more_uploads_at_once_than_its_translation_slots(translator: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import ganforge.serve.translate_app as translate_app
 
-    client = _client(pix2pix, max_parallel=2)
+    client = _client(translator, max_parallel=2)
     running, most, lock = 0, 0, threading.Lock()
     decode = translate_app.decode
 
@@ -132,23 +126,23 @@ def test_serve_decodes_no_more_uploads_at_once_than_its_translation_slots(pix2pi
     assert statuses == [200] * 8 and 1 <= most <= 2, (statuses, most)
 
 
-def test_serve_refuses_a_scale_whose_output_would_pass_the_side_limit(pix2pix: Path,
+def test_serve_refuses_a_scale_whose_output_would_pass_the_side_limit(translator: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import ganforge.serve.translate_app as translate_app
 
     monkeypatch.setattr(translate_app, "MAX_OUTPUT_SIDE", 64)  # as a 512 px run meets the real 2048 at scale 8
-    response = _client(pix2pix).post("/api/translate.png?scale=8", content=_digit_png())
+    response = _client(translator).post("/api/translate.png?scale=8", content=_digit_png())
     assert response.status_code == 400 and response.json()["param"] == "scale", response.text
     assert "scale 8 would make a 128x128 px image; the limit is 64 px a side" in response.json()["error"]
 
 
-def test_running_out_of_memory_while_decoding_is_busy_retry_not_a_bad_image(pix2pix: Path,
+def test_running_out_of_memory_while_decoding_is_busy_retry_not_a_bad_image(translator: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     def no_memory(self: ImageFile.ImageFile) -> None:
         raise MemoryError
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
-    response = _client(pix2pix).post("/api/translate.png", content=_digit_png())
+    response = _client(translator).post("/api/translate.png", content=_digit_png())
     assert response.status_code == 503 and "retry" in response.json()["error"], response.text
     assert response.headers["retry-after"]
 
@@ -165,7 +159,7 @@ def test_an_image_over_the_pixel_limit_is_a_bomb_even_when_the_warning_is_not_an
         open_image(io.BytesIO(buffer.getvalue()))
 
 
-def test_translate_skips_an_input_it_has_no_memory_for_and_says_so(pix2pix: Path, tmp_path: Path,
+def test_translate_skips_an_input_it_has_no_memory_for_and_says_so(translator: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -179,17 +173,12 @@ def test_translate_skips_an_input_it_has_no_memory_for_and_says_so(pix2pix: Path
         return load(self)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory_for_bmp)
-    result = invoke("translate", pix2pix, inputs, "--out", tmp_path / "out")
+    result = invoke("translate", translator, inputs, "--out", tmp_path / "out")
     assert result.exit_code == 0 and "translated 1 of 2" in result.output, result.output
     assert "out of memory" in result.output and "corrupt" not in result.output
 
 
 # --- exports: declared and produced sizes -------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return noise_run_and_export(tmp_path_factory.mktemp("memory-export"), TRAIN)
-
 
 @pytest.fixture(scope="module")
 def export(noise: tuple[Path, Path, Path]) -> Path:
@@ -264,9 +253,9 @@ def test_an_onnx_graph_that_makes_other_images_than_its_export_records_is_one_li
 
 @pytest.mark.parametrize("make", ["2x2", "int64"])
 def test_an_onnx_translator_that_makes_other_images_is_refused_by_translate_and_serve_at_start(
-        pix2pix: Path, tmp_path: Path, make: str) -> None:
+        translator: Path, tmp_path: Path, make: str) -> None:
     folder = tmp_path / "export"
-    assert invoke("export", pix2pix, "--format", "onnx", "--out", folder).exit_code == 0
+    assert invoke("export", translator, "--format", "onnx", "--out", folder).exit_code == 0
     _hostile_graph(folder / "generator.onnx", make, "images", ["batch", 1, 16, 16])
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "digit.png").write_bytes(_digit_png())
@@ -290,10 +279,10 @@ def test_an_onnx_graph_is_run_on_one_latent_before_a_batch(export: Path, tmp_pat
     assert batches == [1]
 
 
-def test_a_translator_export_that_records_16384_squared_images_is_refused_before_loading(pix2pix: Path,
+def test_a_translator_export_that_records_16384_squared_images_is_refused_before_loading(translator: Path,
                                                                                          tmp_path: Path) -> None:
     folder = tmp_path / "export"
-    assert invoke("export", pix2pix, "--out", folder).exit_code == 0
+    assert invoke("export", translator, "--out", folder).exit_code == 0
     meta = json.loads((folder / "config.json").read_text())
     meta["dataset"]["shape"], meta["train"]["model"]["input_shape"] = [3, 16384, 16384], [1, 16384, 16384]
     (folder / "config.json").write_text(json.dumps(meta))
@@ -304,9 +293,9 @@ def test_a_translator_export_that_records_16384_squared_images_is_refused_before
     assert not (tmp_path / "out").exists()
 
 
-def test_a_run_whose_config_records_16384_squared_images_is_refused_before_loading(pix2pix: Path,
+def test_a_run_whose_config_records_16384_squared_images_is_refused_before_loading(translator: Path,
                                                                                   tmp_path: Path) -> None:
-    run = Path(shutil.copytree(pix2pix, tmp_path / "run"))
+    run = Path(shutil.copytree(translator, tmp_path / "run"))
     meta = json.loads((run / "config.json").read_text())
     meta["dataset"]["shape"], meta["train"]["model"]["input_shape"] = [3, 16384, 16384], [1, 16384, 16384]
     (run / "config.json").write_text(json.dumps(meta))

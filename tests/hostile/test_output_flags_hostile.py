@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import TRAIN, invoke, one_error, tiny_pix2pix_run
+from cli_helpers import invoke, one_error
 from ganforge.errors import ConfigError
 from ganforge.images import save_png
 from ganforge.runs.checkpoint import latest_checkpoint
 from ganforge.runs.output_guard import check_output_file, ganforge_png
-
-from run_helpers import noise_run_and_export
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -29,26 +27,6 @@ def _png(path: Path, value: int = 7, size: int = 16) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((size, size), value, np.uint8), "L").save(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return noise_run_and_export(tmp_path_factory.mktemp("output-flags"), TRAIN)
-
-
-@pytest.fixture(scope="module")
-def translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_pix2pix_run(tmp_path_factory.mktemp("output-flags-pix2pix"))
-
-
-@pytest.fixture(scope="module")
-def detector(noise: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store, run, _ = noise
-    out = tmp_path_factory.mktemp("output-flags-detector") / "det"
-    result = invoke("detect", "train", "--real", store, "--fake", run, "--out", out, "--steps", "2", "--batch", "4",
-                     "--size", "16", "--images-per-source", "16", "--tick-steps", "1", "--snap", "1")
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_evaluate_json_onto_the_runs_config_is_refused_and_the_config_kept(noise: tuple[Path, Path, Path]) -> None:

@@ -16,19 +16,12 @@ from typing import Any
 import pytest
 
 import ganforge as gf
-from cli_helpers import TRAIN, invoke, one_error
+from cli_helpers import invoke, one_error
 from ganforge.errors import ConfigError
-
-from run_helpers import noise_run_and_export
 
 # What a shadow file holds: a secret in its first 8 bytes (read as a store's header length they are a number that
 # once appeared in an error) and further on.
 SECRET = b"root:$6$saltsalt$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
-
-
-@pytest.fixture(scope="module")
-def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return noise_run_and_export(tmp_path_factory.mktemp("reading-outside"), TRAIN)
 
 
 def _assert_no_secret(text: str) -> None:

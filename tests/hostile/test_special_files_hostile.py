@@ -22,18 +22,7 @@ from cli_helpers import one_error
 from ganforge.cli import main
 from ganforge.runs.checkpoint import checkpoint_path, latest_checkpoint
 
-from run_helpers import noise_run_and_export
-
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev/zero are POSIX")
-
-TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8", "--kimg", "0.025",
-         "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def healthy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return noise_run_and_export(tmp_path_factory.mktemp("special-files"), TRAIN)
-
 
 @contextmanager
 def _within(seconds: int) -> Iterator[None]:
@@ -81,9 +70,9 @@ def _replace(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how, says", [("fifo", "not a regular file (a FIFO)"),
                                        ("dev-zero", "not a regular file (a character device)"),
                                        ("huge", "larger than 4 MB"), ("nested", "nested too deeply")])
-def test_an_exports_config_json_that_is_no_file_or_too_much_is_one_line(healthy: tuple[Path, Path, Path],
+def test_an_exports_config_json_that_is_no_file_or_too_much_is_one_line(noise: tuple[Path, Path, Path],
                                                                          tmp_path: Path, how: str, says: str) -> None:
-    export = _copy(healthy[2], tmp_path)
+    export = _copy(noise[2], tmp_path)
     _replace(export / "config.json", how)
     error = one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
     assert says in error and "config.json" in error, error
@@ -92,17 +81,17 @@ def test_an_exports_config_json_that_is_no_file_or_too_much_is_one_line(healthy:
 
 @pytest.mark.parametrize("how, says", [("dev-zero", "not a regular file"), ("huge", "larger than 4 MB"),
                                        ("nested", "nested too deeply")])
-def test_a_runs_config_json_that_is_too_much_is_one_line(healthy: tuple[Path, Path, Path], tmp_path: Path, how: str,
+def test_a_runs_config_json_that_is_too_much_is_one_line(noise: tuple[Path, Path, Path], tmp_path: Path, how: str,
                                                           says: str) -> None:
-    run = _copy(healthy[1], tmp_path)
+    run = _copy(noise[1], tmp_path)
     _replace(run / "config.json", how)
     error = one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
     assert says in error, error
 
 
-def test_a_fifo_named_like_the_latest_checkpoint_is_reported_not_read(healthy: tuple[Path, Path, Path],
+def test_a_fifo_named_like_the_latest_checkpoint_is_reported_not_read(noise: tuple[Path, Path, Path],
                                                                       tmp_path: Path) -> None:
-    run = _copy(healthy[1], tmp_path)
+    run = _copy(noise[1], tmp_path)
     fifo = checkpoint_path(run, 10**9)
     os.mkfifo(fifo)
     error = one_error(_invoke("generate", run, "--n", "1", "--out", tmp_path / "g.png"))
@@ -111,9 +100,9 @@ def test_a_fifo_named_like_the_latest_checkpoint_is_reported_not_read(healthy: t
     assert fifo.exists()  # doctor reads only
 
 
-def test_a_fifo_as_the_lock_does_not_block_doctor_and_training_refuses_it(healthy: tuple[Path, Path, Path],
+def test_a_fifo_as_the_lock_does_not_block_doctor_and_training_refuses_it(noise: tuple[Path, Path, Path],
                                                                          tmp_path: Path) -> None:
-    run = _copy(healthy[1], tmp_path)
+    run = _copy(noise[1], tmp_path)
     (run / ".lock").unlink(missing_ok=True)
     os.mkfifo(run / ".lock")
     result = _invoke("doctor", run)
@@ -122,8 +111,8 @@ def test_a_fifo_as_the_lock_does_not_block_doctor_and_training_refuses_it(health
     assert ".lock is not a regular file (a FIFO)" in error, error
 
 
-def test_a_fifo_as_the_runs_store_is_reported_not_read(healthy: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    run = _copy(healthy[1], tmp_path)
+def test_a_fifo_as_the_runs_store_is_reported_not_read(noise: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run = _copy(noise[1], tmp_path)
     os.mkfifo(tmp_path / "store.gfs")
     record = json.loads((run / "config.json").read_text())
     record["train"]["data"] = str(tmp_path / "store.gfs")
@@ -138,8 +127,8 @@ def _dead_pid() -> int:
 
 
 def test_temporaries_of_a_killed_checkpoint_write_are_reported_and_removed_on_resume(
-        healthy: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    run = _copy(healthy[1], tmp_path)
+        noise: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run = _copy(noise[1], tmp_path)
     latest = latest_checkpoint(run)
     assert latest is not None
     stale = latest.with_name(f".{latest.name}.tmp-{_dead_pid()}")
@@ -174,9 +163,9 @@ def test_a_fifo_as_the_config_file_is_one_line(tmp_path: Path) -> None:
     assert f"--config {tmp_path / 'settings.json'}: not a regular file (a FIFO)" in error, error
 
 
-def test_a_fifo_as_the_log_refuses_resume_and_export_in_one_line(healthy: tuple[Path, Path, Path],
+def test_a_fifo_as_the_log_refuses_resume_and_export_in_one_line(noise: tuple[Path, Path, Path],
                                                                   tmp_path: Path) -> None:
-    run = _copy(healthy[1], tmp_path)
+    run = _copy(noise[1], tmp_path)
     _replace(run / "log.jsonl", "fifo")
     error = one_error(_invoke("train", "--resume", run, "--kimg", "0.05", "--no-progress"))
     assert f"{run / 'log.jsonl'}: not a regular file (a FIFO); move it away" in error, error
@@ -185,9 +174,9 @@ def test_a_fifo_as_the_log_refuses_resume_and_export_in_one_line(healthy: tuple[
     assert not (tmp_path / "export").exists()
 
 
-def test_a_fifo_as_the_inception_weights_is_one_line(healthy: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_a_fifo_as_the_inception_weights_is_one_line(noise: tuple[Path, Path, Path], tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "inception.pt")
-    error = one_error(_invoke("evaluate", "--real", healthy[0], "--fake", healthy[0], "--n", "4", "--inception",
+    error = one_error(_invoke("evaluate", "--real", noise[0], "--fake", noise[0], "--n", "4", "--inception",
                               tmp_path / "inception.pt"))
     assert f"--inception {tmp_path / 'inception.pt'}: not a regular file (a FIFO)" in error, error
 
@@ -219,9 +208,9 @@ def test_appending_to_a_log_that_is_a_fifo_refuses_instead_of_waiting_for_a_read
 
 @pytest.mark.parametrize("how, says", [("fifo", "not a regular file (a FIFO)"),
                                        ("dev-zero", "not a regular file (a character device)")])
-def test_an_exports_weights_that_are_no_file_are_said_to_be_so_not_missing(healthy: tuple[Path, Path, Path],
+def test_an_exports_weights_that_are_no_file_are_said_to_be_so_not_missing(noise: tuple[Path, Path, Path],
                                                                          tmp_path: Path, how: str, says: str) -> None:
-    export = _copy(healthy[2], tmp_path)
+    export = _copy(noise[2], tmp_path)
     _replace(export / "model.safetensors", how)
     error = one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
     assert f"model.safetensors: {says}" in error, error

@@ -20,10 +20,8 @@ import pytest
 from PIL import Image
 
 import ganforge as gf
-from cli_helpers import TRAIN, invoke, one_error, tiny_pix2pix_run
+from cli_helpers import invoke, one_error, tiny_pix2pix_run
 from ganforge.errors import CheckpointError, ConfigError
-
-from run_helpers import noise_run_and_export
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -38,11 +36,6 @@ def _edit(config: Path, **changes: object) -> None:
         else:
             record[key] = value
     config.write_text(json.dumps(record))
-
-
-@pytest.fixture(scope="module")
-def noise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return noise_run_and_export(tmp_path_factory.mktemp("tracebacks"), TRAIN)
 
 
 @pytest.fixture(scope="module")
