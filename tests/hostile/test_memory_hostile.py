@@ -283,12 +283,7 @@ def test_a_translator_export_that_records_16384_squared_images_is_refused_before
                                                                                          tmp_path: Path) -> None:
     folder = tmp_path / "export"
     assert invoke("export", translator, "--out", folder).exit_code == 0
-    meta = json.loads((folder / "config.json").read_text())
-    meta["dataset"]["shape"], meta["train"]["model"]["input_shape"] = [3, 16384, 16384], [1, 16384, 16384]
-    (folder / "config.json").write_text(json.dumps(meta))
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "digit.png").write_bytes(_digit_png())
-    error = one_error(invoke("translate", folder, tmp_path / "in", "--out", tmp_path / "out"))
+    error = _translate_with_a_16384_squared_record(folder, tmp_path)
     assert "config.json: dataset.shape says 3x16384x16384 images, more than the 16,777,216 pixels" in error, error
     assert not (tmp_path / "out").exists()
 
@@ -296,13 +291,18 @@ def test_a_translator_export_that_records_16384_squared_images_is_refused_before
 def test_a_run_whose_config_records_16384_squared_images_is_refused_before_loading(translator: Path,
                                                                                   tmp_path: Path) -> None:
     run = Path(shutil.copytree(translator, tmp_path / "run"))
-    meta = json.loads((run / "config.json").read_text())
+    error = _translate_with_a_16384_squared_record(run, tmp_path)
+    assert "records images of 3x16384x16384, more than the 16,777,216 pixels" in error, error
+
+
+def _translate_with_a_16384_squared_record(folder: Path, tmp_path: Path) -> str:
+    """The one error line of `translate` through `folder` once its config.json says 16384 x 16384 images."""
+    meta = json.loads((folder / "config.json").read_text())
     meta["dataset"]["shape"], meta["train"]["model"]["input_shape"] = [3, 16384, 16384], [1, 16384, 16384]
-    (run / "config.json").write_text(json.dumps(meta))
+    (folder / "config.json").write_text(json.dumps(meta))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "digit.png").write_bytes(_digit_png())
-    error = one_error(invoke("translate", run, tmp_path / "in", "--out", tmp_path / "out"))
-    assert "records images of 3x16384x16384, more than the 16,777,216 pixels" in error, error
+    return one_error(invoke("translate", folder, tmp_path / "in", "--out", tmp_path / "out"))
 
 
 # --- readers of real images: bombs -------------------------------------------------------------------------------
