@@ -56,6 +56,22 @@ def test_the_reason_cites_the_measurement_nearest_the_stores_size(side, measured
     assert measured_on in default_recipe.choose_recipe((3, side, side), 8144, CPU).reason
 
 
+@pytest.mark.parametrize("minutes, measured_after", [(None, "after 60 minutes"), (0.0, "after 60 minutes"),
+                                                     (3.0, "after 10 minutes"), (24.0, "after 10 minutes"),
+                                                     (25.0, "after 60 minutes"), (600.0, "after 60 minutes")])
+def test_the_reason_cites_the_measured_budget_nearest_the_users(minutes, measured_after):
+    """Nearest by ratio: 24 minutes is nearer 10 than 60 (2.4x against 2.5x), 25 is nearer 60."""
+    reason = default_recipe.choose_recipe((3, 64, 64), 19_992, CPU, minutes=minutes).reason
+    assert measured_after in reason and "64 px anime faces" in reason
+    assert ("nearest your" in reason) == bool(minutes)
+
+
+def test_train_minutes_reaches_the_choice_through_its_flags():
+    given, choice = default_recipe.with_default_recipe({("minutes",): 12.0}, (3, 128, 128), 8144, 0, CPU)
+    assert choice is not None and "after 10 minutes on this 2-core CPU on 128 px cars" in choice.reason
+    assert "nearest your 12 minutes" in choice.describe() and given[("minutes",)] == 12.0
+
+
 @pytest.mark.parametrize("device, preset", [(GPU, "fastgan"), (CPU, "fastgan-cpu")])
 def test_without_the_projected_extra_fastgan_is_chosen_with_the_install_line(device, preset, monkeypatch):
     monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: False)

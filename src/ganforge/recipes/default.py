@@ -8,6 +8,7 @@ line `ganforge train` prints first says which recipe it chose and the measuremen
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,20 +18,54 @@ from ganforge.models.efficientnet_lite0 import extra_installed as projected_extr
 from ganforge.recipes.presets import Overrides, preset_overrides
 
 FASTGAN_MIN_SIDE = 64  # FastGAN's generator starts at 4 px and needs 4 doublings to its first skip excitation
-# Device type (and "cpu-128" for stores of 128 px and more) -> (the winner's preset, the runner-up's preset without
-# `ganforge[projected]`, where they were measured, their scores), from BENCHMARKS.md's rows for 64 px anime faces
-# and 128 px cars: FastGAN and Projected GAN for the same time.
-MEASURED = {
-    "cuda": ("projected", "fastgan", "after 6.5 minutes side by side on an H200 on 64 px anime faces",
-             {"projected": "FID 55.1, KID 0.040, recall 0.084", "fastgan": "FID 59.5, KID 0.049, recall 0.019"}),
-    "cpu": ("projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 64 px anime faces, with "
-            "a quarter of the papers' G width", {"projected": "FID 52.0, KID 0.038, recall 0.055",
-                                                "fastgan": "FID 75.8, KID 0.061, recall 0.001"}),
-    "cpu-128": ("projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 128 px cars, with a "
-                "quarter of the papers' G width", {"projected": "FID 47.0, KID 0.032, precision 0.21",
-                                                  "fastgan": "FID 304.9, KID 0.417, precision 0"}),
-}
 MEASURED_LARGE_SIDE = 128  # from this size on, the 128 px cars are the nearer measurement
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One of BENCHMARKS.md's side-by-side rows: FastGAN and Projected GAN trained for the same minutes on one
+    device and data set, and the preset that won (`winner`) and the one a machine without `ganforge[projected]`
+    falls back to (`runner_up`)."""
+
+    device: str  # "cpu" or "cuda"
+    large: bool  # measured on 128 px cars (else 64 px anime faces)
+    minutes: float
+    winner: str
+    runner_up: str
+    where: str
+    scores: dict[str, str]
+
+
+MEASUREMENTS = (
+    Measurement("cuda", False, 6.5, "projected", "fastgan", "after 6.5 minutes side by side on an H200 on 64 px "
+                "anime faces", {"projected": "FID 55.1, KID 0.040, recall 0.084",
+                                "fastgan": "FID 59.5, KID 0.049, recall 0.019"}),
+    Measurement("cpu", False, 10, "projected-cpu", "fastgan-cpu", "after 10 minutes on this 2-core CPU on 64 px anime "
+                "faces, with a quarter of the papers' G width", {"projected": "FID 81.6, KID 0.075, precision 0.19",
+                                                                "fastgan": "FID 155.2, KID 0.153, precision 0.14"}),
+    Measurement("cpu", False, 60, "projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 64 px anime "
+                "faces, with a quarter of the papers' G width", {"projected": "FID 52.0, KID 0.038, recall 0.055",
+                                                                "fastgan": "FID 75.8, KID 0.061, recall 0.001"}),
+    Measurement("cpu", True, 10, "projected-cpu", "fastgan-cpu", "after 10 minutes on this 2-core CPU on 128 px cars, "
+                "with a quarter of the papers' G width", {"projected": "FID 170.2, KID 0.194, the same white car",
+                                                         "fastgan": "FID 365.7, KID 0.493, no cars"}),
+    Measurement("cpu", True, 60, "projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 128 px cars, "
+                "with a quarter of the papers' G width", {"projected": "FID 47.0, KID 0.032, precision 0.21",
+                                                         "fastgan": "FID 304.9, KID 0.417, precision 0"}),
+)
+
+
+def nearest_measurement(device: torch.device, side: int, minutes: float | None) -> Measurement:
+    """The row that speaks for this device type, store size and budget: measured on the same device type, on the
+    data set nearer in resolution, at the budget nearest `minutes` by ratio (the longest measured without one,
+    since a run without --minutes is one trained to its full length)."""
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    rows = [row for row in MEASUREMENTS if row.device == kind]
+    large = side >= MEASURED_LARGE_SIDE
+    rows = [row for row in rows if row.large == large] or rows
+    if not minutes or minutes <= 0:
+        return max(rows, key=lambda row: row.minutes)
+    return min(rows, key=lambda row: abs(math.log(minutes / row.minutes)))
 
 
 @dataclass(frozen=True)
@@ -55,9 +90,9 @@ class RecipeChoice:
 
 
 def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.device,
-                  classes: int = 0) -> RecipeChoice:
+                  classes: int = 0, minutes: float | None = None) -> RecipeChoice:
     """The measured-best recipe for `count` images of `shape` (C, H, W) with `classes` labelled classes (0 or 1:
-    unlabelled), trained on `device`."""
+    unlabelled), trained on `device` for `minutes` (None or 0: to its --kimg)."""
     _, height, width = shape
     images = f"{count:,} images of {height}x{width}" if count is not None else f"{height}x{width} images"
     bf16 = has_fast_bf16(device)
@@ -72,17 +107,17 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
             "dcgan-small",
             f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: of the DCGAN variants measured on the "
             "28 px digits this one read best per CPU-minute (BENCHMARKS.md, the demo's first impression)", bf16)
-    measured = "cuda" if device.type == "cuda" else "cpu-128" if min(height, width) >= MEASURED_LARGE_SIDE else "cpu"
-    winner, runner_up, measured_where, scores = MEASURED[measured]
+    row = nearest_measurement(device, min(height, width), minutes)
+    budget = (f" (the measured budget nearest your {minutes:g} minutes)" if minutes and minutes > 0 else "")
     if not projected_extra_installed():
         return RecipeChoice(
-            runner_up,
-            f"{images}: FastGAN, the runner-up {measured_where} ({scores['fastgan']}); the winner, Projected GAN "
-            f'({scores["projected"]}), needs `pip install "ganforge[projected]"` (BENCHMARKS.md)', bf16)
+            row.runner_up,
+            f"{images}: FastGAN, the runner-up {row.where}{budget} ({row.scores['fastgan']}); the winner, Projected "
+            f'GAN ({row.scores["projected"]}), needs `pip install "ganforge[projected]"` (BENCHMARKS.md)', bf16)
     return RecipeChoice(
-        winner,
-        f"{images}: Projected GAN reached {scores['projected']} {measured_where}, against FastGAN's "
-        f"{scores['fastgan']} (BENCHMARKS.md)", bf16)
+        row.winner,
+        f"{images}: Projected GAN reached {row.scores['projected']} {row.where}{budget}, against FastGAN's "
+        f"{row.scores['fastgan']} (BENCHMARKS.md)", bf16)
 
 
 def translation_recipe(pairing: str, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],
@@ -110,5 +145,7 @@ def with_default_recipe(given: Overrides, shape: tuple[int, int, int], count: in
         choice = translation_recipe(pairing, input_shape or shape, shape, device)
     else:
         usable = classes if given.get(("model", "conditional"), True) else 0
-        choice = choose_recipe(shape, count, device, usable)
+        budget = given.get(("minutes",))
+        minutes = float(budget) if isinstance(budget, int | float) else None
+        choice = choose_recipe(shape, count, device, usable, minutes)
     return {**choice.overrides(), **given}, choice
