@@ -111,7 +111,8 @@ def main() -> None:
         store.unlink(missing_ok=True)
         prepare_s = timed([sys.executable, "-m", "ganforge", "prepare", str(folder), "--out", str(store),
                            "--resolution", "64"], work / "prepare.log")
-        print(f"{count} JPEGs at 64 px; `ganforge prepare` made the store in {prepare_s:.1f} s (once, not in the pairs)")
+        print(f"{count} JPEGs at 64 px; `ganforge prepare` made the store in {prepare_s:.1f} s "
+              "(once, not in the pairs)")
         print("| pair | examples s | ganforge s | ratio | ganforge + prepare ratio |\n|---|---:|---:|---:|---:|")
         ratios, with_prepare = [], []
         for pair in range(args.pairs):

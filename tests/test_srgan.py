@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from ganforge.cli import main
 from ganforge.config import ModelConfig
 from ganforge.models import build_networks, srgan
-from ganforge.models.efficientnet_lite0 import extra_installed
+from ganforge.models.efficientnet_lite import extra_installed
 from ganforge.training.objective.content_loss import FeatureContentLoss, PixelContentLoss
 
 from data_slices import digit_pairs_store, digits_sr_store

@@ -54,6 +54,10 @@ class ModelConfig:
                              fixed_on_resume=True, at_most=1 << 20)
     fmap_max: int = setting(512, "progan, stylegan2: channel cap (512 in both papers).", fixed_on_resume=True,
                             at_most=8192)
+    features: str = setting("lite0", "projected: the frozen ImageNet network whose features D judges: lite0 "
+                            "(EfficientNet-Lite0, ganforge[projected]) or the wider, deeper lite1 or lite2 "
+                            "(ganforge[projected-large]).",
+                            choices=("lite0", "lite1", "lite2"), fixed_on_resume=True)
 
     def __post_init__(self) -> None:
         check_values(self)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.models import efficientnet_lite0 as lite0
+from ganforge.models import efficientnet_lite
 
 
 class SmallCnn(nn.Module):
@@ -33,8 +33,8 @@ class Lite0Detector(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.backbone = lite0.load_pretrained().requires_grad_(True).train()
-        self.head = nn.Linear(lite0.HEAD_CHANNELS, 1)
+        self.backbone = efficientnet_lite.load_pretrained().requires_grad_(True).train()
+        self.head = nn.Linear(efficientnet_lite.HEAD_CHANNELS, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         net = self.backbone

@@ -54,7 +54,7 @@ from ganforge.explore.noise_maps import (
 )
 from ganforge.explore.pivotal_tuning import TUNE_LR, TUNED_FOLDER, tune_around_pivot, write_tuned_export
 from ganforge.images import make_grid, save_png, to_pil
-from ganforge.models.efficientnet_lite0 import extra_installed, load_pretrained
+from ganforge.models.efficientnet_lite import extra_installed, load_pretrained
 from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.regular_files import open_regular

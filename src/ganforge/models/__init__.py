@@ -60,7 +60,10 @@ def summarize(config: ModelConfig, image_shape: ImageShape) -> str:
     for name, net in (("G", networks.generator), ("D", networks.discriminator), ("E", networks.encoder)):
         if net is None:
             continue
-        lines.append(f"{name} ({type(net).__name__})")
+        header, described = f"{name} ({type(net).__name__})", net.extra_repr()
+        # A network's own description, where it has one: the projected D's frozen feature network, which has
+        # no parameters to count.
+        lines.append(f"{header}: {described}" if described else header)
         for child_name, child in net.named_children():
             count = sum(p.numel() for p in child.parameters() if p.requires_grad)
             lines.append(f"  {child_name:<24} {count:>12,}")

@@ -1,13 +1,14 @@
-"""EfficientNet-Lite0's feature taps as a frozen network: each BatchNorm folded into the convolution before it.
+"""An EfficientNet-Lite's feature taps as a frozen network: each BatchNorm folded into the convolution before it.
 
 A frozen network in eval mode normalises with fixed statistics, so BN(conv(x, W)) = conv(x, W * s) + (beta -
 mean * s) with s = gamma / sqrt(var + eps), exactly (up to rounding). Folding removes every BatchNorm's forward
-and, in G's step, its backward to the input: on this 2-core CPU the features' forward and backward (batch 16,
-64 px, bf16) took 60 ms unfolded. Under autocast the weights are cast once per dtype and kept, since autocast
+and, in G's step, its backward to the input: on this 2-core CPU Lite0's forward and backward (batch 16, 64 px,
+bf16) took 60 ms unfolded. Under autocast the weights are cast once per dtype and kept, since autocast
 caches casts only of weights that require grad and would otherwise copy all of them on every call. On the CPU
 a pass that is differentiated (G's step) runs in fp32, whose backward is the faster one there.
 
-Same inputs and outputs as `EfficientNetLite0.features`; the weights are buffers (nothing to train, nothing for
+Same inputs and outputs as `EfficientNetLite.features`, for any variant (Lite0, Lite1, Lite2: the blocks differ
+in number and width only); the weights are buffers (nothing to train, nothing for
 an optimizer or DDP to see) and the network is always in eval mode.
 """
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.models.efficientnet_lite0 import EfficientNetLite0, MBConvBlock, SameConv2d, same_padding
+from ganforge.models.efficientnet_lite import EfficientNetLite, MBConvBlock, SameConv2d, same_padding
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,11 @@ def _fold(conv: SameConv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Ten
 
 
 class FrozenFeatures(nn.Module):
-    """images [B, 1 or 3, H, W] in [-1, 1] -> EfficientNet-Lite0's four feature taps (see `features`)."""
+    """images [B, 1 or 3, H, W] in [-1, 1] -> an EfficientNet-Lite's four feature taps (see `features`)."""
 
-    def __init__(self, network: EfficientNetLite0) -> None:
+    def __init__(self, network: EfficientNetLite) -> None:
         super().__init__()
+        self.variant = network.variant
         self._convs: list[FoldedConv] = []
         self._blocks: list[tuple[list[FoldedConv], bool]] = []  # (its convs, identity skip) per block
         self.tap_blocks = network.tap_blocks
@@ -97,8 +99,8 @@ class FrozenFeatures(nn.Module):
         return F.relu6(out) if conv.relu6 else out
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """As `EfficientNetLite0.features`: [B, 24, H/4, W/4], [B, 40, H/8, W/8], [B, 112, H/16, W/16],
-        [B, 320, H/32, W/32]."""
+        """As `EfficientNetLite.features`: [B, c_i, H/s_i, W/s_i] for s = 4, 8, 16, 32 and c =
+        `variant.feature_channels` (Lite0: 24, 40, 112, 320)."""
         device_type = images.device.type
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else images.dtype
         if device_type == "cpu" and dtype == torch.bfloat16 and images.requires_grad and torch.is_grad_enabled():
@@ -107,7 +109,7 @@ class FrozenFeatures(nn.Module):
             dtype = torch.float32
         weights = self._weights(dtype)
         with torch.autocast(device_type, enabled=False):  # the weights are already in the autocast dtype
-            x = EfficientNetLite0.to_network_input(images).to(dtype)
+            x = EfficientNetLite.to_network_input(images).to(dtype)
             x = self._conv(x, self._stem, weights)
             taps = []
             for index, (convs, residual) in enumerate(self._blocks):

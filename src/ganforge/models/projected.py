@@ -1,12 +1,13 @@
 """Projected GAN discriminator (Sauer, Chitta, Mueller & Geiger, NeurIPS 2021, "Projected GANs Converge Faster").
 
 D(x) = heads(CSM(CCM(F(x)))):
-- F: a frozen ImageNet EfficientNet-Lite0 (`efficientnet_lite0.py`) tapped at strides 4, 8, 16, 32 (24, 40,
-  112, 320 channels), its BatchNorms folded into its convolutions (`frozen_features.py`). Never trained, and
-  not a registered submodule: its 2.96M weights on the tapped path stay out of `parameters()` (Adam and DDP
-  see only the heads) and out of `state_dict()` (checkpoints stay small, and a checkpoint cannot alter them);
-  `_apply` carries it along with `.to()`, `.cuda()`, `.half()`.
-- CCM (Sec. 3.2, cross-channel mixing): a random 1x1 conv per scale, widening to 64, 128, 256, 512 channels.
+- F: a frozen ImageNet EfficientNet-Lite (`efficientnet_lite.py`; Lite0 by default, `--features lite1|lite2`
+  for the wider, deeper ones) tapped at strides 4, 8, 16, 32 (Lite0 and Lite1: 24, 40, 112, 320 channels;
+  Lite2: 24, 48, 120, 352), its BatchNorms folded into its convolutions (`frozen_features.py`). Never trained,
+  and not a registered submodule: its parameters on the tapped path (Lite0 2.96M, Lite1 3.72M, Lite2 4.36M) stay
+  out of `parameters()` (Adam and DDP see only the heads) and out of `state_dict()` (checkpoints stay small, and a
+  checkpoint cannot alter them); `_apply` carries it along with `.to()`, `.cuda()`, `.half()`.
+- CCM (Sec. 3.2, cross-channel mixing): a random 1x1 conv per scale, from F's channels to 64, 128, 256, 512.
 - CSM (cross-scale mixing, the paper's "proj_type 2"): U-Net-like, from the deepest scale up, each level
   is a random 3x3 conv of its CCM output plus the bilinearly upsampled level below; a conv halves the
   channels so the sum fits the shallower level: outputs 64, 64, 128, 256 channels at strides 4, 8, 16, 32.
@@ -29,7 +30,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
-from ganforge.models.efficientnet_lite0 import FEATURE_CHANNELS, FEATURE_STRIDES, load_pretrained
+from ganforge.models.efficientnet_lite import FEATURE_STRIDES, LITE0, VARIANTS, LiteVariant, load_pretrained
 from ganforge.models.family import ModelFamily
 from ganforge.models.fastgan import FastganGenerator
 from ganforge.models.frozen_features import FrozenFeatures
@@ -87,7 +88,7 @@ class FixedConv(nn.Module):
 
 
 class RandomProjection(nn.Module):
-    """CCM then CSM over F's four maps; [B, 24|40|112|320, ...] -> [B, 64|64|128|256, ...], same sizes."""
+    """CCM then CSM over F's four maps; [B, 24|40|112|320, ...] (Lite0) -> [B, 64|64|128|256, ...], same sizes."""
 
     def __init__(self, in_channels: tuple[int, ...], width: int = PROJECTION_WIDTH) -> None:
         super().__init__()
@@ -149,7 +150,8 @@ class ProjectedDiscriminator(nn.Module):
 
     feature_network: FrozenFeatures  # held outside the module tree (see the module docstring)
 
-    def __init__(self, image_shape: ImageShape, feature_resolution: int | None, num_classes: int = 0) -> None:
+    def __init__(self, image_shape: ImageShape, feature_resolution: int | None, num_classes: int = 0,
+                 variant: LiteVariant = LITE0) -> None:
         super().__init__()
         channels, height, width = image_shape
         if channels not in (1, 3):
@@ -160,8 +162,8 @@ class ProjectedDiscriminator(nn.Module):
             raise ConfigError(f"--model projected needs images of at least {MIN_FEATURE_SIDE} px for its feature "
                               f"network, got {width}x{height}; pass feature_resolution=64 to resize them")
         # object.__setattr__ bypasses nn.Module's registration: not a child, so no parameters or state-dict keys.
-        object.__setattr__(self, "feature_network", FrozenFeatures(load_pretrained()))
-        self.projection = RandomProjection(FEATURE_CHANNELS)
+        object.__setattr__(self, "feature_network", FrozenFeatures(load_pretrained(variant)))
+        self.projection = RandomProjection(variant.feature_channels)
         self.num_classes = num_classes
         heads = [ScaleHead(c, -(-net_h // stride), -(-net_w // stride), num_classes)  # TF "SAME" rounds up
                  for c, stride in zip(self.projection.out_channels, FEATURE_STRIDES, strict=True)]
@@ -176,8 +178,8 @@ class ProjectedDiscriminator(nn.Module):
 
     def extra_repr(self) -> str:
         frozen = sum(b.numel() for b in self.feature_network.buffers())
-        return (f"feature_network=FrozenFeatures(EfficientNet-Lite0, {frozen:,} weights, not in state_dict), "
-                f"feature_resolution={self.feature_resolution}, logits={self.num_logits}")
+        return (f"feature_network=FrozenFeatures({self.feature_network.variant.title}, {frozen:,} weights, not in "
+                f"state_dict), feature_resolution={self.feature_resolution}, logits={self.num_logits}")
 
     def resize(self, images: torch.Tensor) -> torch.Tensor:
         if self.feature_resolution is None:
@@ -199,13 +201,14 @@ class ProjectedDiscriminator(nn.Module):
 
 def build_discriminator(config: ModelConfig, image_shape: ImageShape,
                         feature_resolution: int | None | Literal["auto"] = "auto") -> ProjectedDiscriminator:
-    """The Projected GAN D for a store's (C, H, W). Reads only `conditional` and `num_classes` of the config:
-    the architecture is the paper's, so --d-width, --spectral-norm, --d-batchnorm, --mbstd, --d-dropout do not
-    apply. `feature_resolution`: "auto" = `default_feature_resolution`, None = the images' own size, or the
-    shorter side to resize to before the feature network (224 in the paper)."""
+    """The Projected GAN D for a store's (C, H, W). Reads only `features` (which EfficientNet-Lite F is),
+    `conditional` and `num_classes` of the config: the architecture is the paper's, so --d-width, --spectral-norm,
+    --d-batchnorm, --mbstd, --d-dropout do not apply. `feature_resolution`: "auto" = `default_feature_resolution`,
+    None = the images' own size, or the shorter side to resize to before the feature network (224 in the paper)."""
     if feature_resolution == "auto":
         feature_resolution = default_feature_resolution(image_shape[1], image_shape[2])
-    return ProjectedDiscriminator(image_shape, feature_resolution, config.num_classes if config.conditional else 0)
+    return ProjectedDiscriminator(image_shape, feature_resolution, config.num_classes if config.conditional else 0,
+                                  VARIANTS[config.features])
 
 
 def build(config: ModelConfig, image_shape: ImageShape) -> tuple[nn.Module, nn.Module]:
@@ -223,8 +226,8 @@ def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
 FAMILY = ModelFamily(
     name="projected", build=build, conditional=True,
     description="Sauer et al. 2021: FastGAN G, D on a frozen ImageNet EfficientNet-Lite0's random projections "
-                "(needs ganforge[projected])",
-    options=frozenset({"g_width"}), d_blocks=_d_blocks,
+                "(needs ganforge[projected]; --features lite1 or lite2: ganforge[projected-large])",
+    options=frozenset({"g_width", "features"}), d_blocks=_d_blocks,
     resolutions="as fastgan: 64 to 1024 px by doubling a 4-7 px start, non-square too",
     notes={"d_width": " (its D's widths are set by the feature network's projections)"},
     # The authors' configuration: hinge loss, DiffAugment color,translation,cutout, Adam 2e-4 / (0, 0.99),

@@ -19,7 +19,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
-from ganforge.models.efficientnet_lite0 import extra_installed
+from ganforge.models.efficientnet_lite import extra_installed
 from ganforge.models.family import ModelFamily, Overrides
 from ganforge.models.patchgan import input_shape_of
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ganforge.device import has_fast_bf16
-from ganforge.models.efficientnet_lite0 import extra_installed as projected_extra_installed
+from ganforge.models.efficientnet_lite import extra_installed as projected_extra_installed
 from ganforge.recipes.presets import Overrides, preset_overrides
 
 FASTGAN_MIN_SIDE = 64  # FastGAN's generator starts at 4 px and needs 4 doublings to its first skip excitation

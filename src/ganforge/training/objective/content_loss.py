@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from ganforge.models.efficientnet_lite0 import load_pretrained
+from ganforge.models.efficientnet_lite import load_pretrained
 from ganforge.models.frozen_features import FrozenFeatures
 
 
