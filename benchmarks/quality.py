@@ -45,6 +45,9 @@ MODELS = {
     # (ngf 64, 28M parameters in G) FastGAN's G costs ~8 GFLOP per 64 px image and trained at 4 img/s here.
     "fastgan": ["--model", "fastgan", "--g-width", "16", "--d-width", "16", "--batch", "16", *FAST],
     "projected": ["--model", "projected", "--g-width", "16", "--batch", "16", *FAST],
+    # The same with a wider, deeper frozen feature network (issue 29's candidates): slower per image, maybe better.
+    "projected-lite1": ["--model", "projected", "--features", "lite1", "--g-width", "16", "--batch", "16", *FAST],
+    "projected-lite2": ["--model", "projected", "--features", "lite2", "--g-width", "16", "--batch", "16", *FAST],
     # R3GAN's recipe at width 8 with R1/R2 every 4 D steps (`--preset r3gan-cpu`): at width 16 and penalties every
     # step, as the paper runs them, it trained at 4 img/s here (BENCHMARKS.md).
     "r3gan": ["--preset", "r3gan-cpu", *FAST],
@@ -77,7 +80,8 @@ def train_for(store: Path, out: Path, minutes: float, extra: list[str], kimg: fl
     """
     earlier = sorted(out.iterdir()) if kimg and out.is_dir() else []
     if earlier:  # --keep holds this model's shorter run: extend it (resume is exact) rather than start over
-        command = ["--resume", str(earlier[-1]), "--kimg", str(kimg)]
+        # --minutes 0: a run that planned its length (--plan) now trains to the length given instead
+        command = ["--resume", str(earlier[-1]), "--kimg", str(kimg), "--minutes", "0"]
     else:
         length = ["--minutes", str(minutes)] if plan else ["--kimg", str(kimg or 100000)]
         command = ["--data", str(store), "--out", str(out), *length, "--tick-kimg", "1", "--snap", "5", *extra]

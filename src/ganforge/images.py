@@ -9,6 +9,12 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
+# The most pixels per image a store, run or export may hold: 4096 x 4096, the largest SRGAN target of a 1024 px
+# input (every other family stops at 1024). A fully convolutional G has the same weights at any size, so only this
+# stops a config.json saying 16384 x 16384 from being taken at its word and running out of memory, and a folder
+# whose first photo is 8000 x 6000 from becoming a store of that size.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
 
 def grid_shape(count: int, columns: int | None = None) -> tuple[int, int]:
     """(rows, columns) of the most square grid that holds `count` images."""

@@ -409,3 +409,18 @@ def test_a_settings_file_linked_to_dev_zero_is_one_line(noise: tuple[Path, Path,
     _to_dev_zero(tmp_path / "settings.json")
     error = one_error(invoke("train", "--config", tmp_path / "settings.json", "--data", noise[0]))
     assert "--config" in error and "not a regular file (a character device)" in error, error
+
+
+def test_prepare_refuses_a_first_image_no_run_could_train_on_and_takes_it_with_a_resolution(tmp_path: Path) -> None:
+    # Without --resolution the first image sets every image's size: a 4100 x 4100 photo would make a store of
+    # 50 MB per image. The refusal names it and the flag; with the flag the same folder prepares.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a_huge.png").write_bytes(_grey_png(4100, 4100))
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(folder / "b_small.png")
+    error = one_error(invoke("prepare", folder, "--out", tmp_path / "s.gfs"))
+    assert "a_huge.png is 4100x4100 px" in error and "--resolution" in error
+    assert not (tmp_path / "s.gfs").exists()
+    result = invoke("prepare", folder, "--out", tmp_path / "s.gfs", "--resolution", "32")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "s.gfs").is_file()

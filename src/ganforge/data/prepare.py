@@ -37,6 +37,7 @@ from ganforge.data.destination import check_destination
 from ganforge.data.sources import FileSource, open_source
 from ganforge.data.store import Manifest, content_fingerprint, write_store
 from ganforge.errors import ConfigError, DataError
+from ganforge.images import MAX_IMAGE_PIXELS
 from ganforge.progress import progress as progress_of
 from ganforge.terminal_text import terminal_safe
 
@@ -197,6 +198,7 @@ def decode_files(data: FileSource, options: PrepareOptions, spill: Spill, progre
             with entry.open() as fp:
                 if target is None:
                     img = open_image(fp, options.min_size)
+                    check_first_size(img.width, img.height, entry.name)
                     target = target_of(options, (img.height, img.width), channels)
                     note(progress, f"resolution {img.width}x{img.height} (width x height) from "
                                     f"{terminal_safe(entry.name)}; pass a resolution to choose another")
@@ -215,6 +217,15 @@ def decode_files(data: FileSource, options: PrepareOptions, spill: Spill, progre
         buffer = np.empty((0, c, h, w), np.uint8)
     labels, label_names = _folder_labels(names) if options.labels == "folders" else (_zeros(len(names)), [])
     return Decoded(buffer[: len(names)], labels, label_names, skipped, len(data.seen))
+
+
+def check_first_size(width: int, height: int, name: str) -> None:
+    """Without --resolution the store takes its first image's size; refuse one no run could train on, before
+    a store of thousands of such images is written (a folder of 8000 x 6000 phone photos, say)."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ConfigError(f"{terminal_safe(name)} is {width}x{height} px and, without --resolution, sets the size of "
+                          f"every image in the store; ganforge trains on at most {MAX_IMAGE_PIXELS:,} px per image "
+                          "(4096x4096): pass --resolution, e.g. --resolution 256")
 
 
 def guess_channels(data: FileSource, progress: bool) -> int:
@@ -243,6 +254,8 @@ def guess_channels(data: FileSource, progress: bool) -> int:
 
 def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: Spill, progress: bool) -> Decoded:
     n, h, w, c = data.images.shape
+    if options.resolution is None:
+        check_first_size(w, h, data.name)
     channels = options.channels or (1 if c == 1 else 3)
     height, width = options.resolution or (h, w)
     labels = data.labels if data.labels is not None else _zeros(n)

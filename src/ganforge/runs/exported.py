@@ -18,6 +18,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.errors import CheckpointError, ConfigError, GanforgeError
+from ganforge.images import MAX_IMAGE_PIXELS
 from ganforge.models import build_networks, family_of
 from ganforge.regular_files import check_regular
 from ganforge.runs.folder import CONFIG_FILE, is_image_shape, read_record
@@ -31,10 +32,6 @@ FORMATS = {"safetensors": "model.safetensors", "onnx": "generator.onnx", "torchs
 EXPORT_VERSION = 1
 # `ganforge export --with-discriminator` writes D here, beside G, so an export can be fine-tuned (`train --init`).
 DISCRIMINATOR_FILE = "discriminator.safetensors"
-# The most pixels per image a run or export may declare: 4096 x 4096, the largest SRGAN target of a 1024 px input
-# (every other family stops at 1024). A fully convolutional G has the same weights at any size, so only this
-# stops a config.json saying 16384 x 16384 from being taken at its word and running out of memory.
-MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def is_export_folder(path: Path) -> bool:
