@@ -16,10 +16,11 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.errors import CheckpointError, ConfigError
+from ganforge.images import MAX_IMAGE_PIXELS
 from ganforge.models import build_networks, family_of
 from ganforge.models.growing import Grows, build_schedule
 from ganforge.runs import checkpoint as ckpt
-from ganforge.runs.exported import MAX_IMAGE_PIXELS, build_matching, is_export_folder, load_graph, read_export
+from ganforge.runs.exported import build_matching, is_export_folder, load_graph, read_export
 from ganforge.runs.folder import read_record, read_run_config
 from ganforge.runs.weights import check_weights
 
