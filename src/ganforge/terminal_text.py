@@ -28,3 +28,15 @@ def _shown(char: str) -> str:
     if char.isprintable():
         return char
     return char.encode("unicode_escape").decode("ascii")  # "\n" -> "\\n", "\x1b" -> "\\x1b"
+
+
+SHOWN_VALUE_CHARS = 80  # a hostile config.json's value may be megabytes: its message shows the start and the length
+
+
+def shown_value(value: object, limit: int = SHOWN_VALUE_CHARS) -> str:
+    """`repr(value)` for a message about a bad value from a file or a flag: at most `limit` characters of it, with
+    its full length when cut, so a 10 MB string in config.json is still one short line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"

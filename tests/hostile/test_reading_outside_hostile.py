@@ -141,3 +141,11 @@ def test_a_hub_repo_id_fetches_only_a_generators_files(monkeypatch: pytest.Monke
     error = one_error(invoke("train", "--init", "someone/digits", "--dry-run"))
     assert "no Hub repo of that name in the local cache" in error, error
     assert [options.get("local_files_only") for _, options in calls] == [True]  # training never downloads
+
+
+@pytest.mark.parametrize("field, value", [("precision", "x" * 1_000_000), ("tick_kimg", "9" * 500_000 + "x")])
+def test_a_megabyte_value_in_a_settings_file_is_shown_cut_in_one_short_line(tmp_path: Path, field: str,
+                                                                            value: str) -> None:
+    (tmp_path / "settings.json").write_text(json.dumps({field: value}))
+    error = one_error(invoke("train", "--config", tmp_path / "settings.json", "--dry-run"))
+    assert len(error) < 400 and f"({len(repr(value)):,} characters)" in error, error[:400]

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from ganforge.config.setting import check_values, config_only, require, setting
 from ganforge.errors import ConfigError
+from ganforge.terminal_text import shown_value
 
 T = TypeVar("T")
 
@@ -235,7 +236,8 @@ class TrainConfig:
         require(0 <= self.seed < 2**32, f"--seed must be a whole number from 0 to 2^32 - 1, got {self.seed}")
         require(self.batch >= 1, "--batch must be at least 1")
         require(self.batch_gpu == "auto" or (type(self.batch_gpu) is int and self.batch_gpu >= 0),
-                f"--batch-gpu must be auto or a whole number of images (0 = the whole batch), got {self.batch_gpu!r}")
+                "--batch-gpu must be auto or a whole number of images (0 = the whole batch), got "
+                f"{shown_value(self.batch_gpu)}")
         require(self.lr_g > 0 and self.lr_d > 0, "--lr-g and --lr-d must be positive")
         require(0.0 <= self.lr_decay <= 1.0, "--lr-decay must be in [0, 1] (a fraction of --kimg)")
         require(self.lr_decay == 0 or self.schedule == "constant",

@@ -12,6 +12,7 @@ from dataclasses import field, fields
 from typing import Any, Literal, TypeVar
 
 from ganforge.errors import ConfigError
+from ganforge.terminal_text import shown_value
 
 T = TypeVar("T")
 
@@ -59,13 +60,13 @@ def check_values(config: Any) -> None:
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             allowed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
-            raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+            raise ConfigError(f"{name} must be {allowed}, got {shown_value(value)}")
         if str(f.type) not in ("int", "float"):
             continue
         if isinstance(value, bool) or not isinstance(value, int if f.type == "int" else (int, float)):
-            raise ConfigError(f"{name} must be a number ({f.type}), got {value!r}")
+            raise ConfigError(f"{name} must be a number ({f.type}), got {shown_value(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            raise ConfigError(f"{name} must be a finite number, got {shown_value(value)}")
         limit = f.metadata.get("at_most")
         if limit is not None and value > limit:
             raise ConfigError(f"{name} {show_value(value)} is beyond any real run; the most accepted is "

@@ -15,6 +15,7 @@ from typing import Any
 
 from ganforge.errors import DataError
 from ganforge.regular_files import open_regular, parse_json
+from ganforge.terminal_text import shown_value
 
 MAX_HEADER_BYTES = 256 << 20
 MAX_SIDE = 1 << 16  # pixels per side: far beyond any GAN, small enough that shapes cannot overflow
@@ -103,7 +104,7 @@ def _check_val_count(manifest: dict[str, Any], key: str, count: int) -> None:
 def _whole(record: dict[str, Any], key: str) -> int:
     value = record[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"manifest {key} is not a whole number: {value!r}")
+        raise ValueError(f"manifest {key} is not a whole number: {shown_value(value)}")
     return value
 
 
