@@ -103,7 +103,7 @@ def train_for(store: Path, out: Path, minutes: float, extra: list[str], kimg: fl
 def summarize(run: Path, n: int, grid_out: Path) -> dict[str, float]:
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     ticks = [r for r in rows if "tick" in r]
-    scores_path = run / "quality.json"
+    scores_path = run.parent / f"{run.name}-quality.json"  # evaluate writes nothing inside a run folder
     ganforge("evaluate", str(run), "--metrics", "fid,kid,pr,memorization", "--n", str(n), "--json", str(scores_path))
     results = {r["metric"]: r for r in json.loads(scores_path.read_text())}
     fid_kid_pr = {k: v for r in results.values() if "scores" in r for k, v in r["scores"].items()}
