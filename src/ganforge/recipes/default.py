@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ganforge.device import has_fast_bf16
+from ganforge.models.efficientnet_lite import LITE0, VARIANTS
 from ganforge.models.efficientnet_lite import extra_installed as projected_extra_installed
 from ganforge.recipes.presets import Overrides, preset_overrides
 
@@ -34,6 +35,9 @@ class Measurement:
     runner_up: str
     where: str
     scores: dict[str, str]
+    # Projected GAN's feature network that won here (--features); with "lite0" elsewhere, scores["lite0"] is
+    # the Lite0 run's, shown when the winner's wheel is missing
+    features: str = "lite0"
 
 
 MEASUREMENTS = (
@@ -41,10 +45,12 @@ MEASUREMENTS = (
                 "anime faces", {"projected": "FID 55.1, KID 0.040, recall 0.084",
                                 "fastgan": "FID 59.5, KID 0.049, recall 0.019"}),
     Measurement("cpu", False, 10, "projected-cpu", "fastgan-cpu", "after 10 minutes on this 2-core CPU on 64 px anime "
-                "faces, with a quarter of the papers' G width", {"projected": "FID 81.6, KID 0.075, precision 0.19",
-                                                                "fastgan": "FID 155.2, KID 0.153, precision 0.14"}),
+                "faces, with a quarter of the papers' G width", {"projected": "FID 66.9, KID 0.056, precision 0.31",
+                                                                "lite0": "FID 81.6, KID 0.075, precision 0.19",
+                                                                "fastgan": "FID 155.2, KID 0.153, precision 0.14"},
+                features="lite1"),
     Measurement("cpu", False, 60, "projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 64 px anime "
-                "faces, with a quarter of the papers' G width", {"projected": "FID 52.0, KID 0.038, recall 0.055",
+                "faces, with a quarter of the papers' G width", {"projected": "FID 50.5, KID 0.036, recall 0.067",
                                                                 "fastgan": "FID 75.8, KID 0.061, recall 0.001"}),
     Measurement("cpu", True, 10, "projected-cpu", "fastgan-cpu", "after 10 minutes on this 2-core CPU on 128 px cars, "
                 "with a quarter of the papers' G width", {"projected": "FID 170.2, KID 0.194, the same white car",
@@ -74,16 +80,19 @@ class RecipeChoice:
     reason: str
     fast_bf16: bool
     conditional: bool = False
+    features: str | None = None  # Projected GAN's --features, where another than the preset's measured better
 
     def overrides(self) -> Overrides:
         """The preset's settings, plus bf16 and channels-last where this device runs them faster, plus --cond
-        where the recipe uses the store's labels."""
+        where the recipe uses the store's labels, plus the feature network that measured best."""
         speed: Overrides = {("precision",): "bf16", ("channels_last",): True} if self.fast_bf16 else {}
         labels: Overrides = {("model", "conditional"): True} if self.conditional else {}
-        return {**preset_overrides(self.preset), **speed, **labels}
+        features: Overrides = {("model", "features"): self.features} if self.features else {}
+        return {**preset_overrides(self.preset), **speed, **labels, **features}
 
     def describe(self) -> str:
         cond = " + --cond" if self.conditional else ""
+        cond += f" --features {self.features}" if self.features else ""
         speed = "; bf16 + channels-last (this device computes bf16 natively)" if self.fast_bf16 else ""
         return (f"recipe {self.preset}{cond} (chosen because no --model or --preset was given): {self.reason}"
                 f"{speed}. Name --model or --preset to choose yourself.")
@@ -113,7 +122,21 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
         return RecipeChoice(
             row.runner_up,
             f"{images}: FastGAN, the runner-up {row.where}{budget} ({row.scores['fastgan']}); the winner, Projected "
-            f'GAN ({row.scores["projected"]}), needs `pip install "ganforge[projected]"` (BENCHMARKS.md)', bf16)
+            f'GAN ({row.scores.get("lite0", row.scores["projected"])}), needs `pip install "ganforge[projected]"` '
+            "(BENCHMARKS.md)", bf16)
+    if row.features != LITE0.name:
+        variant = VARIANTS[row.features]
+        if variant.installed():
+            return RecipeChoice(
+                row.winner,
+                f"{images}: Projected GAN on {variant.title} features reached {row.scores['projected']} {row.where}"
+                f"{budget}, against {row.scores['lite0']} on Lite0's and FastGAN's {row.scores['fastgan']} "
+                "(BENCHMARKS.md)", bf16, features=variant.name)
+        return RecipeChoice(
+            row.winner,
+            f"{images}: Projected GAN reached {row.scores['lite0']} {row.where}{budget}, against FastGAN's "
+            f"{row.scores['fastgan']}; on {variant.title} features it reached {row.scores['projected']}: pip "
+            f'install "ganforge[{variant.extra}]" for them (BENCHMARKS.md)', bf16)
     return RecipeChoice(
         row.winner,
         f"{images}: Projected GAN reached {row.scores['projected']} {row.where}{budget}, against FastGAN's "
