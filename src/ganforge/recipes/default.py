@@ -91,10 +91,9 @@ class RecipeChoice:
         return {**preset_overrides(self.preset), **speed, **labels, **features}
 
     def describe(self) -> str:
-        cond = " + --cond" if self.conditional else ""
-        cond += f" --features {self.features}" if self.features else ""
+        flags = (" + --cond" if self.conditional else "") + (f" --features {self.features}" if self.features else "")
         speed = "; bf16 + channels-last (this device computes bf16 natively)" if self.fast_bf16 else ""
-        return (f"recipe {self.preset}{cond} (chosen because no --model or --preset was given): {self.reason}"
+        return (f"recipe {self.preset}{flags} (chosen because no --model or --preset was given): {self.reason}"
                 f"{speed}. Name --model or --preset to choose yourself.")
 
 
