@@ -10,6 +10,10 @@ comparison holds whatever else runs meanwhile (see benchmarks/quality.py). The l
 copied next to BENCHMARKS.md. Usage:
     python benchmarks/finetune.py --source runs/00001-projected-anime --faces anime/images --kimg 33.8
     python benchmarks/finetune.py --source RUN --faces DIR --kimg 33.8 --sizes 100 --arms fine-tuned --keep ft/
+A variant of the fine-tuned arm (e.g. the few-shot defaults' FreezeD depth or augmentation) is named by --tag and
+given its training flags by --flags:
+    python benchmarks/finetune.py --source RUN --faces DIR --kimg 33.8 --sizes 100 --arms fine-tuned \
+        --tag freeze0 --flags "--freeze-d 0"
 Across domains, from the digits demo's run (`ganforge train`) to Fashion-MNIST (held out: the first 1,000 of its
 test split; training sets from its train split):
     python benchmarks/finetune.py --source runs/00001-dcgan-mnist --fashion ../shared/data/fashion-mnist --kimg 50
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -79,11 +84,11 @@ def store_of(paths: list[Path], folder: Path) -> Path:
     return store
 
 
-def train(store: Path, out: Path, kimg: float, init: Path | None) -> tuple[Path, float, str]:
+def train(store: Path, out: Path, kimg: float, init: Path | None, flags: list[str]) -> tuple[Path, float, str]:
     """(the run folder, wall seconds, the "done" line)."""
     start = time.perf_counter()
     output = ganforge("train", "--data", str(store), "--kimg", str(kimg), "--out", str(out), "--no-progress",
-                      *(["--init", str(init)] if init else []))
+                      *(["--init", str(init)] if init else []), *flags)
     seconds = time.perf_counter() - start
     run = next(p for p in sorted(out.iterdir()) if (p / "config.json").is_file())
     return run, seconds, next((line for line in output.splitlines() if line.startswith("done:")), "")
@@ -115,6 +120,8 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, required=True, help="kimg per run: the budget at the quiet speed")
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--arms", default="fine-tuned,scratch")
+    parser.add_argument("--tag", default="", help="a name for this variant, in its run folder and grid name")
+    parser.add_argument("--flags", default="", help="more `ganforge train` flags for the fine-tuned arm")
     parser.add_argument("--n", type=int, default=HELD_OUT, help="generated (and held-out real) images per metric")
     parser.add_argument("--keep", type=Path, help="keep the stores and runs here (default: a temporary folder)")
     parser.add_argument("--grids", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -137,14 +144,17 @@ def main() -> None:
     for size in sizes:
         store = store_of(pool[:size], root / f"{name}-{size}")
         for arm in args.arms.split(","):
-            out = root / f"runs-{arm}-{size}"
+            label = f"{arm}-{args.tag}" if args.tag else arm
+            out = root / f"runs-{label}-{size}"
             if out.exists():
                 shutil.rmtree(out)
-            run, seconds, done = train(store, out, args.kimg, args.source if arm == "fine-tuned" else None)
+            tuned = arm == "fine-tuned"
+            run, seconds, done = train(store, out, args.kimg, args.source if tuned else None,
+                                       shlex.split(args.flags) if tuned else [])
             found = scores(run, held_out, args.n)
-            grid = args.grids / f"finetune-{name}-{arm}-{size}.png"
+            grid = args.grids / f"finetune-{name}-{label}-{size}.png"
             shutil.copyfile(run / "samples" / "latest.png", grid)
-            print(f"| {size} | {arm} | {args.kimg:g} | {seconds / 60:.1f} min | {found['fid']:.1f} | "
+            print(f"| {size} | {label} | {args.kimg:g} | {seconds / 60:.1f} min | {found['fid']:.1f} | "
                   f"{found['kid'] * 1e3:.1f} | {found['precision']:.3f} | {found['recall']:.3f} | "
                   f"{found['memorization']:.2f} ({found['suspicious']:.1%} suspicious) | [grid]({grid.name}) |",
                   flush=True)

@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--settings", default=SETTINGS, help="FEATURES:WEIGHT[:TUNE], comma-separated")
     args = parser.parse_args()
     settings = [_setting(text) for text in args.settings.split(",")]
+    # Tuned settings run first: a projection with --tune also reports its pivot, the same projection untuned.
+    order = sorted(settings, key=lambda setting: -setting[2])
     photos = sorted(p for p in args.faces.iterdir() if p.suffix.lower() in {".jpg", ".png"})[-args.count:]
     inception = load_extractor("inception")
     lite0 = feature_network("lite0", 3, torch.device("cpu"))
@@ -48,18 +50,23 @@ def main() -> None:
     scores: dict[Setting, list[tuple[float, float, float]]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory() as folder:
         for number, photo in enumerate(photos):
-            row = []
-            for setting in settings:
-                name, weight, tune = setting
+            found = {}
+            for name, weight, tune in order:
+                if (name, weight, tune) in found:  # an untuned setting read off a tuned one's pivot
+                    continue
                 result = project(args.run, photo, Path(folder) / f"{photo.stem}-{name}-{weight}-{tune}",
                                  steps=args.steps, starts=args.starts, features=name, feature_weight=weight,
                                  tune_steps=tune)
-                row.append(result.image)
-                shape = tuple(result.image.shape)
-                target = ((load_target(photo, (shape[0], shape[1], shape[2]))[0] + 1) * 127.5).round().byte()
-                scores[setting].append(_distances(target, result.image, result.pixel_mse, inception, lite0))
+                found[(name, weight, tune)] = (result.image, result.pixel_mse)
+                if result.pivot_image is not None and result.pivot_pixel_mse is not None:
+                    found[(name, weight, 0)] = (result.pivot_image, result.pivot_pixel_mse)
+            shape = tuple(found[settings[0]][0].shape)
+            target = ((load_target(photo, (shape[0], shape[1], shape[2]))[0] + 1) * 127.5).round().byte()
+            for setting in settings:
+                image, pixel_mse = found[setting]
+                scores[setting].append(_distances(target, image, pixel_mse, inception, lite0))
             if number < args.figure_rows:
-                rows.append(torch.stack([target, *row]))
+                rows.append(torch.stack([target, *(found[setting][0] for setting in settings)]))
             print(f"{number + 1}/{len(photos)} {photo.name}", flush=True)
     save_png(make_grid(torch.cat(rows), 1 + len(settings)), args.figure,
              {"layout": "columns: target, then " + args.settings, "steps": str(args.steps)})

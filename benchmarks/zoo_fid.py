@@ -1,4 +1,5 @@
-"""FID after the same training budget for each loss (MNIST) and for each augmentation (2,000 anime faces).
+"""FID, KID, precision and recall after the same training budget for each loss (MNIST) and for each augmentation
+(2,000 anime faces). Recall is the collapse alarm: a low FID with recall near 0 is a run that draws few modes well.
 
 Every run trains from scratch with the same seed and number of images, then is scored with the standard
 Inception features against its own training store (n generated = n real = --n). Usage:
@@ -34,15 +35,21 @@ def ganforge(*args: str) -> str:
     return done.stdout
 
 
-def train_and_score(store: Path, out: Path, kimg: float, n: int, extra: list[str]) -> tuple[float, float]:
+HEADER = "| FID (n={n}) | KID x1e3 | precision | recall | train min |\n|---|---|---|---|---|---|"
+
+
+def train_and_score(store: Path, out: Path, kimg: float, n: int, extra: list[str]) -> str:
+    """The table row's cells after NAME: FID, KID x1e3, precision, recall, train minutes."""
     start = time.perf_counter()
     ganforge("train", "--data", str(store), "--out", str(out), "--kimg", str(kimg), "--tick-kimg", str(kimg / 4),
              "--g-width", "32", "--d-width", "32", "--precision", "bf16", "--channels-last", "--no-progress", *extra)
     minutes = (time.perf_counter() - start) / 60
     run_dir = sorted(out.iterdir())[-1]
     scores = out / f"{run_dir.name}.json"
-    ganforge("evaluate", str(run_dir), "--metrics", "fid", "--n", str(n), "--json", str(scores))
-    return json.loads(scores.read_text())[0]["scores"]["fid"], minutes
+    ganforge("evaluate", str(run_dir), "--metrics", "fid,kid,pr", "--n", str(n), "--json", str(scores))
+    found = {k: v for result in json.loads(scores.read_text()) for k, v in result["scores"].items()}
+    return (f"{found['fid']:.1f} | {found['kid'] * 1e3:.1f} | {found['precision']:.3f} | {found['recall']:.3f} | "
+            f"{minutes:.1f} |")
 
 
 def main() -> None:
@@ -57,11 +64,10 @@ def main() -> None:
         if args.only in (None, "losses"):
             mnist = root / "mnist.gfs"
             ganforge("prepare", str(SHARED / "mnist" / "train-images-idx3-ubyte.gz"), "--out", str(mnist))
-            print(f"| loss (MNIST 60k, dcgan width 32, {args.mnist_kimg:g} kimg) | FID (n={args.n}) | train min |")
-            print("|---|---|---|")
+            print(f"| loss (MNIST 60k, dcgan width 32, {args.mnist_kimg:g} kimg) " + HEADER.format(n=args.n))
             for name, extra in LOSSES.items():
-                fid, minutes = train_and_score(mnist, root / "runs-loss", args.mnist_kimg, args.n, extra)
-                print(f"| {name} | {fid:.1f} | {minutes:.1f} |", flush=True)
+                print(f"| {name} | {train_and_score(mnist, root / 'runs-loss', args.mnist_kimg, args.n, extra)}",
+                      flush=True)
         if args.only in (None, "augment"):
             anime = root / "anime2k"
             import tarfile
@@ -71,12 +77,10 @@ def main() -> None:
                 tar.extractall(anime, members=members, filter="data")
             store = root / "anime2k.gfs"
             ganforge("prepare", str(anime), "--out", str(store), "--resolution", "32")
-            print(f"\n| augmentation (2,000 anime faces at 32 px, {args.anime_kimg:g} kimg) | FID (n={args.n}) "
-                  "| train min |")
-            print("|---|---|---|")
+            print(f"\n| augmentation (2,000 anime faces at 32 px, {args.anime_kimg:g} kimg) " + HEADER.format(n=args.n))
             for name, extra in AUGMENTS.items():
-                fid, minutes = train_and_score(store, root / "runs-aug", args.anime_kimg, args.n, extra)
-                print(f"| {name} | {fid:.1f} | {minutes:.1f} |", flush=True)
+                print(f"| {name} | {train_and_score(store, root / 'runs-aug', args.anime_kimg, args.n, extra)}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ generate and --edit draw with)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,10 @@ def test_pivotal_tuning_reproduces_the_photo_better_and_its_export_draws_it(run:
     plain = project(run, _face(run), tmp_path / "plain", **QUICK)
     tuned = project(run, _face(run), tmp_path / "tuned", tune_steps=40, tune_lr=3e-3, **QUICK)
     assert tuned.pixel_mse < 0.5 * plain.pixel_mse, (tuned.pixel_mse, plain.pixel_mse)
+    # The pivot is the untuned projection itself, so one tuned projection also reports the plain one.
+    assert plain.pivot_image is None and plain.pivot_pixel_mse is None
+    assert tuned.pivot_pixel_mse == pytest.approx(plain.pixel_mse, rel=1e-4)
+    assert tuned.pivot_image is not None and (tuned.pivot_image.int() - plain.image.int()).abs().max() <= 1
     generator = gf.load_generator(tmp_path / "tuned" / "tuned")  # the export, its optimised noise maps inside
     latent = torch.from_numpy(np.load(tmp_path / "tuned" / "latent.npy"))[None]
     with torch.no_grad():
@@ -105,7 +110,8 @@ def test_the_cli_tunes_edits_and_refuses_absurd_tuning(run: Path, tmp_path: Path
     result = invoke("project", run, _face(run), "--steps", "4", "--starts", "2", "--features", "random-conv",
                     "--tune", "3", "--edit", f"{tmp_path / 'dirs'}:0=2", "--out", tmp_path / "p")
     assert result.exit_code == 0, result.output
-    assert "after 3 tuning steps" in result.output and "tuned/" in result.output and "edited.png" in result.output
+    assert re.search(r"after 3 tuning steps \(\d+\.\d+ before\)", result.output)
+    assert "tuned/" in result.output and "edited.png" in result.output
     assert invoke("generate", tmp_path / "p" / "tuned", "--seeds", "0-1", "--out", tmp_path / "g.png").exit_code == 0
     assert "--tune-lr" in one_error(invoke("project", run, _face(run), "--tune-lr", "5", "--out", tmp_path / "q"))
     assert "--noise-weight" in one_error(invoke("project", run, _face(run), "--noise-weight", "nan",

@@ -141,7 +141,8 @@ def project(source: Path, image: Path, steps: int, lr: float, starts: int, featu
     result = run(source, image, out, steps=steps, lr=lr, starts=starts, feature_weight=feature_weight, seed=seed,
                  device=device, class_name=class_name, space=space, features=features, edits=edits, noise=noise,
                  noise_weight=noise_weight, tune_steps=tune_steps, tune_lr=tune_lr)
-    tuned = f" after {tune_steps} tuning steps" if tune_steps else ""
+    tuned = (f" after {tune_steps} tuning steps ({result.pivot_pixel_mse:.4f} before)"
+             if result.pivot_pixel_mse is not None else "")
     click.echo(f"projected {image} in {steps} steps: pixel MSE {result.pixel_mse:.4f}{tuned}; wrote {out}/"
                + ", ".join(result.written))
 

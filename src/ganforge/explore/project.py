@@ -75,6 +75,8 @@ class Projection:
     losses: list[float]  # total loss per step: the projection's, then pivotal tuning's
     pixel_mse: float  # final mean squared pixel error in G's [-1, 1] units
     written: tuple[str, ...] = ()  # the files written into the output folder
+    pivot_image: torch.Tensor | None = None  # with --tune: uint8 G(latent) before tuning, the projection alone
+    pivot_pixel_mse: float | None = None  # with --tune: pixel_mse before tuning
 
 
 class RandomFeatures(nn.Module):
@@ -220,14 +222,20 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
         noise_map.requires_grad_(False)
     text = {"run": str(source), "image": image_path.name, "steps": str(steps), "kimg": f"{nimg / 1000:.1f}",
             "seed": str(seed), "space": space, "features": features, "noise": noise}
+    pivot_image, pivot_pixel_mse = None, None
     if tune_steps:
+        with torch.no_grad():
+            pivot = generator(latent)
+        pivot_image, pivot_pixel_mse = to_uint8(pivot[0]).cpu(), float((pivot - target).pow(2).mean())
         losses += tune_around_pivot(loaded, lambda: generator(latent), loss_of, tune_steps, tune_lr)
         snapshots.append(generator(latent).detach())
-        text.update(tuned=f"{tune_steps} steps at lr {tune_lr:g}: draw with {TUNED_FOLDER}/")
+        text.update(tuned=f"{tune_steps} steps at lr {tune_lr:g}: draw with {TUNED_FOLDER}/",
+                    pixel_mse_before_tuning=f"{pivot_pixel_mse:.5f}")
     with torch.no_grad():
         final = generator(latent)
         pixel_mse = float((final - target).pow(2).mean())
-    result = Projection(latent[0].cpu(), to_uint8(final[0]).cpu(), losses, pixel_mse)
+    result = Projection(latent[0].cpu(), to_uint8(final[0]).cpu(), losses, pixel_mse,
+                        pivot_image=pivot_image, pivot_pixel_mse=pivot_pixel_mse)
     text["pixel_mse"] = f"{pixel_mse:.5f}"
     if class_name is not None:
         text["class"] = class_name
@@ -243,7 +251,6 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
                  {**text, "edit": "; ".join(f"{d.source or d.method}: {a}" for d, a in edits)})
         written.append("edited.png")
     return replace(result, written=tuple(written))
-    return result
 
 
 FEATURES = ("lite0", "random-conv")
