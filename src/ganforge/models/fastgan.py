@@ -2,7 +2,8 @@
 High-fidelity Few-shot Image Synthesis", from 64 to 1024 px, non-square too.
 
 Levels. The image is a start of at least 4 px per side (4x4, 4x6, 5x5, ...) doubled `stages` times, 4 to 8
-times (`plan_levels`); level s has the start size times 2^s. The paper's names are the levels of a 4 px start:
+times (`plan_levels`; Projected GAN, whose D resizes small images, lets this G double 2 or 3 times, down to 16 px:
+`SizeRule`); level s has the start size times 2^s. The paper's names are the levels of a 4 px start:
 level 0 = "4 px", 1 = "8 px", 4 = "64 px", 8 = "1024 px". Channel tables are indexed by level, so a 64x96 store
 uses the same widths as 64x64.
 
@@ -13,8 +14,8 @@ Generator (Sec. 3.1, Fig. 3)
 - skip-layer excitation (SLE, Eq. 1): a low-resolution map, average-pooled to 4x4, a 4x4 conv to 1x1,
   LeakyReLU(0.1), a 1x1 conv and a sigmoid gives one weight per channel of a map 16 times larger. SLE goes from
   level s - 4 into level s for s = 4..7 (4 -> 64, 8 -> 128, 16 -> 256, 32 -> 512 px), as in the authors' code;
-  the paper's figure draws the last three. Missing levels are skipped, so 64 px keeps 4 -> 64 only and
-  128 px has 4 -> 64 and 8 -> 128.
+  the paper's figure draws the last three. Missing levels are skipped, so 64 px keeps 4 -> 64 only,
+  128 px has 4 -> 64 and 8 -> 128, and a G of 2 or 3 doublings (16-56 px, Projected GAN's) has none.
 - output: 3x3 conv and tanh; [B, C, H, W] in [-1, 1].
 
 Discriminator (Sec. 3.2, Fig. 4)
@@ -44,6 +45,8 @@ Deviations from the paper
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,17 +62,32 @@ DECODER_MULT = {2: 4, 3: 2, 4: 2, 5: 1}  # decoder channels / (d_width / 2) at t
 MIN_STAGES, MAX_STAGES = 4, 8  # 64 and 1024 px from a 4 px start
 
 
-def plan_levels(height: int, width: int) -> tuple[int, int, int]:
-    """(stages, start_height, start_width): the most doublings that keep the start at least 4 px, 4 to 8 of them."""
+@dataclass(frozen=True)
+class SizeRule:
+    """Which sizes a G on these levels takes, and how a refusal names them. FastGAN's own D needs 4 doublings
+    (its SLE and decoders reach from 8 px to 64 px); a D that resizes its input (Projected GAN's) needs fewer."""
+
+    model: str  # who refuses, as the message names it
+    min_stages: int  # fewest doublings of the start: 4 is 64 px, 2 is 16 px
+    examples: str  # sizes the message offers, the smallest first
+    resolution: int  # the `ganforge prepare --resolution` the message suggests
+
+
+FASTGAN_SIZES = SizeRule("FastGAN", MIN_STAGES, "64, 256, 1024 or 64x96", 256)
+
+
+def plan_levels(height: int, width: int, sizes: SizeRule = FASTGAN_SIZES) -> tuple[int, int, int]:
+    """(stages, start_height, start_width): the most doublings that keep the start at least 4 px, from
+    `sizes.min_stages` to 8 of them."""
     stages = 0
     while (height % 2 ** (stages + 1) == 0 and width % 2 ** (stages + 1) == 0
            and min(height, width) // 2 ** (stages + 1) >= 4):
         stages += 1
-    if not MIN_STAGES <= stages <= MAX_STAGES:
-        raise ConfigError(f"FastGAN cannot use the store's {width}x{height} px: each side must be a start of 4 px or "
-                          "more doubled 4 to 8 times (64 to 1024 px on the short side, e.g. 64, 256, 1024 or 64x96); "
-                          "prepare the store at such a size (`ganforge prepare --resolution 256`) "
-                          "or use --model dcgan.")
+    if not sizes.min_stages <= stages <= MAX_STAGES:
+        raise ConfigError(f"{sizes.model} cannot use the store's {width}x{height} px: each side must be a start of "
+                          f"4 px or more doubled {sizes.min_stages} to {MAX_STAGES} times ({4 << sizes.min_stages} to "
+                          f"{4 << MAX_STAGES} px on the short side, e.g. {sizes.examples}); prepare the store at such "
+                          f"a size (`ganforge prepare --resolution {sizes.resolution}`) or use --model dcgan.")
     return stages, height >> stages, width >> stages
 
 
@@ -137,10 +155,12 @@ class FastganGenerator(nn.Module):
     # the whole G step was 157 ms against 114 contiguous at g width 16, 1,457 against 1,227 at 64.
     channels_last = False
 
-    def __init__(self, config: ModelConfig, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: ModelConfig, image_shape: tuple[int, int, int],
+                 sizes: SizeRule = FASTGAN_SIZES) -> None:
         super().__init__()
         channels, height, width = image_shape
-        stages, start_h, start_w = plan_levels(height, width)
+        stages, start_h, start_w = plan_levels(height, width, sizes)
+        # Levels 0-3 (the paper's 4-32 px) are 16, 8, 4 and 2 x g_width at any size: a 32 px G ends on 2 x g_width.
         ch = [_width(config.g_width, mult) for mult in G_MULT[: stages + 1]]
         self.embed = nn.Embedding(config.num_classes, config.z_dim) if config.conditional else None
         z_in = config.z_dim * (2 if self.embed is not None else 1)
