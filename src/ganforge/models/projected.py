@@ -17,6 +17,11 @@ D(x) = heads(CSM(CCM(F(x)))):
   patch logits. `forward` returns every head's logits concatenated, [B, K]; losses take elementwise means.
 Class conditioning (the authors' SingleDiscCond): each head adds the projection <embed(y), cls(h)> / sqrt(d)
 (Miyato & Koyama 2018) to its logits. Augmentation (DiffAugment) is the training loop's job, not D's.
+
+G is FastGAN's (`fastgan.py`). Because D resizes stores under 64 px up to 64 before F, G may also stop at
+2 or 3 doublings of its 4-7 px start (`GENERATOR_SIZES`: 16-28 and 32-56 px, e.g. 28 px digits or 32 px
+CIFAR-like images), where it has no skip-layer excitation (that starts at 64 px). A deviation: the authors'
+FastGAN G starts at 64 px.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 from ganforge.models.efficientnet_lite import FEATURE_STRIDES, LITE0, VARIANTS, LiteVariant, load_pretrained
 from ganforge.models.family import ModelFamily
-from ganforge.models.fastgan import FastganGenerator
+from ganforge.models.fastgan import FastganGenerator, SizeRule
 from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.layers import apply_spectral_norm
 
@@ -44,6 +49,8 @@ CMAP_DIM = 64  # conditional projection size (the authors' cmap_dim)
 MIN_FEATURE_SIDE = 32  # F's stride-32 map needs at least one pixel
 # Below this shorter side the default resizes up to it (see default_feature_resolution).
 NATIVE_MIN_SIDE = 64
+# G's sizes: FastGAN's, and from 2 doublings (16 px) up, since D sees small images resized to NATIVE_MIN_SIDE.
+GENERATOR_SIZES = SizeRule("Projected GAN", 2, "16, 28, 32, 64, 256 or 32x48", 32)
 
 
 def default_feature_resolution(height: int, width: int) -> int | None:
@@ -212,8 +219,8 @@ def build_discriminator(config: ModelConfig, image_shape: ImageShape,
 
 
 def build(config: ModelConfig, image_shape: ImageShape) -> tuple[nn.Module, nn.Module]:
-    """Projected GAN's default pairing: a FastGAN generator and the projected discriminator."""
-    return FastganGenerator(config, image_shape), build_discriminator(config, image_shape)
+    """Projected GAN's default pairing: a FastGAN generator (from 16 px) and the projected discriminator."""
+    return FastganGenerator(config, image_shape, GENERATOR_SIZES), build_discriminator(config, image_shape)
 
 
 def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
@@ -228,7 +235,7 @@ FAMILY = ModelFamily(
     description="Sauer et al. 2021: FastGAN G, D on a frozen ImageNet EfficientNet-Lite0's random projections "
                 "(needs ganforge[projected]; --features lite1 or lite2: ganforge[projected-large])",
     options=frozenset({"g_width", "features"}), d_blocks=_d_blocks,
-    resolutions="as fastgan: 64 to 1024 px by doubling a 4-7 px start, non-square too",
+    resolutions="16 to 1024 px by doubling a 4-7 px start, non-square too (below 64 px D sees them resized to 64)",
     notes={"d_width": " (its D's widths are set by the feature network's projections)"},
     # The authors' configuration: hinge loss, DiffAugment color,translation,cutout, Adam 2e-4 / (0, 0.99),
     # batch 64, z 256 for the FastGAN generator, and a G EMA.
