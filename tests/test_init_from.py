@@ -16,10 +16,11 @@ from safetensors.torch import load_file
 
 import ganforge as gf
 from ganforge.cli import main
-from ganforge.config import ModelConfig, TrainConfig
+from ganforge.config import AugmentConfig, ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
 from ganforge.models import build_networks
 from ganforge.runs import checkpoint as ckpt
+from ganforge.training.fine_tuning import default_frozen_blocks, fine_tuning_recipe
 from ganforge.training.init_from import InitSource, apply_init, match_init, open_init_source
 from ganforge.training.run_config import RunRequest, resolve_run
 
@@ -183,6 +184,22 @@ def test_a_few_shot_store_turns_on_augmentation_and_freezed_and_a_large_one_does
     large = resolve_run(RunRequest({("data",): str(many), ("init",): str(source)}))
     assert (large.config.augment.name, large.config.freeze_d) == ("none", 0)
     assert not any("few-shot" in n for n in large.notes)
+
+
+def test_a_few_shot_projected_run_trains_every_head_and_says_why(tmp_path: Path) -> None:
+    """Projected GAN's D already sees through a frozen ImageNet network: freezing its first head block measured
+    worse (BENCHMARKS.md), so its few-shot default is no FreezeD, and the note says so; DCGAN keeps half."""
+    projected = TrainConfig(model=ModelConfig(name="projected", g_width=4), augment=AugmentConfig(name="diffaugment"))
+    shape = (3, 64, 64)
+    source = InitSource(given="src", path=tmp_path, kind="run", config=projected, image_shape=shape, nimg=1000,
+                        tensors={"D": {"x": torch.zeros(1)}}, sha256="0" * 64)
+    recipe, note = fine_tuning_recipe({}, source, 100, 0, shape)
+    assert recipe[("freeze_d",)] == 0 and "no FreezeD" in note
+    assert "--freeze-d" not in note and "--augment" not in note  # it keeps its source's DiffAugment
+    recipe, note = fine_tuning_recipe({("freeze_d",): 1}, source, 100, 0, shape)
+    assert recipe[("freeze_d",)] == 1 and "FreezeD" not in note  # a flag given wins, and is not announced
+    dcgan = TrainConfig(model=ModelConfig(name="dcgan", g_width=8, d_width=8))
+    assert default_frozen_blocks(dcgan, (1, 32, 32)) == 1  # half of its two blocks at 32 px
 
 
 def test_a_fine_tuned_run_resumes_bit_identically(source: Path, fashion: Path, tmp_path: Path) -> None:

@@ -61,6 +61,9 @@ class ModelFamily:
     # FreezeD (--freeze-d): D's blocks from the input inwards, each a module (its head is none of them); None = the
     # family declares none.
     d_blocks: Callable[[nn.Module], list[nn.Module]] | None = None
+    # The share of d_blocks that few-shot fine-tuning freezes by default (rounded down, at least one when above 0):
+    # Mo et al.'s half for a D that learns all its features; measured per family in BENCHMARKS.md ("Fine-tuning").
+    few_shot_freeze_share: float = 0.5
     # --init from a run at a lower resolution: (role, tensor name here, doublings) -> the source's name for it, or
     # None for a new layer (a growing family adds blocks); None = the family takes only its source's resolution.
     grows_from: Callable[[str, str, int], str | None] | None = None

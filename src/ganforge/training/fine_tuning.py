@@ -53,7 +53,9 @@ def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count:
         if (("freeze_d",) not in given and family.d_blocks is not None
                 and source.tensors.get("D") and source.image_shape[1:] == shape[1:]):
             recipe[("freeze_d",)] = default_frozen_blocks(source.config, shape)
-            few_shot.append(f"--freeze-d {recipe[('freeze_d',)]} (FreezeD)")
+            few_shot.append(f"--freeze-d {recipe[('freeze_d',)]} (FreezeD)" if recipe[("freeze_d",)] else
+                            "no FreezeD (this D's features are a frozen pretrained network already; freezing its "
+                            "heads measured worse)")
         if ("memorization",) not in given:
             few_shot.append("a memorization check at the end")
         if few_shot:
@@ -62,13 +64,16 @@ def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count:
 
 
 def default_frozen_blocks(config: TrainConfig, shape: tuple[int, int, int]) -> int:
-    """FreezeD's default: the first half of D's blocks (rounded down, at least one), the ones that see low-level
-    image statistics, which carry over between data sets."""
+    """FreezeD's default: the family's share of D's first blocks (rounded down, at least one when the share is
+    above 0), the ones that see low-level image statistics, which carry over between data sets. Projected GAN's
+    share is 0: its D already sees the images through a frozen ImageNet network."""
     family = family_of(config.model.name)
     assert family.d_blocks is not None
+    if family.few_shot_freeze_share <= 0:
+        return 0
     with torch.device("meta"):
         discriminator = build_networks(config.model, shape).discriminator
-    return max(1, len(family.d_blocks(discriminator)) // 2)
+    return max(1, int(len(family.d_blocks(discriminator)) * family.few_shot_freeze_share))
 
 
 def _source_recipe(config: TrainConfig) -> dict[SettingPath, Any]:
