@@ -174,12 +174,12 @@ def test_a_few_shot_store_turns_on_augmentation_and_freezed_and_a_large_one_does
                                                                                      tmp_path: Path) -> None:
     few = make_store(tmp_path / "few.gfs", _fashion(100)).path
     resolved = resolve_run(RunRequest({("data",): str(few), ("init",): str(source)}))
-    assert (resolved.config.augment.name, resolved.config.freeze_d) == ("ada", 1)
-    assert any("few-shot (100 < 2000 images): --augment ada, --freeze-d 1 (FreezeD), a memorization check" in n
+    assert (resolved.config.augment.name, resolved.config.freeze_d) == ("diffaugment", 1)
+    assert any("few-shot (100 < 2000 images): --augment diffaugment, --freeze-d 1 (FreezeD), a memorization check" in n
                for n in resolved.notes)
     given = resolve_run(RunRequest({("data",): str(few), ("init",): str(source), ("freeze_d",): 0,
-                                    ("augment", "name"): "diffaugment"}))
-    assert (given.config.augment.name, given.config.freeze_d) == ("diffaugment", 0)  # the flags given win
+                                    ("augment", "name"): "ada"}))
+    assert (given.config.augment.name, given.config.freeze_d) == ("ada", 0)  # the flags given win
     many = make_store(tmp_path / "many.gfs", np.repeat(_fashion(100), 21, axis=0)).path
     large = resolve_run(RunRequest({("data",): str(many), ("init",): str(source)}))
     assert (large.config.augment.name, large.config.freeze_d) == ("none", 0)
