@@ -57,8 +57,7 @@ def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count:
                 and source.tensors.get("D") and source.image_shape[1:] == shape[1:]):
             recipe[("freeze_d",)] = default_frozen_blocks(source.config, shape)
             few_shot.append(f"--freeze-d {recipe[('freeze_d',)]} (FreezeD)" if recipe[("freeze_d",)] else
-                            "no FreezeD (this D's features are a frozen pretrained network already; freezing its "
-                            "heads measured worse)")
+                            f"no FreezeD (it measured worse for {family.name}: BENCHMARKS.md, \"Fine-tuning\")")
         if ("memorization",) not in given:
             few_shot.append("a memorization check at the end")
         if few_shot:
