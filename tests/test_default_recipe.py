@@ -40,7 +40,8 @@ def photos64(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("shape, device, preset", [
     ((1, 28, 28), CPU, "dcgan-small"),
-    ((3, 32, 32), GPU, "dcgan-small"),  # FastGAN starts at 64 px on any device
+    ((3, 32, 32), CPU, "projected-cpu"),  # the DCGAN recipes collapsed on 32 px photos
+    ((3, 32, 32), GPU, "projected"),
     ((3, 64, 64), CPU, "projected-cpu"),
     ((3, 128, 96), CPU, "projected-cpu"),
     ((3, 256, 256), GPU, "projected"),
@@ -117,12 +118,24 @@ def test_the_demo_without_flags_uses_the_small_image_recipe_with_its_labels():
 def test_no_cond_keeps_the_recipe_but_not_the_labels():
     lines, table = dry_run("--no-cond")
     assert lines[0].startswith("recipe dcgan-small (") and table["--cond"] == "off"
+    assert "Fashion-MNIST" in lines[0]  # unlabelled grey images: the measurement on clothes speaks for them
 
 
-def test_an_unlabelled_small_store_gets_the_unconditional_recipe(tmp_path):
+@pytest.mark.parametrize("labels", [None, np.arange(20) % 10])
+def test_small_photos_get_projected_gan_unconditionally_and_the_measurement_behind_it(tmp_path, labels):
+    """The collapse of issue 34: 32 px photos, labelled or not, no longer get the digits' DCGAN recipe."""
     images = np.random.default_rng(0).integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
-    lines, table = dry_run("--data", str(make_store(tmp_path / "s32.gfs", images).path))
-    assert lines[0].startswith("recipe dcgan-small (") and table["--cond"] == "off"
+    names = None if labels is None else [f"class{k}" for k in range(10)]
+    lines, table = dry_run("--data", str(make_store(tmp_path / "s32.gfs", images, labels, names).path))
+    assert lines[0].startswith("recipe projected-cpu (") and table["--cond"] == "off"
+    assert "32 px cars" in lines[0] and "collapsed" in lines[0] and table["--model"] == "projected"
+
+
+def test_small_photos_without_the_projected_extra_fall_back_to_dcgan_with_the_install_line(monkeypatch):
+    monkeypatch.setattr(default_recipe, "projected_extra_installed", lambda: False)
+    choice = default_recipe.choose_recipe((3, 32, 32), 50_000, CPU, classes=10)
+    assert choice.preset == "dcgan-small" and not choice.conditional
+    assert 'pip install "ganforge[projected]"' in choice.reason
 
 
 def test_summary_shows_the_recipe_it_would_train(photos64):

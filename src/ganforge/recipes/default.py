@@ -61,6 +61,16 @@ MEASUREMENTS = (
 )
 
 
+# Issue 34's measurements below 64 px: each recipe trained for 10 minutes on this 2-core CPU, scored at n = 1,000
+# (BENCHMARKS.md, "Below 64 px").
+SMALL_PHOTOS_MEASURED = "after 10 minutes on this 2-core CPU on 32 px cars and 32 px anime faces"
+SMALL_GREY_MEASURED = "after 10 minutes on this 2-core CPU on Fashion-MNIST"
+SMALL_IMAGE_SCORES = {"projected": "FID 94.6 and 99.8, recall 0.086 and 0.011",
+                      "dcgan-small": "FID 167.9 and 305.8, recall 0 and 0",
+                      "dcgan-small grey": "FID 49.0, recall 0.434",
+                      "projected grey": "FID 86.6, recall 0.072"}
+
+
 def nearest_measurement(device: torch.device, side: int, minutes: float | None) -> Measurement:
     """The row that speaks for this device type, store size and budget: measured on the same device type, on the
     data set nearer in resolution, at the budget nearest `minutes` by ratio (the longest measured without one,
@@ -101,21 +111,12 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
                   classes: int = 0, minutes: float | None = None) -> RecipeChoice:
     """The measured-best recipe for `count` images of `shape` (C, H, W) with `classes` labelled classes (0 or 1:
     unlabelled), trained on `device` for `minutes` (None or 0: to its --kimg)."""
-    _, height, width = shape
+    channels, height, width = shape
     images = f"{count:,} images of {height}x{width}" if count is not None else f"{height}x{width} images"
     bf16 = has_fast_bf16(device)
-    if min(height, width) < FASTGAN_MIN_SIDE:
-        if classes >= 2:
-            return RecipeChoice(
-                "dcgan-small",
-                f"{images} in {classes} classes, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: this DCGAN "
-                "recipe, class-conditional, drew 94 % confidently readable digits in 2.5 CPU-minutes (75 % "
-                "without the labels; BENCHMARKS.md, the demo's first impression)", bf16, conditional=True)
-        return RecipeChoice(
-            "dcgan-small",
-            f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: of the DCGAN variants measured on the "
-            "28 px digits this one read best per CPU-minute (BENCHMARKS.md, the demo's first impression)", bf16)
     row = nearest_measurement(device, min(height, width), minutes)
+    if min(height, width) < FASTGAN_MIN_SIDE:
+        return _small_image_recipe(images, channels, classes, bf16, row)
     budget = (f" (the measured budget nearest your {minutes:g} minutes)" if minutes and minutes > 0 else "")
     if not projected_extra_installed():
         return RecipeChoice(
@@ -140,6 +141,35 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
         row.winner,
         f"{images}: Projected GAN reached {row.scores['projected']} {row.where}{budget}, against FastGAN's "
         f"{row.scores['fastgan']} (BENCHMARKS.md)", bf16)
+
+
+def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, row: Measurement) -> RecipeChoice:
+    """Below FastGAN's 64 px: one-channel images (digits, clothes) get the DCGAN recipe, class-conditional where
+    the store has labels; colour images get Projected GAN (G stopped early, D on the images resized to 64 px),
+    because the DCGAN recipes collapsed on the 32 px photos (BENCHMARKS.md, "Below 64 px")."""
+    if channels == 1 and classes >= 2:
+        return RecipeChoice(
+            "dcgan-small",
+            f"{images} in {classes} classes, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: this DCGAN recipe, "
+            "class-conditional, drew 94 % confidently readable digits in 2.5 CPU-minutes (75 % without the labels; "
+            "BENCHMARKS.md, the demo's first impression)", bf16, conditional=True)
+    if channels == 1:
+        return RecipeChoice(
+            "dcgan-small",
+            f"{images}, grey, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: this DCGAN recipe reached "
+            f"{SMALL_IMAGE_SCORES['dcgan-small grey']} {SMALL_GREY_MEASURED}, against Projected GAN's "
+            f"{SMALL_IMAGE_SCORES['projected grey']} (BENCHMARKS.md, \"Below 64 px\")", bf16)
+    if not projected_extra_installed():
+        return RecipeChoice(
+            "dcgan-small",
+            f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: the DCGAN recipe of the 28 px digits, the "
+            f"runner-up {SMALL_PHOTOS_MEASURED} ({SMALL_IMAGE_SCORES['dcgan-small']}); the winner, Projected GAN "
+            f'({SMALL_IMAGE_SCORES["projected"]}), needs `pip install "ganforge[projected]"` (BENCHMARKS.md)', bf16)
+    return RecipeChoice(
+        row.winner,
+        f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: Projected GAN (G from 4 px, D on the images "
+        f"resized to 64 px) reached {SMALL_IMAGE_SCORES['projected']} {SMALL_PHOTOS_MEASURED}, where the digits' "
+        f"DCGAN recipe collapsed ({SMALL_IMAGE_SCORES['dcgan-small']}; BENCHMARKS.md, \"Below 64 px\")", bf16)
 
 
 def translation_recipe(pairing: str, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],
