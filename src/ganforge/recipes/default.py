@@ -1,9 +1,9 @@
 """What `ganforge train` trains when neither --model nor --preset is named: the recipe that measured best for
 stores like the one given, on the device at hand.
 
-The rules come from BENCHMARKS.md ("Quality for a wall-clock budget" and "The demo's first impression"); the
-line `ganforge train` prints first says which recipe it chose and the measurement behind it. Naming --model or
---preset turns the choice off; any flag given still overrides the chosen recipe's setting.
+The rules come from BENCHMARKS.md ("Quality for a wall-clock budget", "Below 64 px" and "The demo's first
+impression"); the line `ganforge train` prints first says which recipe it chose and the measurement behind it.
+Naming --model or --preset turns the choice off; any flag given still overrides the chosen recipe's setting.
 """
 
 from __future__ import annotations
