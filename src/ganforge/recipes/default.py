@@ -116,7 +116,7 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
     bf16 = has_fast_bf16(device)
     row = nearest_measurement(device, min(height, width), minutes)
     if min(height, width) < FASTGAN_MIN_SIDE:
-        return _small_image_recipe(images, channels, classes, bf16, row)
+        return _small_image_recipe(images, channels, classes, bf16, row.winner)
     budget = (f" (the measured budget nearest your {minutes:g} minutes)" if minutes and minutes > 0 else "")
     if not projected_extra_installed():
         return RecipeChoice(
@@ -143,7 +143,7 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
         f"{row.scores['fastgan']} (BENCHMARKS.md)", bf16)
 
 
-def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, row: Measurement) -> RecipeChoice:
+def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, winner: str) -> RecipeChoice:
     """Below FastGAN's 64 px: one-channel images (digits, clothes) get the DCGAN recipe, class-conditional where
     the store has labels; colour images get Projected GAN (G stopped early, D on the images resized to 64 px),
     because the DCGAN recipes collapsed on the 32 px photos (BENCHMARKS.md, "Below 64 px")."""
@@ -166,7 +166,7 @@ def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, ro
             f"runner-up {SMALL_PHOTOS_MEASURED} ({SMALL_IMAGE_SCORES['dcgan-small']}); the winner, Projected GAN "
             f'({SMALL_IMAGE_SCORES["projected"]}), needs `pip install "ganforge[projected]"` (BENCHMARKS.md)', bf16)
     return RecipeChoice(
-        row.winner,
+        winner,
         f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: Projected GAN (G from 4 px, D on the images "
         f"resized to 64 px) reached {SMALL_IMAGE_SCORES['projected']} {SMALL_PHOTOS_MEASURED}, where the digits' "
         f"DCGAN recipe collapsed ({SMALL_IMAGE_SCORES['dcgan-small']}; BENCHMARKS.md, \"Below 64 px\")", bf16)
