@@ -60,6 +60,8 @@ MODELS = {
     # Candidates below 64 px: the digits' recipe, the same with the stabilisers a practitioner adds on natural
     # images (spectral norm, hinge, DiffAugment, EMA), and Projected GAN's (G from 16 px, D at 64 px).
     "dcgan-small": ["--preset", "dcgan-small", *FAST],
+    # What `ganforge train` gives a labelled one-channel store (Fashion-MNIST): the digits' recipe with --cond.
+    "dcgan-small-cond": ["--preset", "dcgan-small", "--cond", *FAST],
     "dcgan-small-sn": ["--preset", "dcgan-small", "--spectral-norm", "--loss", "hinge", "--augment", "diffaugment",
                        "--ema-kimg", "10", "--ema-rampup", "0.05", *FAST],
     "projected-small": ["--preset", "projected-cpu", *FAST],
