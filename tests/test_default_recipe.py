@@ -93,7 +93,8 @@ def test_fast_bf16_adds_bf16_and_channels_last_and_says_so(monkeypatch):
 def test_train_without_model_prints_the_choice_first_and_trains_it(photos64):
     lines, table = dry_run("--data", photos64)
     # " --features lite1" where ganforge[projected-large] is installed (it measured best at 60 minutes)
-    assert lines[0].startswith("recipe projected-cpu") and "(chosen because no --model or --preset was given)" in lines[0]
+    assert lines[0].startswith("recipe projected-cpu")
+    assert "(chosen because no --model or --preset was given)" in lines[0]
     assert "FID 50.5" in lines[0] and "FID 44.0" in lines[0]  # the reason is the measurement
     assert table["--model"] == "projected" and table["--g-width"] == "16" and table["--loss"] == "hinge"
 
