@@ -15,8 +15,9 @@ the example uses are plain Python and PIL, untouched.
 
 The pairs alternate which side runs first, so a machine that speeds up or slows down over the minutes costs
 both sides alike; the ratio reported is the median of the pairs' ratios (issue 28's target: >= 2.5).
-ganforge runs with the flags a CPU user of this machine would pass (`--precision bf16 --channels-last`, which
-ganforge measured faster here, BENCHMARKS.md), `--kimg` equal to one epoch, and otherwise its DCGAN defaults:
+ganforge runs with the flags a CPU user of this machine would pass (`--precision bf16 --channels-last` where the
+CPU computes bf16, which ganforge measured faster there, BENCHMARKS.md; none where it would emulate bf16),
+`--kimg` equal to one epoch, and otherwise its DCGAN defaults:
 it also writes its sample grid, checkpoint and log as the peer writes its grid and weights.
 """
 
@@ -32,9 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from ganforge.device import speed_flags
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FACES = SHARED / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz"
-GANFORGE_FLAGS = ["--model", "dcgan", "--batch", "64", "--precision", "bf16", "--channels-last", "--no-progress"]
+GANFORGE_FLAGS = ["--model", "dcgan", "--batch", "64", *speed_flags(torch.device("cpu")), "--no-progress"]
 
 
 def extract_faces(archive: Path, count: int, folder: Path) -> int:

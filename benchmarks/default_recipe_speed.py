@@ -1,8 +1,10 @@
 """Where the default CPU recipe's step goes: `projected-cpu` (FastGAN G at g width 16, Projected GAN D on the frozen
-EfficientNet-Lite0, batch 16) at 64 px in bf16 with --channels-last, as `ganforge train` picks it on this CPU.
+EfficientNet-Lite0, batch 16) at 64 px in bf16 with --channels-last, as `ganforge train` picks it on a CPU with
+bf16 arithmetic (AVX512-BF16 or AMX); `--precision fp32` for the others, where `train` runs fp32.
 
     python benchmarks/default_recipe_speed.py --data anime.gfs      # a prepared 64 px store
     python benchmarks/default_recipe_speed.py                       # random 64 px images
+    python benchmarks/default_recipe_speed.py --precision fp32 --no-channels-last --loop-only
 
 Prints the training loop's img/s (ticks after the first) and the wall-clock milliseconds of each part of a step,
 measured apart on the same networks: G forward and backward, the feature network forward (D's step, twice) and
@@ -25,6 +27,7 @@ import torch
 
 from ganforge.api import _path_of_keyword
 from ganforge.data.store import Manifest, content_fingerprint, write_store
+from ganforge.device import has_fast_bf16
 from ganforge.training import train
 from ganforge.training.run_config import RunRequest, resolve_run
 
@@ -40,10 +43,12 @@ def milliseconds(work: Callable[[], object], repeats: int = 8) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def loop_speed(data: Path, kimg: float) -> tuple[float, torch.nn.Module, torch.nn.Module]:
+def loop_speed(data: Path, kimg: float, precision: str = "bf16",
+               channels_last: bool = True) -> tuple[float, torch.nn.Module, torch.nn.Module]:
     """img/s of `train()` with the recipe, and its networks (as the run built them)."""
     out = Path(tempfile.mkdtemp())
-    given = {"data": str(data), "precision": "bf16", "channels_last": True, "kimg": kimg, "tick_kimg": kimg / 4,
+    given = {"data": str(data), "precision": precision, "channels_last": channels_last, "kimg": kimg,
+             "tick_kimg": kimg / 4,
              "snap": 1000, "out": str(out), "grid_size": 16}
     resolved = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in given.items()}, preset="projected-cpu"))
     assert resolved.store is not None
@@ -55,12 +60,12 @@ def loop_speed(data: Path, kimg: float) -> tuple[float, torch.nn.Module, torch.n
     return (timed[-1][0] - rows[0][0]) * 1000 / sum(s for _, s in timed), state.generator, state.discriminator
 
 
-def part_times(G: torch.nn.Module, D: torch.nn.Module, z_dim: int) -> dict[str, float]:
+def part_times(G: torch.nn.Module, D: torch.nn.Module, z_dim: int, bf16: bool = True) -> dict[str, float]:
     z = torch.randn(BATCH, z_dim)
     reals = (torch.rand(BATCH, 3, 64, 64) * 2 - 1).contiguous(memory_format=torch.channels_last)
 
     def autocast() -> torch.autocast:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def g_forward_backward() -> None:
         with autocast():
@@ -103,15 +108,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="a 64 px store (default: random images)")
     parser.add_argument("--kimg", type=float, default=0.64, help="training length measured (4 ticks)")
+    parser.add_argument("--precision", choices=("bf16", "fp32"),
+                        default="bf16" if has_fast_bf16(torch.device("cpu")) else "fp32")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--loop-only", action="store_true", help="the loop's img/s without the parts")
     args = parser.parse_args()
     data = args.data or random_store(Path(tempfile.mkdtemp()) / "random.gfs")
-    speed, G, D = loop_speed(data, args.kimg)
+    speed, G, D = loop_speed(data, args.kimg, args.precision, args.channels_last)
     G.train()
     D.train()
+    layout = "channels-last" if args.channels_last else "contiguous"
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}, 64 px, bf16, channels-last")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}; "
+          f"batch {BATCH}, 64 px, {args.precision}, {layout}")
     print(f"training loop: {speed:.1f} img/s ({BATCH / speed * 1000:.0f} ms a step)")
-    for part, ms in part_times(G, D, 256).items():
+    if args.loop_only:
+        return
+    for part, ms in part_times(G, D, 256, args.precision == "bf16").items():
         print(f"  {part:45s} {ms:7.1f} ms")
 
 

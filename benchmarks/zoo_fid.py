@@ -16,6 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from ganforge.device import speed_flags
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOSSES = {
     "nonsaturating": ["--loss", "nonsaturating"],
@@ -46,8 +50,8 @@ def train_and_score(store: Path, out: Path, kimg: float, n: int, extra: list[str
     the rows without a preset, and compare them with rows that have one."""
     start = time.perf_counter()
     ganforge("train", "--data", str(store), "--out", str(out), "--kimg", str(kimg), "--tick-kimg", str(kimg / 4),
-             "--model", "dcgan", "--batch", "64", "--g-width", "32", "--d-width", "32", "--precision", "bf16",
-             "--channels-last", "--no-progress", *extra)
+             "--model", "dcgan", "--batch", "64", "--g-width", "32", "--d-width", "32",
+             *speed_flags(torch.device("cpu")), "--no-progress", *extra)
     minutes = (time.perf_counter() - start) / 60
     run_dir = sorted(out.iterdir())[-1]
     scores = out / f"{run_dir.name}.json"

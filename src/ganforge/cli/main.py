@@ -240,9 +240,13 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
           kimg: float | None, device: str) -> None:
     """Train img/s of ganforge's loop vs a textbook eager loop on the same networks, and the device's peak."""
     from ganforge.bench import default_kimg, run_bench
+    from ganforge.device import resolve_device, slow_precision_note
 
     options = "".join(f" {name}" for name, on in (("channels_last", channels_last), ("compile", compile_)) if on)
     click.echo(f"{model} {resolution}px batch {batch} {precision}{options}")
+    slow = slow_precision_note(precision, resolve_device(device))
+    if slow:
+        click.echo(slow)
     kimg = kimg if kimg is not None else default_kimg(device)
     click.echo(run_bench(model, resolution, batch, precision, channels_last, kimg, device, compile_=compile_).report())
 

@@ -15,7 +15,7 @@ import torch
 from ganforge.config import TrainConfig, changed_settings
 from ganforge.config.registry import describe_config
 from ganforge.data.store import Store
-from ganforge.device import flush_denormals
+from ganforge.device import flush_denormals, slow_precision_note
 from ganforge.errors import ConfigError
 from ganforge.models import build_networks, family_of
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
@@ -65,6 +65,9 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
     assert store is not None  # resolve_run opens none only for a --summary at --resolution
     for note in resolved.notes:
         echo(note)
+    slow = slow_precision_note(config.precision, ctx.device_for(config.device))
+    if slow:
+        echo(slow)
     if not store.verify_content():
         echo(f"{store.path}: content hash not checked at this size ({store.images.nbytes / 1e9:.0f} GB); "
              f"`ganforge doctor {store.path}` checks it")
