@@ -72,7 +72,7 @@ def test_the_reason_cites_the_measured_budget_nearest_the_users(minutes, measure
 
 def test_train_minutes_reaches_the_choice_through_its_flags():
     given, choice = default_recipe.with_default_recipe({("minutes",): 12.0}, (3, 128, 128), 8144, 0, CPU)
-    assert choice is not None and "after 10 minutes on this 2-core CPU on 128 px cars" in choice.reason
+    assert choice is not None and "after 10 minutes (7 kimg) on the benchmarks' 2-core CPU on 128 px" in choice.reason
     assert "nearest your 12 minutes" in choice.describe() and given[("minutes",)] == 12.0
 
 

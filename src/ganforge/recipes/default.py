@@ -44,29 +44,33 @@ MEASUREMENTS = (
     Measurement("cuda", False, 6.5, "projected", "fastgan", "after 6.5 minutes side by side on an H200 on 64 px "
                 "anime faces", {"projected": "FID 55.1, KID 0.040, recall 0.084",
                                 "fastgan": "FID 59.5, KID 0.049, recall 0.019"}),
-    Measurement("cpu", False, 10, "projected-cpu", "fastgan-cpu", "after 10 minutes on this 2-core CPU on 64 px anime "
+    Measurement("cpu", False, 10, "projected-cpu", "fastgan-cpu",
+                "after 10 minutes (35 kimg) on the benchmarks' 2-core CPU on 64 px anime "
                 "faces, with a quarter of the papers' G width", {"projected": "FID 66.9, KID 0.056, precision 0.31",
                                                                 "lite0": "FID 81.6, KID 0.075, precision 0.19",
                                                                 "fastgan": "FID 155.2, KID 0.153, precision 0.14"},
                 features="lite1"),
-    Measurement("cpu", False, 60, "projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 64 px anime "
+    Measurement("cpu", False, 60, "projected-cpu", "fastgan-cpu",
+                "after 60 minutes (207 kimg) on the benchmarks' 2-core CPU on 64 px anime "
                 "faces, with a quarter of the papers' G width", {"projected": "FID 44.0, KID 0.031, recall 0.117",
                                                                 "lite0": "FID 50.5, KID 0.036, recall 0.067",
                                                                 "fastgan": "FID 75.8, KID 0.061, recall 0.001"},
                 features="lite1"),
-    Measurement("cpu", True, 10, "projected-cpu", "fastgan-cpu", "after 10 minutes on this 2-core CPU on 128 px cars, "
+    Measurement("cpu", True, 10, "projected-cpu", "fastgan-cpu",
+                "after 10 minutes (7 kimg) on the benchmarks' 2-core CPU on 128 px cars, "
                 "with a quarter of the papers' G width", {"projected": "FID 170.2, KID 0.194, the same white car",
                                                          "fastgan": "FID 365.7, KID 0.493, no cars"}),
-    Measurement("cpu", True, 60, "projected-cpu", "fastgan-cpu", "after 60 minutes on this 2-core CPU on 128 px cars, "
+    Measurement("cpu", True, 60, "projected-cpu", "fastgan-cpu",
+                "after 60 minutes (45.5 kimg) on the benchmarks' 2-core CPU on 128 px cars, "
                 "with a quarter of the papers' G width", {"projected": "FID 47.0, KID 0.032, precision 0.21",
                                                          "fastgan": "FID 304.9, KID 0.417, precision 0"}),
 )
 
 
-# Issue 34's measurements below 64 px: each recipe trained for 10 minutes on this 2-core CPU, scored at n = 1,000
-# (BENCHMARKS.md, "Below 64 px").
-SMALL_PHOTOS_MEASURED = "after 10 minutes on this 2-core CPU on 32 px cars and 32 px anime faces"
-SMALL_GREY_MEASURED = "after 10 minutes on this 2-core CPU on Fashion-MNIST"
+# Issue 34's measurements below 64 px: each recipe trained for 10 minutes on the benchmarks' 2-core CPU, scored at
+# n = 1,000 (BENCHMARKS.md, "Below 64 px").
+SMALL_PHOTOS_MEASURED = "after 10 minutes on the benchmarks' 2-core CPU on 32 px cars and 32 px anime faces"
+SMALL_GREY_MEASURED = "after 10 minutes on the benchmarks' 2-core CPU on Fashion-MNIST"
 SMALL_IMAGE_SCORES = {"projected": "FID 94.6 and 99.8, recall 0.086 and 0.011",
                       "dcgan-small": "FID 167.9 and 305.8, recall 0 and 0",
                       "dcgan-small grey": "FID 49.0, recall 0.434",
