@@ -48,8 +48,7 @@ def loop_speed(data: Path, kimg: float, precision: str = "bf16",
     """img/s of `train()` with the recipe, and its networks (as the run built them)."""
     out = Path(tempfile.mkdtemp())
     given = {"data": str(data), "precision": precision, "channels_last": channels_last, "kimg": kimg,
-             "tick_kimg": kimg / 4,
-             "snap": 1000, "out": str(out), "grid_size": 16}
+             "tick_kimg": kimg / 4, "snap": 1000, "out": str(out), "grid_size": 16}
     resolved = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in given.items()}, preset="projected-cpu"))
     assert resolved.store is not None
     rows: list[tuple[float, float]] = []
@@ -60,9 +59,11 @@ def loop_speed(data: Path, kimg: float, precision: str = "bf16",
     return (timed[-1][0] - rows[0][0]) * 1000 / sum(s for _, s in timed), state.generator, state.discriminator
 
 
-def part_times(G: torch.nn.Module, D: torch.nn.Module, z_dim: int, bf16: bool = True) -> dict[str, float]:
+def part_times(G: torch.nn.Module, D: torch.nn.Module, z_dim: int, bf16: bool = True,
+               channels_last: bool = True) -> dict[str, float]:
     z = torch.randn(BATCH, z_dim)
-    reals = (torch.rand(BATCH, 3, 64, 64) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format  # as the run fed D
+    reals = (torch.rand(BATCH, 3, 64, 64) * 2 - 1).contiguous(memory_format=layout)
 
     def autocast() -> torch.autocast:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
@@ -124,7 +125,7 @@ def main() -> None:
     print(f"training loop: {speed:.1f} img/s ({BATCH / speed * 1000:.0f} ms a step)")
     if args.loop_only:
         return
-    for part, ms in part_times(G, D, 256, args.precision == "bf16").items():
+    for part, ms in part_times(G, D, 256, args.precision == "bf16", args.channels_last).items():
         print(f"  {part:45s} {ms:7.1f} ms")
 
 
