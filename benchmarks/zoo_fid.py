@@ -4,6 +4,7 @@
 Every run trains from scratch with the same seed and number of images, then is scored with the standard
 Inception features against its own training store (n generated = n real = --n). Usage:
     python benchmarks/zoo_fid.py --mnist-kimg 30 --anime-kimg 40 --n 2000
+    python benchmarks/zoo_fid.py --only losses --losses nonsaturating,lsgan   # some rows only
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import torch
 from ganforge.device import speed_flags
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# key (for --losses): (the table's row name, the train flags)
 LOSSES = {
-    "nonsaturating": ["--loss", "nonsaturating"],
-    "minimax": ["--loss", "minimax"],
-    "wgan (clip 0.01, 5 critic steps)": ["--preset", "wgan"],
-    "wgan-gp (lambda 10, 5 critic steps)": ["--preset", "wgan-gp"],
-    "hinge + spectral norm": ["--preset", "sngan"],
-    "lsgan": ["--preset", "lsgan"],
+    "nonsaturating": ("nonsaturating", ["--loss", "nonsaturating"]),
+    "minimax": ("minimax", ["--loss", "minimax"]),
+    "wgan": ("wgan (clip 0.01, 5 critic steps)", ["--preset", "wgan"]),
+    "wgan-gp": ("wgan-gp (lambda 10, 5 critic steps)", ["--preset", "wgan-gp"]),
+    "sngan": ("hinge + spectral norm", ["--preset", "sngan"]),
+    "lsgan": ("lsgan", ["--preset", "lsgan"]),
 }
 AUGMENTS = {"none": [], "diffaugment": ["--augment", "diffaugment"], "ada": ["--augment", "ada", "--ada-kimg", "10"]}
 
@@ -67,14 +69,20 @@ def main() -> None:
     parser.add_argument("--anime-kimg", type=float, default=40)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--only", choices=["losses", "augment"], default=None)
+    parser.add_argument("--losses", default=",".join(LOSSES), type=lambda text: text.split(","),
+                        help="the loss rows to run, comma-separated (default: all): " + ", ".join(LOSSES))
     args = parser.parse_args()
+    unknown = sorted(set(args.losses) - set(LOSSES))
+    if unknown:
+        parser.error(f"--losses: unknown {', '.join(unknown)}; choose from: {', '.join(LOSSES)}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.only in (None, "losses"):
             mnist = root / "mnist.gfs"
             ganforge("prepare", str(SHARED / "mnist" / "train-images-idx3-ubyte.gz"), "--out", str(mnist))
             print(f"| loss (MNIST 60k, dcgan width 32, {args.mnist_kimg:g} kimg) " + HEADER.format(n=args.n))
-            for name, extra in LOSSES.items():
+            for key in args.losses:
+                name, extra = LOSSES[key]
                 print(f"| {name} | {train_and_score(mnist, root / 'runs-loss', args.mnist_kimg, args.n, extra)}",
                       flush=True)
         if args.only in (None, "augment"):
