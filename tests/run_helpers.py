@@ -13,7 +13,10 @@ from pathlib import Path
 
 import torch
 
+from ganforge.api import _path_of_keyword
 from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
+from ganforge.training import loop, train
+from ganforge.training.run_config import RunRequest, resolve_run
 
 
 def ganforge(*args: str, **kwargs) -> subprocess.Popen:
@@ -175,3 +178,31 @@ class FakeClock:
         while self.nimg < nimg:
             self.now += 8 / self.speed(self.nimg)
             self.nimg += 8
+
+
+TINY = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 8}  # a budget run's smallest networks
+
+
+def budget_run(store: Path, out: Path, clock: FakeClock, monkeypatch, run_dir: Path | None = None,
+               tick_hooks=(), **settings):
+    """train() with `settings` under `clock`, which advances with every step the loop reports."""
+    beat = loop.Heartbeat.beat
+
+    def beat_and_tick_the_clock(self, cur_nimg, tick_end_nimg):
+        clock.advance_to(cur_nimg)
+        beat(self, cur_nimg, tick_end_nimg)
+
+    monkeypatch.setattr(loop.Heartbeat, "beat", beat_and_tick_the_clock)
+    given = {**TINY, "data": str(store), "out": str(out), "snap": 1, **settings}
+    resolved = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in given.items()}))
+    run_dir = run_dir or out / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.json").exists():
+        from ganforge.runs.folder import write_run_config
+        from ganforge.training.session import dataset_record
+
+        write_run_config(run_dir, resolved.config, dataset_record(resolved.store, resolved.config))
+    lines: list[str] = []
+    state = train(resolved.config, run_dir, resolved.store, progress=False, echo=lines.append, clock=clock,
+                  tick_hooks=tick_hooks)
+    return state, lines, run_dir

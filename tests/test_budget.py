@@ -1,5 +1,6 @@
-"""`--minutes`: the planner on made-up speeds (deadline kept, the run's length and its schedules set from the plan),
-a run under a simulated clock that slows down, resume in the middle of a plan, and the flags' rules."""
+"""`--minutes`: the planner on made-up speeds (deadline kept, the run's length, its schedules and the objective's
+length-dependent parts set from the plan), a run under a simulated clock that slows down, resume in the middle of a
+plan, and the flags' rules."""
 
 from __future__ import annotations
 
@@ -10,48 +11,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ganforge.api import _path_of_keyword
 from ganforge.cli import main
 from ganforge.errors import ConfigError
-from ganforge.training import loop, train
 from ganforge.training.budget import END_MARGIN, WARMUP_STEPS, Budget, plan_total_nimg
+from ganforge.training.objective.adversary import Adversary
 from ganforge.training.run_config import RunRequest, resolve_run
 
 from data_slices import make_store
-from run_helpers import FakeClock, assert_identical
-
-TINY = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 8}
+from run_helpers import TINY, FakeClock, assert_identical, budget_run
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     images = np.random.default_rng(0).integers(0, 256, (64, 1, 16, 16), dtype=np.uint8)
     return make_store(tmp_path / "s.gfs", images).path
-
-
-def budget_run(store: Path, out: Path, clock: FakeClock, monkeypatch, run_dir: Path | None = None,
-               tick_hooks=(), **settings):
-    """train() with `settings` under `clock`, which advances with every step the loop reports."""
-    beat = loop.Heartbeat.beat
-
-    def beat_and_tick_the_clock(self, cur_nimg, tick_end_nimg):
-        clock.advance_to(cur_nimg)
-        beat(self, cur_nimg, tick_end_nimg)
-
-    monkeypatch.setattr(loop.Heartbeat, "beat", beat_and_tick_the_clock)
-    given = {**TINY, "data": str(store), "out": str(out), "snap": 1, **settings}
-    resolved = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in given.items()}))
-    run_dir = run_dir or out / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.json").exists():
-        from ganforge.runs.folder import write_run_config
-        from ganforge.training.session import dataset_record
-
-        write_run_config(run_dir, resolved.config, dataset_record(resolved.store, resolved.config))
-    lines: list[str] = []
-    state = train(resolved.config, run_dir, resolved.store, progress=False, echo=lines.append, clock=clock,
-                  tick_hooks=tick_hooks)
-    return state, lines, run_dir
 
 
 def test_the_plan_fills_the_time_left_with_whole_steps_and_keeps_the_end():
@@ -138,50 +111,54 @@ def test_resume_in_the_middle_of_a_plan_is_bit_identical(store, tmp_path, monkey
     assert_identical(*last)
 
 
+def test_instance_noise_fades_over_the_planned_length_not_the_default_kimg(store, tmp_path, monkeypatch):
+    seen: list[int] = []
+    d_input = Adversary.d_input
+
+    def noting_the_fade(self, images, cur_nimg):
+        seen.append(self.instance_noise_nimg)
+        return d_input(self, images, cur_nimg)
+
+    monkeypatch.setattr(Adversary, "d_input", noting_the_fade)
+    state, _, run_dir = budget_run(store, tmp_path, FakeClock(100.0), monkeypatch, minutes=0.2, tick_kimg=0.4,
+                                   instance_noise=0.1)
+    plans = [e["kimg"] for e in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+             if e.get("event") == "plan"]
+    assert seen[0] == 100_000  # the default --kimg, until the first plan a few seconds in
+    assert seen[-1] in {round(kimg * 1000) for kimg in plans}  # then the plan's, at every replan
+    assert abs(seen[-1] - state.counters.cur_nimg) < 0.1 * state.counters.cur_nimg
+
+
+def test_srgan_pretrains_for_its_share_of_the_plan():
+    from ganforge.config import LossConfig, TrainConfig
+    from ganforge.training.schemes.sr import SrObjective, with_run_length
+
+    adversary = Adversary(None, [], None, instance_noise=0.1, instance_noise_nimg=100_000)  # type: ignore[arg-type]
+    objective = SrObjective(adversary, None, pretrain_nimg=50_000)  # type: ignore[arg-type]
+    planned = with_run_length(objective, TrainConfig(kimg=12.0, loss=LossConfig(pretrain=0.5, instance_noise=0.1)))
+    assert planned.pretrain_nimg == 6_000 and planned.adversary.instance_noise_nimg == 12_000
+    fixed = with_run_length(objective, TrainConfig(kimg=12.0, loss=LossConfig(instance_noise=0.1,
+                                                                              instance_noise_kimg=3.0)))
+    assert fixed.adversary.instance_noise_nimg == 3_000  # an anneal length given in kimg stays as given
+
+
+def test_a_resume_with_less_than_the_time_spent_is_refused_touching_nothing(store, tmp_path, monkeypatch):
+    state, _, run_dir = budget_run(store, tmp_path, FakeClock(100.0), monkeypatch, minutes=0.3, tick_kimg=0.4)
+    spent = state.counters.budget_seconds / 60
+    assert 0.2 < spent <= 0.3
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    result = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--minutes", "0.1", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert f"--minutes 0.1 is not beyond the {spent:.1f} minutes" in result.output
+    assert "for 0.1 more, pass --minutes 1.1" in result.output
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"} == before
+
+
 def test_minutes_and_kimg_together_are_refused(store, tmp_path):
     with pytest.raises(ConfigError, match="--minutes plans"):
         resolve_run(RunRequest({("data",): str(store), ("minutes",): 5.0, ("kimg",): 10.0}))
     result = CliRunner().invoke(main, ["train", "--data", str(store), "--minutes", "-1", "--dry-run"])
     assert result.exit_code != 0 and "--minutes" in result.output
-
-
-def test_the_best_snapshot_is_kept_beside_the_last_and_loads_like_a_run(store, tmp_path, monkeypatch):
-    # Checks may take half the budget here (random-conv features stand in for Inception): after 30 % of the time,
-    # every tick is scored, and RUN/best holds the best-scoring weights as a run folder of its own.
-    import ganforge as gf
-    from ganforge.data.store import Store
-    from ganforge.training.best_snapshot import best_snapshot_hook
-    from ganforge.training.distributed import Distributed
-
-    settings = {"minutes": 0.3, "tick_kimg": 0.4, "best_share": 0.5, "metrics_extractor": "random-conv",
-                "ema_kimg": 0.1}
-    config = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in
-                                     {**TINY, "data": str(store), **settings}.items()})).config
-    said: list[str] = []
-    hook = best_snapshot_hook(config, Store(store), Distributed(), tmp_path / "run", said.append)
-    _, lines, run_dir = budget_run(store, tmp_path, FakeClock(100.0), monkeypatch, tick_hooks=(hook,), **settings)
-    lines += said
-    scored = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if '"kid"' in line]
-    assert len(scored) >= 2
-    best = json.loads((run_dir / "best" / "best.json").read_text())
-    assert best["kid"] == min(row["kid"] for row in scored)
-    assert best["nimg"] == next(row["nimg"] for row in scored if row["kid"] == best["kid"])
-    assert len(list((run_dir / "best" / "checkpoints").glob("*"))) == 1
-    assert any(line.startswith("best so far: KID") for line in lines)
-    G = gf.load_generator(run_dir / "best")
-    assert G.nimg == best["nimg"] and G.sample(2, seed=0).shape == (2, 1, 16, 16)
-    result = CliRunner().invoke(main, ["generate", str(run_dir / "best"), "--out", str(tmp_path / "grid.png")])
-    assert result.exit_code == 0, result.output
-
-
-def test_a_damaged_best_record_is_ignored_not_trusted(tmp_path):
-    from ganforge.training.best_snapshot import _recorded_best
-
-    folder = tmp_path / "best"
-    folder.mkdir()
-    for text in ("", "{", '{"kid": "low"}', '{"kid": NaN}', "[]", '{"kid": 0.01}'):
-        (folder / "best.json").write_text(text)
-        assert _recorded_best(folder, lambda _: None) == (0.01 if text == '{"kid": 0.01}' else None)
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The collapse monitor: its value on a collapsed set (one image 64 times) against a varied one, the warning and
-when it may come, and its numbers in log.jsonl, the same after a resume as in an unbroken run."""
+when it may come, and its numbers in log.jsonl and its state (in the checkpoint's counters), the same after a resume
+as in an unbroken run."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ganforge.data.store import Store, to_float
 from ganforge.metrics.random_conv import RandomConvExtractor
 from ganforge.training.collapse_monitor import COLLAPSE_RATIO, collapse_monitor, nearest_neighbour_distances
 from ganforge.training.report import metric_panels
+from ganforge.training.state import Counters
 
 from data_slices import mnist_store
 from explore_helpers import one_thread
@@ -41,10 +43,13 @@ class Drawing(nn.Module):
         return self.images[(z.abs().sum(1) * 1000).long() % len(self.images)]
 
 
-def _state(generator: nn.Module, cur_nimg: int, tick: int, kimg: float = 10.0) -> SimpleNamespace:
+def _state(generator: nn.Module, cur_nimg: int, tick: int, kimg: float = 10.0,
+           counters: Counters | None = None) -> SimpleNamespace:
+    """A run's state at `cur_nimg`, tick `tick`: its `counters` (the monitor's state among them) carried on."""
+    counters = counters if counters is not None else Counters()
+    counters.cur_nimg, counters.tick = cur_nimg, tick
     config = TrainConfig(model=ModelConfig(z_dim=8), kimg=kimg)
-    return SimpleNamespace(generator=generator, generator_ema=None, config=config,
-                           counters=SimpleNamespace(cur_nimg=cur_nimg, tick=tick))
+    return SimpleNamespace(generator=generator, generator_ema=None, config=config, counters=counters)
 
 
 def test_one_image_repeated_has_no_diversity_and_real_digits_have_plenty(digits: Store) -> None:
@@ -64,15 +69,16 @@ def test_a_collapsed_generator_is_warned_about_once_past_the_start_and_a_varied_
     varied = Drawing(reals)  # any of 512 real digits
 
     record: dict = {}
-    hook(_state(collapsed, cur_nimg=500, tick=1), record)  # a fresh G may draw alike: no warning yet
+    counters = Counters()
+    hook(_state(collapsed, cur_nimg=500, tick=1, counters=counters), record)  # a fresh G may draw alike: no warning
     assert lines == [] and record["diversity"] < COLLAPSE_RATIO * record["diversity_real"]
     assert record["near_twins"] == 64
 
-    hook(_state(varied, cur_nimg=5000, tick=5), record)
+    hook(_state(varied, cur_nimg=5000, tick=5, counters=counters), record)
     assert lines == [] and record["diversity"] > COLLAPSE_RATIO * record["diversity_real"]
     assert record["near_twins"] < 16
 
-    hook(_state(collapsed, cur_nimg=5000, tick=5), record)
+    hook(_state(collapsed, cur_nimg=5500, tick=6, counters=counters), record)
     assert len(lines) == 1 and lines[0].startswith("samples are collapsing: diversity 0,")
     assert "64 of 64 samples have a near-twin" in lines[0] and "--lr-g" in lines[0]
 
@@ -104,15 +110,21 @@ def test_the_first_warning_keeps_the_checkpoint_from_before_the_fall(digits: Sto
     lines: list[str] = []
     hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"), run)
     reals = to_float(digits.uint8_batch(np.arange(0, 512)))
-    hook(_state(Drawing(reals), cur_nimg=130, tick=3, kimg=0.4), {})  # healthy: after the checkpoint of 128
-    hook(_state(Drawing(reals[:3]), cur_nimg=200, tick=4, kimg=0.4), {})
+    counters = Counters()
+    hook(_state(Drawing(reals), cur_nimg=130, tick=3, kimg=0.4, counters=counters), {})  # after the checkpoint of 128
+    # The run is stopped here and resumed: a new monitor, the counters as the checkpoint restores them.
+    hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"), run)
+    counters = Counters(**dict(counters.__dict__))
+    hook(_state(Drawing(reals[:3]), cur_nimg=200, tick=4, kimg=0.4, counters=counters), {})
     assert len(lines) == 1 and "kimg 0.128, from before the fall, is kept in" in lines[0], lines
     kept = run / "before-collapse"
     assert [p.name for p in (kept / "checkpoints").iterdir()] == ["ckpt-0000000128.safetensors"]
     result = CliRunner().invoke(main, ["generate", str(kept), "--seeds", "0-3", "--out", str(tmp_path / "g.png")])
     assert result.exit_code == 0 and (tmp_path / "g.png").is_file(), result.output
-    hook(_state(Drawing(reals[:3]), cur_nimg=260, tick=5, kimg=0.4), {})  # warned again, nothing more kept
-    assert len(lines) == 2 and "is kept in" not in lines[1]
+    hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"), run)  # resumed once more
+    hook(_state(Drawing(reals[:3]), cur_nimg=260, tick=5, kimg=0.4, counters=Counters(**counters.__dict__)), {})
+    assert len(lines) == 2 and "is kept in" not in lines[1] and "No checkpoint" not in lines[1]
+    assert [p.name for p in (kept / "checkpoints").iterdir()] == ["ckpt-0000000128.safetensors"]
 
 
 def test_a_fall_before_any_checkpoint_says_none_was_kept(digits: Store, tmp_path: Path) -> None:

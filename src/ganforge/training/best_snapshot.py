@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -27,6 +28,7 @@ import torch
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store
+from ganforge.errors import ConfigError
 from ganforge.metrics import load_extractor
 from ganforge.regular_files import read_json
 from ganforge.runs import checkpoint as ckpt
@@ -44,19 +46,24 @@ BEST_RECORD = "best.json"
 
 def best_snapshot_hook(config: TrainConfig, store: Store, ctx: Distributed, run_dir: Path,
                        echo: Callable[[str], None]) -> Callable[[TrainingState, dict[str, Any]], None]:
-    """The tick hook that checks KID when due and writes RUN/best/ when G beats its best so far."""
+    """The tick hook that checks KID when due and writes RUN/best/ when G beats its best so far. Its checks draw
+    nothing from the run's random streams (a G with noise inputs draws from torch's), so the run trains as it
+    would without them, and a resumed run as the unbroken one."""
+    if len(store) < 2:
+        raise ConfigError(f"KID compares sets of at least 2 images and {store.path} holds {len(store)}")
     check = dataclasses.replace(config, metrics="kid", metrics_n=min(CHECK_N, len(store)), metrics_every=1)
     extractor = load_extractor(check.metrics_extractor, device=ctx.device_for(config.device))
     score = training_metrics_hook(check, store, ctx, extractor)
     budget_seconds = config.minutes * 60
-    best_kid = _recorded_best(run_dir / BEST_FOLDER, echo)
+    best_kid = _recorded_best(run_dir / BEST_FOLDER, echo, {"n": check.metrics_n, "extractor": check.metrics_extractor})
     spent, checks = 0.0, 0
     # Before the first check, its cost is estimated from the extractor's speed on a few images: the generated
     # ones and, not yet cached, as many real ones (a short budget on a slow extractor then makes no check at all).
     last_cost = -1.0
 
     def estimated_cost() -> float:
-        sample = torch.randint(0, 256, (ESTIMATE_IMAGES, *store.manifest.output_shape), dtype=torch.uint8)
+        sample = torch.randint(0, 256, (ESTIMATE_IMAGES, *store.manifest.output_shape), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(0))
         started = time.perf_counter()
         extractor.extract(sample)
         return (time.perf_counter() - started) / ESTIMATE_IMAGES * 2 * check.metrics_n
@@ -79,37 +86,51 @@ def best_snapshot_hook(config: TrainConfig, store: Store, ctx: Distributed, run_
             return
         kid = float(record["kid"])
         if best_kid is None or kid < best_kid:
+            try:
+                _write_best(state, run_dir, {"kid": kid, "n": check.metrics_n, "nimg": state.counters.cur_nimg,
+                                             "extractor": check.metrics_extractor})
+            except OSError as error:  # the run goes on: its last weights are what a run without checks keeps
+                echo(f"could not keep the best snapshot in {run_dir / BEST_FOLDER} ({error}); training goes on, and "
+                     "the last checkpoint is kept as always")
+                return
             best_kid = kid
             record["best"] = True
-            _write_best(state, run_dir, {"kid": kid, "n": check.metrics_n, "nimg": state.counters.cur_nimg,
-                                         "extractor": check.metrics_extractor})
             echo(f"best so far: KID {kid:.4f} at kimg {state.counters.cur_nimg / 1000:.1f} ({run_dir / BEST_FOLDER})")
 
     return hook
 
 
 def _write_best(state: TrainingState, run_dir: Path, record: dict[str, Any]) -> None:
-    """RUN/best/: the run's config.json, this checkpoint (the previous best's removed once it is written) and
-    best.json (the score). Each file is written whole or not at all."""
+    """RUN/best/: the run's config.json, this checkpoint (any other removed once it is written: a run resumed
+    from an earlier checkpoint may find a later one there) and best.json (the score). Each file is written whole
+    or not at all; OSError when RUN/best or what it holds is not ganforge's to write (a link, a file)."""
     folder = run_dir / BEST_FOLDER
-    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    for path in (folder, folder / ckpt.CHECKPOINT_DIR):
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise OSError(f"{path} is {'a link' if path.is_symlink() else 'not a folder'}; move it away")
+    (folder / ckpt.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{CONFIG_FILE}.tmp"
     shutil.copyfile(run_dir / CONFIG_FILE, tmp)
     os.replace(tmp, folder / CONFIG_FILE)
     tensors, meta = state.capture()
-    ckpt.save_checkpoint(ckpt.checkpoint_path(folder, state.counters.cur_nimg), tensors, meta)
-    ckpt.prune_checkpoints(folder, 1)
+    kept = ckpt.checkpoint_path(folder, state.counters.cur_nimg)
+    ckpt.save_checkpoint(kept, tensors, meta)
+    for other in ckpt.list_checkpoints(folder):
+        if other != kept:
+            other.unlink(missing_ok=True)
     tmp = folder / f".{BEST_RECORD}.tmp"
     tmp.write_text(json.dumps(record))
     os.replace(tmp, folder / BEST_RECORD)
 
 
-def _recorded_best(folder: Path, echo: Callable[[str], None]) -> float | None:
-    """A resumed run's best KID so far; None when it has none, or (said in a line) when the record is unreadable:
-    the best is then searched afresh and the record rewritten."""
+def _recorded_best(folder: Path, echo: Callable[[str], None], protocol: dict[str, Any]) -> float | None:
+    """A resumed run's best KID so far; None when it has none, or (said in a line) when the record is unreadable
+    or was scored another way than `protocol` (n and extractor) scores now: the best is then searched afresh and
+    the record rewritten."""
     path = folder / BEST_RECORD
     try:
-        kid = read_json(path)["kid"]  # a FIFO there must not block the resumed run
+        record = read_json(path)  # a FIFO there must not block the resumed run
+        kid = record["kid"]
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
@@ -118,4 +139,12 @@ def _recorded_best(folder: Path, echo: Callable[[str], None]) -> float | None:
     except (KeyError, TypeError):
         echo(f"{path} records no KID; the best snapshot is chosen afresh from here on")
         return None
-    return float(kid) if isinstance(kid, int | float) and not isinstance(kid, bool) and kid == kid else None
+    scored = {key: record.get(key) for key in protocol}
+    if scored != protocol:
+        echo(f"{path} was scored with {scored}, this run scores with {protocol}: KIDs of the two do not compare, so "
+             "the best snapshot is chosen afresh from here on")
+        return None
+    if not isinstance(kid, int | float) or isinstance(kid, bool) or not math.isfinite(kid):
+        echo(f"{path} records KID {kid!r}, not a finite number; the best snapshot is chosen afresh from here on")
+        return None
+    return float(kid)

@@ -92,15 +92,20 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
 
 
 def _check_counters(counters: Any) -> None:
-    # budget_seconds came with --minutes: older checkpoints have none (a resumed budget counts from there).
-    _check_keys(counters, {f.name for f in fields(Counters)}, "counters", optional=frozenset({"budget_seconds"}))
+    # budget_seconds came with --minutes, the collapse monitor's counters after it: older checkpoints lack them (a
+    # resumed budget counts from there; the monitor starts afresh).
+    _check_keys(counters, {f.name for f in fields(Counters)}, "counters",
+                optional=frozenset({"budget_seconds", "healthy_nimg", "collapse_kept"}))
     for name, value in counters.items():
         if name in ("train_seconds", "budget_seconds"):
             _expect(_is_number(value) and value >= 0, f"counter {name} is {_show(value)}, not seconds >= 0")
         else:
-            _check_count(value, f"counter {name}", minimum=-1 if name == "phase_index" else 0)
-    _expect(counters["tick_start_nimg"] <= counters["cur_nimg"],
-            f"counter tick_start_nimg {counters['tick_start_nimg']} is past cur_nimg {counters['cur_nimg']}")
+            _check_count(value, f"counter {name}", minimum=-1 if name in ("phase_index", "healthy_nimg") else 0)
+    for name in ("tick_start_nimg", "healthy_nimg"):
+        _expect(counters.get(name, 0) <= counters["cur_nimg"],
+                f"counter {name} {counters.get(name)} is past cur_nimg {counters['cur_nimg']}")
+    kept = counters.get("collapse_kept", 0)
+    _expect(kept <= 1, f"counter collapse_kept is {kept}, not 0 or 1")
 
 
 def _check_sampler(sampler: Any, cur_nimg: int, dataset_size: int) -> None:

@@ -61,11 +61,8 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     latents = torch.randn(len(rows), config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
     labels = torch.arange(len(rows)) % config.model.num_classes if config.model.conditional else None
 
-    healthy_nimg: int | None = None  # the last tick at which the samples were as varied as they should be
-    kept = False
-
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
-        nonlocal healthy_nimg, kept
+        counters = state.counters  # the monitor's state is theirs: a resumed run goes on as the unbroken one
         images = _samples(state, latents, labels, (m.height, m.width))
         nn_distances = nearest_neighbour_distances(extractor.extract(images)[0])
         diversity = float(nn_distances.median())
@@ -73,14 +70,15 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
         record.update(diversity=diversity, diversity_real=real, near_twins=twins)
         collapsed = real > 0 and diversity < COLLAPSE_RATIO * real
         if not collapsed:
-            healthy_nimg = state.counters.cur_nimg
-        started = state.counters.cur_nimg >= START_SHARE * state.config.total_nimg and state.counters.tick > 2
+            counters.healthy_nimg = counters.cur_nimg
+        started = counters.cur_nimg >= START_SHARE * state.config.total_nimg and counters.tick > 2
         if not (started and collapsed):
             return
         where = ""
-        if not kept and run_dir is not None:
-            kept = True
-            where = _keep_before_collapse(run_dir, healthy_nimg)
+        if not counters.collapse_kept:
+            counters.collapse_kept = 1  # on every rank, so that their checkpoints agree
+            if run_dir is not None:
+                where = _keep_before_collapse(run_dir, counters.healthy_nimg)
         echo(f"samples are collapsing: diversity {diversity:.3g}, {diversity / real:.0%} of the real images' "
              f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin. Look at samples/latest.png; "
              "if it repeats a few images, resume from an earlier checkpoint with a lower --lr-g/--lr-d, or "
@@ -89,11 +87,10 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     return hook
 
 
-def _keep_before_collapse(run_dir: Path, healthy_nimg: int | None) -> str:
-    """Link the newest checkpoint at or before `healthy_nimg` into run_dir/before-collapse/ with the run's config;
-    what to tell the user about it."""
-    older = [path for path in ckpt.list_checkpoints(run_dir)
-             if healthy_nimg is not None and ckpt.nimg_of(path) <= healthy_nimg]
+def _keep_before_collapse(run_dir: Path, healthy_nimg: int) -> str:
+    """Link the newest checkpoint at or before `healthy_nimg` (-1: none) into run_dir/before-collapse/ with the
+    run's config; what to tell the user about it."""
+    older = [path for path in ckpt.list_checkpoints(run_dir) if ckpt.nimg_of(path) <= healthy_nimg]
     if not older:
         return ". No checkpoint from before the fall is on disk (--snap more often to keep one)"
     source, folder = older[-1], run_dir / BEFORE_COLLAPSE
@@ -105,7 +102,9 @@ def _keep_before_collapse(run_dir: Path, healthy_nimg: int | None) -> str:
         os.link(source, target)
     except OSError:  # a file system without hard links
         shutil.copyfile(source, target)
-    shutil.copyfile(run_dir / CONFIG_FILE, folder / CONFIG_FILE)
+    tmp = folder / f".{CONFIG_FILE}.tmp"  # whole or not at all: a kill mid-copy leaves no half config.json
+    shutil.copyfile(run_dir / CONFIG_FILE, tmp)
+    os.replace(tmp, folder / CONFIG_FILE)
     return (f". The checkpoint of kimg {ckpt.nimg_of(source) / 1000:g}, from before the fall, is kept in {folder} "
             f"(`ganforge generate {folder}`, or `ganforge train --resume {folder}` with lower rates)")
 

@@ -49,7 +49,7 @@ from ganforge.training.report import (
 from ganforge.training.runlog import RunLog
 from ganforge.training.schedule import apply_schedule
 from ganforge.training.schemes import scheme_of
-from ganforge.training.state import TrainingState, build_state
+from ganforge.training.state import Counters, TrainingState, build_state
 from ganforge.training.step_parts import StepBatch, Trainee
 from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
 
@@ -58,13 +58,13 @@ EARLY_SAMPLES_S = 30.0  # seconds of training before a fresh run's first sample 
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
           tick_hooks: tuple[TickHook, ...] = (), echo: Callable[[str], None] = tqdm.write,
-          ctx: Distributed | None = None, on_resumed: Callable[[int], bool] | None = None,
+          ctx: Distributed | None = None, on_resumed: Callable[[Counters], bool] | None = None,
           clock: Callable[[], float] = time.monotonic,
           on_done: Callable[[TrainingState], str] | None = None) -> TrainingState:
     """Train until `config.kimg` (with `config.minutes`, until the kimg planned for the budget, timed by
     `clock`), resuming from the run's latest checkpoint if there is one.
 
-    `on_resumed(cur_nimg)` is called once that checkpoint (if any) is restored and checked, before the run folder
+    `on_resumed(counters)` is called once that checkpoint (if any) is restored and checked, before the run folder
     is written to (every rank calls it); training goes on only if it returns True. `on_done(state)`, called on
     the main process once the run has reached its length, gives a phrase for the "done" line (the memorization
     check). Raises TrainingInterrupted after SIGINT or SIGTERM, once the checkpoint is written.
@@ -86,7 +86,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
         restore_checked(state, resumed_from, tensors, meta)
     elif config.init:  # a fine-tuning run's start (again, if it was stopped before its first checkpoint)
         initialize(config, store.manifest.output_shape, state.networks())
-    if on_resumed is not None and not on_resumed(state.counters.cur_nimg):
+    if on_resumed is not None and not on_resumed(state.counters):
         return state
     log = RunLog(run_dir) if ctx.is_main else None
     if resumed is not None:
@@ -173,6 +173,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 first_plan = budget.step_done(counters.cur_nimg)
                 if first_plan is not None and not ctx.enabled:
                     config, total_nimg = _follow_plan(state, first_plan, run_dir, ctx, echo, bar, heartbeat, True)
+                    objective = scheme.with_run_length(objective, config)
                 if budget.out_of_time() and not ctx.enabled:  # the run's length becomes what it reached
                     final = Plan(counters.cur_nimg, budget.plan.img_per_s if budget.plan else 0.0,
                                  budget.seconds_left(), "the deadline came first")
@@ -207,6 +208,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 if plan is not None:
                     config, total_nimg = _follow_plan(state, plan, run_dir, ctx, echo, bar, heartbeat,
                                                       abs(plan.total_nimg - total_nimg) > 0.05 * total_nimg)
+                    objective = scheme.with_run_length(objective, config)
                     if total_nimg <= counters.cur_nimg:  # no time for another step: end with this checkpoint
                         if ctx.is_main and counters.tick % config.snap:
                             _save(state, run_dir)

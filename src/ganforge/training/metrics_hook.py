@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store
@@ -31,6 +32,7 @@ def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed,
                           extractor: FeatureExtractor | None = None) -> Callable[[TrainingState, dict[str, Any]], None]:
     """Every `metrics_every` ticks: score G (its EMA when kept) against the store and add the numbers, with
     their protocol, to the tick's log row. Real features are cached, so each evaluation costs only the fakes.
+    The checks draw nothing from the run's random streams: the run trains as it would without them.
 
     Under torchrun every rank runs the hook at the same tick and makes its share of the `metrics_n` images (seed
     s on rank s % world_size); rank 0 gathers the features back in seed order and scores them, so the numbers are
@@ -72,10 +74,12 @@ def training_metrics_hook(config: TrainConfig, store: Store, ctx: Distributed,
         ctx.broadcast_buffers(generator)
         was_training = generator.training
         generator.eval()
-        fake = GeneratorSource(generator_batches(generator, config.model.z_dim, num_classes, size,
-                                                 next(generator.parameters()).device, rank=ctx.rank,
-                                                 world_size=ctx.world_size))
-        own, fake_cache = features_of(fake, extractor, n_own, BATCH_SIZE, None, False, "fake")
+        g_device = next(generator.parameters()).device
+        fake = GeneratorSource(generator_batches(generator, config.model.z_dim, num_classes, size, g_device,
+                                                 rank=ctx.rank, world_size=ctx.world_size))
+        # A G with noise inputs draws from torch's stream: forked, so a run with checks trains as one without.
+        with torch.random.fork_rng(devices=[g_device] if g_device.type == "cuda" else []):
+            own, fake_cache = features_of(fake, extractor, n_own, BATCH_SIZE, None, False, "fake")
         generator.train(was_training)
         fake_set = gather_features(own, ctx)
         if not ctx.is_main:

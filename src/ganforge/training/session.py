@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.report import TickHook
 from ganforge.training.run_config import RunRequest, resolve_run
 from ganforge.training.runlog import RunLog
+from ganforge.training.state import Counters
 
 PROBE_MINUTES = 0.4  # the dry run's trial: the warm-up and a 5 s window fit, with time to spare
 
@@ -168,12 +170,17 @@ def _pass_batch(config: TrainConfig) -> int:
 
 
 def _resume_check(run_dir: Path, saved: TrainConfig, config: TrainConfig, dataset: dict[str, Any], is_main: bool,
-                  echo: Callable[[str], None]) -> Callable[[int], bool]:
+                  echo: Callable[[str], None]) -> Callable[[Counters], bool]:
     """What runs once the checkpoint is restored and checked, and only then: the length check, and recording the
     changed settings (config.json and a `resume-overrides` event), so that a refused resume changes nothing."""
     changes = changed_settings(saved, config)
 
-    def check_and_record(cur_nimg: int) -> bool:
+    def check_and_record(counters: Counters) -> bool:
+        cur_nimg, spent = counters.cur_nimg, counters.budget_seconds / 60
+        if config.minutes > 0 and "minutes" in changes and spent >= config.minutes:
+            raise ConfigError(f"--minutes {config.minutes:g} is not beyond the {spent:.1f} minutes {run_dir} has "
+                              f"spent; --minutes is the whole budget, spent time included: for {config.minutes:g} "
+                              f"more, pass --minutes {math.ceil(spent) + config.minutes:g}")
         if cur_nimg >= config.total_nimg and config.minutes > 0 and "minutes" not in changes:
             echo(f"{run_dir} has spent its {config.minutes:g} minutes (kimg {cur_nimg / 1000:g}): it is complete. "
                  f"Extend it with `ganforge train --resume {run_dir} --minutes {2 * config.minutes:g}`")

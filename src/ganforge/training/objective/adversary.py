@@ -58,6 +58,10 @@ class Adversary:
 
 def build_adversary(config: LossConfig, augment: Augment, run_kimg: float) -> Adversary:
     """Instance noise falls to zero over the whole run unless `instance_noise_kimg` is set."""
-    noise_kimg = config.instance_noise_kimg or run_kimg
     return Adversary(build_loss(config), build_regularizers(config), augment, config.instance_noise,
-                     int(noise_kimg * 1000))
+                     instance_noise_nimg(config, run_kimg))
+
+
+def instance_noise_nimg(config: LossConfig, run_kimg: float) -> int:
+    """Images over which instance noise fades: `instance_noise_kimg`, else the run's length."""
+    return int((config.instance_noise_kimg or run_kimg) * 1000)

@@ -7,6 +7,7 @@ scheme, loss or penalty is written in its own module and listed in `schemes/__in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from ganforge.config import TrainConfig
-from ganforge.training.objective.adversary import Adversary
+from ganforge.training.objective.adversary import Adversary, instance_noise_nimg
 from ganforge.training.step_parts import DiscriminatorStep, GeneratorStep
 
 ImageShape = tuple[int, int, int]
@@ -41,6 +42,14 @@ class StatefulPart(Protocol):
 Parts = dict[str, StatefulPart]
 
 
+def with_adversary_length(objective: Any, config: TrainConfig) -> Any:
+    """`objective` (a dataclass holding an `adversary`) with instance noise fading over the run's length."""
+    nimg = instance_noise_nimg(config.loss, config.kimg)
+    if objective.adversary.instance_noise_nimg == nimg:
+        return objective
+    return dataclasses.replace(objective, adversary=dataclasses.replace(objective.adversary, instance_noise_nimg=nimg))
+
+
 @dataclass(frozen=True)
 class Scheme:
     name: str  # what a model family's `scheme` names
@@ -52,6 +61,9 @@ class Scheme:
     build_objective: Callable[[TrainConfig, Adversary, Parts, torch.device], Any]
     part_keys: frozenset[str] = frozenset()  # every key `build_parts` may use (a checkpoint may hold one switched off)
     reconstruct_reals: bool = False  # D also rebuilds the reals it sees (FastGAN: Liu et al. 2021, Sec. 3.2)
+    # (the objective, config) -> the objective with what depends on the run's length set from config.kimg: a
+    # `--minutes` run's length is planned after the objective is built, and planned again at every tick
+    with_run_length: Callable[[Any, TrainConfig], Any] = with_adversary_length
 
 
 def no_parts(config: TrainConfig, image_shape: ImageShape, device: torch.device) -> Parts:

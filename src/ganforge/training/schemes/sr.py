@@ -8,6 +8,7 @@ loss plus `adv_weight` (1e-3 in the paper, Eq. 3) times the adversarial loss.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ from ganforge.config import TrainConfig
 from ganforge.training.objective.adversary import Adversary
 from ganforge.training.objective.content_loss import ContentLoss, build_content_loss
 from ganforge.training.precision import Precision
-from ganforge.training.schemes.scheme import Parts, Scheme, no_parts
+from ganforge.training.schemes.scheme import Parts, Scheme, no_parts, with_adversary_length
 from ganforge.training.stats import TickStats
 from ganforge.training.step_parts import StepBatch, Trainee, split, update_discriminator, update_generator
 
@@ -84,7 +85,19 @@ def generator_step(nets: Trainee, objective: SrObjective, precision: Precision, 
 
 def build_objective(config: TrainConfig, adversary: Adversary, parts: Parts, device: torch.device) -> SrObjective:
     return SrObjective(adversary, build_content_loss(config.loss.content_loss, device), config.loss.adv_weight,
-                       config.loss.content_weight, int(round(config.loss.pretrain * config.kimg * 1000)))
+                       config.loss.content_weight, pretrain_nimg(config))
 
 
-SCHEME = Scheme("super-resolution", discriminator_step, generator_step, no_parts, build_objective)
+def pretrain_nimg(config: TrainConfig) -> int:
+    return int(round(config.loss.pretrain * config.kimg * 1000))
+
+
+def with_run_length(objective: SrObjective, config: TrainConfig) -> SrObjective:
+    """Pre-training lasts its share of the run's (planned) length, and instance noise fades over it."""
+    objective = with_adversary_length(objective, config)
+    nimg = pretrain_nimg(config)
+    return objective if objective.pretrain_nimg == nimg else dataclasses.replace(objective, pretrain_nimg=nimg)
+
+
+SCHEME = Scheme("super-resolution", discriminator_step, generator_step, no_parts, build_objective,
+                with_run_length=with_run_length)
