@@ -5,8 +5,10 @@ the run measures itself. After a short warm-up (first calls, allocator, oneDNN's
 for a window of a few seconds, and sets the run's length (--kimg) to the images it can show D before the deadline,
 less what the run's end costs (the last tick's grid and log row and the final checkpoint, as measured at the ticks
 so far). Every tick end plans again from the speed over the whole session, ticks and checkpoints included, so a
-load spike that slows the run shortens it, not its deadline; each step also checks the deadline itself, so a run
-stops on time even if the speed collapses between two ticks.
+load spike that slows the run shortens it, not its deadline; each step of a one-process run also checks the deadline
+itself, so it stops on time even if the speed collapses between two ticks. Under torchrun the ranks plan and stop
+together at tick ends only (a step-level stop would leave a rank waiting alone in a collective), so a slowdown
+within a tick may carry such a run past its deadline by up to that tick's rest.
 
 Everything that follows --kimg follows the plan: the run's end, --lr-decay's last fraction, --schedule cosine,
 the progress bar. The wall time a run has spent against its budget is a counter of its checkpoints, so a resumed
