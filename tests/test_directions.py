@@ -134,3 +134,35 @@ def test_gf_directions_writes_what_the_cli_writes(tiny_ema_run: Path, tmp_path: 
     assert isinstance(found, gf.Directions) and len(found) == 3 and found.space == "z"
     assert torch.equal(gf.load_directions(tmp_path / "api").vectors, found.vectors)
     assert (tmp_path / "api" / "directions.png").is_file()
+
+
+def test_directions_found_for_another_model_are_refused_in_one_line(tmp_path: Path) -> None:
+    generator, config = _dcgan()  # z of 16
+    wider = TrainConfig(model=ModelConfig(name="dcgan", z_dim=20, g_width=8, d_width=8))
+    other = build_networks(wider.model, (3, 16, 16)).generator.eval()
+    found = find_directions(other, wider, "sefa", 2)
+    with pytest.raises(ConfigError, match="20-dimensional, and this generator's z has 16"):
+        edited_images(generator, seed_latents([0], 16), [(found, {0: 1.0})])
+    styled, styled_config = _stylegan2()
+    high = find_directions(styled, styled_config, "sefa", 1, layers=(0, 2))
+    beyond = type(high)(high.method, "w", high.vectors, high.scales, high.values, (6, 8), high.source, high.score)
+    with pytest.raises(ConfigError, match="style layers 6-7, and this generator has"):
+        edited_images(styled, seed_latents([0], 16), [(beyond, {0: 100.0})])
+
+
+@pytest.mark.parametrize("flag", ["dirs:²=2", "dirs:0=nan", "dirs:0=2e9", "dirs:=1", ":0=1", "dirs:0=abc"])
+def test_a_malformed_edit_is_refused_naming_the_flag(flag: str) -> None:
+    from ganforge.explore.directions import parse_edits
+
+    with pytest.raises(ConfigError, match="--edit .*write DIR:INDEX=AMOUNT"):
+        parse_edits([flag])
+
+
+def test_repeated_edits_of_one_direction_stay_within_the_bound(tmp_path: Path) -> None:
+    from ganforge.explore.directions import parse_edits
+
+    generator, config = _dcgan()
+    find_directions(generator, config, "sefa", 2).save(tmp_path / "dirs")
+    assert parse_edits([f"{tmp_path / 'dirs'}:0=60", f"{tmp_path / 'dirs'}:0=-30"])[0][1] == {0: 30.0}
+    with pytest.raises(ConfigError, match="repeated --edit flags included"):
+        parse_edits([f"{tmp_path / 'dirs'}:0=60", f"{tmp_path / 'dirs'}:0=60"])

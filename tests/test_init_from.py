@@ -263,3 +263,27 @@ def test_a_progan_run_at_twice_the_resolution_starts_by_fading_in_the_new_one(tm
     before, after = _tensors(source, "G"), _tensors(run, "G")
     assert "blocks.2.conv1.weight" not in before and "blocks.2.conv1.weight" in after
     assert all(after[name].shape == tensor.shape for name, tensor in before.items())
+
+
+def test_a_progan_source_stopped_mid_growth_still_fades_in_what_it_never_reached(tmp_path: Path) -> None:
+    progan = {"model": "progan", "fmap_base": 64, "fmap_max": 16, "z_dim": 16, "batch": 8, "fade_kimg": 0.032,
+              "stable_kimg": 0.032, "tick_kimg": 0.032, "metrics_extractor": "random-conv", "progress": False,
+              "memorization": "off"}
+    store = make_store(tmp_path / "digits16.gfs", _digits(64)).path
+    with one_thread():  # 4 px, fade-in of 8 px, then 8 px: stopped at 80 images, before 16 px fades in
+        source = gf.train(data=str(store), kimg=0.08, out=str(tmp_path / "source"), **progan).path
+    lines: list[str] = []
+    run = _fine_tune(source, store, tmp_path / "tuned", lines, kimg=0.064, tick_kimg=0.032)
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["grow_start"] == 8 and any("the run fades in 16 px first" in line for line in lines), lines
+    first = next(row for row in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "resolution" in row)
+    assert first["resolution"] == 16 and 0 < first["lod"] < 1, first
+
+
+def test_weight_clipping_leaves_the_frozen_blocks_as_they_were(source: Path, fashion: Path, tmp_path: Path) -> None:
+    run = _fine_tune(source, fashion, tmp_path, kimg=0.064, freeze_d=1, loss="wgan", memorization="off")
+    before, after = _tensors(source, "D"), _tensors(run, "D")
+    frozen = [name for name in after if name.startswith("blocks.0.") and "running" not in name
+              and "num_batches" not in name]
+    assert frozen and all(torch.equal(after[name], before[name]) for name in frozen)
+    assert float(after["head.weight"].abs().max()) <= 0.01  # the trained layers are clipped

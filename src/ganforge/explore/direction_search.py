@@ -32,6 +32,7 @@ from ganforge.runs import load_generator, resolve_class
 
 METHODS = ("sefa", "ganspace", "labels")
 SAMPLES = 2000  # latents sampled for ganspace, labels and W scales
+CHUNK = 500  # latents per pass of G when ganspace reads its first layer
 
 
 def find_directions(generator: nn.Module, config: TrainConfig, method: str, k: int, *,
@@ -49,8 +50,10 @@ def find_directions(generator: nn.Module, config: TrainConfig, method: str, k: i
         if not 0 <= layers[0] < layers[1] <= num_ws:
             raise ConfigError(f"--layers {layers[0]}-{layers[1] - 1} is outside this G's style layers 0-{num_ws - 1}")
     with torch.no_grad():
-        z = seed_latents(list(range(samples)), config.model.z_dim)
-        labels = torch.arange(samples) % config.model.num_classes if config.model.conditional else None
+        device = next(generator.parameters()).device
+        z = seed_latents(list(range(samples)), config.model.z_dim).to(device)
+        labels = (torch.arange(samples, device=device) % config.model.num_classes if config.model.conditional
+                  else None)
         latents = mapping_network(generator)(z, labels) if styled else z
         if method == "sefa":
             vectors, values = _top_eigenvectors(_sefa_matrix(generator, config, layers), k)
@@ -58,6 +61,7 @@ def find_directions(generator: nn.Module, config: TrainConfig, method: str, k: i
             vectors, values = _ganspace(generator, config, z, latents, labels, k, styled)
         else:
             vectors, values = _boundary(generator, config, latents, labels, score, styled, source)
+    vectors, latents = vectors.cpu(), latents.cpu()
     scales = (latents - latents.mean(0)) @ vectors.T
     return Directions(method, "w" if styled else "z", vectors, scales.std(0), values,
                       layers if styled else None, source, score if method == "labels" else "")
@@ -119,12 +123,22 @@ def _ganspace(generator: nn.Module, config: TrainConfig, z: torch.Tensor, latent
         return components[:k].float(), [float(v) for v in variance[:k]]
     layer = latent_layer(generator, config.model.z_dim)
     captured: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _, __, output: captured.append(output.flatten(1)))
-    try:
-        generator(z, labels) if labels is not None else generator(z)
+
+    def keep_and_stop(_: nn.Module, __: object, output: torch.Tensor) -> None:
+        captured.append(output.flatten(1).double())
+        raise _FirstLayerDone  # the rest of G is not needed
+
+    handle = layer.register_forward_hook(keep_and_stop)
+    try:  # in chunks: --samples may be far more than one pass of G holds in memory
+        for start in range(0, len(z), CHUNK):
+            chunk = z[start:start + CHUNK]
+            try:
+                generator(chunk, labels[start:start + CHUNK]) if labels is not None else generator(chunk)
+            except _FirstLayerDone:
+                pass
     finally:
         handle.remove()
-    activations = captured[0].double()
+    activations = torch.cat(captured)
     centred = activations - activations.mean(0)
     _, singular, components = torch.linalg.svd(centred, full_matrices=False)
     coordinates = centred @ components[:k].T  # [N, k]
@@ -132,6 +146,10 @@ def _ganspace(generator: nn.Module, config: TrainConfig, z: torch.Tensor, latent
     mapped = torch.linalg.lstsq(coordinates, z.double()).solution  # [k, z_dim]
     variance = singular ** 2 / (singular ** 2).sum()
     return nn.functional.normalize(mapped, dim=1).float(), [float(v) for v in variance[:k]]
+
+
+class _FirstLayerDone(Exception):
+    """Raised by GANSpace's hook once the layer it reads has run."""
 
 
 def _boundary(generator: nn.Module, config: TrainConfig, latents: torch.Tensor, labels: torch.Tensor | None,

@@ -8,6 +8,8 @@ deviation of latents along it, so that amounts are in the units a user can reaso
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +120,8 @@ def edited_images(generator: nn.Module, latents: torch.Tensor, edits: Sequence[E
     if space == "z" and in_w:
         raise ConfigError("these directions are in z; pass z latents")
     device = next(generator.parameters()).device
+    for directions, _ in edits:
+        _check_fits(directions, generator, latents.shape[-1] if space == "z" or in_w else None)
     deltas = [(directions.delta(amounts).to(device), directions.layers) for directions, amounts in edits]
     images = []
     for start in range(0, len(latents), batch):
@@ -135,6 +139,23 @@ def edited_images(generator: nn.Module, latents: torch.Tensor, edits: Sequence[E
             ws[:, first:last] += delta
         images.append(to_uint8(generator.get_submodule("synthesis")(ws)).cpu())
     return torch.cat(images)
+
+
+def _check_fits(directions: Directions, generator: nn.Module, latent_dim: int | None) -> None:
+    """ConfigError unless `directions` move this generator's latents (`latent_dim` wide; None: its W, sized by
+    its mapping network) and, in W, name style layers it has: directions found for another model would fail deep
+    in a matrix product, or silently move nothing."""
+    if latent_dim is None:
+        latent_dim = int(getattr(mapping_network(generator), "w_dim", directions.vectors.shape[1]))
+    found = f"directions found for another model ({directions.source or 'unknown source'})"
+    if directions.vectors.shape[1] != latent_dim:
+        raise ConfigError(f"--edit: these are {found}: {directions.vectors.shape[1]}-dimensional, and this "
+                          f"generator's {directions.space} has {latent_dim} dimensions; find directions for it with "
+                          "`ganforge directions RUN --out DIR`")
+    if directions.layers and directions.layers[1] > style_count(generator):
+        raise ConfigError(f"--edit: these are {found}: they move style layers {directions.layers[0]}-"
+                          f"{directions.layers[1] - 1}, and this generator has {style_count(generator)}; find "
+                          "directions for it with `ganforge directions RUN --out DIR`")
 
 
 def write_figure(generator: nn.Module, config: TrainConfig, directions: Directions, seeds: list[int], path: Path,
@@ -163,12 +184,14 @@ def parse_edits(texts: Sequence[str]) -> list[Edit]:
         index, _, amount = move.partition("=")
         try:
             step = float(amount)
-            if not folder or not index.strip().isdigit() or not -100 <= step <= 100:
-                raise ValueError
         except ValueError:
+            step = math.nan  # refused below, with the form to write
+        index_ok = re.fullmatch(r"\d+", index.strip(), re.ASCII) is not None  # not '²', which isdigit() takes
+        total = (by_folder.get(folder, {}).get(int(index), 0.0) if index_ok else 0.0) + step
+        if not folder or not index_ok or not -100 <= total <= 100:
             raise ConfigError(f"--edit {text!r}: write DIR:INDEX=AMOUNT, e.g. dirs:0=2 (AMOUNT in the direction's "
-                              "scale, within +-100)") from None
-        by_folder.setdefault(folder, {})[int(index)] = by_folder.get(folder, {}).get(int(index), 0.0) + step
+                              "scale, within +-100 for each direction, repeated --edit flags included)")
+        by_folder.setdefault(folder, {})[int(index)] = total
     return [(load_directions(Path(folder)), amounts) for folder, amounts in by_folder.items()]
 
 

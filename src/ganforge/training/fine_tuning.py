@@ -14,6 +14,7 @@ import torch
 from ganforge.config import TrainConfig
 from ganforge.config.setting import SettingPath
 from ganforge.models import build_networks, family_of
+from ganforge.models.growing import build_schedule
 from ganforge.training.init_from import InitSource
 
 FEW_SHOT_IMAGES = 2000  # below this many images, fine-tuning needs the few-shot defaults (Karras et al. 2020, Fig. 1)
@@ -42,11 +43,13 @@ def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count:
         theirs = source.config.model.num_classes
         notes += [f"new class embedding: the source has {theirs} classes, these images {classes}"] \
             if theirs != classes else []
-    if family_of(source.config.model.name).grows and source.image_shape[1] <= shape[1]:
-        # Growing again from 4 px would retrain, and unlearn, the resolutions the source has already learnt.
-        recipe[("grow_start",)] = source.image_shape[1]
-        notes += [f"progressive growing from the source's {source.image_shape[1]} px: the run fades in "
-                  f"{source.image_shape[1] * 2} px first"] if source.image_shape[1] < shape[1] else []
+    reached = _grown_side(source)
+    if reached is not None and reached <= shape[1]:
+        # Growing again from 4 px would retrain, and unlearn, the resolutions the source has already learnt; the
+        # ones it has not reached yet (a source stopped mid-way) still need their fade-ins.
+        recipe[("grow_start",)] = reached
+        notes += [f"progressive growing from the {reached} px the source has grown to: the run fades in "
+                  f"{reached * 2} px first"] if reached < shape[1] else []
     if count < FEW_SHOT_IMAGES:
         few_shot = []
         family = family_of(source.config.model.name)
@@ -63,6 +66,18 @@ def fine_tuning_recipe(given: dict[SettingPath, Any], source: InitSource, count:
         if few_shot:
             notes.append(f"few-shot ({count} < {FEW_SHOT_IMAGES} images): " + ", ".join(few_shot))
     return {**recipe, **given}, "; ".join(notes)
+
+
+def _grown_side(source: InitSource) -> int | None:
+    """The resolution a growing source has fully faded in by its kimg (a source stopped mid-fade has not yet
+    grown to the resolution it was fading in); None for a family that does not grow."""
+    config = source.config
+    if not family_of(config.model.name).grows:
+        return None
+    schedule = build_schedule(True, source.image_shape[1], config.batch, config.fade_kimg, config.stable_kimg,
+                              config.grow_start)
+    phase = schedule.phase_at(max(0, source.nimg - 1))
+    return phase.resolution // 2 if phase.fading else phase.resolution
 
 
 def default_frozen_blocks(config: TrainConfig, shape: tuple[int, int, int]) -> int:

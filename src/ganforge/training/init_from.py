@@ -220,8 +220,9 @@ def _doublings(source: InitSource, shape: ImageShape) -> int:
 def _bridge_channels(tensor: torch.Tensor, target: tuple[int, ...], channels: tuple[int, int],
                      role: str) -> torch.Tensor | None:
     """`tensor` carried from grey to RGB images or back along its one image-channel axis, or None when its shape
-    differs otherwise. G's output channels are copied (1 -> 3) or averaged (3 -> 1); D's input channels share
-    the weight (1 -> 3, each a third) or are summed (3 -> 1), so a grey image keeps the response it had."""
+    differs otherwise. G's output channels are copied (1 -> 3) or averaged (3 -> 1); the input channels of D (and of
+    AAE's encoder) share the weight (1 -> 3, each a third) or are summed (3 -> 1), so a grey image keeps the
+    response it had."""
     source_c, target_c = channels
     if source_c == target_c or {source_c, target_c} != {1, 3} or tensor.dim() != len(target):
         return None
@@ -229,7 +230,7 @@ def _bridge_channels(tensor: torch.Tensor, target: tuple[int, ...], channels: tu
     if len(differing) != 1 or (tensor.shape[differing[0]], target[differing[0]]) != channels:
         return None
     axis = differing[0]
-    output_side = role != "D"
+    output_side = role in ("G", "G_ema")  # D and AAE's encoder E read images: their input side
     if target_c == 3:
         widened = tensor.repeat_interleave(3, dim=axis)
         return widened if output_side else widened / 3

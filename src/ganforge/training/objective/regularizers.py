@@ -96,7 +96,8 @@ class R2Penalty(R1Penalty):
 
 
 class WeightClipping:
-    """The original WGAN's Lipschitz constraint: clamp every critic weight to [-c, c] after each step."""
+    """The original WGAN's Lipschitz constraint: clamp every trained critic weight to [-c, c] after each step
+    (blocks frozen by --freeze-d keep the weights they were given)."""
 
     def __init__(self, bound: float) -> None:
         self.bound = bound
@@ -108,7 +109,8 @@ class WeightClipping:
     @torch.no_grad()
     def after_step(self, discriminator: nn.Module) -> None:
         for parameter in discriminator.parameters():
-            parameter.clamp_(-self.bound, self.bound)
+            if parameter.requires_grad:
+                parameter.clamp_(-self.bound, self.bound)
 
 
 def build_regularizers(config: LossConfig) -> list[Regularizer]:
