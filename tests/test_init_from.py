@@ -287,3 +287,22 @@ def test_weight_clipping_leaves_the_frozen_blocks_as_they_were(source: Path, fas
               and "num_batches" not in name]
     assert frozen and all(torch.equal(after[name], before[name]) for name in frozen)
     assert float(after["head.weight"].abs().max()) <= 0.01  # the trained layers are clipped
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_after_its_source_trained_on(source: Path, fashion: Path,
+                                                                                         tmp_path: Path) -> None:
+    import shutil
+
+    own_source = Path(shutil.copytree(source, tmp_path / "source"))
+    tuned = _fine_tune(own_source, fashion, tmp_path / "tuned", kimg=0.064, memorization="off")
+    finished = tmp_path / "finished.safetensors"
+    shutil.copyfile(ckpt.latest_checkpoint(tuned), finished)
+    for checkpoint in ckpt.list_checkpoints(tuned):  # as if killed before its first checkpoint
+        checkpoint.unlink()
+    with one_thread():  # meanwhile its source trains on: its newest checkpoint is no longer the one started from
+        gf.train(resume=str(own_source), kimg=0.3, progress=False, echo=lambda _: None)
+    with one_thread():
+        gf.train(resume=str(tuned), progress=False, echo=lambda _: None)
+    resumed, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(tuned))
+    expected, _ = ckpt.load_checkpoint(finished)
+    assert all(torch.equal(resumed[name], expected[name]) for name in expected if name.startswith(("G.", "D.")))

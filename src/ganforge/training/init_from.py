@@ -80,9 +80,10 @@ class InitMatch:
         return line
 
 
-def open_init_source(given: str) -> InitSource:
+def open_init_source(given: str, sha256: str = "") -> InitSource:
     """The source `given` names: a local run or export folder, else a Hub repo id in the local cache (never the
-    network: a run must not download at start)."""
+    network: a run must not download at start). With `sha256` (a run's record of the weights it started from), a
+    source run that has trained on since gives the checkpoint of those weights where it still holds it."""
     path = Path(given)
     if not path.exists():
         named = f"--init {given}"
@@ -91,20 +92,33 @@ def open_init_source(given: str) -> InitSource:
         raise ConfigError(f"--init {given} is not a folder; pass a run folder, an exported folder or a Hub repo id")
     if is_export_folder(path):
         return _export_source(given, path)
-    return _run_source(given, path)
+    return _run_source(given, path, sha256)
 
 
-def _run_source(given: str, path: Path) -> InitSource:
+def _run_source(given: str, path: Path, sha256: str = "") -> InitSource:
     config, dataset = read_run_config(path)
     damage: list[str] = []
     found = ckpt.load_latest_intact(path, damage.append, move_damaged=False)  # the source is only read
     if found is None:
         raise ConfigError(f"--init {given}: the run has no checkpoint yet; train it longer or pass another source")
-    _, tensors, meta = found
-    roles = {role: {k[len(role) + 1:]: v for k, v in tensors.items() if k.startswith(role + ".")} for role in ROLES}
+    latest, tensors, meta = found
+    roles = _roles(tensors)
+    if sha256 and _fingerprint(roles) != sha256:
+        for older in reversed([c for c in ckpt.list_checkpoints(path) if c != latest]):
+            try:
+                older_tensors, older_meta = ckpt.load_checkpoint(older)
+            except (CheckpointError, OSError):
+                continue  # damaged or unreadable: not the one
+            if _fingerprint(_roles(older_tensors)) == sha256:
+                tensors, meta, roles = older_tensors, older_meta, _roles(older_tensors)
+                break
     nimg = meta.get("counters", {}).get("cur_nimg", 0)
     return InitSource(given, path, "run", config, _shape(dataset.get("shape"), path), int(nimg),
                       {r: t for r, t in roles.items() if t}, _fingerprint(roles), "; ".join(damage))
+
+
+def _roles(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    return {role: {k[len(role) + 1:]: v for k, v in tensors.items() if k.startswith(role + ".")} for role in ROLES}
 
 
 def _export_source(given: str, path: Path) -> InitSource:
@@ -249,7 +263,7 @@ def apply_init(match: InitMatch, networks: dict[str, nn.Module]) -> None:
 def initialize(config: TrainConfig, shape: ImageShape, networks: dict[str, nn.Module]) -> InitMatch:
     """A new run's networks loaded from `config.init`, the source it recorded at its start (refused if its weights
     changed since: the run would no longer be the one its config.json describes)."""
-    source = open_init_source(config.init)
+    source = open_init_source(config.init, config.init_sha256)
     if config.init_sha256 and source.sha256 != config.init_sha256:
         raise ConfigError(f"--init {config.init}: its weights changed since this run started from them (their "
                           "fingerprint differs from config.json's init_sha256); restore them, or start a new run")
