@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
+from ganforge.whole_files import written_whole
+
 # The most pixels per image a store, run or export may hold: 4096 x 4096, the largest SRGAN target of a 1024 px
 # input (every other family stops at 1024). A fully convolutional G has the same weights at any size, so only this
 # stops a config.json saying 16384 x 16384 from being taken at its word and running out of memory, and a folder
@@ -44,12 +46,13 @@ MARK_KEY, MARK_VALUE = "Software", "ganforge"
 
 
 def save_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
-    """Save a PNG, embedding `text` as tEXt chunks (readable with `Image.open(path).text`) beside ganforge's mark."""
+    """Save a PNG, embedding `text` as tEXt chunks (readable with `Image.open(path).text`) beside ganforge's mark;
+    written whole or not at all."""
     info = PngImagePlugin.PngInfo()
     for key, value in {MARK_KEY: MARK_VALUE, **(text or {})}.items():
         info.add_text(key, value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, pnginfo=info)
+    with written_whole(path) as temporary:
+        image.save(temporary, pnginfo=info)
 
 
 def enlarge_small(grid: Image.Image, min_width: int = 512) -> Image.Image:

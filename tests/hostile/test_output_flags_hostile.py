@@ -164,3 +164,29 @@ def test_prepare_and_detect_train_write_no_store_or_detector_into_a_run_or_expor
                                "--steps", "1"))
     assert "inside the export folder" in error, error
     assert _files(run) == before_run and _files(export) == before_export
+
+
+@pytest.mark.parametrize("command", ["generate", "interpolate"])
+def test_a_write_cut_short_keeps_the_earlier_output_whole_and_says_why(
+        noise: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    # A file-size limit (`ulimit -f`) or a full disk stops the write half-way: the earlier grid or animation stays
+    # as it was, no half-written or temporary file is left, and the error says what happened in one line.
+    import errno
+
+    run = noise[1]
+    out = tmp_path / ("grid.png" if command == "generate" else "walk.gif")
+    flags = ["--n", "2"] if command == "generate" else ["--seeds", "0,1", "--frames", "4"]
+    assert invoke(command, run, *flags, "--out", out).exit_code == 0
+    before = out.read_bytes()
+    save = Image.Image.save
+
+    def cut_short(self: Image.Image, fp, *args, **kwargs) -> None:
+        save(self, fp, *args, **kwargs)
+        Path(fp).write_bytes(Path(fp).read_bytes()[:100])
+        raise OSError(errno.EFBIG, "File too large", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", cut_short)
+    error = one_error(invoke(command, run, *flags, "--out", out))
+    assert "File too large" in error and "size limit" in error, error
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]

@@ -69,6 +69,8 @@ _OS_HINTS = {
     errno.EEXIST: "it already exists: choose another path",
     errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
     errno.EIO: "the disk reported an input/output error: check the disk",
+    errno.EFBIG: "the file would pass a size limit (the file system's, or `ulimit -f`): write it elsewhere, or "
+                 "make it smaller",
 }
 
 

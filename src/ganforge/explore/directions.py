@@ -24,6 +24,7 @@ from ganforge.errors import ConfigError
 from ganforge.generate import seed_latents, truncate
 from ganforge.images import make_grid, save_png
 from ganforge.regular_files import check_regular, read_json
+from ganforge.whole_files import written_whole
 
 TENSORS, RECORD, FIGURE = "directions.safetensors", "directions.json", "directions.png"
 
@@ -51,12 +52,15 @@ class Directions:
                    torch.zeros(self.vectors.shape[1]))
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({"vectors": self.vectors.contiguous(), "scales": self.scales.contiguous()}, str(folder / TENSORS))
+        """directions.safetensors and directions.json, each written whole (the tensors first: a folder whose
+        record is missing or older is refused by `load_directions`'s checks or reads as the earlier set)."""
         record = {"ganforge_directions": 1, "method": self.method, "space": self.space, "count": len(self),
                   "values": self.values, "layers": list(self.layers) if self.layers else None,
                   "source": self.source, "score": self.score}
-        (folder / RECORD).write_text(json.dumps(record, indent=2))
+        with written_whole(folder / TENSORS) as temporary:
+            save_file({"vectors": self.vectors.contiguous(), "scales": self.scales.contiguous()}, str(temporary))
+        with written_whole(folder / RECORD) as temporary:
+            temporary.write_text(json.dumps(record, indent=2))
 
 
 def load_directions(folder: Path) -> Directions:

@@ -21,6 +21,7 @@ from ganforge.images import MARK_VALUE, make_grid, save_png, to_pil
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
 from ganforge.runs.output_guard import check_output_file, ganforge_animation, ganforge_png
+from ganforge.whole_files import written_whole
 
 METHODS = ("lerp", "slerp")
 MAX_FRAMES = 2000  # all transitions together: a longer walk is minutes of video and a huge GIF
@@ -127,10 +128,10 @@ def _upscale(images: torch.Tensor, scale: int | None) -> list[np.ndarray]:
 
 def write_gif(frames: list[np.ndarray], out: Path, fps: int) -> None:
     pictures = [to_pil(frame) for frame in frames]
-    out.parent.mkdir(parents=True, exist_ok=True)
     # GIF delays are whole hundredths of a second; `loop=0` repeats forever.
-    pictures[0].save(out, save_all=True, append_images=pictures[1:], duration=max(20, round(1000 / fps)),
-                     loop=0, optimize=False, comment=MARK_VALUE.encode())  # the mark a later --out may replace
+    with written_whole(out) as temporary:
+        pictures[0].save(temporary, save_all=True, append_images=pictures[1:], duration=max(20, round(1000 / fps)),
+                         loop=0, optimize=False, comment=MARK_VALUE.encode())  # the mark a later --out may replace
 
 
 def write_mp4(frames: list[np.ndarray], out: Path, fps: int) -> None:
@@ -142,12 +143,12 @@ def write_mp4(frames: list[np.ndarray], out: Path, fps: int) -> None:
     height, width = frames[0].shape[:2]
     # H.264 in yuv420p wants even sizes; pad with black rather than resample.
     pad_h, pad_w = height % 2, width % 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = imageio_ffmpeg.write_frames(str(out), (width + pad_w, height + pad_h), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv420p", macro_block_size=1, quality=8,
-                                         output_params=["-metadata", f"comment={MARK_VALUE}"])  # see output_guard
-    writer.send(None)  # the generator protocol: prime it before sending frames
-    for frame in frames:
-        writer.send(np.ascontiguousarray(np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)))))
-    writer.close()
+    with written_whole(out) as temporary:
+        writer = imageio_ffmpeg.write_frames(str(temporary), (width + pad_w, height + pad_h), fps=fps,
+                                             codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1, quality=8,
+                                             output_params=["-metadata", f"comment={MARK_VALUE}"])  # output_guard
+        writer.send(None)  # the generator protocol: prime it before sending frames
+        for frame in frames:
+            writer.send(np.ascontiguousarray(np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)))))
+        writer.close()
 
