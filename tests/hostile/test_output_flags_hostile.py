@@ -190,3 +190,14 @@ def test_a_write_cut_short_keeps_the_earlier_output_whole_and_says_why(
     assert "File too large" in error and "size limit" in error, error
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_an_animation_too_large_for_memory_is_refused_before_it_is_drawn(noise: tuple[Path, Path, Path],
+                                                                          tmp_path: Path) -> None:
+    # 2,000 frames of 16 px enlarged 32 times are 1.5 GiB of RGB frames: refused, naming the flags to change.
+    error = one_error(invoke("interpolate", noise[1], "--seeds", "0,1", "--frames", "2000", "--scale", "32",
+                             "--out", tmp_path / "walk.gif"))
+    assert "GiB of memory" in error and "--frames" in error and "--scale" in error, error
+    assert not (tmp_path / "walk.gif").exists()
+    assert invoke("interpolate", noise[1], "--seeds", "0,1", "--frames", "70", "--scale", "4", "--out",
+                  tmp_path / "walk.gif").exit_code == 0  # drawn in chunks of 64 frames, the last one short

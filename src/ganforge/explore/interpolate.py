@@ -26,6 +26,8 @@ from ganforge.whole_files import written_whole
 METHODS = ("lerp", "slerp")
 MAX_FRAMES = 2000  # all transitions together: a longer walk is minutes of video and a huge GIF
 MAX_GRID_COLUMNS = 64
+MAX_ANIMATION_BYTES = 1 << 30  # the enlarged frames, held together until written (Pillow copies them again)
+DRAW_BATCH = 64  # frames per pass of G
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -108,8 +110,16 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
         save_png(make_grid(images, columns=columns), out, text)
         return len(images)
     # A looping animation must not show its first frame twice in a row, so it leaves the end out.
-    images = draw(walk(keypoints, frames, method, include_end=not loop))
-    pictures = _upscale(images, scale)
+    latents = walk(keypoints, frames, method, include_end=not loop)
+    first = draw(latents[:1])
+    factor = scale or max(1, 256 // max(first.shape[2], first.shape[3]))
+    needed = len(latents) * first.shape[2] * first.shape[3] * factor * factor * 3  # the enlarged RGB frames
+    if needed > MAX_ANIMATION_BYTES:
+        raise ConfigError(f"{len(latents)} frames of {first.shape[3] * factor}x{first.shape[2] * factor} px would "
+                          f"take {needed / 2**30:.1f} GiB of memory (at most {MAX_ANIMATION_BYTES / 2**30:g}); use "
+                          "fewer --frames or a smaller --scale")
+    images = torch.cat([first, *(draw(chunk) for chunk in latents[1:].split(DRAW_BATCH))])
+    pictures = _upscale(images, factor)
     if suffix == ".gif":
         write_gif(pictures, out, fps)
     else:
@@ -117,9 +127,8 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
     return len(images)
 
 
-def _upscale(images: torch.Tensor, scale: int | None) -> list[np.ndarray]:
-    """uint8 [N, C, H, W] -> HWC RGB frames, enlarged by nearest neighbour to ~256 px unless `scale` is given."""
-    factor = scale or max(1, 256 // max(images.shape[2], images.shape[3]))
+def _upscale(images: torch.Tensor, factor: int) -> list[np.ndarray]:
+    """uint8 [N, C, H, W] -> HWC RGB frames, enlarged `factor` times by nearest neighbour."""
     frames = images.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
     if frames.shape[1] == 1:
         frames = frames.expand(-1, 3, -1, -1)  # grey -> RGB: video codecs and GIF palettes expect colour
