@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from ganforge.runs.folder import CONFIG_FILE
 from ganforge.training.distributed import Distributed
 from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.state import TrainingState
+from ganforge.whole_files import written_whole
 
 CHECK_N = 500  # generated images per check (and real images in the cached statistics)
 ESTIMATE_IMAGES = 8  # images the extractor is timed on before the first check
@@ -109,18 +109,16 @@ def _write_best(state: TrainingState, run_dir: Path, record: dict[str, Any]) -> 
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             raise OSError(f"{path} is {'a link' if path.is_symlink() else 'not a folder'}; move it away")
     (folder / ckpt.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{CONFIG_FILE}.tmp"
-    shutil.copyfile(run_dir / CONFIG_FILE, tmp)
-    os.replace(tmp, folder / CONFIG_FILE)
+    with written_whole(folder / CONFIG_FILE) as temporary:
+        shutil.copyfile(run_dir / CONFIG_FILE, temporary)
     tensors, meta = state.capture()
     kept = ckpt.checkpoint_path(folder, state.counters.cur_nimg)
     ckpt.save_checkpoint(kept, tensors, meta)
     for other in ckpt.list_checkpoints(folder):
         if other != kept:
             other.unlink(missing_ok=True)
-    tmp = folder / f".{BEST_RECORD}.tmp"
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, folder / BEST_RECORD)
+    with written_whole(folder / BEST_RECORD) as temporary:
+        temporary.write_text(json.dumps(record))
 
 
 def _recorded_best(folder: Path, echo: Callable[[str], None], protocol: dict[str, Any]) -> float | None:

@@ -31,6 +31,7 @@ from ganforge.metrics.random_conv import RandomConvExtractor
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.folder import CONFIG_FILE
 from ganforge.training.state import TrainingState
+from ganforge.whole_files import written_whole
 
 SAMPLES = 64  # samples and real images compared at each tick
 COLLAPSE_RATIO = 0.5  # samples' nearest-neighbour median below this share of the real images' is collapse
@@ -102,9 +103,8 @@ def _keep_before_collapse(run_dir: Path, healthy_nimg: int) -> str:
         os.link(source, target)
     except OSError:  # a file system without hard links
         shutil.copyfile(source, target)
-    tmp = folder / f".{CONFIG_FILE}.tmp"  # whole or not at all: a kill mid-copy leaves no half config.json
-    shutil.copyfile(run_dir / CONFIG_FILE, tmp)
-    os.replace(tmp, folder / CONFIG_FILE)
+    with written_whole(folder / CONFIG_FILE) as temporary:  # a kill mid-copy leaves no half config.json
+        shutil.copyfile(run_dir / CONFIG_FILE, temporary)
     return (f". The checkpoint of kimg {ckpt.nimg_of(source) / 1000:g}, from before the fall, is kept in {folder} "
             f"(`ganforge generate {folder}`, or `ganforge train --resume {folder}` with lower rates)")
 
