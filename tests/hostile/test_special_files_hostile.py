@@ -186,13 +186,14 @@ def test_a_fifo_as_the_best_snapshots_record_is_skipped_with_a_line(tmp_path: Pa
 
     os.mkfifo(tmp_path / BEST_RECORD)
     said: list[str] = []
+    protocol = {"n": 500, "extractor": "inception"}
     with _within(20):
-        assert _recorded_best(tmp_path, said.append) is None
+        assert _recorded_best(tmp_path, said.append, protocol) is None
     assert len(said) == 1 and "not a regular file (a FIFO)" in said[0] and "chosen afresh" in said[0], said
     (tmp_path / BEST_RECORD).unlink()
-    assert _recorded_best(tmp_path, said.append) is None and len(said) == 1  # none yet: nothing to say
-    (tmp_path / BEST_RECORD).write_text(json.dumps({"kid": 0.25}))
-    assert _recorded_best(tmp_path, said.append) == 0.25
+    assert _recorded_best(tmp_path, said.append, protocol) is None and len(said) == 1  # none yet: nothing to say
+    (tmp_path / BEST_RECORD).write_text(json.dumps({"kid": 0.25, **protocol}))
+    assert _recorded_best(tmp_path, said.append, protocol) == 0.25
 
 
 def test_appending_to_a_log_that_is_a_fifo_refuses_instead_of_waiting_for_a_reader(tmp_path: Path) -> None:
