@@ -99,7 +99,8 @@ def _in(module: str, package: str) -> bool:
 
 # The package's map, lowest layer first: a module may import its own layer and the layers below, never above.
 LAYERS = (
-    {"errors", "version", "progress", "device", "images", "plots", "regular_files", "terminal_text"},  # utilities
+    {"errors", "version", "progress", "device", "images", "plots", "regular_files", "terminal_text",
+     "whole_files"},  # utilities
     {"config"},  # how a setting is declared, the registry, the dataclasses
     {"data", "metrics", "augment", "models"},  # stores, measurements, augmentation, the model families
     {"runs", "recipes"},  # runs and exports as data; presets and the default recipe
