@@ -111,6 +111,42 @@ def test_resume_in_the_middle_of_a_plan_is_bit_identical(store, tmp_path, monkey
     assert_identical(*last)
 
 
+def test_a_budget_resumed_near_its_deadline_keeps_time_for_its_end(store, tmp_path, monkeypatch):
+    # Tick ends cost 3 s (grid, checkpoint); a run resumed with 7 of its 18 s left must stop early enough to
+    # write its last tick inside the budget, before it has timed a tick end of its own.
+    class Stop(Exception):
+        pass
+
+    clock = FakeClock(100.0)
+
+    def costly_tick_end(state, record):
+        clock.now += 3.0
+
+    def stop_at_tick_2(state, record):
+        if state.counters.tick == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        budget_run(store, tmp_path, clock, monkeypatch, minutes=0.3, tick_kimg=0.8,
+                   tick_hooks=(costly_tick_end, stop_at_tick_2))
+    clock = FakeClock(100.0)
+    clock.nimg = 800
+    resumed, lines, _ = budget_run(store, tmp_path, clock, monkeypatch, minutes=0.3, tick_kimg=0.8,
+                                   tick_hooks=(costly_tick_end,))
+    assert any("resumed from" in line for line in lines)
+    assert resumed.counters.budget_seconds <= 18.0
+    assert resumed.counters.budget_end_seconds >= 3.0
+
+
+def test_a_budget_keeps_its_end_cost_from_earlier_sessions():
+    now = [0.0]
+    budget = Budget(minutes=1, seconds_used=50.0, cur_nimg=0, step_images=10, clock=lambda: now[0],
+                    end_seconds=4.0)
+    now[0] = 10.0 - END_MARGIN * 4.0 - 0.5
+    budget.step_done(10)
+    assert budget.out_of_time()  # 10 s left, 6 s of them reserved for the end, and the last step took 3.5 s
+
+
 def test_instance_noise_fades_over_the_planned_length_not_the_default_kimg(store, tmp_path, monkeypatch):
     seen: list[int] = []
     d_input = Adversary.d_input

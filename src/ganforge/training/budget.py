@@ -11,8 +11,9 @@ together at tick ends only (a step-level stop would leave a rank waiting alone i
 within a tick may carry such a run past its deadline by up to that tick's rest.
 
 Everything that follows --kimg follows the plan: the run's end, --lr-decay's last fraction, --schedule cosine,
-the progress bar. The wall time a run has spent against its budget is a counter of its checkpoints, so a resumed
-run continues the same plan with what is left.
+the progress bar. The wall time a run has spent against its budget, and the costliest tick end it has timed, are
+counters of its checkpoints, so a resumed run continues the same plan with what is left and keeps time for its end
+from its first step.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Budget:
     """The budget's clock and the speed measurements one training session makes against it."""
 
     def __init__(self, minutes: float, seconds_used: float, cur_nimg: int, step_images: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, end_seconds: float = 0.0) -> None:
         self.seconds = minutes * 60.0
         self.minutes = minutes
         self.step_images = step_images
@@ -63,7 +64,9 @@ class Budget:
         self._last_step_at, self._last_step_s = self._session_start, 0.0  # when the last step ended; its length
         self._measure_from: tuple[float, int] | None = None  # (time, nimg) once warmed up
         self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, WINDOW_SHARE * self.seconds))
-        self.end_seconds = 0.0  # the costliest tick end seen (grid, log row, checkpoint)
+        # The costliest tick end seen (grid, log row, checkpoint), earlier sessions' included: a resumed run must
+        # keep time for its end before it has timed one of its own.
+        self.end_seconds = end_seconds
         self._tick_end_began = self._session_start
         self.plan: Plan | None = None
 
@@ -98,6 +101,10 @@ class Budget:
     def tick_end_begins(self) -> None:
         """The steps of a tick are done; what follows (grid, log row, checkpoint) is the tick's end."""
         self._tick_end_began = self.clock()
+
+    def end_seconds_so_far(self) -> float:
+        """The costliest tick end, counting the one under way up to now (for the checkpoint it is about to write)."""
+        return max(self.end_seconds, self.clock() - self._tick_end_began)
 
     def tick_done(self, cur_nimg: int) -> Plan | None:
         """At a tick's end (its grid, row and any checkpoint written, timed from `tick_end_begins`): plan again

@@ -115,7 +115,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     budget = None
     if config.minutes > 0:
         budget = Budget(config.minutes, counters.budget_seconds, counters.cur_nimg, config.batch * config.d_steps,
-                        clock)
+                        clock, end_seconds=counters.budget_end_seconds)
         if budget.seconds_left() <= 0:
             echo(f"{run_dir} has spent its {config.minutes:g} minutes (kimg {counters.cur_nimg / 1000:g}): it is "
                  f"complete. Extend it with `ganforge train --resume {run_dir} --minutes {2 * config.minutes:g}`")
@@ -200,6 +200,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 echo(status_line(record))
             if budget is not None:
                 counters.budget_seconds = budget.seconds_used()
+                counters.budget_end_seconds = budget.end_seconds_so_far()
             if (counters.tick % config.snap == 0 or done) and ctx.is_main:
                 _save(state, run_dir)
             if budget is not None and not done:
@@ -209,10 +210,6 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                     config, total_nimg = _follow_plan(state, plan, run_dir, ctx, echo, bar, heartbeat,
                                                       abs(plan.total_nimg - total_nimg) > 0.05 * total_nimg)
                     objective = scheme.with_run_length(objective, config)
-                    if total_nimg <= counters.cur_nimg:  # no time for another step: end with this checkpoint
-                        if ctx.is_main and counters.tick % config.snap:
-                            _save(state, run_dir)
-                        break
             stopping = ctx.all_true(bool(stop_signal))
             ctx.seed_own_stream(config.seed, counters.cur_nimg)
             tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
@@ -228,6 +225,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             counters.train_seconds += time.perf_counter() - tick_start_time
             if budget is not None:
                 counters.budget_seconds = budget.seconds_used()
+                counters.budget_end_seconds = budget.end_seconds
             if ctx.is_main:
                 _save(state, run_dir)
             raise TrainingInterrupted(stop_signal[0] if stop_signal else signal.SIGTERM,

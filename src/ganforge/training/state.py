@@ -46,6 +46,7 @@ class Counters:
     phase_index: int = -1  # growing schedule phase of the last iteration (-1: none yet)
     train_seconds: float = 0.0  # wall time spent training, summed over sessions (not part of the trajectory)
     budget_seconds: float = 0.0  # --minutes: wall time spent against the budget, tick ends and checkpoints included
+    budget_end_seconds: float = 0.0  # --minutes: the costliest tick end timed so far (kept for the run's end)
     # The collapse monitor's: the last tick whose samples were as varied as they should be (-1: none yet), and
     # whether a warning has kept RUN/before-collapse (0 or 1; one is kept per run)
     healthy_nimg: int = -1
