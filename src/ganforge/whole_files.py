@@ -9,15 +9,37 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def temporary_for(path: Path, pid: int | None = None) -> Path:
+    """Where `written_whole` writes `path` first: hidden, beside it, named for the writing process (so a leftover
+    of a killed writer can be told from one being written) and ending in `path`'s suffix, so that writers that pick
+    a format by extension (Pillow, ffmpeg) write the same format."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid() if pid is None else pid}{path.suffix}")
+
+
 @contextmanager
-def written_whole(path: Path) -> Iterator[Path]:
+def written_whole(path: Path, durable: bool = False) -> Iterator[Path]:
     """A temporary path beside `path` for the block to write; moved over `path` when the block ends, removed if it
-    raises. The temporary keeps `path`'s suffix, so writers that pick a format by extension (Pillow, ffmpeg)
-    write the same format."""
+    raises. The temporary is created afresh, never opened through whatever a hostile folder put at its name (a
+    link to another file). `durable`: flushed to the disk before the move, and the move after it (checkpoints,
+    stores: what a power cut must not take)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    temporary = temporary_for(path)
+    temporary.unlink(missing_ok=True)  # a link planted there goes, not the file it points to
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield temporary
+        if durable:
+            _fsync(temporary, os.O_RDONLY)
         os.replace(temporary, path)
+        if durable:
+            _fsync(path.parent, os.O_RDONLY)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

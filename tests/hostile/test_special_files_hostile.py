@@ -20,7 +20,9 @@ from click.testing import CliRunner, Result
 
 from cli_helpers import one_error
 from ganforge.cli import main
-from ganforge.runs.checkpoint import checkpoint_path, latest_checkpoint
+from ganforge.runs.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
+from ganforge.runs.folder import write_run_config
+from ganforge.whole_files import temporary_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev/zero are POSIX")
 
@@ -131,18 +133,21 @@ def test_temporaries_of_a_killed_checkpoint_write_are_reported_and_removed_on_re
     run = _copy(noise[1], tmp_path)
     latest = latest_checkpoint(run)
     assert latest is not None
-    stale = latest.with_name(f".{latest.name}.tmp-{_dead_pid()}")
+    stale = temporary_for(latest, _dead_pid())
     stale.write_bytes(b"half a checkpoint")
+    older = latest.with_name(f".{latest.name}.tmp-{_dead_pid()}")  # as ganforge wrote them before whole_files
+    older.write_bytes(b"half a checkpoint")
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        live = latest.with_name(f".{latest.name}.tmp-{alive.pid}")
+        live = temporary_for(latest, alive.pid)
         live.write_bytes(b"being written")
         problems = _doctor_problems(run)
-        assert any(stale.name in line and "no longer running" in line for line in problems), problems
+        for leftover in (stale, older):
+            assert any(leftover.name in line and "no longer running" in line for line in problems), problems
         assert not any(live.name in line for line in problems), problems
         result = _invoke("train", "--resume", run, "--kimg", "0.05", "--no-progress")
         assert result.exit_code == 0, result.output
-        assert not stale.exists() and live.exists()
+        assert not stale.exists() and not older.exists() and live.exists()
     finally:
         alive.kill()
         alive.wait()
@@ -216,3 +221,29 @@ def test_an_exports_weights_that_are_no_file_are_said_to_be_so_not_missing(noise
     error = one_error(_invoke("generate", export, "--n", "1", "--out", tmp_path / "g.png"))
     assert f"model.safetensors: {says}" in error, error
     assert any(says in line for line in _doctor_problems(export))
+
+
+@pytest.mark.parametrize("writer", ["config", "checkpoint"])
+def test_a_link_planted_at_a_temporary_name_is_not_written_through(writer: str, tmp_path: Path) -> None:
+    # A shared run folder may hold a link where ganforge writes before it renames: the file it points to (here a
+    # victim beside the folder) must stay as it was, and the real output must land in the folder.
+    from ganforge.config import TrainConfig
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    target = run / "config.json" if writer == "config" else checkpoint_path(run, 64)
+    for name in (temporary_for(target), target.with_name(f".{target.name}.tmp"),
+                 target.with_name(f".{target.name}.tmp-{os.getpid()}")):  # today's name and the ones before it
+        name.symlink_to(victim)
+    if writer == "config":
+        write_run_config(run, TrainConfig(), {"name": "s.gfs"})
+        assert json.loads(target.read_text())["dataset"] == {"name": "s.gfs"}
+    else:
+        import torch
+
+        save_checkpoint(target, {"w": torch.ones(2)}, {"counters": {"cur_nimg": 64}})
+        assert target.stat().st_size > 0
+    assert victim.read_text() == "keep me"
+    assert not target.is_symlink()

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from ganforge.data.store import Store
+from ganforge.whole_files import written_whole
 
 EMBEDDED_NAME = "mnist10k"
 
@@ -26,11 +27,9 @@ def embedded_store_path() -> Path:
     packed = resources.files("ganforge") / "embedded" / f"{EMBEDDED_NAME}.gfs.gz"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with packed.open("rb") as raw, gzip.GzipFile(fileobj=raw) as src, open(tmp, "wb") as dst:
+    with (written_whole(target) as temporary, packed.open("rb") as raw, gzip.GzipFile(fileobj=raw) as src,
+          open(temporary, "wb") as dst):
         shutil.copyfileobj(src, dst)
-    os.replace(tmp, target)
     return target
 
 

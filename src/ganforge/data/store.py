@@ -25,6 +25,7 @@ import torch
 
 from ganforge.data.store_layout import read_layout
 from ganforge.errors import DataError
+from ganforge.whole_files import written_whole
 
 STORE_SUFFIX = ".gfs"
 FORMAT_VERSION = 1
@@ -141,36 +142,19 @@ def write_store(path: str | os.PathLike[str], images: np.ndarray, labels: np.nda
                              "data_offsets": [labels_end, labels_end + targets.size]}
     header_bytes = json.dumps(header, ensure_ascii=False).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(header_bytes)))
-            f.write(header_bytes)
-            for start in range(0, n, _rows_per_chunk(images)):
-                f.write(np.ascontiguousarray(images[start : start + _rows_per_chunk(images)]).tobytes())
-            f.write(b"\0" * (_align8(image_bytes) - image_bytes))
-            f.write(np.ascontiguousarray(labels, dtype="<i8").tobytes())
-            if targets is not None:
-                for start in range(0, len(targets), _rows_per_chunk(targets)):
-                    f.write(np.ascontiguousarray(targets[start : start + _rows_per_chunk(targets)]).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
+    with written_whole(path, durable=True) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(header_bytes)))
+        f.write(header_bytes)
+        for start in range(0, n, _rows_per_chunk(images)):
+            f.write(np.ascontiguousarray(images[start : start + _rows_per_chunk(images)]).tobytes())
+        f.write(b"\0" * (_align8(image_bytes) - image_bytes))
+        f.write(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+        if targets is not None:
+            for start in range(0, len(targets), _rows_per_chunk(targets)):
+                f.write(np.ascontiguousarray(targets[start : start + _rows_per_chunk(targets)]).tobytes())
 
 def _align8(n: int) -> int:
     return (n + 7) // 8 * 8
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store:

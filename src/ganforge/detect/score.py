@@ -17,6 +17,7 @@ from ganforge.detect.train import Detector
 from ganforge.errors import DataError
 from ganforge.regular_files import open_regular
 from ganforge.runs.output_guard import check_output_file, json_report
+from ganforge.whole_files import written_whole
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 64 << 20  # larger images are refused as bombs, as `prepare` does
@@ -85,6 +86,5 @@ def check_json_out(path: Path, images: list[str]) -> None:
 def write_json(path: Path, scores: dict[str, float], skipped: dict[str, str], detector: Detector) -> None:
     record = {"detector": str(detector.folder), "step": detector.step, "trained_on": detector.config.fake,
               "p_generated": scores, "skipped": skipped}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    with written_whole(path) as temporary:
+        temporary.write_text(json.dumps(record, indent=2))

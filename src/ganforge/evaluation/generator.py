@@ -9,7 +9,6 @@ the discriminator-feature probe, which need a run's networks.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +29,7 @@ from ganforge.runs import load_discriminator, load_generator
 from ganforge.runs.exported import is_export_folder, read_export
 from ganforge.runs.folder import open_recorded_store, read_run_config
 from ganforge.runs.output_guard import check_output_file, check_output_folder, ganforge_png, json_report
+from ganforge.whole_files import written_whole
 
 
 def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None,
@@ -126,6 +126,5 @@ def _is_scores(value: object) -> bool:
 
 
 def write_json(results: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=str))
-    os.replace(tmp, path)
+    with written_whole(path) as temporary:
+        temporary.write_text(json.dumps(results, indent=2, default=str))

