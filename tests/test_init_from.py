@@ -131,6 +131,30 @@ def test_grey_to_rgb_keeps_what_the_source_draws_in_every_channel(source: Path, 
         assert torch.allclose(nets["D"](grey_images.repeat(1, 3, 1, 1)), grey_nets["D"](grey_images), atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["pix2pix", "srgan"])
+def test_an_image_to_image_g_from_grey_to_rgb_translates_a_grey_input_as_before(family: str) -> None:
+    # Such a G reads images and writes them: its first layer is bridged as an input (weights shared, a third
+    # each), its last as an output (copied), so an RGB copy of a grey input gives the grey translation in every
+    # channel. Taken as an output, the first layer would triple its response.
+    torch.manual_seed(0)
+    size = (16, 16) if family == "pix2pix" else (32, 32)
+    models = {c: ModelConfig(name=family, g_width=8, d_width=8,
+                             input_shape=(c, *size) if family == "pix2pix" else (c, 8, 8)) for c in (1, 3)}
+    grey, rgb = (build_networks(models[c], (c, *size)) for c in (1, 3))
+    source = InitSource(given="grey", path=Path("grey"), kind="run", config=TrainConfig(model=models[1]),
+                        image_shape=(1, *size), nimg=0, tensors={"G": grey.generator.state_dict()}, sha256="")
+    match = match_init(source, TrainConfig(model=models[3]), (3, *size), {"G": rgb.generator})
+    apply_init(match, {"G": rgb.generator})
+    assert len(match.bridged) >= 2
+    images = torch.rand(2, *models[1].input_shape) * 2 - 1
+    with torch.no_grad():
+        grey.generator.eval()
+        rgb.generator.eval()
+        expected, got = grey.generator(images), rgb.generator(images.repeat(1, 3, 1, 1))
+    for channel in range(3):
+        torch.testing.assert_close(got[:, channel:channel + 1], expected, atol=1e-5, rtol=1e-4)
+
+
 def test_a_stylegan2_run_at_twice_the_resolution_keeps_the_sources_layers() -> None:
     model = ModelConfig(name="stylegan2", z_dim=16, fmap_base=256, fmap_max=32)
     config = TrainConfig(model=model, batch=8)

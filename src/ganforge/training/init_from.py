@@ -196,7 +196,8 @@ def match_init(source: InitSource, config: TrainConfig, shape: ImageShape,
                 match.skipped.append((key, "not in the source"))
             elif tuple(tensor.shape) == tuple(target.shape):
                 taken = tensor
-            elif (bridged := _bridge_channels(tensor, tuple(target.shape), channels, role)) is not None:
+            elif (bridged := _bridge_channels(tensor, tuple(target.shape), channels,
+                                              _input_axis(module, name))) is not None:
                 taken = bridged
                 match.bridged.append(key)
             else:
@@ -232,11 +233,12 @@ def _doublings(source: InitSource, shape: ImageShape) -> int:
 
 
 def _bridge_channels(tensor: torch.Tensor, target: tuple[int, ...], channels: tuple[int, int],
-                     role: str) -> torch.Tensor | None:
+                     input_axis: int) -> torch.Tensor | None:
     """`tensor` carried from grey to RGB images or back along its one image-channel axis, or None when its shape
-    differs otherwise. G's output channels are copied (1 -> 3) or averaged (3 -> 1); the input channels of D (and of
-    AAE's encoder) share the weight (1 -> 3, each a third) or are summed (3 -> 1), so a grey image keeps the
-    response it had."""
+    differs otherwise. Where that axis is what the layer writes (G's last layer), the channels are copied (1 -> 3)
+    or averaged (3 -> 1); where it is what the layer reads (D's first layer, AAE's encoder's, an image-to-image
+    G's), they share the weight (1 -> 3, each a third) or are summed (3 -> 1): a grey image keeps the response it
+    had. `input_axis`: the axis of the layer's inputs, if `tensor` is a weight."""
     source_c, target_c = channels
     if source_c == target_c or {source_c, target_c} != {1, 3} or tensor.dim() != len(target):
         return None
@@ -244,11 +246,19 @@ def _bridge_channels(tensor: torch.Tensor, target: tuple[int, ...], channels: tu
     if len(differing) != 1 or (tensor.shape[differing[0]], target[differing[0]]) != channels:
         return None
     axis = differing[0]
-    output_side = role in ("G", "G_ema")  # D and AAE's encoder E read images: their input side
+    output_side = tensor.dim() < 2 or axis != input_axis  # a bias, or any 1-D tensor, is per output channel
     if target_c == 3:
         widened = tensor.repeat_interleave(3, dim=axis)
         return widened if output_side else widened / 3
     return tensor.mean(dim=axis, keepdim=True) if output_side else tensor.sum(dim=axis, keepdim=True)
+
+
+def _input_axis(network: nn.Module, name: str) -> int:
+    """The input axis of the weight `name` in `network`. Every layer here keeps its weight as [out, in, ...]
+    (PyTorch's convolutions and linear layers, ganforge's own) except transposed convolutions: [in, out, ...]."""
+    owner_name = name.rpartition(".")[0].removesuffix(".parametrizations.weight")  # spectral norm's raw weight
+    owner = network.get_submodule(owner_name) if owner_name else network
+    return 0 if isinstance(owner, nn.modules.conv._ConvTransposeNd) else 1
 
 
 def apply_init(match: InitMatch, networks: dict[str, nn.Module]) -> None:
