@@ -116,7 +116,7 @@ HOSTILE: dict[str, tuple[Edit, str]] = {
     "negative budget time": (_set("counters", "budget_seconds", -5.0), "counter budget_seconds is -5.0, not seconds"),
     "budget time as text": (_set("counters", "budget_seconds", "60"), "counter budget_seconds is '60', not seconds"),
     "endless tick end": (_set("counters", "budget_end_seconds", float("inf")), "counter budget_end_seconds is inf"),
-    "negative tick end": (_set("counters", "budget_end_seconds", -1.0), "counter budget_end_seconds is -1.0, not seconds"),
+    "negative tick end": (_set("counters", "budget_end_seconds", -1.0), "counter budget_end_seconds is -1.0, not"),
     "healthy tick in the future": (_set("counters", "healthy_nimg", 10**9), "counter healthy_nimg 1000000000 is past"),
     "healthy tick below -1": (_set("counters", "healthy_nimg", -2), "counter healthy_nimg is -2, not an integer >= -1"),
     "collapse kept twice": (_set("counters", "collapse_kept", 2), "counter collapse_kept is 2, not 0 or 1"),

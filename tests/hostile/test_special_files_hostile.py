@@ -247,3 +247,17 @@ def test_a_link_planted_at_a_temporary_name_is_not_written_through(writer: str, 
         assert target.stat().st_size > 0
     assert victim.read_text() == "keep me"
     assert not target.is_symlink()
+
+
+def test_a_link_left_as_the_memorization_summary_is_replaced_not_written_through(
+        noise: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run = _copy(noise[1], tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (run / "memorization").mkdir(exist_ok=True)
+    (run / "memorization" / "summary.json").symlink_to(victim)
+    result = _invoke("train", "--resume", run, "--kimg", "0.05", "--memorization", "on", "--metrics-extractor",
+                     "random-conv", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "keep me"
+    assert "median_ratio" in json.loads((run / "memorization" / "summary.json").read_text())

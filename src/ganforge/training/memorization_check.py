@@ -19,6 +19,7 @@ from ganforge.metrics.memorization import memorization_report
 from ganforge.runs.load import sampling_generator
 from ganforge.training.fine_tuning import FEW_SHOT_IMAGES
 from ganforge.training.state import TrainingState
+from ganforge.whole_files import written_whole
 
 FOLDER = "memorization"
 SUSPICIOUS_SHARE = 0.05  # of samples closer to a training image than 99 % of real pairs (1 % by chance)
@@ -49,7 +50,8 @@ def memorization_at_end(store: Store, run_dir: Path, device: torch.device,
         n = min(MAX_SAMPLES, max(len(store), 100))
         summary = memorization_report(fake, store, extractor, run_dir / FOLDER, n_generated=n,
                                       n_train=min(len(store), 10_000), use_cache=False)
-        (run_dir / FOLDER / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+        with written_whole(run_dir / FOLDER / "summary.json") as temporary:  # never through a link left there
+            temporary.write_text(json.dumps(summary.to_dict(), indent=2))
         verdict = memorization_verdict(summary.median_ratio, summary.fraction_suspicious)
         return (f"memorization: {verdict} (median distance ratio {summary.median_ratio:.2f}, "
                 f"{summary.n_suspicious} of {summary.n_generated} samples closer than 99% of real pairs; "
