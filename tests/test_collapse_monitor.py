@@ -19,7 +19,12 @@ from ganforge.cli import main
 from ganforge.config import ModelConfig, TrainConfig
 from ganforge.data.store import Store, to_float
 from ganforge.metrics.random_conv import RandomConvExtractor
-from ganforge.training.collapse_monitor import COLLAPSE_RATIO, collapse_monitor, nearest_neighbour_distances
+from ganforge.training.collapse_monitor import (
+    COLLAPSE_RATIO,
+    collapse_monitor,
+    is_collapsed,
+    nearest_neighbour_distances,
+)
 from ganforge.training.report import metric_panels
 from ganforge.training.state import Counters
 
@@ -81,6 +86,47 @@ def test_a_collapsed_generator_is_warned_about_once_past_the_start_and_a_varied_
     hook(_state(collapsed, cur_nimg=5500, tick=6, counters=counters), record)
     assert len(lines) == 1 and lines[0].startswith("samples are collapsing: diversity 0,")
     assert "64 of 64 samples have a near-twin" in lines[0] and "--lr-g" in lines[0]
+
+
+class ClassVariations(nn.Module):
+    """A stand-in conditional G that draws, for each class, one digit of that class blended with another picked by
+    the latent: variations on one image per class (what a conditional G collapsed within its classes draws)."""
+
+    def __init__(self, reals: torch.Tensor, labels: torch.Tensor, variation: float) -> None:
+        super().__init__()
+        self.reals, self.labels, self.variation = nn.Parameter(reals, requires_grad=False), labels, variation
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        picks = (z.abs().sum(1) * 1000).long()
+        drawn = []
+        for pick, label in zip(picks.tolist(), labels.tolist(), strict=True):
+            pool = torch.nonzero(self.labels == label).flatten()
+            template, other = self.reals[pool[0]], self.reals[pool[pick % len(pool)]]
+            drawn.append(self.variation * other + (1 - self.variation) * template)
+        return torch.stack(drawn)
+
+
+def test_a_conditional_generator_drawing_variations_of_one_image_per_class_is_warned_about(digits: Store) -> None:
+    # Measured over all 64 samples against any 64 digits, its classes look varied enough (55 % of the real
+    # images' diversity): within each class, against real digits of that class, it is collapsed.
+    config = TrainConfig(model=ModelConfig(z_dim=8, conditional=True, num_classes=10), kimg=10.0)
+    reals = to_float(digits.uint8_batch(np.arange(512)))
+    labels = torch.as_tensor(digits.labels[:512])
+    lines: list[str] = []
+    hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"))
+    record: dict = {}
+    state = _state(ClassVariations(reals, labels, 0.38), cur_nimg=5000, tick=5)
+    state.config = config
+    hook(state, record)
+    assert record["near_twins"] >= 32
+    assert len(lines) == 1 and "samples have a near-twin of a class" in lines[0], lines
+
+
+def test_most_samples_with_a_near_twin_is_collapse_even_with_half_the_diversity_left() -> None:
+    assert is_collapsed(diversity=0.6, real=1.0, twins=40, samples=64)  # variations on a few images
+    assert not is_collapsed(diversity=0.6, real=1.0, twins=10, samples=64)  # less varied, not repeating
+    assert is_collapsed(diversity=0.4, real=1.0, twins=0, samples=64)
+    assert not is_collapsed(diversity=0.0, real=0.0, twins=64, samples=64)  # no real reference: no verdict
 
 
 def test_the_logged_diversity_is_the_same_after_a_resume(digits: Store, tmp_path: Path) -> None:

@@ -5,8 +5,12 @@ The measure is the median distance from each image to its nearest other image of
 of a small fixed random convolutional network (metrics/random_conv.py: no download, a few milliseconds for 64
 images). Real images give the reference (their own median). A collapsed generator draws a few images over and
 over: most samples then have a near-twin, and the median falls towards 0 (the same image 64 times: exactly 0),
-while a varied set stays near the real images' value. Samples come from fixed latents of their own seed under a
-forked random stream, so the run's trajectory is the one it would have without the monitor.
+while a varied set stays near the real images' value. A G that draws a few variations of each image, not exact
+copies, keeps more of the median but gives most samples a near-twin (closer to another sample than 95 % of real
+images are to theirs), so a majority of near-twins is collapse too. A class-conditional G is measured within each
+class, against as many real images of each class: drawing one image per class is collapse even though the classes
+differ. Samples come from fixed latents of their own seed under a forked random stream, so the run's trajectory
+is the one it would have without the monitor.
 
 The run reacts to the first warning by keeping the newest checkpoint from before the fall (its tick's diversity
 still healthy) in `RUN/before-collapse/`, a run folder of one checkpoint (hard-linked, so it costs no copy) that
@@ -37,14 +41,36 @@ SAMPLES = 64  # samples and real images compared at each tick
 COLLAPSE_RATIO = 0.5  # samples' nearest-neighbour median below this share of the real images' is collapse
 START_SHARE = 0.1  # a fresh G draws near-identical images: no warning in the first tenth of the run
 TWIN_PERCENTILE = 5.0  # a sample is a near-twin when its nearest neighbour is closer than 95 % of real pairs
+TWIN_SHARE = 0.5  # ... and this share of samples with a near-twin (real images: 5 %) is collapse
 BEFORE_COLLAPSE = "before-collapse"
 
 
-def nearest_neighbour_distances(features: torch.Tensor) -> torch.Tensor:
-    """Each row's distance to its nearest other row [N]."""
+def nearest_neighbour_distances(features: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row's distance to its nearest other row [N]; with `groups` [N], to its nearest other row of its group."""
     distances = torch.cdist(features.double(), features.double(), compute_mode="donot_use_mm_for_euclid_dist")
     distances.fill_diagonal_(float("inf"))
+    if groups is not None:
+        distances[groups[:, None] != groups[None, :]] = float("inf")
     return distances.min(dim=1).values
+
+
+def is_collapsed(diversity: float, real: float, twins: int, samples: int) -> bool:
+    """Whether samples of this diversity and near-twin count have collapsed, against real images' `real`."""
+    return real > 0 and (diversity < COLLAPSE_RATIO * real or twins >= TWIN_SHARE * samples)
+
+
+def reference_rows(store: Store, labels: torch.Tensor | None, seed: int) -> tuple[np.ndarray, torch.Tensor | None]:
+    """The real images the samples are compared with, and the groups both are measured in: for samples of
+    `labels` (each class at least twice), a distinct real image of the same class for each; otherwise SAMPLES
+    images of any class, measured as one group."""
+    rng = np.random.default_rng(seed)
+    if labels is not None and len(store.labels) == store.manifest.count and int(labels.bincount().min()) >= 2:
+        wanted = labels.bincount().tolist()
+        pools = [np.flatnonzero(store.labels == k) for k in range(len(wanted))]
+        if all(len(pool) >= n for pool, n in zip(pools, wanted, strict=True)):
+            rows = np.concatenate([rng.choice(pool, n, replace=False) for pool, n in zip(pools, wanted, strict=True)])
+            return rows, torch.as_tensor(store.labels[rows])
+    return np.sort(rng.permutation(store.manifest.count)[:SAMPLES]), None
 
 
 def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], None], device: torch.device,
@@ -55,21 +81,24 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     warning, the checkpoint from before the fall is kept in `run_dir`/before-collapse (None: on other ranks)."""
     extractor = RandomConvExtractor(device=device)
     m = store.manifest
-    rows = np.random.default_rng(config.seed + 5).permutation(m.count)[:SAMPLES]
-    real_nn = nearest_neighbour_distances(extractor.extract(store.uint8_batch(np.sort(rows)))[0])
+    count = min(SAMPLES, m.count)
+    labels = torch.arange(count) % config.model.num_classes if config.model.conditional else None
+    rows, real_groups = reference_rows(store, labels, config.seed + 5)
+    real_nn = nearest_neighbour_distances(extractor.extract(store.uint8_batch(rows))[0], real_groups)
     real = float(real_nn.median())
     twin = float(np.percentile(real_nn.numpy(), TWIN_PERCENTILE))
-    latents = torch.randn(len(rows), config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
-    labels = torch.arange(len(rows)) % config.model.num_classes if config.model.conditional else None
+    latents = torch.randn(count, config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
+    sample_groups = labels if real_groups is not None else None
+    within = " of a class" if sample_groups is not None else ""
 
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
         counters = state.counters  # the monitor's state is theirs: a resumed run goes on as the unbroken one
         images = _samples(state, latents, labels, (m.height, m.width))
-        nn_distances = nearest_neighbour_distances(extractor.extract(images)[0])
+        nn_distances = nearest_neighbour_distances(extractor.extract(images)[0], sample_groups)
         diversity = float(nn_distances.median())
         twins = int((nn_distances < twin).sum())
         record.update(diversity=diversity, diversity_real=real, near_twins=twins)
-        collapsed = real > 0 and diversity < COLLAPSE_RATIO * real
+        collapsed = is_collapsed(diversity, real, twins, len(nn_distances))
         if not collapsed:
             counters.healthy_nimg = counters.cur_nimg
         started = counters.cur_nimg >= START_SHARE * state.config.total_nimg and counters.tick > 2
@@ -81,7 +110,8 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
             if run_dir is not None:
                 where = _keep_before_collapse(run_dir, counters.healthy_nimg)
         echo(f"samples are collapsing: diversity {diversity:.3g}, {diversity / real:.0%} of the real images' "
-             f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin. Look at samples/latest.png; "
+             f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin{within}. Look at "
+             "samples/latest.png; "
              "if it repeats a few images, resume from an earlier checkpoint with a lower --lr-g/--lr-d, or "
              f"retrain with --augment diffaugment, --ema-kimg 10, or --model projected{where}")
 
