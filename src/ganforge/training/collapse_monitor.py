@@ -89,7 +89,7 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     twin = float(np.percentile(real_nn.numpy(), TWIN_PERCENTILE))
     latents = torch.randn(count, config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
     sample_groups = labels if real_groups is not None else None
-    within = " of a class" if sample_groups is not None else ""
+    within = " in their class" if sample_groups is not None else ""
     # Measured on Fashion-MNIST (BENCHMARKS.md): conditional dcgan-small collapsed within its classes, recall 0.11
     # against 0.43 without labels.
     unconditional = "--no-cond, " if config.model.conditional else ""
