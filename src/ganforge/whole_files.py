@@ -29,16 +29,16 @@ def written_whole(path: Path, durable: bool = False) -> Iterator[Path]:
     try:
         yield temporary
         if durable:
-            _fsync(temporary, os.O_RDONLY)
+            _fsync(temporary)
         os.replace(temporary, path)
         if durable:
-            _fsync(path.parent, os.O_RDONLY)
+            _fsync(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _fsync(path: Path, flags: int) -> None:
-    fd = os.open(path, flags)
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)  # a file or a folder: fsync needs no write access
     try:
         os.fsync(fd)
     finally:
