@@ -4,6 +4,7 @@ as in an unbroken run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +17,7 @@ from torch import nn
 
 import ganforge as gf
 from ganforge.cli import main
-from ganforge.config import ModelConfig, TrainConfig
+from ganforge.config import LossConfig, ModelConfig, TrainConfig
 from ganforge.data.store import Store, to_float
 from ganforge.metrics.random_conv import RandomConvExtractor
 from ganforge.training.collapse_monitor import (
@@ -120,6 +121,12 @@ def test_a_conditional_generator_drawing_variations_of_one_image_per_class_is_wa
     hook(state, record)
     assert record["near_twins"] >= 32
     assert len(lines) == 1 and "samples have a near-twin in their class" in lines[0], lines
+    assert "--mode-seeking 1, --no-cond" in lines[0]  # what held Fashion-MNIST's classes (BENCHMARKS.md)
+    lines.clear()
+    seeking = dataclasses.replace(config, loss=LossConfig(mode_seeking=1.0))
+    state.config = seeking
+    collapse_monitor(seeking, digits, lines.append, torch.device("cpu"))(state, {})
+    assert len(lines) == 1 and "--mode-seeking" not in lines[0] and "--no-cond" in lines[0]  # already on
 
 
 def test_most_samples_with_a_near_twin_is_collapse_even_with_half_the_diversity_left() -> None:

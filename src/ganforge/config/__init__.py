@@ -100,6 +100,9 @@ class LossConfig:
                                "0 = off.")
     pl_every: int = setting(4, "Lazy regularisation: path length every N G steps, scaled by N (StyleGAN2).",
                             at_most=1_000_000)
+    mode_seeking: float = setting(0.0, "Weight of MSGAN's mode-seeking term in G's loss (Mao et al. 2019: 1): G "
+                                  "must draw different images from different latents of one class; 0 = off.",
+                                  at_most=1e6)
     instance_noise: float = setting(0.0, "Std of Gaussian noise added to D's inputs, annealed linearly to 0 "
                                     "(Sonderby et al. 2017).")
     instance_noise_kimg: float = setting(0.0, "Instance-noise anneal length in kimg; 0 = the whole run.", at_most=1e6)
@@ -132,6 +135,7 @@ class LossConfig:
         require(self.r1_every >= 1, "--r1-every must be at least 1")
         require(self.pl_weight >= 0, "--pl-weight must not be negative")
         require(self.pl_every >= 1, "--pl-every must be at least 1")
+        require(self.mode_seeking >= 0, "--mode-seeking must not be negative")
         require(min(self.adv_weight, self.l1_weight, self.cycle_weight, self.identity_weight) >= 0,
                 "--adv-weight, --l1-weight, --cycle-weight and --identity-weight must not be negative")
         require(self.pool_size >= 0, "--pool-size must not be negative")

@@ -23,6 +23,7 @@ Overrides = dict[tuple[str, ...], Any]
 COMMON_OPTIONS = frozenset({"name", "z_dim", "conditional", "num_classes", "input_shape"})
 # Training settings that only a growing family reads.
 GROWING_SETTINGS = ("fade_kimg", "stable_kimg")
+NOISE_TO_IMAGE_SCHEMES = ("gan", "gan-selfsupervised")  # the schemes whose G draws images from latents
 # Loss settings that only some image-to-image families read (each family lists its own in `loss_options`).
 TRANSLATION_LOSS_SETTINGS = ("adv_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size",
                              "content_loss", "content_weight", "pretrain")
@@ -92,6 +93,9 @@ def check_supported(family: ModelFamily, config: TrainConfig) -> None:
     if config.loss.pl_weight > 0 and not family.path_length:
         raise ConfigError(f"--pl-weight regularizes a style-based generator's mapping to W, which --model "
                           f"{family.name} does not have (--model stylegan2 does); drop the flag")
+    if config.loss.mode_seeking > 0 and family.scheme not in NOISE_TO_IMAGE_SCHEMES:
+        raise ConfigError(f"--mode-seeking compares images drawn from different latents; --model {family.name} "
+                          "draws none (it trains with its own scheme); drop the flag")
     if not family.augments and config.augment.name != AugmentConfig().name:
         raise ConfigError(f"--model {family.name}'s discriminator sees no images, so --augment "
                           f"{config.augment.name} cannot apply; drop --augment")

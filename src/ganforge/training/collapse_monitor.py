@@ -32,6 +32,8 @@ import torch
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store, to_uint8
 from ganforge.metrics.random_conv import RandomConvExtractor
+from ganforge.models import family_of
+from ganforge.models.family import NOISE_TO_IMAGE_SCHEMES
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.folder import CONFIG_FILE
 from ganforge.training.state import TrainingState
@@ -91,8 +93,10 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     sample_groups = labels if real_groups is not None else None
     within = " in their class" if sample_groups is not None else ""
     # Measured on Fashion-MNIST (BENCHMARKS.md): conditional dcgan-small collapsed within its classes, recall 0.11
-    # against 0.43 without labels.
-    unconditional = "--no-cond, " if config.model.conditional else ""
+    # against 0.43 without labels; MSGAN's mode-seeking term kept its classes varied.
+    seeking = ("--mode-seeking 1, " if config.loss.mode_seeking == 0
+               and family_of(config.model.name).scheme in NOISE_TO_IMAGE_SCHEMES else "")
+    conditional = f"{seeking}--no-cond, " if config.model.conditional else ""
 
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
         counters = state.counters  # the monitor's state is theirs: a resumed run goes on as the unbroken one
@@ -116,7 +120,7 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
              f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin{within}. Look at "
              "samples/latest.png; "
              "if it repeats a few images, resume from an earlier checkpoint with a lower --lr-g/--lr-d, or "
-             f"retrain with --augment diffaugment, --ema-kimg 10, {unconditional}or --model projected{where}")
+             f"retrain with --augment diffaugment, --ema-kimg 10, {conditional}or --model projected{where}")
 
     return hook
 

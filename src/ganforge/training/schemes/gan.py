@@ -15,6 +15,7 @@ import torch
 
 from ganforge.config import TrainConfig
 from ganforge.training.objective.adversary import Adversary
+from ganforge.training.objective.mode_seeking import mode_seeking_loss
 from ganforge.training.objective.path_length import PathLengthPenalty
 from ganforge.training.precision import Precision
 from ganforge.training.schemes.scheme import ImageShape, Parts, Scheme
@@ -37,6 +38,7 @@ class GanObjective:
     adversary: Adversary
     reconstruct_reals: bool = False
     path_length: PathLengthPenalty | None = None  # G's lazy path-length penalty (style-based G), with its state
+    mode_seeking: float = 0.0  # the weight of MSGAN's term in G's loss
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ def discriminator_step(nets: Trainee, objective: GanObjective, precision: Precis
 def generator_step(nets: Trainee, objective: GanObjective, precision: Precision, stats: TickStats, carry: GanCarry,
                    *, cur_nimg: int) -> None:
     """Update G so that D calls its fakes real; D sees them as it sees every input (augmented, noised). A lazy
-    path-length penalty, when the objective has one and it is due, joins the last pass's loss."""
+    path-length penalty, when the objective has one and it is due, joins the last pass's loss, and MSGAN's
+    mode-seeking term, when weighted, every pass's."""
     G = nets.trained("G")
     path_length = objective.path_length if objective.path_length is not None and objective.path_length.due() else None
 
@@ -89,6 +92,8 @@ def generator_step(nets: Trainee, objective: GanObjective, precision: Precision,
         fakes = carry.fakes if carry.fakes is not None else G(latents, labels)
         loss = objective.adversary.generator_loss(lambda x: nets.discriminator(x, labels), fakes, reals, cur_nimg)
         total = loss * weight
+        if objective.mode_seeking > 0:
+            total = total + objective.mode_seeking * mode_seeking_loss(fakes, latents, labels) * weight
         if last and path_length is not None:
             with uncompiled(nets.generator):
                 total = total + path_length.penalty(G, latents, labels)
@@ -107,7 +112,7 @@ def build_parts(config: TrainConfig, image_shape: ImageShape, device: torch.devi
 def build_objective(config: TrainConfig, adversary: Adversary, parts: Parts, device: torch.device) -> GanObjective:
     path_length = parts.get(PATH_LENGTH)
     assert path_length is None or isinstance(path_length, PathLengthPenalty)
-    return GanObjective(adversary, False, path_length)
+    return GanObjective(adversary, False, path_length, config.loss.mode_seeking)
 
 
 def build_selfsupervised_objective(config: TrainConfig, adversary: Adversary, parts: Parts,
