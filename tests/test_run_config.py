@@ -57,7 +57,9 @@ def test_summary_dry_run_and_gf_train_resolve_the_same_config(digits: Path,
     run, trained_lines = api_run
     assert run.config.lr_g == 3e-4 and run.config.model.num_classes == 10  # the flag, and the store's classes
     recipe = trained_lines[0]
-    assert recipe.startswith("recipe dcgan-small + --cond (chosen because no --model or --preset was given)")
+    assert run.config.loss.mode_seeking == 0.2
+    assert recipe.startswith("recipe dcgan-small + --cond --mode-seeking 0.2 (chosen because no --model or --preset "
+                             "was given)")
     out = Path(run.config.out)
     dry_run = _cli("--dry-run", *_cli_flags(digits, out))
     assert dry_run[0] == recipe
