@@ -3,15 +3,16 @@ images, so a class-conditional G cannot draw one item per class whatever z says.
 
 Over every pair of samples in G's batch that share a class (every pair, without labels), the term is
 1 / (eps + mean of d(G(z1), G(z2)) / d(z1, z2)), each distance a mean absolute difference, as in the paper's
-code. Weighted by --mode-seeking it joins G's adversarial loss. Measured in BENCHMARKS.md ("Below 64 px"):
-on Fashion-MNIST, the class-conditional DCGAN drew six of ten classes as one garment over and over without it.
+code. Weighted by --mode-seeking it joins G's adversarial loss. Measured in BENCHMARKS.md ("Conditional DCGAN's
+collapse within classes"): on Fashion-MNIST, the class-conditional DCGAN drew six of ten classes as one garment
+over and over without it.
 """
 
 from __future__ import annotations
 
 import torch
 
-EPS = 1e-5  # MSGAN's: bounds the term when G already draws every latent differently
+EPS = 1e-5  # MSGAN's: bounds the term (at 1 / EPS) when G draws the same image for every latent
 
 
 def mode_seeking_loss(images: torch.Tensor, latents: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
