@@ -72,6 +72,8 @@ MODELS = {
     # The same with MSGAN's mode-seeking term, against the collapse within each class the line above measured.
     "dcgan-small-cond-ms": ["--preset", "dcgan-small", "--cond", "--mode-seeking", "1", *FAST],
     "dcgan-small-cond-ms0.2": ["--preset", "dcgan-small", "--cond", "--mode-seeking", "0.2", *FAST],
+    # Unconditional with the term (weight 1, as screened on the 32 px cars): does it stop the collapse on photos?
+    "dcgan-small-ms": ["--preset", "dcgan-small", "--mode-seeking", "1", *FAST],
     "dcgan-small-sn": ["--preset", "dcgan-small", "--spectral-norm", "--loss", "hinge", "--augment", "diffaugment",
                        "--ema-kimg", "10", "--ema-rampup", "0.05", *FAST],
     "projected-small": ["--preset", "projected-cpu", *FAST],

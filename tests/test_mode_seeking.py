@@ -14,6 +14,7 @@ from ganforge.errors import ConfigError
 from ganforge.models import build_networks, validate
 from ganforge.runs import load_generator
 from ganforge.training.objective.mode_seeking import mode_seeking_loss
+from ganforge.training.report import metric_panels, status_line
 
 from data_slices import make_store
 from run_helpers import ganforge, only_run, run_to_end
@@ -87,8 +88,13 @@ def test_a_conditional_run_trains_with_the_term_and_records_it(tmp_path):
                    "--out", str(tmp_path / weight), "--no-progress")
         run = only_run(tmp_path / weight)
         assert json.loads((run / "config.json").read_text())["train"]["loss"]["mode_seeking"] == float(weight)
-        rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-        assert all(np.isfinite(row["loss_g"]) for row in rows if "loss_g" in row)
+        ticks = [row for row in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "tick" in row]
+        assert len(ticks) == 2 and all(np.isfinite(row["loss_g"]) for row in ticks)
+        # The term is logged per tick (and shown as "ms" in the status line) only when it is trained.
+        assert all(row["mode_seeking"] > 0 and np.isfinite(row["mode_seeking"]) for row in ticks) if weight == "1" \
+            else not any("mode_seeking" in row for row in ticks)
+        assert (" ms " in status_line(ticks[-1])) == (weight == "1")
+        assert any(title.startswith("Mode-seeking") for title in metric_panels(ticks)) == (weight == "1")
         generators.append(load_generator(run)[0].state_dict())
     # Same seed, same data: only the term can have moved G elsewhere.
     assert any(not torch.equal(a, generators[1][name]) for name, a in generators[0].items())

@@ -113,6 +113,9 @@ HOSTILE: dict[str, tuple[Edit, str]] = {
     "torch RNG of another type": (lambda t, m: t.__setitem__("rng.latent", t["rng.latent"].long()),
                                   "tensor rng.latent is int64 [5056], this run needs uint8 [5056]"),
     "negative stat count": (_set("stat_counts", "loss_d", -1), "stat_counts loss_d is -1"),
+    # A stat newer than the format (the mode-seeking term) may be absent, but only its tensor and count together.
+    "a newer stat's count without its tensor": (lambda t, m: t.pop("stats.mode_seeking"),
+                                                "no tensor stats.mode_seeking but a stat_counts mode_seeking"),
     "negative budget time": (_set("counters", "budget_seconds", -5.0), "counter budget_seconds is -5.0, not seconds"),
     "budget time as text": (_set("counters", "budget_seconds", "60"), "counter budget_seconds is '60', not seconds"),
     "endless tick end": (_set("counters", "budget_end_seconds", float("inf")), "counter budget_end_seconds is inf"),

@@ -22,7 +22,7 @@ from ganforge.errors import CheckpointError
 from ganforge.models import family_of
 from ganforge.training.schemes import scheme_of
 from ganforge.training.state import CHECKPOINT_FORMAT, Counters, TrainingState
-from ganforge.training.stats import STAT_NAMES
+from ganforge.training.stats import ADDED_LATER, STAT_NAMES
 
 META_KEYS = {"format", "ganforge_version", "config", "counters", "opt_G", "opt_D", "stat_counts", "sampler",
              "augment", "precision", "rng_python", "rng_numpy", "input_sampler"}
@@ -76,7 +76,7 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
                 part.check(meta[key])
             except CheckpointError as exc:
                 raise _Invalid(str(exc)) from exc
-    _check_numbers(meta["stat_counts"], dict.fromkeys(STAT_NAMES, 0), "stat_counts")
+    _check_numbers(meta["stat_counts"], dict.fromkeys(STAT_NAMES, 0), "stat_counts", optional=ADDED_LATER)
     augment_now = state.augment.state_dict()  # its keys are the augmentation's own check (another --augment)
     for key, value in _object(meta["augment"], "augment").items():
         if _is_integer(augment_now.get(key)):
@@ -161,8 +161,12 @@ def _check_tensors(state: TrainingState, tensors: dict[str, torch.Tensor], meta:
             raise _Invalid(f"tensor {name} is not part of this run's state (renamed, or from another model)")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise _Invalid(f"tensor {name} holds NaN or infinity")
-    missing = sorted(set(expected) - set(tensors))
+    missing = sorted(set(expected) - set(tensors) - {f"stats.{n}" for n in ADDED_LATER})
     _expect(not missing, f"tensor {missing[0] if missing else ''} is missing")
+    for name in sorted(ADDED_LATER):  # an older checkpoint lacks both; a newer one has both
+        _expect((f"stats.{name}" in tensors) == (name in meta["stat_counts"]),
+                f"the checkpoint has {'the tensor' if f'stats.{name}' in tensors else 'no tensor'} stats.{name} but "
+                f"{'a' if name in meta['stat_counts'] else 'no'} stat_counts {name}")
     for prefix, optimizer in optimizers.items():
         _check_optimizer(prefix, optimizer, tensors, _object(meta[prefix], prefix))
 
@@ -230,9 +234,10 @@ def _check_like(name: str, tensor: torch.Tensor, like: torch.Tensor) -> None:
             f"tensor {name} is {_describe(tensor)}, this run needs {_describe(like)}")
 
 
-def _check_numbers(values: Any, like: dict[str, Any], where: str) -> None:
-    """`values` holds exactly `like`'s keys, as counts where `like` has integers, finite numbers elsewhere."""
-    _check_keys(values, set(like), where)
+def _check_numbers(values: Any, like: dict[str, Any], where: str, optional: frozenset[str] = frozenset()) -> None:
+    """`values` holds exactly `like`'s keys (but perhaps `optional`), as counts where `like` has integers, finite
+    numbers elsewhere."""
+    _check_keys(values, set(like), where, optional)
     for key, value in values.items():
         if isinstance(like[key], int) and not isinstance(like[key], bool):
             _check_count(value, f"{where} {key}")

@@ -114,7 +114,8 @@ def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[st
 METRIC_PANELS = (("FID", ("fid",)), ("KID", ("kid",)),
                  ("Diversity: samples vs real images", ("diversity", "diversity_real")),
                  ("D's outputs", ("d_real", "d_fake")),
-                 ("D's accuracy", ("acc_real", "acc_fake")), ("ADA p", ("augment_p",)), ("img/s", ("img_per_s",)))
+                 ("D's accuracy", ("acc_real", "acc_fake")), ("ADA p", ("augment_p",)),
+                 ("Mode-seeking term (lower: more varied)", ("mode_seeking",)), ("img/s", ("img_per_s",)))
 
 
 def metric_panels(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
@@ -194,7 +195,8 @@ def _write_reconstructions(state: TrainingState, run_dir: Path, reals: torch.Ten
 
 def status_line(r: dict[str, Any]) -> str:
     growing = "".join(f" {key} {r[key]:.3g}" for key in ("lod", "minibatch") if key in r)
-    extras = "".join(f" {label} {r[key]:.4g}" for key, label in (("loss_recon", "recon"), ("augment_p", "p"),
+    extras = "".join(f" {label} {r[key]:.4g}" for key, label in (("loss_recon", "recon"), ("mode_seeking", "ms"),
+                                                                 ("augment_p", "p"),
                                                                  ("fid", "FID"), ("kid", "KID"), ("precision", "P"),
                                                                  ("recall", "R"), ("is", "IS")) if r.get(key))
     adversarial = (f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} D(x) {r['d_real']:.2f} D(G(z)) "

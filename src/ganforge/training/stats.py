@@ -13,7 +13,9 @@ from collections.abc import Callable
 import torch
 
 # D's five first: its step adds them as one slice.
-STAT_NAMES = ("loss_d", "d_real", "d_fake", "acc_real", "acc_fake", "loss_g", "loss_recon")
+STAT_NAMES = ("loss_d", "d_real", "d_fake", "acc_real", "acc_fake", "loss_g", "loss_recon", "mode_seeking")
+# Stats added after the checkpoint format was fixed: older checkpoints lack them, and their tick began at zero.
+ADDED_LATER = frozenset({"mode_seeking"})
 _INDEX = {name: index for index, name in enumerate(STAT_NAMES)}
 _DISCRIMINATOR = 5
 FLUSH_STEPS = 64  # D steps filed before a reduction; with FLUSH_ELEMENTS, bounds what is held meanwhile
@@ -86,9 +88,11 @@ class TickStats:
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], counts: dict[str, int]) -> None:
         self._discriminator, self._held_elements, self._values = [], 0, []
-        self.sums = torch.stack([tensors[f"stats.{name}"].to(self.device, torch.float64) for name in STAT_NAMES])
+        older = {name for name in ADDED_LATER if f"stats.{name}" not in tensors}  # its sum and count start at 0
+        self.sums = torch.stack([torch.zeros((), dtype=torch.float64, device=self.device) if name in older
+                                 else tensors[f"stats.{name}"].to(self.device, torch.float64) for name in STAT_NAMES])
         for name in STAT_NAMES:
-            self.counts[name] = int(counts[name])
+            self.counts[name] = 0 if name in older else int(counts[name])
 
 
 def _discriminator_sums(losses: tuple[torch.Tensor, ...], reals: tuple[torch.Tensor, ...],

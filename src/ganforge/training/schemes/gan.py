@@ -91,13 +91,14 @@ def generator_step(nets: Trainee, objective: GanObjective, precision: Precision,
         assert latents is not None
         fakes = carry.fakes if carry.fakes is not None else G(latents, labels)
         loss = objective.adversary.generator_loss(lambda x: nets.discriminator(x, labels), fakes, reals, cur_nimg)
-        total = loss * weight
+        total, logged = loss * weight, {"loss_g": loss}
         if objective.mode_seeking > 0:
-            total = total + objective.mode_seeking * mode_seeking_loss(fakes, latents, labels) * weight
+            logged["mode_seeking"] = mode_seeking_loss(fakes, latents, labels)
+            total = total + objective.mode_seeking * logged["mode_seeking"] * weight
         if last and path_length is not None:
             with uncompiled(nets.generator):
                 total = total + path_length.penalty(G, latents, labels)
-        return total, {"loss_g": loss}
+        return total, logged
 
     update_generator(nets, precision, stats, carry.rounds, (carry.latents, carry.labels, carry.reals), pass_loss,
                      after_step=objective.path_length.step_done if objective.path_length is not None else None)
