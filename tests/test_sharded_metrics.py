@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from ganforge.metrics import GeneratorSource
 from ganforge.metrics.generated import generator_batches, seed_order, shard_seeds
 
 from data_slices import digits16_store, mnist_store
-from run_helpers import only_run
+from run_helpers import TORCHRUN_TWO, only_run
 
 # ProGAN without minibatch-stddev: no layer mixes samples, so a generated image does not depend on which other
 # images share its batch (nor, then, on which rank made it). Tiny widths, 16 px, two ticks of one step each.
@@ -26,7 +25,6 @@ ARGS = ["--model", "progan", "--no-mbstd", "--loss", "nonsaturating", "--drift",
         "--kimg", "0.064", "--batch", "32", "--tick-kimg", "0.032", "--snap", "1", "--fmap-base", "256",
         "--fmap-max", "32", "--z-dim", "32", "--no-progress", "--metrics", "fid", "--metrics-extractor",
         "random-conv", "--metrics-n", "64", "--metrics-every", "1"]
-TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
 
 
 class ClassShiftGenerator(nn.Module):
@@ -90,7 +88,7 @@ def digits16(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_two_process_metrics_match_one_process_and_log_one_row_per_tick(digits16: Path, tmp_path: Path) -> None:
     ganforge_train([sys.executable], digits16, tmp_path / "single", tmp_path / "cache-single")
-    ganforge_train([TORCHRUN, "--nproc-per-node", "2"], digits16, tmp_path / "ddp", tmp_path / "cache-ddp")
+    ganforge_train(TORCHRUN_TWO, digits16, tmp_path / "ddp", tmp_path / "cache-ddp")
     single, ddp = logged_ticks(tmp_path / "single"), logged_ticks(tmp_path / "ddp")
     assert [r["tick"] for r in ddp] == [r["tick"] for r in single] == [1, 2]  # rank 0's rows alone
     for one, two in zip(single, ddp, strict=True):
@@ -134,7 +132,7 @@ def test_sharded_metrics_of_a_batchnorm_generator_score_rank_zeros_network(digit
     # `ganforge evaluate` gives rank 0's checkpoint (the same 64 seeds, the same extractor).
     args = ["--kimg", "0.32", "--batch", "32", "--tick-kimg", "0.32", "--no-progress", "--metrics", "fid",
             "--metrics-extractor", "random-conv", "--metrics-n", "64", "--metrics-every", "1"]
-    ganforge_train([TORCHRUN, "--nproc-per-node", "2"], digits16, tmp_path / "ddp", tmp_path / "cache", args)
+    ganforge_train(TORCHRUN_TWO, digits16, tmp_path / "ddp", tmp_path / "cache", args)
     (tick,) = logged_ticks(tmp_path / "ddp")
     env = {**os.environ, "GANFORGE_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "ganforge", "evaluate", str(only_run(tmp_path / "ddp")), "--metrics",
