@@ -10,12 +10,14 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import tarfile
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ganforge.data.prepare import PrepareOptions, prepare
 from ganforge.data.store import Manifest, Store, content_fingerprint, write_store
 
 SHARED_DATA = Path(os.environ.get("GANFORGE_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -111,6 +113,24 @@ def digits16_store(root: Path, count: int = 256, with_labels: bool = False) -> P
         return make_store(root / "d16.gfs", images).path
     labels = idx_labels("mnist", "train", 0, count)
     return make_store(root / "d16.gfs", images, labels, [str(i) for i in range(10)]).path
+
+
+ANIME = SHARED_DATA / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz"
+
+
+def anime_store(root: Path, count: int, resolution: int) -> Path:
+    """The first `count` anime faces (64 px colour photos) prepared at `resolution`; skips without the real data."""
+    with tarfile.open(shared_file(ANIME)) as tar:
+        taken = 0
+        for member in tar:  # stops reading the archive once it has them
+            if member.name.endswith(".jpg"):
+                tar.extract(member, root / "photos", filter="data")
+                taken += 1
+                if taken == count:
+                    break
+    out = root / f"anime{resolution}.gfs"
+    prepare(root / "photos", out, PrepareOptions(resolution=(resolution, resolution)), progress=False)
+    return out
 
 
 def digits64_store(root: Path, count: int = 256, channels: int = 1) -> Path:

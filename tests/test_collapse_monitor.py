@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,10 +29,8 @@ from ganforge.training.collapse_monitor import (
 from ganforge.training.report import metric_panels
 from ganforge.training.state import Counters
 
-from data_slices import SHARED_DATA, mnist_store, shared_file
+from data_slices import anime_store, mnist_store
 from explore_helpers import one_thread
-
-ANIME = SHARED_DATA / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz"
 
 
 @pytest.fixture(scope="module")
@@ -194,14 +191,7 @@ def test_a_fall_before_any_checkpoint_says_none_was_kept(digits: Store, tmp_path
 @pytest.fixture(scope="module")
 def anime32(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """2,048 anime faces at 32 px: natural colour photos, far more alike in layout than digits of different classes."""
-    root = tmp_path_factory.mktemp("anime")
-    with tarfile.open(shared_file(ANIME)) as tar:
-        members = [m for m in tar if m.name.endswith(".jpg")][:2048]
-        tar.extractall(root / "photos", members=members, filter="data")
-    result = CliRunner().invoke(main, ["prepare", str(root / "photos"), "--out", str(root / "anime32.gfs"),
-                                       "--resolution", "32"])
-    assert result.exit_code == 0, result.output
-    return Store(root / "anime32.gfs")
+    return Store(anime_store(tmp_path_factory.mktemp("anime"), 2048, 32))
 
 
 def test_on_colour_photos_a_generator_drawing_like_the_data_is_not_warned_about_and_six_faces_are(

@@ -4,14 +4,11 @@ lazy path length, G EMA), with finite losses, and a SIGKILL resumes bit-identica
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from ganforge.cli import main
 from ganforge.config import LossConfig, ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
 from ganforge.models import validate
@@ -21,10 +18,9 @@ from ganforge.training.objective.path_length import PathLengthPenalty
 from ganforge.training.objective.regularizers import R1Penalty
 from ganforge.training.step_parts import uncompiled
 
-from data_slices import SHARED_DATA, digits16_store, shared_file
+from data_slices import anime_store, digits16_store
 from run_helpers import assert_kill_and_resume_matches, only_run, run_to_end
 
-ANIME = SHARED_DATA / "anime-faces" / "anime_faces_20k_64_jpg.tar.gz"
 # Tiny widths for the CPU; batch 8 and ticks of 64 images: 8 iterations per tick, so the second tick crosses a
 # path-length step (every 4 G steps) and an R1 step (every 16 D steps).
 TINY = ["--model", "stylegan2", "--z-dim", "32", "--fmap-base", "256", "--fmap-max", "32", "--batch", "8",
@@ -33,20 +29,7 @@ TINY = ["--model", "stylegan2", "--z-dim", "32", "--fmap-base", "256", "--fmap-m
 
 @pytest.fixture(scope="module")
 def anime16(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("anime")
-    (root / "photos").mkdir()
-    with tarfile.open(shared_file(ANIME)) as tar:
-        taken = 0
-        for member in tar:
-            if member.name.endswith(".jpg") and taken < 128:
-                tar.extract(member, root / "photos", filter="data")
-                taken += 1
-            if taken == 128:
-                break
-    result = CliRunner().invoke(main, ["prepare", str(root / "photos"), "--out", str(root / "anime16.gfs"),
-                                       "--resolution", "16"])
-    assert result.exit_code == 0, result.output
-    return root / "anime16.gfs"
+    return anime_store(tmp_path_factory.mktemp("anime"), 128, 16)
 
 
 @pytest.mark.slow
