@@ -3,6 +3,7 @@ and a killed two-process run resumes, here on one process (the world size may ch
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,22 @@ def test_killed_two_process_run_with_random_draws_resumes_bit_identically(digits
     args = ["--data", str(store), *DCGAN, "--kimg", "0.64", "--tick-kimg", "0.064", "--snap", "1", "--d-dropout",
             "0.3", "--label-flip", "0.1"]
     assert_killed_two_process_run_resumes_identically(args, tmp_path)
+
+
+@pytest.mark.slow
+def test_two_processes_end_by_their_deadline_inside_a_long_tick(digits16, tmp_path):
+    # A tick of 1,000 kimg (hours here) never reaches its end, where the ranks plan: they must still agree to stop
+    # on time, mid-tick, and end as a finished run does (its last tick row, a checkpoint, "done").
+    store, _ = digits16
+    proc = torchrun("train", "--data", str(store), "--out", str(tmp_path), "--model", "dcgan", "--batch", "32",
+                    "--minutes", "0.25", "--tick-kimg", "1000", "--no-progress")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "done: " in out and out.count("run folder") == 1
+    run_dir = only_run(tmp_path)
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    final = [e for e in events if e.get("source") == "the deadline came first"]
+    assert len(final) == 1 and final[0]["seconds_left"] > 0, events
+    ticks = [e for e in events if "tick" in e]
+    assert len(ticks) == 1 and ticks[0]["nimg"] == final[0]["kimg"] * 1000 < 1_000_000
+    assert latest_checkpoint(run_dir) is not None

@@ -6,9 +6,10 @@ for a window of a few seconds, and sets the run's length (--kimg) to the images 
 less what the run's end costs (the last tick's grid and log row and the final checkpoint, as measured at the ticks
 so far). Every tick end plans again from the speed over the whole session, ticks and checkpoints included, so a
 load spike that slows the run shortens it, not its deadline; each step of a one-process run also checks the deadline
-itself, so it stops on time even if the speed collapses between two ticks. Under torchrun the ranks plan and stop
-together at tick ends only (a step-level stop would leave a rank waiting alone in a collective), so a slowdown
-within a tick may carry such a run past its deadline by up to that tick's rest.
+itself, so it stops on time even if the speed collapses between two ticks. Under torchrun the ranks plan together
+at tick ends, and every DEADLINE_EVERY steps they agree whether any rank's clock says the deadline is near (one
+collective then, not every step; a rank that stopped alone would leave the others waiting in a collective), so a
+long tick or a slow stretch within one does not carry the run past its deadline.
 
 Everything that follows --kimg follows the plan: the run's end, --lr-decay's last fraction, --schedule cosine,
 the progress bar. The wall time a run has spent against its budget, and the costliest tick end it has timed, are
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 WARMUP_STEPS = 3  # first iterations left out of the speed: they pay for one-time work
 MIN_WINDOW_S, MAX_WINDOW_S, WINDOW_SHARE = 5.0, 30.0, 0.02  # the first measurement: 2 % of the budget, 5-30 s
 END_MARGIN = 1.5  # the run's end is reserved at this multiple of its measured cost
+DEADLINE_EVERY = 16  # steps between the ranks' agreements on the deadline under torchrun
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,10 @@ class Budget:
         return self._replan(cur_nimg, (cur_nimg - nimg) / elapsed,
                             f"measured over {(cur_nimg - nimg) // self.step_images} steps in {elapsed:.0f} s")
 
-    def out_of_time(self) -> bool:
-        """Whether the run must end now: another step like the last, then its last tick and checkpoint, would
-        pass the deadline."""
-        return self.seconds_left() <= self._last_step_s + END_MARGIN * self.end_seconds
+    def out_of_time(self, steps_ahead: int = 1) -> bool:
+        """Whether the run must end now: `steps_ahead` more steps like the last (the steps until it is next asked),
+        then its last tick and checkpoint, would pass the deadline."""
+        return self.seconds_left() <= steps_ahead * self._last_step_s + END_MARGIN * self.end_seconds
 
     def tick_end_begins(self) -> None:
         """The steps of a tick are done; what follows (grid, log row, checkpoint) is the tick's end."""

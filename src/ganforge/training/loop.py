@@ -29,7 +29,7 @@ from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.folder import read_run_config, write_run_config
 from ganforge.training.batch_fit import passes_per_step
-from ganforge.training.budget import WARMUP_STEPS, Budget, Plan
+from ganforge.training.budget import DEADLINE_EVERY, WARMUP_STEPS, Budget, Plan
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import update_ema
@@ -136,6 +136,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     rounds_at: dict[int, int] = {}  # passes per step (gradient accumulation), decided once per resolution
     tick_start_time = time.perf_counter()
     tick_start_nimg_session = counters.cur_nimg
+    session_steps = 0  # iterations this session: every rank counts the same, so they can agree on a step
     try:
         while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
@@ -168,13 +169,15 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 if counters.tick == 0:
                     echo(f"first samples at kimg {counters.cur_nimg / 1000:.2f}: "
                          f"{write_early_samples(state, run_dir, tick_previews)}")
-            # Several processes plan at tick ends only, where they agree (every rank keeps its own clock).
+            # Several processes plan at tick ends only, where they agree (every rank keeps its own clock); the
+            # deadline they check together every few steps.
             if budget is not None:
+                session_steps += 1
                 first_plan = budget.step_done(counters.cur_nimg)
                 if first_plan is not None and not ctx.enabled:
                     config, total_nimg = _follow_plan(state, first_plan, run_dir, ctx, echo, bar, heartbeat, True)
                     objective = scheme.with_run_length(objective, config)
-                if budget.out_of_time() and not ctx.enabled:  # the run's length becomes what it reached
+                if _deadline_near(budget, ctx, session_steps):  # the run's length becomes what it reached
                     final = Plan(counters.cur_nimg, budget.plan.img_per_s if budget.plan else 0.0,
                                  budget.seconds_left(), "the deadline came first")
                     config, total_nimg = _follow_plan(state, final, run_dir, ctx, echo, bar, heartbeat, False)
@@ -253,6 +256,15 @@ def _follow_plan(state: TrainingState, plan: Plan, run_dir: Path, ctx: Distribut
     if announce:
         echo(plan.describe(config.minutes))
     return config, plan.total_nimg
+
+
+def _deadline_near(budget: Budget, ctx: Distributed, session_steps: int) -> bool:
+    """Whether the run must end at this step. One process asks its clock every step. Under torchrun the ranks ask
+    every DEADLINE_EVERY steps, together (all of them end at one step, or one would wait alone in the next
+    collective), looking that many steps ahead; an agreement reads one flag back from the device."""
+    if not ctx.enabled:
+        return budget.out_of_time()
+    return session_steps % DEADLINE_EVERY == 0 and ctx.all_true(budget.out_of_time(steps_ahead=DEADLINE_EVERY))
 
 
 def _plan_of_rank_0(ctx: Distributed, budget: Budget, cur_nimg: int) -> Plan | None:
