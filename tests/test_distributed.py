@@ -4,15 +4,18 @@ and a killed two-process run resumes, here on one process (the world size may ch
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
-from ganforge.runs.checkpoint import latest_checkpoint
+from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 
 from data_slices import digits16_store
 from run_helpers import (
     assert_close,
+    assert_identical,
     assert_killed_two_process_run_resumes_identically,
     kill_tree,
     mean_weight_difference,
@@ -111,3 +114,32 @@ def test_two_processes_end_by_their_deadline_inside_a_long_tick(digits16, tmp_pa
     ticks = [e for e in events if "tick" in e]
     assert len(ticks) == 1 and ticks[0]["nimg"] == final[0]["kimg"] * 1000 < 1_000_000
     assert latest_checkpoint(run_dir) is not None
+
+
+@pytest.mark.slow
+def test_two_processes_stopped_mid_tick_by_ctrl_c_resume_bit_identically(digits16, tmp_path):
+    # torchrun gives its workers 30 s after a Ctrl-C before it kills them, and a tick may be longer: the ranks must
+    # agree to stop within the tick, checkpoint, and resume to what a run never stopped trains (own random draws
+    # included: dropout and label flips).
+    store, _ = digits16
+    args = ["--data", str(store), *DCGAN, "--kimg", "4.8", "--tick-kimg", "1000", "--d-dropout", "0.3",
+            "--label-flip", "0.1"]
+    straight = torchrun("train", "--out", str(tmp_path / "a"), *args)
+    out, _ = straight.communicate(timeout=600)
+    assert straight.returncode == 0, out
+    stopped = torchrun("train", "--out", str(tmp_path / "b"), *args)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "b").glob("*/reals.png")):  # written just before the loop starts
+        assert stopped.poll() is None and time.monotonic() < deadline, stopped.communicate()[0]
+        time.sleep(0.05)
+    time.sleep(3)
+    stopped.send_signal(signal.SIGINT)  # what Ctrl-C sends torchrun, which passes it on to its workers
+    out, _ = stopped.communicate(timeout=60)
+    run_dir = only_run(tmp_path / "b")
+    assert "checkpoint written" in out and "forcefully" not in out, out  # not killed by torchrun
+    _, meta = load_checkpoint(latest_checkpoint(run_dir))
+    assert 0 < meta["counters"]["cur_nimg"] < 4_800 and meta["counters"]["tick"] == 0, meta["counters"]
+    resumed = torchrun("train", "--resume", str(run_dir))
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0 and "resumed from" in out, out
+    assert_identical(latest_checkpoint(only_run(tmp_path / "a")), latest_checkpoint(run_dir))

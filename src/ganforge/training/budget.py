@@ -7,9 +7,8 @@ less what the run's end costs (the last tick's grid and log row and the final ch
 so far). Every tick end plans again from the speed over the whole session, ticks and checkpoints included, so a
 load spike that slows the run shortens it, not its deadline; each step of a one-process run also checks the deadline
 itself, so it stops on time even if the speed collapses between two ticks. Under torchrun the ranks plan together
-at tick ends, and every DEADLINE_EVERY steps they agree whether any rank's clock says the deadline is near (one
-collective then, not every step; a rank that stopped alone would leave the others waiting in a collective), so a
-long tick or a slow stretch within one does not carry the run past its deadline.
+at tick ends, and every few steps they agree whether any rank's clock says the deadline is near (the loop's
+`_stop_or_deadline`), so a long tick or a slow stretch within one does not carry the run past its deadline.
 
 Everything that follows --kimg follows the plan: the run's end, --lr-decay's last fraction, --schedule cosine,
 the progress bar. The wall time a run has spent against its budget, and the costliest tick end it has timed, are
@@ -26,7 +25,6 @@ from dataclasses import dataclass
 WARMUP_STEPS = 3  # first iterations left out of the speed: they pay for one-time work
 MIN_WINDOW_S, MAX_WINDOW_S, WINDOW_SHARE = 5.0, 30.0, 0.02  # the first measurement: 2 % of the budget, 5-30 s
 END_MARGIN = 1.5  # the run's end is reserved at this multiple of its measured cost
-DEADLINE_EVERY = 16  # steps between the ranks' agreements on the deadline under torchrun
 
 
 @dataclass(frozen=True)

@@ -56,13 +56,14 @@ class Distributed:
             return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
                                            broadcast_buffers=False, find_unused_parameters=find_unused)
 
-    def all_true(self, flag: bool) -> bool:
-        """True on every rank if it is true on any: a stop request must end all ranks at the same step."""
+    def any_rank(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag, true on every rank if it is true on any (one collective for all): a stop request must end
+        all ranks at the same step."""
         if not self.enabled:
-            return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=self.collective_device())
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+            return flags
+        values = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=self.collective_device())
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return tuple(bool(value) for value in values.tolist())
 
     def broadcast_text(self, text: str) -> str:
         """Rank 0's string on every rank (the new run folder's name)."""
@@ -85,9 +86,9 @@ class Distributed:
     def seed_own_stream(self, seed: int, cur_nimg: int) -> None:
         """Give this rank a torch random stream of its own, from (seed, rank, images so far). Ranks share the seed
         (same initial weights, same data order) but must not share the draws made during training, or every
-        rank would augment, drop out and add noise alike. Called at the start and at every tick end, where
-        checkpoints are written, so a resumed run draws what an uninterrupted one does (rank 0's checkpoint
-        holds its stream only)."""
+        rank would augment, drop out and add noise alike. Called at the start, at every tick end and wherever
+        the ranks agree whether to stop (the loop's `_stop_or_deadline`): everywhere a checkpoint may be written,
+        so a resumed run draws what an uninterrupted one does (rank 0's checkpoint holds its stream only)."""
         if self.enabled:
             torch.manual_seed(hash((seed, self.rank, cur_nimg)) & (2**63 - 1))
 

@@ -29,7 +29,7 @@ from ganforge.models.growing import Phase, Schedule, build_schedule
 from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.folder import read_run_config, write_run_config
 from ganforge.training.batch_fit import passes_per_step
-from ganforge.training.budget import DEADLINE_EVERY, WARMUP_STEPS, Budget, Plan
+from ganforge.training.budget import WARMUP_STEPS, Budget, Plan
 from ganforge.training.checkpoint_check import restore_checked
 from ganforge.training.distributed import Distributed, init_distributed, per_rank_batch
 from ganforge.training.ema import update_ema
@@ -54,6 +54,7 @@ from ganforge.training.step_parts import StepBatch, Trainee
 from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
 
 EARLY_SAMPLES_S = 30.0  # seconds of training before a fresh run's first sample grid, if no tick came first
+AGREE_EVERY = 16  # iterations between the torchrun ranks' agreements on stopping (a signal, the deadline)
 
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
@@ -136,7 +137,6 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     rounds_at: dict[int, int] = {}  # passes per step (gradient accumulation), decided once per resolution
     tick_start_time = time.perf_counter()
     tick_start_nimg_session = counters.cur_nimg
-    session_steps = 0  # iterations this session: every rank counts the same, so they can agree on a step
     try:
         while counters.cur_nimg < total_nimg and not stopping:
             phase = _enter_phase(state, schedule)
@@ -169,22 +169,19 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 if counters.tick == 0:
                     echo(f"first samples at kimg {counters.cur_nimg / 1000:.2f}: "
                          f"{write_early_samples(state, run_dir, tick_previews)}")
-            # Several processes plan at tick ends only, where they agree (every rank keeps its own clock); the
-            # deadline they check together every few steps.
+            # Several processes plan at tick ends only, where they agree (every rank keeps its own clock).
             if budget is not None:
-                session_steps += 1
                 first_plan = budget.step_done(counters.cur_nimg)
                 if first_plan is not None and not ctx.enabled:
                     config, total_nimg = _follow_plan(state, first_plan, run_dir, ctx, echo, bar, heartbeat, True)
                     objective = scheme.with_run_length(objective, config)
-                if _deadline_near(budget, ctx, session_steps):  # the run's length becomes what it reached
-                    final = Plan(counters.cur_nimg, budget.plan.img_per_s if budget.plan else 0.0,
-                                 budget.seconds_left(), "the deadline came first")
-                    config, total_nimg = _follow_plan(state, final, run_dir, ctx, echo, bar, heartbeat, False)
+            stopping, deadline_near = _stop_or_deadline(ctx, config, counters, stop_signal, budget)
+            if budget is not None and deadline_near:  # the run's length becomes what it reached
+                final = Plan(counters.cur_nimg, budget.plan.img_per_s if budget.plan else 0.0,
+                             budget.seconds_left(), "the deadline came first")
+                config, total_nimg = _follow_plan(state, final, run_dir, ctx, echo, bar, heartbeat, False)
 
             done = counters.cur_nimg >= total_nimg
-            # One process stops at once; several agree at tick ends, so no rank waits alone in a collective.
-            stopping = bool(stop_signal) if not ctx.enabled else stopping
             if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
                 continue
             seconds = time.perf_counter() - tick_start_time
@@ -213,7 +210,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                     config, total_nimg = _follow_plan(state, plan, run_dir, ctx, echo, bar, heartbeat,
                                                       abs(plan.total_nimg - total_nimg) > 0.05 * total_nimg)
                     objective = scheme.with_run_length(objective, config)
-            stopping = ctx.all_true(bool(stop_signal))
+            (stopping,) = ctx.any_rank(bool(stop_signal))
             ctx.seed_own_stream(config.seed, counters.cur_nimg)
             tick_start_time, tick_start_nimg_session = time.perf_counter(), counters.cur_nimg
         if counters.cur_nimg >= total_nimg:
@@ -258,13 +255,21 @@ def _follow_plan(state: TrainingState, plan: Plan, run_dir: Path, ctx: Distribut
     return config, plan.total_nimg
 
 
-def _deadline_near(budget: Budget, ctx: Distributed, session_steps: int) -> bool:
-    """Whether the run must end at this step. One process asks its clock every step. Under torchrun the ranks ask
-    every DEADLINE_EVERY steps, together (all of them end at one step, or one would wait alone in the next
-    collective), looking that many steps ahead; an agreement reads one flag back from the device."""
+def _stop_or_deadline(ctx: Distributed, config: TrainConfig, counters: Counters, stop_signal: list[int],
+                      budget: Budget | None) -> tuple[bool, bool]:
+    """(stop now, the deadline is near) after an iteration. One process asks its signal flag and its clock every
+    iteration. Under torchrun the ranks ask together every AGREE_EVERY iterations (one collective and one read of
+    the device then; a rank that stopped alone would leave the others waiting in the next collective), any rank's
+    yes counting for all, looking that many iterations ahead for the deadline; and there each reseeds its own
+    random stream, so a run stopped there and resumed draws what one never stopped draws."""
     if not ctx.enabled:
-        return budget.out_of_time()
-    return session_steps % DEADLINE_EVERY == 0 and ctx.all_true(budget.out_of_time(steps_ahead=DEADLINE_EVERY))
+        return bool(stop_signal), budget is not None and budget.out_of_time()
+    if (counters.d_steps // config.d_steps) % AGREE_EVERY:
+        return False, False
+    ctx.seed_own_stream(config.seed, counters.cur_nimg)
+    near = budget is not None and budget.out_of_time(steps_ahead=AGREE_EVERY)
+    stop, near = ctx.any_rank(bool(stop_signal), near)
+    return stop, near
 
 
 def _plan_of_rank_0(ctx: Distributed, budget: Budget, cur_nimg: int) -> Plan | None:
