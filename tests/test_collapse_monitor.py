@@ -17,7 +17,7 @@ from torch import nn
 
 import ganforge as gf
 from ganforge.cli import main
-from ganforge.config import LossConfig, ModelConfig, TrainConfig
+from ganforge.config import AugmentConfig, LossConfig, ModelConfig, TrainConfig
 from ganforge.data.store import Store, to_float
 from ganforge.metrics.random_conv import RandomConvExtractor
 from ganforge.training.collapse_monitor import (
@@ -25,6 +25,7 @@ from ganforge.training.collapse_monitor import (
     collapse_monitor,
     is_collapsed,
     nearest_neighbour_distances,
+    remedies,
 )
 from ganforge.training.report import metric_panels
 from ganforge.training.state import Counters
@@ -121,12 +122,24 @@ def test_a_conditional_generator_drawing_variations_of_one_image_per_class_is_wa
     hook(state, record)
     assert record["near_twins"] >= 32
     assert len(lines) == 1 and "samples have a near-twin in their class" in lines[0], lines
-    assert "--mode-seeking 1, --no-cond" in lines[0]  # what held Fashion-MNIST's classes (BENCHMARKS.md)
+    assert "--mode-seeking 1, --no-cond or --model projected" in lines[0]  # what held Fashion-MNIST's classes
     lines.clear()
     seeking = dataclasses.replace(config, loss=LossConfig(mode_seeking=1.0))
     state.config = seeking
     collapse_monitor(seeking, digits, lines.append, torch.device("cpu"))(state, {})
     assert len(lines) == 1 and "--mode-seeking" not in lines[0] and "--no-cond" in lines[0]  # already on
+
+
+def test_the_warning_names_only_remedies_the_run_does_not_already_use() -> None:
+    # A Projected GAN run (DiffAugment and a 10-kimg EMA in its recipe) that collapses is not told to train
+    # Projected GAN with DiffAugment and an EMA (BENCHMARKS.md, "The monitor on a Projected GAN run").
+    assert remedies(TrainConfig()) == ["--augment diffaugment", "--ema-kimg 10", "--model projected"]
+    projected = TrainConfig(model=ModelConfig(name="projected"), augment=AugmentConfig(name="diffaugment"),
+                            ema_kimg=10.0)
+    assert remedies(projected) == []
+    assert remedies(dataclasses.replace(projected, ema_kimg=1.0)) == ["--ema-kimg 10"]
+    conditional = TrainConfig(model=ModelConfig(conditional=True, num_classes=10), ema_kimg=10.0)
+    assert remedies(conditional) == ["--augment diffaugment", "--mode-seeking 1", "--no-cond", "--model projected"]
 
 
 def test_most_samples_with_a_near_twin_is_collapse_even_with_half_the_diversity_left() -> None:

@@ -92,11 +92,10 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     latents = torch.randn(count, config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
     sample_groups = labels if real_groups is not None else None
     within = " in their class" if sample_groups is not None else ""
-    # Measured on Fashion-MNIST (BENCHMARKS.md): conditional dcgan-small collapsed within its classes, recall 0.11
-    # against 0.43 without labels; MSGAN's mode-seeking term kept its classes varied.
-    seeking = ("--mode-seeking 1, " if config.loss.mode_seeking == 0
-               and family_of(config.model.name).scheme in NOISE_TO_IMAGE_SCHEMES else "")
-    conditional = f"{seeking}--no-cond, " if config.model.conditional else ""
+    retrain = remedies(config)
+    advice = "resume from an earlier checkpoint with a lower --lr-g/--lr-d" + (
+        f", or retrain with {', '.join(retrain[:-1])} or {retrain[-1]}" if len(retrain) > 1
+        else f", or retrain with {retrain[0]}" if retrain else "")
 
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
         counters = state.counters  # the monitor's state is theirs: a resumed run goes on as the unbroken one
@@ -119,10 +118,28 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
         echo(f"samples are collapsing: diversity {diversity:.3g}, {diversity / real:.0%} of the real images' "
              f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin{within}. Look at "
              "samples/latest.png; "
-             "if it repeats a few images, resume from an earlier checkpoint with a lower --lr-g/--lr-d, or "
-             f"retrain with --augment diffaugment, --ema-kimg 10, {conditional}or --model projected{where}")
+             f"if it repeats a few images, {advice}{where}")
 
     return hook
+
+
+def remedies(config: TrainConfig) -> list[str]:
+    """The flags a retrained run could add against collapse, leaving out what this run already does (a Projected
+    GAN run is not told to train Projected GAN)."""
+    flags = []
+    if config.augment.name == "none":
+        flags.append("--augment diffaugment")
+    if config.ema_kimg < 10:
+        flags.append("--ema-kimg 10")
+    if config.model.conditional:
+        # Measured on Fashion-MNIST (BENCHMARKS.md): conditional dcgan-small collapsed within its classes, recall
+        # 0.11 against 0.43 without labels; MSGAN's mode-seeking term kept its classes varied.
+        if config.loss.mode_seeking == 0 and family_of(config.model.name).scheme in NOISE_TO_IMAGE_SCHEMES:
+            flags.append("--mode-seeking 1")
+        flags.append("--no-cond")
+    if config.model.name != "projected":
+        flags.append("--model projected")
+    return flags
 
 
 def _keep_before_collapse(run_dir: Path, healthy_nimg: int) -> str:
