@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ class _Group(click.Group):
             line, code = _one_line(exc)
             if line is None:
                 raise
-            click.secho(terminal_safe(line), fg="yellow" if isinstance(exc, TrainingInterrupted) else "red", err=True)
+            interrupted = isinstance(exc, TrainingInterrupted)
+            if not (interrupted and os.environ.get("RANK", "0") != "0"):  # torchrun's ranks stop together: one line
+                click.secho(terminal_safe(line), fg="yellow" if interrupted else "red", err=True)
             sys.exit(code)
 
 
