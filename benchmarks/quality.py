@@ -167,8 +167,9 @@ def main() -> None:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         store = prepare(args.dataset, root)
-        budget = f"{args.kimg:g} kimg = {args.minutes:g} quiet min" if args.kimg else f"{args.minutes:g} min"
-        print(f"| model ({args.dataset}, {budget} on this CPU) | kimg | img/s | FID | KID x1e3 | "
+        # --kimg is often the kimg another machine reached in --minutes: not this CPU's minutes
+        budget = f"{args.kimg:g} kimg" if args.kimg else f"{args.minutes:g} min on this CPU"
+        print(f"| model ({args.dataset}, {budget}) | kimg | img/s | FID | KID x1e3 | "
               f"precision | recall | memorization median ratio | grid |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name in args.models.split(","):
