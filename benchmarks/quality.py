@@ -77,6 +77,8 @@ MODELS = {
     "dcgan-small-sn": ["--preset", "dcgan-small", "--spectral-norm", "--loss", "hinge", "--augment", "diffaugment",
                        "--ema-kimg", "10", "--ema-rampup", "0.05", *FAST],
     "projected-small": ["--preset", "projected-cpu", *FAST],
+    # with MSGAN's term: what `ganforge train` gives colour images below 64 px (the recipe alone narrowed there)
+    "projected-small-ms": ["--preset", "projected-cpu", "--mode-seeking", "1", *FAST],
 }
 
 

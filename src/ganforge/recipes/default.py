@@ -75,6 +75,9 @@ SMALL_IMAGE_SCORES = {"projected": "FID 94.6 and 99.8, recall 0.086 and 0.011",
                       "dcgan-small": "FID 167.9 and 305.8, recall 0 and 0",
                       "dcgan-small grey": "FID 49.0, recall 0.434",
                       "projected grey": "FID 86.6, recall 0.072"}
+# Projected GAN with and without MSGAN's term on the 32 px cars (BENCHMARKS.md, "MSGAN's term against the narrowing")
+SMALL_PHOTOS_SEEKING = ("on the 32 px cars at 43.3 kimg: recall 0.169 against 0.030 without it, and no collapse "
+                        "warning against 19")
 
 
 def nearest_measurement(device: torch.device, side: int, minutes: float | None) -> Measurement:
@@ -97,7 +100,7 @@ class RecipeChoice:
     fast_bf16: bool
     conditional: bool = False
     features: str | None = None  # Projected GAN's --features, where another than the preset's measured better
-    mode_seeking: float = 0.0  # MSGAN's term, where the conditional recipe collapsed within classes without it
+    mode_seeking: float = 0.0  # MSGAN's term, where a recipe narrowed to a few images (within classes) without it
 
     def overrides(self) -> Overrides:
         """The preset's settings, plus bf16 and channels-last where this device runs them faster, plus --cond
@@ -182,7 +185,9 @@ def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, wi
         winner,
         f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: Projected GAN (G from 4 px, D on the images "
         f"resized to 64 px) reached {SMALL_IMAGE_SCORES['projected']} {SMALL_PHOTOS_MEASURED}, where the digits' "
-        f"DCGAN recipe collapsed ({SMALL_IMAGE_SCORES['dcgan-small']}; BENCHMARKS.md, \"Below 64 px\")", bf16)
+        f"DCGAN recipe collapsed ({SMALL_IMAGE_SCORES['dcgan-small']}); MSGAN's mode-seeking term slows its "
+        f"narrowing to a few images as it trains on ({SMALL_PHOTOS_SEEKING}; BENCHMARKS.md, \"Below 64 px\")",
+        bf16, mode_seeking=1.0)
 
 
 def translation_recipe(pairing: str, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],
