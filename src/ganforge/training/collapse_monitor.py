@@ -9,8 +9,10 @@ while a varied set stays near the real images' value. A G that draws a few varia
 copies, keeps more of the median but gives most samples a near-twin (closer to another sample than 95 % of real
 images are to theirs), so a majority of near-twins is collapse too. A class-conditional G is measured within each
 class, against as many real images of each class: drawing one image per class is collapse even though the classes
-differ. Samples come from fixed latents of their own seed under a forked random stream, so the run's trajectory
-is the one it would have without the monitor.
+differ. Colour images are also measured by their palettes (metrics/palette.py), which the random features
+under-read: a G drawing every face in one or two hair colours narrows the palettes' median to below half of the
+real images' while keeping most of the features' (BENCHMARKS.md). Samples come from fixed latents of their own seed
+under a forked random stream, so the run's trajectory is the one it would have without the monitor.
 
 The run reacts to the first warning by keeping the newest checkpoint from before the fall (its tick's diversity
 still healthy) in `RUN/before-collapse/`, a run folder of one checkpoint (hard-linked, so it costs no copy) that
@@ -31,6 +33,7 @@ import torch
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import Store, to_uint8
+from ganforge.metrics.palette import palette_features
 from ganforge.metrics.random_conv import RandomConvExtractor
 from ganforge.models import family_of
 from ganforge.models.family import NOISE_TO_IMAGE_SCHEMES
@@ -44,6 +47,7 @@ COLLAPSE_RATIO = 0.5  # samples' nearest-neighbour median below this share of th
 START_SHARE = 0.1  # a fresh G draws near-identical images: no warning in the first tenth of the run
 TWIN_PERCENTILE = 5.0  # a sample is a near-twin when its nearest neighbour is closer than 95 % of real pairs
 TWIN_SHARE = 0.5  # ... and this share of samples with a near-twin (real images: 5 %) is collapse
+PALETTE_RATIO = 0.5  # colour samples' palette nearest-neighbour median below this share of the real images' is collapse
 BEFORE_COLLAPSE = "before-collapse"
 
 
@@ -78,17 +82,23 @@ def reference_rows(store: Store, labels: torch.Tensor | None, seed: int) -> tupl
 def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], None], device: torch.device,
                      run_dir: Path | None = None) -> Callable[[TrainingState, dict[str, Any]], None]:
     """A tick hook adding `diversity` (the samples' median nearest-neighbour distance), `diversity_real` (the real
-    images') and `near_twins` (samples closer to another than 95 % of real images are) to the tick's log row, and
-    printing a warning when the samples fall below COLLAPSE_RATIO of the real images' diversity; at the first
-    warning, the checkpoint from before the fall is kept in `run_dir`/before-collapse (None: on other ranks)."""
+    images') and `near_twins` (samples closer to another than 95 % of real images are) to the tick's log row, for
+    colour images `palette_diversity` and `palette_diversity_real` (the same median over their palettes), and
+    printing a warning when the samples fall below COLLAPSE_RATIO of the real images' diversity or PALETTE_RATIO of
+    their palettes'; at the first warning, the checkpoint from before the fall is kept in
+    `run_dir`/before-collapse (None: on other ranks)."""
     extractor = RandomConvExtractor(device=device)
     m = store.manifest
     count = min(SAMPLES, m.count)
     labels = torch.arange(count) % config.model.num_classes if config.model.conditional else None
     rows, real_groups = reference_rows(store, labels, config.seed + 5)
-    real_nn = nearest_neighbour_distances(extractor.extract(store.uint8_batch(rows))[0], real_groups)
+    real_images = torch.as_tensor(store.uint8_batch(rows))
+    real_nn = nearest_neighbour_distances(extractor.extract(real_images)[0], real_groups)
     real = float(real_nn.median())
     twin = float(np.percentile(real_nn.numpy(), TWIN_PERCENTILE))
+    colour = m.output_shape[0] == 3
+    real_palette = float(nearest_neighbour_distances(palette_features(real_images), real_groups).median()) \
+        if colour else 0.0
     latents = torch.randn(count, config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
     sample_groups = labels if real_groups is not None else None
     within = " in their class" if sample_groups is not None else ""
@@ -105,20 +115,29 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
         twins = int((nn_distances < twin).sum())
         record.update(diversity=diversity, diversity_real=real, near_twins=twins)
         collapsed = is_collapsed(diversity, real, twins, len(nn_distances))
-        if not collapsed:
+        narrowed = False
+        if colour:
+            palette = float(nearest_neighbour_distances(palette_features(images), sample_groups).median())
+            record.update(palette_diversity=palette, palette_diversity_real=real_palette)
+            narrowed = real_palette > 0 and palette < PALETTE_RATIO * real_palette
+        if not (collapsed or narrowed):
             counters.healthy_nimg = counters.cur_nimg
         started = counters.cur_nimg >= START_SHARE * state.config.total_nimg and counters.tick > 2
-        if not (started and collapsed):
+        if not (started and (collapsed or narrowed)):
             return
         where = ""
         if not counters.collapse_kept:
             counters.collapse_kept = 1  # on every rank, so that their checkpoints agree
             if run_dir is not None:
                 where = _keep_before_collapse(run_dir, counters.healthy_nimg)
-        echo(f"samples are collapsing: diversity {diversity:.3g}, {diversity / real:.0%} of the real images' "
-             f"{real:.3g}; {twins} of {len(nn_distances)} samples have a near-twin{within}. Look at "
-             "samples/latest.png; "
-             f"if it repeats a few images, {advice}{where}")
+        shapes = (f"diversity {diversity:.3g}, {diversity / real:.0%} of the real images' {real:.3g}; {twins} of "
+                  f"{len(nn_distances)} samples have a near-twin{within}")
+        if collapsed:
+            what = f"samples are collapsing: {shapes}"
+        else:
+            what = (f"samples' colours are narrowing: palette diversity {palette:.3g}, {palette / real_palette:.0%} "
+                    f"of the real images' {real_palette:.3g} ({shapes})")
+        echo(f"{what}. Look at samples/latest.png; if it repeats a few images or colours, {advice}{where}")
 
     return hook
 

@@ -113,6 +113,7 @@ def write_tick(state: TrainingState, run_dir: Path, log: RunLog, record: dict[st
 # metrics.png, one panel each: (title, the log keys drawn in it). FID/KID appear once --metrics logged them.
 METRIC_PANELS = (("FID", ("fid",)), ("KID", ("kid",)),
                  ("Diversity: samples vs real images", ("diversity", "diversity_real")),
+                 ("Palette diversity: samples vs real images", ("palette_diversity", "palette_diversity_real")),
                  ("D's outputs", ("d_real", "d_fake")),
                  ("D's accuracy", ("acc_real", "acc_fake")), ("ADA p", ("augment_p",)),
                  ("Mode-seeking term (lower: more varied)", ("mode_seeking",)), ("img/s", ("img_per_s",)))
