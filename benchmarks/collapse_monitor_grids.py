@@ -7,7 +7,8 @@ thresholds fall on grids a person has judged. Usage:
     python benchmarks/collapse_monitor_grids.py anime.gfs benchmarks/results/anime-*.png
     python benchmarks/collapse_monitor_grids.py anime32.gfs benchmarks/results/anime32-*.png
 
-Tiles are the store's size; a border of 1/32 of a tile is cropped from every tile and real image alike.
+Tiles are the store's size (`--tile`: grids drawn smaller, as the 128 px cars' at 64 px); a border of 1/32 of a
+side is cropped from every tile and real image alike.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("store", type=Path, help="the RGB store the runs trained on")
     parser.add_argument("grids", type=Path, nargs="+")
+    parser.add_argument("--tile", type=int, help="the grids' tile side in px (default: the store's)")
     args = parser.parse_args()
     store = Store(args.store)
     extractor = RandomConvExtractor()
@@ -68,10 +70,11 @@ def main() -> None:
           f"(draws {', '.join(f'{p:.3f}' for p in palettes)}); warnings below {COLLAPSE_RATIO} and {PALETTE_RATIO}")
     print("| grid | features, share of real | near-twins of 64 | palettes, share of real |")
     print("|---|---:|---:|---:|")
+    side = args.tile or store.manifest.width
     for path in args.grids:
-        tiles = grid_tiles(path, store.manifest.width)
+        tiles = grid_tiles(path, side)
         if tiles is None:
-            print(f"| {path.name} | not a grid of {store.manifest.width} px tiles | | |")
+            print(f"| {path.name} | not a grid of {side} px tiles | | |")
             continue
         samples = inner(tiles)
         distances = nearest_neighbour_distances(extractor.extract(samples)[0])
