@@ -5,10 +5,12 @@ G-EMA samples of runs whose FID, recall and look BENCHMARKS.md records, so this 
 thresholds fall on grids a person has judged. Usage:
 
     python benchmarks/collapse_monitor_grids.py anime.gfs benchmarks/results/anime-*.png
-    python benchmarks/collapse_monitor_grids.py anime32.gfs benchmarks/results/anime32-*.png
+    python benchmarks/collapse_monitor_grids.py anime32.gfs benchmarks/results/anime32-*.png --tile 64
+    python benchmarks/collapse_monitor_grids.py cars.gfs benchmarks/results/cars-*.png --tile 64
 
-Tiles are the store's size (`--tile`: grids drawn smaller, as the 128 px cars' at 64 px); a border of 1/32 of a
-side is cropped from every tile and real image alike.
+Tiles are the store's size unless `--tile` says otherwise: grids show small images enlarged (the 32 px runs' at
+64 px) and large ones reduced (the 128 px cars' at 64 px). A border of 1/32 of a side is cropped from every tile
+and real image alike.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ START_SHARE = 0.1  # a fresh G draws near-identical images: no warning in the fi
 TWIN_PERCENTILE = 5.0  # a sample is a near-twin when its nearest neighbour is closer than 95 % of real pairs
 TWIN_SHARE = 0.5  # ... and this share of samples with a near-twin (real images: 5 %) is collapse
 # Colour samples' palette nearest-neighbour median below this share of the real images' is collapse: grids of one
-# palette read 0.34-0.42, the healthiest 0.71-0.80, and 128 px cars a person names 0.52-0.56 (BENCHMARKS.md)
+# palette read 0.34-0.42, the healthiest 0.71-0.80, and two 128 px cars grids 0.52 and 0.56 (BENCHMARKS.md)
 PALETTE_RATIO = 0.45
 BEFORE_COLLAPSE = "before-collapse"
 
