@@ -263,4 +263,7 @@ def test_faces_drawn_in_one_palette_are_warned_about_by_their_colours_though_the
     assert record["palette_diversity"] < min(0.45, PALETTE_RATIO) * record["palette_diversity_real"], record
     assert len(lines) == 1 and lines[0].startswith("samples' colours are narrowing: palette diversity"), lines
     assert "of the real images'" in lines[0] and "--lr-g" in lines[0]
-    assert "Palette diversity: samples vs real images" in metric_panels([{"kimg": 5.0, **record}])  # metrics.png
+    # metrics.png: the palettes drawn; DiffAugment's p, 1 at every tick, is not (it says nothing ADA's would)
+    panels = metric_panels([{"kimg": 5.0, "augment_p": 1.0, **record}, {"kimg": 6.0, "augment_p": 1.0, **record}])
+    assert "Palette diversity: samples vs real images" in panels and "ADA p" not in panels
+    assert "ADA p" in metric_panels([{"kimg": 5.0, "augment_p": 0.0}, {"kimg": 6.0, "augment_p": 1.0}])

@@ -121,12 +121,13 @@ METRIC_PANELS = (("FID", ("fid",)), ("KID", ("kid",)),
 
 def metric_panels(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """The panels of metrics.png that have data: a run without --metrics has no FID panel, one without ADA no
-    p panel (p stays 0)."""
+    p panel (p stays 0 without augmentation, and 1 under DiffAugment, which applies every op to every image)."""
     panels = {}
     for title, keys in METRIC_PANELS:
         series = {key: [(float(r["kimg"]), float(r[key])) for r in rows if isinstance(r.get(key), int | float)]
                   for key in keys}
-        if any(y for points in series.values() for _, y in points):
+        values = {y for points in series.values() for _, y in points}
+        if values - {0.0} and not (keys == ("augment_p",) and values == {1.0}):
             panels[title] = series
     return panels
 
