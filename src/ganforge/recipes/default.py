@@ -75,9 +75,10 @@ SMALL_IMAGE_SCORES = {"projected": "FID 94.6 and 99.8, recall 0.086 and 0.011",
                       "dcgan-small": "FID 167.9 and 305.8, recall 0 and 0",
                       "dcgan-small grey": "FID 49.0, recall 0.434",
                       "projected grey": "FID 86.6, recall 0.072"}
-# Projected GAN with and without MSGAN's term on the 32 px cars (BENCHMARKS.md, "MSGAN's term against the narrowing")
-SMALL_PHOTOS_SEEKING = ("on the 32 px cars at 43.3 kimg: recall 0.169 against 0.030 without it, and no collapse "
-                        "warning against 19")
+# Projected GAN with and without MSGAN's term, 10 minutes' kimg in bf16, n = 2,000 (BENCHMARKS.md, "The pair again
+# on a bf16 CPU")
+SMALL_PHOTOS_SEEKING = ("recall 0.111 against 0.054 without it on the 32 px cars, and 0.042 against 0.004 on the 32 px "
+                        "anime faces, with FID 75.0 against 89.4 there")
 
 
 def nearest_measurement(device: torch.device, side: int, minutes: float | None) -> Measurement:
@@ -186,7 +187,7 @@ def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, wi
         f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: Projected GAN (G from 4 px, D on the images "
         f"resized to 64 px) reached {SMALL_IMAGE_SCORES['projected']} {SMALL_PHOTOS_MEASURED}, where the digits' "
         f"DCGAN recipe collapsed ({SMALL_IMAGE_SCORES['dcgan-small']}); MSGAN's mode-seeking term slows its "
-        f"narrowing to a few images as it trains on ({SMALL_PHOTOS_SEEKING}; BENCHMARKS.md, \"Below 64 px\")",
+        f"narrowing to a few images as it trains on ({SMALL_PHOTOS_SEEKING}; BENCHMARKS.md, \"Mode collapse\")",
         bf16, mode_seeking=1.0)
 
 
