@@ -61,6 +61,9 @@ MODELS = {
     # --plan): issue 29 asks for a schedule set from the planned length.
     "projected-lite1-decay": ["--model", "projected", "--features", "lite1", "--g-width", "16", "--batch", "16",
                               "--lr-decay", "0.25", *FAST],
+    # Lite1 with MSGAN's mode-seeking term, which widened the faces' palettes at 32 px: does it at 64 px too?
+    "projected-lite1-ms": ["--model", "projected", "--features", "lite1", "--g-width", "16", "--batch", "16",
+                           "--mode-seeking", "1", *FAST],
     # R3GAN's recipe at width 8 with R1/R2 every 4 D steps (`--preset r3gan-cpu`): at width 16 and penalties every
     # step, as the paper runs them, it trained at 4 img/s here (BENCHMARKS.md).
     "r3gan": ["--preset", "r3gan-cpu", *FAST],

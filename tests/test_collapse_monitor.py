@@ -29,7 +29,7 @@ from ganforge.training.collapse_monitor import (
     nearest_neighbour_distances,
     remedies,
 )
-from ganforge.training.report import metric_panels
+from ganforge.training.report import metric_panels, status_line
 from ganforge.training.state import Counters
 
 from data_slices import anime_store, mnist_store
@@ -267,3 +267,9 @@ def test_faces_drawn_in_one_palette_are_warned_about_by_their_colours_though_the
     panels = metric_panels([{"kimg": 5.0, "augment_p": 1.0, **record}, {"kimg": 6.0, "augment_p": 1.0, **record}])
     assert "Palette diversity: samples vs real images" in panels and "ADA p" not in panels
     assert "ADA p" in metric_panels([{"kimg": 5.0, "augment_p": 0.0}, {"kimg": 6.0, "augment_p": 1.0}])
+    # and the status line prints p only while ADA adapts it
+    tick = {"tick": 6, "kimg": 6.0, "time_s": 60.0, "sec_per_tick": 10.0, "sec_per_kimg": 10.0, "img_per_s": 100.0,
+            "loss_d": 1.0, "loss_g": 1.0, "d_real": 0.5, "d_fake": 0.5, "acc_real": 0.5, "acc_fake": 0.5,
+            "peak_mem_gb": 1.0}
+    assert " p " not in status_line({**tick, "augment_p": 1.0}) and " p " not in status_line(tick)
+    assert " p 0.125 " in status_line({**tick, "augment_p": 0.125})
