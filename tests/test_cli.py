@@ -138,6 +138,18 @@ def test_resolution_outside_a_summary_without_data_is_refused_not_ignored(tmp_pa
         assert result.exit_code == 2 and "--resolution is the image size of a --summary" in result.output, flags
 
 
+def test_a_flag_error_under_torchrun_is_said_once_by_rank_0_but_a_file_error_by_every_rank(tmp_path):
+    """Every rank parses the same flags, so each meets the same ConfigError: four ranks printing it is noise. A
+    missing or damaged file may be one rank's own trouble, so each rank still says it."""
+    flags = ["train", "--resolution", "63", "--dry-run"]
+    for rank, said in (("0", True), ("1", False)):
+        result = CliRunner().invoke(main, flags, env={"RANK": rank})
+        assert result.exit_code == 2 and ("--resolution is the image size" in result.output) == said, result.output
+    missing = ["generate", str(tmp_path), "--out", str(tmp_path / "g.png")]
+    result = CliRunner().invoke(main, missing, env={"RANK": "1"})
+    assert result.exit_code == 2 and "made by `ganforge train`" in result.output, result.output
+
+
 def test_generate_on_a_folder_that_is_no_run_says_what_to_pass(tmp_path):
     result = CliRunner().invoke(main, ["generate", str(tmp_path), "--out", str(tmp_path / "g.png")])
     assert result.exit_code == 2 and "made by `ganforge train`" in result.output, result.output

@@ -38,7 +38,10 @@ class _Group(click.Group):
             if line is None:
                 raise
             interrupted = isinstance(exc, TrainingInterrupted)
-            if not (interrupted and os.environ.get("RANK", "0") != "0"):  # torchrun's ranks stop together: one line
+            # torchrun's ranks stop together, and read the same flags, so they meet the same ConfigError: rank 0
+            # says it once. Other errors (a file one rank could not read) may be a rank's own: each says its own.
+            said_by_rank_0 = interrupted or isinstance(exc, ConfigError)
+            if not (said_by_rank_0 and os.environ.get("RANK", "0") != "0"):
                 click.secho(terminal_safe(line), fg="yellow" if interrupted else "red", err=True)
             sys.exit(code)
 
