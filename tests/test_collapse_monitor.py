@@ -93,6 +93,29 @@ def test_a_collapsed_generator_is_warned_about_once_past_the_start_and_a_varied_
     assert "64 of 64 samples have a near-twin" in lines[0] and "--lr-g" in lines[0]
 
 
+def test_a_lasting_collapse_is_said_when_it_starts_then_once_per_tenth_of_the_run(digits: Store) -> None:
+    """An hour's run that collapsed at every tick printed the warning at every tick (84 times), burying the rest of
+    its output: a fall is said when it starts, reminded with "still" each tenth of the run, said again after a
+    recovery, and a resumed run (its counters restored) keeps the same rhythm."""
+    config = TrainConfig(model=ModelConfig(z_dim=8), kimg=10.0)
+    lines: list[str] = []
+    hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"))
+    reals = to_float(digits.uint8_batch(np.arange(0, 512)))
+    collapsed, varied = Drawing(reals[:3]), Drawing(reals)
+    counters = Counters()
+    said: list[tuple[int, str]] = []
+    for tick in range(3, 31):  # 3 to 30 kimg of a 30-kimg run in 1-kimg ticks: varied at 10-14, collapsed otherwise
+        if tick == 20:  # stopped and resumed: a new monitor, the counters as the checkpoint restores them
+            hook = collapse_monitor(config, digits, lines.append, torch.device("cpu"))
+            counters = Counters(**dict(counters.__dict__))
+        before = len(lines)
+        hook(_state(varied if 10 <= tick <= 14 else collapsed, cur_nimg=1000 * tick, tick=tick, kimg=30.0,
+                    counters=counters), {})
+        said += [(tick, "still" if "are still collapsing" in line else "new") for line in lines[before:]]
+    assert said == [(3, "new"), (6, "still"), (9, "still"), (15, "new"), (18, "still"), (21, "still"), (24, "still"),
+                    (27, "still"), (30, "still")], said
+
+
 class ClassVariations(nn.Module):
     """A stand-in conditional G that draws, for each class, one digit of that class blended with another picked by
     the latent: variations on one image per class (what a conditional G collapsed within its classes draws)."""
@@ -128,7 +151,7 @@ def test_a_conditional_generator_drawing_variations_of_one_image_per_class_is_wa
     assert "--mode-seeking 1, --no-cond or --model projected" in lines[0]  # what held Fashion-MNIST's classes
     lines.clear()
     seeking = dataclasses.replace(config, loss=LossConfig(mode_seeking=1.0))
-    state.config = seeking
+    state.config, state.counters = seeking, Counters(cur_nimg=5000, tick=5)  # another run, not yet warned
     collapse_monitor(seeking, digits, lines.append, torch.device("cpu"))(state, {})
     assert len(lines) == 1 and "--mode-seeking" not in lines[0] and "--no-cond" in lines[0]  # already on
 

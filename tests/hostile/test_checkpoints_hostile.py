@@ -123,6 +123,8 @@ HOSTILE: dict[str, tuple[Edit, str]] = {
     "healthy tick in the future": (_set("counters", "healthy_nimg", 10**9), "counter healthy_nimg 1000000000 is past"),
     "healthy tick below -1": (_set("counters", "healthy_nimg", -2), "counter healthy_nimg is -2, not an integer >= -1"),
     "collapse kept twice": (_set("counters", "collapse_kept", 2), "counter collapse_kept is 2, not 0 or 1"),
+    "collapse warned in the future": (_set("counters", "collapse_warned_nimg", 10**9),
+                                      "counter collapse_warned_nimg 1000000000 is past"),
     "missing tensor": (lambda t, m: t.pop(_first(t, "G.")), "is missing"),
     "renamed tensor": (_rename, ".kernel is not part of this run's state (renamed, or from another model)"),
     "misshapen weight": (lambda t, m: t.__setitem__(_first(t, "G."), torch.zeros(3)),

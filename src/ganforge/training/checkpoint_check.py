@@ -95,13 +95,15 @@ def _check_counters(counters: Any) -> None:
     # budget_seconds came with --minutes, the collapse monitor's counters and the budget's end cost after it: older
     # checkpoints lack them (a resumed budget counts from there; the monitor starts afresh).
     _check_keys(counters, {f.name for f in fields(Counters)}, "counters",
-                optional=frozenset({"budget_seconds", "budget_end_seconds", "healthy_nimg", "collapse_kept"}))
+                optional=frozenset({"budget_seconds", "budget_end_seconds", "healthy_nimg", "collapse_kept",
+                                    "collapse_warned_nimg"}))
     for name, value in counters.items():
         if name in ("train_seconds", "budget_seconds", "budget_end_seconds"):
             _expect(_is_number(value) and value >= 0, f"counter {name} is {_show(value)}, not seconds >= 0")
         else:
-            _check_count(value, f"counter {name}", minimum=-1 if name in ("phase_index", "healthy_nimg") else 0)
-    for name in ("tick_start_nimg", "healthy_nimg"):
+            _check_count(value, f"counter {name}",
+                         minimum=-1 if name in ("phase_index", "healthy_nimg", "collapse_warned_nimg") else 0)
+    for name in ("tick_start_nimg", "healthy_nimg", "collapse_warned_nimg"):
         _expect(counters.get(name, 0) <= counters["cur_nimg"],
                 f"counter {name} {counters.get(name)} is past cur_nimg {counters['cur_nimg']}")
     kept = counters.get("collapse_kept", 0)

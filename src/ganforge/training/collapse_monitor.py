@@ -50,6 +50,9 @@ TWIN_SHARE = 0.5  # ... and this share of samples with a near-twin (real images:
 # Colour samples' palette nearest-neighbour median below this share of the real images' is collapse: grids of one
 # palette read 0.34-0.42, the healthiest 0.71-0.80, and two 128 px cars grids 0.52 and 0.56 (BENCHMARKS.md)
 PALETTE_RATIO = 0.45
+# A fall is said when it starts; while it lasts, once more each time the run trains on by this share of its length
+# (a warning at every tick of an hour's run buried everything else the run printed)
+REMIND_SHARE = 0.1
 BEFORE_COLLAPSE = "before-collapse"
 
 
@@ -87,8 +90,8 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
     images') and `near_twins` (samples closer to another than 95 % of real images are) to the tick's log row, for
     colour images `palette_diversity` and `palette_diversity_real` (the same median over their palettes), and
     printing a warning when the samples fall below COLLAPSE_RATIO of the real images' diversity or PALETTE_RATIO of
-    their palettes'; at the first warning, the checkpoint from before the fall is kept in
-    `run_dir`/before-collapse (None: on other ranks)."""
+    their palettes' (when a fall starts, then every REMIND_SHARE of the run while it lasts); at the first warning,
+    the checkpoint from before the fall is kept in `run_dir`/before-collapse (None: on other ranks)."""
     extractor = RandomConvExtractor(device=device)
     m = store.manifest
     count = min(SAMPLES, m.count)
@@ -124,9 +127,16 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
             narrowed = real_palette > 0 and palette < PALETTE_RATIO * real_palette
         if not (collapsed or narrowed):
             counters.healthy_nimg = counters.cur_nimg
-        started = counters.cur_nimg >= START_SHARE * state.config.total_nimg and counters.tick > 2
+        total = state.config.total_nimg
+        started = counters.cur_nimg >= START_SHARE * total and counters.tick > 2
         if not (started and (collapsed or narrowed)):
             return
+        # no warning since the last healthy tick (-1 and -1: a run that was never healthy, not yet warned about)
+        new_fall = counters.collapse_warned_nimg <= counters.healthy_nimg
+        if not (new_fall or counters.cur_nimg - counters.collapse_warned_nimg >= REMIND_SHARE * total):
+            return
+        counters.collapse_warned_nimg = counters.cur_nimg
+        still = "" if new_fall else "still "
         where = ""
         if not counters.collapse_kept:
             counters.collapse_kept = 1  # on every rank, so that their checkpoints agree
@@ -135,10 +145,10 @@ def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], No
         shapes = (f"diversity {diversity:.3g}, {diversity / real:.0%} of the real images' {real:.3g}; {twins} of "
                   f"{len(nn_distances)} samples have a near-twin{within}")
         if collapsed:
-            what = f"samples are collapsing: {shapes}"
+            what = f"samples are {still}collapsing: {shapes}"
         else:
-            what = (f"samples' colours are narrowing: palette diversity {palette:.3g}, {palette / real_palette:.0%} "
-                    f"of the real images' {real_palette:.3g} ({shapes})")
+            what = (f"samples' colours are {still}narrowing: palette diversity {palette:.3g}, "
+                    f"{palette / real_palette:.0%} of the real images' {real_palette:.3g} ({shapes})")
         echo(f"{what}. Look at samples/latest.png; if it repeats a few images or colours, {advice}{where}")
 
     return hook
