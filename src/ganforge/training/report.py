@@ -198,13 +198,11 @@ def _write_reconstructions(state: TrainingState, run_dir: Path, reals: torch.Ten
 def status_line(r: dict[str, Any]) -> str:
     growing = "".join(f" {key} {r[key]:.3g}" for key in ("lod", "minibatch") if key in r)
     # DiffAugment logs p 1 at every tick: only an adapting p (ADA's, below 1) tells the user anything
-    p = r.get("augment_p", 0.0)
-    shown = {**r, "augment_p": p if p < 1.0 else 0.0}
-    extras = "".join(f" {label} {shown[key]:.4g}" for key, label in (("loss_recon", "recon"), ("mode_seeking", "ms"),
-                                                                     ("augment_p", "p"),
-                                                                     ("fid", "FID"), ("kid", "KID"),
-                                                                     ("precision", "P"), ("recall", "R"),
-                                                                     ("is", "IS")) if shown.get(key))
+    extras = "".join(f" {label} {r[key]:.4g}" for key, label in (("loss_recon", "recon"), ("mode_seeking", "ms"),
+                                                                 ("augment_p", "p"),
+                                                                 ("fid", "FID"), ("kid", "KID"), ("precision", "P"),
+                                                                 ("recall", "R"), ("is", "IS"))
+                     if r.get(key) and not (key == "augment_p" and r[key] >= 1.0))
     adversarial = (f"loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} D(x) {r['d_real']:.2f} D(G(z)) "
                    f"{r['d_fake']:.2f} acc real {r['acc_real']:.0%} fake {r['acc_fake']:.0%}" if "loss_d" in r
                    else "D not training yet")  # SRGAN's pre-training
