@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ganforge.cli import main
+from ganforge.metrics.random_conv import RandomConvExtractor
 
 from data_slices import mnist_store
 
@@ -50,6 +51,24 @@ def test_evaluate_run_writes_scores_figures_and_json(run_with_metrics, tmp_path)
     assert 0 <= scores["pr"]["scores"]["precision"] <= 1
     assert scores["probe"]["test_accuracy"] > 2 * scores["probe"]["chance_accuracy"]
     assert (run_dir / "evaluation" / "nearest_neighbours.png").exists()
+
+
+def test_the_memorization_check_reuses_the_generated_features_fid_extracted(run_with_metrics, tmp_path,
+                                                                             monkeypatch):
+    # Inception on the CPU is most of an evaluation: each generated image should pass through it once.
+    _, run_dir = run_with_metrics
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))  # the real features too: counted once, fresh
+    seen = []
+    extract = RandomConvExtractor.extract
+    monkeypatch.setattr(RandomConvExtractor, "extract",
+                        lambda self, images: (seen.append(images.shape[0]), extract(self, images))[1])
+    out = tmp_path / "scores.json"
+    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--metrics", "fid,memorization", "--n", "120",
+                                       "--json", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    assert sum(seen) == 120 + 120  # generated and real, once each (the check's training features: the cache)
+    memorization = {r["metric"]: r for r in json.loads(out.read_text())}["memorization"]
+    assert memorization["n_generated"] == 120 and memorization["median_ratio"] > 0
 
 
 def test_real_against_fake_folder_and_against_another_store(run_with_metrics, tmp_path):

@@ -80,3 +80,29 @@ def test_a_second_report_on_the_same_store_reads_the_train_features_from_the_cac
                                  cache_dir=tmp_path / "cache")
     assert passes_first == TRAIN + 20 and sum(seen) == 0  # the generated store is cached too: it has a fingerprint
     assert second.median_ratio == first.median_ratio
+
+
+def test_features_extracted_before_are_reused_and_give_the_same_report(train: Store, tmp_path: Path) -> None:
+    images = torch.from_numpy(idx_images("mnist", "train", 0, 16))
+
+    def fake_batches(batch_size: int) -> Iterator[torch.Tensor]:
+        for start in range(0, len(images), batch_size):
+            yield images[start : start + batch_size]
+
+    extractor = load_extractor("random-conv")
+    extract = extractor.extract
+    seen: list[int] = []
+    extractor.extract = lambda images: (seen.append(images.shape[0]), extract(images))[1]  # type: ignore[method-assign]
+    kwargs = {"n_generated": 16, "n_train": TRAIN, "n_heldout": 100, "batch_size": 5, "use_cache": False}
+    fresh = memorization_report(fake_batches, train, extractor, tmp_path / "a", **kwargs)  # type: ignore[arg-type]
+    seen[:] = []
+    features = extractor.extract(images)[0]
+    given = memorization_report(fake_batches, train, extractor, tmp_path / "b", generated_features=features,
+                                **kwargs)  # type: ignore[arg-type]
+    assert sum(seen) == 16 + TRAIN  # the 16 above, then only the training images: no generated image again
+    assert given.to_dict() | {"pairs_png": "", "histogram_png": ""} == fresh.to_dict() | {"pairs_png": "",
+                                                                                          "histogram_png": ""}
+    assert (tmp_path / "b" / "nearest_neighbours.png").is_file()  # drawn from the images, not the features
+    with pytest.raises(ValueError, match="n_generated"):
+        memorization_report(fake_batches, train, extractor, tmp_path / "c", generated_features=features[:8],
+                            **kwargs)  # type: ignore[arg-type]

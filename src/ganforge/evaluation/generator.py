@@ -19,7 +19,7 @@ from ganforge.config import TrainConfig
 from ganforge.data.store import Store
 from ganforge.errors import ConfigError
 from ganforge.evaluation.translator import default_metrics, evaluate_translation
-from ganforge.metrics.evaluate import FIDELITY, METRICS, evaluate_sets
+from ganforge.metrics.evaluate import FIDELITY, METRICS, extract_sets
 from ganforge.metrics.features import FeatureExtractor
 from ganforge.metrics.generated import generator_batches
 from ganforge.metrics.memorization import memorization_report
@@ -52,12 +52,15 @@ def evaluate_run(run_dir: Path, metrics: list[str], *, n: int, data: Path | None
     results: list[dict[str, Any]] = []
     scored = [m for m in metrics if m in METRICS]
     context = {"run": str(run_dir), "kimg": nimg / 1000}
+    generated_features = None
     if scored:
-        results += [{**r, **context} for r in evaluate_sets(store, fake, scored, n, extractor,
-                                                              batch_size=batch_size, progress=progress)]
+        sets = extract_sets(store, fake, scored, n, extractor, batch_size=batch_size, progress=progress)
+        results += [{**r, **context} for r in sets.score()]
+        generated_features = sets.fake.features  # seed i's image is image i in both: the check reuses them
     if "memorization" in metrics:
         summary = memorization_report(fake, store, extractor, out_dir, n_generated=min(n, 1000),
-                                      n_train=min(n, len(store)), batch_size=batch_size, progress=progress)
+                                      n_train=min(n, len(store)), batch_size=batch_size, progress=progress,
+                                      generated_features=generated_features)
         results.append({"metric": "memorization", **summary.to_dict(), **context})
     if "probe" in metrics:
         discriminator = load_discriminator(run_dir, device)

@@ -3,8 +3,9 @@
     results = evaluate_sets("mnist.gfs", fake_batches, ["fid", "kid", "pr"], n=10_000)
 
 Metric names: fid, kid, is, pr. Real features are cached on disk (cache.py) when the real source has a content
-fingerprint, so a second evaluation against the same store only pays for the generated images. `score_features`
-is the scoring half alone, for features extracted elsewhere (sharded over processes during training).
+fingerprint, so a second evaluation against the same store only pays for the generated images. `extract_sets`
+is the extracting half alone, for a caller that reads the features for more than the scores; `score_features`
+the scoring half, for features extracted elsewhere (sharded over processes during training).
 """
 
 from __future__ import annotations
@@ -149,6 +150,31 @@ def evaluate_sets(real: SourceLike, fake: SourceLike, metrics: Sequence[str] = (
     extractor: a loaded extractor, a registry name, or None for "inception".
     cache_dir: where real-set features are cached (default: $GANFORGE_CACHE or ~/.cache/ganforge).
     """
+    return extract_sets(real, fake, metrics, n, extractor, cache_dir, batch_size, progress, use_cache=use_cache,
+                        options=options).score()
+
+
+@dataclass(frozen=True)
+class ExtractedSets:
+    """Both sets' features, ready to score: evaluate_sets' first half, kept by a caller that also reads the
+    features for something else (`ganforge evaluate`'s memorisation check reuses the generated ones)."""
+
+    metrics: list[str]
+    real: FeatureSet | None
+    fake: FeatureSet
+    extractor: FeatureExtractor
+    options: MetricOptions
+    provenance: dict[str, Any]  # score_features' keywords: where each set came from, for the stamps
+
+    def score(self) -> list[dict[str, Any]]:
+        return score_features(self.metrics, self.real, self.fake, self.extractor, self.options, **self.provenance)
+
+
+def extract_sets(real: SourceLike, fake: SourceLike, metrics: Sequence[str] = ("fid",), n: int = 10_000,
+                 extractor: FeatureExtractor | str | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 50, progress: bool = True,
+                 *, use_cache: bool = True, options: MetricOptions | None = None) -> ExtractedSets:
+    """Check the request, then extract (or read from the cache) the features `metrics` need; as evaluate_sets."""
     names = check_metric_names(metrics)
     options = options or MetricOptions()
     if n < 2 or batch_size < 1:
@@ -170,11 +196,11 @@ def evaluate_sets(real: SourceLike, fake: SourceLike, metrics: Sequence[str] = (
                                            progress, "real")
     fake_set, fake_cache = features_of(fake_source, extractor, n, batch_size, directory if use_cache else None,
                                        progress, "fake")
-    return score_features(names, real_set, fake_set, extractor, options,
-                          real_fingerprint=real_source.fingerprint if real_set is not None else None,
-                          real_source=real_source.description, fake_source=fake_source.description,
-                          real_cache=real_cache, fake_cache=fake_cache,
-                          extraction_s=time.perf_counter() - started)
+    provenance = {"real_fingerprint": real_source.fingerprint if real_set is not None else None,
+                  "real_source": real_source.description, "fake_source": fake_source.description,
+                  "real_cache": real_cache, "fake_cache": fake_cache,
+                  "extraction_s": time.perf_counter() - started}
+    return ExtractedSets(names, real_set, fake_set, extractor, options, provenance)
 
 
 def score_features(metrics: Sequence[str], real_set: FeatureSet | None, fake_set: FeatureSet,

@@ -56,14 +56,16 @@ def memorization_report(generated: SourceLike, train: SourceLike, extractor: Fea
                         out_dir: str | os.PathLike[str], *, heldout: SourceLike | None = None, n_generated: int = 1000,
                         n_train: int = 10_000, n_heldout: int = 1000, neighbours: int = 3, rows: int = 8,
                         batch_size: int = 50, progress: bool = False,
-                        cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True
-                        ) -> MemorizationSummary:
+                        cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
+                        generated_features: torch.Tensor | None = None) -> MemorizationSummary:
     """Compare generated-to-train with real-to-train nearest-neighbour distances; write the two PNGs.
 
     generated, train, heldout: anything evaluate's sources accept (store, folder, fake_batches callable).
     Without `heldout`, the first n_heldout training images are each compared with the other training images.
     The train and held-out features are cached as evaluate's real features are (cache_dir: default
     $GANFORGE_CACHE or ~/.cache/ganforge), since they are most of the cost: 10,000 Inception passes on the CPU.
+    generated_features: the first images' features of `generated`, already extracted with this extractor (by the
+    FID that ran before, say): used instead of extracting them again, so `generated` is only drawn for the figure.
     """
     gen_source, train_source = as_source(generated), as_source(train)
     if isinstance(gen_source, GeneratorSource):
@@ -75,7 +77,16 @@ def memorization_report(generated: SourceLike, train: SourceLike, extractor: Fea
         return features_of(source, extractor, n, batch_size, directory, progress, name)[0].features
 
     train_f = features(train_source, n_train, "train")
-    gen_f = features(gen_source, n_generated, "generated")
+    if generated_features is None:
+        gen_f = features(gen_source, n_generated, "generated")
+    else:
+        if generated_features.shape[0] < n_generated:
+            raise ValueError(f"generated_features holds {generated_features.shape[0]} rows; the report compares "
+                             f"{n_generated} (n_generated)")
+        gen_f = generated_features[:n_generated]
+        if isinstance(gen_source, GeneratorSource):  # its images exist only as drawn: draw them again for the
+            for _ in gen_source.batches(batch_size, n_generated):  # figure (G alone, cheap beside Inception)
+                pass
     gen_d, gen_i = nearest(gen_f, train_f, neighbours, device=extractor.device)
     if heldout is not None:
         real_d, _ = nearest(features(as_source(heldout), n_heldout, "held-out"), train_f, 1,
