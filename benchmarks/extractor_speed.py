@@ -4,12 +4,14 @@ and (with --lite) Projected GAN's frozen EfficientNet-Lite feature networks, for
     python benchmarks/extractor_speed.py                 # 500 images, batch 50, both extractors
     python benchmarks/extractor_speed.py --n 200 --size 28 --channels 1
     python benchmarks/extractor_speed.py --extractors "" --lite lite0,lite1,lite2 --batch-size 16   # 64 px
+    python benchmarks/extractor_speed.py --extractors "" --layouts --n 100   # channels-last against not
 
 Inputs are random uint8 images (the cost of Inception does not depend on the pixels: everything is resized to
 299x299 first). One warm-up batch is run and not timed (TorchScript's profiling executor optimises on the first
 calls). Prints one line per extractor. --lite times what G's step pays for D's feature network (`--model projected
 --features NAME`): the four taps of the BatchNorm-folded network (frozen_features.py), their sum backpropagated to
-the images, in fp32, one warm-up pass not timed.
+the images, in fp32, one warm-up pass not timed. --layouts times Inception on channels-last input (its default on
+the CPU) and on contiguous input, alternating, two rounds, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -41,6 +43,22 @@ def measure(name: str, images: torch.Tensor, batch_size: int, device: str) -> No
           f"{extractor.file_hash[:19]})")
 
 
+def measure_layouts(images: torch.Tensor, batch_size: int, device: str) -> None:
+    """Inception's img/s on channels-last and on contiguous input, alternating in this process, and the ratio."""
+    extractor = load_extractor("inception", device=device)
+    extract_features(extractor, [images[:batch_size]])  # warm-up, not timed
+    best = {}
+    for _ in range(2):
+        for layout in (torch.channels_last, torch.contiguous_format):
+            extractor.memory_format = layout  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            extract_features(extractor, images.split(batch_size))
+            best[layout] = max(best.get(layout, 0.0), len(images) / (time.perf_counter() - started))
+    print(f"inception    channels-last {best[torch.channels_last]:.2f} img/s, contiguous "
+          f"{best[torch.contiguous_format]:.2f} img/s: {best[torch.channels_last] / best[torch.contiguous_format]:.2f}x "
+          f"(best of 2, alternating, {len(images)} images, batch {batch_size})")
+
+
 def measure_lite(name: str, images: torch.Tensor, batch_size: int, device: str) -> None:
     """Forward + backward to the input through the frozen EfficientNet-Lite `name`, per batch and per image."""
     try:
@@ -69,6 +87,7 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--extractors", default="inception,random-conv")
+    parser.add_argument("--layouts", action="store_true", help="Inception on channels-last against contiguous input")
     parser.add_argument("--lite", default="", help="EfficientNet-Lite feature networks to time, e.g. lite0,lite1,lite2")
     args = parser.parse_args()
     lite = [name for name in args.lite.split(",") if name]
@@ -81,6 +100,8 @@ def main() -> None:
           f"device {args.device}")
     for name in filter(None, args.extractors.split(",")):
         measure(name, images, args.batch_size, args.device)
+    if args.layouts:
+        measure_layouts(images, args.batch_size, args.device)
     for name in lite:
         measure_lite(name, images, args.batch_size, args.device)
 
