@@ -54,8 +54,8 @@ def measure_layouts(images: torch.Tensor, batch_size: int, device: str) -> None:
             started = time.perf_counter()
             extract_features(extractor, images.split(batch_size))
             best[layout] = max(best.get(layout, 0.0), len(images) / (time.perf_counter() - started))
-    print(f"inception    channels-last {best[torch.channels_last]:.2f} img/s, contiguous "
-          f"{best[torch.contiguous_format]:.2f} img/s: {best[torch.channels_last] / best[torch.contiguous_format]:.2f}x "
+    last, contiguous = best[torch.channels_last], best[torch.contiguous_format]
+    print(f"inception    channels-last {last:.2f} img/s, contiguous {contiguous:.2f} img/s: {last / contiguous:.2f}x "
           f"(best of 2, alternating, {len(images)} images, batch {batch_size})")
 
 
