@@ -103,6 +103,7 @@ def test_features_extracted_before_are_reused_and_give_the_same_report(train: St
     assert given.to_dict() | {"pairs_png": "", "histogram_png": ""} == fresh.to_dict() | {"pairs_png": "",
                                                                                           "histogram_png": ""}
     assert (tmp_path / "b" / "nearest_neighbours.png").is_file()  # drawn from the images, not the features
-    with pytest.raises(ValueError, match="n_generated"):
-        memorization_report(fake_batches, train, extractor, tmp_path / "c", generated_features=features[:8],
-                            **kwargs)  # type: ignore[arg-type]
+    for wrong in (features[:8], features[:, :10], features[0]):  # too few rows, another network's, not a matrix
+        with pytest.raises(ValueError, match="n_generated"):
+            memorization_report(fake_batches, train, extractor, tmp_path / "c", generated_features=wrong,
+                                **kwargs)  # type: ignore[arg-type]

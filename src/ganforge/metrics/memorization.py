@@ -80,9 +80,10 @@ def memorization_report(generated: SourceLike, train: SourceLike, extractor: Fea
     if generated_features is None:
         gen_f = features(gen_source, n_generated, "generated")
     else:
-        if generated_features.shape[0] < n_generated:
-            raise ValueError(f"generated_features holds {generated_features.shape[0]} rows; the report compares "
-                             f"{n_generated} (n_generated)")
+        if generated_features.ndim != 2 or generated_features.shape[0] < n_generated \
+                or generated_features.shape[1] != train_f.shape[1]:
+            raise ValueError(f"generated_features is {tuple(generated_features.shape)}; the report compares "
+                             f"{n_generated} (n_generated) rows of {extractor.name}'s {train_f.shape[1]} features")
         gen_f = generated_features[:n_generated]
         if isinstance(gen_source, GeneratorSource):  # its images exist only as drawn: draw them again for the
             for _ in gen_source.batches(batch_size, n_generated):  # figure (G alone, cheap beside Inception)
