@@ -6,6 +6,8 @@ Also the tiny trained runs several modules share (tiny_run, tiny_ema_run, tiny_c
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +24,25 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def pytest_configure(config: pytest.Config) -> None:
     """A worker of pytest-xdist computes on one thread, and so do the processes it starts (OMP_NUM_THREADS): with a
     worker per core, a second OpenMP thread only waits for a busy core (measured in this project: runs 3-10x
-    slower when two processes of two threads share two cores)."""
+    slower when two processes of two threads share two cores).
+
+    The feature cache ($GANFORGE_CACHE, which runs' `--metrics` and `evaluate` fill) is a folder of this process's
+    own, removed at the end: the suite must not leave its test extractors' features in the user's ~/.cache."""
+    if not os.environ.get("GANFORGE_CACHE"):
+        os.environ["GANFORGE_CACHE"] = _TEST_CACHE[0] = tempfile.mkdtemp(prefix="ganforge-test-cache-")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         import torch
 
         torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _TEST_CACHE[0]:
+        shutil.rmtree(_TEST_CACHE[0], ignore_errors=True)
+
+
+_TEST_CACHE = [""]  # the cache folder pytest_configure made, if it made one
 
 
 # The modules that take longest (.ci/run's --durations), handed to the workers first: one started last would leave
