@@ -21,6 +21,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
+_TEST_CACHE = [""]  # the cache folder pytest_configure made, if it made one
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """A worker of pytest-xdist computes on one thread, and so do the processes it starts (OMP_NUM_THREADS): with a
     worker per core, a second OpenMP thread only waits for a busy core (measured in this project: runs 3-10x
@@ -40,9 +43,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _TEST_CACHE[0]:
         shutil.rmtree(_TEST_CACHE[0], ignore_errors=True)
-
-
-_TEST_CACHE = [""]  # the cache folder pytest_configure made, if it made one
 
 
 # The modules that take longest (.ci/run's --durations), handed to the workers first: one started last would leave

@@ -85,9 +85,6 @@ def memorization_report(generated: SourceLike, train: SourceLike, extractor: Fea
             raise ValueError(f"generated_features is {tuple(generated_features.shape)}; the report compares "
                              f"{n_generated} (n_generated) rows of {extractor.name}'s {train_f.shape[1]} features")
         gen_f = generated_features[:n_generated]
-        if isinstance(gen_source, GeneratorSource):  # its images exist only as drawn: draw them again for the
-            for _ in gen_source.batches(batch_size, n_generated):  # figure (G alone, cheap beside Inception)
-                pass
     gen_d, gen_i = nearest(gen_f, train_f, neighbours, device=extractor.device)
     if heldout is not None:
         real_d, _ = nearest(features(as_source(heldout), n_heldout, "held-out"), train_f, 1,
@@ -115,6 +112,10 @@ def memorization_report(generated: SourceLike, train: SourceLike, extractor: Fea
     summary.closest = [{"sample": int(s), "neighbours": gen_i[s].tolist(),
                         "distances": [round(float(d), 6) for d in gen_d[s]], "suspicious": bool(suspicious[s])}
                        for s in order]
+    if generated_features is not None and isinstance(gen_source, GeneratorSource):
+        # Its images exist only as drawn, and none were: draw the figure's, up to the last one it shows (G alone)
+        for _ in gen_source.batches(batch_size, int(order.max()) + 1):
+            pass
     _draw_pairs(gen_source, train_source, order, gen_i[order].numpy(), gen_d[order].numpy(),
                 out / "nearest_neighbours.png")
     overlaid_histograms(
