@@ -5,6 +5,7 @@ as it was; an earlier output of the same command may still be replaced. And two 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -138,6 +139,33 @@ def test_a_file_beside_a_folder_of_the_same_name_both_translate(translator: Path
     result = invoke("translate", translator, archive, "--out", out)
     assert result.exit_code == 0 and "translated 3 of 3" in result.output, result.output
     assert len([p for p in out.rglob("*.png") if p.is_file()]) == 3
+
+
+def test_an_output_under_a_file_or_in_a_folder_that_cannot_be_written_is_refused_before_any_work(
+        noise: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, run, _ = noise
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    _png(tmp_path / "images" / "a.png")
+    for command in (["evaluate", run, "--metrics", "kid", "--extractor", "random-conv", "--n", "4", "--json",
+                     notes / "scores" / "kid.json"],
+                    ["prepare", tmp_path / "images", "--out", notes / "data.gfs"],
+                    ["train", "--data", store, "--out", notes / "runs", "--kimg", "0.064"],
+                    ["generate", run, "--out", notes / "grid.png"]):
+        error = one_error(invoke(*command))
+        assert f"{notes} is a file, not a folder" in error, error
+    assert notes.read_text() == "keep me" and not (run / "evaluation").exists()
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr("ganforge.runs.output_guard.os.access",
+                        lambda path, mode: Path(path) != locked and real_access(path, mode))
+    with pytest.raises(ConfigError, match=f"may not write in {locked}"):
+        check_output_file(locked / "kid.json", "--json", ganforge_png)
+    with pytest.raises(ConfigError, match=f"may not create folders in {locked}"):
+        check_output_file(locked / "new" / "kid.json", "--json", ganforge_png)
+    check_output_file(tmp_path / "new" / "deeper" / "kid.json", "--json", ganforge_png)  # made when written
 
 
 def test_evaluate_json_may_replace_an_earlier_report_but_not_notes(noise: tuple[Path, Path, Path],

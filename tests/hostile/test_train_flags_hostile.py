@@ -107,7 +107,8 @@ def test_networks_no_memory_can_hold_are_refused_naming_the_size_flags(monkeypat
 def test_an_out_folder_that_cannot_exist_is_named(store: Path, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     result = _train("--data", str(store), "--out", str(tmp_path / "a-file" / "runs"), *TINY, "--kimg", "0.05")
-    assert f"--out {tmp_path / 'a-file' / 'runs'}: cannot make a run folder there" in _one_error(result)
+    assert (f"--out {tmp_path / 'a-file' / 'runs'}: {tmp_path / 'a-file'} is a file, not a folder"
+            in _one_error(result))
 
 
 def test_a_start_that_fails_before_its_first_tick_leaves_no_empty_run_folder(

@@ -33,6 +33,7 @@ def check_output_file(path: Path, flag: str, ours: Recognise, *, home: Path | No
     not an existing file that `ours` does not recognise."""
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; name a file")
+    _creatable(path.parent, flag, path)
     _outside_ganforge_folders(path, flag, home)
     _outside_inputs(path, flag, inputs)
     _replaceable(path, flag, ours)
@@ -45,6 +46,7 @@ def check_output_folder(folder: Path, flag: str, names: Iterable[str], ours: Rec
     that holds an input (translate mirrors its inputs' names, so outputs could land on them)."""
     if os.path.lexists(folder) and not folder.is_dir():
         raise ConfigError(f"{flag} {folder} is a file; name a folder")
+    _creatable(folder, flag, folder)
     _outside_ganforge_folders(folder, flag, home)
     _outside_inputs(folder, flag, inputs, around_inputs)
     for name in names:
@@ -53,7 +55,9 @@ def check_output_folder(folder: Path, flag: str, names: Iterable[str], ours: Rec
 
 def check_outside_ganforge_folders(path: Path, flag: str, *, home: Path | None = None) -> None:
     """Only the folder check, for writers that judge existing files themselves (prepare's store, export, a
-    detector folder): refuse a `path` inside a run, export or detector folder unless it is under `home`."""
+    detector folder): refuse a `path` inside a run, export or detector folder unless it is under `home`, or in a
+    folder that cannot be made or written."""
+    _creatable(path.parent, flag, path)
     _outside_ganforge_folders(path, flag, home)
 
 
@@ -109,6 +113,23 @@ def _outside_inputs(path: Path, flag: str, inputs: Sequence[Path], around: bool 
         if around and _within(source, path):
             raise ConfigError(f"{flag} {path} holds the input {source}, which this command reads; name a folder "
                               "apart from the inputs")
+
+
+def _creatable(folder: Path, flag: str, named: Path) -> None:
+    """Refuse now, not after the command's work, a `folder` that cannot be made or written: its nearest existing
+    ancestor is a file, or a folder this user may not write."""
+    ancestor = Path(os.path.abspath(folder))
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{flag} {named}: {ancestor} is a file, not a folder, so nothing can be written there; "
+                          "name a path in a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        if ancestor == Path(os.path.abspath(folder)):
+            raise ConfigError(f"{flag} {named}: this user may not write in {ancestor}; name a path in a folder you "
+                              "can write")
+        raise ConfigError(f"{flag} {named}: this user may not create folders in {ancestor}; name a path in a "
+                          "folder you can write")
 
 
 def _replaceable(path: Path, flag: str, ours: Recognise) -> None:
