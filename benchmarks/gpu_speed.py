@@ -7,7 +7,8 @@ pays for cuDNN's tuning and, with --compile, for compiling), its memory from the
   not arithmetic (the H200 of 2026-11-27: about 9 steps/s at either width);
 - DCGAN at 64 px, batch 256: img/s against the issue's 20,000;
 - StyleGAN2 (config F, the paper recipe) at 64 and 128 px: sec/kimg and GPU memory, beside StyleGAN2-ADA's table;
-- Projected GAN (the authors' recipe, batch 64) at 64 px: img/s.
+- Projected GAN (the authors' recipe, batch 64) at 64 px: img/s, with D's features at the images' own size and
+  at the authors' 224 px (`--feature-resolution 224`; --smoke runs it at 64).
 
 On a lent GPU (Projected GAN needs the efficientnet-lite0 wheel carried in .whl: see the device tool's README),
 one call, with the host-read test of every scheme under CUDA's sync debug mode before it:
@@ -63,6 +64,9 @@ ROWS = {
     "stylegan2-64": Row(64, ("--model", "stylegan2"), 500, STYLEGAN2_TOY),
     "stylegan2-128": Row(128, ("--model", "stylegan2"), 250, STYLEGAN2_TOY),
     "projected-64": Row(64, ("--model", "projected"), 700, PROJECTED_TOY),
+    # The authors' own input size for D's feature network: affordable on a GPU? (Last: the budget may leave it out.)
+    "projected-64-fr224": Row(64, ("--model", "projected", "--feature-resolution", "224"), 300,
+                              (*PROJECTED_TOY, "--feature-resolution", "64")),
 }
 
 
