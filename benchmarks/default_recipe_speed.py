@@ -6,9 +6,11 @@ bf16 arithmetic (AVX512-BF16 or AMX); `--precision fp32` for the others, where `
     python benchmarks/default_recipe_speed.py                       # random 64 px images
     python benchmarks/default_recipe_speed.py --precision fp32 --no-channels-last --loop-only
     python benchmarks/default_recipe_speed.py --data anime.gfs --features lite1 --feature-resolutions 0,96,128
+    python benchmarks/default_recipe_speed.py --data anime.gfs --features lite1 --batches 16,32
 
 With `--feature-resolutions`, the loop alone at each size D's feature network sees the images at (0: their own),
-in turns over `--rounds` rounds in one process, and each one's img/s against the first's.
+in turns over `--rounds` rounds in one process, and each one's img/s against the first's; `--batches` the same
+over batch sizes.
 
 Prints the training loop's img/s (ticks after the first) and the wall-clock milliseconds of each part of a step,
 measured apart on the same networks: G forward and backward, the feature network forward (D's step, twice) and
@@ -110,19 +112,21 @@ def random_store(path: Path) -> Path:
     return path
 
 
-def compare_feature_resolutions(data: Path, args: argparse.Namespace, sizes: list[int]) -> None:
-    speeds: dict[int, list[float]] = {size: [] for size in sizes}
+def compare_loops(data: Path, args: argparse.Namespace, setting: str, values: list[int]) -> None:
+    """The loop alone at each value of one `train` setting, in turns over `args.rounds` rounds in one process."""
+    speeds: dict[int, list[float]] = {value: [] for value in values}
     for _ in range(args.rounds):
-        for size in sizes:
-            speeds[size].append(loop_speed(data, args.kimg, args.precision, args.channels_last,
-                                           features=args.features, feature_resolution=size)[0])
+        for value in values:
+            speeds[value].append(loop_speed(data, args.kimg, args.precision, args.channels_last,
+                                            features=args.features, **{setting: value})[0])
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}, {args.precision}, "
-          f"{args.features}, rounds in turn")
-    first = max(speeds[sizes[0]])
-    for size, values in speeds.items():
-        shown = ", ".join(f"{v:.1f}" for v in values)
-        print(f"  feature resolution {size or 'own size':>8}: {shown} img/s; best {max(values) / first:.2f}x "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.precision}, {args.features}, "
+          "rounds in turn")
+    first = max(speeds[values[0]])
+    for value, measured in speeds.items():
+        shown = ", ".join(f"{v:.1f}" for v in measured)
+        label = value if value or setting != "feature_resolution" else "own size"
+        print(f"  {setting.replace('_', ' ')} {label:>8}: {shown} img/s; best {max(measured) / first:.2f}x "
               f"the first's")
 
 
@@ -136,12 +140,14 @@ def main() -> None:
     parser.add_argument("--loop-only", action="store_true", help="the loop's img/s without the parts")
     parser.add_argument("--features", choices=("lite0", "lite1", "lite2"), default="lite0")
     parser.add_argument("--feature-resolutions", help="comma-separated sizes to compare the loop at, e.g. 0,96,128")
-    parser.add_argument("--rounds", type=int, default=2, help="with --feature-resolutions: turns of each")
+    parser.add_argument("--batches", help="comma-separated batch sizes to compare the loop at, e.g. 16,32")
+    parser.add_argument("--rounds", type=int, default=2, help="with --feature-resolutions or --batches: turns of each")
     args = parser.parse_args()
     data = args.data or random_store(Path(tempfile.mkdtemp()) / "random.gfs")
-    if args.feature_resolutions:
-        compare_feature_resolutions(data, args, [int(v) for v in args.feature_resolutions.split(",")])
-        return
+    for setting, listed in (("feature_resolution", args.feature_resolutions), ("batch", args.batches)):
+        if listed:
+            compare_loops(data, args, setting, [int(v) for v in listed.split(",")])
+            return
     speed, G, D = loop_speed(data, args.kimg, args.precision, args.channels_last, features=args.features)
     G.train()
     D.train()

@@ -282,10 +282,15 @@ def test_feature_resolution_sets_the_size_the_feature_network_sees_and_zero_keep
     assert build_discriminator(ModelConfig(name="projected"), (1, 28, 28)).feature_resolution == 64
 
 
-@pytest.mark.parametrize("size", [1, 16, 31, 1025])
+@pytest.mark.parametrize("size", [-1, 1, 16, 31, 1025])
 def test_a_feature_resolution_below_the_networks_stride_or_absurd_is_refused_naming_the_flag(size):
     with pytest.raises(ConfigError, match="--feature-resolution"):
         ModelConfig(name="projected", feature_resolution=size)
+
+
+@pytest.mark.parametrize("size", [0, 32, 1024])
+def test_the_feature_resolutions_at_the_ends_of_the_range_are_accepted(size):
+    assert ModelConfig(name="projected", feature_resolution=size).feature_resolution == size
 
 
 @needs_weights

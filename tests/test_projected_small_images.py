@@ -92,7 +92,7 @@ def test_a_32_px_projected_run_trains_checkpoints_resumes_exactly_and_generates(
 
 
 @needs_weights
-def test_feature_resolution_is_recorded_fixed_on_resume_and_refused_for_other_models(tmp_path):
+def test_feature_resolution_is_recorded_resumes_fixed_and_is_refused_for_other_models(tmp_path):
     store = made_up_store(tmp_path, 32, count=64)
     with one_thread():
         run = invoke("train", "--data", store, "--kimg", "0.016", "--out", tmp_path / "runs", *TRAIN,
@@ -102,6 +102,9 @@ def test_feature_resolution_is_recorded_fixed_on_resume_and_refused_for_other_mo
     assert json.loads((folder / "config.json").read_text())["train"]["model"]["feature_resolution"] == 80
     line = one_error(invoke("train", "--resume", folder, "--kimg", "0.032", "--feature-resolution", "96"))
     assert "--feature-resolution" in line
+    with one_thread():  # the recorded size rebuilds heads that fit the checkpoint's weights
+        resumed = invoke("train", "--resume", folder, "--kimg", "0.032")
+    assert resumed.exit_code == 0 and "resumed from" in resumed.output, resumed.output
     line = one_error(invoke("train", "--data", store, "--model", "dcgan", "--feature-resolution", "96",
                             "--out", tmp_path / "other", "--no-progress"))
     assert "--model dcgan does not use --feature-resolution" in line and not (tmp_path / "other").exists()

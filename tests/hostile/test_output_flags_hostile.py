@@ -17,7 +17,7 @@ from cli_helpers import invoke, one_error
 from ganforge.errors import ConfigError
 from ganforge.images import save_png
 from ganforge.runs.checkpoint import latest_checkpoint
-from ganforge.runs.output_guard import check_output_file, ganforge_png
+from ganforge.runs.output_guard import check_output_file, check_outside_ganforge_folders, ganforge_png
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -166,6 +166,35 @@ def test_an_output_under_a_file_or_in_a_folder_that_cannot_be_written_is_refused
     with pytest.raises(ConfigError, match=f"may not create folders in {locked}"):
         check_output_file(locked / "new" / "kid.json", "--json", ganforge_png)
     check_output_file(tmp_path / "new" / "deeper" / "kid.json", "--json", ganforge_png)  # made when written
+
+
+def test_a_folder_output_is_judged_by_itself_and_dot_dot_as_the_system_resolves_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"  # a folder this user may not write, e.g. /home owned by root
+    mine = locked / "mine"  # ... holding one they may: `train --out $HOME`
+    mine.mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr("ganforge.runs.output_guard.os.access",
+                        lambda path, mode: Path(path).resolve() != locked and real_access(path, mode))
+    check_outside_ganforge_folders(mine, "--out")  # runs go inside it, so its parent does not matter
+    with pytest.raises(ConfigError, match=f"may not write in {locked}"):
+        check_outside_ganforge_folders(locked, "--out")  # an existing folder the user cannot write in
+    with pytest.raises(ConfigError, match=f"may not write in {locked}"):
+        check_outside_ganforge_folders(locked / "runs", "--out")
+
+    link = tmp_path / "link"
+    link.symlink_to(mine)  # link/.. is `locked`, not tmp_path, once the link is followed
+    with pytest.raises(ConfigError, match="may not write in"):
+        check_output_file(link / ".." / "kid.json", "--json", ganforge_png)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    with pytest.raises(ConfigError, match=f"{notes} is a file, not a folder"):
+        check_output_file(notes / ".." / "kid.json", "--json", ganforge_png)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigError, match=f"{dangling} is a broken symlink"):
+        check_output_file(dangling / "kid.json", "--json", ganforge_png)
+    assert notes.read_text() == "keep me"
 
 
 def test_evaluate_json_may_replace_an_earlier_report_but_not_notes(noise: tuple[Path, Path, Path],

@@ -61,7 +61,7 @@ class ModelConfig:
                             choices=("lite0", "lite1", "lite2"), fixed_on_resume=True)
     feature_resolution: int = setting(0, "projected: the shorter side D's feature network sees the images at; 0 = "
                                       "their own size from 64 px up and 64 px below (fast on a CPU), 224 the "
-                                      "paper's.", fixed_on_resume=True, at_most=1024)
+                                      "paper's; else 32 to 1024.", fixed_on_resume=True, at_most=1024)
 
     def __post_init__(self) -> None:
         check_values(self)
@@ -76,7 +76,7 @@ class ModelConfig:
         require(0.0 <= self.d_dropout < 1.0, "--d-dropout must be in [0, 1)")
         require(0 <= self.extra_convs <= 8, "--extra-convs must be in [0, 8]")
         require(self.feature_resolution == 0 or self.feature_resolution >= 32,
-                "--feature-resolution must be 0 (automatic) or at least 32 px (the feature network's stride)")
+                "--feature-resolution must be 0 (automatic) or 32 to 1024 px (32: the feature network's stride)")
 
 
 @dataclass(frozen=True)

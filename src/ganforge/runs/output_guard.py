@@ -56,8 +56,8 @@ def check_output_folder(folder: Path, flag: str, names: Iterable[str], ours: Rec
 def check_outside_ganforge_folders(path: Path, flag: str, *, home: Path | None = None) -> None:
     """Only the folder check, for writers that judge existing files themselves (prepare's store, export, a
     detector folder): refuse a `path` inside a run, export or detector folder unless it is under `home`, or in a
-    folder that cannot be made or written."""
-    _creatable(path.parent, flag, path)
+    folder that cannot be made or written (`path` itself when it is a folder already: the writer writes in it)."""
+    _creatable(path if path.is_dir() else path.parent, flag, path)
     _outside_ganforge_folders(path, flag, home)
 
 
@@ -117,15 +117,20 @@ def _outside_inputs(path: Path, flag: str, inputs: Sequence[Path], around: bool 
 
 def _creatable(folder: Path, flag: str, named: Path) -> None:
     """Refuse now, not after the command's work, a `folder` that cannot be made or written: its nearest existing
-    ancestor is a file, or a folder this user may not write."""
-    ancestor = Path(os.path.abspath(folder))
+    ancestor is a file, or a folder this user may not write. `..` stays in the path, so the system resolves it
+    after the symlinks before it, as the write will (`link/..` is the link target's parent)."""
+    absolute = Path(folder).absolute()
+    ancestor = absolute
     while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
+    if os.path.islink(ancestor) and not ancestor.exists():
+        raise ConfigError(f"{flag} {named}: {ancestor} is a broken symlink (its target is missing or loops), so "
+                          "nothing can be written there; name a path in a folder")
     if not ancestor.is_dir():
         raise ConfigError(f"{flag} {named}: {ancestor} is a file, not a folder, so nothing can be written there; "
                           "name a path in a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        if ancestor == Path(os.path.abspath(folder)):
+        if ancestor == absolute:
             raise ConfigError(f"{flag} {named}: this user may not write in {ancestor}; name a path in a folder you "
                               "can write")
         raise ConfigError(f"{flag} {named}: this user may not create folders in {ancestor}; name a path in a "
