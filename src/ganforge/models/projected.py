@@ -16,8 +16,8 @@ D(x) = heads(CSM(CCM(F(x)))):
   with BatchNorm and LeakyReLU(0.2) (the authors' DownBlock) down to 4-7 px, then a conv of up to 4x4 to
   patch logits. `forward` returns every head's logits concatenated, [B, K]; losses take elementwise means.
   With `--mbstd` (not the authors'), each head appends the minibatch standard deviation (Karras et al. 2018)
-  before its logits: the heads' BatchNorm rescales every batch alike, so without it a batch of near-twins reads
-  to D like a varied one.
+  before its logits: without it each head judges every sample alone, so a batch of near-twins, each one
+  plausible, passes as well as a varied batch.
 Class conditioning (the authors' SingleDiscCond): each head adds the projection <embed(y), cls(h)> / sqrt(d)
 (Miyato & Koyama 2018) to its logits. Augmentation (DiffAugment) is the training loop's job, not D's.
 
