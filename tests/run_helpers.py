@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -93,8 +94,10 @@ def assert_identical(a: Path, b: Path) -> None:
     different = [k for k in tensors_a if not torch.equal(tensors_a[k], tensors_b[k])]
     assert not different, f"tensors differ after resume: {different[:5]}"
     for key in ("counters", "sampler", "rng_python", "rng_numpy", "opt_G", "opt_D"):
-        if key == "counters":
-            meta_a[key].pop("train_seconds"), meta_b[key].pop("train_seconds")
+        if key == "counters":  # wall time and the best snapshot's checks: not the run's trajectory
+            for counters in (meta_a[key], meta_b[key]):
+                for name in ("train_seconds", "best_check_seconds", "best_checks"):
+                    counters.pop(name, None)
         assert meta_a[key] == meta_b[key], key
 
 
@@ -190,8 +193,9 @@ TINY = {"model": "dcgan", "g_width": 8, "d_width": 8, "batch": 8}  # a budget ru
 
 
 def budget_run(store: Path, out: Path, clock: FakeClock, monkeypatch, run_dir: Path | None = None,
-               tick_hooks=(), **settings):
-    """train() with `settings` under `clock`, which advances with every step the loop reports."""
+               tick_hooks=(), recorded_kimg: float | None = None, **settings):
+    """train() with `settings` under `clock`, which advances with every step the loop reports; `recorded_kimg`
+    stands in for the --kimg a budget run's config holds before its first plan."""
     beat = loop.Heartbeat.beat
 
     def beat_and_tick_the_clock(self, cur_nimg, tick_end_nimg):
@@ -201,6 +205,8 @@ def budget_run(store: Path, out: Path, clock: FakeClock, monkeypatch, run_dir: P
     monkeypatch.setattr(loop.Heartbeat, "beat", beat_and_tick_the_clock)
     given = {**TINY, "data": str(store), "out": str(out), "snap": 1, **settings}
     resolved = resolve_run(RunRequest({_path_of_keyword(k): v for k, v in given.items()}))
+    if recorded_kimg is not None:
+        resolved = dataclasses.replace(resolved, config=dataclasses.replace(resolved.config, kimg=recorded_kimg))
     run_dir = run_dir or out / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "config.json").exists():

@@ -49,7 +49,7 @@ def scored_rows(run_dir: Path) -> list[dict]:
 
 
 def test_the_best_snapshot_is_kept_beside_the_last_and_loads_like_a_run(store, tmp_path, monkeypatch):
-    _, lines, run_dir = checked_run(store, tmp_path, monkeypatch)
+    state, lines, run_dir = checked_run(store, tmp_path, monkeypatch)
     scored = scored_rows(run_dir)
     assert len(scored) >= 2
     best = json.loads((run_dir / "best" / "best.json").read_text())
@@ -57,6 +57,7 @@ def test_the_best_snapshot_is_kept_beside_the_last_and_loads_like_a_run(store, t
     assert best["nimg"] == next(row["nimg"] for row in scored if row["kid"] == best["kid"])
     assert len(list((run_dir / "best" / "checkpoints").glob("*"))) == 1
     assert any(line.startswith("best so far: KID") for line in lines)
+    assert state.counters.best_checks == len(scored) and state.counters.best_check_seconds > 0  # a resume goes on
     G = gf.load_generator(run_dir / "best")
     assert G.nimg == best["nimg"] and G.sample(2, seed=0).shape == (2, 1, 16, 16)
     result = CliRunner().invoke(main, ["generate", str(run_dir / "best"), "--out", str(tmp_path / "grid.png")])
@@ -108,11 +109,16 @@ def test_a_damaged_or_incomparable_best_record_is_ignored_not_trusted(tmp_path):
     folder = tmp_path / "best"
     folder.mkdir()
     protocol = {"n": 500, "extractor": "inception"}
-    scored = ', "n": 500, "extractor": "inception"}'
+    scored = ', "n": 500, "extractor": "inception", "nimg": 8}'
+    save_checkpoint(checkpoint_path(folder, 8), {"w": torch.zeros(1)}, {})
+    good = '{"kid": 0.01' + scored
     for text in ("", "{", '{"kid": "low"' + scored, '{"kid": NaN' + scored, '{"kid": -Infinity' + scored,
-                 '{"kid": -1e999' + scored, "[]", '{"kid": 0.01, "n": 50, "extractor": "inception"}',
-                 '{"kid": 0.01, "n": 500, "extractor": "random-conv"}', '{"kid": 0.01' + scored):
+                 '{"kid": -1e999' + scored, "[]", '{"kid": 0.01, "n": 50, "extractor": "inception", "nimg": 8}',
+                 '{"kid": 0.01, "n": 500, "extractor": "random-conv", "nimg": 8}',
+                 '{"kid": 0.01, "n": 500, "extractor": "inception"}',  # no weights named
+                 '{"kid": 0.01, "n": 500, "extractor": "inception", "nimg": 16}',  # weights not there
+                 '{"kid": 0.01, "n": 500, "extractor": "inception", "nimg": "8"}', good):
         (folder / "best.json").write_text(text)
         said: list[str] = []
-        assert _recorded_best(folder, said.append, protocol) == (0.01 if text == '{"kid": 0.01' + scored else None)
-        assert len(said) == (0 if text == '{"kid": 0.01' + scored else 1), text
+        assert _recorded_best(folder, said.append, protocol) == (0.01 if text == good else None)
+        assert len(said) == (0 if text == good else 1), text

@@ -207,3 +207,65 @@ def test_gf_train_with_minutes_plans_and_records_the_run(store, tmp_path):
     events = [json.loads(line) for line in (run.path / "log.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "plan" for e in events)
     assert run.config.kimg * 1000 == pytest.approx(max(e["nimg"] for e in events if "nimg" in e), abs=8)
+
+
+def test_a_budget_that_buys_more_than_the_longest_run_is_capped_and_says_so():
+    now = [0.0]
+    budget = Budget(minutes=60, seconds_used=0.0, cur_nimg=0, step_images=10, clock=lambda: now[0],
+                    longest_nimg=100_000)
+    plan = None
+    for nimg in range(10, 100_000, 10):
+        now[0] += 0.01  # 1,000 img/s: the hour would buy 3,600 kimg
+        plan = budget.step_done(nimg)
+        if plan is not None:
+            break
+    assert plan is not None and plan.total_nimg == 100_000
+    assert "capped at 100 kimg, the longest run accepted" in plan.source
+
+
+def test_the_step_after_a_tick_end_is_timed_without_it():
+    # A 20 s tick end (grid, checkpoint, a quality check) must not read as one 20 s step: with 336 s left,
+    # 16 steps of 0.1 s and the end fit, and the deadline is not near.
+    now = [0.0]
+    budget = Budget(minutes=10, seconds_used=0.0, cur_nimg=0, step_images=10, clock=lambda: now[0])
+    nimg = 0
+    while now[0] < 600.0 - 336.0 - 20.1:
+        now[0] += 0.1
+        nimg += 10
+        budget.step_done(nimg)
+    budget.tick_end_begins()
+    now[0] += 20.0
+    budget.tick_done(nimg)
+    now[0] += 0.1
+    budget.step_done(nimg + 10)
+    assert budget.seconds_left() == pytest.approx(336.0, abs=0.2)
+    assert not budget.out_of_time(steps_ahead=16)
+
+
+def test_a_fresh_budget_run_is_ended_by_its_deadline_not_by_the_default_kimg(store, tmp_path, monkeypatch):
+    # A fast device covers the default --kimg (100) before its speed is measured; here a --kimg of 5 steps
+    # stands in for it: the run must still train until its plan and deadline.
+    state, lines, _ = budget_run(store, tmp_path, FakeClock(100.0), monkeypatch, minutes=0.2, tick_kimg=0.4,
+                                 recorded_kimg=0.04)
+    assert any(line.startswith("plan: 0.2 min") for line in lines), lines
+    assert state.counters.cur_nimg > 800  # 12 s at 100 img/s, less the warm-up and the end
+    assert any(line.startswith("done: ") for line in lines)
+
+
+def test_a_damaged_config_json_mid_run_does_not_end_a_budget_run(store, tmp_path, monkeypatch):
+    def half_saved(state, record):
+        if state.counters.tick == 1:
+            (tmp_path / "run" / "config.json").write_text('{"train": ')
+
+    state, lines, run_dir = budget_run(store, tmp_path, FakeClock(100.0), monkeypatch, minutes=0.2, tick_kimg=0.2,
+                                       tick_hooks=(half_saved,))
+    assert any(line.startswith("done: ") for line in lines), lines
+    assert json.loads((run_dir / "config.json").read_text())["train"]["kimg"] * 1000 == state.counters.cur_nimg
+
+
+def test_a_whole_train_config_with_minutes_is_a_budget_run_not_a_contradiction(store):
+    from ganforge.api import _paths_of
+    from ganforge.config import TrainConfig
+
+    resolved = resolve_run(RunRequest(_paths_of(TrainConfig(data=str(store), minutes=5.0))))
+    assert resolved.config.minutes == 5.0

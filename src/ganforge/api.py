@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ganforge.config import TrainConfig, from_dict
+from ganforge.config.file import without_planned_length
 from ganforge.config.registry import settings
 from ganforge.config.setting import SettingPath
 from ganforge.data.pairing import PairOptions
@@ -177,7 +178,7 @@ def _paths_of(config: TrainConfig) -> dict[SettingPath, Any]:
         for key in info.path:
             value = value[key]
         values[info.path] = value
-    return values
+    return without_planned_length(values)
 
 
 def _path_of_keyword(name: str) -> SettingPath:

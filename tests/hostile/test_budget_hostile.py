@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from cli_helpers import usage_error
 from ganforge.cli import main
+from ganforge.runs.checkpoint import latest_checkpoint, load_checkpoint
 from ganforge.training import loop
 
 from data_slices import make_store
@@ -41,6 +42,7 @@ def spent_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--minutes", "5", "--kimg", "10"], "--minutes plans the run's --kimg"),
     (["--minutes", "5", "--best-share", "1"], "--best-share"),
     (["--minutes", "5", "--best-share", "-0.1"], "--best-share"),
+    (["--best-share", "0.3"], "--best-share 0.3 is the share of a --minutes budget"),
 ])
 def test_absurd_or_contradictory_budgets_are_refused_in_one_line(tmp_path, flags, problem):
     error = usage_error(["train", "--out", str(tmp_path / "runs"), *TINY, *flags])
@@ -91,7 +93,45 @@ def test_a_spent_budget_extended_trains_on(spent_run, tmp_path, monkeypatch):
     clock, beat = FakeClock(100.0), loop.Heartbeat.beat
     monkeypatch.setitem(loop.train.__kwdefaults__, "clock", clock)
     monkeypatch.setattr(loop.Heartbeat, "beat", lambda self, nimg, end: (clock.advance_to(nimg), beat(self, nimg, end)))
-    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--minutes", "0.3", "--no-progress"])
-    assert result.exit_code == 0 and "resume overrides: minutes 0.05 -> 0.3" in result.output, result.output
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--minutes", "1", "--no-progress"])
+    assert result.exit_code == 0 and "resume overrides: minutes 0.05 -> 1" in result.output, result.output
     after = max(json.loads(line).get("nimg", 0) for line in (run / "log.jsonl").read_text().splitlines())
-    assert after > before
+    # Most of what is left of the minute at 100 img/s (less the end kept at its measured cost), not one step:
+    # the finished run's length is no plan.
+    assert after - before > 0.5 * 100 * (60 - _spent_seconds(spent_run))
+
+
+def test_a_dry_run_of_an_extended_budget_plans_what_is_left(spent_run, monkeypatch):
+    clock, beat = FakeClock(100.0), loop.Heartbeat.beat
+    monkeypatch.setitem(loop.train.__kwdefaults__, "clock", clock)
+    monkeypatch.setattr(loop.Heartbeat, "beat", lambda self, nimg, end: (clock.advance_to(nimg), beat(self, nimg, end)))
+    result = CliRunner().invoke(main, ["train", "--resume", str(spent_run), "--minutes", "1", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plan = next(line for line in result.output.splitlines() if line.startswith("plan: 1 min"))
+    assert "spent" in plan and "too short" not in plan, plan
+    spent_kimg = float(plan.split("from kimg ")[1].split(")")[0])
+    planned_kimg = float(plan.split("-> about ")[1].split(" kimg")[0])
+    left = 60 - _spent_seconds(spent_run)  # at 100 img/s
+    assert spent_kimg > 0 and planned_kimg - spent_kimg == pytest.approx(left * 100 / 1000, abs=0.15), plan
+
+
+def _spent_seconds(run: Path) -> float:
+    return load_checkpoint(latest_checkpoint(run))[1]["counters"]["budget_seconds"]
+
+
+def test_the_best_snapshot_is_not_a_run_to_resume(spent_run, tmp_path):
+    best = tmp_path / "run" / "best"
+    shutil.copytree(spent_run, best)
+    (best / "best.json").write_text(json.dumps({"kid": 0.1, "n": 500, "extractor": "inception", "nimg": 8}))
+    before = {p: p.read_bytes() for p in best.rglob("*") if p.is_file()}
+    error = usage_error(["train", "--resume", str(best), "--minutes", "1"])
+    assert "best snapshot" in error and f"--resume {tmp_path / 'run'}" in error and f"--init {best}" in error, error
+    assert {p: p.read_bytes() for p in best.rglob("*") if p.is_file()} == before
+
+
+def test_a_budget_too_short_for_a_step_still_ends_with_one_and_a_checkpoint(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "runs"), "--minutes", "1e-12", *TINY])
+    assert result.exit_code == 0 and "done: " in result.output, result.output
+    run = only_run(tmp_path / "runs")
+    assert list((run / "checkpoints").glob("*.safetensors"))
+    assert CliRunner().invoke(main, ["generate", str(run), "--out", str(tmp_path / "grid.png")]).exit_code == 0

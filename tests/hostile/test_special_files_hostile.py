@@ -187,7 +187,11 @@ def test_a_fifo_as_the_inception_weights_is_one_line(noise: tuple[Path, Path, Pa
 
 
 def test_a_fifo_as_the_best_snapshots_record_is_skipped_with_a_line(tmp_path: Path) -> None:
-    from ganforge.training.best_snapshot import BEST_RECORD, _recorded_best
+    import torch
+
+    from ganforge.runs.checkpoint import checkpoint_path, save_checkpoint
+    from ganforge.runs.folder import BEST_RECORD
+    from ganforge.training.best_snapshot import _recorded_best
 
     os.mkfifo(tmp_path / BEST_RECORD)
     said: list[str] = []
@@ -197,7 +201,8 @@ def test_a_fifo_as_the_best_snapshots_record_is_skipped_with_a_line(tmp_path: Pa
     assert len(said) == 1 and "not a regular file (a FIFO)" in said[0] and "chosen afresh" in said[0], said
     (tmp_path / BEST_RECORD).unlink()
     assert _recorded_best(tmp_path, said.append, protocol) is None and len(said) == 1  # none yet: nothing to say
-    (tmp_path / BEST_RECORD).write_text(json.dumps({"kid": 0.25, **protocol}))
+    save_checkpoint(checkpoint_path(tmp_path, 8), {"w": torch.zeros(1)}, {})
+    (tmp_path / BEST_RECORD).write_text(json.dumps({"kid": 0.25, "nimg": 8, **protocol}))
     assert _recorded_best(tmp_path, said.append, protocol) == 0.25
 
 

@@ -35,7 +35,13 @@ def settings_from_file(path: Path) -> dict[SettingPath, Any]:
             raise ConfigError(f"{path}: {'.'.join(key)} is not a setting of `ganforge train` (see `ganforge train "
                               "--help`; nested ones go in tables, e.g. model.g_width)")
         values[key] = value
-    if values.get(("minutes",), 0):  # a budget run's --kimg was its plan: the budget is what to repeat
+    return without_planned_length(values)
+
+
+def without_planned_length(values: dict[SettingPath, Any]) -> dict[SettingPath, Any]:
+    """A whole run's settings as overrides: a budget run's --kimg was its plan, so the budget is what to repeat
+    (given both, a new run refuses them)."""
+    if values.get(("minutes",), 0):
         values.pop(("kimg",), None)
     return values
 

@@ -50,6 +50,13 @@ def config_only(default: T, help: str, kind: Kind | None = None) -> T:
     return field(default=default, metadata=metadata)
 
 
+def largest_accepted(config_class: type, name: str) -> float:
+    """The `at_most` a setting of `config_class` declares (e.g. TrainConfig's kimg: the longest run accepted)."""
+    limit = {f.name: f for f in fields(config_class)}[name].metadata.get("at_most")
+    assert limit is not None, f"{config_class.__name__}.{name} declares no at_most"
+    return float(limit)
+
+
 def check_values(config: Any) -> None:
     """Refuse, naming the flag: a value outside a setting's `choices`, a number of the wrong type (config.json is
     hand-editable), a non-finite number, or one above the setting's `at_most`."""

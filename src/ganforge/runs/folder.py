@@ -22,6 +22,7 @@ from ganforge.version import __version__
 from ganforge.whole_files import written_whole
 
 CONFIG_FILE = "config.json"
+BEST_FOLDER, BEST_RECORD = "best", "best.json"  # a budget run's best snapshot: RUN/best/, a run folder with its score
 _NUMBERED = re.compile(r"^(\d{5})-")
 
 

@@ -31,7 +31,7 @@ from ganforge.errors import ConfigError
 from ganforge.metrics import load_extractor
 from ganforge.regular_files import read_json
 from ganforge.runs import checkpoint as ckpt
-from ganforge.runs.folder import CONFIG_FILE
+from ganforge.runs.folder import BEST_FOLDER, BEST_RECORD, CONFIG_FILE
 from ganforge.training.distributed import Distributed
 from ganforge.training.metrics_hook import training_metrics_hook
 from ganforge.training.state import TrainingState
@@ -40,8 +40,6 @@ from ganforge.whole_files import written_whole
 CHECK_N = 500  # generated images per check (and real images in the cached statistics)
 ESTIMATE_IMAGES = 8  # images the extractor is timed on before the first check
 START_SHARE = 0.3  # of the budget spent before the first check
-BEST_FOLDER = "best"
-BEST_RECORD = "best.json"
 
 
 def best_snapshot_hook(config: TrainConfig, store: Store, ctx: Distributed, run_dir: Path,
@@ -56,7 +54,6 @@ def best_snapshot_hook(config: TrainConfig, store: Store, ctx: Distributed, run_
     score = training_metrics_hook(check, store, ctx, extractor)
     budget_seconds = config.minutes * 60
     best_kid = _recorded_best(run_dir / BEST_FOLDER, echo, {"n": check.metrics_n, "extractor": check.metrics_extractor})
-    spent, checks = 0.0, 0
     # Before the first check, its cost is estimated from the extractor's speed on a few images: the generated
     # ones and, not yet cached, as many real ones (a short budget on a slow extractor then makes no check at all).
     last_cost = -1.0
@@ -69,19 +66,21 @@ def best_snapshot_hook(config: TrainConfig, store: Store, ctx: Distributed, run_
         return (time.perf_counter() - started) / ESTIMATE_IMAGES * 2 * check.metrics_n
 
     def hook(state: TrainingState, record: dict[str, Any]) -> None:
-        nonlocal best_kid, spent, last_cost, checks
-        used = state.counters.budget_seconds
-        last_tick = state.counters.cur_nimg >= state.config.total_nimg
+        nonlocal best_kid, last_cost
+        counters = state.counters  # the checks' time and count are the run's, over all its sessions
+        used = counters.budget_seconds
+        last_tick = counters.cur_nimg >= state.config.total_nimg
         if used >= START_SHARE * budget_seconds and last_cost < 0 and ctx.is_main:
             last_cost = estimated_cost()
         due = used >= START_SHARE * budget_seconds and (
-            spent + last_cost <= config.best_share * used or (last_tick and checks > 0))
+            counters.best_check_seconds + last_cost <= config.best_share * used or (last_tick and counters.best_checks))
         if ctx.broadcast_text("due" if ctx.is_main and due else "") != "due":
             return
         started = time.perf_counter()
         score(state, record)
         last_cost = time.perf_counter() - started
-        spent, checks = spent + last_cost, checks + 1
+        counters.best_check_seconds += last_cost
+        counters.best_checks += 1
         if not ctx.is_main or "kid" not in record:
             return
         kid = float(record["kid"])
@@ -144,5 +143,13 @@ def _recorded_best(folder: Path, echo: Callable[[str], None], protocol: dict[str
         return None
     if not isinstance(kid, int | float) or isinstance(kid, bool) or not math.isfinite(kid):
         echo(f"{path} records KID {kid!r}, not a finite number; the best snapshot is chosen afresh from here on")
+        return None
+    nimg = record.get("nimg")
+    if not isinstance(nimg, int) or isinstance(nimg, bool) or nimg < 0 or not ckpt.checkpoint_path(folder,
+                                                                                                   nimg).is_file():
+        # A score without its weights (removed by hand, or a kill between the two writes) would keep every later
+        # and worse-scoring snapshot out while RUN/best held nothing to load.
+        echo(f"{path} scores a checkpoint (at nimg {nimg!r}) that is not in {folder / ckpt.CHECKPOINT_DIR}; the best "
+             "snapshot is chosen afresh from here on")
         return None
     return float(kid)

@@ -54,10 +54,12 @@ class Budget:
     """The budget's clock and the speed measurements one training session makes against it."""
 
     def __init__(self, minutes: float, seconds_used: float, cur_nimg: int, step_images: int,
-                 clock: Callable[[], float] = time.monotonic, end_seconds: float = 0.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, end_seconds: float = 0.0,
+                 longest_nimg: int | None = None) -> None:
         self.seconds = minutes * 60.0
         self.minutes = minutes
         self.step_images = step_images
+        self.longest_nimg = longest_nimg  # no plan goes beyond it (--kimg's limit), whatever the budget buys
         self.clock = clock
         self._session_start, self._used_before = clock(), seconds_used
         self._steps = 0
@@ -110,6 +112,7 @@ class Budget:
         """At a tick's end (its grid, row and any checkpoint written, timed from `tick_end_begins`): plan again
         from the session's speed so far. None while the first measurement is still running."""
         self.end_seconds = max(self.end_seconds, self.clock() - self._tick_end_began)
+        self._last_step_at = self.clock()  # the next step's time is its own, not the tick end's
         if self._measure_from is None or (self.clock() - self._measure_from[0]) < self.window:
             return None
         started, nimg = self._measure_from
@@ -121,5 +124,8 @@ class Budget:
     def _replan(self, cur_nimg: int, img_per_s: float, source: str) -> Plan:
         left = self.seconds_left()
         total = plan_total_nimg(cur_nimg, left, img_per_s, self.end_seconds, self.step_images)
+        if self.longest_nimg is not None and total > self.longest_nimg:
+            total = max(cur_nimg, self.longest_nimg)
+            source += f"; capped at {total / 1000:g} kimg, the longest run accepted, so it ends before its deadline"
         self.plan = Plan(total, img_per_s, left, source)
         return self.plan

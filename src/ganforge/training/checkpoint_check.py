@@ -92,13 +92,14 @@ def _check_checkpoint(state: TrainingState, tensors: dict[str, torch.Tensor], me
 
 
 def _check_counters(counters: Any) -> None:
-    # budget_seconds came with --minutes, the collapse monitor's counters and the budget's end cost after it: older
-    # checkpoints lack them (a resumed budget counts from there; the monitor starts afresh).
+    # budget_seconds came with --minutes, the collapse monitor's counters, the budget's end cost and the best
+    # snapshot's check counters after it: older checkpoints lack them (a resumed budget counts from there; the
+    # monitor and the checks' share start afresh).
     _check_keys(counters, {f.name for f in fields(Counters)}, "counters",
                 optional=frozenset({"budget_seconds", "budget_end_seconds", "healthy_nimg", "collapse_kept",
-                                    "collapse_warned_nimg"}))
+                                    "collapse_warned_nimg", "best_check_seconds", "best_checks"}))
     for name, value in counters.items():
-        if name in ("train_seconds", "budget_seconds", "budget_end_seconds"):
+        if name in ("train_seconds", "budget_seconds", "budget_end_seconds", "best_check_seconds"):
             _expect(_is_number(value) and value >= 0, f"counter {name} is {_show(value)}, not seconds >= 0")
         else:
             _check_count(value, f"counter {name}",

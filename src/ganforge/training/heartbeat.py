@@ -13,7 +13,7 @@ HEARTBEAT_S = 30.0
 
 
 class Heartbeat:
-    def __init__(self, echo: Callable[[str], None], enabled: bool, total_nimg: int, start_nimg: int) -> None:
+    def __init__(self, echo: Callable[[str], None], enabled: bool, total_nimg: int | None, start_nimg: int) -> None:
         self.echo, self.enabled, self.total_nimg = echo, enabled, total_nimg
         self.start_nimg, self.start_time = start_nimg, time.perf_counter()
         self.last_line = self.start_time
@@ -29,7 +29,10 @@ class Heartbeat:
         self.echo(progress_line(cur_nimg, self.total_nimg, rate, max(0, tick_end_nimg - cur_nimg)))
 
 
-def progress_line(cur_nimg: int, total_nimg: int, img_per_s: float, to_tick: int) -> str:
+def progress_line(cur_nimg: int, total_nimg: int | None, img_per_s: float, to_tick: int) -> str:
+    """`total_nimg` None: a --minutes run before its first plan, whose length is not known yet."""
+    if total_nimg is None:
+        return f"kimg {cur_nimg / 1000:.2f}  img/s {img_per_s:.0f}: measuring the speed to plan the run's length"
     if img_per_s <= 0:
         return f"kimg {cur_nimg / 1000:.2f} of {total_nimg / 1000:g}: warming up"
     return (f"kimg {cur_nimg / 1000:.2f} of {total_nimg / 1000:g}  img/s {img_per_s:.0f}  next tick in "

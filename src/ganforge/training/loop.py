@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ganforge.config import TrainConfig
+from ganforge.config.setting import largest_accepted
 from ganforge.data.device_batches import DeviceBatches
 from ganforge.data.store import Store
 from ganforge.errors import TrainingInterrupted
@@ -55,6 +56,7 @@ from ganforge.training.sync_batchnorm import synchronize_run_batchnorm
 
 EARLY_SAMPLES_S = 30.0  # seconds of training before a fresh run's first sample grid, if no tick came first
 AGREE_EVERY = 16  # iterations between the torchrun ranks' agreements on stopping (a signal, the deadline)
+LONGEST_NIMG = int(largest_accepted(TrainConfig, "kimg") * 1000)  # no run, planned or not, goes beyond it
 
 
 def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = True,
@@ -81,16 +83,17 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     inputs = DeviceBatches(store, device, channels_last=config.channels_last) if two_sided else None
     state = build_state(config, store, device, ctx)
     # The newest intact checkpoint (a damaged one is reported and set aside by rank 0), checked before restored.
-    resumed = ckpt.load_latest_intact(run_dir, echo, move_damaged=ctx.is_main)
-    if resumed is not None:
-        resumed_from, tensors, meta = resumed
-        restore_checked(state, resumed_from, tensors, meta)
+    latest = ckpt.load_latest_intact(run_dir, echo, move_damaged=ctx.is_main)
+    resumed_from = None if latest is None else latest[0]
+    if latest is not None:
+        restore_checked(state, *latest)
+        del latest  # the checkpoint's tensors, now in the networks: not held for the whole run
     elif config.init:  # a fine-tuning run's start (again, if it was stopped before its first checkpoint)
         initialize(config, store.manifest.output_shape, state.networks())
     if on_resumed is not None and not on_resumed(state.counters):
         return state
     log = RunLog(run_dir) if ctx.is_main else None
-    if resumed is not None:
+    if resumed_from is not None:
         if log is not None:
             log.truncate_after(state.counters.cur_nimg)
         echo(f"resumed from {resumed_from} at kimg {state.counters.cur_nimg / 1000:.1f}")
@@ -113,24 +116,30 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     stop_signal: list[int] = []
     counters = state.counters
     total_nimg = config.total_nimg
-    budget = None
+    budget, dataset = None, None
     if config.minutes > 0:
         budget = Budget(config.minutes, counters.budget_seconds, counters.cur_nimg, config.batch * config.d_steps,
-                        clock, end_seconds=counters.budget_end_seconds)
-        if budget.seconds_left() <= 0:
+                        clock, end_seconds=counters.budget_end_seconds, longest_nimg=LONGEST_NIMG)
+        if budget.seconds_left() <= 0 and resumed_from is not None:
             echo(f"{run_dir} has spent its {config.minutes:g} minutes (kimg {counters.cur_nimg / 1000:g}): it is "
                  f"complete. Extend it with `ganforge train --resume {run_dir} --minutes {2 * config.minutes:g}`")
             if log is not None:
                 log.close()
             return state
-        total_nimg = max(total_nimg, counters.cur_nimg + budget.step_images)  # until the first plan
+        # Until the first plan the deadline alone ends the run: a fresh run's --kimg is no plan, nor is a length
+        # already reached (a finished run given more minutes); a resumed plan under way is kept.
+        if resumed_from is None or counters.budget_seconds == 0 or total_nimg <= counters.cur_nimg:
+            total_nimg = LONGEST_NIMG
+        if ctx.is_main:  # kept, so a damaged config.json cannot end a run at its next plan
+            dataset = read_run_config(run_dir)[1]
         echo(f"budget: {config.minutes:g} min, {budget.seconds_left() / 60:.1f} left; measuring the speed over "
              f"{budget.window:.0f} s after {WARMUP_STEPS} warm-up steps, then planning --kimg")
     previous_handlers = _install_stop_handlers(stop_signal)
-    bar = tqdm(total=total_nimg, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
+    planned = None if total_nimg == LONGEST_NIMG and budget is not None else total_nimg  # shown: None = not yet
+    bar = tqdm(total=planned, initial=counters.cur_nimg, unit="img", unit_scale=True, dynamic_ncols=True,
                disable=None if progress and ctx.is_main else True, leave=False)
     # No bar off a terminal (tqdm disables itself there): a line every half minute instead, between ticks.
-    heartbeat = Heartbeat(echo, progress and ctx.is_main and bool(bar.disable), total_nimg, counters.cur_nimg)
+    heartbeat = Heartbeat(echo, progress and ctx.is_main and bool(bar.disable), planned, counters.cur_nimg)
     stopping = False
     # A fresh run shows its first samples after EARLY_SAMPLES_S, not only at its first tick (minutes away on a CPU).
     early_samples_at = time.perf_counter() + EARLY_SAMPLES_S if counters.tick == 0 and log is not None else None
@@ -173,13 +182,14 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
             if budget is not None:
                 first_plan = budget.step_done(counters.cur_nimg)
                 if first_plan is not None and not ctx.enabled:
-                    config, total_nimg = _follow_plan(state, first_plan, run_dir, ctx, echo, bar, heartbeat, True)
+                    config, total_nimg = _follow_plan(state, first_plan, run_dir, dataset, ctx, echo, bar, heartbeat,
+                                                      True)
                     objective = scheme.with_run_length(objective, config)
             stopping, deadline_near = _stop_or_deadline(ctx, config, counters, stop_signal, budget)
             if budget is not None and deadline_near:  # the run's length becomes what it reached
                 final = Plan(counters.cur_nimg, budget.plan.img_per_s if budget.plan else 0.0,
                              budget.seconds_left(), "the deadline came first")
-                config, total_nimg = _follow_plan(state, final, run_dir, ctx, echo, bar, heartbeat, False)
+                config, total_nimg = _follow_plan(state, final, run_dir, dataset, ctx, echo, bar, heartbeat, False)
 
             done = counters.cur_nimg >= total_nimg
             if counters.cur_nimg < counters.tick_start_nimg + config.tick_kimg * 1000 and not done:
@@ -207,7 +217,7 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
                 plan = (_plan_of_rank_0(ctx, budget, counters.cur_nimg) if ctx.enabled
                         else budget.tick_done(counters.cur_nimg))
                 if plan is not None:
-                    config, total_nimg = _follow_plan(state, plan, run_dir, ctx, echo, bar, heartbeat,
+                    config, total_nimg = _follow_plan(state, plan, run_dir, dataset, ctx, echo, bar, heartbeat,
                                                       abs(plan.total_nimg - total_nimg) > 0.05 * total_nimg)
                     objective = scheme.with_run_length(objective, config)
             (stopping,) = ctx.any_rank(bool(stop_signal))
@@ -239,15 +249,18 @@ def train(config: TrainConfig, run_dir: Path, store: Store, *, progress: bool = 
     return state
 
 
-def _follow_plan(state: TrainingState, plan: Plan, run_dir: Path, ctx: Distributed, echo: Callable[[str], None],
-                 bar: tqdm, heartbeat: Heartbeat, announce: bool) -> tuple[TrainConfig, int]:
+def _follow_plan(state: TrainingState, plan: Plan, run_dir: Path, dataset: dict[str, Any] | None, ctx: Distributed,
+                 echo: Callable[[str], None], bar: tqdm, heartbeat: Heartbeat, announce: bool
+                 ) -> tuple[TrainConfig, int]:
     """The run's length becomes the plan's: --kimg in the state (so checkpoints, schedules and the progress bar
-    follow it) and in config.json (so resume, generate and the next plan see it). Returns (config, total_nimg)."""
+    follow it) and in config.json beside the run's `dataset` record (so resume, generate and the next plan see
+    it). Returns (config, total_nimg)."""
     config = dataclasses.replace(state.config, kimg=plan.total_nimg / 1000)
     state.config = config
     bar.total = heartbeat.total_nimg = plan.total_nimg
     if ctx.is_main:
-        write_run_config(run_dir, config, read_run_config(run_dir)[1])
+        assert dataset is not None
+        write_run_config(run_dir, config, dataset)
         RunLog(run_dir, tensorboard=False).append({"event": "plan", "kimg": config.kimg, "img_per_s": plan.img_per_s,
                                                    "seconds_left": plan.seconds_left, "source": plan.source})
     if announce:

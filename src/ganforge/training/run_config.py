@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ganforge.config import ModelConfig, TrainConfig, apply_overrides
-from ganforge.config.registry import check_resume_overrides
+from ganforge.config.registry import check_resume_overrides, setting_info
 from ganforge.config.setting import SettingPath
 from ganforge.data.embedded import open_training_store
 from ganforge.data.store import Store, is_store, read_manifest
@@ -28,7 +28,7 @@ from ganforge.models import build_networks, family_of, summarize, validate
 from ganforge.models.family import ImageShape, ModelFamily, check_conditional, check_store
 from ganforge.recipes.default import with_default_recipe
 from ganforge.recipes.presets import Overrides, resolve_overrides
-from ganforge.runs.folder import CONFIG_FILE, open_recorded_store, read_run_config
+from ganforge.runs.folder import BEST_RECORD, CONFIG_FILE, open_recorded_store, read_run_config
 from ganforge.runs.output_guard import check_outside_ganforge_folders
 from ganforge.training.distributed import Distributed
 from ganforge.training.fine_tuning import fine_tuning_recipe, init_record
@@ -66,7 +66,6 @@ def resolve_run(request: RunRequest, ctx: Distributed | None = None, resolution:
         also_given = [flag for flag, value in (("--phase-kimg", request.phase_kimg), ("--preset", request.preset))
                       if value is not None]
         check_resume_overrides(request.settings, also_given=also_given)
-        _check_length(request.settings)
         return _resumed(request.resume, request.settings)
     return _new_run(request, ctx or Distributed(), resolution)
 
@@ -87,10 +86,15 @@ def class_count(store: Store) -> int:
     return len(names)
 
 
-def _check_length(given: Overrides) -> None:
-    """--minutes sets --kimg: the two are refused together."""
+def _check_length(given: Overrides, minutes: float | None = None) -> None:
+    """--minutes sets --kimg: the two are refused together; --best-share (other than its default or 0) needs a
+    budget. `minutes`: the run's budget when not given (a resumed run's recorded one)."""
     if given.get(("minutes",), 0) and ("kimg",) in given:
         raise ConfigError("--minutes plans the run's --kimg for the time given; pass one of them")
+    share = given.get(("best_share",), 0)
+    if share not in (0, setting_info(("best_share",)).default) and not given.get(("minutes",), minutes or 0):
+        raise ConfigError(f"--best-share {share:g} is the share of a --minutes budget spent keeping the best snapshot; "
+                          "a --kimg run keeps none: pass --minutes too, or drop --best-share")
 
 
 def _new_run(request: RunRequest, ctx: Distributed, resolution: int | None) -> ResolvedRun:
@@ -146,7 +150,12 @@ def _skeletons(config: TrainConfig, shape: ImageShape) -> dict[str, nn.Module]:
 def _resumed(run_dir: Path, given: Overrides) -> ResolvedRun:
     """The run's recorded config with `given` (settings that may change on resume) on top, on its own store,
     wherever it is now (see `find_store`)."""
+    if (run_dir / BEST_RECORD).exists():  # the run rewrites it: training in it would break its promise
+        raise ConfigError(f"{run_dir} is a run's best snapshot ({BEST_RECORD}), which its run replaces whenever it "
+                          f"scores better; continue the run with `--resume {run_dir.resolve().parent}`, or fine-tune "
+                          f"from these weights in a new run with `--init {run_dir}`")
     saved, dataset = read_run_config(run_dir)
+    _check_length(given, saved.minutes)
     if saved.minutes > 0 and ("kimg",) in given and ("minutes",) not in given:
         raise ConfigError(f"{run_dir} trains for --minutes {saved.minutes:g} (its --kimg is the plan); pass "
                           "--minutes 0 with --kimg to train to a length instead, or --minutes to extend its budget")

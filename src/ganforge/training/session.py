@@ -19,13 +19,14 @@ from ganforge.data.store import Store
 from ganforge.device import flush_denormals, slow_precision_note
 from ganforge.errors import ConfigError
 from ganforge.models import build_networks, family_of
+from ganforge.runs import checkpoint as ckpt
 from ganforge.runs.folder import create_run_dir, read_run_config, remove_if_unstarted, write_run_config
 from ganforge.runs.lock import RunLock, lock_run
 from ganforge.training.best_snapshot import best_snapshot_hook
 from ganforge.training.budget import plan_total_nimg
 from ganforge.training.collapse_monitor import collapse_monitor
 from ganforge.training.distributed import Distributed, init_distributed
-from ganforge.training.loop import train
+from ganforge.training.loop import LONGEST_NIMG, train
 from ganforge.training.memorization_check import memorization_at_end, memorization_due
 from ganforge.training.memory_check import check_fits
 from ganforge.training.metrics_hook import training_metrics_hook
@@ -79,7 +80,7 @@ def start_or_resume(request: RunRequest, *, dry_run: bool = False, progress: boo
          f"G {sizes['G'] / 1e6:.2f}M, D {sizes['D'] / 1e6:.2f}M parameters")
     if dry_run:
         if config.minutes > 0:
-            echo(_probe_plan(config, store, echo))
+            echo(_probe_plan(config, store, echo, _spent(request.resume, echo)))
         echo(describe_config(config))
         return None
     on_resumed = None
@@ -126,12 +127,29 @@ def _best_snapshot(config: TrainConfig, store: Store, ctx: Distributed, run_dir:
         return lambda state, record: None
 
 
-def _probe_plan(config: TrainConfig, store: Store, echo: Callable[[str], None]) -> str:
+def _spent(run_dir: Path | None, echo: Callable[[str], None]) -> tuple[float, int]:
+    """(seconds of its budget spent, images shown) by a resumed run's latest intact checkpoint; (0, 0) for a new
+    run or one without a checkpoint, and (said in a line) where the checkpoint's counters are unreadable."""
+    latest = None if run_dir is None else ckpt.load_latest_intact(run_dir, echo, move_damaged=False)
+    if latest is None:
+        return 0.0, 0
+    counters: Any = latest[2].get("counters")
+    try:
+        seconds, nimg = float(counters["budget_seconds"]), int(counters["cur_nimg"])
+    except (KeyError, TypeError, ValueError):
+        echo(f"{latest[0]} records no readable budget counters; the plan below counts from nothing spent")
+        return 0.0, 0
+    return (seconds, nimg) if math.isfinite(seconds) and seconds >= 0 and nimg >= 0 else (0.0, 0)
+
+
+def _probe_plan(config: TrainConfig, store: Store, echo: Callable[[str], None],
+                spent: tuple[float, int] = (0.0, 0)) -> str:
     """What `--minutes M --dry-run` shows: the plan from a short run of this recipe on this device and store (in a
-    temporary folder, deleted after), timed as the real run times itself."""
+    temporary folder, deleted after), timed as the real run times itself; for a resumed run, from `spent`
+    (seconds of its budget, images shown) on."""
     echo(f"measuring the speed of this recipe here: a {PROBE_MINUTES * 60:.0f} s trial run ...")
     probe = dataclasses.replace(config, minutes=PROBE_MINUTES, tick_kimg=1e6, snap=1_000_000, metrics="",
-                                grid_size=1)
+                                grid_size=1)  # a fresh run, so its deadline, not a resumed run's --kimg, ends it
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder)
         write_run_config(run_dir, probe, dataset_record(store, probe))
@@ -140,8 +158,12 @@ def _probe_plan(config: TrainConfig, store: Store, echo: Callable[[str], None]) 
     if not plans:
         return f"plan: {config.minutes:g} min; the trial run was too short to measure: the run measures itself"
     speed = float(plans[0]["img_per_s"])
-    kimg = plan_total_nimg(0, config.minutes * 60, speed, 0.0, config.batch * config.d_steps) / 1000
-    return (f"plan: {config.minutes:g} min -> about {kimg:.1f} kimg at {speed:.1f} img/s (measured by a "
+    seconds, nimg = spent
+    total = plan_total_nimg(nimg, config.minutes * 60 - seconds, speed, 0.0, config.batch * config.d_steps)
+    kimg = min(total, LONGEST_NIMG) / 1000
+    so_far = (f" ({seconds / 60:.1f} spent, {config.minutes - seconds / 60:.1f} left, from kimg {nimg / 1000:.1f})"
+              if nimg else "")
+    return (f"plan: {config.minutes:g} min{so_far} -> about {kimg:.1f} kimg at {speed:.1f} img/s (measured by a "
             f"{PROBE_MINUTES * 60:.0f} s trial run of this recipe on this device and store; the run measures "
             "itself again, leaves time for its ticks and last checkpoint, and replans at every tick)")
 

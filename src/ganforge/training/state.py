@@ -47,6 +47,8 @@ class Counters:
     train_seconds: float = 0.0  # wall time spent training, summed over sessions (not part of the trajectory)
     budget_seconds: float = 0.0  # --minutes: wall time spent against the budget, tick ends and checkpoints included
     budget_end_seconds: float = 0.0  # --minutes: the costliest tick end timed so far (kept for the run's end)
+    best_check_seconds: float = 0.0  # --minutes: time the best snapshot's checks took (--best-share of the budget)
+    best_checks: int = 0  # --minutes: how many of them were made
     # The collapse monitor's: the last tick whose samples were as varied as they should be (-1: none yet),
     # whether a warning has kept RUN/before-collapse (0 or 1; one is kept per run), and its last warning (-1: none)
     healthy_nimg: int = -1
