@@ -111,3 +111,27 @@ def test_conditional_generator_follows_labels_and_discriminator_needs_them():
     assert logits.shape[0] == 2 and torch.isfinite(logits).all()
     with pytest.raises(ValueError, match="labels"):
         D(first)
+
+
+def test_a_seed_renders_the_same_image_in_any_batch_and_after_any_draw_once_noise_is_learned():
+    torch.manual_seed(0)
+    G, _ = fastgan.build(ModelConfig(**TINY), (3, 64, 64))
+    for layer in G.modules():
+        if isinstance(layer, fastgan.NoiseInjection):
+            layer.weight.data.fill_(0.5)  # a trained G's noise matters; a fresh one's weight is 0
+    G.eval()
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        alone = G(z[:1])
+        torch.rand(1000)  # whatever else the process draws in between
+        in_a_batch = G(z)
+    assert torch.allclose(alone[0], in_a_batch[0], atol=1e-5)  # the kernels of batch 1 and 4 round apart
+    G.train()
+    with torch.no_grad():  # training keeps drawing fresh noise (its BatchNorm aside, the difference is the noise)
+        G.eval()
+        fixed = G(z)
+        for layer in G.modules():
+            if isinstance(layer, fastgan.NoiseInjection):
+                layer.train()
+        drawn = G(z)
+    assert not torch.equal(fixed, drawn)
