@@ -166,3 +166,19 @@ def test_repeated_edits_of_one_direction_stay_within_the_bound(tmp_path: Path) -
     assert parse_edits([f"{tmp_path / 'dirs'}:0=60", f"{tmp_path / 'dirs'}:0=-30"])[0][1] == {0: 30.0}
     with pytest.raises(ConfigError, match="repeated --edit flags included"):
         parse_edits([f"{tmp_path / 'dirs'}:0=60", f"{tmp_path / 'dirs'}:0=60"])
+
+
+def test_an_edit_is_drawn_in_the_class_asked_for_and_recorded_in_the_png(tiny_conditional_run: Path,
+                                                                          tmp_path: Path) -> None:
+    runner = CliRunner()
+    dirs = tmp_path / "dirs"
+    assert runner.invoke(main, ["directions", str(tiny_conditional_run), "--method", "sefa", "--k", "2", "--out",
+                                str(dirs)]).exit_code == 0
+    plain, edited = tmp_path / "plain.png", tmp_path / "edited.png"
+    common = ["generate", str(tiny_conditional_run), "--seeds", "0-3", "--class", "3"]
+    assert runner.invoke(main, [*common, "--out", str(plain)]).exit_code == 0
+    result = runner.invoke(main, [*common, "--out", str(edited), "--edit", f"{dirs}:0=5"])
+    assert result.exit_code == 0, result.output
+    with Image.open(plain) as a, Image.open(edited) as b:
+        assert a.tobytes() != b.tobytes()
+        assert b.text["edit"] == f"{dirs}:0=5" and b.text["class"] == "3" and "edit" not in a.text

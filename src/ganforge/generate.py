@@ -181,12 +181,12 @@ Draw = Callable[[nn.Module, torch.Tensor, torch.Tensor | None, float], torch.Ten
 
 def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1.0, columns: int | None = None,
                     grid: tuple[int, int] | None = None, device: str = "cpu",
-                    class_name: str | None = None, draw: Draw | None = None) -> tuple[list[Path], int]:
+                    class_name: str | None = None, draw: Draw | None = None, edit: str = "") -> tuple[list[Path], int]:
     """What `ganforge generate` does: (files written, nimg of the weights used).
 
     Conditional runs render every seed in `class_name`, or, without it, a per-class grid (one row per seed, one
     column per class) or, into a folder, one file per seed with the classes in turn. `draw` replaces plain
-    rendering (`--edit` moves the latents along directions first).
+    rendering (`--edit` moves the latents along directions first); `edit` says how, in the PNGs' text.
     """
     check_psi(psi)
     if grid is not None:
@@ -205,11 +205,10 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
     latents = seed_latents(seeds, config.model.z_dim)
     space = truncation_space(config)
     drawing: Draw = draw or (lambda g, z, y, p: render(g, z, labels=y, psi=p, space=space))
-    text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}"}
+    text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}", **({"edit": edit} if edit else {})}
     if class_name is not None:
         label = resolve_class(source, config, class_name)
-        images = render(generator, latents, labels=torch.full((len(seeds),), label, dtype=torch.long), psi=psi,
-                        space=space)
+        images = drawing(generator, latents, torch.full((len(seeds),), label, dtype=torch.long), psi)
         text["class"] = class_name
     elif config.model.conditional and out.suffix.lower() != ".png":
         # One file per seed, the classes in turn (seed i in class i mod K), so that N files cover every class.

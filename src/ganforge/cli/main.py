@@ -324,7 +324,7 @@ def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str
 
         draw = edit_drawer(parse_edits(edit_texts))
     written, nimg = gen.generate_images(run_dir, seed_list, out, psi=psi, columns=columns, grid=grid, device=device,
-                                        class_name=class_name, draw=draw)
+                                        class_name=class_name, draw=draw, edit=" ".join(edit_texts))
     click.echo(f"wrote {len(seed_list)} images from {run_dir} (kimg {nimg / 1000:.1f}, psi {psi:g}) to "
                f"{written[0] if len(written) == 1 else out}")
 
