@@ -86,6 +86,21 @@ def test_python_api_mistakes_are_config_errors(noise: tuple[Path, Path, Path]) -
         gf.train(123)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("device, problem", [("bogus", "'bogus' is not a device"), ("mps", "no Apple GPU"),
+                                             ("meta", "'meta' is not a device ganforge runs on"),
+                                             ("cuda:0", "no CUDA GPU is visible")])
+def test_a_device_generate_cannot_use_is_one_line_naming_it(noise: tuple[Path, Path, Path], tmp_path: Path,
+                                                            device: str, problem: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available() or device == "mps" and torch.backends.mps.is_available():
+        pytest.skip(f"{device} is usable on this machine")
+    for source in noise[1:]:  # a run and an export
+        error = one_error(invoke("generate", source, "--seeds", "0-1", "--out", tmp_path / "g.png", "--device", device))
+        assert f"--device {device}" in error.replace("'", "") and problem in error, error
+    assert not (tmp_path / "g.png").exists()
+
+
 def test_resuming_an_export_folder_is_refused_and_writes_nothing_there(noise: tuple[Path, Path, Path]) -> None:
     export = noise[2]
     before = _files(export)

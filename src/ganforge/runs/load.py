@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ganforge.config import TrainConfig
+from ganforge.device import resolve_device
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.images import MAX_IMAGE_PIXELS
 from ganforge.models import build_networks, family_of
@@ -45,7 +46,7 @@ def load_generator(path: Path | str, device: torch.device | str = "cpu") -> Load
     A run folder gives its latest checkpoint's EMA generator when the run kept one, else G. An exported folder
     (config.json with a "ganforge_export" key) gives what `ganforge export` wrote, in whichever format.
     """
-    path = Path(path)
+    path, device = Path(path), resolve_device(device) if isinstance(device, str) else device
     if is_export_folder(path):
         meta, config = read_export(path)
         _refuse_translator(path, config)
@@ -58,6 +59,7 @@ def load_run_generator(run_dir: Path, device: torch.device | str = "cpu", *,
                        translating: bool = False) -> tuple[LoadedGenerator, str]:
     """A run folder's generator and which weights it holds: "G_ema" when the run kept an average, else "G".
     An image-to-image run's G takes images, not z: it is refused unless `translating` (see `load_translator`)."""
+    device = resolve_device(device) if isinstance(device, str) else device
     config, dataset = read_run_config(run_dir)
     if not translating:
         _refuse_translator(run_dir, config)
