@@ -135,8 +135,7 @@ def test_a_hub_repo_id_fetches_only_a_generators_files(monkeypatch: pytest.Monke
         ("someone/digits", True), ("someone/digits", False)]  # the cache first, then the network
     for _, options in calls:
         assert set(options["allow_patterns"]) == {"config.json", "model.safetensors", "generator.onnx",
-                                                  "generator.pt", "generator.safetensors",
-                                                  "discriminator.safetensors"}
+                                                  "generator.safetensors", "discriminator.safetensors"}
     calls.clear()
     error = one_error(invoke("train", "--init", "someone/digits", "--dry-run"))
     assert "no Hub repo of that name in the local cache" in error, error
@@ -149,3 +148,24 @@ def test_a_megabyte_value_in_a_settings_file_is_shown_cut_in_one_short_line(tmp_
     (tmp_path / "settings.json").write_text(json.dumps({field: value}))
     error = one_error(invoke("train", "--config", tmp_path / "settings.json", "--dry-run"))
     assert len(error) < 400 and f"({len(repr(value)):,} characters)" in error, error[:400]
+
+
+def test_a_hub_model_whose_generator_is_torchscript_is_refused_not_run(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    pytest.importorskip("huggingface_hub", reason="the Hub extra (pip install 'ganforge[hub]') is not installed")
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub-cache"
+    snapshot = cache / "models--someone--digits" / "snapshots" / "0123456789abcdef"
+    snapshot.mkdir(parents=True)
+    (cache / "models--someone--digits" / "refs").mkdir()
+    (cache / "models--someone--digits" / "refs" / "main").write_text("0123456789abcdef")
+    # A record that names the graph under a data format's file name too: the format, not the name, decides.
+    (snapshot / "config.json").write_text(json.dumps({"ganforge_export": 1, "format": "torchscript",
+                                                      "file": "model.safetensors"}))
+    (snapshot / "model.safetensors").write_bytes(b"not loaded")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="someone/digits: its generator is a torchscript graph, which is code"):
+        gf.load_generator("someone/digits")

@@ -12,14 +12,18 @@ import re
 from pathlib import Path
 
 from ganforge.errors import ConfigError
+from ganforge.regular_files import read_json
 from ganforge.runs.exported import DISCRIMINATOR_FILE, FORMATS
 from ganforge.runs.folder import CONFIG_FILE
 
 HUB_EXTRA = "pip install 'ganforge[hub]'"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-# What loading an export reads: its record and its weights under any format's name (exports before ganforge 0.2
-# named the safetensors file generator.safetensors), and the discriminator `--init` fine-tunes from.
-GENERATOR_FILES = (CONFIG_FILE, *FORMATS.values(), "generator.safetensors", DISCRIMINATOR_FILE)
+# What loading an export reads: its record and its weights under the data formats' names (exports before ganforge
+# 0.2 named the safetensors file generator.safetensors), and the discriminator `--init` fine-tunes from. Never a
+# TorchScript graph: it is code that runs when loaded, and a repo id names somebody else's files.
+CODE_FORMATS = frozenset({"torchscript"})
+GENERATOR_FILES = (CONFIG_FILE, *(name for fmt, name in FORMATS.items() if fmt not in CODE_FORMATS),
+                   "generator.safetensors", DISCRIMINATOR_FILE)
 # Names that end like a file are paths: no ganforge model on the Hub is named like its own files.
 _FILE_SUFFIXES = (".json", ".safetensors", ".onnx", ".pt", ".pth", ".pkl", ".ckpt", ".bin", ".gfs", ".npz",
                   ".zip", ".tar", ".gz", ".png", ".jpg", ".jpeg")
@@ -54,13 +58,31 @@ def fetch_generator_files(repo_id: str, named: str, *, network: bool) -> Path:
         raise ConfigError(f"{named}: no such run, export or model folder here; to load it as a Hugging Face Hub "
                           f"repo id: {HUB_EXTRA}") from exc
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=list(GENERATOR_FILES), local_files_only=True))
+        return _data_only(Path(snapshot_download(repo_id, allow_patterns=list(GENERATOR_FILES),
+                                                 local_files_only=True)), named)
+    except ConfigError:
+        raise
     except Exception as exc:  # the library's own error types, which differ between its versions: not cached
         if not network:
             raise ConfigError(f"{named}: no such folder, and no Hub repo of that name in the local cache; "
                               f"download it first (`huggingface-cli download {repo_id}`) or pass its folder") from exc
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=list(GENERATOR_FILES)))
+        folder = Path(snapshot_download(repo_id, allow_patterns=list(GENERATOR_FILES)))
     except Exception as exc:
         raise ConfigError(f"{named}: no such folder here, and no Hub repo of that name in the local cache or "
                           f"reachable online ({type(exc).__name__}); check the name and the network") from exc
+    return _data_only(folder, named)
+
+
+def _data_only(folder: Path, named: str) -> Path:
+    """`folder`, unless its record says its generator is code (TorchScript): ConfigError then. A record that cannot
+    be read is left to the loader, which reports it."""
+    try:
+        record = read_json(folder / CONFIG_FILE)
+    except (OSError, ValueError):
+        return folder
+    if isinstance(record, dict) and record.get("format") in CODE_FORMATS:
+        raise ConfigError(f"{named}: its generator is a {record['format']} graph, which is code that runs when "
+                          "loaded; ganforge loads Hub models only as safetensors or ONNX. If you trust its author, "
+                          f"download it (`huggingface-cli download {named}`) and pass the folder")
+    return folder
