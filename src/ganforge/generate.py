@@ -15,7 +15,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import to_uint8
-from ganforge.errors import ConfigError
+from ganforge.errors import CheckpointError, ConfigError
 from ganforge.images import make_grid, save_png, to_pil
 from ganforge.models import family_of
 from ganforge.models.stylegan2 import StyleGAN2Generator
@@ -133,9 +133,17 @@ def render(generator: nn.Module, latents: torch.Tensor, batch: int = 64, labels:
     else:
         latents = truncate(latents, psi)
     if labels is None:
-        return torch.cat([to_uint8(generator(z.to(device), **kwargs)).cpu() for z in latents.split(batch)])
-    return torch.cat([to_uint8(generator(z.to(device), y.to(device), **kwargs)).cpu()
+        return torch.cat([_finite_uint8(generator(z.to(device), **kwargs)) for z in latents.split(batch)])
+    return torch.cat([_finite_uint8(generator(z.to(device), y.to(device), **kwargs))
                       for z, y in zip(latents.split(batch), labels.split(batch), strict=True)])
+
+
+def _finite_uint8(made: torch.Tensor) -> torch.Tensor:
+    # to_uint8 would write NaN as black: a damaged G (weights finite, statistics not) must not pass as a dark one.
+    if not torch.isfinite(made).all():
+        raise CheckpointError("the generator drew NaN or infinite pixels, so its weights are damaged (`ganforge "
+                              "doctor` says which); use an earlier checkpoint or export it again")
+    return to_uint8(made).cpu()
 
 
 @torch.no_grad()

@@ -73,3 +73,20 @@ def test_generate_into_a_folder_under_a_file_is_one_line(run_and_export: tuple[P
     error = one_error(CliRunner().invoke(main, ["generate", str(run_and_export[0]), "--n", "2",
                                                  "--out", str(tmp_path / "a-file" / "images") + "/"]))
     assert f"{tmp_path / 'a-file'} is a file, not a folder" in error, error  # named before any image is drawn
+
+
+def test_a_generator_that_draws_nan_is_refused_not_written_as_black_images(run_and_export: tuple[Path, Path],
+                                                                           tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    export = Path(shutil.copytree(run_and_export[1], tmp_path / "export"))
+    tensors = load_file(str(export / "model.safetensors"))
+    variances = [name for name in tensors if name.endswith("running_var")]
+    assert variances, "the export's G has no BatchNorm to damage"
+    for name in variances:  # finite weights that still divide by the square root of a negative number
+        tensors[name] = -tensors[name].abs() - 1
+    save_file(tensors, str(export / "model.safetensors"))
+    error = one_error(CliRunner().invoke(main, ["generate", str(export), "--seeds", "0-1", "--out",
+                                                str(tmp_path / "g.png")]))
+    assert "NaN or infinite pixels" in error, error
+    assert not (tmp_path / "g.png").exists()
