@@ -195,3 +195,17 @@ def test_translate_lists_an_input_whose_name_holds_a_newline_on_one_escaped_line
     result = invoke("translate", translator_export, inputs, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "skipped fake\\nskipped other.png: not an image" in result.output.splitlines(), result.output
+
+
+@pytest.mark.parametrize("names", [7, "0123456789", {"a": 1}, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
+def test_label_names_that_are_not_names_fall_back_to_class_indices(tiny_conditional_run: Path, tmp_path: Path,
+                                                                   names: object) -> None:
+    run = Path(shutil.copytree(tiny_conditional_run, tmp_path / "run"))
+    record = json.loads((run / "config.json").read_text())
+    record["dataset"]["label_names"] = names
+    (run / "config.json").write_text(json.dumps(record))
+    result = invoke("generate", run, "--seeds", "0-1", "--class", "3", "--out", tmp_path / "three.png")
+    assert result.exit_code == 0, result.output
+    result = invoke("generate", run, "--seeds", "0-1", "--out", tmp_path / "each")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["seed0000-0.png", "seed0001-1.png"]

@@ -161,21 +161,29 @@ def class_names(source: Path, config: TrainConfig) -> list[str]:
     folder's config.json, or "0".."K-1" when it has none; [] for an unconditional run."""
     if not config.model.conditional:
         return []
-    names = read_record(source).get("dataset", {}).get("label_names") or []
-    if len(names) != config.model.num_classes:  # an old or hand-edited record: indices are still valid names
-        return [str(i) for i in range(config.model.num_classes)]
-    return [str(name) for name in names]
+    return _recorded_names(source, config.model.num_classes) or [str(i) for i in range(config.model.num_classes)]
+
+
+def _recorded_names(source: Path, count: int) -> list[str]:
+    """The label names the folder's config.json records, when they are `count` strings; else [] (an old or
+    hand-edited record: the indices are still valid names)."""
+    dataset = read_record(source).get("dataset")
+    names = dataset.get("label_names") if isinstance(dataset, dict) else None
+    if not isinstance(names, list) or len(names) != count or not all(isinstance(n, str) for n in names):
+        return []
+    return names
 
 
 def resolve_class(source: Path, config: TrainConfig, text: str) -> int:
     """--class NAME (a label name from the store, e.g. a subfolder) or its index -> the class index."""
     if not config.model.conditional:
         raise ConfigError(f"--class needs a class-conditional run; {source} was trained without --cond")
-    names = list(read_record(source).get("dataset", {}).get("label_names") or [])
+    names = _recorded_names(source, config.model.num_classes)
     if text in names:
         return names.index(text)
     if text.isdigit() and int(text) < config.model.num_classes:
         return int(text)
+    names = names or [str(i) for i in range(config.model.num_classes)]
     shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
     raise ConfigError(f"--class {text!r} is not a class of {source}; choose one of: {shown}")
 
