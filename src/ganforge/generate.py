@@ -23,6 +23,7 @@ from ganforge.runs import class_names, load_generator, resolve_class
 from ganforge.runs.output_guard import check_output_file, check_output_folder, ganforge_png
 
 MAX_IMAGES = 100_000
+OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")  # not a folder's name
 SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and the web UI
 PSI_RANGE = (-1.0, 2.0)  # psi < 0 gives the "opposite" image, > 1 exaggerates; far outside is only noise
 
@@ -187,6 +188,16 @@ def _file_safe(name: str) -> str:
 Draw = Callable[[nn.Module, torch.Tensor, torch.Tensor | None, float], torch.Tensor]
 
 
+def _check_class_grid(seeds: int, classes: int, laid_out: bool) -> None:
+    """A conditional run's grid without --class: a row per seed, a column per class."""
+    if seeds * classes > MAX_IMAGES:
+        raise ConfigError(f"{seeds} seeds in each of {classes} classes are {seeds * classes} images, more than "
+                          f"{MAX_IMAGES}; give fewer --seeds, or one --class")
+    if laid_out:
+        raise ConfigError(f"--grid and --columns lay out one class; without --class this run's grid has a row per "
+                          f"seed and a column for each of its {classes} classes: add --class NAME, or drop them")
+
+
 def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1.0, columns: int | None = None,
                     grid: tuple[int, int] | None = None, device: str = "cpu",
                     class_name: str | None = None, draw: Draw | None = None, edit: str = "") -> tuple[list[Path], int]:
@@ -204,12 +215,16 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
                               f"given; give {rows * columns} seeds or leave --seeds out")
         if out.suffix.lower() != ".png":
             raise ConfigError(f"--grid writes one image; give --out a .png name instead of {out}")
+    if out.suffix.lower() in OTHER_IMAGE_SUFFIXES:
+        raise ConfigError(f"--out {out}: generate writes PNG; name a .png file for one grid, or a folder")
     if out.suffix.lower() == ".png":  # checked again by name before writing; here before minutes of loading
         check_output_file(out, "--out", ganforge_png)
     else:
         check_output_folder(out, "--out", [], ganforge_png)
     generator, config, nimg = load_generator(source, device)
     check_truncation(config, psi)
+    if config.model.conditional and class_name is None and out.suffix.lower() == ".png":
+        _check_class_grid(len(seeds), config.model.num_classes, grid is not None or columns is not None)
     latents = seed_latents(seeds, config.model.z_dim)
     space = truncation_space(config)
     drawing: Draw = draw or (lambda g, z, y, p: render(g, z, labels=y, psi=p, space=space))

@@ -209,3 +209,19 @@ def test_label_names_that_are_not_names_fall_back_to_class_indices(tiny_conditio
     result = invoke("generate", run, "--seeds", "0-1", "--out", tmp_path / "each")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["seed0000-0.png", "seed0001-1.png"]
+
+
+@pytest.mark.parametrize("flags, problem", [
+    (["--seeds", "0-19999", "--out", "g.png"], "20000 seeds in each of 10 classes are 200000 images, more than"),
+    (["--grid", "2x2", "--out", "g.png"], "--grid and --columns lay out one class"),
+    (["--seeds", "0-3", "--columns", "2", "--out", "g.png"], "--grid and --columns lay out one class"),
+    (["--seeds", "0-3", "--out", "g.jpg"], "--out g.jpg: generate writes PNG"),
+    (["--seeds", "", "--out", "g.png"], "--seeds is empty"),
+])
+def test_generate_flags_a_conditional_grid_cannot_honour_are_refused(tiny_conditional_run: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     flags: list[str], problem: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    error = one_error(invoke("generate", tiny_conditional_run, *flags))
+    assert problem in error, error
+    assert list(tmp_path.iterdir()) == []

@@ -317,7 +317,7 @@ def generate(run_dir: Path, seeds: str | None, count: int | None, grid_text: str
         raise ConfigError("give either --grid or --columns, not both (--grid sets the columns)")
     grid = gen.parse_grid(grid_text) if grid_text else None
     default_count = grid[0] * grid[1] if grid else 64
-    seed_list = list(range(count or default_count)) if not seeds else gen.parse_seeds(seeds)
+    seed_list = list(range(count or default_count)) if seeds is None else gen.parse_seeds(seeds)
     draw = None
     if edit_texts:
         from ganforge.explore.directions import edit_drawer, parse_edits
