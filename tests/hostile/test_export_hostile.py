@@ -90,3 +90,28 @@ def test_a_generator_that_draws_nan_is_refused_not_written_as_black_images(run_a
                                                 str(tmp_path / "g.png")]))
     assert "NaN or infinite pixels" in error, error
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_new_export_replaces_an_earlier_one_whole_or_leaves_it_as_it_was(run_and_export: tuple[Path, Path],
+                                                                            tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganforge.export import generator as export_module
+
+    run, out = run_and_export[0], tmp_path / "export"
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", str(run), "--with-discriminator", "--out", str(out)])
+    assert result.exit_code == 0 and (out / "discriminator.safetensors").is_file(), result.output
+    result = runner.invoke(main, ["export", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (out / "discriminator.safetensors").exists()  # the earlier export's D is not left to be pushed
+    assert "discriminator" not in json.loads((out / "config.json").read_text())
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def failing_card(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export_module, "write_model_card", failing_card)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_module.export_generator(run, out, "safetensors", with_discriminator=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # nothing set aside is left behind

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ganforge.errors import ConfigError
+from ganforge.runs.exported import is_export_folder
 from ganforge.runs.folder import CONFIG_FILE
 
 ONNX_OPSET = 17
@@ -25,7 +27,14 @@ UNVERIFIED = {"method": "onnxruntime", "skipped": "onnxruntime is not installed 
 
 @contextlib.contextmanager
 def export_folder(out: Path) -> Iterator[Path]:
-    """`out`, created if it does not exist; if what is written into it fails, a folder this call created is removed."""
+    """`out`, created if it does not exist. An earlier export there is set aside while the new one is written, then
+    removed, so none of its files (another format's graph, a discriminator) stays beside the new ones, and `push`
+    uploads only what this export wrote; if writing fails, a folder this call created is removed and the earlier
+    export put back."""
+    earlier = None
+    if is_export_folder(out):
+        earlier = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+        out.replace(earlier)  # onto the empty folder mkdtemp made: a name no one else holds
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -33,7 +42,11 @@ def export_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
+        if earlier is not None:
+            earlier.replace(out)
         raise
+    if earlier is not None:
+        shutil.rmtree(earlier, ignore_errors=True)
 
 
 def write_onnx(network: nn.Module, example: tuple[torch.Tensor, ...], inputs: Sequence[str], output: str,
