@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli_helpers import one_error
@@ -115,3 +116,35 @@ def test_a_new_export_replaces_an_earlier_one_whole_or_leaves_it_as_it_was(run_a
         export_module.export_generator(run, out, "safetensors", with_discriminator=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # nothing set aside is left behind
+
+
+class _Flat(torch.nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(z.shape[0], 784)
+
+
+class _Colour(torch.nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(z.shape[0], 3, 8, 8)
+
+
+class _Counts(torch.nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(z.shape[0], 1, 16, 16, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("graph, problem", [(_Flat, "made an array of shape [2, 784] for 2 input(s)"),
+                                            (_Colour, "makes images of 3x8x8 (CxHxW), but the export's"),
+                                            (_Counts, "made torch.int64 values, not float32 images")])
+def test_a_torchscript_graph_making_other_than_the_recorded_images_is_refused(run_and_export: tuple[Path, Path],
+                                                                              tmp_path: Path, graph: type,
+                                                                              problem: str) -> None:
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(run_and_export[0]), "--format", "torchscript", "--out",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    torch.jit.script(graph()).save(str(out / "generator.pt"))
+    error = one_error(CliRunner().invoke(main, ["generate", str(out), "--seeds", "0-1", "--out",
+                                                str(tmp_path / "g.png")]))
+    assert problem in error and "generator.pt" in error, error
+    assert not (tmp_path / "g.png").exists()

@@ -41,8 +41,8 @@ from ganforge.runs.exported import (
     DISCRIMINATOR_FILE,
     EXPORT_VERSION,
     FORMATS,
+    CheckedGraph,
     OnnxGenerator,
-    TracedWithPsi,
     is_export_folder,
     load_graph,
 )
@@ -209,7 +209,7 @@ def _compare(reference: nn.Module, exported: nn.Module, z_dim: int, method: str,
     a graph that takes psi is compared at psi 1 and at psi 0.5 too."""
     latents = torch.randn(CHECK_LATENTS, z_dim, generator=torch.Generator().manual_seed(0))
     difference = float((exported(latents) - reference(latents)).abs().max())
-    if isinstance(exported, OnnxGenerator | TracedWithPsi) and getattr(exported, "takes_psi", True):
+    if isinstance(exported, OnnxGenerator | CheckedGraph) and exported.takes_psi:
         truncated = (exported(latents, psi=0.5) - reference(latents, psi=0.5)).abs().max()
         difference = max(difference, float(truncated))
     if not difference <= tolerance:

@@ -22,7 +22,7 @@ from ganforge.images import MAX_IMAGE_PIXELS
 from ganforge.models import build_networks, family_of
 from ganforge.regular_files import check_regular
 from ganforge.runs.folder import CONFIG_FILE, is_image_shape, read_record
-from ganforge.runs.onnx_generator import OnnxGenerator
+from ganforge.runs.onnx_generator import OnnxGenerator, check_made
 from ganforge.runs.weights import check_weights
 
 ImageShape = tuple[int, int, int]
@@ -125,7 +125,9 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
                 warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but still the format
                 warnings.simplefilter("ignore", FutureWarning)
                 graph = torch.jit.load(str(path), map_location="cpu").eval()
-            return TracedWithPsi(graph) if family_of(config.model.name).truncation == "w" else graph
+            shape = output_shape or tuple(dataset["shape"])
+            return CheckedGraph(graph, path, (shape[0], shape[1], shape[2]),
+                                takes_psi=family_of(config.model.name).truncation == "w")
         shape = output_shape or tuple(dataset["shape"])
         return OnnxGenerator(path, (shape[0], shape[1], shape[2]))
     except GanforgeError:
@@ -134,12 +136,24 @@ def load_graph(folder: Path, fmt: str, config: TrainConfig, dataset: dict[str, A
         raise CheckpointError(f"{path} cannot be loaded ({exc}); export it again") from exc
 
 
-class TracedWithPsi(nn.Module):
-    """A TorchScript export of a style-based G, traced as graph(z, psi), behind the G(z, psi=...) interface."""
+class CheckedGraph(nn.Module):
+    """A TorchScript export behind the G(z[, psi=...]) interface (a style-based G is traced as graph(z, psi)), each
+    output checked as an ONNX graph's is: a graph is a file a user hands in, and may make anything."""
 
-    def __init__(self, graph: nn.Module) -> None:
+    def __init__(self, graph: nn.Module, path: Path, output_shape: ImageShape, *, takes_psi: bool) -> None:
         super().__init__()
-        self.graph = graph
+        self.graph, self.path, self.output_shape, self.takes_psi = graph, path, output_shape, takes_psi
 
     def forward(self, z: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
-        return self.graph(z, torch.full((1,), float(psi), device=z.device))
+        if self.takes_psi:
+            made = self.graph(z, torch.full((1,), float(psi), device=z.device))
+        elif psi != 1.0:
+            raise ConfigError("this TorchScript generator truncates in z: pull the latents, not psi")
+        else:
+            made = self.graph(z)
+        if not isinstance(made, torch.Tensor):
+            raise CheckpointError(f"{self.path}: its graph made a {type(made).__name__}, not images; export it again "
+                                  "with `ganforge export`")
+        check_made(self.path, str(made.dtype), made.dtype == torch.float32, tuple(made.shape), len(z),
+                   self.output_shape)
+        return made

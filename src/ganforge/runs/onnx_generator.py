@@ -55,7 +55,7 @@ class OnnxGenerator(nn.Module):
             where = f" in its {node[1]} node" if node else ""
             raise CheckpointError(f"{self.path}: its graph fails on {len(z)} input(s){where}; export it again with "
                                   "`ganforge export`") from exc
-        self._check_made(out.dtype, out.shape, len(z))
+        check_made(self.path, str(out.dtype), out.dtype == np.float32, out.shape, len(z), self.output_shape)
         self.probed = True
         return torch.from_numpy(out).to(z.device)
 
@@ -65,19 +65,24 @@ class OnnxGenerator(nn.Module):
                                   "export it again with `ganforge export`")
         dims = list(output.shape or [])
         if len(dims) == 4 and all(isinstance(d, int) for d in dims[1:]):
-            self._check_shape(tuple(dims[1:]), "declares")
+            _check_shape(self.path, tuple(dims[1:]), self.output_shape, "declares")
 
-    def _check_made(self, dtype: np.dtype, shape: tuple[int, ...], batch: int) -> None:
-        if dtype != np.float32:
-            raise CheckpointError(f"{self.path}: its graph made {dtype} values, not float32 images in [-1, 1]; "
-                                  "export it again with `ganforge export`")
-        if len(shape) != 4 or shape[0] != batch:
-            raise CheckpointError(f"{self.path}: its graph made an array of shape {list(shape)} for {batch} "
-                                  f"input(s), not {batch} images; export it again with `ganforge export`")
-        self._check_shape(shape[1:], "makes")
 
-    def _check_shape(self, shape: tuple[Any, ...], verb: str) -> None:
-        if tuple(shape) != tuple(self.output_shape):
-            made, recorded = "x".join(map(str, shape)), "x".join(map(str, self.output_shape))
-            raise CheckpointError(f"{self.path}: its graph {verb} images of {made} (CxHxW), but the export's "
-                                  f"config.json records {recorded}; export it again with `ganforge export`")
+def check_made(path: Path, dtype: str, is_float32: bool, shape: tuple[int, ...], batch: int,
+               output_shape: ImageShape) -> None:
+    """Refuse what an exported graph (ONNX or TorchScript) made for `batch` inputs unless it is `batch` float32
+    images of `output_shape`, the export's recorded C x H x W."""
+    if not is_float32:
+        raise CheckpointError(f"{path}: its graph made {dtype} values, not float32 images in [-1, 1]; "
+                              "export it again with `ganforge export`")
+    if len(shape) != 4 or shape[0] != batch:
+        raise CheckpointError(f"{path}: its graph made an array of shape {list(shape)} for {batch} "
+                              f"input(s), not {batch} images; export it again with `ganforge export`")
+    _check_shape(path, shape[1:], output_shape, "makes")
+
+
+def _check_shape(path: Path, shape: tuple[Any, ...], output_shape: ImageShape, verb: str) -> None:
+    if tuple(shape) != tuple(output_shape):
+        made, recorded = "x".join(map(str, shape)), "x".join(map(str, output_shape))
+        raise CheckpointError(f"{path}: its graph {verb} images of {made} (CxHxW), but the export's "
+                              f"config.json records {recorded}; export it again with `ganforge export`")
