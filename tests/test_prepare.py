@@ -284,7 +284,8 @@ def test_idx_images_pick_up_their_sibling_labels(tmp_path: Path, gz: bool) -> No
     _idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", b"\0\0\x08\x01", np.array([3, 1, 4]), gz)
     store, _ = _run(tmp_path / f"train-images-idx3-ubyte{suffix}", tmp_path)
     assert store.images.shape == (3, 1, 4, 5) and (store.images[:, 0] == images).all()
-    assert store.labels.tolist() == [3, 1, 4] and store.manifest.label_names == ["0", "1", "2", "3", "4"]
+    # Classes are the distinct label values, named by them: 3, 1, 4 are classes 1, 0, 2 of ["1", "3", "4"].
+    assert store.labels.tolist() == [1, 0, 2] and store.manifest.label_names == ["1", "3", "4"]
 
 
 def test_folder_of_only_idx_files_says_to_pass_one_file(tmp_path: Path) -> None:

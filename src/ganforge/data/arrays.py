@@ -134,6 +134,8 @@ def read_npz(path: Path) -> ArraySource:
                                 "`images`, and labels as `labels`.")
             key = preferred[0] if len(preferred) == 1 else candidates[0]
             check_fits_in_memory(path, int(np.prod(shapes[key], dtype=np.float64)) * headers[key][1].itemsize)
+            if label_key is not None:  # before loading: a header may declare 10**12 labels
+                _check_label_header(path, label_key, *headers[label_key], shapes[key][0])
             raw_images = npz[key]
             raw_labels = None if label_key is None else npz[label_key]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
@@ -154,6 +156,16 @@ def _npy_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     return tuple(shape), dtype
 
 
+def _check_label_header(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype[Any], count: int) -> None:
+    """DataError unless the labels array declares one number per image ((N,), (N, 1) or (1, N)), so it is never
+    larger than the images' own count of 8-byte values."""
+    if shape not in ((count,), (count, 1), (1, count)):
+        raise DataError(f"{path}: `{key}` declares shape {shape} but there are {count} images; save one label per "
+                        "image.")
+    if dtype.kind not in "iubf":
+        raise DataError(f"{path}: `{key}` must hold class indices 0, 1, 2 ...; found {dtype} values.")
+
+
 def _channels_last(path: Path, key: str, images: np.ndarray) -> np.ndarray:
     if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
         raise DataError(f"{path}: array `{key}` is {images.dtype}; save uint8 [0, 255] or float [0, 1] "
@@ -164,12 +176,21 @@ def _channels_last(path: Path, key: str, images: np.ndarray) -> np.ndarray:
             raise DataError(f"{path}: float array `{key}` spans [{low:g}, {high:g}]; float pixels must be in "
                             "[0, 1] (divide 0..255 values by 255, map [-1, 1] with (x + 1) / 2).")
     if images.ndim == 3:
-        return images[..., None]
+        return _with_pixels(path, key, images[..., None], images.shape)
     last, first = images.shape[3] in (1, 3, 4), images.shape[1] in (1, 3, 4)
     if last != first:
-        return images if last else images.transpose(0, 2, 3, 1)
+        return _with_pixels(path, key, images if last else images.transpose(0, 2, 3, 1), images.shape)
     raise DataError(f"{path}: array `{key}` has shape {images.shape}; the channel axis (1, 3 or 4 channels) "
                     "must be unambiguous: save (N, H, W, C) or (N, C, H, W).")
+
+
+def _with_pixels(path: Path, key: str, images: np.ndarray, saved: tuple[int, ...]) -> np.ndarray:
+    """[N, H, W, C] images, refused when H or W is 0 (as IDX refuses an empty axis): a store of 0-px images is
+    one its own reader refuses. `saved`: the shape as the file holds it, for the message."""
+    if min(images.shape[1:3]) < 1:
+        raise DataError(f"{path}: array `{key}` has shape {saved}, with an empty height or width; it holds no "
+                        "pixels: save images of at least 1x1 px.")
+    return images
 
 
 def _npz_labels(path: Path, key: str, labels: np.ndarray, count: int) -> np.ndarray:

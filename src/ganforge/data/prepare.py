@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -36,6 +37,7 @@ from ganforge.data.decode import (
 from ganforge.data.destination import check_destination
 from ganforge.data.sources import FileSource, open_source
 from ganforge.data.store import Manifest, content_fingerprint, write_store
+from ganforge.data.store_layout import MAX_SIDE
 from ganforge.errors import ConfigError, DataError
 from ganforge.images import MAX_IMAGE_PIXELS
 from ganforge.progress import progress as progress_of
@@ -65,6 +67,10 @@ class PrepareOptions:
             object.__setattr__(self, "resolution", tuple(self.resolution))  # JSON gives a list
             if len(self.resolution) != 2 or not all(isinstance(v, int) and v > 0 for v in self.resolution):
                 raise ConfigError(f"resolution {self.resolution!r} must be (height, width) both > 0.")
+            height, width = self.resolution
+            if problem := size_problem(height, width):
+                raise ConfigError(f"resolution (height {height}, width {width}) {problem}; choose a smaller one, "
+                                  "e.g. (256, 256).")
         if self.crop not in CROP_MODES:
             raise ConfigError(f"crop {self.crop!r} is not one of {', '.join(CROP_MODES)}.")
         if self.channels not in (1, 3, None):
@@ -90,7 +96,22 @@ def parse_resolution(text: str) -> tuple[int, int]:
         raise ConfigError(f"--resolution {text!r}: expected a size in pixels such as 128 (square) or 64x32 "
                           "(width x height).")
     width = int(match[1])
-    return (width, width) if match[2] is None else (int(match[2]), width)
+    height = width if match[2] is None else int(match[2])
+    if problem := size_problem(height, width):
+        raise ConfigError(f"--resolution {text.strip()!r} {problem}; pass a smaller size, e.g. --resolution 256.")
+    return height, width
+
+
+def size_problem(height: int, width: int) -> str | None:
+    """Why a store of `height` x `width` images would be refused by its own reader (store_layout) or by training
+    (MAX_IMAGE_PIXELS); None for a size both take. Checked before decoding, so nothing is written for a refusal."""
+    if min(height, width) < 1:
+        return "has an empty side"
+    if max(height, width) > MAX_SIDE:
+        return f"has a side above {MAX_SIDE:,} px, the most a store holds"
+    if height * width > MAX_IMAGE_PIXELS:
+        return f"is more than the {MAX_IMAGE_PIXELS:,} px per image (4096x4096) that ganforge trains on"
+    return None
 
 
 @dataclass(frozen=True)
@@ -151,38 +172,49 @@ def prepare(source: str | os.PathLike[str], out: str | os.PathLike[str],
     src, out = Path(source), Path(out)
     check_destination(src, out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    spill_path = out.with_name(f".{out.name}.decode-{os.getpid()}")
     if spill_bytes is None:
         spill_bytes = min(_SPILL_MAX_BYTES, free_ram_bytes() // 4)
+    spill = Spill(out, spill_bytes)
     # The largest member worth reading: max_pixels of 16-bit RGBA, uncompressed, plus room for metadata.
     max_member_bytes = options.max_pixels * 8 + (16 << 20)
     try:
         with pillow_limits(options.max_pixels), open_source(src, max_member_bytes) as data:
             if isinstance(data, FileSource):
-                decoded = decode_files(data, options, Spill(spill_path, spill_bytes), progress)
+                decoded = decode_files(data, options, spill, progress)
             else:
-                decoded = _convert_arrays(data, options, Spill(spill_path, spill_bytes), progress)
+                decoded = _convert_arrays(data, options, spill, progress)
             if len(decoded.images) == 0:
                 raise DataError(_nothing_usable(src, decoded))
             manifest = _manifest(str(source), data.seen, decoded, options)
             write_store(out, decoded.images, decoded.labels, manifest)
     finally:
-        spill_path.unlink(missing_ok=True)
+        spill.remove()
     counts = Counter(s["reason"] for s in decoded.skipped)
     return PrepareReport(len(decoded.images), decoded.total, dict(counts.most_common()), manifest.shape,
                          len(manifest.label_names), out, time.perf_counter() - start)
 
 
 class Spill:
-    """Allocates the decode buffer: RAM when small, a memmap'd temp file beside the output when large."""
+    """Allocates the decode buffer: RAM when small, a memmap'd temp file beside the store `out` when large.
+    `remove()` deletes the temp files; the arrays stay readable until dropped (POSIX keeps unlinked maps)."""
 
-    def __init__(self, path: Path, limit_bytes: int) -> None:
-        self.path, self.limit_bytes = path, limit_bytes
+    def __init__(self, out: Path, limit_bytes: int, side: str = "") -> None:
+        self.out, self.limit_bytes, self.side = out, limit_bytes, side
+        self.paths: list[Path] = []
 
     def allocate(self, shape: tuple[int, int, int, int]) -> np.ndarray:
         if int(np.prod(shape)) <= self.limit_bytes:
             return np.empty(shape, np.uint8)
-        return np.memmap(self.path, np.uint8, "w+", shape=shape)
+        # A fresh random name created with O_EXCL (mode 0600): a file or link planted at a predictable name
+        # beside --out is never written through.
+        fd, name = tempfile.mkstemp(prefix=f".{self.out.name}.decode-{self.side}", dir=self.out.parent)
+        self.paths.append(Path(name))
+        with os.fdopen(fd, "r+b") as f:
+            return np.memmap(f, np.uint8, "w+", shape=shape)  # the map outlives the closed file
+
+    def remove(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
 
 
 def decode_files(data: FileSource, options: PrepareOptions, spill: Spill, progress: bool) -> Decoded:
@@ -220,12 +252,16 @@ def decode_files(data: FileSource, options: PrepareOptions, spill: Spill, progre
 
 
 def check_first_size(width: int, height: int, name: str) -> None:
-    """Without --resolution the store takes its first image's size; refuse one no run could train on, before
-    a store of thousands of such images is written (a folder of 8000 x 6000 phone photos, say)."""
+    """Without --resolution the store takes its first image's size; refuse one no run could train on, or that
+    the store's reader refuses (a side of 0 or above MAX_SIDE), before a store of thousands of such images is
+    written (a folder of 8000 x 6000 phone photos, say). `name`: the image, as the user should look for it."""
     if width * height > MAX_IMAGE_PIXELS:
         raise ConfigError(f"{terminal_safe(name)} is {width}x{height} px and, without --resolution, sets the size of "
                           f"every image in the store; ganforge trains on at most {MAX_IMAGE_PIXELS:,} px per image "
                           "(4096x4096): pass --resolution, e.g. --resolution 256")
+    if problem := size_problem(height, width):
+        raise ConfigError(f"{terminal_safe(name)} is {width}x{height} px and, without --resolution, sets the size of "
+                          f"every image in the store, which then {problem}: pass --resolution, e.g. --resolution 256")
 
 
 def guess_channels(data: FileSource, progress: bool) -> int:
@@ -258,8 +294,7 @@ def _convert_arrays(data: ArraySource, options: PrepareOptions, spill: Spill, pr
         check_first_size(w, h, data.name)
     channels = options.channels or (1 if c == 1 else 3)
     height, width = options.resolution or (h, w)
-    labels = data.labels if data.labels is not None else _zeros(n)
-    label_names = [] if data.labels is None else [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
+    labels, label_names = (_zeros(n), []) if data.labels is None else _array_labels(data.labels)
     if min(h, w) < options.min_size:
         too_small = [{"path": f"{data.name}[{i}]", "reason": "too small"} for i in range(n)]
         nothing = np.empty((0, channels, height, width), np.uint8)
@@ -297,6 +332,13 @@ def _folder_labels(names: list[str | None]) -> tuple[np.ndarray, list[str]]:
     label_names = sorted({n for n in names if n is not None})
     index = {name: i for i, name in enumerate(label_names)}
     return np.array([index[n] for n in names if n is not None], np.int64), label_names
+
+
+def _array_labels(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """IDX/.npz label values -> class indices 0..K-1 and the values as the K names: sparse values such as IDs
+    (0 and 1,000,000) make two classes, not a million."""
+    distinct, indices = np.unique(values, return_inverse=True)
+    return indices.reshape(-1).astype(np.int64), [str(v) for v in distinct.tolist()]
 
 
 def _zeros(n: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from ganforge.data.prepare import (
     PrepareOptions,
     PrepareReport,
     Spill,
+    check_first_size,
     decode_files,
     free_ram_bytes,
     guess_channels,
@@ -65,8 +66,8 @@ def prepare_pairs(out: str | os.PathLike[str], options: PrepareOptions, pairing:
     for path in sources:
         check_destination(path, out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    spills = [out.with_name(f".{out.name}.decode-{os.getpid()}-{side}") for side in "ab"]
     limit = spill_bytes if spill_bytes is not None else min(_SPILL_MAX_BYTES, free_ram_bytes() // 4)
+    spill_a, spill_b = Spill(out, limit, "a-"), Spill(out, limit, "b-")
     max_member_bytes = options.max_pixels * 8 + (16 << 20)
     try:
         with pillow_limits(options.max_pixels), ExitStack() as stack:
@@ -77,7 +78,6 @@ def prepare_pairs(out: str | os.PathLike[str], options: PrepareOptions, pairing:
                     raise DataError(f"{path}: an IDX or .npz file holds one set of images; pairs are read from "
                                     "image folders or archives.")
                 listings.append(listing)
-            spill_a, spill_b = (Spill(path, limit) for path in spills)
             labels = [str(path) for path in sources]
             if pairing.pairs == "side-by-side":
                 sides = _side_by_side(listings[0], options, pairing, spill_a, spill_b, progress)
@@ -92,8 +92,8 @@ def prepare_pairs(out: str | os.PathLike[str], options: PrepareOptions, pairing:
             manifest = _manifest(labels, [listing.seen for listing in listings], sides, options, pairing)
             write_store(out, sides.a, np.zeros(len(sides.a), np.int64), manifest, sides.b)
     finally:
-        for path in spills:
-            path.unlink(missing_ok=True)
+        spill_a.remove()
+        spill_b.remove()
     counts = Counter(s["reason"] for s in sides.skipped)
     return PrepareReport(len(sides.a), sides.total, dict(counts.most_common()), manifest.shape, 0, out,
                          time.perf_counter() - start, pairing=manifest.pairing, kept_b=len(sides.b),
@@ -132,13 +132,13 @@ def _val_rows(kept: int, kept_held: int, fraction: float) -> int:
     return max(0, min(wanted, kept - 1))
 
 
-def _first_size(entries: list[Entry], min_size: int) -> tuple[int, int] | None:
-    """(height, width) of the first readable image: what an unset --resolution means."""
+def _first_size(entries: list[Entry], min_size: int) -> tuple[int, int, str] | None:
+    """(height, width, name) of the first readable image: what an unset --resolution means."""
     for entry in entries[:1000]:
         try:
             with entry.open() as fp:
                 image = open_image(fp, min_size)
-            return image.height, image.width
+            return image.height, image.width, entry.name
         except SkipInput:
             continue
     return None
@@ -151,6 +151,8 @@ def _side_by_side(listing: FileSource, options: PrepareOptions, pairing: PairOpt
     if size is None:
         first = _first_size(listing.entries, options.min_size)
         size = (first[0], max(1, first[1] // 2)) if first else (1, 1)
+        if first:  # each half is an image of the store: the reader's and training's limits apply to it
+            check_first_size(size[1], size[0], f"{first[2]} (each half of its A|B)")
         note(progress, f"resolution {size[1]}x{size[0]} (width x height) per side, from the first image's halves")
     target = target_of(options, size, channels)
 
@@ -184,7 +186,11 @@ def _by_name(listings: list[FileSource], labels: list[str], options: PrepareOpti
     pairs = {keyed[0][stem].name: (keyed[0][stem], keyed[1][stem]) for stem in sorted(keyed[0]) if stem in keyed[1]}
     targets = []
     for side, listing in enumerate(listings):
-        size = options.resolution or _first_size([pair[side] for pair in pairs.values()], options.min_size)
+        size = options.resolution
+        first = None if size else _first_size([pair[side] for pair in pairs.values()], options.min_size)
+        if first:
+            check_first_size(first[1], first[0], f"{labels[side]}/{first[2]}")
+            size = first[:2]
         channels = options.channels or guess_channels(listing, progress)
         targets.append(target_of(options, size or (1, 1), channels))
     target_a, target_b = targets

@@ -8,6 +8,7 @@ become one `ArraySource`. Nothing here decodes an image; that is the doctor's jo
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import re
 import stat
@@ -23,6 +24,7 @@ from typing import IO, BinaryIO
 from ganforge.data.arrays import ArraySource, is_idx, read_idx, read_npz
 from ganforge.data.decode import SkipInput
 from ganforge.errors import DataError
+from ganforge.regular_files import kind_of
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 # Files and folders that operating systems and NAS boxes drop beside photos; never images.
@@ -75,7 +77,9 @@ def open_source(path: Path, max_member_bytes: int) -> Iterator[FileSource | Arra
     lower = path.name.lower()
     if path.is_dir():
         yield _list_folder(path)
-    elif lower.endswith(".zip"):
+        return
+    _check_regular_source(path)
+    if lower.endswith(".zip"):
         with _archive_errors(path):
             zf = zipfile.ZipFile(path)
         with zf:
@@ -96,11 +100,25 @@ def open_source(path: Path, max_member_bytes: int) -> Iterator[FileSource | Arra
                         "images, an IDX file or an .npz.")
 
 
+def _check_regular_source(path: Path) -> None:
+    """DataError unless `path` (links followed) is a regular file: opening a FIFO blocks until a writer comes, and
+    a device such as /dev/zero never ends (xz reads its zeros as padding, forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}); pass an image folder, a .zip or .tar of images, "
+                        "an IDX file or an .npz.") from exc
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file ({kind_of(mode)}); pass an image folder, a .zip or .tar of "
+                        "images, an IDX file or an .npz.")
+
+
 @contextmanager
 def _archive_errors(path: Path) -> Iterator[None]:
     try:
         yield
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    # lzma.LZMAError (a damaged .tar.xz) is no OSError, unlike gzip's and bz2's errors.
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise DataError(f"{path}: not a readable archive ({exc}); check the download, or unpack what you can "
                         "and pass the folder.") from exc
 
@@ -228,7 +246,7 @@ def _zip_opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Calla
         try:
             with zf.open(info) as member:
                 return _bounded(member, limit)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # CRC mismatch, broken deflate stream
+        except (zipfile.BadZipFile, zlib.error, EOFError, lzma.LZMAError) as exc:  # CRC, broken deflate or LZMA
             raise SkipInput("corrupt or truncated") from exc
         except NotImplementedError as exc:  # a compression method zipfile lacks
             raise SkipInput("unreadable") from exc
@@ -272,7 +290,7 @@ def _tar_opener(tf: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> Cal
             if fp is None:
                 raise SkipInput("unreadable")
             return _bounded(fp, limit)
-        except (tarfile.TarError, EOFError, zlib.error) as exc:
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise SkipInput("corrupt or truncated") from exc
 
     return opener

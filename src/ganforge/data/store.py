@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganforge.data.store_layout import read_layout
+from ganforge.data.store_layout import read_layout, shape_problem
 from ganforge.errors import DataError
 from ganforge.whole_files import written_whole
 
@@ -121,6 +121,9 @@ def write_store(path: str | os.PathLike[str], images: np.ndarray, labels: np.nda
     for name, array in (("images", images), ("targets", targets)):
         if array is not None and (array.dtype != np.uint8 or array.ndim != 4):
             raise ValueError(f"{name} must be uint8 [N, C, H, W], got {array.dtype} {array.shape}")
+        # The callers check sizes up front, naming the flag or file; this catches a caller that forgot.
+        if array is not None and (problem := shape_problem(*array.shape[1:])):
+            raise ValueError(f"{name}: {problem}, which no store reader opens")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
     path = Path(path)

@@ -89,9 +89,17 @@ def _side(manifest: dict[str, Any], suffix: str) -> tuple[int, int, int, int]:
     side = " on the B side" if suffix else ""
     if count < 1:
         raise ValueError(f"it holds no images{side}")
-    if channels not in (1, 3) or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise ValueError(f"image shape {channels}x{height}x{width}{side} is not 1 or 3 channels of 1-{MAX_SIDE} px")
+    if problem := shape_problem(channels, height, width, side):
+        raise ValueError(problem)
     return count, channels, height, width
+
+
+def shape_problem(channels: int, height: int, width: int, side: str = "") -> str | None:
+    """Why a store cannot hold images of this shape (`side`: " on the B side" or ""); None when it can. The
+    writer checks it too, so nothing writes a store that this reader refuses."""
+    if channels not in (1, 3) or not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        return f"image shape {channels}x{height}x{width}{side} is not 1 or 3 channels of 1-{MAX_SIDE} px"
+    return None
 
 
 def _check_val_count(manifest: dict[str, Any], key: str, count: int) -> None:
