@@ -184,3 +184,30 @@ def test_the_decode_spill_never_writes_through_a_link_planted_beside_out(tmp_pat
         prepare(source, out, progress=False, spill_bytes=1)
     assert victim.read_text() == "precious data"
     assert len(Store(out)) == 2 and _files(shared) == sorted(["o.gfs", *(link.name for link in planted)])
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_tar_whose_later_member_header_is_damaged_is_refused_not_cut_short(tmp_path: Path,
+                                                                             compressed: bool) -> None:
+    images = _noise_pngs(tmp_path / "imgs", 6)
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tf:
+        for name in sorted(p.name for p in images.iterdir()):
+            tf.add(images / name, arcname=name)
+    data = bytearray(plain.getvalue())
+    fourth = [m.offset for m in tarfile.open(fileobj=io.BytesIO(bytes(data))).getmembers()][3]
+    data[fourth + 148] ^= 0x01  # its header checksum: tarfile would take the archive to end there
+    archive = tmp_path / ("hdr.tar.gz" if compressed else "hdr.tar")
+    if compressed:
+        import gzip
+
+        archive.write_bytes(gzip.compress(bytes(data)))
+    else:
+        archive.write_bytes(bytes(data))
+    error = usage_error(["prepare", str(archive), "--out", str(tmp_path / "o.gfs")])
+    assert str(archive) in error and "after '2.png' is damaged" in error, error
+    assert not (tmp_path / "o.gfs").exists()
+    healthy = tmp_path / "ok.tar"
+    healthy.write_bytes(plain.getvalue())
+    assert invoke("prepare", healthy, "--out", tmp_path / "ok.gfs").exit_code == 0
+    assert len(Store(tmp_path / "ok.gfs")) == 6

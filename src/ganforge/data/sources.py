@@ -89,7 +89,7 @@ def open_source(path: Path, max_member_bytes: int) -> Iterator[FileSource | Arra
             tf = tarfile.open(path)
         with tf:
             with _archive_errors(path):
-                listing = _list_tar(tf, max_member_bytes)
+                listing = _list_tar(tf, max_member_bytes, path)
             yield listing
     elif lower.endswith(".npz"):
         yield read_npz(path)
@@ -262,9 +262,14 @@ def _bounded(member: IO[bytes], limit: int) -> BinaryIO:
     return io.BytesIO(data)
 
 
-def _list_tar(tf: tarfile.TarFile, max_member_bytes: int) -> FileSource:
+def _list_tar(tf: tarfile.TarFile, max_member_bytes: int, path: Path) -> FileSource:
     source = FileSource()
-    members = [m for m in tf.getmembers() if not m.isdir()]  # reads a compressed tar once, front to back
+    listed = tf.getmembers()  # reads a compressed tar once, front to back
+    if _bytes_after_the_end(tf):
+        last = f"after {printable(listed[-1].name)!r}" if listed else "at its start"
+        raise DataError(f"{path}: a member header {last} is damaged, so the members after it cannot be listed; "
+                        "check the download, or unpack what you can and pass the folder.")
+    members = [m for m in listed if not m.isdir()]
     strip_top = _single_top_folder([_member_name(m.name) for m in members])
     # Archive order, not sorted: a compressed tar only reads quickly front to back.
     for m in members:
@@ -281,6 +286,16 @@ def _list_tar(tf: tarfile.TarFile, max_member_bytes: int) -> FileSource:
             source.add(Entry(name, m.size, None if label is None else printable(label),
                              _tar_opener(tf, m, max_member_bytes)))
     return source
+
+
+def _bytes_after_the_end(tf: tarfile.TarFile) -> bool:
+    """Whether anything but zeros follows where tarfile's listing stopped. It stops at the first header that fails
+    its checksum as if the archive ended there: every member after a damaged header would go unseen, unsaid."""
+    assert tf.fileobj is not None
+    while chunk := tf.fileobj.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            return True
+    return False
 
 
 def _tar_opener(tf: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> Callable[[], BinaryIO]:
