@@ -208,3 +208,47 @@ def test_a_conditional_safetensors_export_serves_its_classes(tiny_conditional_ru
     exported = local_client(tmp_path / "e")
     assert exported.get("/api/info").json()["classes"] == [str(digit) for digit in range(10)]
     assert png(exported.get("/api/image.png?seed=5&class=2")).size == (28, 28)
+
+
+def test_a_run_image_replaced_while_it_is_served_arrives_whole(tiny_run, tmp_path):
+    # Training replaces samples/latest.png by rename; a response must be one whole file, old or new (a length
+    # taken from one file and bytes from the next broke responses off mid-image).
+    import http.client
+    import shutil
+    import threading
+    import urllib.parse
+
+    from serve_helpers import running_server
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    latest = run / "samples" / "latest.png"
+    versions = [latest.read_bytes(), (run / "loss.png").read_bytes()]
+    stop = threading.Event()
+
+    def keep_replacing() -> None:
+        turn = 0
+        while not stop.is_set():
+            staged = latest.with_name(f".staged-{turn % 2}")
+            staged.write_bytes(versions[turn % 2])
+            staged.replace(latest)
+            turn += 1
+
+    replacer = threading.Thread(target=keep_replacing)
+    with running_server(run) as url:
+        address = urllib.parse.urlsplit(url)
+        replacer.start()
+        try:
+            bodies, failures = [], []
+            for _ in range(200):
+                connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+                try:
+                    connection.request("GET", "/api/run/samples.png")
+                    bodies.append(connection.getresponse().read())
+                except (http.client.HTTPException, OSError) as error:
+                    failures.append(type(error).__name__)
+                finally:
+                    connection.close()
+        finally:
+            stop.set()
+            replacer.join()
+    assert not failures and all(body in versions for body in bodies), (failures, len(bodies))

@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from ganforge.errors import ConfigError
 from ganforge.explore.directions import Directions, load_directions, style_based
 from ganforge.generate import PSI_RANGE, SEED_MAX, render, truncates, truncation_space
-from ganforge.regular_files import open_regular, parse_json
+from ganforge.regular_files import open_regular, parse_json, read_limited
 from ganforge.runs import class_names, holds_translator, load_generator
 from ganforge.runs.exported import is_export_folder
 from ganforge.serve.base import STATIC, base_app
@@ -197,12 +197,18 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
                                           "of a run folder once training has written them, as regular files "
                                           "inside it",
                                  "param": "name"}, status_code=404)
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+        try:  # read whole from one open file: training replaces it by rename while a response streams
+            data = read_limited(path, MAX_RUN_PNG_BYTES)
+        except (OSError, ValueError) as error:
+            return JSONResponse({"error": f"{name}.png could not be read ({error})", "param": "name"},
+                                status_code=404)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     return app
 
 
 MAX_SLIDERS = 10  # directions the page shows as sliders (the strongest first)
+MAX_RUN_PNG_BYTES = 256 << 20  # a run's grid or plot: an 8x8 grid of 1024 px images is tens of MB
 
 
 def _checked_directions(folder: Path, generator: torch.nn.Module, z_dim: int) -> Directions:
