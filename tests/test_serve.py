@@ -98,6 +98,8 @@ def test_grid_and_scale_give_the_documented_sizes(client):
     ("/api/grid.png?n=65", "n"),
     ("/api/grid.png?n=64&scale=16", "scale"),
     ("/api/latent?seed=1&psi=1", "psi"),
+    ("/api/image.png?seed=1&t=0.7", "t"),  # t and method are for a point between two seeds
+    ("/api/image.png?seed=1&method=lerp", "method"),
 ])
 def test_bad_parameters_get_a_400_naming_the_parameter(client, url, param):
     response = client.get(url)

@@ -134,6 +134,10 @@ def create_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: s
         amounts = edits_from_text(edit, moves) if edit is not None else {}
         if amounts and seed_b is not None:
             raise BadParameter("edit", "edit moves one image; drop seed_b (or edit each end on its own)")
+        for between_only in ("t", "method"):  # accepted and ignored, they would give another image than asked
+            if seed_b is None and between_only in request.query_params:
+                raise BadParameter(between_only, f"{between_only} places an image between seed and seed_b; give "
+                                                  "seed_b too, or drop it")
         if seed_b is None:
             edits = [(moves, amounts)] if amounts and moves is not None else []
             text.update({"edit": ",".join(f"{i}:{a:g}" for i, a in amounts.items())} if amounts else {})
