@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import zipfile
 import zlib
@@ -71,9 +72,12 @@ def read_idx(path: Path) -> ArraySource:
 
 def _read_idx_array(path: Path, magic: bytes, ndim: int) -> np.ndarray:
     """The array an IDX file declares, read straight into one buffer of the declared size after checking that
-    size (a few MB of gzip can declare gigabytes): never more than one copy of the pixels in memory."""
+    size (a few MB of gzip can declare gigabytes): never more than one copy of the pixels in memory. A file holding
+    more than its header declares is refused: a header that understates a side would shear every image after the
+    first (27 rows of 28 read as 28 rows of 27)."""
+    compressed = path.name.lower().endswith(".gz")
     try:
-        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as f:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
             header = f.read(4 + 4 * ndim)
             if header[:4] != magic:
                 raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) (header "
@@ -85,15 +89,30 @@ def _read_idx_array(path: Path, magic: bytes, ndim: int) -> np.ndarray:
                 raise DataError(f"{path}: the IDX header declares shape {list(dims)}, with an empty axis; it holds "
                                 "no images.")
             check_fits_in_memory(path, int(np.prod(dims, dtype=np.float64)))
+            declared = len(header) + int(np.prod(dims, dtype=np.float64))
+            if not compressed:
+                _refuse_extra_bytes(path, dims, declared, os.fstat(f.fileno()).st_size)
             array = np.empty(dims, np.uint8)
             view, filled = array.reshape(-1).data, 0
             while filled < array.nbytes and (count := f.readinto(view[filled:])):
                 filled += count
+            if compressed and filled == array.nbytes and f.read(1):  # the size is known only once inflated
+                _refuse_extra_bytes(path, dims, declared, None)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot be read ({exc}); download it again.") from exc
     if filled < array.nbytes:
         raise DataError(f"{path}: truncated, {filled} of {array.nbytes} bytes present; download it again.")
     return array
+
+
+def _refuse_extra_bytes(path: Path, dims: tuple[int, ...], declared: int, size: int | None) -> None:
+    """DataError when an IDX file (`size` bytes, None: more than `declared` once inflated) holds more than the
+    `declared` bytes of its header and shape `dims`."""
+    if size is not None and size <= declared:
+        return  # a short file is reported after reading, with how much of it is there
+    holds = "more once uncompressed" if size is None else f"{size:,}"
+    raise DataError(f"{path}: its IDX header declares shape {list(dims)}, {declared:,} bytes with the header, but the "
+                    f"file holds {holds}; the header or the file is damaged: download it again.")
 
 
 def check_fits_in_memory(path: Path, nbytes: int) -> None:

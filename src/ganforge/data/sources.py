@@ -83,6 +83,7 @@ def open_source(path: Path, max_member_bytes: int) -> Iterator[FileSource | Arra
         with _archive_errors(path):
             zf = zipfile.ZipFile(path)
         with zf:
+            _refuse_overlapping_entries(path, zf)
             yield _list_zip(zf, max_member_bytes)
     elif lower.endswith(_TAR_SUFFIXES):
         with _archive_errors(path):
@@ -124,8 +125,9 @@ def _archive_errors(path: Path) -> Iterator[None]:
 
 
 def printable(name: str) -> str:
-    """A name that JSON and terminals accept: undecodable bytes in POSIX file names become U+FFFD."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A name that JSON and terminals accept: undecodable bytes in POSIX file names become \\xNN. Escapes, not
+    U+FFFD, so that names stay apart: Latin-1 class folders caf\\xe9 and caf\\xe8 are two classes, not one."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _is_junk(part: str) -> bool:
@@ -227,6 +229,33 @@ def _list_zip(zf: zipfile.ZipFile, max_member_bytes: int) -> FileSource:
             opener = _zip_opener(zf, info, max_member_bytes)
             source.add(Entry(name, info.file_size, None if label is None else printable(label), opener))
     return source
+
+
+_ZIP_LOCAL_HEADER_BYTES = 30  # the fixed part of a local file header, before its name and extra field
+
+
+def _refuse_overlapping_entries(path: Path, zf: zipfile.ZipFile) -> None:
+    """DataError when an entry's local header and compressed bytes run into the next entry's (or the central
+    directory): a non-recursive zip bomb lists one deflated kernel thousands of times, and each listing would be
+    inflated in full. Python 3.11's zipfile does not check this; honest zip writers never overlap."""
+    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    ends = [i.header_offset for i in infos[1:]] + [zf.start_dir]
+    overlapping = [k for k, info in enumerate(infos) if _entry_end(info) > ends[k]]
+    if not overlapping:
+        return
+    first = overlapping[0]
+    # repr escapes newlines and other unprintable characters a member name may hold (zipfile never yields surrogates)
+    into = "the central directory" if first == len(infos) - 1 else repr(infos[first + 1].filename)
+    raise DataError(f"{path}: {len(overlapping)} of its {len(infos)} zip entries overlap the next one (the first, "
+                    f"{infos[first].filename!r} at byte {infos[first].header_offset}, runs into {into}), as in a zip "
+                    "bomb, so none was read; zip the images again, or pass their folder.")
+
+
+def _entry_end(info: zipfile.ZipInfo) -> int:
+    """Where an entry's compressed bytes end at the least: its local header (with the name the central directory
+    gives; the extra field may differ and is left out) plus its compressed size."""
+    name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    return info.header_offset + _ZIP_LOCAL_HEADER_BYTES + len(name) + info.compress_size
 
 
 def _member_reason(parts: list[str], size: int, max_member_bytes: int) -> str | None:

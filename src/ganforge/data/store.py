@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganforge.data.store_layout import read_layout, shape_problem
+from ganforge.data.store_layout import FORMAT_VERSION, read_layout, shape_problem
 from ganforge.errors import DataError
 from ganforge.whole_files import written_whole
 
 STORE_SUFFIX = ".gfs"
-FORMAT_VERSION = 1
 _WRITE_CHUNK_BYTES = 64 << 20
 # Hashing runs at ~0.7 GB/s on this project's 2-core CPU (0.36 s for the 246 MB anime store): 4 GB is ~6 s.
 VERIFY_LIMIT_BYTES = 4 << 30

@@ -17,6 +17,7 @@ from ganforge.errors import DataError
 from ganforge.regular_files import open_regular, parse_json
 from ganforge.terminal_text import shown_value
 
+FORMAT_VERSION = 1  # the newest store format this reader knows; the writer records it in each manifest
 MAX_HEADER_BYTES = 256 << 20
 MAX_SIDE = 1 << 16  # pixels per side: far beyond any GAN, small enough that shapes cannot overflow
 _SHOWN = {"images": "the pixels", "labels": "the labels", "targets": "the B-side pixels"}
@@ -51,12 +52,14 @@ def _read(path: Path) -> StoreLayout:
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     manifest = parse_json(header["__metadata__"]["manifest"])
+    _check_format_version(path, manifest)
     count, channels, height, width = _side(manifest, "")
     names = manifest.get("label_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError("label_names is not a list of names")
     if not isinstance(manifest.get("fingerprint"), str):
         raise ValueError("the manifest has no content fingerprint")
+    _check_skipped(manifest.get("skipped"))
     data_size = size - 8 - header_len
     images = _span(header, "images", "U8", [count, channels, height, width], 1, data_size)
     labels = _span(header, "labels", "I64", [count], 8, data_size)
@@ -80,6 +83,29 @@ def _read(path: Path) -> StoreLayout:
     targets = spans.get("targets")
     return StoreLayout(manifest, 8 + header_len + images[0], 8 + header_len + labels[0],
                        None if targets is None else 8 + header_len + targets[0])
+
+
+def _check_format_version(path: Path, manifest: dict[str, Any]) -> None:
+    """DataError for a store written by a newer ganforge: its layout may mean what this reader cannot know, so it is
+    refused with the fix (upgrade), not misread. Stores from before the field was written read as version 1."""
+    version = _whole(manifest, "format_version") if "format_version" in manifest else FORMAT_VERSION
+    if version < 1:
+        raise ValueError(f"manifest format_version {version} is not a version")
+    if version > FORMAT_VERSION:
+        raise DataError(f"{path} is a store of format version {version}, written by a newer ganforge; this one reads "
+                        f"versions up to {FORMAT_VERSION}: upgrade ganforge to open it, or prepare it again with this "
+                        "one.")
+
+
+def _check_skipped(skipped: Any) -> None:
+    """The inputs prepare rejected: absent (None), or a list of {"path", "reason"} strings that doctor counts and
+    shows."""
+    if skipped is None:
+        return
+    if not isinstance(skipped, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("path"), str) and isinstance(s.get("reason"), str)
+            for s in skipped):
+        raise ValueError("the manifest's skipped is not a list of {path, reason} records")
 
 
 def _side(manifest: dict[str, Any], suffix: str) -> tuple[int, int, int, int]:
