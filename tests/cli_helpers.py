@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -13,6 +16,21 @@ TRAIN = ["--model", "dcgan", "--g-width", "4", "--d-width", "4", "--batch", "8",
          "--tick-kimg", "0.025", "--seed", "1", "--no-progress"]
 TINY_PIX2PIX = ["--model", "pix2pix", "--g-width", "4", "--d-width", "4", "--batch", "4", "--kimg", "0.008",
                 "--tick-kimg", "0.008", "--seed", "2", "--no-progress"]
+
+
+@contextmanager
+def within(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: SIGALRM interrupts an open() blocked on a FIFO, or a read of /dev/zero (POSIX)."""
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def invoke(*args: str | Path) -> Result:

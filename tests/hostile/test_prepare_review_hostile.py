@@ -8,19 +8,16 @@ from __future__ import annotations
 import io
 import lzma
 import os
-import signal
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import invoke, usage_error
+from cli_helpers import invoke, usage_error, within
 from ganforge.data.pairing import PairOptions
 from ganforge.data.prepare import PrepareOptions, prepare
 from ganforge.data.prepare_pairs import prepare_pairs
@@ -40,19 +37,6 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@contextmanager
-def _within(seconds: int) -> Iterator[None]:
-    """Fail instead of hanging: SIGALRM interrupts an open() blocked on a FIFO, or a read of /dev/zero."""
-    def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize("size, says", [("1x100000", "has a side above 65,536 px"),
@@ -77,7 +61,7 @@ def test_a_fifo_or_device_as_source_is_refused_at_once(tmp_path: Path, name: str
         source.symlink_to("/dev/zero")  # xz reads zeros as stream padding: without the check, a read that never ends
     else:
         os.mkfifo(source)
-    with _within(20):
+    with within(20):
         error = usage_error(["prepare", str(source), "--out", str(tmp_path / "o.gfs")])
     assert f"{source}: not a regular file ({says})" in error, error
     assert _files(tmp_path) == [name]

@@ -8,17 +8,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
-from cli_helpers import one_error
+from cli_helpers import one_error, within
 from ganforge.cli import main
 from ganforge.runs.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from ganforge.runs.folder import write_run_config
@@ -26,23 +23,10 @@ from ganforge.whole_files import temporary_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev/zero are POSIX")
 
-@contextmanager
-def _within(seconds: int) -> Iterator[None]:
-    """Fail instead of hanging: SIGALRM interrupts a blocked open() of a FIFO."""
-    def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _invoke(*args: str | Path) -> Result:
-    with _within(60):
+    with within(60):
         return CliRunner().invoke(main, [str(a) for a in args])
 
 
@@ -158,7 +142,7 @@ def test_detect_says_a_fifo_among_the_images_is_no_regular_file(tmp_path: Path) 
     from ganforge.errors import DataError
 
     os.mkfifo(tmp_path / "fake.png")
-    with _within(20), pytest.raises(DataError, match="not a regular file \\(a FIFO\\)"):
+    with within(20), pytest.raises(DataError, match="not a regular file \\(a FIFO\\)"):
         read_image(tmp_path / "fake.png", 16)
 
 
@@ -196,7 +180,7 @@ def test_a_fifo_as_the_best_snapshots_record_is_skipped_with_a_line(tmp_path: Pa
     os.mkfifo(tmp_path / BEST_RECORD)
     said: list[str] = []
     protocol = {"n": 500, "extractor": "inception"}
-    with _within(20):
+    with within(20):
         assert _recorded_best(tmp_path, said.append, protocol) is None
     assert len(said) == 1 and "not a regular file (a FIFO)" in said[0] and "chosen afresh" in said[0], said
     (tmp_path / BEST_RECORD).unlink()
@@ -210,7 +194,7 @@ def test_appending_to_a_log_that_is_a_fifo_refuses_instead_of_waiting_for_a_read
     from ganforge.regular_files import NotARegularFile, append_regular
 
     os.mkfifo(tmp_path / "log.jsonl")
-    with _within(20), pytest.raises(NotARegularFile, match="not a regular file \\(a FIFO\\)"):
+    with within(20), pytest.raises(NotARegularFile, match="not a regular file \\(a FIFO\\)"):
         append_regular(tmp_path / "log.jsonl", "{}\n")
     append_regular(tmp_path / "new.jsonl", "{}\n")
     append_regular(tmp_path / "new.jsonl", "[]\n")
