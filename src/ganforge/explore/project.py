@@ -59,6 +59,7 @@ from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.regular_files import open_regular
 from ganforge.runs import load_generator
+from ganforge.runs.exported import CheckedGraph
 from ganforge.runs.output_guard import check_output_folder, ganforge_png
 
 SNAPSHOTS = 8  # images in the progress strip besides the target
@@ -149,7 +150,7 @@ def project(source: Path, image_path: Path, out: Path, *, steps: int = 300, lr: 
     if next(loaded.parameters(), None) is None:
         raise ConfigError(f"{source} is an ONNX export, which has no gradients; project with the run folder or a "
                           "safetensors/torchscript export")
-    if tune_steps and isinstance(loaded, torch.jit.ScriptModule):
+    if tune_steps and isinstance(loaded, CheckedGraph):  # a TorchScript export
         raise ConfigError(f"--tune writes the tuned weights as a safetensors export, and {source} is a TorchScript "
                           "graph; project with the run folder or its safetensors export")
     style = loaded if isinstance(loaded, StyleGAN2Generator) else None

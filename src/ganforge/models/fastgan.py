@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -120,12 +121,14 @@ class NoiseInjection(nn.Module):
 
     def fixed_noise(self, x: torch.Tensor) -> torch.Tensor:
         """[1, 1, H, W]: this layer's eval-mode noise at x's size, the same in every process."""
-        height, width = x.shape[2], x.shape[3]
+        height, width = int(x.shape[2]), int(x.shape[3])  # tracing for an export gives the sizes as tensors
         key = (height, width, x.device, x.dtype)
         if key not in self._fixed:
             seed = (height * 65_537 + width) * 16 + self.salt
-            drawn = torch.randn(1, 1, height, width, generator=torch.Generator().manual_seed(seed))
-            self._fixed[key] = drawn.to(x.device, x.dtype)
+            # numpy's generator, not torch's: a trace for an export keeps the map as a constant, where a torch
+            # draw would record a random op holding a Generator, which TorchScript cannot save.
+            drawn = np.random.default_rng(seed).standard_normal((1, 1, height, width), dtype=np.float32)
+            self._fixed[key] = torch.from_numpy(drawn).to(x.device, x.dtype)
         return self._fixed[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
