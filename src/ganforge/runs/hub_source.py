@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from ganforge.errors import ConfigError
 from ganforge.regular_files import read_json
@@ -58,20 +59,27 @@ def fetch_generator_files(repo_id: str, named: str, *, network: bool) -> Path:
         raise ConfigError(f"{named}: no such run, export or model folder here; to load it as a Hugging Face Hub "
                           f"repo id: {HUB_EXTRA}") from exc
     try:
-        return _data_only(Path(snapshot_download(repo_id, allow_patterns=list(GENERATOR_FILES),
-                                                 local_files_only=True)), named)
-    except ConfigError:
-        raise
-    except Exception as exc:  # the library's own error types, which differ between its versions: not cached
+        return _data_only(_download(snapshot_download, repo_id, local_files_only=True), named)
+    except _NotFetched as exc:
         if not network:
             raise ConfigError(f"{named}: no such folder, and no Hub repo of that name in the local cache; "
                               f"download it first (`huggingface-cli download {repo_id}`) or pass its folder") from exc
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=list(GENERATOR_FILES)))
-    except Exception as exc:
+        return _data_only(_download(snapshot_download, repo_id, local_files_only=False), named)
+    except _NotFetched as exc:
         raise ConfigError(f"{named}: no such folder here, and no Hub repo of that name in the local cache or "
-                          f"reachable online ({type(exc).__name__}); check the name and the network") from exc
-    return _data_only(folder, named)
+                          f"reachable online ({type(exc.__cause__).__name__}); check the name and the network") from exc
+
+
+class _NotFetched(Exception):
+    """The Hub library could not give the files (its own error types differ between its versions)."""
+
+
+def _download(snapshot_download: Any, repo_id: str, *, local_files_only: bool) -> Path:
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=list(GENERATOR_FILES), local_files_only=local_files_only))
+    except Exception as exc:
+        raise _NotFetched() from exc
 
 
 def _data_only(folder: Path, named: str) -> Path:
