@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ganforge.errors import ConfigError
 from ganforge.explore.arithmetic import combine
 from ganforge.explore.interpolate import lerp, slerp, walk
 from ganforge.explore.project import load_target, project
-from ganforge.generate import mean_latent, render, seed_latents, truncate
+from ganforge.generate import check_grid_size, mean_latent, render, seed_latents, truncate
 from ganforge.runs import load_generator
 
 from explore_helpers import invoke, invoke_error
@@ -61,6 +62,8 @@ def test_truncation_pulls_latents_linearly_toward_the_zero_mean():
     (["--grid", "2x2", "--out", "folder"], "--grid writes one image"),
     (["--truncation", "3"], "--truncation 3.0 is outside"),
     (["--seeds", "4294967296"], "above the largest seed"),
+    (["--seeds", "3,5,3", "--out", "folder"], "gives seed 3 twice"),
+    (["--columns", "4", "--out", "folder"], "--columns lays out a grid"),
 ])
 def test_bad_generate_flags_are_one_clear_line(tiny_run, tmp_path, args, message):
     args = [a if a != "folder" else str(tmp_path / "folder") for a in args]
@@ -101,6 +104,30 @@ def test_interpolate_png_is_one_row_per_transition_from_seed_to_seed(tiny_run, t
     row_cells = cells(grid, 2, 6)
     assert np.array_equal(row_cells[0], ends[0]) and np.array_equal(row_cells[5], ends[1])
     assert np.array_equal(row_cells[6], ends[1]) and np.array_equal(row_cells[11], ends[2])
+
+
+def test_a_folder_of_more_images_than_one_batch_holds_each_seeds_own_image(tiny_run, tmp_path):
+    invoke("generate", tiny_run, "--seeds", "0-69", "--out", tmp_path / "many")
+    generator, config, _ = load_generator(tiny_run)
+    expected = render(generator, seed_latents([0, 63, 64, 69], config.model.z_dim))[:, 0].numpy()
+    for image, seed in zip(expected, [0, 63, 64, 69], strict=True):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "many" / f"seed{seed:04d}.png")), image)
+    assert len(list((tmp_path / "many").iterdir())) == 70
+
+
+def test_a_grid_larger_than_image_viewers_open_is_refused_before_the_rest_is_drawn():
+    with pytest.raises(ConfigError, match="would be 15392x14366 px, more than the 178,956,970 px image viewers"):
+        check_grid_size(200, torch.zeros(1, 3, 1024, 1024), None)  # what --n 200 asks of a 1024 px run
+    check_grid_size(64, torch.zeros(1, 3, 1024, 1024), None)
+
+
+def test_interpolate_scale_enlarges_a_png_grid_cell_by_cell(tiny_run, tmp_path):
+    invoke("interpolate", tiny_run, "--seeds", "3,17", "--frames", "4", "--out", tmp_path / "plain.png")
+    invoke("interpolate", tiny_run, "--seeds", "3,17", "--frames", "4", "--scale", "3", "--out", tmp_path / "big.png")
+    plain, big = Image.open(tmp_path / "plain.png"), Image.open(tmp_path / "big.png")
+    assert big.size == (4 * (84 + 2) + 2, 84 + 4) and big.text["scale"] == "3"
+    small_cell, big_cell = cells(plain, 1, 4)[2], cells(big, 1, 4, size=84)[2]
+    assert np.array_equal(big_cell[::3, ::3], small_cell)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is None, reason="imageio-ffmpeg not installed")

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import to_uint8
 from ganforge.errors import CheckpointError, ConfigError
-from ganforge.images import make_grid, save_png, to_pil
+from ganforge.images import grid_shape, make_grid, save_png, to_pil
 from ganforge.models import family_of
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import class_names, load_generator, resolve_class
@@ -24,6 +25,8 @@ from ganforge.runs.output_guard import check_output_file, check_output_folder, g
 
 MAX_IMAGES = 100_000
 OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")  # not a folder's name
+DRAW_BATCH = 64  # images drawn, then written, at a time into a folder
+MAX_GRID_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)  # PIL refuses to open more (DecompressionBombError)
 SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit, as in StyleGAN's tools and the web UI
 PSI_RANGE = (-1.0, 2.0)  # psi < 0 gives the "opposite" image, > 1 exaggerates; far outside is only noise
 
@@ -154,30 +157,63 @@ def render_styles(generator: StyleGAN2Generator, ws: torch.Tensor, batch: int = 
     return torch.cat([to_uint8(generator.synthesis(w.to(device))).cpu() for w in ws.split(batch)])
 
 
-def write_images(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Path, columns: int | None,
-                 text: dict[str, str] | None = None, classes: list[str] | None = None) -> list[Path]:
-    """A grid when `out` ends in .png, else one seedNNNN.png per image in the folder `out` (seedNNNN-CLASS.png
-    when each image has its own class).
+def write_grid(images: torch.Tensor, seeds: list[int], out: Path, run_dir: Path, columns: int | None,
+               text: dict[str, str] | None = None) -> list[Path]:
+    """One grid PNG at `out`; `text` (psi, kimg, grid) is written into its metadata beside the run and the seeds."""
+    check_output_file(out, "--out", ganforge_png)
+    seeds_text = ",".join(map(str, seeds)) if len(seeds) <= 1024 else f"{seeds[0]}..{seeds[-1]} (many)"
+    save_png(make_grid(images, columns), out, {"run": str(run_dir), "seeds": seeds_text, **(text or {})})
+    return [out]
 
-    `text` (psi, kimg, grid) is written into every PNG's metadata beside the run and the seed(s).
-    """
-    extra = dict(text or {})
-    if out.suffix.lower() == ".png":
-        check_output_file(out, "--out", ganforge_png)
-        seeds_text = ",".join(map(str, seeds)) if len(seeds) <= 1024 else f"{seeds[0]}..{seeds[-1]} (many)"
-        save_png(make_grid(images, columns), out, {"run": str(run_dir), "seeds": seeds_text, **extra})
-        return [out]
+
+def write_folder(draw: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], latents: torch.Tensor,
+                 labels: torch.Tensor | None, seeds: list[int], out: Path, run_dir: Path,
+                 text: dict[str, str] | None = None, classes: list[str] | None = None) -> list[Path]:
+    """seedNNNN.png per seed in the folder `out` (seedNNNN-CLASS.png when each image has its own class), drawn and
+    written DRAW_BATCH at a time: 100,000 images at 256 px would be 20 GB held whole."""
     names = [f"seed{seed:04d}.png" if classes is None else f"seed{seed:04d}-{_file_safe(classes[i])}.png"
              for i, seed in enumerate(seeds)]
+    _check_distinct(names, seeds)
     check_output_folder(out, "--out", names, ganforge_png)  # before the first file is written
     written = []
-    for i, (seed, image, name) in enumerate(zip(seeds, images, names, strict=True)):
-        own = {} if classes is None else {"class": classes[i]}
-        path = out / name
-        save_png(to_pil(image.permute(1, 2, 0).numpy()), path,
-                 {"run": str(run_dir), "seed": str(seed), **extra, **own})
-        written.append(path)
+    for start in range(0, len(seeds), DRAW_BATCH):
+        part = slice(start, start + DRAW_BATCH)
+        images = draw(latents[part], None if labels is None else labels[part])
+        for i, image in enumerate(images, start):
+            own = {} if classes is None else {"class": classes[i]}
+            path = out / names[i]
+            save_png(to_pil(image.permute(1, 2, 0).numpy()), path,
+                     {"run": str(run_dir), "seed": str(seeds[i]), **(text or {}), **own})
+            written.append(path)
     return written
+
+
+def _check_distinct(names: list[str], seeds: list[int]) -> None:
+    seen: set[str] = set()
+    for name, seed in zip(names, seeds, strict=True):
+        if name in seen:
+            raise ConfigError(f"--seeds gives seed {seed} twice, and each seed is one file ({name}) in a folder; "
+                              "give each seed once")
+        seen.add(name)
+
+
+def check_grid_size(count: int, first: torch.Tensor, columns: int | None) -> None:
+    """Refuse a grid PNG that image viewers (and PIL, past its decompression-bomb limit) will not open."""
+    rows, cols = grid_shape(count, columns)
+    height, width = rows * (first.shape[-2] + 2) + 2, cols * (first.shape[-1] + 2) + 2
+    if height * width > MAX_GRID_PIXELS:
+        raise ConfigError(f"a grid of {count} images of {first.shape[-1]}x{first.shape[-2]} px would be {width}x"
+                          f"{height} px, more than the {MAX_GRID_PIXELS:,} px image viewers open; give --out a "
+                          "folder (one PNG per seed) or fewer seeds")
+
+
+def _render_grid_images(draw: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], latents: torch.Tensor,
+                        labels: torch.Tensor | None, columns: int | None) -> torch.Tensor:
+    """All the grid's images, its size checked on the first one before the rest are drawn."""
+    first = draw(latents[:1], None if labels is None else labels[:1])
+    check_grid_size(len(latents), first, columns)
+    rest = draw(latents[1:], None if labels is None else labels[1:]) if len(latents) > 1 else first[:0]
+    return torch.cat([first, rest])
 
 
 def _file_safe(name: str) -> str:
@@ -215,39 +251,46 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
                               f"given; give {rows * columns} seeds or leave --seeds out")
         if out.suffix.lower() != ".png":
             raise ConfigError(f"--grid writes one image; give --out a .png name instead of {out}")
+    folder = out.suffix.lower() != ".png"
     if out.suffix.lower() in OTHER_IMAGE_SUFFIXES:
         raise ConfigError(f"--out {out}: generate writes PNG; name a .png file for one grid, or a folder")
-    if out.suffix.lower() == ".png":  # checked again by name before writing; here before minutes of loading
-        check_output_file(out, "--out", ganforge_png)
-    else:
+    if folder and columns is not None:
+        raise ConfigError(f"--columns lays out a grid, and --out {out} is a folder (one PNG per seed); name a .png "
+                          "file, or drop --columns")
+    if folder:  # checked again with the files' names before writing; here before minutes of loading
         check_output_folder(out, "--out", [], ganforge_png)
+    else:
+        check_output_file(out, "--out", ganforge_png)
     generator, config, nimg = load_generator(source, device)
     check_truncation(config, psi)
-    if config.model.conditional and class_name is None and out.suffix.lower() == ".png":
+    if config.model.conditional and class_name is None and not folder:
         _check_class_grid(len(seeds), config.model.num_classes, grid is not None or columns is not None)
     latents = seed_latents(seeds, config.model.z_dim)
     space = truncation_space(config)
     drawing: Draw = draw or (lambda g, z, y, p: render(g, z, labels=y, psi=p, space=space))
+
+    def drawn(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return drawing(generator, z, y, psi)
+
     text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}", **({"edit": edit} if edit else {})}
+    labels, classes = None, None
     if class_name is not None:
-        label = resolve_class(source, config, class_name)
-        images = drawing(generator, latents, torch.full((len(seeds),), label, dtype=torch.long), psi)
+        labels = torch.full((len(seeds),), resolve_class(source, config, class_name), dtype=torch.long)
         text["class"] = class_name
-    elif config.model.conditional and out.suffix.lower() != ".png":
+    elif config.model.conditional and folder:
         # One file per seed, the classes in turn (seed i in class i mod K), so that N files cover every class.
         names = class_names(source, config)
         labels = torch.arange(len(seeds)) % len(names)
-        images = drawing(generator, latents, labels, psi)
-        return write_images(images, seeds, out, source, columns, text, [names[i] for i in labels.tolist()]), nimg
+        classes = [names[i] for i in labels.tolist()]
     elif config.model.conditional:
-        classes = config.model.num_classes
-        labels = torch.arange(classes).repeat(len(seeds))
-        images = drawing(generator, latents.repeat_interleave(classes, dim=0), labels, psi)
-        save_png(make_grid(images, classes), out, {"run": str(source), "seeds": ",".join(map(str, seeds)),
-                                                   "layout": "rows = seeds, columns = classes", **text})
+        count = config.model.num_classes
+        images = _render_grid_images(drawn, latents.repeat_interleave(count, dim=0),
+                                     torch.arange(count).repeat(len(seeds)), count)
+        save_png(make_grid(images, count), out, {"run": str(source), "seeds": ",".join(map(str, seeds)),
+                                                 "layout": "rows = seeds, columns = classes", **text})
         return [out], nimg
-    else:
-        images = drawing(generator, latents, None, psi)
+    if folder:
+        return write_folder(drawn, latents, labels, seeds, out, source, text, classes), nimg
     if grid is not None:
         text["grid"] = f"{grid[0]}x{grid[1]}"
-    return write_images(images, seeds, out, source, columns, text), nimg
+    return write_grid(_render_grid_images(drawn, latents, labels, columns), seeds, out, source, columns, text), nimg

@@ -40,7 +40,8 @@ def _seed_list(text: str, flag: str) -> list[int]:
               help="Great-circle (keeps z typical) or straight-line interpolation.")
 @click.option("--loop", is_flag=True, help="Walk back to the first seed (a seamless animation).")
 @click.option("--fps", type=click.IntRange(1, 60), default=30, show_default=True, help="Animation frame rate.")
-@click.option("--scale", type=click.IntRange(1, 32), help="Enlarge frames N times. [to about 256 px]")
+@click.option("--scale", type=click.IntRange(1, 32),
+              help="Enlarge frames (or a .png grid's cells) N times. [animations: to about 256 px; .png: 1]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("walk.gif"), show_default=True,
               help=".gif, .mp4 (needs imageio-ffmpeg) or .png (a grid, one row per transition).")
 @_PSI

@@ -107,17 +107,17 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
         columns = max(frames, 2)
         rows = [walk(keypoints[i : i + 2], columns - 1, method) for i in range(transitions)]
         images = draw(torch.cat(rows))
+        if scale:  # the grid's cells enlarged, as the animations' frames are; by default at the images' size
+            _check_memory(len(images), images.shape[2], images.shape[3], scale)
+            images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+            text["scale"] = str(scale)
         save_png(make_grid(images, columns=columns), out, text)
         return len(images)
     # A looping animation must not show its first frame twice in a row, so it leaves the end out.
     latents = walk(keypoints, frames, method, include_end=not loop)
     first = draw(latents[:1])
     factor = scale or max(1, 256 // max(first.shape[2], first.shape[3]))
-    needed = len(latents) * first.shape[2] * first.shape[3] * factor * factor * 3  # the enlarged RGB frames
-    if needed > MAX_ANIMATION_BYTES:
-        raise ConfigError(f"{len(latents)} frames of {first.shape[3] * factor}x{first.shape[2] * factor} px would "
-                          f"take {needed / 2**30:.1f} GiB of memory (at most {MAX_ANIMATION_BYTES / 2**30:g}); use "
-                          "fewer --frames or a smaller --scale")
+    _check_memory(len(latents), first.shape[2], first.shape[3], factor)
     images = torch.cat([first, *(draw(chunk) for chunk in latents[1:].split(DRAW_BATCH))])
     pictures = _upscale(images, factor)
     if suffix == ".gif":
@@ -125,6 +125,14 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
     else:
         write_mp4(pictures, out, fps)
     return len(images)
+
+
+def _check_memory(count: int, height: int, width: int, factor: int) -> None:
+    needed = count * height * width * factor * factor * 3  # the enlarged RGB frames
+    if needed > MAX_ANIMATION_BYTES:
+        raise ConfigError(f"{count} frames of {width * factor}x{height * factor} px would take {needed / 2**30:.1f} "
+                          f"GiB of memory (at most {MAX_ANIMATION_BYTES / 2**30:g}); use fewer --frames or a "
+                          "smaller --scale")
 
 
 def _upscale(images: torch.Tensor, factor: int) -> list[np.ndarray]:
