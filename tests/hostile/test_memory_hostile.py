@@ -126,6 +126,35 @@ def test_serve_decodes_no_more_uploads_at_once_than_its_translation_slots(transl
     assert statuses == [200] * 8 and 1 <= most <= 2, (statuses, most)
 
 
+def test_serve_holds_at_most_four_uploads_a_slot_and_answers_more_busy(translator: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ganforge.serve.translate_app as translate_app
+
+    client = _client(translator, max_parallel=1)
+    arrived, release, lock = [], threading.Event(), threading.Lock()
+    translate = translate_app._translate
+
+    def held_translate(*args, **kwargs):
+        with lock:
+            arrived.append(1)
+        release.wait(60)  # each request holds its upload until the test has sent one more
+        return translate(*args, **kwargs)
+
+    monkeypatch.setattr(translate_app, "_translate", held_translate)
+    with ThreadPoolExecutor(4) as pool:
+        held = [pool.submit(client.post, "/api/translate.png", content=_digit_png()) for _ in range(4)]
+        deadline = time.monotonic() + 60
+        while len(arrived) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(arrived) == 4
+        refused = client.post("/api/translate.png", content=_digit_png())
+        release.set()
+        statuses = [future.result().status_code for future in held]
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5" and "retry" in refused.json()["error"]
+    assert statuses == [200] * 4
+    assert client.post("/api/translate.png", content=_digit_png()).status_code == 200  # room again once answered
+
+
 def test_serve_refuses_a_scale_whose_output_would_pass_the_side_limit(translator: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import ganforge.serve.translate_app as translate_app

@@ -6,8 +6,8 @@ hostile until checked: unknown or repeated parameters, values out of range, a bo
 from its Content-Length before it is read, and again while reading, since the header can lie), an empty body and
 a file that is not a usable image each get a 4xx with {"error": ..., "param": ...}; the image is decoded under
 the doctor's decompression-bomb limit and never written to disk. Decoding holds a full-size image, so it waits for
-one of the `max_parallel` slots as the forward pass does; running out of memory is a 503 "busy, retry", never a
-verdict on the image.
+one of the `max_parallel` slots as the forward pass does, and at most UPLOADS_PER_SLOT uploads a slot are held at
+once; running out of memory or of upload room is a 503 "busy, retry", never a verdict on the image.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
@@ -34,6 +34,9 @@ from ganforge.translation import translate_images
 
 MAX_UPLOAD_BYTES = 20 << 20  # a large photo as a camera writes it; the doctor resizes it to the model's input
 MAX_SCALE = 8  # nearest-neighbour enlargement of the output, for small models
+# Requests holding an upload (read, or waiting for a slot) per translation slot: more are a 503 "busy, retry",
+# so that a flood of uploads holds at most max_parallel x 4 x the upload limit in memory, not one per connection.
+UPLOADS_PER_SLOT = 4
 _CHUNK = 1 << 16
 
 Scale = Annotated[int, Query(ge=1, le=MAX_SCALE, description="nearest-neighbour enlargement of the output")]
@@ -46,7 +49,7 @@ class UploadTooLarge(Exception):
 
 
 class ServerBusy(Exception):
-    """No memory for this request now: the client should retry, not change its image."""
+    """No memory or upload room for this request now: the client should retry, not change its image."""
 
 
 def create_translation_app(source: Path, device: str = "cpu", max_parallel: int = 2, host: str = "127.0.0.1",
@@ -61,6 +64,7 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
     for loaded in translators.values():  # an exported graph that makes other images fails now, not on each request
         translate_images(loaded, torch.zeros((1, *loaded.input_shape), dtype=torch.uint8))
     slots = threading.BoundedSemaphore(max_parallel)  # forward passes at once; more requests wait their turn
+    held = 0  # requests holding an upload; counted on the event loop's one thread, so no lock
     app = base_app(host)
 
     @app.exception_handler(UploadTooLarge)
@@ -70,7 +74,8 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
 
     @app.exception_handler(ServerBusy)
     async def busy(request: Request, exc: ServerBusy) -> JSONResponse:
-        return JSONResponse({"error": "the server is out of memory for translations right now; retry in a moment"},
+        return JSONResponse({"error": "the server is busy (out of memory or upload slots for translations right now); "
+                                      "retry in a moment"},
                             status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/", include_in_schema=False)
@@ -92,10 +97,17 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
         if direction not in translators:
             raise BadParameter("direction", f"direction {direction}: this {first.config.model.name} run translates "
                                             f"{' and '.join(translators)} only")
-        body = await _read_body(request, max_upload_bytes)
-        form = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
-        # Decoding and the forward pass block: a worker thread runs them, so the server keeps answering meanwhile.
-        png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots, form)
+        nonlocal held
+        if held >= UPLOADS_PER_SLOT * max_parallel:
+            raise ServerBusy()
+        held += 1
+        try:
+            body = await _read_body(request, max_upload_bytes)
+            form = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+            # Decoding and the forward pass block: a worker thread runs them, so the server answers meanwhile.
+            png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots, form)
+        finally:
+            held -= 1
         return Response(png, media_type="image/png")
 
     return app
