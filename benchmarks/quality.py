@@ -56,6 +56,9 @@ MODELS = {
     "projected": ["--model", "projected", "--g-width", "16", "--batch", "16", *FAST],
     # The same with a wider, deeper frozen feature network (issue 29's candidates): slower per image, maybe better.
     "projected-lite1": ["--model", "projected", "--features", "lite1", "--g-width", "16", "--batch", "16", *FAST],
+    # Lite1 at batch 32: 1.11x the images a second of batch 16 here (BENCHMARKS.md), so more kimg in an hour.
+    "projected-lite1-b32": ["--model", "projected", "--features", "lite1", "--g-width", "16", "--batch", "32",
+                            *FAST],
     "projected-lite2": ["--model", "projected", "--features", "lite2", "--g-width", "16", "--batch", "16", *FAST],
     # Lite1 with both learning rates falling linearly to 0 over the run's last quarter (of the planned kimg with
     # --plan): issue 29 asks for a schedule set from the planned length.
@@ -82,6 +85,8 @@ MODELS = {
     "projected-small": ["--preset", "projected-cpu", *FAST],
     # with MSGAN's term: what `ganforge train` gives colour images below 64 px (the recipe alone narrowed there)
     "projected-small-ms": ["--preset", "projected-cpu", "--mode-seeking", "1", *FAST],
+    # the same with a head on the pixels themselves, against the palettes narrowing (issue 34)
+    "projected-small-ms-px": ["--preset", "projected-cpu", "--mode-seeking", "1", "--pixel-head", *FAST],
 }
 
 

@@ -19,7 +19,7 @@ SHAPES = {"mlp": (1, 28, 28), "dcgan": (1, 32, 32), "aae": (1, 32, 32), "progan"
 # A value unlike the default for every model option, to show that a declared option changes the networks.
 CHANGED = {"g_width": 16, "d_width": 16, "d_dropout": 0.25, "g_activation": "lrelu", "d_batchnorm": False,
            "spectral_norm": True, "mbstd": True, "g_upsample": "resize", "extra_convs": 1, "fmap_base": 1024,
-           "fmap_max": 32, "features": "lite1", "feature_resolution": 96}
+           "fmap_max": 32, "features": "lite1", "feature_resolution": 96, "pixel_head": True}
 
 
 def fingerprint(model: ModelConfig, shape: tuple[int, int, int]) -> str:

@@ -283,6 +283,24 @@ def test_feature_resolution_sets_the_size_the_feature_network_sees_and_zero_keep
 
 
 @needs_weights
+@pytest.mark.parametrize("shape, pooled", [((3, 32, 32), 16), ((3, 64, 64), 16), ((1, 28, 28), 28)])
+def test_the_pixel_head_judges_the_images_own_pixels_and_is_absent_unless_asked(shape, pooled):
+    torch.manual_seed(0)
+    plain = build_discriminator(ModelConfig(name="projected"), shape)
+    D = build_discriminator(ModelConfig(name="projected", pixel_head=True), shape)
+    images = (torch.rand(4, *shape) * 2 - 1).requires_grad_()
+    seen: list[tuple[int, ...]] = []
+    D.pixel_head.stem.register_forward_hook(lambda _m, i, _o: seen.append(tuple(i[0].shape[-2:])))
+    logits = D(images)
+    assert logits.shape[1] == plain(images).shape[1] + D.pixel_head.num_logits and seen == [(pooled, pooled)]
+    logits[:, -D.pixel_head.num_logits:].sum().backward()  # the pixel head's logits alone reach the pixels
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    # without the flag D is the paper's, key for key: checkpoints from before the head load as they did
+    assert plain.pixel_head is None and not any(key.startswith("pixel_head") for key in plain.state_dict())
+    assert set(plain.state_dict()) < set(D.state_dict())
+
+
+@needs_weights
 def test_mbstd_lets_every_head_see_a_batch_of_near_twins_for_what_it_is():
     torch.manual_seed(0)
     D = build_discriminator(ModelConfig(name="projected", mbstd=True), (3, 32, 32))

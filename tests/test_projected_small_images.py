@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from cli_helpers import invoke, one_error
 from ganforge.config import ModelConfig
@@ -111,6 +112,22 @@ def test_feature_resolution_is_recorded_resumes_fixed_and_is_refused_for_other_m
 
 
 @needs_weights
+@needs_weights
+def test_the_pixel_head_trains_is_checkpointed_and_stays_on_over_a_resume(tmp_path):
+    store = made_up_store(tmp_path, 32, count=64)
+    with one_thread():
+        run = invoke("train", "--data", store, "--kimg", "0.016", "--out", tmp_path / "runs", *TRAIN, "--pixel-head")
+    assert run.exit_code == 0, run.output
+    folder = only_run(tmp_path / "runs")
+    assert json.loads((folder / "config.json").read_text())["train"]["model"]["pixel_head"] is True
+    assert any(".pixel_head.head." in key for key in load_file(str(latest_checkpoint(folder))))
+    line = one_error(invoke("train", "--resume", folder, "--kimg", "0.032", "--no-pixel-head"))
+    assert "--pixel-head" in line
+    with one_thread():
+        resumed = invoke("train", "--resume", folder, "--kimg", "0.032")
+    assert resumed.exit_code == 0 and "resumed from" in resumed.output, resumed.output
+
+
 def test_the_cpu_preset_accepts_28_px_digits_sized_stores(tmp_path):
     store = make_store(tmp_path / "d28.gfs", np.zeros((64, 1, 28, 28), np.uint8)).path
     result = invoke("train", "--data", store, "--preset", "projected-cpu", "--out", tmp_path / "runs", "--dry-run")

