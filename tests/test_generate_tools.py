@@ -121,6 +121,13 @@ def test_a_grid_larger_than_image_viewers_open_is_refused_before_the_rest_is_dra
     check_grid_size(64, torch.zeros(1, 3, 1024, 1024), None)
 
 
+def test_interpolate_refuses_a_png_grid_larger_than_image_viewers_open(tiny_run, tmp_path):
+    line = invoke_error("interpolate", tiny_run, "--seeds", "0-6", "--frames", "64", "--scale", "32",
+                        "--out", tmp_path / "huge.png")
+    assert "would be 57474x5390 px, more than the 178,956,970 px image viewers open" in line
+    assert not (tmp_path / "huge.png").exists()
+
+
 def test_interpolate_scale_enlarges_a_png_grid_cell_by_cell(tiny_run, tmp_path):
     invoke("interpolate", tiny_run, "--seeds", "3,17", "--frames", "4", "--out", tmp_path / "plain.png")
     invoke("interpolate", tiny_run, "--seeds", "3,17", "--frames", "4", "--scale", "3", "--out", tmp_path / "big.png")

@@ -11,6 +11,7 @@ from PIL import Image
 from ganforge.config import ModelConfig
 from ganforge.config.registry import setting_info
 from ganforge.errors import ConfigError
+from ganforge.models import MODELS
 from ganforge.models import efficientnet_lite as lite
 from ganforge.models.frozen_features import FrozenFeatures
 from ganforge.models.projected import build_discriminator
@@ -283,7 +284,8 @@ def test_feature_resolution_sets_the_size_the_feature_network_sees_and_zero_keep
 
 
 @needs_weights
-@pytest.mark.parametrize("shape, pooled", [((3, 32, 32), 16), ((3, 64, 64), 16), ((1, 28, 28), 28)])
+@pytest.mark.parametrize("shape, pooled", [((3, 32, 32), (16, 16)), ((3, 64, 64), (16, 16)), ((1, 28, 28), (16, 16)),
+                                           ((3, 56, 56), (16, 16)), ((3, 32, 48), (16, 24))])
 def test_the_pixel_head_judges_the_images_own_pixels_and_is_absent_unless_asked(shape, pooled):
     torch.manual_seed(0)
     plain = build_discriminator(ModelConfig(name="projected"), shape)
@@ -292,12 +294,16 @@ def test_the_pixel_head_judges_the_images_own_pixels_and_is_absent_unless_asked(
     seen: list[tuple[int, ...]] = []
     D.pixel_head.stem.register_forward_hook(lambda _m, i, _o: seen.append(tuple(i[0].shape[-2:])))
     logits = D(images)
-    assert logits.shape[1] == plain(images).shape[1] + D.pixel_head.num_logits and seen == [(pooled, pooled)]
+    assert logits.shape[1] == plain(images).shape[1] + D.pixel_head.num_logits and seen == [pooled]
+    assert D.pixel_head.num_logits <= 3  # a fifth of D's loss or so, whatever the store's size
     logits[:, -D.pixel_head.num_logits:].sum().backward()  # the pixel head's logits alone reach the pixels
-    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert images.grad is not None and (images.grad.abs().sum(dim=(0, 1)) > 0).all()  # every pixel, borders too
     # without the flag D is the paper's, key for key: checkpoints from before the head load as they did
     assert plain.pixel_head is None and not any(key.startswith("pixel_head") for key in plain.state_dict())
     assert set(plain.state_dict()) < set(D.state_dict())
+    # --freeze-d 1 freezes the head from its input inwards: its stem with its first block
+    first_block = {id(parameter) for parameter in MODELS["projected"].d_blocks(D)[0].parameters()}
+    assert {id(parameter) for parameter in D.pixel_head.stem.parameters()} <= first_block
 
 
 @needs_weights

@@ -112,7 +112,6 @@ def test_feature_resolution_is_recorded_resumes_fixed_and_is_refused_for_other_m
 
 
 @needs_weights
-@needs_weights
 def test_the_pixel_head_trains_is_checkpointed_and_stays_on_over_a_resume(tmp_path):
     store = made_up_store(tmp_path, 32, count=64)
     with one_thread():
@@ -128,6 +127,7 @@ def test_the_pixel_head_trains_is_checkpointed_and_stays_on_over_a_resume(tmp_pa
     assert resumed.exit_code == 0 and "resumed from" in resumed.output, resumed.output
 
 
+@needs_weights
 def test_the_cpu_preset_accepts_28_px_digits_sized_stores(tmp_path):
     store = make_store(tmp_path / "d28.gfs", np.zeros((64, 1, 28, 28), np.uint8)).path
     result = invoke("train", "--data", store, "--preset", "projected-cpu", "--out", tmp_path / "runs", "--dry-run")

@@ -86,11 +86,12 @@ def test_a_column_of_fifty_million_pixels_is_stretched_without_a_giant_intermedi
 
 # --- serve: uploads -------------------------------------------------------------------------------------------------
 
-def _client(run: Path, max_parallel: int = 2):  # -> fastapi's TestClient, which needs the serve extra
+def _client(run: Path, max_parallel: int = 2, **limits: int):  # -> fastapi's TestClient (the serve extra)
     testclient = pytest.importorskip("fastapi.testclient")
     from ganforge.serve.translate_app import create_translation_app
 
-    return testclient.TestClient(create_translation_app(run, max_parallel=max_parallel), base_url=LOCAL_BASE_URL)
+    return testclient.TestClient(create_translation_app(run, max_parallel=max_parallel, **limits),
+                                 base_url=LOCAL_BASE_URL)
 
 
 def test_serve_translates_a_line_of_fifty_million_pixels_with_crop_none(translator: Path, wide_png: bytes) -> None:
@@ -126,11 +127,11 @@ def test_serve_decodes_no_more_uploads_at_once_than_its_translation_slots(transl
     assert statuses == [200] * 8 and 1 <= most <= 2, (statuses, most)
 
 
-def test_serve_holds_at_most_four_uploads_a_slot_and_answers_more_busy(translator: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_holds_at_most_four_upload_limits_a_slot_and_answers_more_busy(translator: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import ganforge.serve.translate_app as translate_app
 
-    client = _client(translator, max_parallel=1)
+    client = _client(translator, max_parallel=1, max_upload_bytes=len(_digit_png()))  # room: four of these
     arrived, release, lock = [], threading.Event(), threading.Lock()
     translate = translate_app._translate
 

@@ -16,7 +16,15 @@ import torch
 
 from ganforge.errors import ConfigError
 from ganforge.explore.classes import class_label, class_labels
-from ganforge.generate import check_psi, check_truncation, render, render_styles, seed_latents, truncation_space
+from ganforge.generate import (
+    check_grid_size,
+    check_psi,
+    check_truncation,
+    render,
+    render_styles,
+    seed_latents,
+    truncation_space,
+)
 from ganforge.images import MARK_VALUE, make_grid, save_png, to_pil
 from ganforge.models.stylegan2 import StyleGAN2Generator
 from ganforge.runs import load_generator
@@ -105,12 +113,15 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
     if suffix == ".png":
         # One row per transition, both ends included, as in the DCGAN paper's Figure 4.
         columns = max(frames, 2)
-        rows = [walk(keypoints[i : i + 2], columns - 1, method) for i in range(transitions)]
-        images = draw(torch.cat(rows))
-        if scale:  # the grid's cells enlarged, as the animations' frames are; by default at the images' size
-            _check_memory(len(images), images.shape[2], images.shape[3], scale)
-            images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-            text["scale"] = str(scale)
+        cells = torch.cat([walk(keypoints[i : i + 2], columns - 1, method) for i in range(transitions)])
+        first = draw(cells[:1])  # its size bounds the grid before the rest is drawn
+        factor = scale or 1  # the grid's cells enlarged only when asked, as the animations' frames are
+        _check_memory(len(cells), first.shape[2], first.shape[3], factor)
+        check_grid_size(len(cells), first.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3), columns)
+        images = torch.cat([first, *(draw(chunk) for chunk in cells[1:].split(DRAW_BATCH))])
+        if factor > 1:
+            images = images.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+            text["scale"] = str(factor)
         save_png(make_grid(images, columns=columns), out, text)
         return len(images)
     # A looping animation must not show its first frame twice in a row, so it leaves the end out.

@@ -18,8 +18,8 @@ D(x) = heads(CSM(CCM(F(x)))):
   With `--mbstd` (not the authors'), each head appends the minibatch standard deviation (Karras et al. 2018)
   before its logits: without it each head judges every sample alone, so a batch of near-twins, each one
   plausible, passes as well as a varied batch.
-With `--pixel-head` (not the authors'), one more head judges the images themselves, average-pooled to about
-16 px (PixelHead): the feature heads see F's ImageNet-normalised features, and a G whose samples narrowed to two
+With `--pixel-head` (not the authors'), one more head judges the images themselves, resized to 16 px
+(PixelHead): the feature heads see F's ImageNet-normalised features, and a G whose samples narrowed to two
 palettes at 32 px kept passing them (BENCHMARKS.md, "What narrows the 32 px faces").
 Class conditioning (the authors' SingleDiscCond): each head adds the projection <embed(y), cls(h)> / sqrt(d)
 (Miyato & Koyama 2018) to its logits. Augmentation (DiffAugment) is the training loop's job, not D's.
@@ -162,25 +162,34 @@ class ScaleHead(nn.Module):
         return logits.flatten(1)
 
 
-PIXEL_SIDE = 16  # the pixel head's input: colours and layout, no texture
+PIXEL_SIDE = 16  # the pixel head's input's shorter side: colours and layout, no texture
 PIXEL_WIDTH = 64  # its first conv's channels, as the stride-4 feature head's input
 
 
 class PixelHead(nn.Module):
-    """A trainable D on the images' own pixels, average-pooled by a whole factor to a shorter side of about
-    PIXEL_SIDE: a spectrally normalised 3x3 conv to PIXEL_WIDTH channels, then a ScaleHead."""
+    """A trainable D on the images' own pixels, averaged over whole blocks (or resized, antialiased, where the
+    size is no multiple) to a shorter side of PIXEL_SIDE: a spectrally normalised 3x3 conv to PIXEL_WIDTH
+    channels, then a ScaleHead. At every store size it adds one logit for a square image (a few for a wide one),
+    so its share of D's loss stays about a fifth."""
 
     def __init__(self, channels: int, height: int, width: int, num_classes: int, mbstd: bool = False) -> None:
         super().__init__()
-        self.factor = max(1, min(height, width) // PIXEL_SIDE)
+        shorter = min(height, width)
+        self.size = (round(height * PIXEL_SIDE / shorter), round(width * PIXEL_SIDE / shorter))
         self.stem = nn.Sequential(nn.Conv2d(channels, PIXEL_WIDTH, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True))
         apply_spectral_norm(self.stem)
-        self.head = ScaleHead(PIXEL_WIDTH, height // self.factor, width // self.factor, num_classes, mbstd)
+        self.head = ScaleHead(PIXEL_WIDTH, *self.size, num_classes, mbstd)
         self.num_logits = self.head.num_logits
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        pooled = F.avg_pool2d(images, self.factor) if self.factor > 1 else images
-        return self.head(self.stem(pooled), labels)
+        height, width = images.shape[-2:]
+        factor = height // self.size[0]
+        if (height, width) == (factor * self.size[0], factor * self.size[1]):  # 32, 64, 128 px...: a plain mean
+            resized = F.avg_pool2d(images, factor) if factor > 1 else images
+        else:
+            resized = F.interpolate(images, size=self.size, mode="bilinear", align_corners=False,
+                                    antialias=self.size[0] < height)
+        return self.head(self.stem(resized), labels)
 
 
 class ProjectedDiscriminator(nn.Module):
@@ -264,8 +273,9 @@ def build(config: ModelConfig, image_shape: ImageShape) -> tuple[nn.Module, nn.M
 def _d_blocks(discriminator: nn.Module) -> list[nn.Module]:
     """FreezeD's blocks: the feature network is frozen already; block k is every scale head's k-th down block."""
     heads = [list(head.get_submodule("main").children()) for head in discriminator.get_submodule("heads").children()]
-    if getattr(discriminator, "pixel_head", None) is not None:
-        heads.append(list(discriminator.get_submodule("pixel_head.head.main").children()))
+    if getattr(discriminator, "pixel_head", None) is not None:  # its stem freezes with its first block
+        first, *rest = discriminator.get_submodule("pixel_head.head.main").children()
+        heads.append([nn.ModuleList([discriminator.get_submodule("pixel_head.stem"), first]), *rest])
     depth = max(len(layers) for layers in heads)
     return [nn.ModuleList([layers[k] for layers in heads if len(layers) > k]) for k in range(depth)]
 

@@ -6,8 +6,9 @@ hostile until checked: unknown or repeated parameters, values out of range, a bo
 from its Content-Length before it is read, and again while reading, since the header can lie), an empty body and
 a file that is not a usable image each get a 4xx with {"error": ..., "param": ...}; the image is decoded under
 the doctor's decompression-bomb limit and never written to disk. Decoding holds a full-size image, so it waits for
-one of the `max_parallel` slots as the forward pass does, and at most UPLOADS_PER_SLOT uploads a slot are held at
-once; running out of memory or of upload room is a 503 "busy, retry", never a verdict on the image.
+one of the `max_parallel` slots as the forward pass does, and at most UPLOADS_PER_SLOT upload limits' worth of bytes
+a slot are held at once; running out of memory or of upload room is a 503 "busy, retry", never a verdict on the
+image.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
@@ -34,8 +35,9 @@ from ganforge.translation import translate_images
 
 MAX_UPLOAD_BYTES = 20 << 20  # a large photo as a camera writes it; the doctor resizes it to the model's input
 MAX_SCALE = 8  # nearest-neighbour enlargement of the output, for small models
-# Requests holding an upload (read, or waiting for a slot) per translation slot: more are a 503 "busy, retry",
-# so that a flood of uploads holds at most max_parallel x 4 x the upload limit in memory, not one per connection.
+# Bytes of uploads held at once (arriving, or read and waiting for a slot), in upload limits per translation slot:
+# past them a request is a 503 "busy, retry", so a flood of uploads holds at most max_parallel x 4 x the limit in
+# memory, not the limit per connection. Bytes, not requests: slow clients sending little hold little room.
 UPLOADS_PER_SLOT = 4
 _CHUNK = 1 << 16
 
@@ -64,7 +66,7 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
     for loaded in translators.values():  # an exported graph that makes other images fails now, not on each request
         translate_images(loaded, torch.zeros((1, *loaded.input_shape), dtype=torch.uint8))
     slots = threading.BoundedSemaphore(max_parallel)  # forward passes at once; more requests wait their turn
-    held = 0  # requests holding an upload; counted on the event loop's one thread, so no lock
+    room = UploadRoom(UPLOADS_PER_SLOT * max_parallel * max_upload_bytes)
     app = base_app(host)
 
     @app.exception_handler(UploadTooLarge)
@@ -97,17 +99,13 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
         if direction not in translators:
             raise BadParameter("direction", f"direction {direction}: this {first.config.model.name} run translates "
                                             f"{' and '.join(translators)} only")
-        nonlocal held
-        if held >= UPLOADS_PER_SLOT * max_parallel:
-            raise ServerBusy()
-        held += 1
+        body = await _read_body(request, max_upload_bytes, room)
         try:
-            body = await _read_body(request, max_upload_bytes)
             form = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
             # Decoding and the forward pass block: a worker thread runs them, so the server answers meanwhile.
             png = await run_in_threadpool(_translate, translators[direction], body, crop, scale, slots, form)
         finally:
-            held -= 1
+            room.give(len(body))
         return Response(png, media_type="image/png")
 
     return app
@@ -144,19 +142,43 @@ def _looks_multipart(body: bytes) -> bool:
     return head.startswith(b"--") and b"content-disposition: form-data" in head.lower()
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class UploadRoom:
+    """The bytes of uploads the server holds at once, across requests (each may run on its own thread's loop)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> None:
+        with self._lock:
+            if self.held + count > self.limit:
+                raise ServerBusy()
+            self.held += count
+
+    def give(self, count: int) -> None:
+        with self._lock:
+            self.held -= count
+
+
+async def _read_body(request: Request, limit: int, room: UploadRoom) -> bytes:
+    """The body, its bytes taken from `room` as they arrive (given back here on failure, by the caller after)."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         if not declared.isdigit():
             raise BadParameter("file", "file: the Content-Length header is not a number of bytes")
         raise UploadTooLarge()
     received = bytearray()
-    async for chunk in request.stream():
-        received += chunk
-        if len(received) > limit:  # a chunked upload, or a Content-Length that lied
-            raise UploadTooLarge()
-    if not received:
-        raise BadParameter("file", "file: the upload is empty; send the image file as the request body")
+    try:
+        async for chunk in request.stream():
+            room.take(len(chunk))
+            received += chunk
+            if len(received) > limit:  # a chunked upload, or a Content-Length that lied
+                raise UploadTooLarge()
+        if not received:
+            raise BadParameter("file", "file: the upload is empty; send the image file as the request body")
+    except BaseException:
+        room.give(len(received))
+        raise
     return bytes(received)
 
 
