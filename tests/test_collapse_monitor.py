@@ -163,8 +163,10 @@ def test_the_warning_names_only_remedies_the_run_does_not_already_use() -> None:
     projected = TrainConfig(model=ModelConfig(name="projected"), augment=AugmentConfig(name="diffaugment"),
                             ema_kimg=10.0)
     # MSGAN's term held Projected GAN's 32 px cars, where the recipe alone narrowed to a few grey saloons
-    assert remedies(projected) == ["--mode-seeking 1"]
-    seeking = dataclasses.replace(projected, loss=LossConfig(mode_seeking=1.0))
+    # and the pixel head widened its 32 px faces' palettes
+    assert remedies(projected) == ["--mode-seeking 1", "--pixel-head"]
+    seeking = dataclasses.replace(projected, loss=LossConfig(mode_seeking=1.0),
+                                  model=ModelConfig(name="projected", pixel_head=True))
     assert remedies(seeking) == []
     assert remedies(dataclasses.replace(seeking, ema_kimg=1.0)) == ["--ema-kimg 10"]
     conditional = TrainConfig(model=ModelConfig(conditional=True, num_classes=10), ema_kimg=10.0)

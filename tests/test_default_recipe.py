@@ -131,10 +131,12 @@ def test_small_photos_get_projected_gan_unconditionally_and_the_measurement_behi
     images = np.random.default_rng(0).integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
     names = None if labels is None else [f"class{k}" for k in range(10)]
     lines, table = dry_run("--data", str(make_store(tmp_path / "s32.gfs", images, labels, names).path))
-    assert lines[0].startswith("recipe projected-cpu --mode-seeking 1 (") and table["--cond"] == "off"
+    assert lines[0].startswith("recipe projected-cpu --mode-seeking 1 --pixel-head (") and table["--cond"] == "off"
     assert "32 px cars" in lines[0] and "collapsed" in lines[0] and table["--model"] == "projected"
     # MSGAN's term: without it the recipe narrowed to a few grey saloons on the 32 px cars as it trained on
     assert table["--mode-seeking"] == "1" and "narrowing" in lines[0]
+    # the pixel head: without it the 32 px faces came in two to four hair palettes
+    assert table["--pixel-head"] == "on" and "palettes" in lines[0]
 
 
 def test_small_photos_without_the_projected_extra_fall_back_to_dcgan_with_the_install_line(monkeypatch):

@@ -79,6 +79,10 @@ SMALL_IMAGE_SCORES = {"projected": "FID 94.6 and 99.8, recall 0.086 and 0.011",
 # on a bf16 CPU")
 SMALL_PHOTOS_SEEKING = ("recall 0.111 against 0.054 without it on the 32 px cars, and 0.042 against 0.004 on the 32 px "
                         "anime faces, with FID 75.0 against 89.4 there")
+# The same recipe with and without the pixel head, 45.4 kimg on the 32 px anime faces, two seeds, n = 2,000
+# (BENCHMARKS.md, "A head on the pixels")
+SMALL_PHOTOS_PIXEL_HEAD = ("FID 53.7 and 65.7 against 71.3 and 71.8 on two seeds, recall 0.065 and 0.038 against "
+                           "0.029 and 0.024, where the recipe alone drew two to four hair palettes")
 
 
 def nearest_measurement(device: torch.device, side: int, minutes: float | None) -> Measurement:
@@ -102,20 +106,23 @@ class RecipeChoice:
     conditional: bool = False
     features: str | None = None  # Projected GAN's --features, where another than the preset's measured better
     mode_seeking: float = 0.0  # MSGAN's term, where a recipe narrowed to a few images (within classes) without it
+    pixel_head: bool = False  # Projected GAN's head on the pixels themselves, where its palettes narrowed without it
 
     def overrides(self) -> Overrides:
         """The preset's settings, plus bf16 and channels-last where this device runs them faster, plus --cond
         where the recipe uses the store's labels, plus the feature network that measured best, plus MSGAN's
-        mode-seeking term where it is used."""
+        mode-seeking term and Projected GAN's pixel head where they are used."""
         speed: Overrides = {("precision",): "bf16", ("channels_last",): True} if self.fast_bf16 else {}
         labels: Overrides = {("model", "conditional"): True} if self.conditional else {}
         features: Overrides = {("model", "features"): self.features} if self.features else {}
         seeking: Overrides = {("loss", "mode_seeking"): self.mode_seeking} if self.mode_seeking else {}
-        return {**preset_overrides(self.preset), **speed, **labels, **features, **seeking}
+        pixels: Overrides = {("model", "pixel_head"): True} if self.pixel_head else {}
+        return {**preset_overrides(self.preset), **speed, **labels, **features, **seeking, **pixels}
 
     def describe(self) -> str:
         flags = ((" + --cond" if self.conditional else "") + (f" --features {self.features}" if self.features else "")
-                 + (f" --mode-seeking {self.mode_seeking:g}" if self.mode_seeking else ""))
+                 + (f" --mode-seeking {self.mode_seeking:g}" if self.mode_seeking else "")
+                 + (" --pixel-head" if self.pixel_head else ""))
         speed = "; bf16 + channels-last (this device computes bf16 natively)" if self.fast_bf16 else ""
         return (f"recipe {self.preset}{flags} (chosen because no --model or --preset was given): {self.reason}"
                 f"{speed}. Name --model or --preset to choose yourself.")
@@ -159,8 +166,9 @@ def choose_recipe(shape: tuple[int, int, int], count: int | None, device: torch.
 
 def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, winner: str) -> RecipeChoice:
     """Below FastGAN's 64 px: one-channel images (digits, clothes) get the DCGAN recipe, class-conditional where
-    the store has labels; colour images get Projected GAN (G stopped early, D on the images resized to 64 px),
-    because the DCGAN recipes collapsed on the 32 px photos (BENCHMARKS.md, "Below 64 px")."""
+    the store has labels; colour images get Projected GAN (G stopped early, D on the images resized to 64 px, and
+    a head on the pixels themselves), because the DCGAN recipes collapsed on the 32 px photos (BENCHMARKS.md,
+    "Below 64 px")."""
     if channels == 1 and classes >= 2:
         return RecipeChoice(
             "dcgan-small",
@@ -187,8 +195,10 @@ def _small_image_recipe(images: str, channels: int, classes: int, bf16: bool, wi
         f"{images}, below FastGAN's {FASTGAN_MIN_SIDE} px minimum: Projected GAN (G from 4 px, D on the images "
         f"resized to 64 px) reached {SMALL_IMAGE_SCORES['projected']} {SMALL_PHOTOS_MEASURED}, where the digits' "
         f"DCGAN recipe collapsed ({SMALL_IMAGE_SCORES['dcgan-small']}); MSGAN's mode-seeking term slows its "
-        f"narrowing to a few images as it trains on ({SMALL_PHOTOS_SEEKING}; BENCHMARKS.md, \"Mode collapse\")",
-        bf16, mode_seeking=1.0)
+        f"narrowing to a few images as it trains on ({SMALL_PHOTOS_SEEKING}; BENCHMARKS.md, \"Mode collapse\"); a "
+        f"head on the pixels themselves widens its palettes on the 32 px anime faces ({SMALL_PHOTOS_PIXEL_HEAD}; "
+        "\"A head on the pixels\")",
+        bf16, mode_seeking=1.0, pixel_head=True)
 
 
 def translation_recipe(pairing: str, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],

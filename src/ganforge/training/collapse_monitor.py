@@ -168,6 +168,9 @@ def remedies(config: TrainConfig) -> list[str]:
     seeks = config.model.conditional or config.model.name == "projected"
     if seeks and config.loss.mode_seeking == 0 and family_of(config.model.name).scheme in NOISE_TO_IMAGE_SCHEMES:
         flags.append("--mode-seeking 1")
+    # A head on the pixels widened the palettes Projected GAN's 32 px faces had narrowed to (BENCHMARKS.md)
+    if config.model.name == "projected" and not config.model.pixel_head:
+        flags.append("--pixel-head")
     if config.model.conditional:
         flags.append("--no-cond")
     if config.model.name != "projected":
