@@ -67,7 +67,8 @@ def test_the_starting_point_of_a_run_is_fixed_on_resume():
     assert fixed == {"--model", "--z-dim", "--g-width", "--d-width", "--seed", "--out", "--g-activation",
                      "--d-batchnorm", "--spectral-norm", "--mbstd", "--g-upsample", "--cond", "--d-dropout",
                      "--fmap-base", "--fmap-max", "--fade-kimg", "--stable-kimg", "--extra-convs", "--pool-size",
-                     "--init", "--freeze-d", "--freeze-g-mapping", "--features", "--feature-resolution"}
+                     "--init", "--freeze-d", "--freeze-g-mapping", "--features", "--feature-resolution",
+                     "--pixel-head"}
 
 
 def test_resume_refuses_fixed_settings_by_flag_and_allows_hyperparameters():

@@ -59,9 +59,8 @@ class ModelConfig:
                             "(EfficientNet-Lite0, ganforge[projected]) or the wider, deeper lite1 or lite2 "
                             "(ganforge[projected-large]).",
                             choices=("lite0", "lite1", "lite2"), fixed_on_resume=True)
-    pixel_head: bool = setting(False, "projected: one more trainable head, on the images' own pixels resized to 16 "
-                               "px, beside the heads on the frozen features (which judge shapes more "
-                               "than overall colour); against palettes narrowing (BENCHMARKS.md).",
+    pixel_head: bool = setting(False, "projected: one more trainable head, on the images' own pixels at 16 px, "
+                               "beside the frozen-feature heads; against narrowing palettes (BENCHMARKS.md).",
                                fixed_on_resume=True)
     feature_resolution: int = setting(0, "projected: the shorter side D's feature network sees the images at; 0 = "
                                       "their own size from 64 px up and 64 px below (fast on a CPU), 224 the "
