@@ -197,12 +197,13 @@ def _check_distinct(names: list[str], seeds: list[int]) -> None:
         seen.add(name)
 
 
-def check_grid_size(count: int, first: torch.Tensor, columns: int | None) -> None:
-    """Refuse a grid PNG that image viewers (and PIL, past its decompression-bomb limit) will not open."""
+def check_grid_size(count: int, cell_height: int, cell_width: int, columns: int | None) -> None:
+    """Refuse a grid PNG of `count` cells that image viewers (and PIL, past its decompression-bomb limit) will not
+    open."""
     rows, cols = grid_shape(count, columns)
-    height, width = rows * (first.shape[-2] + 2) + 2, cols * (first.shape[-1] + 2) + 2
+    height, width = rows * (cell_height + 2) + 2, cols * (cell_width + 2) + 2
     if height * width > MAX_GRID_PIXELS:
-        raise ConfigError(f"a grid of {count} images of {first.shape[-1]}x{first.shape[-2]} px would be {width}x"
+        raise ConfigError(f"a grid of {count} images of {cell_width}x{cell_height} px would be {width}x"
                           f"{height} px, more than the {MAX_GRID_PIXELS:,} px image viewers open; give --out a "
                           "folder (one PNG per seed) or fewer seeds")
 
@@ -211,7 +212,7 @@ def _render_grid_images(draw: Callable[[torch.Tensor, torch.Tensor | None], torc
                         labels: torch.Tensor | None, columns: int | None) -> torch.Tensor:
     """All the grid's images, its size checked on the first one before the rest are drawn."""
     first = draw(latents[:1], None if labels is None else labels[:1])
-    check_grid_size(len(latents), first, columns)
+    check_grid_size(len(latents), first.shape[-2], first.shape[-1], columns)
     rest = draw(latents[1:], None if labels is None else labels[1:]) if len(latents) > 1 else first[:0]
     return torch.cat([first, rest])
 
@@ -267,10 +268,9 @@ def generate_images(source: Path, seeds: list[int], out: Path, *, psi: float = 1
         _check_class_grid(len(seeds), config.model.num_classes, grid is not None or columns is not None)
     latents = seed_latents(seeds, config.model.z_dim)
     space = truncation_space(config)
-    drawing: Draw = draw or (lambda g, z, y, p: render(g, z, labels=y, psi=p, space=space))
 
     def drawn(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return drawing(generator, z, y, psi)
+        return draw(generator, z, y, psi) if draw else render(generator, z, labels=y, psi=psi, space=space)
 
     text = {"psi": f"{psi:g}", "kimg": f"{nimg / 1000:.1f}", **({"edit": edit} if edit else {})}
     labels, classes = None, None

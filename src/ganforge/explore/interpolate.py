@@ -117,8 +117,8 @@ def interpolate(source: Path, seeds: list[int], out: Path, *, frames: int = 60, 
         first = draw(cells[:1])  # its size bounds the grid before the rest is drawn
         factor = scale or 1  # the grid's cells enlarged only when asked, as the animations' frames are
         _check_memory(len(cells), first.shape[2], first.shape[3], factor)
-        check_grid_size(len(cells), first.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3), columns)
-        images = torch.cat([first, *(draw(chunk) for chunk in cells[1:].split(DRAW_BATCH))])
+        check_grid_size(len(cells), first.shape[2] * factor, first.shape[3] * factor, columns)
+        images = torch.cat([first, draw(cells[1:])])  # render batches its input
         if factor > 1:
             images = images.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
             text["scale"] = str(factor)

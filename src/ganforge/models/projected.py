@@ -176,19 +176,20 @@ class PixelHead(nn.Module):
         super().__init__()
         shorter = min(height, width)
         self.size = (round(height * PIXEL_SIDE / shorter), round(width * PIXEL_SIDE / shorter))
+        # a whole factor (32, 64, 128 px...: a plain mean over blocks), else 0: an antialiased resize
+        factor = height // self.size[0]
+        self.factor = factor if (height, width) == (factor * self.size[0], factor * self.size[1]) else 0
         self.stem = nn.Sequential(nn.Conv2d(channels, PIXEL_WIDTH, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True))
         apply_spectral_norm(self.stem)
         self.head = ScaleHead(PIXEL_WIDTH, *self.size, num_classes, mbstd)
         self.num_logits = self.head.num_logits
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        height, width = images.shape[-2:]
-        factor = height // self.size[0]
-        if (height, width) == (factor * self.size[0], factor * self.size[1]):  # 32, 64, 128 px...: a plain mean
-            resized = F.avg_pool2d(images, factor) if factor > 1 else images
+        if self.factor:
+            resized = F.avg_pool2d(images, self.factor) if self.factor > 1 else images
         else:
             resized = F.interpolate(images, size=self.size, mode="bilinear", align_corners=False,
-                                    antialias=self.size[0] < height)
+                                    antialias=self.size[0] < images.shape[-2])
         return self.head(self.stem(resized), labels)
 
 
