@@ -5,6 +5,7 @@ that a run starts from."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ganforge.cli import main
 from ganforge.config import AugmentConfig, ModelConfig, TrainConfig
 from ganforge.errors import ConfigError
 from ganforge.models import build_networks
+from ganforge.models import efficientnet_lite as lite
 from ganforge.runs import checkpoint as ckpt
 from ganforge.training.fine_tuning import default_frozen_blocks, fine_tuning_recipe
 from ganforge.training.init_from import InitSource, apply_init, match_init, open_init_source
@@ -192,6 +194,29 @@ def test_freeze_d_keeps_the_frozen_blocks_bit_identical_and_the_done_line_has_th
     assert "memorization: " in done and "median distance ratio" in done
     summary = json.loads((run / "memorization" / "summary.json").read_text())
     assert summary["n_train"] == 128 and (run / "memorization" / "nearest_neighbours.png").is_file()
+
+
+@pytest.mark.skipif(importlib.util.find_spec(lite.LITE0.package) is None,
+                    reason='the EfficientNet-Lite0 wheel is missing: pip install "ganforge[projected]"')
+def test_freeze_d_refuses_to_freeze_a_head_the_source_never_trained() -> None:
+    """`--pixel-head` on a source without one adds a head whose stem --freeze-d 1 would freeze: random for the
+    whole run. Refused, naming the head; without --freeze-d the head starts fresh and is listed."""
+    shape = (3, 32, 32)
+    plain = TrainConfig(model=ModelConfig(name="projected", g_width=4))
+    built = build_networks(plain.model, shape)
+    tensors = {"G": built.generator.state_dict(), "D": built.discriminator.state_dict()}
+    source = InitSource("old32", Path("old32"), "run", plain, shape, 1000, tensors, "0" * 64)
+    with_head = TrainConfig(model=ModelConfig(name="projected", g_width=4, pixel_head=True), freeze_d=1)
+    nets = build_networks(with_head.model, shape)
+    networks = {"G": nets.generator, "D": nets.discriminator}
+    refused = r"--freeze-d 1 .*old32 does not hold D\.pixel_head\.\* \(5 tensors\).*--pixel-head"
+    with pytest.raises(ConfigError, match=refused):
+        match_init(source, with_head, shape, networks)
+    unfrozen = match_init(source, TrainConfig(model=with_head.model), shape, networks)
+    assert any(key.startswith("D.pixel_head.") for key, _ in unfrozen.skipped)
+    headed = InitSource("new32", Path("new32"), "run", with_head, shape, 1000,
+                        {"G": nets.generator.state_dict(), "D": nets.discriminator.state_dict()}, "0" * 64)
+    assert not match_init(headed, with_head, shape, networks).skipped  # a source with the head freezes its own
 
 
 def test_a_few_shot_store_turns_on_augmentation_and_freezed_and_a_large_one_does_not(source: Path,

@@ -7,7 +7,8 @@ said so) and grey <-> RGB images (G's output layer and D's input layer are widen
 channel axis, so a grey image still gets the response the source gave it), and a growing family (ProGAN,
 StyleGAN2) at 2x, 4x ... its source's resolution keeps the source's layers and adds new ones
 (`ModelFamily.grows_from`); ProGAN's schedule then starts at the fade-in above the source's resolution.
-Another family, another resolution, or a source of which less than half of G fits is refused in one line.
+Another family, another resolution, a source of which less than half of G fits, or `--freeze-d` over layers the
+source lacks is refused in one line.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ganforge.runs.exported import DISCRIMINATOR_FILE, FORMATS, is_export_folder
 from ganforge.runs.folder import read_run_config
 from ganforge.runs.hub_source import fetch_generator_files, hub_repo_id
 from ganforge.runs.weights import weight_problem
+from ganforge.training.freeze import frozen_modules
 
 ImageShape = tuple[int, int, int]
 ROLES = ("G", "D", "G_ema", "E")  # checkpoint prefixes: generator, discriminator, G's average, AAE's encoder
@@ -207,12 +209,30 @@ def match_init(source: InitSource, config: TrainConfig, shape: ImageShape,
             if role == "G" and name in parameters:
                 g_total += target.numel()
                 g_from_source += target.numel() if taken is not None else 0
+    _check_frozen_from_source(match, config, networks, given)
     match.g_share = g_from_source / max(1, g_total)
     if match.g_share < MIN_G_SHARE:
         raise ConfigError(f"--init {given}: only {match.g_share:.0%} of G's weights fit this run's networks (the "
                           "settings differ too much: widths, z size); drop the model flags that differ from the "
                           "source's")
     return match
+
+
+def _check_frozen_from_source(match: InitMatch, config: TrainConfig, networks: dict[str, nn.Module],
+                              given: str) -> None:
+    """Refuse to freeze what the source does not hold (e.g. `--pixel-head` added to a source without one): a frozen
+    layer would keep its random start for the whole run."""
+    if not config.freeze_d or "D" not in networks:
+        return
+    frozen = frozen_modules(config, family_of(config.model.name), networks["G"], networks["D"])
+    frozen_ids = {id(p) for module in frozen for p in module.parameters()}
+    fresh = {f"D.{name}" for name, p in networks["D"].named_parameters() if id(p) in frozen_ids} \
+        & {key for key, _ in match.skipped}
+    if fresh:
+        modules = ", ".join(sorted({".".join(key.split(".")[:2]) + ".*" for key in fresh}))
+        raise ConfigError(f"--freeze-d {config.freeze_d} keeps D's first blocks as {given} trained them, but {given} "
+                          f"does not hold {modules} ({len(fresh)} tensors): frozen, they would stay random. Lower "
+                          "--freeze-d, or drop the flag that adds them (e.g. --pixel-head)")
 
 
 def _doublings(source: InitSource, shape: ImageShape) -> int:
