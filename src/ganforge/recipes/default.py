@@ -79,10 +79,11 @@ SMALL_IMAGE_SCORES = {"projected": "FID 94.6 and 99.8, recall 0.086 and 0.011",
 # on a bf16 CPU")
 SMALL_PHOTOS_SEEKING = ("recall 0.111 against 0.054 without it on the 32 px cars, and 0.042 against 0.004 on the 32 px "
                         "anime faces, with FID 75.0 against 89.4 there")
-# The same recipe with and without the pixel head, 45.4 kimg on the 32 px anime faces, two seeds, n = 2,000
-# (BENCHMARKS.md, "A head on the pixels")
+# The same recipe with and without the pixel head, 10 minutes' kimg on the 32 px anime faces and cars, two seeds
+# each, n = 2,000 (BENCHMARKS.md, "A head on the pixels")
 SMALL_PHOTOS_PIXEL_HEAD = ("FID 53.7 and 65.7 against 71.3 and 71.8 on two seeds, recall 0.065 and 0.038 against "
-                           "0.029 and 0.024, where the recipe alone drew two to four hair palettes")
+                           "0.029 and 0.024, where the recipe alone drew two to four hair palettes; on the 32 px cars "
+                           "FID 59.9 and 63.0 against 92.5 and 89.4, whole cars where the recipe's were often torn")
 
 
 def nearest_measurement(device: torch.device, side: int, minutes: float | None) -> Measurement:
