@@ -5,6 +5,7 @@ that a run starts from."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -217,6 +218,23 @@ def test_freeze_d_refuses_to_freeze_a_head_the_source_never_trained() -> None:
     headed = InitSource("new32", Path("new32"), "run", with_head, shape, 1000,
                         {"G": nets.generator.state_dict(), "D": nets.discriminator.state_dict()}, "0" * 64)
     assert not match_init(headed, with_head, shape, networks).skipped  # a source with the head freezes its own
+
+
+def test_freeze_g_mapping_refuses_a_mapping_the_source_does_not_hold() -> None:
+    """A style G whose mapping network takes another z size: its first layer starts fresh, so freezing the mapping
+    would keep that layer random. Refused, naming the flag and the layers; the rest of G still fits."""
+    source_model = ModelConfig(name="stylegan2", z_dim=16, fmap_base=256, fmap_max=32)
+    built = build_networks(source_model, (3, 8, 8))
+    source = InitSource("z16", Path("z16"), "run", TrainConfig(model=source_model, batch=8), (3, 8, 8), 1000,
+                        {"G": built.generator.state_dict(), "D": built.discriminator.state_dict()}, "0" * 64)
+    ours = TrainConfig(model=ModelConfig(name="stylegan2", z_dim=24, fmap_base=256, fmap_max=32), batch=8,
+                       freeze_g_mapping=True)
+    nets = build_networks(ours.model, (3, 8, 8))
+    networks = {"G": nets.generator, "D": nets.discriminator}
+    with pytest.raises(ConfigError, match=r"^--freeze-g-mapping keep.* z16 does not hold G\.mapping\.\*"):
+        match_init(source, ours, (3, 8, 8), networks)
+    unfrozen = dataclasses.replace(ours, freeze_g_mapping=False)
+    assert match_init(source, unfrozen, (3, 8, 8), networks).g_share >= 0.5  # the rest of G is the source's
 
 
 def test_a_few_shot_store_turns_on_augmentation_and_freezed_and_a_large_one_does_not(source: Path,

@@ -220,19 +220,22 @@ def match_init(source: InitSource, config: TrainConfig, shape: ImageShape,
 
 def _check_frozen_from_source(match: InitMatch, config: TrainConfig, networks: dict[str, nn.Module],
                               given: str) -> None:
-    """Refuse to freeze what the source does not hold (e.g. `--pixel-head` added to a source without one): a frozen
-    layer would keep its random start for the whole run."""
-    if not config.freeze_d or "D" not in networks:
+    """Refuse to freeze what the source does not hold (e.g. `--pixel-head` added to a source without one, a
+    mapping network of another size): a frozen layer would keep its random start for the whole run."""
+    if not (config.freeze_d or config.freeze_g_mapping) or not {"G", "D"} <= networks.keys():
         return
     frozen = frozen_modules(config, family_of(config.model.name), networks["G"], networks["D"])
     frozen_ids = {id(p) for module in frozen for p in module.parameters()}
-    fresh = {f"D.{name}" for name, p in networks["D"].named_parameters() if id(p) in frozen_ids} \
-        & {key for key, _ in match.skipped}
+    fresh = {f"{role}.{name}" for role in ("G", "D") for name, p in networks[role].named_parameters()
+             if id(p) in frozen_ids} & {key for key, _ in match.skipped}
     if fresh:
+        flags = " and ".join(flag for role, flag in (("D", f"--freeze-d {config.freeze_d}"),
+                                                     ("G", "--freeze-g-mapping"))
+                             if any(key.startswith(role + ".") for key in fresh))
         modules = ", ".join(sorted({".".join(key.split(".")[:2]) + ".*" for key in fresh}))
-        raise ConfigError(f"--freeze-d {config.freeze_d} keeps D's first blocks as {given} trained them, but {given} "
-                          f"does not hold {modules} ({len(fresh)} tensors): frozen, they would stay random. Lower "
-                          "--freeze-d, or drop the flag that adds them (e.g. --pixel-head)")
+        raise ConfigError(f"{flags} keep the layers they freeze as {given} trained them, but {given} does not hold "
+                          f"{modules} ({len(fresh)} tensors): frozen, they would stay random. Lower or drop the "
+                          "freezing flag, or drop the flag that adds those layers (e.g. --pixel-head)")
 
 
 def _doublings(source: InitSource, shape: ImageShape) -> int:
