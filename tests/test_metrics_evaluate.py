@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +142,37 @@ def test_inception_score_runs_on_an_extractor_with_logits(stores: dict[str, Stor
     assert result["n_real"] is None and result["dataset_fingerprint"] is None and result["n_fake"] == 100
     assert result["options"]["splits"] == 10 and "100 images: the Inception Score's protocol uses 50,000" in \
         result["options"]["warning"]
+
+
+def _noise_store(path: Path, count: int = 200) -> Path:
+    images = np.random.default_rng(3).integers(0, 256, (count, 1, 16, 16), dtype=np.uint8)
+    return make_store(path, images).path
+
+
+def _flip_last_pixel(store: Path, count: int = 200) -> None:
+    raw = bytearray(store.read_bytes())
+    raw[-8 * count - 1] ^= 0xFF  # the last pixel byte, before the int64 labels: the header is untouched
+    store.write_bytes(bytes(raw))
+
+
+def test_a_store_edited_after_its_features_were_cached_is_refused_not_scored_from_the_cache(tmp_path: Path) -> None:
+    store, fake = _noise_store(tmp_path / "real.gfs"), _noise_store(tmp_path / "fake.gfs")
+    assert run(str(store), str(fake), ["fid"], tmp_path / "cache", n=200)["fid"]["cache"]["real"] == "miss"
+    assert run(str(store), str(fake), ["fid"], tmp_path / "cache", n=200)["fid"]["cache"]["real"] == "hit"
+    _flip_last_pixel(store)
+    with pytest.raises(DataError, match=f"{store}: its pixels or labels changed after it was prepared"):
+        run(str(store), str(fake), ["fid"], tmp_path / "cache", n=200)
+
+
+def test_a_store_too_large_to_hash_misses_the_cache_once_edited_in_place(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Store, "verify_content", lambda self, limit_bytes=None: False)  # as above the size limit
+    store, fake = _noise_store(tmp_path / "real.gfs"), _noise_store(tmp_path / "fake.gfs")
+    first = run(str(store), str(fake), ["fid"], tmp_path / "cache", n=200)["fid"]
+    assert run(str(store), str(fake), ["fid"], tmp_path / "cache", n=200)["fid"]["cache"]["real"] == "hit"
+    before = store.stat().st_mtime_ns
+    _flip_last_pixel(store)
+    os.utime(store, ns=(before + 10**9, before + 10**9))  # a coarse clock must not hide the edit
+    edited = run(str(store), str(fake), ["fid"], tmp_path / "cache", n=200)["fid"]
+    assert edited["cache"]["real"] == "miss" and edited["scores"] != first["scores"]
+    assert edited["dataset_fingerprint"] == first["dataset_fingerprint"]  # the stamp still names the content hash

@@ -106,5 +106,8 @@ def test_uploads_over_the_limit_are_refused_before_and_while_reading(runs) -> No
 
     response = client.post("/api/translate.png", content=chunks())
     assert response.status_code == 413 and response.json()["param"] == "file"
+    small = TestClient(create_translation_app(runs["pix2pix"], max_upload_bytes=64 << 10), base_url=LOCAL_BASE_URL)
+    response = small.post("/api/translate.png", content=b"\0" * (65 << 10))
+    assert "0.0625 MB upload limit" in response.json()["error"]  # not "the 0 MB upload limit"
     stranger = TestClient(create_translation_app(runs["pix2pix"]))  # Host: testserver, not the bound address
     assert stranger.get("/api/info").status_code == 400

@@ -180,6 +180,7 @@ class Store:
         self.targets: np.ndarray | None = targets if targets is None or not in_memory else np.array(targets)
         self.labels: np.ndarray = np.array(labels)
         self.in_memory = in_memory
+        self._verified = False  # the pixels and labels were hashed against the manifest (verify_content)
         classes = max(1, len(m.label_names))
         if len(self.labels) and not (0 <= self.labels.min() and self.labels.max() < classes):
             raise DataError(f"{self.path}: labels must be class numbers 0-{classes - 1} (it names {classes} "
@@ -188,13 +189,17 @@ class Store:
     def verify_content(self, limit_bytes: int | None = VERIFY_LIMIT_BYTES) -> bool:
         """DataError unless the pixels and labels still hash to the manifest's fingerprint: a store edited or
         damaged after `prepare` would otherwise train, and be scored, silently. False (not checked) for a store
-        above `limit_bytes`, whose full read would delay every start; `ganforge doctor STORE` checks any size."""
+        above `limit_bytes`, whose full read would delay every start; `ganforge doctor STORE` checks any size.
+        A store checked once is not read again."""
+        if self._verified:
+            return True
         pixel_bytes = self.images.nbytes + (0 if self.targets is None else self.targets.nbytes)
         if limit_bytes is not None and pixel_bytes > limit_bytes:
             return False
         if content_fingerprint(self.images, self.labels, self.targets) != self.manifest.fingerprint:
             raise DataError(f"{self.path}: its pixels or labels changed after it was prepared (the content hash no "
                             "longer matches its fingerprint); prepare it again from the source.")
+        self._verified = True
         return True
 
     def __len__(self) -> int:

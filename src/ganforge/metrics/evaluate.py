@@ -245,7 +245,7 @@ def features_of(source: ImageSource, extractor: FeatureExtractor, n: int, batch_
         return extract_features(extractor, source.batches(batch_size, n), count, progress=progress,
                                 desc=f"{desc} features ({source.description})")
 
-    fingerprint = source.fingerprint if cache_dir is not None else None
+    fingerprint = source.cache_fingerprint if cache_dir is not None else None
     if fingerprint is None or cache_dir is None:
         return compute(), "off"
     key = feature_cache.cache_key(fingerprint, extractor.describe(), count)

@@ -43,8 +43,13 @@ class ImageSource(ABC):
 
     @property
     def fingerprint(self) -> str | None:
-        """A content hash when the images are fixed data (the cache key), None for a generator."""
+        """A content hash when the images are fixed data, None for a generator."""
         return None
+
+    @property
+    def cache_fingerprint(self) -> str | None:
+        """What the feature cache is keyed by: the content hash, where it was checked against the images."""
+        return self.fingerprint
 
     def images(self, indices: np.ndarray) -> torch.Tensor:
         """uint8 images at the given positions (for the memorisation figure)."""
@@ -64,7 +69,19 @@ class StoreSource(ImageSource):
 
     @property
     def fingerprint(self) -> str | None:
+        """The hash `prepare` recorded, checked against the pixels where the store is small enough to hash at every
+        start: one edited in place is refused (DataError), not scored with the cached features of the pixels it had."""
+        self.store.verify_content()
         return self.store.manifest.fingerprint
+
+    @property
+    def cache_fingerprint(self) -> str | None:
+        """A store too large to hash at every start adds its file's size and modification time to the recorded
+        hash, so an edit in place misses the cache (a copy without its times costs one extraction)."""
+        if self.store.verify_content():
+            return self.fingerprint
+        stat = self.store.path.stat()
+        return f"{self.store.manifest.fingerprint}|size {stat.st_size}|mtime_ns {stat.st_mtime_ns}"
 
     def images(self, indices: np.ndarray) -> torch.Tensor:
         return self.store.uint8_batch(np.asarray(indices))

@@ -71,7 +71,7 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
 
     @app.exception_handler(UploadTooLarge)
     async def too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
-        return JSONResponse({"error": f"file: larger than the {max_upload_bytes >> 20} MB upload limit; send a "
+        return JSONResponse({"error": f"file: larger than the {max_upload_bytes / (1 << 20):.3g} MB upload limit; send a "
                                       "smaller image", "param": "file"}, status_code=413)
 
     @app.exception_handler(ServerBusy)

@@ -107,7 +107,7 @@ def sharded_real_features(source: StoreSource, extractor: FeatureExtractor, n: i
     """(the real set's features on rank 0, None on the others; "hit" or "miss"). A cache hit costs rank 0 one
     read; a miss is extracted by every rank (image i on rank i % world_size), gathered and cached by rank 0."""
     count = source.count(n)
-    fingerprint = source.fingerprint
+    fingerprint = source.cache_fingerprint
     assert fingerprint is not None  # a store always has one
     key = feature_cache.cache_key(fingerprint, extractor.describe(), count)
     cached = feature_cache.read_cached(cache_dir, key) if ctx.is_main else None
