@@ -1,13 +1,16 @@
 """generate's new flags (--grid, --truncation) and the explore tools (interpolate, arithmetic, project), end to end
 from the CLI on a tiny DCGAN trained on real MNIST digits."""
 
+import errno
 import importlib.util
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
+from ganforge.cli import main
 from ganforge.errors import ConfigError
 from ganforge.explore.arithmetic import combine
 from ganforge.explore.interpolate import lerp, slerp, walk
@@ -113,6 +116,30 @@ def test_a_folder_of_more_images_than_one_batch_holds_each_seeds_own_image(tiny_
     for image, seed in zip(expected, [0, 63, 64, 69], strict=True):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "many" / f"seed{seed:04d}.png")), image)
     assert len(list((tmp_path / "many").iterdir())) == 70
+
+
+def test_a_folder_that_fails_part_way_says_how_many_files_it_holds(tiny_run, tmp_path, monkeypatch):
+    import ganforge.generate as gen
+
+    save_png, saved = gen.save_png, []
+
+    def disk_fills_at_the_70th(image, path, text=None):
+        if len(saved) == 69:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        save_png(image, path, text)
+        saved.append(path)
+
+    monkeypatch.setattr(gen, "save_png", disk_fills_at_the_70th)
+    result = CliRunner().invoke(main, ["generate", str(tiny_run), "--seeds", "0-99", "--out", str(tmp_path / "many")])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1, result.output
+    assert "seed0069.png: No space left on device; the disk is full" in result.output
+    assert f"(69 of 100 files were written to {tmp_path / 'many'} before it stopped" in result.output
+    files = sorted((tmp_path / "many").iterdir())
+    assert [f.name for f in files] == [f"seed{seed:04d}.png" for seed in range(69)]
+    assert all(Image.open(f).size == (28, 28) for f in files)  # each whole
+    monkeypatch.undo()  # the disk freed: the same command again
+    invoke("generate", tiny_run, "--seeds", "0-99", "--out", tmp_path / "many")
+    assert len(list((tmp_path / "many").iterdir())) == 100
 
 
 def test_a_grid_larger_than_image_viewers_open_is_refused_before_the_rest_is_drawn():

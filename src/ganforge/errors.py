@@ -44,3 +44,15 @@ class TrainingInterrupted(GanforgeError):
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         super().__init__(f"interrupted ({name}) {where}")
         self.exit_code = 128 + signum  # what a shell reports for a process the signal killed: 130, 143
+
+
+class PartlyWritten(GanforgeError):
+    """A command that writes many files failed part-way: `cause` says why; the files already written (each whole)
+    stay, and `note` says how many and that running the command again replaces them."""
+
+    def __init__(self, cause: Exception, written: int, total: int, where: str) -> None:
+        self.cause = cause
+        self.note = (f"({written:,} of {total:,} files were written to {where} before it stopped; each is whole, "
+                     "and running the command again replaces them)")
+        super().__init__(f"{cause} {self.note}")
+        self.exit_code = getattr(cause, "exit_code", 1)

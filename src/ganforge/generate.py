@@ -16,7 +16,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.data.store import to_uint8
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import CheckpointError, ConfigError, PartlyWritten
 from ganforge.images import grid_shape, make_grid, save_png, to_pil
 from ganforge.models import family_of
 from ganforge.models.stylegan2 import StyleGAN2Generator
@@ -175,16 +175,21 @@ def write_folder(draw: Callable[[torch.Tensor, torch.Tensor | None], torch.Tenso
              for i, seed in enumerate(seeds)]
     _check_distinct(names, seeds)
     check_output_folder(out, "--out", names, ganforge_png)  # before the first file is written
-    written = []
-    for start in range(0, len(seeds), DRAW_BATCH):
-        part = slice(start, start + DRAW_BATCH)
-        images = draw(latents[part], None if labels is None else labels[part])
-        for i, image in enumerate(images, start):
-            own = {} if classes is None else {"class": classes[i]}
-            path = out / names[i]
-            save_png(to_pil(image.permute(1, 2, 0).numpy()), path,
-                     {"run": str(run_dir), "seed": str(seeds[i]), **(text or {}), **own})
-            written.append(path)
+    written: list[Path] = []
+    try:
+        for start in range(0, len(seeds), DRAW_BATCH):
+            part = slice(start, start + DRAW_BATCH)
+            images = draw(latents[part], None if labels is None else labels[part])
+            for i, image in enumerate(images, start):
+                own = {} if classes is None else {"class": classes[i]}
+                path = out / names[i]
+                save_png(to_pil(image.permute(1, 2, 0).numpy()), path,
+                         {"run": str(run_dir), "seed": str(seeds[i]), **(text or {}), **own})
+                written.append(path)
+    except Exception as exc:  # a full disk or a damaged G at image 40,000: say what is there, keep it
+        if not written:
+            raise
+        raise PartlyWritten(exc, len(written), len(seeds), str(out)) from exc
     return written
 
 

@@ -17,7 +17,7 @@ from ganforge.cli.options import SectionedCommand, given_settings, options_of
 from ganforge.config import TrainConfig
 from ganforge.config.registry import setting_info
 from ganforge.data.pairing import PairOptions
-from ganforge.errors import ConfigError, GanforgeError, TrainingInterrupted
+from ganforge.errors import ConfigError, GanforgeError, PartlyWritten, TrainingInterrupted
 from ganforge.regular_files import NotARegularFile
 from ganforge.terminal_text import terminal_safe
 from ganforge.version import __version__
@@ -50,6 +50,9 @@ def _one_line(exc: Exception) -> tuple[str | None, int]:
     """The message and exit code for an error the user can fix; (None, 1) for a bug, whose traceback is shown."""
     if isinstance(exc, TrainingInterrupted):
         return str(exc), exc.exit_code
+    if isinstance(exc, PartlyWritten):  # the cause's own line (a hint for a full disk, say), then what was written
+        line, code = _one_line(exc.cause)
+        return (None, 1) if line is None else (f"{line} {exc.note}", code)
     if isinstance(exc, GanforgeError):
         return f"error: {exc}", exc.exit_code
     if isinstance(exc, NotARegularFile):  # a FIFO, device or folder where a reader or writer expected a file

@@ -71,8 +71,9 @@ def create_translation_app(source: Path, device: str = "cpu", max_parallel: int 
 
     @app.exception_handler(UploadTooLarge)
     async def too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
-        return JSONResponse({"error": f"file: larger than the {max_upload_bytes / (1 << 20):.3g} MB upload limit; send a "
-                                      "smaller image", "param": "file"}, status_code=413)
+        limit = f"{max_upload_bytes / (1 << 20):.3g} MB"
+        return JSONResponse({"error": f"file: larger than the {limit} upload limit; send a smaller image",
+                             "param": "file"}, status_code=413)
 
     @app.exception_handler(ServerBusy)
     async def busy(request: Request, exc: ServerBusy) -> JSONResponse:
