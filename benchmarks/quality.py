@@ -67,6 +67,10 @@ MODELS = {
     # Lite1 with MSGAN's mode-seeking term, which widened the faces' palettes at 32 px: does it at 64 px too?
     "projected-lite1-ms": ["--model", "projected", "--features", "lite1", "--g-width", "16", "--batch", "16",
                            "--mode-seeking", "1", *FAST],
+    # Lite1 with the head on the pixels that widened the 32 px faces' palettes and mended the 32 px cars (issue 34):
+    # issue 29's untried lead at 64 px.
+    "projected-lite1-px": ["--model", "projected", "--features", "lite1", "--g-width", "16", "--batch", "16",
+                           "--pixel-head", *FAST],
     # R3GAN's recipe at width 8 with R1/R2 every 4 D steps (`--preset r3gan-cpu`): at width 16 and penalties every
     # step, as the paper runs them, it trained at 4 img/s here (BENCHMARKS.md).
     "r3gan": ["--preset", "r3gan-cpu", *FAST],
