@@ -79,7 +79,7 @@ class StoreSource(ImageSource):
         """A store too large to hash at every start adds its file's size and modification time to the recorded
         hash, so an edit in place misses the cache (a copy without its times costs one extraction)."""
         if self.store.verify_content():
-            return self.fingerprint
+            return self.store.manifest.fingerprint
         stat = self.store.path.stat()
         return f"{self.store.manifest.fingerprint}|size {stat.st_size}|mtime_ns {stat.st_mtime_ns}"
 
