@@ -142,6 +142,32 @@ def test_a_folder_that_fails_part_way_says_how_many_files_it_holds(tiny_run, tmp
     assert len(list((tmp_path / "many").iterdir())) == 100
 
 
+def test_a_place_that_cannot_be_written_is_named_as_the_user_wrote_it(tiny_run, tmp_path, monkeypatch):
+    import os
+
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    result = CliRunner().invoke(main, ["generate", str(tiny_run), "--out", str(tmp_path / "grid.png")])
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'grid.png'}: Read-only file system; that file system is read-only" in result.output
+    assert "tmp-" not in result.output  # not the hidden file it writes first
+
+
+@pytest.mark.parametrize("flag", ["--out", "RUN"])
+def test_an_empty_path_is_refused_rather_than_read_as_the_current_folder(tiny_run, tmp_path, monkeypatch, flag):
+    monkeypatch.chdir(tmp_path)
+    args = [str(tiny_run), "--out", ""] if flag == "--out" else ["", "--out", "g.png"]
+    result = CliRunner().invoke(main, ["generate", *args, "--n", "4"])
+    assert result.exit_code == 2 and "is empty; name a file or folder" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []  # no seed0000.png... in the current folder
+
+
 def test_a_grid_larger_than_image_viewers_open_is_refused_before_the_rest_is_drawn():
     with pytest.raises(ConfigError, match="would be 15392x14366 px, more than the 178,956,970 px image viewers"):
         check_grid_size(200, 1024, 1024, None)  # what --n 200 asks of a 1024 px run

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ganforge.cli.options import given_settings, options_of
+from ganforge.cli.options import PathParam, given_settings, options_of
 from ganforge.detect.config import DetectConfig
 from ganforge.errors import ConfigError
 from ganforge.terminal_text import terminal_safe
@@ -30,10 +30,10 @@ def detect() -> None:
 
 
 @detect.command()
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Detector folder to write (or resume).")
+@click.option("--out", type=PathParam(path_type=Path), required=True, help="Detector folder to write (or resume).")
 @click.option("--resume", is_flag=True, help="Continue the detector in --out exactly where it stopped.")
 @options_of(DetectConfig)
-@click.argument("more_fakes", nargs=-1, type=click.Path())
+@click.argument("more_fakes", nargs=-1, type=PathParam())
 def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) -> None:
     """Train a real-vs-generated classifier into --out (a folder like a run's: config, log, checkpoints).
     MORE_FAKES are --fake sources too."""
@@ -51,9 +51,9 @@ def train(out: Path, resume: bool, more_fakes: tuple[str, ...], **options: Any) 
 
 
 @detect.command()
-@click.argument("det", type=click.Path(path_type=Path))
+@click.argument("det", type=PathParam(path_type=Path))
 @click.argument("images", nargs=-1, required=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write every probability here.")
+@click.option("--json", "json_path", type=PathParam(path_type=Path), help="Write every probability here.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: str) -> None:
     """The probability that each image is generated (files, folders, globs)."""
@@ -74,15 +74,15 @@ def score(det: Path, images: tuple[str, ...], json_path: Path | None, device: st
 
 
 @detect.command(name="eval")
-@click.argument("det", type=click.Path(path_type=Path))
-@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.argument("det", type=PathParam(path_type=Path))
+@click.option("--real", "real", multiple=True, required=True, type=PathParam(path_type=Path),
               help="Real images: a store or a folder of images (repeat to add more).")
-@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.option("--fake", "fake", multiple=True, required=True, type=PathParam(path_type=Path),
               help="Generated images: a run or an export (drawn by seed), a store or a folder (repeat to add more).")
-@click.argument("more_fakes", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("more_fakes", nargs=-1, type=PathParam(path_type=Path))
 @click.option("--n", "count", type=click.IntRange(2, 100_000), default=1000, show_default=True,
               help="Images per real source and per generator.")
-@click.option("--out", type=click.Path(path_type=Path), help="Folder for roc.png. [DET/eval]")
+@click.option("--out", type=PathParam(path_type=Path), help="Folder for roc.png. [DET/eval]")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fakes: tuple[Path, ...], count: int,
              out: Path | None, device: str) -> None:
@@ -101,10 +101,10 @@ def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fak
 
 
 @detect.command(name="attack")
-@click.argument("det", type=click.Path(path_type=Path))
-@click.option("--real", "real", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.argument("det", type=PathParam(path_type=Path))
+@click.option("--real", "real", multiple=True, required=True, type=PathParam(path_type=Path),
               help="Real images: a store or a folder of images (repeat to add more).")
-@click.option("--fake", "fake", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.option("--fake", "fake", multiple=True, required=True, type=PathParam(path_type=Path),
               help="Generated images: a run or an export (drawn by seed), a store or a folder (repeat to add more).")
 @click.option("--attack", "name", type=click.Choice(["fgsm", "pgd"]), default="fgsm", show_default=True,
               help="fgsm (one signed-gradient step) or pgd (iterated, projected back into the eps ball).")
@@ -112,7 +112,7 @@ def evaluate(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], more_fak
 @click.option("--steps", type=click.IntRange(1, 1000), default=10, show_default=True, help="PGD steps.")
 @click.option("--n", "count", type=click.IntRange(2, 100_000), default=500, show_default=True,
               help="Images attacked from each side.")
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=PathParam(path_type=Path),
               help="Folder for attack.png and attacked.png. [DET/attack-fgsm or DET/attack-pgd]")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 def attack_command(det: Path, real: tuple[Path, ...], fake: tuple[Path, ...], name: str, eps: str, steps: int,

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import click
 
+from ganforge.cli.options import PathParam
 from ganforge.errors import ConfigError
 from ganforge.terminal_text import terminal_safe
 
-_SOURCE = click.argument("source", metavar="RUN", type=click.Path(path_type=Path))
+_SOURCE = click.argument("source", metavar="RUN", type=PathParam(path_type=Path))
 _DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 _PSI = click.option("--truncation", "psi", type=float, default=1.0, show_default=True,
                     help="psi: pull latents toward the mean latent; 1 = none.")
@@ -42,7 +43,7 @@ def _seed_list(text: str, flag: str) -> list[int]:
 @click.option("--fps", type=click.IntRange(1, 60), default=30, show_default=True, help="Animation frame rate.")
 @click.option("--scale", type=click.IntRange(1, 32),
               help="Enlarge frames (or a .png grid's cells) N times. [animations: to about 256 px; .png: 1]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("walk.gif"), show_default=True,
+@click.option("--out", type=PathParam(path_type=Path), default=Path("walk.gif"), show_default=True,
               help=".gif, .mp4 (needs imageio-ffmpeg) or .png (a grid, one row per transition).")
 @_PSI
 @_CLASS
@@ -63,7 +64,7 @@ def interpolate(source: Path, seeds: str, frames: int, method: str, loop: bool, 
 @click.option("--b", "b", required=True, help="Seeds averaged into the concept subtracted.")
 @click.option("--c", "c", required=True, help="Seeds averaged into the concept added.")
 @click.option("--variations", type=int, help="Noisy copies of the result shown beside it. [columns - 1]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("arithmetic.png"), show_default=True,
+@click.option("--out", type=PathParam(path_type=Path), default=Path("arithmetic.png"), show_default=True,
               help="The grid: rows a, b, c (samples, then their mean), then the result and its variations.")
 @_PSI
 @_CLASS
@@ -84,7 +85,7 @@ def arithmetic(source: Path, a: str, b: str, c: str, variations: int | None, out
 @click.option("--cols", required=True, help="Seeds across the top row, e.g. 4,5,6.")
 @click.option("--styles", help="Layers (ws) each cell takes from its column seed, e.g. 0-3 (coarse) or 8-13. "
                                "[the upper half: fine styles]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("mixing.png"), show_default=True,
+@click.option("--out", type=PathParam(path_type=Path), default=Path("mixing.png"), show_default=True,
               help="The grid image (.png).")
 @_PSI
 @_CLASS
@@ -101,7 +102,7 @@ def mix(source: Path, rows: str, cols: str, styles: str | None, out: Path, psi: 
 
 @click.command()
 @_SOURCE
-@click.argument("image", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("image", type=PathParam(path_type=Path, exists=True, dir_okay=False))
 @click.option("--steps", type=click.IntRange(1, 100_000), default=300, show_default=True, help="Adam steps.")
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Adam learning rate on the latent.")
 @click.option("--starts", type=click.IntRange(1, 10_000), default=64, show_default=True,
@@ -126,7 +127,7 @@ def mix(source: Path, rows: str, cols: str, styles: str | None, out: Path, psi: 
               help="Pivotal tuning: fine-tune G this many steps around the found latent (about 300 is typical), "
                    "written as the export tuned/; projected.png and edited.png then come from it.")
 @click.option("--tune-lr", type=float, default=3e-4, show_default=True, help="Adam learning rate of --tune.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("projection"), show_default=True,
+@click.option("--out", type=PathParam(path_type=Path), default=Path("projection"), show_default=True,
               help="Folder for latent.npy, projected.png, target.png, progress.png (and noise.safetensors, tuned/).")
 @_CLASS
 @_DEVICE
@@ -154,7 +155,7 @@ def project(source: Path, image: Path, steps: int, lr: float, starts: int, featu
               default="safetensors", show_default=True,
               help="safetensors (data only; the Hugging Face layout, also named hf), onnx (any runtime), torchscript "
                    "(torch only).")
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=PathParam(path_type=Path),
               help="Folder to write. [the run's folder name and the format, e.g. 00001-dcgan-mnist-safetensors]")
 @click.option("--with-discriminator", is_flag=True,
               help="Write D beside G (discriminator.safetensors), so the export can be fine-tuned with `ganforge "
@@ -210,7 +211,7 @@ def push(source: Path, repo: str, private: bool, token: str | None) -> None:
                    "this address in their Host header (127.0.0.1 also accepts localhost), which stops DNS "
                    "rebinding; 0.0.0.0 binds every interface and accepts any Host.")
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
-@click.option("--directions", "directions_folder", type=click.Path(path_type=Path),
+@click.option("--directions", "directions_folder", type=PathParam(path_type=Path),
               help="A `ganforge directions` folder: its top directions become sliders (and the API's edit=).")
 @_DEVICE
 def serve(source: Path, host: str, port: int, device: str, directions_folder: Path | None) -> None:
@@ -225,8 +226,8 @@ def serve(source: Path, host: str, port: int, device: str, directions_folder: Pa
 
 @click.command()
 @_SOURCE
-@click.argument("inputs", metavar="INPUTS", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.argument("inputs", metavar="INPUTS", type=PathParam(path_type=Path))
+@click.option("--out", type=PathParam(path_type=Path), required=True,
               help="Folder for the outputs: one PNG per input, under the input's relative name.")
 @click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True,
               help="a2b: the store's inputs to its targets; b2a: back (CycleGAN only).")
@@ -251,7 +252,7 @@ def translate(source: Path, inputs: Path, out: Path, direction: str, crop: str, 
               help="sefa: closed form from the first latent-reading weights; ganspace: principal components of W "
                    "(stylegan2) or of the first layer; labels: the boundary of a score of the images (--score).")
 @click.option("--k", "count", type=click.IntRange(1, 512), default=10, show_default=True, help="Directions to find.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", type=PathParam(path_type=Path), required=True,
               help="Folder for directions.safetensors, directions.json and directions.png.")
 @click.option("--layers", help="stylegan2: the style layers the directions come from and edits move, e.g. 0-3 "
                                "(coarse: pose, shape) or 6-11 (fine: colour). [all]")

@@ -13,7 +13,7 @@ import click
 
 from ganforge.cli.detect import detect
 from ganforge.cli.explore import register as register_explore_commands
-from ganforge.cli.options import SectionedCommand, given_settings, options_of
+from ganforge.cli.options import PathParam, SectionedCommand, given_settings, options_of
 from ganforge.config import TrainConfig
 from ganforge.config.registry import setting_info
 from ganforge.data.pairing import PairOptions
@@ -96,11 +96,11 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 @main.command()
-@click.argument("source", required=False, type=click.Path(path_type=Path))
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Store file to write (.gfs).")
-@click.option("--a", "folder_a", type=click.Path(path_type=Path),
+@click.argument("source", required=False, type=PathParam(path_type=Path))
+@click.option("--out", "out", type=PathParam(path_type=Path), required=True, help="Store file to write (.gfs).")
+@click.option("--a", "folder_a", type=PathParam(path_type=Path),
               help="With --pairs by-name or --unpaired: the folder (or archive) of inputs, domain A.")
-@click.option("--b", "folder_b", type=click.Path(path_type=Path),
+@click.option("--b", "folder_b", type=PathParam(path_type=Path),
               help="With --pairs by-name or --unpaired: the folder (or archive) of targets, domain B.")
 @options_of(PairOptions)
 @click.option("--resolution", help="Output size: N for NxN, or WxH. Default: the first usable image's size.")
@@ -127,8 +127,8 @@ def prepare(source: Path | None, out: Path, folder_a: Path | None, folder_b: Pat
 @main.command(cls=SectionedCommand)
 @click.option("--preset", help="A named recipe (see --list-presets); other flags override its settings.")
 @click.option("--list-presets", is_flag=True, help="List the presets and exit.")
-@click.option("--resume", type=click.Path(path_type=Path), help="Run folder to continue exactly where it stopped.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path),
+@click.option("--resume", type=PathParam(path_type=Path), help="Run folder to continue exactly where it stopped.")
+@click.option("--config", "config_file", type=PathParam(path_type=Path),
               help="Settings from a JSON, TOML or YAML file (a run's config.json reruns it); flags override it.")
 @setting_options
 @click.option("--phase-kimg", type=float, help="progan: kimg of each fade-in and each stabilisation phase. "
@@ -167,7 +167,7 @@ def train(resume: Path | None, config_file: Path | None, dry_run: bool, no_progr
 
 
 @main.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathParam(path_type=Path))
 def doctor(path: Path) -> None:
     """Check a store, a run folder or an exported folder as the commands open them; one line per finding.
     Exit 0 when all is well, 1 when something is wrong. Reads only."""
@@ -181,25 +181,25 @@ def doctor(path: Path) -> None:
 
 
 @main.command()
-@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.argument("run_dir", required=False, type=PathParam(path_type=Path))
 @click.option("--metrics", "metrics_text",
               help="Comma-separated: fid, kid, is, pr; with a run also memorization, probe; with a paired "
               "image-to-image run psnr, ssim. [fid; psnr,ssim for a paired image-to-image run]")
 @click.option("--n", type=click.IntRange(2, 1_000_000), default=10_000, show_default=True,
               help="Images per set (generated, and real from the store).")
-@click.option("--data", type=click.Path(path_type=Path), help="Real images: a store other than the run's own.")
-@click.option("--real", type=click.Path(path_type=Path), help="Without a run: the real set (store or image folder).")
-@click.option("--fake", type=click.Path(path_type=Path), help="Without a run: the generated set (store or folder).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write every score with its protocol.")
+@click.option("--data", type=PathParam(path_type=Path), help="Real images: a store other than the run's own.")
+@click.option("--real", type=PathParam(path_type=Path), help="Without a run: the real set (store or image folder).")
+@click.option("--fake", type=PathParam(path_type=Path), help="Without a run: the generated set (store or folder).")
+@click.option("--json", "json_path", type=PathParam(path_type=Path), help="Write every score with its protocol.")
 @click.option("--extractor", type=click.Choice(["inception", "random-conv"]), default="inception", show_default=True,
               help="Feature network; random-conv is a fast offline stand-in, not comparable with published FIDs.")
-@click.option("--inception", "inception_path", type=click.Path(path_type=Path),
+@click.option("--inception", "inception_path", type=PathParam(path_type=Path),
               help="TorchScript Inception weights (NVIDIA's inception-2015-12-05.pt or fid-helper's default_1.pt).")
 @click.option("--download-inception", is_flag=True,
               help="If no weights are installed, download NVIDIA's inception-2015-12-05.pt into the cache dir.")
 @click.option("--batch", type=click.IntRange(1, 1024), default=50, show_default=True,
               help="Images per forward pass of G and of the feature network.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Folder for figures. [RUN/evaluation]")
+@click.option("--out", "out_dir", type=PathParam(path_type=Path), help="Folder for figures. [RUN/evaluation]")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:N.")
 def evaluate(run_dir: Path | None, metrics_text: str | None, n: int, data: Path | None, real: Path | None,
              fake: Path | None, json_path: Path | None, extractor: str, inception_path: Path | None,
@@ -263,7 +263,7 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
 
 
 @main.command("preview-augment")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store", type=PathParam(path_type=Path))
 @click.option("--augment", "name", type=click.Choice(["ada", "diffaugment"]), default="ada", show_default=True,
               help="The augmentation to preview (as train's --augment).")
 @click.option("--p", "probability", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -271,7 +271,7 @@ def bench(model: str, resolution: int, batch: int, precision: str, channels_last
 @click.option("--n", "count", type=click.IntRange(1, 64), default=8, show_default=True, help="Real images (rows).")
 @click.option("--copies", type=click.IntRange(1, 16), default=7, show_default=True, help="Augmented copies per row.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the augmentations drawn.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("augment.png"), show_default=True,
+@click.option("--out", type=PathParam(path_type=Path), default=Path("augment.png"), show_default=True,
               help="The PNG to write: each real image (first column) beside its augmented copies.")
 def preview_augment(store: Path, name: str, probability: float, count: int, copies: int, seed: int,
                     out: Path) -> None:
@@ -294,13 +294,13 @@ def preview_augment(store: Path, name: str, probability: float, count: int, copi
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PathParam(path_type=Path))
 @click.option("--seeds", default=None, help="Seeds to render, e.g. 0-63 or 1,5,9. [0-63, or as many as --grid]")
 @click.option("--n", "count", type=click.IntRange(1, 100_000), help="Render seeds 0..N-1 (instead of --seeds).")
 @click.option("--grid", "grid_text", help="ROWSxCOLUMNS, e.g. 4x8: one grid of that shape (seeds 0.. by default).")
 @click.option("--truncation", "psi", type=float, default=1.0, show_default=True,
               help="psi: pull each latent toward the mean latent; 1 = none, 0.7 = fewer odd images, less variety.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("grid.png"), show_default=True,
+@click.option("--out", type=PathParam(path_type=Path), default=Path("grid.png"), show_default=True,
               help="A .png path for one grid, or a folder for one PNG per seed.")
 @click.option("--columns", type=click.IntRange(1, 1024), help="Grid columns. [square]")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")

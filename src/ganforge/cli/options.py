@@ -32,6 +32,16 @@ class BatchGpu(click.ParamType):
         return count
 
 
+class PathParam(click.Path):
+    """click.Path that refuses an empty value: `--out "$DIR"` with DIR unset would otherwise mean the current
+    folder, and scatter a command's files there."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; name a file or folder (an unset shell variable?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Fraction(click.ParamType):
     """A number written as 0.01 or as 2/255 (how L-infinity bounds are quoted); the config checks its range."""
 
@@ -76,8 +86,8 @@ def _click_type(info: SettingInfo) -> click.ParamType | None:
     if info.choices:
         return click.Choice(info.choices)
     types: dict[str, click.ParamType | None] = {
-        "bool": None, "int": click.INT, "float": click.FLOAT, "str": click.STRING, "path": click.Path(),
-        "paths": click.Path(), "fraction": Fraction(), "auto|N": BatchGpu()}
+        "bool": None, "int": click.INT, "float": click.FLOAT, "str": click.STRING, "path": PathParam(),
+        "paths": PathParam(), "fraction": Fraction(), "auto|N": BatchGpu()}
     return types[info.kind]
 
 
