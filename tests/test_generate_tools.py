@@ -3,6 +3,7 @@ from the CLI on a tiny DCGAN trained on real MNIST digits."""
 
 import errno
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -143,8 +144,6 @@ def test_a_folder_that_fails_part_way_says_how_many_files_it_holds(tiny_run, tmp
 
 
 def test_a_place_that_cannot_be_written_is_named_as_the_user_wrote_it(tiny_run, tmp_path, monkeypatch):
-    import os
-
     real_open = os.open
 
     def read_only(path, flags, *args):

@@ -27,19 +27,18 @@ def written_whole(path: Path, durable: bool = False) -> Iterator[Path]:
     try:
         temporary.unlink(missing_ok=True)  # a link planted there goes, not the file it points to
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        try:
-            yield temporary
-            if durable:
-                _fsync(temporary)
-            os.replace(temporary, path)
-            if durable:
-                _fsync(path.parent)
-        finally:
-            temporary.unlink(missing_ok=True)
+        yield temporary
+        if durable:
+            _fsync(temporary)
+        os.replace(temporary, path)
+        if durable:
+            _fsync(path.parent)
     except OSError as error:
         if error.filename in (temporary, str(temporary)):  # the user named `path`, never the hidden temporary
             error.filename = str(path)
         raise
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:
