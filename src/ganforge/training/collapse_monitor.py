@@ -3,16 +3,25 @@ real images, and a warning when the samples are far closer to one another than r
 
 The measure is the median distance from each image to its nearest other image of the same set, in the features
 of a small fixed random convolutional network (metrics/random_conv.py: no download, a few milliseconds for 64
-images). Real images give the reference (their own median). A collapsed generator draws a few images over and
-over: most samples then have a near-twin, and the median falls towards 0 (the same image 64 times: exactly 0),
-while a varied set stays near the real images' value. A G that draws a few variations of each image, not exact
-copies, keeps more of the median but gives most samples a near-twin (closer to another sample than 95 % of real
-images are to theirs), so a majority of near-twins is collapse too. A class-conditional G is measured within each
-class, against as many real images of each class: drawing one image per class is collapse even though the classes
-differ. Colour images are also measured by their palettes (metrics/palette.py), which the random features
-under-read: a G drawing every face in one hair colour narrows the palettes' median to below half of the real
-images' while keeping most of the features' (BENCHMARKS.md). Samples come from fixed latents of their own seed
-under a forked random stream, so the run's trajectory is the one it would have without the monitor.
+images). Real images give the reference: their own median, pooled over REFERENCE_SETS sets of as many images as
+there are samples. A collapsed generator draws a few images over and over: most samples then have a near-twin, and
+the median falls towards 0 (the same image 64 times: exactly 0), while a varied set stays near the real images'
+value. A G that draws a few variations of each image, not exact copies, keeps more of the median but gives many
+samples a near-twin, so TWIN_SHARE of the samples with a near-twin is collapse too.
+
+A near-twin is a sample closer to another than TWIN_DISTANCE of the real images' median: a distance, not a rank
+among real pairs. In the network's 512 features the real images' nearest-neighbour distances bunch near their
+median (the 5th percentile of 64 anime faces' lies at 0.73-0.84 of it), so the old threshold, closer than 95 % of
+64 real images are to theirs, made half of a healthy G's samples twins as soon as they sat 15-20 % closer together
+than real faces do: the 64 px faces' runs from 20 kimg on, whose grids show 64 different faces (BENCHMARKS.md,
+"Near-twins by distance").
+
+A class-conditional G is measured within each class, against as many real images of each class: drawing one
+image per class is collapse even though the classes differ. Colour images are also measured by their palettes
+(metrics/palette.py), which the random features under-read: a G drawing every face in one hair colour narrows the
+palettes' median to below half of the real images' while keeping most of the features' (BENCHMARKS.md). Samples
+come from fixed latents of their own seed under a forked random stream, so the run's trajectory is the one it
+would have without the monitor.
 
 The run reacts to the first warning by keeping the newest checkpoint from before the fall (its tick's diversity
 still healthy) in `RUN/before-collapse/`, a run folder of one checkpoint (hard-linked, so it costs no copy) that
@@ -43,10 +52,14 @@ from ganforge.training.state import TrainingState
 from ganforge.whole_files import written_whole
 
 SAMPLES = 64  # samples and real images compared at each tick
+REFERENCE_SETS = 8  # sets of SAMPLES real images the reference pools: one set's median moves by several percent
 COLLAPSE_RATIO = 0.5  # samples' nearest-neighbour median below this share of the real images' is collapse
 START_SHARE = 0.1  # a fresh G draws near-identical images: no warning in the first tenth of the run
-TWIN_PERCENTILE = 5.0  # a sample is a near-twin when its nearest neighbour is closer than 95 % of real pairs
-TWIN_SHARE = 0.5  # ... and this share of samples with a near-twin (real images: 5 %) is collapse
+# A sample nearer another than this share of the real images' median is a near-twin (real images: 0-10 % of them;
+# healthy runs' samples 0-25 %, the most at 2 of 259 ticks of an hour on the 32 px cars; Fashion-MNIST's classes
+# drawn as one garment each: 28-41 %; BENCHMARKS.md, "Near-twins by distance") ...
+TWIN_DISTANCE = 0.6
+TWIN_SHARE = 0.3  # ... and this share of samples with a near-twin is collapse
 # Colour samples' palette nearest-neighbour median below this share of the real images' is collapse: grids of one
 # palette read 0.34-0.42, the healthiest 0.71-0.80, and two 128 px cars grids 0.52 and 0.56 (BENCHMARKS.md)
 PALETTE_RATIO = 0.45
@@ -70,11 +83,11 @@ def is_collapsed(diversity: float, real: float, twins: int, samples: int) -> boo
     return real > 0 and (diversity < COLLAPSE_RATIO * real or twins >= TWIN_SHARE * samples)
 
 
-def reference_rows(store: Store, labels: torch.Tensor | None, seed: int) -> tuple[np.ndarray, torch.Tensor | None]:
-    """The real images the samples are compared with, and the groups both are measured in: for samples of
+def reference_rows(store: Store, labels: torch.Tensor | None,
+                   rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor | None]:
+    """A set of real images to compare the samples with, and the groups both are measured in: for samples of
     `labels` (each class at least twice), a distinct real image of the same class for each; otherwise SAMPLES
     images of any class, measured as one group."""
-    rng = np.random.default_rng(seed)
     if labels is not None and int(labels.bincount().min()) >= 2:
         wanted = labels.bincount().tolist()
         pools = [np.flatnonzero(store.labels == k) for k in range(len(wanted))]
@@ -84,26 +97,39 @@ def reference_rows(store: Store, labels: torch.Tensor | None, seed: int) -> tupl
     return np.sort(rng.permutation(store.manifest.count)[:SAMPLES]), None
 
 
+def real_reference(store: Store, labels: torch.Tensor | None, seed: int,
+                   extractor: RandomConvExtractor) -> tuple[float, float, torch.Tensor | None]:
+    """The real images' median nearest-neighbour distance in the features and (for colour images, else 0) in the
+    palettes, pooled over REFERENCE_SETS sets drawn by `reference_rows`, and the groups the samples are measured
+    in (None: all as one). A store of no more images than one set holds gives one set."""
+    rng = np.random.default_rng(seed)
+    colour = store.manifest.output_shape[0] == 3
+    features, palettes, groups = [], [], None
+    for _ in range(REFERENCE_SETS if store.manifest.count > SAMPLES else 1):
+        rows, groups = reference_rows(store, labels, rng)
+        images = torch.as_tensor(store.uint8_batch(rows))  # one set at a time: 64 images at 1024 px are 200 MB
+        features.append(nearest_neighbour_distances(extractor.extract(images)[0], groups))
+        if colour:
+            palettes.append(nearest_neighbour_distances(palette_features(images), groups))
+    palette = float(torch.cat(palettes).median()) if colour else 0.0
+    return float(torch.cat(features).median()), palette, groups
+
+
 def collapse_monitor(config: TrainConfig, store: Store, echo: Callable[[str], None], device: torch.device,
                      run_dir: Path | None = None) -> Callable[[TrainingState, dict[str, Any]], None]:
     """A tick hook adding `diversity` (the samples' median nearest-neighbour distance), `diversity_real` (the real
-    images') and `near_twins` (samples closer to another than 95 % of real images are) to the tick's log row, for
-    colour images `palette_diversity` and `palette_diversity_real` (the same median over their palettes), and
-    printing a warning when the samples fall below COLLAPSE_RATIO of the real images' diversity or PALETTE_RATIO of
-    their palettes' (when a fall starts, then every REMIND_SHARE of the run while it lasts); at the first warning,
-    the checkpoint from before the fall is kept in `run_dir`/before-collapse (None: on other ranks)."""
+    images') and `near_twins` (samples closer to another than TWIN_DISTANCE of the real images' median) to the
+    tick's log row, for colour images `palette_diversity` and `palette_diversity_real` (the same median over their
+    palettes), and printing a warning when the samples have collapsed (`is_collapsed`) or their palettes fall below
+    PALETTE_RATIO of the real images' (when a fall starts, then every REMIND_SHARE of the run while it lasts); at the
+    first warning, the checkpoint from before the fall is kept in `run_dir`/before-collapse (None: on other ranks)."""
     extractor = RandomConvExtractor(device=device)
     m = store.manifest
     count = min(SAMPLES, m.count)
     labels = torch.arange(count) % config.model.num_classes if config.model.conditional else None
-    rows, real_groups = reference_rows(store, labels, config.seed + 5)
-    real_images = torch.as_tensor(store.uint8_batch(rows))
-    real_nn = nearest_neighbour_distances(extractor.extract(real_images)[0], real_groups)
-    real = float(real_nn.median())
-    twin = float(np.percentile(real_nn.numpy(), TWIN_PERCENTILE))
+    real, real_palette, real_groups = real_reference(store, labels, config.seed + 5, extractor)
+    twin = TWIN_DISTANCE * real
     colour = m.output_shape[0] == 3
-    real_palette = float(nearest_neighbour_distances(palette_features(real_images), real_groups).median()) \
-        if colour else 0.0
     latents = torch.randn(count, config.model.z_dim, generator=torch.Generator().manual_seed(config.seed + 4))
     sample_groups = labels if real_groups is not None else None
     within = " in their class" if sample_groups is not None else ""
