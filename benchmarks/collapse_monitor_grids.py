@@ -1,9 +1,8 @@
 """The collapse monitor's two measures on the sample grids in benchmarks/results, against a store's real images:
 how far each grid's first 64 samples lie apart in the random convolutional features and in their colour palettes,
 as a share of real images' own (pooled over REFERENCE_SETS sets of 64, as the monitor does), and the near-twins
-in the features. The grids are
-G-EMA samples of runs whose FID, recall and look BENCHMARKS.md records, so this shows where the monitor's
-thresholds fall on grids a person has judged. Usage:
+in the features. The grids are G-EMA samples of runs whose FID, recall and look BENCHMARKS.md records, so this
+shows where the monitor's thresholds fall on grids a person has judged. Usage:
 
     python benchmarks/collapse_monitor_grids.py anime.gfs benchmarks/results/anime-*.png
     python benchmarks/collapse_monitor_grids.py anime32.gfs benchmarks/results/anime32-*.png --tile 64
